@@ -1,0 +1,190 @@
+"""The standard error types of every external call.
+
+Exception tree::
+
+    Exception
+    └── ReliabilityError              an external call failed (``.error_type`` says how)
+        ├── CircuitOpenError          rejected by an open circuit breaker, nothing was attempted
+        ├── ThrottledError            refused by the library's own rate limiter
+        └── CallTimeoutError          an attempt ran out of time (also a builtin ``TimeoutError``)
+
+``ReliabilityError.error_type`` is always set, so ``except ReliabilityError`` plus a look at
+``error_type`` is enough (the seed's error-handling example); the subclasses exist for callers who
+prefer ``except CircuitOpenError``. The original exception is the ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Final
+
+
+class ExternalServiceError(Enum):
+    """How an external call failed. The values are the ``error.type`` of the telemetry."""
+
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    RATE_LIMIT = "rate_limit"
+    AUTHENTICATION_ERROR = "authentication_error"
+    PERMISSION_DENIED = "permission_denied"
+    NOT_FOUND = "not_found"
+    BAD_REQUEST = "bad_request"
+    SERVER_ERROR = "server_error"
+    UNKNOWN_ERROR = "unknown_error"
+    CIRCUIT_OPEN = "circuit_open"
+    THROTTLED = "throttled"
+
+
+#: Failures worth another attempt: the service may answer differently next time.
+#: ``UNKNOWN_ERROR`` joins them unless ``RETRY_UNKNOWN_ERRORS`` is off.
+TRANSIENT_ERRORS: Final = frozenset(
+    {
+        ExternalServiceError.TIMEOUT,
+        ExternalServiceError.CONNECTION_ERROR,
+        ExternalServiceError.RATE_LIMIT,
+        ExternalServiceError.SERVER_ERROR,
+    }
+)
+
+#: The caller's fault, not the service's: never retried, never counted as a breaker failure.
+CLIENT_ERRORS: Final = frozenset(
+    {
+        ExternalServiceError.AUTHENTICATION_ERROR,
+        ExternalServiceError.PERMISSION_DENIED,
+        ExternalServiceError.NOT_FOUND,
+        ExternalServiceError.BAD_REQUEST,
+    }
+)
+
+
+class ReliabilityError(Exception):
+    """A call to an external service failed.
+
+    Attributes:
+        error_type: how it failed (an :class:`ExternalServiceError`).
+        service_name: the service called, e.g. ``"openai"``.
+        endpoint: the operation called, e.g. ``"chat.completions"``.
+        attempts: how many attempts ran (0 when the call was rejected before any attempt).
+        retry_after: seconds the service asked us to wait (``Retry-After``), if it said so.
+    """
+
+    def __init__(
+        self,
+        error_type: ExternalServiceError,
+        service_name: str,
+        endpoint: str,
+        message: str | None = None,
+        *,
+        attempts: int = 1,
+        retry_after: float | None = None,
+    ) -> None:
+        self.error_type = error_type
+        self.service_name = service_name
+        self.endpoint = endpoint
+        self.attempts = attempts
+        self.retry_after = retry_after
+        self.message = message or f"{error_type.value} calling {service_name} ({endpoint})"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return f"{self.message} [{self.error_type.value}; attempts={self.attempts}]"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(error_type={self.error_type},"
+            f" service_name={self.service_name!r}, endpoint={self.endpoint!r},"
+            f" attempts={self.attempts}, retry_after={self.retry_after})"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable across processes, keywords included
+        return (
+            _rebuild,
+            (
+                type(self),
+                self.error_type,
+                self.service_name,
+                self.endpoint,
+                self.message,
+                self.attempts,
+                self.retry_after,
+            ),
+        )
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the failure is transient (``UNKNOWN_ERROR`` counts, per the default config)."""
+        return self.error_type in TRANSIENT_ERRORS or (
+            self.error_type is ExternalServiceError.UNKNOWN_ERROR
+        )
+
+
+def _rebuild(
+    cls: type[ReliabilityError],
+    error_type: ExternalServiceError,
+    service_name: str,
+    endpoint: str,
+    message: str,
+    attempts: int,
+    retry_after: float | None,
+) -> ReliabilityError:
+    return cls(
+        error_type, service_name, endpoint, message, attempts=attempts, retry_after=retry_after
+    )
+
+
+class CircuitOpenError(ReliabilityError):
+    """The breaker of (service, endpoint) is open: the call was rejected without an attempt."""
+
+    def __init__(
+        self,
+        error_type: ExternalServiceError = ExternalServiceError.CIRCUIT_OPEN,
+        service_name: str = "",
+        endpoint: str = "",
+        message: str | None = None,
+        *,
+        attempts: int = 0,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            error_type,
+            service_name,
+            endpoint,
+            message or f"circuit breaker for {service_name} ({endpoint}) is open",
+            attempts=attempts,
+            retry_after=retry_after,
+        )
+
+
+class ThrottledError(ReliabilityError):
+    """The library's own rate limiter refused the call: nothing was attempted."""
+
+    def __init__(
+        self,
+        error_type: ExternalServiceError = ExternalServiceError.THROTTLED,
+        service_name: str = "",
+        endpoint: str = "",
+        message: str | None = None,
+        *,
+        attempts: int = 0,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            error_type,
+            service_name,
+            endpoint,
+            message or f"rate limit for {service_name} ({endpoint}) reached",
+            attempts=attempts,
+            retry_after=retry_after,
+        )
+
+
+class CallTimeoutError(ReliabilityError, TimeoutError):
+    """An attempt did not finish within its timeout (``except TimeoutError`` catches it too)."""
+
+
+#: The class :func:`map_external_error` builds for each error type.
+ERROR_CLASSES: Final[dict[ExternalServiceError, type[ReliabilityError]]] = {
+    ExternalServiceError.TIMEOUT: CallTimeoutError,
+    ExternalServiceError.CIRCUIT_OPEN: CircuitOpenError,
+    ExternalServiceError.THROTTLED: ThrottledError,
+}

@@ -1,0 +1,327 @@
+"""Map any exception from an external call to an :class:`ExternalServiceError`.
+
+Order of evidence, strongest first:
+
+1. a :class:`ReliabilityError` (from a nested ``resilient_call``) keeps its classification;
+2. classifiers registered with :func:`register_classifier` (the application's own);
+3. classifiers for well-known client libraries (httpx, requests, grpc, botocore, openai, ...),
+   looked up by the exception's module, so nothing is imported that the application did not import;
+4. the exception's type (``TimeoutError``, the ``ConnectionError`` family, ``OSError`` errnos);
+5. an HTTP status found on the exception (``.status_code``, ``.status``, ``.response.status_code``);
+6. keywords in the message (the seed's rule), the last resort.
+
+``Retry-After`` (seconds or an HTTP-date) is read from ``.retry_after`` or the headers of
+``.response`` / ``.headers`` when present.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Final
+
+from ._errors import ERROR_CLASSES, ExternalServiceError, ReliabilityError
+
+__all__ = [
+    "Classification",
+    "Classifier",
+    "classify",
+    "map_external_error",
+    "parse_retry_after",
+    "register_classifier",
+    "status_to_error_type",
+]
+
+E = ExternalServiceError
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """What a classifier decided: the error type and, if the service said so, ``Retry-After``."""
+
+    error_type: ExternalServiceError
+    retry_after: float | None = None
+
+
+#: A classifier looks at an exception and returns a Classification, or None to pass.
+Classifier = Callable[[BaseException], Classification | None]
+
+_user_classifiers: list[Classifier] = []
+_user_lock = threading.Lock()
+
+
+def register_classifier(classifier: Classifier) -> Callable[[], None]:
+    """Add a classifier consulted before the built-in rules; returns a function that removes it.
+
+    >>> from otel_resilience import ExternalServiceError, register_classifier
+    >>> from otel_resilience._mapping import Classification, classify
+    >>> class QuotaExceeded(Exception): ...
+    >>> remove = register_classifier(
+    ...     lambda exc: Classification(ExternalServiceError.RATE_LIMIT, retry_after=2.0)
+    ...     if isinstance(exc, QuotaExceeded) else None
+    ... )
+    >>> classify(QuotaExceeded("over quota"))
+    Classification(error_type=<ExternalServiceError.RATE_LIMIT: 'rate_limit'>, retry_after=2.0)
+    >>> remove()
+    """
+    if not callable(classifier):
+        raise TypeError(f"classifier must be callable, got {type(classifier).__name__}")
+    with _user_lock:
+        _user_classifiers.insert(0, classifier)
+
+    def remove() -> None:
+        with _user_lock:
+            if classifier in _user_classifiers:
+                _user_classifiers.remove(classifier)
+
+    return remove
+
+
+# --- status codes --------------------------------------------------------------------------
+
+_STATUS: Final[Mapping[int, ExternalServiceError]] = {
+    400: E.BAD_REQUEST,
+    401: E.AUTHENTICATION_ERROR,
+    403: E.PERMISSION_DENIED,
+    404: E.NOT_FOUND,
+    407: E.AUTHENTICATION_ERROR,
+    408: E.TIMEOUT,
+    410: E.NOT_FOUND,
+    429: E.RATE_LIMIT,
+    504: E.TIMEOUT,
+}
+
+
+def status_to_error_type(status: int) -> ExternalServiceError | None:
+    """The error type of an HTTP status; None for statuses that are not errors (< 400)."""
+    if status in _STATUS:
+        return _STATUS[status]
+    if 500 <= status <= 599:
+        return E.SERVER_ERROR
+    if 400 <= status <= 499:
+        return E.BAD_REQUEST
+    return None
+
+
+def _find_status(exc: BaseException) -> int | None:
+    for holder in (exc, getattr(exc, "response", None)):
+        if holder is None:
+            continue
+        for attr in ("status_code", "status"):
+            value = getattr(holder, attr, None)
+            if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+                return value
+    return None
+
+
+# --- Retry-After ---------------------------------------------------------------------------
+
+
+def parse_retry_after(value: object, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date.
+
+    >>> parse_retry_after("3")
+    3.0
+    >>> parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0)
+    10.0
+    >>> parse_retry_after("soon") is None
+    True
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return max(0.0, float(value))
+    if isinstance(value, bytes):
+        value = value.decode("latin-1", "replace")
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # HTTP-dates are GMT
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def _header(headers: object, name: str) -> object:
+    if headers is None:
+        return None
+    get = getattr(headers, "get", None)
+    if get is None:
+        return None
+    try:
+        value = get(name)
+        if value is None:
+            value = get(name.lower())
+    except Exception:  # a foreign headers object that misbehaves is no reason to fail
+        return None
+    return value
+
+
+def _find_retry_after(exc: BaseException) -> float | None:
+    direct = getattr(exc, "retry_after", None)
+    if direct is not None:
+        return parse_retry_after(direct)
+    for holder in (getattr(exc, "response", None), exc):
+        if holder is None:
+            continue
+        value = _header(getattr(holder, "headers", None), "Retry-After")
+        if value is not None:
+            return parse_retry_after(value)
+    return None
+
+
+# --- types and errnos ----------------------------------------------------------------------
+
+_TIMEOUT_ERRNOS: Final = frozenset({errno.ETIMEDOUT})
+_CONNECTION_ERRNOS: Final = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EPIPE,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+        errno.EHOSTDOWN,
+        errno.ENOTCONN,
+        errno.EADDRNOTAVAIL,
+    }
+)
+
+
+def _by_type(exc: BaseException) -> ExternalServiceError | None:
+    if isinstance(exc, TimeoutError):  # socket.timeout and asyncio.TimeoutError are aliases
+        return E.TIMEOUT
+    if isinstance(exc, ConnectionError | socket.gaierror | socket.herror):
+        return E.CONNECTION_ERROR
+    if isinstance(exc, OSError) and exc.errno is not None:
+        if exc.errno in _TIMEOUT_ERRNOS:
+            return E.TIMEOUT
+        if exc.errno in _CONNECTION_ERRNOS:
+            return E.CONNECTION_ERROR
+    return None
+
+
+# --- message keywords (the seed's rule, last resort) ---------------------------------------
+
+_KEYWORDS: Final[tuple[tuple[ExternalServiceError, tuple[str, ...]], ...]] = (
+    (E.TIMEOUT, ("timeout", "timed out", "deadline")),
+    (E.RATE_LIMIT, ("rate limit", "rate-limit", "ratelimit", "too many requests", "429", "quota")),
+    (
+        E.AUTHENTICATION_ERROR,
+        ("unauthorized", "unauthenticated", "authentication", "invalid api key", "401"),
+    ),
+    (E.PERMISSION_DENIED, ("permission denied", "forbidden", "access denied", "403")),
+    (E.NOT_FOUND, ("not found", "404", "no such")),
+    (
+        E.CONNECTION_ERROR,
+        ("connection", "connect", "refused", "reset by peer", "unreachable", "dns", "network"),
+    ),
+    (
+        E.SERVER_ERROR,
+        (
+            "internal server error",
+            "service unavailable",
+            "bad gateway",
+            "server error",
+            "500",
+            "502",
+            "503",
+        ),
+    ),
+    (E.BAD_REQUEST, ("bad request", "invalid", "400", "422")),
+)
+
+
+def _by_message(exc: BaseException) -> ExternalServiceError:
+    text = str(exc).lower()
+    for error_type, keywords in _KEYWORDS:
+        if any(keyword in text for keyword in keywords):
+            return error_type
+    return E.UNKNOWN_ERROR
+
+
+# --- the classifier chain ------------------------------------------------------------------
+
+
+def _client_classification(exc: BaseException) -> Classification | None:
+    from ._clients import classifier_for  # late: keeps import of the core light
+
+    classifier = classifier_for(exc)
+    if classifier is None:
+        return None
+    try:
+        return classifier(exc)
+    except Exception:  # a broken client classifier must not break error handling
+        return None
+
+
+def classify(exc: BaseException) -> Classification:
+    """Classify one exception (see the module docstring for the order of evidence)."""
+    if isinstance(exc, ReliabilityError):
+        return Classification(exc.error_type, exc.retry_after)
+    for classifier in tuple(_user_classifiers):
+        try:
+            found = classifier(exc)
+        except Exception:  # the application's classifier is not allowed to break the call
+            found = None
+        if found is not None:
+            return found
+    found = _client_classification(exc)
+    if found is not None:
+        return found
+    retry_after = _find_retry_after(exc)
+    error_type = _by_type(exc)
+    if error_type is None:
+        status = _find_status(exc)
+        if status is not None:
+            error_type = status_to_error_type(status)
+    if error_type is None:
+        error_type = _by_message(exc)
+    return Classification(error_type, retry_after)
+
+
+def map_external_error(
+    service_name: str, endpoint: str, error: BaseException, *, attempts: int = 1
+) -> ReliabilityError:
+    """Map an external service error to a standardized :class:`ReliabilityError`.
+
+    The returned error is not raised: ``raise mapped from error`` keeps the original as
+    ``__cause__``.
+
+    >>> from otel_resilience import ExternalServiceError, map_external_error
+    >>> err = map_external_error("gcs", "upload", ConnectionResetError("reset by peer"))
+    >>> err.error_type is ExternalServiceError.CONNECTION_ERROR
+    True
+    >>> map_external_error("openai", "chat", Exception("Request timed out")).error_type.value
+    'timeout'
+    """
+    if isinstance(error, ReliabilityError):
+        return error
+    found = classify(error)
+    cls = ERROR_CLASSES.get(found.error_type, ReliabilityError)
+    detail = str(error) or type(error).__name__
+    message = f"{found.error_type.value} calling {service_name} ({endpoint}): {detail}"
+    return cls(
+        found.error_type,
+        service_name,
+        endpoint,
+        message,
+        attempts=attempts,
+        retry_after=found.retry_after,
+    )
