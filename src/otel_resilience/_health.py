@@ -1,0 +1,224 @@
+"""Health: every circuit breaker's state, failure count and time to the next probe.
+
+The seed's "Circuit Breaker Status" check, for all breakers at once, as JSON-able data::
+
+    >>> from otel_resilience._health import health_report
+    >>> health_report()["status"]   # no breaker yet, so nothing is open
+    'ok'
+
+:class:`HealthServer` serves the same report over HTTP (``GET /health``) for a running process, and
+:func:`breakers_from_prometheus` reads breaker states back from a Prometheus ``/metrics`` page for a
+process that only exports metrics. ``otel-resilience status`` uses both. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, Final
+
+from ._names import PROM_BREAKER_STATE, PROM_BREAKER_STATE_LABEL, PROM_ENDPOINT, PROM_SERVICE
+
+__all__ = [
+    "HEALTH_PATH",
+    "HealthServer",
+    "breaker_status",
+    "breakers_from_prometheus",
+    "health_report",
+    "overall_status",
+]
+
+HEALTH_PATH: Final = "/health"
+
+#: report fields of one breaker, in display order
+BREAKER_FIELDS: Final = (
+    "service_name",
+    "endpoint",
+    "state",
+    "failure_count",
+    "seconds_until_probe",
+)
+
+
+def breaker_status() -> list[dict[str, Any]]:
+    """One dict per breaker (``service_name``, ``endpoint``, ``state``, ``failure_count``,
+    ``seconds_until_probe``), sorted by service and endpoint."""
+    from . import get_circuit_breaker_manager  # late: _health is imported by the package
+
+    rows = []
+    for status in get_circuit_breaker_manager().status():
+        probe = status.seconds_until_probe
+        rows.append(
+            {
+                "service_name": status.service_name,
+                "endpoint": status.endpoint,
+                "state": str(getattr(status.state, "value", status.state)),
+                "failure_count": int(status.failure_count),
+                "seconds_until_probe": None if probe is None else round(float(probe), 3),
+            }
+        )
+    rows.sort(key=lambda row: (row["service_name"], row["endpoint"]))
+    return rows
+
+
+def overall_status(breakers: list[dict[str, Any]]) -> str:
+    """``ok`` when every breaker is closed, ``degraded`` when some are open or half-open."""
+    return "ok" if all(b.get("state") == "closed" for b in breakers) else "degraded"
+
+
+def health_report() -> dict[str, Any]:
+    """``{"status": "ok"|"degraded", "time": <unix seconds>, "breakers": [...]}``."""
+    breakers = breaker_status()
+    return {"status": overall_status(breakers), "time": time.time(), "breakers": breakers}
+
+
+# --- reading breaker states back from /metrics ---------------------------------------------------
+
+_SAMPLE: Final = re.compile(
+    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>.*)\}\s+(?P<value>\S+)"
+)
+_LABEL: Final = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
+_UNESCAPE: Final = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+
+
+def _labels(text: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for match in _LABEL.finditer(text):
+        value = re.sub(r'\\[\\"n]', lambda m: _UNESCAPE[m.group(0)], match.group(2))
+        found[match.group(1)] = value
+    return found
+
+
+def breakers_from_prometheus(text: str) -> list[dict[str, Any]]:
+    """Breaker states from a Prometheus exposition page (``resilience_circuit_breaker_state``).
+
+    The failure count and the time to the next probe are not exported as metrics: they are None.
+
+    >>> state = 'resilience_circuit_breaker_state{resilience_service="clamav",'
+    >>> page = "\\n".join([
+    ...     state + 'resilience_endpoint="scan",resilience_circuit_breaker_state="open"} 1.0',
+    ...     state + 'resilience_endpoint="scan",resilience_circuit_breaker_state="closed"} 0.0',
+    ... ])
+    >>> [(b["service_name"], b["endpoint"], b["state"]) for b in breakers_from_prometheus(page)]
+    [('clamav', 'scan', 'open')]
+    """
+    states: dict[tuple[str, str], str] = {}
+    for line in text.splitlines():
+        if not line.startswith(PROM_BREAKER_STATE + "{"):
+            continue
+        match = _SAMPLE.match(line)
+        if match is None or match.group("name") != PROM_BREAKER_STATE:
+            continue
+        try:
+            value = float(match.group("value"))
+        except ValueError:
+            continue
+        labels = _labels(match.group("labels"))
+        key = (labels.get(PROM_SERVICE, ""), labels.get(PROM_ENDPOINT, ""))
+        if value >= 1.0 and PROM_BREAKER_STATE_LABEL in labels:
+            states[key] = labels[PROM_BREAKER_STATE_LABEL]
+        else:
+            states.setdefault(key, "unknown")
+    return [
+        {
+            "service_name": service,
+            "endpoint": endpoint,
+            "state": state,
+            "failure_count": None,
+            "seconds_until_probe": None,
+        }
+        for (service, endpoint), state in sorted(states.items())
+    ]
+
+
+# --- a tiny JSON endpoint ---------------------------------------------------------------------
+
+
+class _HealthHandler(BaseHTTPRequestHandler):
+    server: _HealthHTTPServer
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0].rstrip("/") not in ("", HEALTH_PATH):
+            self._send(404, {"error": f"not found; try {HEALTH_PATH}"})
+            return
+        try:
+            report = self.server.report()
+        except Exception as exc:  # the endpoint reports its own failure instead of dying
+            self._send(500, {"status": "error", "error": f"{type(exc).__name__}: {exc}"})
+            return
+        self._send(200, report)
+
+    def _send(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Health probes are frequent and dull: no access log."""
+
+
+class _HealthHTTPServer(HTTPServer):
+    def __init__(self, address: tuple[str, int], report: Callable[[], dict[str, Any]]) -> None:
+        self.report = report
+        super().__init__(address, _HealthHandler)
+
+
+class HealthServer:
+    """Serve :func:`health_report` as JSON at ``http://host:port/health`` from one thread.
+
+    >>> server = HealthServer("127.0.0.1", 0).start()
+    >>> server.url.startswith("http://127.0.0.1:")
+    True
+    >>> server.close()
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        report: Callable[[], dict[str, Any]] = health_report,
+    ) -> None:
+        self._server = _HealthHTTPServer((host, port), report)  # OSError if the port is taken
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return (str(host), int(port))
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://{host}:{port}{HEALTH_PATH}"
+
+    def start(self) -> HealthServer:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="otel-resilience-health",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving and join the server thread."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> HealthServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

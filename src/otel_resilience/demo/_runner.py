@@ -1,0 +1,361 @@
+"""The workload: worker threads calling the stand-in services through ``resilient_call``.
+
+Each worker picks an operation by weight (an LLM completion, a storage upload or download, an
+antivirus scan), makes the HTTP request with httpx inside ``resilient_call`` and records what
+happened. A breaker listener writes the timeline of state changes for the summary.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import httpx
+
+from .. import (
+    ExternalServiceError,
+    ReliabilityConfig,
+    ReliabilityError,
+    configure,
+    get_circuit_breaker_manager,
+    remaining_time,
+    resilient_call,
+)
+from .._breaker import CircuitBreaker, CircuitBreakerState
+from .._health import breaker_status
+from .._mapping import parse_retry_after
+from ._scenarios import Knobs, Operation, Scenario, time_scale_for
+from ._servers import StandInServices
+from ._stats import BreakerEvent, CallOutcome, Row, Stats
+
+__all__ = ["DemoRunner", "RunOptions", "RunResult", "Snapshot"]
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What to run: a scenario, for how long, how hard."""
+
+    scenario: Scenario
+    #: seconds to run; 0 runs until :meth:`DemoRunner.stop` (or Ctrl-C)
+    duration_sec: float = 60.0
+    concurrency: int = 8
+    #: multiplies every duration of the scenario; None derives it from ``duration_sec``
+    time_scale: float | None = None
+    seed: int | None = None
+    #: replaces the scenario's knobs (``--knob``)
+    knobs: Knobs | None = None
+
+    def __post_init__(self) -> None:
+        if self.duration_sec < 0:
+            raise ValueError(f"duration_sec={self.duration_sec!r}: must be >= 0 (0 = no limit)")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency={self.concurrency!r}: must be >= 1")
+        if self.time_scale is not None and not 0 < self.time_scale <= 100:
+            raise ValueError(f"time_scale={self.time_scale!r}: must be > 0 and <= 100")
+
+    @property
+    def scale(self) -> float:
+        return self.time_scale if self.time_scale is not None else time_scale_for(self.duration_sec)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The state of a run at one moment, for the live view."""
+
+    elapsed_sec: float
+    duration_sec: float
+    scenario: Scenario
+    rows: list[Row]
+    events: list[BreakerEvent]
+    #: the antivirus outage window of the current period, in seconds since the period began
+    outage_window: tuple[float, float] | None = None
+    antivirus_down: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What a finished run saw, for the summary."""
+
+    scenario: Scenario
+    elapsed_sec: float
+    time_scale: float
+    rows: list[Row]
+    events: list[BreakerEvent]
+    retry_after_waits: dict[tuple[str, str], list[tuple[float, float]]]
+    interrupted: bool = False
+    outage_window: tuple[float, float] | None = None
+    server_counters: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+@dataclass
+class _Attempts:
+    """What the attempts of one call saw (written from whichever thread runs the attempt)."""
+
+    count: int = 0
+    timed_out: set[int] = field(default_factory=set)
+    retry_after: float | None = None
+    answered_at: float = 0.0
+    waits: list[tuple[float, float]] = field(default_factory=list)
+
+
+class DemoRunner:
+    """Run a scenario: stand-in services, worker threads, a breaker timeline."""
+
+    def __init__(self, options: RunOptions, *, clock: Clock = time.monotonic) -> None:
+        self.options = options
+        self.scenario = options.scenario
+        self.knobs = options.knobs or options.scenario.knobs
+        self.scale = options.scale
+        self._clock = clock
+        self._operations = self.scenario.operations
+        self._weights = [op.weight for op in self._operations]
+        endpoints = [(op.service, op.endpoint) for op in self._operations]
+        self.stats = Stats(endpoints, seed=options.seed)
+        self._events: list[BreakerEvent] = []
+        self._events_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._listening = False
+        self._started_at = clock()
+        self._services: StandInServices | None = None
+
+    # -- configuration -----------------------------------------------------------------------
+    def service_configs(self) -> dict[str, ReliabilityConfig]:
+        """Per-service settings, scaled so breakers open and recover within the run."""
+        s = self.scenario
+        configs: dict[str, ReliabilityConfig] = {}
+        for service in dict.fromkeys(op.service for op in self._operations):
+            timeout = max(op.timeout_sec for op in self._operations if op.service == service)
+            configs[service] = ReliabilityConfig(
+                HTTP_TIMEOUT_SEC=timeout * self.scale,
+                HTTP_RETRIES=3,
+                HTTP_BACKOFF_BASE_MS=max(1, round(s.backoff_base_ms * self.scale)),
+                HTTP_BACKOFF_MAX_MS=max(1, round(10 * s.backoff_base_ms * self.scale)),
+                CB_FAIL_THRESHOLD=s.breaker_threshold,
+                CB_RESET_SEC=s.breaker_reset_sec * self.scale,
+                RETRY_AFTER_MAX_SEC=10.0,
+            )
+        return configs
+
+    # -- control -----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the run to finish (workers complete the call they are making)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def elapsed(self) -> float:
+        return self._clock() - self._started_at
+
+    def events(self) -> list[BreakerEvent]:
+        with self._events_lock:
+            return list(self._events)
+
+    def snapshot(self) -> Snapshot:
+        """Counters merged with every breaker's live status."""
+        status = {(b["service_name"], b["endpoint"]): b for b in breaker_status()}
+        rows = []
+        for row in self.stats.rows():
+            found = status.get((row.service, row.endpoint))
+            if found is not None:
+                row = replace(
+                    row,
+                    breaker_state=found["state"],
+                    failure_count=found["failure_count"],
+                    seconds_until_probe=found["seconds_until_probe"],
+                )
+            rows.append(row)
+        services = self._services
+        return Snapshot(
+            elapsed_sec=self.elapsed(),
+            duration_sec=self.options.duration_sec,
+            scenario=self.scenario,
+            rows=rows,
+            events=self.events(),
+            outage_window=self.scenario.outage_window(self.scale) if self.knobs.av_outage else None,
+            antivirus_down=services.antivirus_down() if services is not None else False,
+        )
+
+    # -- the run -----------------------------------------------------------------------------
+    def run(
+        self, on_tick: Callable[[DemoRunner], None] | None = None, *, tick_sec: float = 1.0
+    ) -> RunResult:
+        """Run until the duration is over or :meth:`stop` is called; Ctrl-C stops it too.
+
+        ``on_tick(runner)`` is called from this thread about every ``tick_sec`` seconds.
+        Every thread the run starts is joined before this returns.
+        """
+        configure(services=self.service_configs())  # also resets the breakers
+        manager = get_circuit_breaker_manager()
+        self._listening = True
+        manager.add_listener(self._on_transition)
+        interrupted = False
+        services = StandInServices(self.knobs, time_scale=self.scale, seed=self.options.seed)
+        limits = httpx.Limits(
+            max_connections=None, max_keepalive_connections=self.options.concurrency * 4
+        )
+        workers: list[threading.Thread] = []
+        try:
+            with services, httpx.Client(limits=limits, timeout=10.0) as client:
+                self._services = services
+                self._started_at = self._clock()
+                for index in range(self.options.concurrency):
+                    worker = threading.Thread(
+                        target=self._work, args=(index, client, services.urls), name=f"demo-{index}"
+                    )
+                    worker.start()
+                    workers.append(worker)
+                try:
+                    self._wait(on_tick, tick_sec)
+                except KeyboardInterrupt:
+                    interrupted = True
+                finally:
+                    self._stop.set()
+                    for worker in workers:
+                        worker.join()
+                elapsed = self.elapsed()
+        finally:
+            self._listening = False
+            self._stop.set()
+        return RunResult(
+            scenario=self.scenario,
+            elapsed_sec=elapsed,
+            time_scale=self.scale,
+            rows=self.stats.rows(whole_run=True),
+            events=self.events(),
+            retry_after_waits={
+                (op.service, op.endpoint): self.stats.retry_after_waits(op.service, op.endpoint)
+                for op in self._operations
+            },
+            interrupted=interrupted,
+            outage_window=self.scenario.outage_window(self.scale) if self.knobs.av_outage else None,
+            server_counters=dict(services.counters),
+        )
+
+    def _wait(self, on_tick: Callable[[DemoRunner], None] | None, tick_sec: float) -> None:
+        duration = self.options.duration_sec
+        next_tick = tick_sec
+        while not self._stop.is_set():
+            elapsed = self.elapsed()
+            if duration and elapsed >= duration:
+                return
+            until = next_tick - elapsed
+            if duration:
+                until = min(until, duration - elapsed)
+            if until > 0:
+                self._stop.wait(until)
+            if self.elapsed() >= next_tick:
+                next_tick += tick_sec
+                if on_tick is not None:
+                    on_tick(self)
+
+    def _on_transition(
+        self, breaker: CircuitBreaker, old: CircuitBreakerState, new: CircuitBreakerState
+    ) -> None:
+        if not self._listening:  # the manager keeps listeners; a finished run ignores them
+            return
+        event = BreakerEvent(
+            at_sec=self.elapsed(),
+            service=breaker.service_name,
+            endpoint=breaker.endpoint,
+            old=old.value,
+            new=new.value,
+            failure_count=breaker.failure_count,
+        )
+        with self._events_lock:
+            self._events.append(event)
+
+    # -- the workers -------------------------------------------------------------------------
+    def _work(self, index: int, client: httpx.Client, urls: dict[str, str]) -> None:
+        seed = None if self.options.seed is None else self.options.seed * 1000 + index
+        rng = random.Random(seed)
+        think = self.scenario.think_ms * self.scale / 1000.0
+        while not self._stop.is_set():
+            operation = rng.choices(self._operations, self._weights)[0]
+            self.stats.record(self._call(client, urls, operation, rng))
+            self._stop.wait(think * rng.uniform(0.5, 1.5))
+
+    def _call(
+        self, client: httpx.Client, urls: dict[str, str], op: Operation, rng: random.Random
+    ) -> CallOutcome:
+        timeout = op.timeout_sec * self.scale
+        seen = _Attempts()
+        document = rng.randrange(1000)
+        payload = rng.randbytes(rng.randrange(512, 8192))
+
+        def attempt() -> int:
+            now = self._clock()
+            if seen.retry_after is not None:  # the previous attempt was told when to come back
+                seen.waits.append((seen.retry_after, now - seen.answered_at))
+                seen.retry_after = None
+            seen.count += 1
+            number = seen.count
+            budget = remaining_time()
+            http_timeout = budget if budget is not None and budget > 0 else timeout
+            try:
+                response = _request(client, urls, op, document, payload, http_timeout)
+                response.raise_for_status()
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code == 429:
+                    seen.retry_after = parse_retry_after(exc.response.headers.get("Retry-After"))
+                    seen.answered_at = self._clock()
+                raise
+            except httpx.TimeoutException:
+                seen.timed_out.add(number)
+                raise
+            return response.status_code
+
+        started = self._clock()
+        error_type: str | None = None
+        attempts = 0
+        try:
+            resilient_call(
+                op.service, op.endpoint, attempt, timeout_sec=timeout, max_retries=op.max_retries
+            )
+            attempts = seen.count
+        except ReliabilityError as exc:
+            error_type = exc.error_type.value
+            attempts = exc.attempts
+            if exc.error_type is ExternalServiceError.TIMEOUT:
+                seen.timed_out.add(max(1, exc.attempts))
+        duration = self._clock() - started
+        # attempts timed out by the library itself (before httpx noticed) count once each
+        timeouts = len({n for n in seen.timed_out if n <= max(attempts, 1)})
+        return CallOutcome(
+            service=op.service,
+            endpoint=op.endpoint,
+            duration_sec=duration,
+            attempts=attempts,
+            timeouts=timeouts if attempts else 0,
+            error_type=error_type,
+            retry_after_waits=tuple(seen.waits),
+        )
+
+
+def _request(
+    client: httpx.Client,
+    urls: dict[str, str],
+    op: Operation,
+    document: int,
+    payload: bytes,
+    timeout: float,
+) -> httpx.Response:
+    """The HTTP request of one attempt of ``op``."""
+    base = urls[op.service]
+    if op.service == "openai":
+        body = {
+            "model": "stand-in",
+            "messages": [{"role": "user", "content": f"Summarise document {document}"}],
+        }
+        return client.post(f"{base}/v1/chat/completions", json=body, timeout=timeout)
+    if op.endpoint == "upload":
+        return client.put(f"{base}/upload/doc-{document}", content=payload, timeout=timeout)
+    if op.endpoint == "download":
+        return client.get(f"{base}/download/doc-{document}", timeout=timeout)
+    return client.post(f"{base}/scan", content=payload, timeout=timeout)
