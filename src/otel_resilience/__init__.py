@@ -1,7 +1,23 @@
-"""otel-resilience: resilient, observable calls to external dependencies in one line."""
+"""otel-resilience: resilient, observable calls to external dependencies in one line.
+
+>>> from otel_resilience import resilient_call
+>>> resilient_call("external_api", "data", lambda: {"ok": True}, timeout_sec=30, max_retries=3)
+{'ok': True}
+"""
 
 from __future__ import annotations
 
+from ._breaker import (
+    BreakerOverride,
+    BreakerStatus,
+    CircuitBreaker,
+    CircuitBreakerManager,
+    CircuitBreakerState,
+    get_circuit_breaker_manager,
+)
+from ._budget import RetryBudget
+from ._call import create_retry_decorator, resilient, resilient_call, resilient_call_async
+from ._config import ConfigError, ReliabilityConfig, configure, get_config
 from ._errors import (
     CallTimeoutError,
     CircuitOpenError,
@@ -9,17 +25,54 @@ from ._errors import (
     ReliabilityError,
     ThrottledError,
 )
-from ._mapping import map_external_error, register_classifier
-
-__version__ = "0.1.0"
+from ._mapping import Classification, map_external_error, register_classifier
+from ._setup import TelemetryHandle, configure_telemetry
+from ._telemetry import set_telemetry_providers
+from ._timeout import remaining_time, with_timeout
+from ._version import __version__
 
 __all__ = [
+    "BreakerOverride",
+    "BreakerStatus",
     "CallTimeoutError",
+    "CircuitBreaker",
+    "CircuitBreakerManager",
+    "CircuitBreakerState",
     "CircuitOpenError",
+    "Classification",
+    "ConfigError",
     "ExternalServiceError",
+    "ReliabilityConfig",
     "ReliabilityError",
+    "RetryBudget",
+    "TelemetryHandle",
     "ThrottledError",
     "__version__",
+    "configure",
+    "configure_telemetry",
+    "create_retry_decorator",
+    "get_circuit_breaker_manager",
+    "get_config",
     "map_external_error",
     "register_classifier",
+    "remaining_time",
+    "reset",
+    "resilient",
+    "resilient_call",
+    "resilient_call_async",
+    "set_telemetry_providers",
+    "with_timeout",
 ]
+
+
+def reset() -> None:
+    """Restore every piece of global state: config, breakers, budgets, telemetry providers.
+
+    For tests and for applications that reconfigure at run time.
+    """
+    from ._config import reset_config
+    from ._telemetry import get_telemetry
+
+    reset_config()  # also drops breakers and budgets (they listen to config changes)
+    get_circuit_breaker_manager().reset()
+    get_telemetry().reset()

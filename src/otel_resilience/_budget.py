@@ -1,0 +1,119 @@
+"""Retry budgets: retries may be at most a fraction of recent calls, plus a small floor.
+
+The idea of Envoy's retry budgets, Finagle's ``RetryBudget`` and gRPC's retry throttling: during a
+full outage every call fails, and blind retries multiply the load on a service that is already
+down. With ``RETRY_BUDGET_RATIO=0.2``, retries over the last ``RETRY_BUDGET_WINDOW_SEC`` seconds
+may be at most 20% of the calls made in that window plus ``RETRY_BUDGET_MIN_PER_SEC`` per second
+(so a quiet service can still retry). A retry the budget refuses is not attempted: the call fails
+with its own error and ``resilience.retry_budget.rejections`` counts it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from ._config import ReliabilityConfig
+from ._config import _listeners as _config_listeners
+
+__all__ = ["RetryBudget", "get_retry_budget"]
+
+
+class RetryBudget:
+    """A sliding-window retry budget, shared by every call of one service.
+
+    >>> now = [0.0]
+    >>> budget = RetryBudget(ratio=0.5, min_per_sec=0, window_sec=10, clock=lambda: now[0])
+    >>> for _ in range(4):
+    ...     budget.record_call()
+    >>> [budget.try_retry() for _ in range(3)]
+    [True, True, False]
+    """
+
+    def __init__(
+        self,
+        ratio: float,
+        min_per_sec: float = 1.0,
+        window_sec: float = 10.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if ratio < 0 or min_per_sec < 0 or window_sec <= 0:
+            raise ValueError(
+                "RetryBudget needs ratio >= 0, min_per_sec >= 0 and window_sec > 0, got"
+                f" ratio={ratio!r}, min_per_sec={min_per_sec!r}, window_sec={window_sec!r}"
+            )
+        self.ratio = ratio
+        self.min_per_sec = min_per_sec
+        self.window_sec = window_sec
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: deque[list[float]] = deque()  # [second, calls, retries]
+        self.calls = 0
+        self.retries = 0
+        self.rejected = 0
+
+    def _bucket(self) -> list[float]:
+        now = self._clock()
+        second = float(int(now))
+        horizon = now - self.window_sec
+        buckets = self._buckets
+        while buckets and buckets[0][0] + 1 <= horizon:
+            _, calls, retries = buckets.popleft()
+            self.calls -= int(calls)
+            self.retries -= int(retries)
+        if not buckets or buckets[-1][0] != second:
+            buckets.append([second, 0, 0])
+        return buckets[-1]
+
+    def record_call(self) -> None:
+        """Count one call (each call, not each attempt)."""
+        with self._lock:
+            self._bucket()[1] += 1
+            self.calls += 1
+
+    def try_retry(self) -> bool:
+        """Spend one retry if the budget allows it."""
+        with self._lock:
+            bucket = self._bucket()
+            allowed = self.ratio * self.calls + self.min_per_sec * self.window_sec
+            if self.retries + 1 > allowed:
+                self.rejected += 1
+                return False
+            bucket[2] += 1
+            self.retries += 1
+            return True
+
+
+_budgets: dict[str, RetryBudget] = {}
+_lock = threading.Lock()
+
+
+def get_retry_budget(service_name: str, config: ReliabilityConfig) -> RetryBudget | None:
+    """The budget of a service, or None when its config has no ``RETRY_BUDGET_RATIO``."""
+    if config.RETRY_BUDGET_RATIO is None:
+        return None
+    found = _budgets.get(service_name)
+    if found is not None:
+        return found
+    with _lock:
+        found = _budgets.get(service_name)
+        if found is None:
+            found = RetryBudget(
+                config.RETRY_BUDGET_RATIO,
+                config.RETRY_BUDGET_MIN_PER_SEC,
+                config.RETRY_BUDGET_WINDOW_SEC,
+            )
+            _budgets[service_name] = found
+        return found
+
+
+def reset_budgets() -> None:
+    """Forget every budget (they start empty at next use)."""
+    with _lock:
+        _budgets.clear()
+
+
+_config_listeners.append(reset_budgets)

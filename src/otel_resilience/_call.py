@@ -1,0 +1,570 @@
+"""The calls: the one place that orders rate limit -> breaker -> retry -> attempt timeout.
+
+One call of :func:`resilient_call`::
+
+    call span "{service} {endpoint}"
+    ├── breaker admits? no -> CircuitOpenError (no attempt)
+    ├── attempt 1: span "{service} {endpoint} attempt", func() under the attempt timeout
+    ├── failed and transient? backoff (Retry-After wins), event "retry", attempt 2 ...
+    └── success -> func's value | final failure -> ReliabilityError (or the fallback's value)
+
+The first attempt runs without building any retry state: a call that succeeds at once costs a
+breaker check, a timeout and (with an SDK) the telemetry.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final, ParamSpec, TypeVar, cast, overload
+
+from ._breaker import REJECTED, CircuitBreaker, get_circuit_breaker_manager
+from ._budget import RetryBudget, get_retry_budget
+from ._config import ReliabilityConfig, get_config
+from ._errors import (
+    CLIENT_ERRORS,
+    ERROR_CLASSES,
+    CallTimeoutError,
+    CircuitOpenError,
+    ExternalServiceError,
+    ReliabilityError,
+)
+from ._mapping import map_external_error
+from ._retry import RetryPlan, StopRetrying, is_retryable, retry_async, retry_sync
+from ._telemetry import CallObserver, get_telemetry
+from ._timeout import (
+    AttemptTimeout,
+    current_deadline,
+    deadline_scope,
+    run_with_timeout,
+    run_with_timeout_async,
+    validate_timeout,
+)
+
+__all__ = ["create_retry_decorator", "resilient", "resilient_call", "resilient_call_async"]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+class _NoFallback:
+    def __repr__(self) -> str:
+        return "<no fallback>"
+
+
+NO_FALLBACK: Final = _NoFallback()
+
+_manager = get_circuit_breaker_manager()
+_telemetry = get_telemetry()
+_E_TIMEOUT = ExternalServiceError.TIMEOUT
+
+
+# --- argument checks (programming errors: raised before anything is attempted or counted) ------
+
+
+def _check_name(name: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{name} must be a non-empty string, got {value!r}")
+
+
+def _check_attempts(max_retries: object) -> int:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(
+            f"max_retries must be an integer >= 0 (attempts in all; 0 and 1 mean a single"
+            f" attempt), got {max_retries!r}"
+        )
+    return max(1, max_retries)
+
+
+def _check_deadline(deadline_sec: object) -> float:
+    if (
+        isinstance(deadline_sec, bool)
+        or not isinstance(deadline_sec, int | float)
+        or not math.isfinite(deadline_sec)
+        or deadline_sec <= 0
+    ):
+        raise ValueError(f"deadline_sec must be a number of seconds > 0, got {deadline_sec!r}")
+    return float(deadline_sec)
+
+
+class _Settings:
+    """The validated arguments of one call."""
+
+    __slots__ = ("attempts", "config", "deadline", "timeout")
+
+    def __init__(
+        self,
+        service_name: str,
+        endpoint: str,
+        timeout_sec: float | None,
+        max_retries: int | None,
+        deadline_sec: float | None,
+    ) -> None:
+        if not isinstance(service_name, str) or not service_name:
+            _check_name("service_name", service_name)
+        if not isinstance(endpoint, str) or not endpoint:
+            _check_name("endpoint", endpoint)
+        config = get_config(service_name)
+        self.config = config
+        self.timeout = (
+            config.HTTP_TIMEOUT_SEC
+            if timeout_sec is None
+            else validate_timeout("timeout_sec", timeout_sec)
+        )
+        self.attempts = config.max_attempts if max_retries is None else _check_attempts(max_retries)
+        self.deadline = (
+            config.DEADLINE_SEC if deadline_sec is None else _check_deadline(deadline_sec)
+        )
+
+
+def _as_error(
+    exc: BaseException, service_name: str, endpoint: str, attempt: int
+) -> ReliabilityError:
+    """The ReliabilityError of a failed attempt, labelled with *this* call's service."""
+    if isinstance(exc, AttemptTimeout):
+        return CallTimeoutError(
+            _E_TIMEOUT,
+            service_name,
+            endpoint,
+            f"timeout calling {service_name} ({endpoint}): no answer within {exc.timeout_sec:g} s",
+            attempts=attempt,
+        )
+    if isinstance(exc, ReliabilityError):  # a nested resilient_call: keep its classification
+        if exc.service_name == service_name and exc.endpoint == endpoint:
+            exc.attempts = attempt
+            return exc
+        cls = ERROR_CLASSES.get(exc.error_type, ReliabilityError)
+        return cls(
+            exc.error_type,
+            service_name,
+            endpoint,
+            f"{exc.error_type.value} calling {service_name} ({endpoint}): {exc.message}",
+            attempts=attempt,
+            retry_after=exc.retry_after,
+        )
+    return map_external_error(service_name, endpoint, exc, attempts=attempt)
+
+
+def _settle(breaker: CircuitBreaker, permit: int, error: ReliabilityError, duration: float) -> None:
+    if error.error_type in CLIENT_ERRORS:
+        breaker.release(permit)  # the service answered: neither failure nor success
+    else:
+        breaker.record_failure(permit, duration)
+
+
+def _rejection(service_name: str, endpoint: str, breaker: CircuitBreaker) -> CircuitOpenError:
+    status = breaker.status()
+    return CircuitOpenError(
+        ExternalServiceError.CIRCUIT_OPEN,
+        service_name,
+        endpoint,
+        f"circuit breaker for {service_name} ({endpoint}) is {status.state}; call rejected",
+        attempts=0,
+        retry_after=status.seconds_until_probe,
+    )
+
+
+def _plan(
+    settings: _Settings,
+    service_name: str,
+    endpoint: str,
+    observer: CallObserver,
+    budget: RetryBudget | None,
+) -> RetryPlan:
+    config: ReliabilityConfig = settings.config
+    return RetryPlan(
+        service_name=service_name,
+        endpoint=endpoint,
+        max_attempts=settings.attempts,
+        base_ms=config.HTTP_BACKOFF_BASE_MS,
+        max_ms=config.HTTP_BACKOFF_MAX_MS,
+        retry_after_max_sec=config.RETRY_AFTER_MAX_SEC,
+        retry_unknown=config.RETRY_UNKNOWN_ERRORS,
+        deadline=current_deadline(),
+        sleep=_sleep,
+        async_sleep=_async_sleep,
+        allow_retry=None if budget is None else budget.try_retry,
+        on_retry=observer.retry,
+    )
+
+
+def _finish_failure(
+    plan: RetryPlan | None, error: ReliabilityError, observer: CallObserver
+) -> None:
+    if plan is not None:
+        if plan.stop_reason in ("exhausted", "deadline"):
+            observer.exhausted(error)
+        elif plan.stop_reason == "budget":
+            observer.budget_rejected(error)
+
+
+# The sleeps are module attributes so tests can replace them with a fake clock's.
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+async def _async_sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+# --- sync ---------------------------------------------------------------------------------------
+
+
+def resilient_call(
+    service_name: str,
+    endpoint: str,
+    func: Callable[[], T],
+    timeout_sec: float | None = None,
+    max_retries: int | None = None,
+    *,
+    deadline_sec: float | None = None,
+    fallback: Any = NO_FALLBACK,
+) -> T:
+    """Call ``func()`` with retries, a circuit breaker, a timeout per attempt and telemetry.
+
+    Args:
+        service_name: the dependency, e.g. ``"openai"``; with ``endpoint`` it keys the breaker.
+        endpoint: the operation, e.g. ``"chat.completions"``.
+        func: a callable taking no arguments (use a lambda or ``functools.partial``).
+        timeout_sec: limit of each attempt in seconds (default ``HTTP_TIMEOUT_SEC``).
+        max_retries: attempts in all, the first included (default ``HTTP_RETRIES``): 3 means
+            "try up to 3 times", as in the seed's migration example; 0 and 1 mean one attempt.
+        deadline_sec: total time for the call across attempts and backoff (default
+            ``DEADLINE_SEC``); a nested call keeps the tighter of its own and its caller's.
+        fallback: a value, or a callable receiving the :class:`ReliabilityError`, that serves
+            the result when the call finally fails or is rejected.
+
+    Returns:
+        What ``func()`` returned (or the fallback's value).
+
+    Raises:
+        ReliabilityError: the call failed (``.error_type`` says how); ``CircuitOpenError`` when
+            an open breaker rejected it; the original exception is the ``__cause__``.
+        TypeError, ValueError: invalid arguments, before any attempt.
+
+    >>> from otel_resilience import resilient_call
+    >>> resilient_call("inventory", "lookup", lambda: 42)
+    42
+    """
+    if not callable(func):
+        raise TypeError(f"func must be callable, got {type(func).__name__}: {func!r}")
+    settings = _Settings(service_name, endpoint, timeout_sec, max_retries, deadline_sec)
+    breaker = _manager.breaker_for(service_name, endpoint)
+    budget = get_retry_budget(service_name, settings.config)
+    observer = _telemetry.call(service_name, endpoint, breaker)
+    try:
+        if settings.deadline is None:
+            result, attempts = _run(
+                service_name, endpoint, func, settings, breaker, observer, budget
+            )
+        else:
+            with deadline_scope(settings.deadline):
+                result, attempts = _run(
+                    service_name, endpoint, func, settings, breaker, observer, budget
+                )
+    except ReliabilityError as error:
+        observer.end_failed(error, error.attempts)
+        if fallback is NO_FALLBACK:
+            raise
+        observer.fallback(error)
+        return cast(T, fallback(error) if callable(fallback) else fallback)
+    observer.end_ok(attempts)
+    return result
+
+
+def _run(
+    service_name: str,
+    endpoint: str,
+    func: Callable[[], T],
+    settings: _Settings,
+    breaker: CircuitBreaker,
+    observer: CallObserver,
+    budget: RetryBudget | None,
+) -> tuple[T, int]:
+    if budget is not None:
+        budget.record_call()
+    timeout = settings.timeout
+
+    def attempt(number: int) -> T:
+        permit = breaker.try_acquire()
+        if permit == REJECTED:
+            observer.rejected()
+            if number == 1:
+                raise _rejection(service_name, endpoint, breaker)
+            raise StopRetrying("rejected")
+        handle = observer.attempt_start(number)
+        start = time.perf_counter()
+        try:
+            result = run_with_timeout(func, timeout)
+        except Exception as exc:
+            duration = time.perf_counter() - start
+            error = _as_error(exc, service_name, endpoint, number)
+            _settle(breaker, permit, error, duration)
+            observer.attempt_failed(handle, error, exc, duration)
+            if error is exc:
+                raise
+            raise error from exc
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: not the service's fault
+            breaker.release(permit)
+            observer.attempt_aborted(handle, exc)
+            raise
+        duration = time.perf_counter() - start
+        breaker.record_success(permit, duration)
+        observer.attempt_ok(handle, duration)
+        return result
+
+    try:
+        return attempt(1), 1
+    except CircuitOpenError:
+        raise
+    except ReliabilityError as first:
+        if settings.attempts <= 1 or not is_retryable(
+            first.error_type, settings.config.RETRY_UNKNOWN_ERRORS
+        ):
+            raise
+        failure = first
+    plan = _plan(settings, service_name, endpoint, observer, budget)
+    counter = _AttemptCounter(attempt)
+    try:
+        return retry_sync(plan, failure, counter), counter.last
+    except ReliabilityError as error:
+        _finish_failure(plan, error, observer)
+        raise
+
+
+class _AttemptCounter:
+    """Wraps an attempt function to remember the last attempt number it ran."""
+
+    __slots__ = ("_attempt", "last")
+
+    def __init__(self, attempt: Callable[[int], Any]) -> None:
+        self._attempt = attempt
+        self.last = 1
+
+    def __call__(self, number: int) -> Any:
+        self.last = number
+        return self._attempt(number)
+
+
+# --- async --------------------------------------------------------------------------------------
+
+
+async def resilient_call_async(
+    service_name: str,
+    endpoint: str,
+    func: Callable[[], Awaitable[T]],
+    timeout_sec: float | None = None,
+    max_retries: int | None = None,
+    *,
+    deadline_sec: float | None = None,
+    fallback: Any = NO_FALLBACK,
+) -> T:
+    """The asyncio twin of :func:`resilient_call`: ``func`` returns an awaitable.
+
+    Backoff uses ``asyncio.sleep`` (the event loop keeps running) and a timed-out attempt is
+    cancelled for real. A callable ``fallback`` may be a coroutine function.
+
+    >>> import asyncio
+    >>> from otel_resilience import resilient_call_async
+    >>> async def fetch() -> str:
+    ...     return "ok"
+    >>> asyncio.run(resilient_call_async("inventory", "lookup", fetch))
+    'ok'
+    """
+    if not callable(func):
+        raise TypeError(f"func must be callable, got {type(func).__name__}: {func!r}")
+    settings = _Settings(service_name, endpoint, timeout_sec, max_retries, deadline_sec)
+    breaker = _manager.breaker_for(service_name, endpoint)
+    budget = get_retry_budget(service_name, settings.config)
+    observer = _telemetry.call(service_name, endpoint, breaker)
+    try:
+        if settings.deadline is None:
+            result, attempts = await _run_async(
+                service_name, endpoint, func, settings, breaker, observer, budget
+            )
+        else:
+            with deadline_scope(settings.deadline):
+                result, attempts = await _run_async(
+                    service_name, endpoint, func, settings, breaker, observer, budget
+                )
+    except ReliabilityError as error:
+        observer.end_failed(error, error.attempts)
+        if fallback is NO_FALLBACK:
+            raise
+        observer.fallback(error)
+        if callable(fallback):
+            value = fallback(error)
+            if inspect.isawaitable(value):
+                value = await value
+            return cast(T, value)
+        return cast(T, fallback)
+    observer.end_ok(attempts)
+    return result
+
+
+async def _run_async(
+    service_name: str,
+    endpoint: str,
+    func: Callable[[], Awaitable[T]],
+    settings: _Settings,
+    breaker: CircuitBreaker,
+    observer: CallObserver,
+    budget: RetryBudget | None,
+) -> tuple[T, int]:
+    if budget is not None:
+        budget.record_call()
+    timeout = settings.timeout
+
+    async def attempt(number: int) -> T:
+        permit = breaker.try_acquire()
+        if permit == REJECTED:
+            observer.rejected()
+            if number == 1:
+                raise _rejection(service_name, endpoint, breaker)
+            raise StopRetrying("rejected")
+        handle = observer.attempt_start(number)
+        start = time.perf_counter()
+        try:
+            result = await run_with_timeout_async(func, timeout)
+        except Exception as exc:
+            duration = time.perf_counter() - start
+            error = _as_error(exc, service_name, endpoint, number)
+            _settle(breaker, permit, error, duration)
+            observer.attempt_failed(handle, error, exc, duration)
+            if error is exc:
+                raise
+            raise error from exc
+        except BaseException as exc:  # cancellation of the caller, KeyboardInterrupt
+            breaker.release(permit)
+            observer.attempt_aborted(handle, exc)
+            raise
+        duration = time.perf_counter() - start
+        breaker.record_success(permit, duration)
+        observer.attempt_ok(handle, duration)
+        return result
+
+    try:
+        return await attempt(1), 1
+    except CircuitOpenError:
+        raise
+    except ReliabilityError as first:
+        if settings.attempts <= 1 or not is_retryable(
+            first.error_type, settings.config.RETRY_UNKNOWN_ERRORS
+        ):
+            raise
+        failure = first
+    plan = _plan(settings, service_name, endpoint, observer, budget)
+    last = [1]
+
+    async def counted(number: int) -> T:
+        last[0] = number
+        return await attempt(number)
+
+    try:
+        return await retry_async(plan, failure, counted), last[0]
+    except ReliabilityError as error:
+        _finish_failure(plan, error, observer)
+        raise
+
+
+# --- decorators ---------------------------------------------------------------------------------
+
+
+@overload
+def resilient(
+    service_name: str,
+    endpoint: str,
+    *,
+    timeout_sec: float | None = ...,
+    max_retries: int | None = ...,
+    deadline_sec: float | None = ...,
+    fallback: Any = ...,
+) -> _Decorator: ...
+@overload
+def resilient(service_name: str, endpoint: str, **options: Any) -> _Decorator: ...
+def resilient(service_name: str, endpoint: str, **options: Any) -> _Decorator:
+    """Decorate a sync or async function so every call of it is a resilient call.
+
+    >>> from otel_resilience import resilient
+    >>> @resilient("gcs", "download", timeout_sec=5, max_retries=2)
+    ... def download(path: str) -> bytes:
+    ...     return b"data of " + path.encode()
+    >>> download("a.txt")
+    b'data of a.txt'
+    """
+    _check_name("service_name", service_name)
+    _check_name("endpoint", endpoint)
+    unknown = sorted(set(options) - {"timeout_sec", "max_retries", "deadline_sec", "fallback"})
+    if unknown:
+        raise TypeError(
+            f"unknown option(s) {', '.join(unknown)}; accepted: timeout_sec, max_retries,"
+            " deadline_sec, fallback"
+        )
+    if options.get("timeout_sec") is not None:
+        validate_timeout("timeout_sec", options["timeout_sec"])
+    if options.get("max_retries") is not None:
+        _check_attempts(options["max_retries"])
+    if options.get("deadline_sec") is not None:
+        _check_deadline(options["deadline_sec"])
+    return _Decorator(service_name, endpoint, options)
+
+
+class _Decorator:
+    __slots__ = ("_endpoint", "_options", "_service")
+
+    def __init__(self, service: str, endpoint: str, options: dict[str, Any]) -> None:
+        self._service = service
+        self._endpoint = endpoint
+        self._options = options
+
+    @overload
+    def __call__(
+        self, func: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+    @overload
+    def __call__(self, func: Callable[P, T]) -> Callable[P, T]: ...
+    def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
+        if not callable(func):
+            raise TypeError(f"@resilient decorates a function, got {type(func).__name__}")
+        service, endpoint, options = self._service, self._endpoint, self._options
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await resilient_call_async(
+                    service, endpoint, lambda: func(*args, **kwargs), **options
+                )
+
+            return async_wrapper
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return resilient_call(service, endpoint, lambda: func(*args, **kwargs), **options)
+
+        return wrapper
+
+
+def create_retry_decorator(
+    service_name: str,
+    endpoint: str,
+    max_retries: int | None = None,
+    timeout_sec: float | None = None,
+    **options: Any,
+) -> _Decorator:
+    """The seed's decorator factory: retries, circuit breaker and timeout for a function.
+
+    >>> from otel_resilience import create_retry_decorator
+    >>> @create_retry_decorator("my_service", "my_endpoint", max_retries=5)
+    ... def my_function() -> str:
+    ...     return "done"
+    >>> my_function()
+    'done'
+    """
+    return resilient(
+        service_name, endpoint, max_retries=max_retries, timeout_sec=timeout_sec, **options
+    )

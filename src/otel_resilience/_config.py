@@ -1,0 +1,402 @@
+"""Configuration: :class:`ReliabilityConfig`, environment loading, per-service overrides.
+
+The seed's five settings keep their names, environment variables and defaults; the rest are new
+knobs with defaults that keep the seed's behaviour. Every value is validated when the config is
+built, so ``HTTP_RETRIES=abc`` or ``CB_RESET_SEC=-1`` fails at load with the variable's name, the
+value and the accepted range, never in the middle of a call.
+
+Per-service settings come from code (:func:`configure`) or from the environment:
+``RELIABILITY_<SERVICE>_<FIELD>`` (e.g. ``RELIABILITY_OPENAI_HTTP_RETRIES=5``) overrides one field
+for one service, where ``<SERVICE>`` is the service name upper-cased with every character that is
+not a letter or digit turned into ``_``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Final, Literal
+
+__all__ = [
+    "ConfigError",
+    "ReliabilityConfig",
+    "configure",
+    "get_config",
+    "reset_config",
+]
+
+BreakerMode = Literal["consecutive", "count", "time"]
+_BREAKER_MODES: Final = ("consecutive", "count", "time")
+
+
+class ConfigError(ValueError):
+    """A setting has a value outside what it accepts. The message names the setting."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # True: the low bound itself is not accepted
+    optional: bool = False  # None is accepted (the feature is off)
+    choices: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.choices:
+            text = "one of " + ", ".join(self.choices)
+        elif self.kind is bool:
+            text = "a boolean (true/false, 1/0, yes/no, on/off)"
+        else:
+            noun = "an integer" if self.kind is int else "a number"
+            if self.high is None:
+                text = f"{noun} {'>' if self.low_open else '>='} {_fmt(self.low)}"
+            elif self.low_open:
+                text = f"{noun} > {_fmt(self.low)} and <= {_fmt(self.high)}"
+            else:
+                text = f"{noun} from {_fmt(self.low)} to {_fmt(self.high)}"
+        return text + (", or unset/none to turn it off" if self.optional else "")
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:  # pragma: no cover - every bounded spec has a low bound
+        return "?"
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+_DAY: Final = 86_400.0
+
+#: accepted values of every field, in declaration order
+_SPECS: Final[dict[str, _Spec]] = {
+    "HTTP_TIMEOUT_SEC": _Spec(float, 0, _DAY, low_open=True),
+    "HTTP_RETRIES": _Spec(int, 0, 100),
+    "HTTP_BACKOFF_BASE_MS": _Spec(int, 0, 3_600_000),
+    "CB_FAIL_THRESHOLD": _Spec(int, 1, 1_000_000),
+    "CB_RESET_SEC": _Spec(float, 0, _DAY, low_open=True),
+    "HTTP_BACKOFF_MAX_MS": _Spec(int, 0, 3_600_000),
+    "RETRY_AFTER_MAX_SEC": _Spec(float, 0, _DAY),
+    "RETRY_UNKNOWN_ERRORS": _Spec(bool),
+    "CB_HALF_OPEN_MAX_CALLS": _Spec(int, 1, 10_000),
+    "CB_MODE": _Spec(str, choices=_BREAKER_MODES),
+    "CB_WINDOW_SIZE": _Spec(int, 1, 100_000),
+    "CB_FAILURE_RATE_THRESHOLD": _Spec(float, 0, 1, low_open=True),
+    "CB_MIN_CALLS": _Spec(int, 1, 100_000),
+    "CB_SLOW_CALL_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
+    "CB_SLOW_CALL_RATE_THRESHOLD": _Spec(float, 0, 1, low_open=True),
+    "DEADLINE_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
+    "RETRY_BUDGET_RATIO": _Spec(float, 0, 10, optional=True),
+    "RETRY_BUDGET_MIN_PER_SEC": _Spec(float, 0, 1_000_000),
+    "RETRY_BUDGET_WINDOW_SEC": _Spec(float, 0, 3_600, low_open=True),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReliabilityConfig:
+    """Reliability engineering configuration for external calls.
+
+    The first five fields are the seed's, with its environment variables and defaults.
+
+    >>> from otel_resilience import ReliabilityConfig
+    >>> cfg = ReliabilityConfig(HTTP_RETRIES=5)
+    >>> cfg.HTTP_RETRIES, cfg.CB_FAIL_THRESHOLD
+    (5, 5)
+    >>> ReliabilityConfig(CB_RESET_SEC=-1)
+    Traceback (most recent call last):
+    ...
+    otel_resilience._config.ConfigError: CB_RESET_SEC=-1 is not accepted: expected a number > 0 ...
+    """
+
+    #: default timeout of each attempt, in seconds (the seed's ``int``; fractions are accepted)
+    HTTP_TIMEOUT_SEC: float = 30
+    #: attempts in all, the first included: 3 means "try up to 3 times" (0 and 1: a single attempt)
+    HTTP_RETRIES: int = 3
+    #: backoff before retry n is ``base * 2**(n-1)`` ms plus up to 10% jitter
+    HTTP_BACKOFF_BASE_MS: int = 1000
+    #: consecutive failures that open a circuit (``CB_MODE=consecutive``)
+    CB_FAIL_THRESHOLD: int = 5
+    #: seconds an open circuit waits before letting a probe through (HALF_OPEN)
+    CB_RESET_SEC: float = 60
+    #: cap of the computed backoff (jitter comes on top, so retries stay spread at the cap)
+    HTTP_BACKOFF_MAX_MS: int = 30_000
+    #: cap of a server's ``Retry-After`` (it replaces the computed backoff up to this)
+    RETRY_AFTER_MAX_SEC: float = 60
+    #: retry errors that could not be classified (``unknown_error``)
+    RETRY_UNKNOWN_ERRORS: bool = True
+    #: probe calls a half-open circuit admits at once; the others are rejected
+    CB_HALF_OPEN_MAX_CALLS: int = 1
+    #: ``consecutive`` (the seed's), ``count`` (last CB_WINDOW_SIZE calls) or ``time`` (last
+    #: CB_WINDOW_SIZE seconds): the window modes open on a failure or slow-call *rate*
+    CB_MODE: BreakerMode = "consecutive"
+    #: window size: calls (``count``) or seconds (``time``)
+    CB_WINDOW_SIZE: int = 100
+    #: failure rate (0-1] over the window that opens the circuit
+    CB_FAILURE_RATE_THRESHOLD: float = 0.5
+    #: calls the window must hold before a rate can open the circuit
+    CB_MIN_CALLS: int = 10
+    #: a call slower than this counts as slow (window modes); unset: no slow-call tracking
+    CB_SLOW_CALL_SEC: float | None = None
+    #: slow-call rate (0-1] over the window that opens the circuit
+    CB_SLOW_CALL_RATE_THRESHOLD: float = 1.0
+    #: total time budget of one call across attempts and backoff; unset: attempts x timeout
+    DEADLINE_SEC: float | None = None
+    #: retries allowed as a fraction of recent calls (0.2 = 20%); unset: no retry budget
+    RETRY_BUDGET_RATIO: float | None = None
+    #: retries always allowed per second on top of the ratio, so quiet services can still retry
+    RETRY_BUDGET_MIN_PER_SEC: float = 1.0
+    #: how far back the retry budget looks, in seconds
+    RETRY_BUDGET_WINDOW_SEC: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name, spec in _SPECS.items():
+            value = _check(name, getattr(self, name), spec, source=name)
+            object.__setattr__(self, name, value)
+        if self.CB_MODE == "count" and self.CB_MIN_CALLS > self.CB_WINDOW_SIZE:
+            raise ConfigError(
+                f"CB_MIN_CALLS={self.CB_MIN_CALLS} is not accepted with CB_MODE='count':"
+                f" expected at most CB_WINDOW_SIZE ({self.CB_WINDOW_SIZE}), or the window"
+                " could never hold enough calls to open"
+            )
+
+    # --- loading -----------------------------------------------------------------------------
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, service: str | None = None
+    ) -> ReliabilityConfig:
+        """Build a config from the environment (``os.environ`` by default).
+
+        Reads the seed's variables (``HTTP_TIMEOUT_SEC``, ``HTTP_RETRIES``, ...) and, when
+        ``service`` is given, ``RELIABILITY_<SERVICE>_<FIELD>`` overrides on top.
+
+        >>> env = {"HTTP_RETRIES": "5", "RELIABILITY_OPENAI_HTTP_RETRIES": "2"}
+        >>> ReliabilityConfig.from_env(env).HTTP_RETRIES
+        5
+        >>> ReliabilityConfig.from_env(env, service="openai").HTTP_RETRIES
+        2
+        >>> ReliabilityConfig.from_env({"HTTP_RETRIES": "abc"})
+        Traceback (most recent call last):
+        ...
+        otel_resilience._config.ConfigError: HTTP_RETRIES='abc' is not accepted: ...
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, spec in _SPECS.items():
+            if name in env:
+                values[name] = _parse(name, env[name], spec)
+        if service is not None:
+            prefix = service_env_prefix(service)
+            for name, spec in _SPECS.items():
+                var = prefix + name
+                if var in env:
+                    values[name] = _parse(var, env[var], spec)
+        return cls(**values)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> ReliabilityConfig:
+        """A copy with some fields replaced; unknown names are an error naming them."""
+        unknown = sorted(set(overrides) - set(_SPECS))
+        if unknown:
+            raise ConfigError(
+                f"unknown setting(s) {', '.join(unknown)}; accepted: {', '.join(_SPECS)}"
+            )
+        return dataclasses.replace(self, **overrides)
+
+    @property
+    def max_attempts(self) -> int:
+        """Attempts in all for one call (``HTTP_RETRIES``, at least 1)."""
+        return max(1, self.HTTP_RETRIES)
+
+
+def service_env_prefix(service: str) -> str:
+    """The variable prefix of a service: ``"chat-api"`` -> ``RELIABILITY_CHAT_API_``."""
+    return "RELIABILITY_" + re.sub(r"[^A-Za-z0-9]", "_", service).upper() + "_"
+
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+_NONE: Final = frozenset({"", "none", "off", "null"})
+
+
+def _parse(source: str, text: str, spec: _Spec) -> Any:
+    raw = text.strip()
+    if spec.optional and raw.lower() in _NONE:
+        return None
+    try:
+        if spec.kind is bool:
+            if raw.lower() in _TRUE:
+                return True
+            if raw.lower() in _FALSE:
+                return False
+            raise ValueError(raw)
+        if spec.kind is int:
+            return int(raw)
+        if spec.kind is float:
+            return float(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(
+            f"{source}={text!r} is not accepted: expected {spec.describe()}"
+        ) from None
+
+
+def _check(name: str, value: Any, spec: _Spec, *, source: str) -> Any:
+    def bad() -> ConfigError:
+        return ConfigError(f"{source}={value!r} is not accepted: expected {spec.describe()}")
+
+    if value is None:
+        if spec.optional:
+            return None
+        raise bad()
+    if spec.choices:
+        if value not in spec.choices:
+            raise bad()
+        return value
+    if spec.kind is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad()
+    if spec.kind is int:
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise bad()
+            value = int(value)
+    elif not math.isfinite(value):
+        raise bad()
+    if spec.low is not None and (value < spec.low or (spec.low_open and value == spec.low)):
+        raise bad()
+    if spec.high is not None and value > spec.high:
+        raise bad()
+    return value
+
+
+# --- the process-wide registry ---------------------------------------------------------------
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.default: ReliabilityConfig | None = None
+        self.services: dict[str, ReliabilityConfig | Mapping[str, Any]] = {}
+        self.cache: dict[str, ReliabilityConfig] = {}
+        self.generation = 0  # bumped by every change, so holders of configs can notice
+
+    def resolve(self, service: str) -> ReliabilityConfig:
+        with self.lock:
+            found = self.cache.get(service)
+            if found is not None:
+                return found
+            if self.default is None:
+                self.default = ReliabilityConfig.from_env()
+            in_code = self.services.get(service)
+            if isinstance(in_code, ReliabilityConfig):
+                cfg = in_code
+            else:
+                cfg = self.default
+                prefix = service_env_prefix(service)
+                if any(key.startswith(prefix) for key in os.environ):
+                    overrides = ReliabilityConfig.from_env(service=service)
+                    env_fields = {
+                        f.name: getattr(overrides, f.name)
+                        for f in fields(ReliabilityConfig)
+                        if prefix + f.name in os.environ
+                    }
+                    cfg = cfg.with_overrides(env_fields)
+                if in_code is not None:
+                    cfg = cfg.with_overrides(in_code)
+            self.cache[service] = cfg
+            return cfg
+
+
+_registry = _Registry()
+
+
+def get_config(service_name: str | None = None) -> ReliabilityConfig:
+    """The config in force for ``service_name`` (the default config when None).
+
+    The environment is read once, at first use; :func:`configure` and :func:`reset_config`
+    change it at run time.
+    """
+    if service_name is None:
+        service_name = ""
+    found = _registry.cache.get(service_name)
+    if found is not None:
+        return found
+    return _registry.resolve(service_name)
+
+
+def configure(
+    default: ReliabilityConfig | None = None,
+    *,
+    services: Mapping[str, ReliabilityConfig | Mapping[str, Any]] | None = None,
+) -> None:
+    """Set the default config and/or per-service configs in code.
+
+    A service maps to a whole :class:`ReliabilityConfig` or to a mapping of fields that
+    override the default. Circuit breakers created before the change are dropped so that new
+    thresholds apply (do this at start-up).
+
+    >>> from otel_resilience import ReliabilityConfig, configure, get_config
+    >>> configure(services={"clamav": {"CB_FAIL_THRESHOLD": 3}})
+    >>> get_config("clamav").CB_FAIL_THRESHOLD, get_config("gcs").CB_FAIL_THRESHOLD
+    (3, 5)
+    >>> configure(services={"openai": {"HTTP_RETRY": 5}})
+    Traceback (most recent call last):
+    ...
+    otel_resilience._config.ConfigError: unknown setting(s) HTTP_RETRY; accepted: ...
+    >>> from otel_resilience import reset
+    >>> reset()
+    """
+    if default is not None and not isinstance(default, ReliabilityConfig):
+        raise TypeError(f"default must be a ReliabilityConfig, got {type(default).__name__}")
+    checked: dict[str, ReliabilityConfig | Mapping[str, Any]] = {}
+    base = default or ReliabilityConfig()
+    for name, value in (services or {}).items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"service names must be non-empty strings, got {name!r}")
+        if isinstance(value, ReliabilityConfig):
+            checked[name] = value
+        elif isinstance(value, Mapping):
+            base.with_overrides(value)  # validate now, not at the first call
+            checked[name] = dict(value)
+        else:
+            raise TypeError(
+                f"services[{name!r}] must be a ReliabilityConfig or a mapping of fields,"
+                f" got {type(value).__name__}"
+            )
+    with _registry.lock:
+        if default is not None:
+            _registry.default = default
+        _registry.services.update(checked)
+        _registry.cache.clear()
+        _registry.generation += 1
+    _notify_change()
+
+
+def reset_config() -> None:
+    """Forget every configured value; the environment is read again at next use."""
+    with _registry.lock:
+        _registry.default = None
+        _registry.services.clear()
+        _registry.cache.clear()
+        _registry.generation += 1
+    _notify_change()
+
+
+def config_generation() -> int:
+    """A number that changes whenever the configuration does."""
+    return _registry.generation
+
+
+#: called after every change (the breaker manager drops its breakers)
+_listeners: list[Callable[[], None]] = []
+
+
+def _notify_change() -> None:
+    for listener in tuple(_listeners):
+        listener()

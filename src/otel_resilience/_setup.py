@@ -1,0 +1,318 @@
+"""``configure_telemetry()``: one call for applications that have no OpenTelemetry setup yet.
+
+Builds SDK providers from the standard ``OTEL_*`` environment variables, installs them as the
+global providers unless the application already set its own (never replaced), and returns a
+handle to flush and stop them. Needs the ``otel`` extra: ``pip install 'otel-resilience[otel]'``.
+
+Exporters (``OTEL_TRACES_EXPORTER``, ``OTEL_METRICS_EXPORTER``; comma-separated lists allowed):
+
+* ``otlp`` (the OpenTelemetry default): to ``OTEL_EXPORTER_OTLP_ENDPOINT`` over
+  ``OTEL_EXPORTER_OTLP_PROTOCOL`` = ``http/protobuf`` (default) or ``grpc``;
+* ``prometheus`` (metrics only): a pull endpoint on ``OTEL_EXPORTER_PROMETHEUS_HOST``:
+  ``OTEL_EXPORTER_PROMETHEUS_PORT`` (default 127.0.0.1:9464), path ``/metrics``;
+* ``console``: printed to stdout; ``none``: off.
+
+Nothing here may break the application: an exporter that raises, a collector that is down or a
+Prometheus port already taken is logged once and recorded in ``TelemetryHandle.problems``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+__all__ = ["TelemetryHandle", "configure_telemetry"]
+
+logger = logging.getLogger("otel_resilience")
+
+_EXPORTERS: Final = ("otlp", "prometheus", "console", "none")
+_PROTOCOLS: Final = ("http/protobuf", "grpc")
+_INSTALL_HINT: Final = (
+    "configure_telemetry() needs the OpenTelemetry SDK and exporters:"
+    " pip install 'otel-resilience[otel]'"
+)
+
+
+@dataclass
+class TelemetryHandle:
+    """What :func:`configure_telemetry` set up, and how to stop it."""
+
+    tracer_provider: Any = None  #: the SDK tracer provider we installed (None: app's own kept)
+    meter_provider: Any = None  #: the SDK meter provider we installed (None: app's own kept)
+    traces_exporters: tuple[str, ...] = ()
+    metrics_exporters: tuple[str, ...] = ()
+    #: (host, port) of the Prometheus pull endpoint, None when not serving
+    prometheus_address: tuple[str, int] | None = None
+    #: problems met while setting up (logged once each); telemetry works around them
+    problems: list[str] = field(default_factory=list)
+    _server: Any = field(default=None, repr=False)
+    _server_thread: Any = field(default=None, repr=False)
+    _filters: list[tuple[logging.Logger, logging.Filter]] = field(default_factory=list, repr=False)
+
+    def shutdown(self) -> None:
+        """Flush pending telemetry and stop exporters and the Prometheus endpoint (idempotent)."""
+        for provider in (self.tracer_provider, self.meter_provider):
+            if provider is None:
+                continue
+            try:
+                provider.shutdown()
+            except Exception:  # shutting down must not raise into the application
+                logger.warning("telemetry: shutting down %r failed", provider, exc_info=True)
+        self.tracer_provider = self.meter_provider = None
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            if self._server_thread is not None:
+                self._server_thread.join(timeout=5)
+            self._server = self._server_thread = None
+            self.prometheus_address = None
+        for log, flt in self._filters:
+            log.removeFilter(flt)
+        self._filters.clear()
+
+
+class _OnceFilter(logging.Filter):
+    """Let each distinct message template of the exporters' loggers through once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[tuple[str, object]] = set()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen.add(key)
+        return True
+
+
+def _exporter_list(
+    name: str, value: str | Sequence[str] | None, env: Mapping[str, str]
+) -> list[str]:
+    raw: Sequence[str]
+    if value is None:
+        raw = env.get(name, "otlp").split(",")
+    elif isinstance(value, str):
+        raw = value.split(",")
+    else:
+        raw = value
+    chosen = [item.strip().lower() for item in raw if item.strip()]
+    for item in chosen:
+        if item not in _EXPORTERS:
+            raise ValueError(
+                f"{name}={item!r} is not accepted: expected a comma-separated list of"
+                f" {', '.join(_EXPORTERS)}"
+            )
+    return [item for item in chosen if item != "none"]
+
+
+def _protocol(signal: str, env: Mapping[str, str]) -> str:
+    var = f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"
+    source = var if var in env else "OTEL_EXPORTER_OTLP_PROTOCOL"
+    value = env.get(source, "http/protobuf").strip().lower()
+    if value not in _PROTOCOLS:
+        raise ValueError(
+            f"{source}={value!r} is not accepted: expected one of {', '.join(_PROTOCOLS)}"
+        )
+    return value
+
+
+def _port(value: int | str | None, env: Mapping[str, str]) -> int:
+    source = "prometheus_port"
+    if value is None:
+        source = "OTEL_EXPORTER_PROMETHEUS_PORT"
+        value = env.get(source, "9464")
+    try:
+        port = int(value)
+        if isinstance(value, bool) or not 0 <= port <= 65535:
+            raise ValueError(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{source}={value!r} is not accepted: expected a port number from 0 to 65535"
+        ) from None
+    return port
+
+
+def configure_telemetry(
+    *,
+    service_name: str | None = None,
+    traces_exporter: str | Sequence[str] | None = None,
+    metrics_exporter: str | Sequence[str] | None = None,
+    prometheus_host: str | None = None,
+    prometheus_port: int | None = None,
+    metric_export_interval_sec: float | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> TelemetryHandle:
+    """Set up OpenTelemetry SDK providers and exporters from the ``OTEL_*`` variables.
+
+    Arguments override the matching variables. Providers the application already installed
+    are kept; the handle then holds None for them. Call ``handle.shutdown()`` at exit.
+
+    Raises:
+        ImportError: the ``otel`` extra is not installed (the message says what to install).
+        ValueError: an exporter, protocol or port that is not accepted (named in the message).
+    """
+    env = os.environ if environ is None else environ
+    traces = _exporter_list("OTEL_TRACES_EXPORTER", traces_exporter, env)
+    metric_kinds = _exporter_list("OTEL_METRICS_EXPORTER", metrics_exporter, env)
+    if "prometheus" in traces:
+        raise ValueError(
+            "OTEL_TRACES_EXPORTER='prometheus' is not accepted: Prometheus has no traces"
+        )
+    try:
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+    except ImportError as exc:  # pragma: no cover - exercised in a venv without the extra
+        raise ImportError(_INSTALL_HINT) from exc
+
+    handle = TelemetryHandle(traces_exporters=tuple(traces), metrics_exporters=tuple(metric_kinds))
+    once = _OnceFilter()
+    for name in ("opentelemetry.exporter", "opentelemetry.sdk", "opentelemetry.exporter.otlp"):
+        log = logging.getLogger(name)
+        log.addFilter(once)
+        handle._filters.append((log, once))
+
+    attributes: dict[str, Any] = {"service.instance.id": str(uuid.uuid4())}
+    resource = Resource.create(attributes)  # reads OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+    if service_name is not None:
+        resource = resource.merge(Resource.create({"service.name": service_name}))
+    elif "OTEL_SERVICE_NAME" in env and environ is not None:
+        resource = resource.merge(Resource.create({"service.name": env["OTEL_SERVICE_NAME"]}))
+
+    # --- traces ---------------------------------------------------------------------------
+    if traces:
+        if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+            tracer_provider = TracerProvider(resource=resource)
+            for kind in traces:
+                processor = _span_processor(kind, env, handle)
+                if processor is not None:
+                    tracer_provider.add_span_processor(processor)
+            trace.set_tracer_provider(tracer_provider)
+            handle.tracer_provider = tracer_provider
+        else:
+            logger.info("telemetry: the application set a tracer provider already; keeping it")
+
+    # --- metrics --------------------------------------------------------------------------
+    if metric_kinds:
+        from ._telemetry import _is_noop_meter_provider
+
+        if _is_noop_meter_provider(metrics.get_meter_provider()):
+            readers = []
+            for kind in metric_kinds:
+                reader = _metric_reader(
+                    kind, env, handle, prometheus_host, prometheus_port, metric_export_interval_sec
+                )
+                if reader is not None:
+                    readers.append(reader)
+            meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+            metrics.set_meter_provider(meter_provider)
+            handle.meter_provider = meter_provider
+        else:
+            logger.info("telemetry: the application set a meter provider already; keeping it")
+    return handle
+
+
+def _problem(handle: TelemetryHandle, message: str) -> None:
+    handle.problems.append(message)
+    logger.warning("telemetry: %s", message)
+
+
+def _span_processor(kind: str, env: Mapping[str, str], handle: TelemetryHandle) -> Any:
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        ConsoleSpanExporter,
+        SimpleSpanProcessor,
+    )
+
+    from ._safe import SafeSpanExporter
+
+    if kind == "console":
+        return SimpleSpanProcessor(SafeSpanExporter(ConsoleSpanExporter(), "console"))
+    exporter: Any
+    try:
+        if _protocol("TRACES", env) == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc import trace_exporter as grpc_traces
+
+            exporter = grpc_traces.OTLPSpanExporter()
+        else:
+            from opentelemetry.exporter.otlp.proto.http import trace_exporter as http_traces
+
+            exporter = http_traces.OTLPSpanExporter()
+    except ImportError:  # pragma: no cover - needs a venv without the extra
+        _problem(handle, f"OTLP span exporter missing; {_INSTALL_HINT}")
+        return None
+    return BatchSpanProcessor(SafeSpanExporter(exporter, "otlp"))
+
+
+def _metric_reader(
+    kind: str,
+    env: Mapping[str, str],
+    handle: TelemetryHandle,
+    host: str | None,
+    port: int | None,
+    interval_sec: float | None,
+) -> Any:
+    from opentelemetry.sdk.metrics.export import (
+        ConsoleMetricExporter,
+        PeriodicExportingMetricReader,
+    )
+
+    from ._safe import SafeMetricExporter
+
+    interval_ms: float | None = None if interval_sec is None else interval_sec * 1000
+    if kind == "prometheus":
+        return _prometheus_reader(env, handle, host, port)
+    if kind == "console":
+        exporter: Any = ConsoleMetricExporter()
+    else:
+        try:
+            if _protocol("METRICS", env) == "grpc":
+                from opentelemetry.exporter.otlp.proto.grpc import metric_exporter as grpc_m
+
+                exporter = grpc_m.OTLPMetricExporter()
+            else:
+                from opentelemetry.exporter.otlp.proto.http import metric_exporter as http_m
+
+                exporter = http_m.OTLPMetricExporter()
+        except ImportError:  # pragma: no cover - needs a venv without the extra
+            _problem(handle, f"OTLP metric exporter missing; {_INSTALL_HINT}")
+            return None
+    return PeriodicExportingMetricReader(
+        SafeMetricExporter(exporter, kind), export_interval_millis=interval_ms
+    )
+
+
+def _prometheus_reader(
+    env: Mapping[str, str], handle: TelemetryHandle, host: str | None, port: int | None
+) -> Any:
+    try:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import CollectorRegistry, start_http_server
+    except ImportError:  # pragma: no cover - needs a venv without the extra
+        _problem(handle, f"Prometheus exporter missing; {_INSTALL_HINT}")
+        return None
+    bind_host = host or env.get("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1")
+    bind_port = _port(port, env)
+    registry = CollectorRegistry()
+    try:
+        server, thread = start_http_server(bind_port, addr=bind_host, registry=registry)
+    except OSError as exc:
+        _problem(
+            handle,
+            f"cannot serve Prometheus metrics on {bind_host}:{bind_port} ({exc.strerror or exc});"
+            " metrics are not exported there (set OTEL_EXPORTER_PROMETHEUS_PORT or"
+            " prometheus_port to another port)",
+        )
+        return None
+    handle._server, handle._server_thread = server, thread
+    handle.prometheus_address = (bind_host, server.server_address[1])
+    return PrometheusMetricReader(registry=registry)

@@ -1,0 +1,562 @@
+"""OpenTelemetry instrumentation of every call (names from :mod:`._names`, per TELEMETRY.md).
+
+The only module of the core that imports opentelemetry, and it imports the API only. Providers are
+the global ones unless injected with :func:`set_telemetry_providers`; while no SDK provider is set
+(the API's proxy providers), calls skip span and metric work entirely, so the library costs what
+it would without telemetry. Instruments are created once per meter provider.
+
+Telemetry must never break or slow a call: every recording step is guarded, and a failure is
+logged once per kind of step, not per call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from . import _names as n
+from ._breaker import CircuitBreaker, CircuitBreakerState, get_circuit_breaker_manager
+from ._version import __version__ as _VERSION
+
+if TYPE_CHECKING:
+    from ._errors import ReliabilityError
+
+__all__ = ["MAX_ENDPOINTS", "get_telemetry", "set_telemetry_providers"]
+
+logger = logging.getLogger("otel_resilience")
+
+#: distinct (service, endpoint) pairs the metrics carry before overflowing to ``_other``
+MAX_ENDPOINTS: Final = 1000
+
+_STATES: Final = tuple(CircuitBreakerState)
+
+Attributes = dict[str, Any]
+
+
+def _is_noop_tracer_provider(provider: object) -> bool:
+    return isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
+def _is_noop_meter_provider(provider: object) -> bool:
+    # the API's proxy class is private; recognise it by name, and the public no-op by type
+    return isinstance(provider, metrics.NoOpMeterProvider) or (
+        type(provider).__name__ == "_ProxyMeterProvider"
+    )
+
+
+class _Instruments:
+    """Every instrument of TELEMETRY.md, created once for one meter provider."""
+
+    def __init__(self, meter: metrics.Meter, telemetry: Telemetry) -> None:
+        buckets = list(n.DURATION_BUCKETS_S)
+        self.call_duration = meter.create_histogram(
+            n.CALL_DURATION,
+            unit="s",
+            description="Duration of resilient calls, retries and backoff included.",
+            explicit_bucket_boundaries_advisory=buckets,
+        )
+        self.attempt_duration = meter.create_histogram(
+            n.ATTEMPT_DURATION,
+            unit="s",
+            description="Duration of single attempts of resilient calls.",
+            explicit_bucket_boundaries_advisory=buckets,
+        )
+        self.retries = meter.create_counter(
+            n.RETRIES, unit="{retry}", description="Retries scheduled, by the retried error type."
+        )
+        self.retry_delay = meter.create_histogram(
+            n.RETRY_DELAY,
+            unit="s",
+            description="Backoff slept before a retry.",
+            explicit_bucket_boundaries_advisory=buckets,
+        )
+        self.retries_exhausted = meter.create_counter(
+            n.RETRIES_EXHAUSTED,
+            unit="{call}",
+            description="Calls that failed after using up their attempts or deadline.",
+        )
+        self.timeouts = meter.create_counter(
+            n.TIMEOUTS, unit="{timeout}", description="Attempts that ended in a timeout."
+        )
+        self.transitions = meter.create_counter(
+            n.BREAKER_TRANSITIONS,
+            unit="{transition}",
+            description="Circuit breaker state transitions, by the new state.",
+        )
+        self.rejections = meter.create_counter(
+            n.BREAKER_REJECTIONS,
+            unit="{call}",
+            description="Calls or attempts an open circuit breaker rejected.",
+        )
+        self.budget_rejections = meter.create_counter(
+            n.RETRY_BUDGET_REJECTIONS,
+            unit="{retry}",
+            description="Retries the retry budget refused.",
+        )
+        self.fallbacks = meter.create_counter(
+            n.FALLBACKS, unit="{call}", description="Failed calls served by a fallback."
+        )
+        self.rate_limiter_rejections = meter.create_counter(
+            n.RATE_LIMITER_REJECTIONS,
+            unit="{call}",
+            description="Calls the library's own rate limiter refused.",
+        )
+        self.state_store_errors = meter.create_counter(
+            n.STATE_STORE_ERRORS,
+            unit="{error}",
+            description="Errors talking to the shared breaker state store.",
+        )
+        meter.create_observable_gauge(
+            n.BREAKER_STATE,
+            callbacks=[telemetry._observe_breakers],
+            description="Circuit breaker state: 1 for the current state, 0 for the others.",
+        )
+
+
+class Telemetry:
+    """Resolves providers, caches instruments and attributes, hands out call observers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tracer_provider: Any = None  # injected; None: the global one
+        self._meter_provider: Any = None
+        self._tracer_key: object = None
+        self._tracer: trace.Tracer | None = None
+        self._meter_key: object = None
+        self._instruments: _Instruments | None = None
+        self._pairs: dict[tuple[str, str], _Pair] = {}
+        self._metric_pairs = 0
+        self._max_endpoints = MAX_ENDPOINTS
+        self._warned: set[str] = set()
+        self._monotonic = time.perf_counter
+
+    # --- providers ----------------------------------------------------------------------------
+
+    def set_providers(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
+        with self._lock:
+            self._tracer_provider = tracer_provider
+            self._meter_provider = meter_provider
+            self._tracer_key = self._meter_key = None
+            self._tracer = None
+            self._instruments = None
+
+    def set_max_endpoints(self, limit: int) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"max_endpoints must be an integer >= 1, got {limit!r}")
+        with self._lock:
+            self._max_endpoints = limit
+
+    def reset(self) -> None:
+        """Forget injected providers and cached state (for tests)."""
+        self.set_providers(None, None)
+        with self._lock:
+            self._pairs.clear()
+            self._metric_pairs = 0
+            self._max_endpoints = MAX_ENDPOINTS
+            self._warned.clear()
+
+    def tracer(self) -> trace.Tracer | None:
+        provider = self._tracer_provider or trace.get_tracer_provider()
+        if provider is self._tracer_key:
+            return self._tracer
+        return self._resolve_tracer(provider)
+
+    def instruments(self) -> _Instruments | None:
+        provider = self._meter_provider or metrics.get_meter_provider()
+        if provider is self._meter_key:
+            return self._instruments
+        return self._resolve_meter(provider)
+
+    def _resolve_tracer(self, provider: Any) -> trace.Tracer | None:
+        with self._lock:
+            tracer = None
+            if not _is_noop_tracer_provider(provider):
+                try:
+                    tracer = provider.get_tracer(n.SCOPE, _VERSION)
+                except Exception:
+                    self.warn_once("tracer", "could not get a tracer; spans are off")
+            self._tracer, self._tracer_key = tracer, provider
+            return tracer
+
+    def _resolve_meter(self, provider: Any) -> _Instruments | None:
+        with self._lock:
+            instruments = None
+            if not _is_noop_meter_provider(provider):
+                try:
+                    instruments = _Instruments(provider.get_meter(n.SCOPE, _VERSION), self)
+                except Exception:
+                    self.warn_once("meter", "could not create instruments; metrics are off")
+            self._instruments, self._meter_key = instruments, provider
+            return instruments
+
+    def warn_once(self, key: str, message: str) -> None:
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        logger.warning("telemetry: %s (further occurrences are not logged)", message, exc_info=True)
+
+    # --- attributes ---------------------------------------------------------------------------
+
+    def pair(self, service: str, endpoint: str) -> _Pair:
+        found = self._pairs.get((service, endpoint))
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._pairs.get((service, endpoint))
+            if found is None:
+                metric_endpoint = endpoint
+                if self._metric_pairs >= self._max_endpoints:
+                    metric_endpoint = n.OVERFLOW_ENDPOINT
+                    if "overflow" not in self._warned:
+                        self._warned.add("overflow")
+                        logger.warning(
+                            "telemetry: more than %d distinct (service, endpoint) pairs; metrics"
+                            " of new ones use %s=%r (spans keep the real name)",
+                            self._max_endpoints,
+                            n.ATTR_ENDPOINT,
+                            n.OVERFLOW_ENDPOINT,
+                        )
+                else:
+                    self._metric_pairs += 1
+                found = _Pair(service, endpoint, metric_endpoint)
+                self._pairs[(service, endpoint)] = found
+            return found
+
+    # --- observers ----------------------------------------------------------------------------
+
+    def call(self, service: str, endpoint: str, breaker: CircuitBreaker) -> CallObserver:
+        tracer = self.tracer()
+        instruments = self.instruments()
+        if tracer is None and instruments is None:
+            return NOOP_CALL
+        return _Call(self, self.pair(service, endpoint), tracer, instruments, breaker)
+
+    def on_transition(
+        self, breaker: CircuitBreaker, old: CircuitBreakerState, new: CircuitBreakerState
+    ) -> None:
+        instruments = self.instruments()
+        if instruments is None:
+            return
+        pair = self.pair(breaker.service_name, breaker.endpoint)
+        try:
+            instruments.transitions.add(1, pair.state_attrs[new])
+        except Exception:
+            self.warn_once("transition", "recording a breaker transition failed")
+
+    def count(self, name: str, service: str, endpoint: str, error_type: str | None = None) -> None:
+        """Add 1 to one of the later capabilities' counters (rate limiter, budget, fallback)."""
+        instruments = self.instruments()
+        if instruments is None:
+            return
+        pair = self.pair(service, endpoint)
+        try:
+            counter = getattr(instruments, name)
+            counter.add(1, pair.error_attrs(error_type) if error_type else pair.metric_attrs)
+        except Exception:
+            self.warn_once(name, f"recording {name} failed")
+
+    def count_state_store_error(self, backend: str) -> None:
+        instruments = self.instruments()
+        if instruments is None:
+            return
+        try:
+            instruments.state_store_errors.add(1, {n.ATTR_STATE_STORE_BACKEND: backend})
+        except Exception:
+            self.warn_once("state_store", "recording a state store error failed")
+
+    def _observe_breakers(self, options: CallbackOptions) -> Iterable[Observation]:
+        observations: list[Observation] = []
+        for breaker in get_circuit_breaker_manager().breakers():
+            try:
+                current = breaker.state
+            except Exception:  # pragma: no cover - a custom breaker that cannot say its state
+                continue
+            pair = self.pair(breaker.service_name, breaker.endpoint)
+            observations.extend(
+                Observation(int(state is current), pair.gauge_attrs[state]) for state in _STATES
+            )
+        return observations
+
+
+class _Pair:
+    """Cached names and attribute dicts of one (service, endpoint)."""
+
+    __slots__ = (
+        "_errors",
+        "attempt_name",
+        "call_name",
+        "gauge_attrs",
+        "metric_attrs",
+        "span_attrs",
+        "state_attrs",
+    )
+
+    def __init__(self, service: str, endpoint: str, metric_endpoint: str) -> None:
+        self.call_name = f"{service} {endpoint}"
+        self.attempt_name = f"{service} {endpoint} attempt"
+        self.span_attrs: Attributes = {n.ATTR_SERVICE: service, n.ATTR_ENDPOINT: endpoint}
+        self.metric_attrs: Attributes = {n.ATTR_SERVICE: service, n.ATTR_ENDPOINT: metric_endpoint}
+        self.state_attrs = {
+            s: {**self.metric_attrs, n.ATTR_BREAKER_STATE: s.value} for s in CircuitBreakerState
+        }
+        self.gauge_attrs = self.state_attrs
+        self._errors: dict[str, Attributes] = {}
+
+    def error_attrs(self, error_type: str) -> Attributes:
+        found = self._errors.get(error_type)
+        if found is None:
+            found = {**self.metric_attrs, n.ATTR_ERROR_TYPE: error_type}
+            self._errors[error_type] = found
+        return found
+
+
+class CallObserver:
+    """What the call path reports; this base class records nothing (telemetry off)."""
+
+    __slots__ = ()
+
+    def attempt_start(self, attempt: int) -> Any:
+        return None
+
+    def attempt_ok(self, handle: Any, duration: float) -> None:
+        return None
+
+    def attempt_failed(
+        self, handle: Any, error: ReliabilityError, cause: BaseException, duration: float
+    ) -> None:
+        return None
+
+    def attempt_aborted(self, handle: Any, cause: BaseException) -> None:
+        return None
+
+    def retry(self, attempt: int, error: ReliabilityError, delay: float) -> None:
+        return None
+
+    def rejected(self) -> None:
+        return None
+
+    def exhausted(self, error: ReliabilityError) -> None:
+        return None
+
+    def budget_rejected(self, error: ReliabilityError) -> None:
+        return None
+
+    def fallback(self, error: ReliabilityError) -> None:
+        return None
+
+    def end_ok(self, attempts: int) -> None:
+        return None
+
+    def end_failed(self, error: ReliabilityError, attempts: int) -> None:
+        return None
+
+
+NOOP_CALL: Final = CallObserver()
+
+
+class _Call(CallObserver):
+    """Spans and metrics of one call."""
+
+    __slots__ = ("_instruments", "_pair", "_span", "_start", "_telemetry", "_tracer")
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        pair: _Pair,
+        tracer: trace.Tracer | None,
+        instruments: _Instruments | None,
+        breaker: CircuitBreaker,
+    ) -> None:
+        self._telemetry = telemetry
+        self._pair = pair
+        self._tracer = tracer
+        self._instruments = instruments
+        self._span: trace.Span | None = None
+        if tracer is not None:
+            try:
+                span = tracer.start_span(
+                    pair.call_name, kind=SpanKind.INTERNAL, attributes=pair.span_attrs
+                )
+                if span.is_recording():
+                    span.set_attribute(n.ATTR_BREAKER_STATE, breaker._state.value)
+                self._span = span
+            except Exception:
+                telemetry.warn_once("span", "starting a call span failed")
+        self._start = time.perf_counter()
+
+    def attempt_start(self, attempt: int) -> Any:
+        if self._tracer is None:
+            return None
+        try:
+            parent = trace.set_span_in_context(self._span) if self._span is not None else None
+            span = self._tracer.start_span(
+                self._pair.attempt_name,
+                context=parent,
+                kind=SpanKind.INTERNAL,
+                attributes={**self._pair.span_attrs, n.ATTR_ATTEMPT: attempt},
+            )
+            token = otel_context.attach(trace.set_span_in_context(span))
+            return (span, token)
+        except Exception:
+            self._telemetry.warn_once("attempt_span", "starting an attempt span failed")
+            return None
+
+    def _end_attempt(self, handle: Any) -> trace.Span | None:
+        if handle is None:
+            return None
+        span, token = handle
+        try:
+            otel_context.detach(token)
+        except Exception:  # pragma: no cover - the context API logs and recovers itself
+            self._telemetry.warn_once("detach", "detaching the attempt context failed")
+        return span  # type: ignore[no-any-return]
+
+    def attempt_ok(self, handle: Any, duration: float) -> None:
+        span = self._end_attempt(handle)
+        try:
+            if span is not None:
+                span.end()
+            if self._instruments is not None:
+                self._instruments.attempt_duration.record(duration, self._pair.metric_attrs)
+        except Exception:
+            self._telemetry.warn_once("attempt_ok", "recording a successful attempt failed")
+
+    def attempt_failed(
+        self, handle: Any, error: ReliabilityError, cause: BaseException, duration: float
+    ) -> None:
+        span = self._end_attempt(handle)
+        error_type = error.error_type.value
+        try:
+            if span is not None:
+                if span.is_recording():
+                    span.record_exception(cause)
+                    span.set_attribute(n.ATTR_ERROR_TYPE, error_type)
+                    span.set_status(Status(StatusCode.ERROR, str(cause) or type(cause).__name__))
+                span.end()
+            instruments = self._instruments
+            if instruments is not None:
+                attrs = self._pair.error_attrs(error_type)
+                instruments.attempt_duration.record(duration, attrs)
+                if error_type == "timeout":
+                    instruments.timeouts.add(1, self._pair.metric_attrs)
+        except Exception:
+            self._telemetry.warn_once("attempt_failed", "recording a failed attempt failed")
+
+    def attempt_aborted(self, handle: Any, cause: BaseException) -> None:
+        span = self._end_attempt(handle)
+        try:
+            if span is not None:
+                if span.is_recording():
+                    span.record_exception(cause)
+                    span.set_status(Status(StatusCode.ERROR, type(cause).__name__))
+                span.end()
+        except Exception:
+            self._telemetry.warn_once("attempt_aborted", "recording an aborted attempt failed")
+
+    def retry(self, attempt: int, error: ReliabilityError, delay: float) -> None:
+        error_type = error.error_type.value
+        try:
+            span = self._span
+            if span is not None and span.is_recording():
+                span.add_event(
+                    n.EVENT_RETRY,
+                    {
+                        n.ATTR_ATTEMPT: attempt,
+                        n.ATTR_RETRY_DELAY_S: delay,
+                        n.ATTR_ERROR_TYPE: error_type,
+                    },
+                )
+            instruments = self._instruments
+            if instruments is not None:
+                instruments.retries.add(1, self._pair.error_attrs(error_type))
+                instruments.retry_delay.record(delay, self._pair.metric_attrs)
+        except Exception:
+            self._telemetry.warn_once("retry", "recording a retry failed")
+
+    def rejected(self) -> None:
+        if self._instruments is None:
+            return
+        try:
+            self._instruments.rejections.add(1, self._pair.metric_attrs)
+        except Exception:
+            self._telemetry.warn_once("rejected", "recording a rejection failed")
+
+    def _count_error(self, name: str, error: ReliabilityError) -> None:
+        if self._instruments is None:
+            return
+        try:
+            counter = getattr(self._instruments, name)
+            counter.add(1, self._pair.error_attrs(error.error_type.value))
+        except Exception:
+            self._telemetry.warn_once(name, f"recording {name} failed")
+
+    def exhausted(self, error: ReliabilityError) -> None:
+        self._count_error("retries_exhausted", error)
+
+    def budget_rejected(self, error: ReliabilityError) -> None:
+        self._count_error("budget_rejections", error)
+
+    def fallback(self, error: ReliabilityError) -> None:
+        self._count_error("fallbacks", error)
+        span = self._span
+        if span is not None:
+            try:
+                if span.is_recording():
+                    span.set_attribute(n.ATTR_FALLBACK, True)
+            except Exception:
+                self._telemetry.warn_once("fallback_span", "marking a fallback failed")
+
+    def end_ok(self, attempts: int) -> None:
+        duration = time.perf_counter() - self._start
+        try:
+            span = self._span
+            if span is not None:
+                if span.is_recording():
+                    span.set_attribute(n.ATTR_ATTEMPTS, attempts)
+                span.end()
+            if self._instruments is not None:
+                self._instruments.call_duration.record(duration, self._pair.metric_attrs)
+        except Exception:
+            self._telemetry.warn_once("end_ok", "recording a successful call failed")
+
+    def end_failed(self, error: ReliabilityError, attempts: int) -> None:
+        duration = time.perf_counter() - self._start
+        error_type = error.error_type.value
+        try:
+            span = self._span
+            if span is not None:
+                if span.is_recording():
+                    span.set_attribute(n.ATTR_ATTEMPTS, attempts)
+                    span.set_attribute(n.ATTR_ERROR_TYPE, error_type)
+                    span.set_status(Status(StatusCode.ERROR, error.message))
+                span.end()
+            if self._instruments is not None:
+                self._instruments.call_duration.record(duration, self._pair.error_attrs(error_type))
+        except Exception:
+            self._telemetry.warn_once("end_failed", "recording a failed call failed")
+
+
+_telemetry = Telemetry()
+get_circuit_breaker_manager().add_listener(_telemetry.on_transition)
+
+
+def get_telemetry() -> Telemetry:
+    """The process-wide instrumentation."""
+    return _telemetry
+
+
+def set_telemetry_providers(tracer_provider: Any = None, meter_provider: Any = None) -> None:
+    """Use these providers instead of the global ones (None: back to the global provider).
+
+    For tests (an ``InMemorySpanExporter`` and ``InMemoryMetricReader`` without touching the
+    globals) and for applications that keep several providers.
+    """
+    _telemetry.set_providers(tracer_provider, meter_provider)
