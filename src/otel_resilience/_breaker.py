@@ -455,7 +455,12 @@ BreakerFactory = Callable[[str, str, ReliabilityConfig, Clock], CircuitBreaker]
 def _default_factory(
     service_name: str, endpoint: str, config: ReliabilityConfig, clock: Clock
 ) -> CircuitBreaker:
-    return CircuitBreaker(
+    cls = CircuitBreaker
+    if config.STATE_BACKEND == "redis":
+        from ._redis_breaker import RedisCircuitBreaker
+
+        cls = RedisCircuitBreaker
+    return cls(
         endpoint,
         config.CB_FAIL_THRESHOLD,
         config.CB_RESET_SEC,

@@ -31,8 +31,10 @@ from ._errors import (
     CircuitOpenError,
     ExternalServiceError,
     ReliabilityError,
+    ThrottledError,
 )
 from ._mapping import map_external_error
+from ._ratelimit import RateLimiter, get_rate_limiter
 from ._retry import RetryPlan, StopRetrying, is_retryable, retry_async, retry_sync
 from ._telemetry import CallObserver, get_telemetry
 from ._timeout import (
@@ -167,6 +169,16 @@ def _rejection(service_name: str, endpoint: str, breaker: CircuitBreaker) -> Cir
     )
 
 
+def _throttled(service_name: str, endpoint: str, limit: str | None) -> ThrottledError:
+    return ThrottledError(
+        ExternalServiceError.THROTTLED,
+        service_name,
+        endpoint,
+        f"rate limit {limit} of {service_name} reached; call to {endpoint} refused",
+        attempts=0,
+    )
+
+
 def _plan(
     settings: _Settings,
     service_name: str,
@@ -286,6 +298,10 @@ def _run(
     observer: CallObserver,
     budget: RetryBudget | None,
 ) -> tuple[T, int]:
+    limiter: RateLimiter | None = get_rate_limiter(service_name, settings.config)
+    if limiter is not None and not limiter.acquire(settings.config.RATE_LIMIT_MAX_WAIT_SEC):
+        observer.throttled()
+        raise _throttled(service_name, endpoint, settings.config.RATE_LIMIT)
     if budget is not None:
         budget.record_call()
     timeout = settings.timeout
@@ -416,6 +432,12 @@ async def _run_async(
     observer: CallObserver,
     budget: RetryBudget | None,
 ) -> tuple[T, int]:
+    limiter: RateLimiter | None = get_rate_limiter(service_name, settings.config)
+    if limiter is not None and not await limiter.acquire_async(
+        settings.config.RATE_LIMIT_MAX_WAIT_SEC
+    ):
+        observer.throttled()
+        raise _throttled(service_name, endpoint, settings.config.RATE_LIMIT)
     if budget is not None:
         budget.record_call()
     timeout = settings.timeout

@@ -46,10 +46,15 @@ class _Spec:
     low_open: bool = False  # True: the low bound itself is not accepted
     optional: bool = False  # None is accepted (the feature is off)
     choices: tuple[str, ...] = ()
+    env: str | None = None  # environment variable, when it is not the field's own name
+    pattern: str | None = None  # strings: a regular expression the value must match
+    hint: str | None = None  # strings: what the pattern accepts, in words
 
     def describe(self) -> str:
         if self.choices:
             text = "one of " + ", ".join(self.choices)
+        elif self.hint:
+            text = self.hint
         elif self.kind is bool:
             text = "a boolean (true/false, 1/0, yes/no, on/off)"
         else:
@@ -70,6 +75,9 @@ def _fmt(value: float | None) -> str:
 
 
 _DAY: Final = 86_400.0
+_BACKENDS: Final = ("memory", "redis")
+#: the rate notation of the ``limits`` library: "100/second", "10 per second", "5 per 2 minutes"
+_RATE_PATTERN: Final = r"\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*"
 
 #: accepted values of every field, in declaration order
 _SPECS: Final[dict[str, _Spec]] = {
@@ -92,6 +100,29 @@ _SPECS: Final[dict[str, _Spec]] = {
     "RETRY_BUDGET_RATIO": _Spec(float, 0, 10, optional=True),
     "RETRY_BUDGET_MIN_PER_SEC": _Spec(float, 0, 1_000_000),
     "RETRY_BUDGET_WINDOW_SEC": _Spec(float, 0, 3_600, low_open=True),
+    "STATE_BACKEND": _Spec(str, choices=_BACKENDS, env="RELIABILITY_STATE_BACKEND"),
+    "REDIS_URL": _Spec(
+        str,
+        optional=True,
+        env="RELIABILITY_REDIS_URL",
+        pattern=r"(redis|rediss|unix)://\S+",
+        hint="a redis://host:port/db, rediss:// or unix:// URL",
+    ),
+    "REDIS_KEY_PREFIX": _Spec(
+        str,
+        env="RELIABILITY_REDIS_KEY_PREFIX",
+        pattern=r"[A-Za-z0-9_.:-]{1,64}",
+        hint="1 to 64 letters, digits or _ . : -",
+    ),
+    "REDIS_TIMEOUT_MS": _Spec(int, 1, 10_000, env="RELIABILITY_REDIS_TIMEOUT_MS"),
+    "REDIS_KEY_TTL_SEC": _Spec(int, 1, 30 * 86_400, env="RELIABILITY_REDIS_KEY_TTL_SEC"),
+    "RATE_LIMIT": _Spec(
+        str,
+        optional=True,
+        pattern=_RATE_PATTERN,
+        hint="a rate such as '100/second', '10 per second' or '600 per 1 minute'",
+    ),
+    "RATE_LIMIT_MAX_WAIT_SEC": _Spec(float, 0, 3_600),
 }
 
 
@@ -150,11 +181,30 @@ class ReliabilityConfig:
     RETRY_BUDGET_MIN_PER_SEC: float = 1.0
     #: how far back the retry budget looks, in seconds
     RETRY_BUDGET_WINDOW_SEC: float = 10.0
+    #: where breaker state lives: ``memory`` (this process) or ``redis`` (shared by processes)
+    STATE_BACKEND: Literal["memory", "redis"] = "memory"
+    #: the Redis server of the ``redis`` backend and of shared rate limits
+    REDIS_URL: str | None = None
+    #: prefix of every Redis key the library writes
+    REDIS_KEY_PREFIX: str = "otel_resilience"
+    #: longest a Redis round trip may take before the breaker falls back to local state
+    REDIS_TIMEOUT_MS: int = 50
+    #: abandoned breakers' keys disappear after this long without use
+    REDIS_KEY_TTL_SEC: int = 86_400
+    #: the service's own rate limit (``limits`` notation, e.g. ``"100/second"``); unset: none
+    RATE_LIMIT: str | None = None
+    #: how long a call over the limit waits for a slot before failing ``throttled`` (0: at once)
+    RATE_LIMIT_MAX_WAIT_SEC: float = 0.0
 
     def __post_init__(self) -> None:
         for name, spec in _SPECS.items():
             value = _check(name, getattr(self, name), spec, source=name)
             object.__setattr__(self, name, value)
+        if self.STATE_BACKEND == "redis" and self.REDIS_URL is None:
+            raise ConfigError(
+                "STATE_BACKEND='redis' needs REDIS_URL (environment: RELIABILITY_REDIS_URL),"
+                " e.g. redis://127.0.0.1:6379/0"
+            )
         if self.CB_MODE == "count" and self.CB_MIN_CALLS > self.CB_WINDOW_SIZE:
             raise ConfigError(
                 f"CB_MIN_CALLS={self.CB_MIN_CALLS} is not accepted with CB_MODE='count':"
@@ -186,14 +236,15 @@ class ReliabilityConfig:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for name, spec in _SPECS.items():
-            if name in env:
-                values[name] = _parse(name, env[name], spec)
+            var = spec.env or name
+            if var in env:
+                values[name] = _from_text(var, env[var], spec)
         if service is not None:
             prefix = service_env_prefix(service)
             for name, spec in _SPECS.items():
                 var = prefix + name
                 if var in env:
-                    values[name] = _parse(var, env[var], spec)
+                    values[name] = _from_text(var, env[var], spec)
         return cls(**values)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> ReliabilityConfig:
@@ -243,9 +294,15 @@ def _parse(source: str, text: str, spec: _Spec) -> Any:
         ) from None
 
 
-def _check(name: str, value: Any, spec: _Spec, *, source: str) -> Any:
+def _from_text(source: str, text: str, spec: _Spec) -> Any:
+    """Parse and check one environment value; errors name the variable and its text."""
+    return _check(source, _parse(source, text, spec), spec, source=source, shown=text)
+
+
+def _check(name: str, value: Any, spec: _Spec, *, source: str, shown: str | None = None) -> Any:
     def bad() -> ConfigError:
-        return ConfigError(f"{source}={value!r} is not accepted: expected {spec.describe()}")
+        text = repr(value) if shown is None else repr(shown)
+        return ConfigError(f"{source}={text} is not accepted: expected {spec.describe()}")
 
     if value is None:
         if spec.optional:
@@ -253,6 +310,12 @@ def _check(name: str, value: Any, spec: _Spec, *, source: str) -> Any:
         raise bad()
     if spec.choices:
         if value not in spec.choices:
+            raise bad()
+        return value
+    if spec.kind is str:
+        if not isinstance(value, str) or (
+            spec.pattern is not None and re.fullmatch(spec.pattern, value) is None
+        ):
             raise bad()
         return value
     if spec.kind is bool:

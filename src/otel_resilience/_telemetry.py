@@ -343,6 +343,9 @@ class CallObserver:
     def rejected(self) -> None:
         return None
 
+    def throttled(self) -> None:
+        return None
+
     def exhausted(self, error: ReliabilityError) -> None:
         return None
 
@@ -488,6 +491,14 @@ class _Call(CallObserver):
             self._instruments.rejections.add(1, self._pair.metric_attrs)
         except Exception:
             self._telemetry.warn_once("rejected", "recording a rejection failed")
+
+    def throttled(self) -> None:
+        if self._instruments is None:
+            return
+        try:
+            self._instruments.rate_limiter_rejections.add(1, self._pair.metric_attrs)
+        except Exception:
+            self._telemetry.warn_once("throttled", "recording a rate limiter rejection failed")
 
     def _count_error(self, name: str, error: ReliabilityError) -> None:
         if self._instruments is None:
