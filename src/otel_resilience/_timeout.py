@@ -185,10 +185,12 @@ if _HAS_ITIMER:
     _ITIMER_REAL: Final = signal.ITIMER_REAL
 _setitimer = getattr(signal, "setitimer", None)
 _getitimer = getattr(signal, "getitimer", None)
-_getsignal = signal.getsignal
-_setsignal = signal.signal
-_SIG_DFL: Final = signal.SIG_DFL
-_SIG_IGN: Final = signal.SIG_IGN
+# The C functions: ``signal.getsignal``/``signal.signal`` convert to and from ``Handlers`` enums,
+# which costs ~2 us per call through a ValueError whenever the handler is a function.
+_csignal: Any = getattr(signal, "_signal", signal)
+_getsignal = _csignal.getsignal
+_setsignal = _csignal.signal
+_SIG_DFL: Final = int(signal.SIG_DFL)
 _get_ident = threading.get_ident
 _main_ident: int | None = threading.main_thread().ident
 
@@ -328,30 +330,25 @@ def _run_main(
         _setitimer(_ITIMER_REAL, left if left > _TINY else _TINY)
     else:
         handler = _getsignal(_SIGALRM)
-        if handler is not _on_alarm:
-            if handler is None:  # installed from C: we could not put it back
-                return _run_in_worker(func, deadline, limit, requested, named)
-            _sig.displaced = handler
-            _setsignal(_SIGALRM, _on_alarm)
-            # Over SIG_DFL / SIG_IGN our handler stays installed between calls (it behaves like
-            # them when no deadline is armed): installing a handler costs ~3 us per call.
-            restore = handler if handler != _SIG_DFL and handler != _SIG_IGN else None
+        if handler is None:  # installed from C: we could not put it back
+            return _run_in_worker(func, deadline, limit, requested, named)
+        if handler is _on_alarm:  # left behind by an interrupted cleanup
+            restore = _sig.displaced
         else:
-            restore = None
+            _sig.displaced = restore = handler
+            _setsignal(_SIGALRM, _on_alarm)
         entry = _Entry(deadline)
         stack.append(entry)
         left = deadline - _monotonic()
         app_delay, app_interval = _setitimer(_ITIMER_REAL, left if left > _TINY else _TINY)
-        if restore is not None:
-            entry.restore_handler = restore
+        entry.restore_handler = restore
         if app_delay:
             if app_delay <= left:
                 # The application's own timer fires first: leave SIGALRM to it, use a thread.
                 entry.state = 2
                 stack.pop()
                 _setitimer(_ITIMER_REAL, app_delay, app_interval)
-                if restore is not None:
-                    _setsignal(_SIGALRM, restore)
+                _setsignal(_SIGALRM, restore)
                 return _run_in_worker(func, deadline, limit, requested, named)
             entry.app_timer = (app_delay, app_interval, _monotonic())
     _deadline_var.set(deadline)
@@ -429,7 +426,8 @@ def _submit(job: _Job) -> None:
 
 def _execute(job: _Job) -> None:
     ctx, func = job.ctx, job.func
-    assert ctx is not None and func is not None
+    assert ctx is not None
+    assert func is not None
     try:
         job.result = ctx.run(func)
     except BaseException as exc:  # handed to the caller, whatever it is
