@@ -39,8 +39,8 @@ from ._retry import RetryPlan, StopRetrying, is_retryable, retry_async, retry_sy
 from ._telemetry import CallObserver, get_telemetry
 from ._timeout import (
     AttemptTimeout,
-    current_deadline,
     deadline_scope,
+    remaining_time,
     run_with_timeout,
     run_with_timeout_async,
     validate_timeout,
@@ -195,7 +195,7 @@ def _plan(
         max_ms=config.HTTP_BACKOFF_MAX_MS,
         retry_after_max_sec=config.RETRY_AFTER_MAX_SEC,
         retry_unknown=config.RETRY_UNKNOWN_ERRORS,
-        deadline=current_deadline(),
+        remaining=remaining_time,
         sleep=_sleep,
         async_sleep=_async_sleep,
         allow_retry=None if budget is None else budget.try_retry,

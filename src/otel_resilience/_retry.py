@@ -80,9 +80,8 @@ class RetryPlan:
     max_ms: int
     retry_after_max_sec: float
     retry_unknown: bool = True
-    #: absolute ``clock()`` time after which no attempt may start (overall deadline)
-    deadline: float | None = None
-    clock: Callable[[], float] = time.monotonic
+    #: seconds left before the call's deadline (None: no deadline); read before each backoff
+    remaining: Callable[[], float | None] | None = None
     sleep: Callable[[float], None] = time.sleep
     async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random | None = None
@@ -110,9 +109,11 @@ class RetryPlan:
         if state.attempt_number >= self.max_attempts:
             self.stop_reason = "exhausted"
             return True
-        if self.deadline is not None and self.clock() + state.upcoming_sleep >= self.deadline:
-            self.stop_reason = "deadline"
-            return True
+        if self.remaining is not None:
+            left = self.remaining()
+            if left is not None and state.upcoming_sleep >= left:
+                self.stop_reason = "deadline"
+                return True
         if self.allow_retry is not None and not self.allow_retry():
             self.stop_reason = "budget"
             return True

@@ -1,0 +1,33 @@
+"""Shared fixtures: a clean library state per test, a fake clock, fake backoff sleeps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import otel_resilience
+from otel_resilience import _call, _timeout
+from support import FakeClock
+
+
+@pytest.fixture(autouse=True)
+def _clean_library() -> Iterator[None]:
+    """Every test starts and ends with default config, no breakers, global telemetry."""
+    otel_resilience.reset()
+    yield
+    otel_resilience.reset()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """A fake clock behind breakers, deadlines and backoff sleeps (nothing really sleeps).
+
+    Attempt timeouts still use real time: the clock only replaces what the library reads.
+    """
+    fake = FakeClock()
+    monkeypatch.setattr(otel_resilience.get_circuit_breaker_manager(), "_clock", fake)
+    monkeypatch.setattr(_timeout, "_monotonic", fake)
+    monkeypatch.setattr(_call, "_sleep", fake.sleep)
+    monkeypatch.setattr(_call, "_async_sleep", fake.async_sleep)
+    return fake

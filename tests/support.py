@@ -1,0 +1,40 @@
+"""Test helpers importable from any test module in tests/ (``from support import ...``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+class FakeClock:
+    """A monotonic clock that only moves when told to."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    async def async_sleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+
+def require_binary(path: str, what: str) -> str:
+    """The binary's path; skip when missing, unless CI=true (then fail: CI must run it)."""
+    found = shutil.which(path) or (path if os.path.exists(path) else None)
+    if found:
+        return found
+    message = f"{what} binary {path!r} not found (apt-get install it; .ci/run does)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " -- CI=true, so this test must run")
+    pytest.skip(message)
