@@ -1,0 +1,270 @@
+"""Start and stop real Prometheus and Alertmanager binaries on free 127.0.0.1 ports, in temp dirs,
+and receive Alertmanager's webhooks in a thread. Shared by the bundle's tests.
+
+A missing binary skips the test with the reason locally and fails it under ``CI=true``, where
+``.ci/run`` installs Debian's ``prometheus`` and ``prometheus-alertmanager``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: where Debian's packages put the binaries, when they are not on PATH
+BINARIES = {
+    "prometheus": ("prometheus", "/usr/bin/prometheus"),
+    "alertmanager": ("prometheus-alertmanager", "alertmanager", "/usr/bin/prometheus-alertmanager"),
+    "promtool": ("promtool", "/usr/bin/promtool"),
+    "amtool": ("amtool", "/usr/bin/amtool"),
+}
+PACKAGES = {
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
+    "alertmanager": "prometheus-alertmanager",
+    "amtool": "prometheus-alertmanager",
+}
+
+
+def find_binary(name: str) -> str | None:
+    for candidate in BINARIES[name]:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    return None
+
+
+def require(name: str) -> str:
+    """The binary's path; skip the test when it is missing, unless CI=true (then fail)."""
+    found = find_binary(name)
+    if found:
+        return found
+    reason = (
+        f"{name} is not installed (Debian package {PACKAGES[name]!r}: "
+        f"apt-get install {PACKAGES[name]}); .ci/run installs it"
+    )
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(
+    *cmd: str, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def http_get(url: str, timeout: float = 5) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        body = response.read()
+    return json.loads(body) if body[:1] in (b"{", b"[") else body.decode()
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, interval: float = 0.25, what: str = "condition"
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            last_error = exc
+        else:
+            if result:
+                return result
+        time.sleep(interval)
+    detail = f" (last error: {last_error!r})" if last_error else ""
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}{detail}")
+
+
+@dataclass
+class Server:
+    """A started server process with its log file; ``stop()`` ends it (and only it)."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    url: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
+                return bool(response.status == 200)
+
+        try:
+            wait_until(ready, timeout, what=f"{self.name} at {self.url}/-/ready")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.log_tail()}") from None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def _spawn(name: str, cmd: list[str], port: int, workdir: Path) -> Server:
+    log = workdir / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
+    server = Server(name, process, port, log)
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def start_prometheus(config: Path, workdir: Path) -> Server:
+    """Prometheus with ``config`` (rule paths relative to it), its TSDB in ``workdir``."""
+    port = free_port()
+    cmd = [
+        require("prometheus"),
+        f"--config.file={config}",
+        f"--storage.tsdb.path={workdir / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+        "--log.level=warn",
+    ]
+    return _spawn("prometheus", cmd, port, workdir)
+
+
+def start_alertmanager(config: Path, workdir: Path) -> Server:
+    """Alertmanager with ``config``, clustering off (no gossip port), data in ``workdir``."""
+    port = free_port()
+    cmd = [
+        require("alertmanager"),
+        f"--config.file={config}",
+        f"--storage.path={workdir / 'am-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        "--log.level=warn",
+    ]
+    return _spawn("alertmanager", cmd, port, workdir)
+
+
+@dataclass
+class Prom:
+    """A little client for Prometheus's HTTP API."""
+
+    url: str
+
+    def api(self, path: str, **params: str) -> Any:
+        query = urllib.parse.urlencode(params)
+        body = http_get(f"{self.url}/api/v1/{path}?{query}")
+        if body.get("status") != "success":
+            raise ValueError(f"{path} {params}: {body}")
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        data = self.api("query", query=expr)
+        return list(data["result"])
+
+    def query_range(self, expr: str, start: float, end: float, step: str) -> list[dict[str, Any]]:
+        data = self.api("query_range", query=expr, start=str(start), end=str(end), step=step)
+        return list(data["result"])
+
+    def series(self, match: str) -> list[dict[str, str]]:
+        return list(self.api("series", **{"match[]": match}))
+
+    def firing(self) -> list[dict[str, Any]]:
+        return [a for a in self.api("alerts")["alerts"] if a["state"] == "firing"]
+
+
+class _WebhookHandler(BaseHTTPRequestHandler):
+    server: _WebhookServer
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with self.server.lock:
+            self.server.received.append((self.path, json.loads(body)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # keep pytest's output clean
+        pass
+
+
+class _WebhookServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _WebhookHandler)
+        self.lock = threading.Lock()
+        self.received: list[tuple[str, dict[str, Any]]] = []
+
+
+class Webhook:
+    """Receives Alertmanager notifications on 127.0.0.1 in a thread; ``alerts()`` lists them."""
+
+    def __init__(self) -> None:
+        self._server = _WebhookServer()
+        self.port = int(self._server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Webhook:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def alerts(self) -> list[tuple[str, dict[str, Any]]]:
+        """(path the notification was posted to, alert) for every alert received so far."""
+        with self._server.lock:
+            return [(path, a) for path, body in self._server.received for a in body["alerts"]]
+
+
+@contextlib.contextmanager
+def started(server: Server) -> Iterator[Server]:
+    try:
+        yield server
+    finally:
+        server.stop()
