@@ -46,7 +46,7 @@ BREAKER_FIELDS: Final = (
 
 def breaker_status() -> list[dict[str, Any]]:
     """One dict per breaker (``service_name``, ``endpoint``, ``state``, ``failure_count``,
-    ``seconds_until_probe``), sorted by service and endpoint."""
+    ``seconds_until_probe``, ``override``), sorted by service and endpoint."""
     from . import get_circuit_breaker_manager  # late: _health is imported by the package
 
     rows = []
@@ -59,6 +59,8 @@ def breaker_status() -> list[dict[str, Any]]:
                 "state": str(getattr(status.state, "value", status.state)),
                 "failure_count": int(status.failure_count),
                 "seconds_until_probe": None if probe is None else round(float(probe), 3),
+                #: a manual state an operator set (forced_open, disabled, metrics_only), or None
+                "override": getattr(status, "override", None),
             }
         )
     rows.sort(key=lambda row: (row["service_name"], row["endpoint"]))
@@ -96,7 +98,8 @@ def _labels(text: str) -> dict[str, str]:
 def breakers_from_prometheus(text: str) -> list[dict[str, Any]]:
     """Breaker states from a Prometheus exposition page (``resilience_circuit_breaker_state``).
 
-    The failure count and the time to the next probe are not exported as metrics: they are None.
+    The failure count, the time to the next probe and any override are not exported as metrics:
+    they are None.
 
     >>> state = 'resilience_circuit_breaker_state{resilience_service="clamav",'
     >>> page = "\\n".join([
@@ -130,6 +133,7 @@ def breakers_from_prometheus(text: str) -> list[dict[str, Any]]:
             "state": state,
             "failure_count": None,
             "seconds_until_probe": None,
+            "override": None,
         }
         for (service, endpoint), state in sorted(states.items())
     ]

@@ -274,7 +274,8 @@ class _Stopper:
 
 def _configure_logging(verbose: bool, stream: IO[str]) -> None:
     logger = logging.getLogger("otel_resilience")
-    logger.setLevel(logging.INFO if verbose else logging.ERROR)
+    # the view shows retries and breaker changes already; the log is for --verbose
+    logger.setLevel(logging.INFO if verbose else logging.CRITICAL)
     if not logger.handlers:
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -317,7 +318,8 @@ def _telemetry(args: argparse.Namespace, out: IO[str]) -> tuple[Any, list[str]]:
     return handle, lines
 
 
-def run_demo(args: argparse.Namespace, out: IO[str] = sys.stdout) -> int:
+def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
+    out = sys.stdout if out is None else out
     try:
         import httpx  # noqa: F401 - only checking the extra is installed
         import rich  # noqa: F401
@@ -496,7 +498,8 @@ def format_status(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def run_status(args: argparse.Namespace, out: IO[str] = sys.stdout) -> int:
+def run_status(args: argparse.Namespace, out: IO[str] | None = None) -> int:
+    out = sys.stdout if out is None else out
     try:
         report = fetch_status(args.url, args.health_url, timeout=args.timeout)
     except OSError as exc:

@@ -159,18 +159,7 @@ class DemoRunner:
 
     def snapshot(self) -> Snapshot:
         """Counters merged with every breaker's live status."""
-        status = {(b["service_name"], b["endpoint"]): b for b in breaker_status()}
-        rows = []
-        for row in self.stats.rows():
-            found = status.get((row.service, row.endpoint))
-            if found is not None:
-                row = replace(
-                    row,
-                    breaker_state=found["state"],
-                    failure_count=found["failure_count"],
-                    seconds_until_probe=found["seconds_until_probe"],
-                )
-            rows.append(row)
+        rows = self._with_breakers(self.stats.rows())
         services = self._services
         return Snapshot(
             elapsed_sec=self.elapsed(),
@@ -181,6 +170,21 @@ class DemoRunner:
             outage_window=self.scenario.outage_window(self.scale) if self.knobs.av_outage else None,
             antivirus_down=services.antivirus_down() if services is not None else False,
         )
+
+    def _with_breakers(self, rows: list[Row]) -> list[Row]:
+        status = {(b["service_name"], b["endpoint"]): b for b in breaker_status()}
+        merged = []
+        for row in rows:
+            found = status.get((row.service, row.endpoint))
+            if found is not None:
+                row = replace(
+                    row,
+                    breaker_state=found["state"],
+                    failure_count=found["failure_count"],
+                    seconds_until_probe=found["seconds_until_probe"],
+                )
+            merged.append(row)
+        return merged
 
     # -- the run -----------------------------------------------------------------------------
     def run(
@@ -227,7 +231,7 @@ class DemoRunner:
             scenario=self.scenario,
             elapsed_sec=elapsed,
             time_scale=self.scale,
-            rows=self.stats.rows(whole_run=True),
+            rows=self._with_breakers(self.stats.rows(whole_run=True)),
             events=self.events(),
             retry_after_waits={
                 (op.service, op.endpoint): self.stats.retry_after_waits(op.service, op.endpoint)

@@ -116,7 +116,9 @@ def summary_data(result: RunResult) -> dict[str, Any]:
         "interrupted": result.interrupted,
         "calls": calls,
         "succeeded": succeeded,
-        "outage_window_sec": list(result.outage_window) if result.outage_window else None,
+        "outage_window_sec": [round(t, 3) for t in result.outage_window]
+        if result.outage_window
+        else None,
         "endpoints": [_row_data(r) for r in result.rows],
         "breakers": [
             {

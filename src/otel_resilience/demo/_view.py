@@ -165,7 +165,7 @@ class LiveView:
             if snapshot.antivirus_down:
                 status.append("   antivirus DOWN", style="bold red")
             else:
-                status.append(f"   antivirus outage {start:.0f}-{end:.0f}s", style="dim")
+                status.append(f"   antivirus outage {start:.1f}-{end:.1f}s", style="dim")
         progress = Table.grid()
         progress.add_row(bar, status)
         parts.append(progress)

@@ -1,0 +1,95 @@
+"""The end-of-run summary: breaker episodes and the lines users read."""
+
+from __future__ import annotations
+
+from otel_resilience.demo._runner import RunResult
+from otel_resilience.demo._scenarios import get_scenario
+from otel_resilience.demo._stats import BreakerEvent, Row
+from otel_resilience.demo._summary import episodes, format_ms, summary_data, summary_lines
+
+
+def _ev(at, old, new, failures=0, service="clamav", endpoint="scan"):
+    return BreakerEvent(at, service, endpoint, old, new, failures)
+
+
+OPEN_PROBE_CLOSE = [
+    _ev(1.6, "closed", "open", 5),
+    _ev(2.1, "open", "half_open", 5),
+    _ev(2.1, "half_open", "open", 6),
+    _ev(2.6, "open", "half_open", 6),
+    _ev(2.7, "half_open", "closed", 0),
+]
+
+
+def test_an_outage_is_one_episode_with_its_failed_probes_and_recovery():
+    (episode,) = episodes(OPEN_PROBE_CLOSE)
+    assert episode.name == "clamav/scan"
+    assert episode.opened_at == 1.6
+    assert episode.failures_at_open == 5
+    assert episode.failed_probes == 1
+    assert episode.closed_at == 2.7
+
+
+def test_a_breaker_still_open_at_the_end_has_no_close_time():
+    (episode,) = episodes(OPEN_PROBE_CLOSE[:3])
+    assert episode.closed_at is None
+    assert episode.open_for is None
+
+
+def test_two_outages_of_one_breaker_are_two_episodes_and_other_breakers_are_separate():
+    events = [
+        *OPEN_PROBE_CLOSE,
+        _ev(2.0, "closed", "open", 5, service="gcs", endpoint="upload"),
+        _ev(8.0, "closed", "open", 5),
+        _ev(9.0, "open", "half_open"),
+        _ev(9.1, "half_open", "closed"),
+    ]
+    found = [(e.name, e.opened_at, e.closed_at) for e in episodes(events)]
+    assert found == [
+        ("clamav/scan", 1.6, 2.7),
+        ("gcs/upload", 2.0, None),
+        ("clamav/scan", 8.0, 9.1),
+    ]
+
+
+def _result(events, waits=None):
+    rows = [
+        Row("openai", "chat.completions", 50, 49, 6, 0, 0, 0.7, {"rate_limit": 1}),
+        Row("clamav", "scan", 40, 20, 10, 2, 15, 0.05, {"circuit_open": 15, "connection_error": 5}),
+    ]
+    return RunResult(
+        scenario=get_scenario("outage"),
+        elapsed_sec=6.0,
+        time_scale=0.1,
+        rows=rows,
+        events=events,
+        retry_after_waits=waits or {},
+        outage_window=(1.5, 3.3),
+    )
+
+
+def test_summary_says_what_opened_when_it_recovered_and_what_failed_fast():
+    text = "\n".join(summary_lines(_result(OPEN_PROBE_CLOSE)))
+    assert "breaker clamav/scan opened at 1.60s after 5 failures" in text
+    assert "closed at 2.70s (recovered after 1.10s)" in text
+    assert "15 calls to clamav/scan failed fast while it was open" in text
+    assert "90 calls, 69 succeeded (76.7%)" in text
+
+
+def test_summary_reports_retry_after_waits_the_server_asked_for():
+    waits = {("openai", "chat.completions"): [(1.0, 1.004), (1.0, 1.05)]}
+    data = summary_data(_result([], waits))
+    assert data["retry_after"]["openai/chat.completions"] == {
+        "retries": 2,
+        "retry_after_sec": [1.0],
+        "waited_min_sec": 1.004,
+        "waited_max_sec": 1.05,
+        "honoured": 2,
+    }
+    lines = summary_lines(_result([], waits))
+    assert "breakers: all stayed closed" in "\n".join(lines)
+    assert any("Retry-After of 1s (waited 1.00s to 1.05s)" in line for line in lines)
+
+
+def test_format_ms_switches_to_seconds_at_one_second():
+    assert (format_ms(None), format_ms(0.0123), format_ms(1.5)) == ("-", "12ms", "1.50s")
