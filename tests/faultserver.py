@@ -10,7 +10,7 @@ path               behaviour
 ``/ok``            200 with a small JSON body
 ``/<status>``      that status (``/400``, ``/401``, ``/403``, ``/404``, ``/500``, ``/503`` ...)
                    with a JSON error body ``{"error": {"message", "type", "code"}}``; with
-                   ``/aws/<Code>`` as the next segments an S3-style XML ``<Error><Code>`` body
+                   ``/aws/<Code>`` among the later segments an S3-style XML ``<Error><Code>``
 ``/429``           429; ``retry_after=N`` adds ``Retry-After: N`` (any status accepts it, and
                    ``retry_after_ms=N`` adds ``retry-after-ms``)
 ``/429-date``      429 with ``Retry-After`` as an HTTP-date ``retry_after`` seconds from now
@@ -20,6 +20,8 @@ path               behaviour
 ``/reset``         sends half a response, then resets the connection (RST, ``SO_LINGER`` 0)
 ``/close``         closes the connection without sending anything
 ``/malformed``     answers with a garbage status line
+``/redirect-loop`` 302 to itself, forever
+``/not-json``      200 with ``Content-Type: application/json`` and a body that is not JSON
 =================  =============================================================================
 
 ``refused_url`` points at a port that was bound and released, so nothing listens there.
@@ -51,7 +53,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 LOCALHOST = "127.0.0.1"
 
@@ -107,13 +109,14 @@ class _Handler(BaseHTTPRequestHandler):
         if length:
             self.rfile.read(length)
         split = urlsplit(self.path)
-        path = split.path
+        path = unquote(split.path)
         segments = [s for s in path.split("/") if s]
         params = dict(parse_qsl(split.query))
         params.update(s.split("=", 1) for s in segments if "=" in s)
         hits = self.server.counts.hit(path)
         mode = segments[0] if segments else "ok"
-        aws_code = segments[2] if len(segments) > 2 and segments[1] == "aws" else None
+        aws = segments.index("aws") if "aws" in segments[1:-1] else None
+        aws_code = segments[aws + 1] if aws is not None else None
         fault = self.server.faults
 
         if mode == "ok":
@@ -149,6 +152,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif mode == "close":
             self.close_connection = True
             self.connection.close()
+        elif mode == "redirect-loop":
+            self._send(302, {"again": True}, {"Location": path})
+        elif mode == "not-json":
+            body = b"{this is not json"
+            self._head(200, len(body))
+            self.wfile.write(body)
         elif mode == "malformed":
             self.close_connection = True
             self.wfile.write(b"GARBAGE\x00 not http at all\r\n\r\n")

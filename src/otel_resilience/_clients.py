@@ -213,6 +213,8 @@ def _classify_aiohttp(exc: BaseException) -> Classification | None:
         return _fixed(E.TIMEOUT)
     if isinstance(exc, _types(mod, "TooManyRedirects")):
         return _fixed(E.BAD_REQUEST)
+    if isinstance(exc, _types(mod, "ContentTypeError")):  # not the body the server promised
+        return _fixed(E.SERVER_ERROR)
     if isinstance(exc, _types(mod, "ClientResponseError")):
         if protocol_errors and isinstance(exc.__cause__, protocol_errors):
             # the parser's verdict on a malformed response, not a status the server sent
@@ -471,6 +473,12 @@ def _classify_openai(exc: BaseException) -> Classification | None:
 # --- google-api-core and google-auth -------------------------------------------------------
 
 
+def _grpc_call() -> tuple[type, ...]:
+    grpc = sys.modules.get("grpc")
+    call = getattr(grpc, "Call", None)
+    return (call,) if isinstance(call, type) else ()
+
+
 def _classify_google(exc: BaseException) -> Classification | None:
     api = "google.api_core.exceptions"
     if isinstance(exc, _types(api, "RetryError")):
@@ -483,7 +491,10 @@ def _classify_google(exc: BaseException) -> Classification | None:
     if isinstance(exc, _types(api, "GoogleAPICallError")):
         response = getattr(exc, "response", None)
         retry_after = _retry_info_delay(getattr(exc, "details", None) or ())
-        if retry_after is None:
+        if retry_after is None and isinstance(response, _grpc_call()):
+            # without grpcio-status the details stay unparsed in the call's trailing metadata
+            retry_after = _grpc_retry_after(getattr(response, "trailing_metadata", tuple)())
+        elif retry_after is None:
             retry_after = _retry_after(getattr(response, "headers", None))
         error_type = None
         grpc_code = getattr(exc, "grpc_status_code", None)
