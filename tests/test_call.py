@@ -21,7 +21,6 @@ from otel_resilience import (
     remaining_time,
     resilient_call,
 )
-
 from support import FakeClock
 
 E = ExternalServiceError
@@ -333,7 +332,9 @@ def test_nested_call_inherits_the_tighter_deadline(clock: FakeClock) -> None:
 
 
 def test_fallback_value_serves_a_failed_call(clock: FakeClock) -> None:
-    result = resilient_call("s", "e", Flaky(*[HTTPError(500)] * 5), max_retries=2, fallback="cached")
+    result = resilient_call(
+        "s", "e", Flaky(*[HTTPError(500)] * 5), max_retries=2, fallback="cached"
+    )
     assert result == "cached"
 
 

@@ -60,10 +60,18 @@ class BreakerOverride(Enum):
     METRICS_ONLY = "metrics_only"  #: transitions happen and are reported, calls never rejected
 
 
-# Permits returned by try_acquire: what the admitted call is.
+# Permits returned by try_acquire: what the admitted call is. A probe's permit is PROBE plus the
+# number of the half-open period that admitted it, so a probe that answers after its period ended
+# (the circuit reopened and went half-open again) cannot count in the new period.
 REJECTED: Final = 0
 ADMITTED: Final = 1
 PROBE: Final = 2
+
+
+def is_probe(permit: int) -> bool:
+    """Whether a permit is a half-open probe's."""
+    return permit >= PROBE
+
 
 _CLOSED = CircuitBreakerState.CLOSED
 _OPEN = CircuitBreakerState.OPEN
@@ -198,6 +206,7 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._probes_in_flight = 0
         self._probe_successes = 0
+        self._period = 0  # half-open periods so far
         self._override: BreakerOverride | None = None
         self._rejecting = False  # derived: state is OPEN/HALF_OPEN or forced open
         self._clock = clock
@@ -276,7 +285,7 @@ class CircuitBreaker:
                 permit = ADMITTED
             elif self._state is _HALF_OPEN and self._probes_in_flight < self.half_open_max_calls:
                 self._probes_in_flight += 1
-                permit = PROBE
+                permit = PROBE + self._period
             else:
                 permit = REJECTED
         self._fire(events)
@@ -298,8 +307,10 @@ class CircuitBreaker:
             return
         events: _Events = []
         with self.lock:
-            if permit == PROBE:
-                self._probes_in_flight = max(0, self._probes_in_flight - 1)
+            if permit >= PROBE:
+                if not self._current_probe(permit):
+                    return
+                self._probes_in_flight -= 1
                 if self._state is _HALF_OPEN:
                     if slow:
                         self._open(events)
@@ -324,9 +335,9 @@ class CircuitBreaker:
         with self.lock:
             self.failure_count += 1
             self.last_failure_time = self._clock()
-            if permit == PROBE:
-                self._probes_in_flight = max(0, self._probes_in_flight - 1)
-                if self._state is _HALF_OPEN:
+            if permit >= PROBE:
+                if self._current_probe(permit):
+                    self._probes_in_flight -= 1
                     self._open(events)
             elif self._state is _CLOSED:
                 if self._window is None:
@@ -340,9 +351,10 @@ class CircuitBreaker:
 
     def release(self, permit: int) -> None:
         """Give back a permit whose call neither failed nor succeeded (a client error)."""
-        if permit == PROBE:
+        if permit >= PROBE:
             with self.lock:
-                self._probes_in_flight = max(0, self._probes_in_flight - 1)
+                if self._current_probe(permit):
+                    self._probes_in_flight -= 1
 
     # --- manual states -------------------------------------------------------------------------
 
@@ -378,6 +390,10 @@ class CircuitBreaker:
 
     # --- internals (lock held) ------------------------------------------------------------------
 
+    def _current_probe(self, permit: int) -> bool:
+        """A probe permit of the half-open period in progress (stale ones count for nothing)."""
+        return self._state is _HALF_OPEN and permit == PROBE + self._period
+
     def _rates_exceeded(self) -> bool:
         window = self._window
         assert window is not None
@@ -398,6 +414,7 @@ class CircuitBreaker:
             and self._clock() - self._opened_at >= self.reset_timeout_sec
         ):
             self._transition(_HALF_OPEN, events)
+            self._period += 1
             self._probes_in_flight = 0
             self._probe_successes = 0
 

@@ -1,0 +1,378 @@
+"""CircuitBreaker: the seed's state machine, window modes, manual states, the manager."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from otel_resilience import (
+    BreakerOverride,
+    CircuitBreaker,
+    CircuitBreakerManager,
+    CircuitBreakerState,
+    ReliabilityConfig,
+)
+from otel_resilience._breaker import ADMITTED, PROBE, REJECTED, is_probe
+from support import FakeClock
+
+CLOSED, OPEN, HALF_OPEN = (
+    CircuitBreakerState.CLOSED,
+    CircuitBreakerState.OPEN,
+    CircuitBreakerState.HALF_OPEN,
+)
+
+
+def make(clock: FakeClock, **config: object) -> CircuitBreaker:
+    cfg = ReliabilityConfig(**config)  # type: ignore[arg-type]
+    return CircuitBreaker(
+        "scan", cfg.CB_FAIL_THRESHOLD, cfg.CB_RESET_SEC, service_name="clamav", config=cfg,
+        clock=clock,
+    )  # fmt: skip
+
+
+def fail(breaker: CircuitBreaker, times: int = 1, duration: float = 0.0) -> None:
+    for _ in range(times):
+        breaker.record_failure(breaker.try_acquire(), duration)
+
+
+def succeed(breaker: CircuitBreaker, times: int = 1, duration: float = 0.0) -> None:
+    for _ in range(times):
+        breaker.record_success(breaker.try_acquire(), duration)
+
+
+def test_seed_constructor_and_fields_work() -> None:
+    breaker = CircuitBreaker(endpoint="upload", failure_threshold=3, reset_timeout_sec=60)
+    assert breaker.state is CLOSED
+    assert (breaker.failure_count, breaker.last_failure_time) == (0, 0.0)
+    assert breaker.failure_threshold == 3
+    assert breaker.reset_timeout_sec == 60
+    with breaker.lock:  # the seed's lock field is a real lock
+        pass
+
+
+def test_opens_at_the_threshold_of_consecutive_failures() -> None:
+    clock = FakeClock()
+    breaker = make(clock, CB_FAIL_THRESHOLD=3)
+    fail(breaker, 2)
+    assert breaker.state is CLOSED
+    fail(breaker)
+    assert breaker.state is OPEN
+    assert breaker.try_acquire() == REJECTED
+
+
+def test_a_success_resets_the_consecutive_count() -> None:
+    breaker = make(FakeClock(), CB_FAIL_THRESHOLD=3)
+    fail(breaker, 2)
+    succeed(breaker)
+    fail(breaker, 2)
+    assert breaker.state is CLOSED
+    assert breaker.failure_count == 2
+
+
+def test_half_open_after_reset_timeout_then_probe_success_closes() -> None:
+    clock = FakeClock()
+    breaker = make(clock, CB_FAIL_THRESHOLD=1, CB_RESET_SEC=30)
+    fail(breaker)
+    clock.advance(29.9)
+    assert breaker.state is OPEN
+    assert breaker.status().seconds_until_probe == pytest.approx(0.1)
+    clock.advance(0.1)
+    assert breaker.state is HALF_OPEN
+    permit = breaker.try_acquire()
+    assert is_probe(permit)
+    breaker.record_success(permit)
+    assert breaker.state is CLOSED
+
+
+def test_failed_probe_reopens_for_a_full_reset_timeout() -> None:
+    clock = FakeClock()
+    breaker = make(clock, CB_FAIL_THRESHOLD=1, CB_RESET_SEC=30)
+    fail(breaker)
+    clock.advance(30)
+    fail(breaker)
+    assert breaker.state is OPEN
+    clock.advance(29)
+    assert breaker.state is OPEN
+
+
+def test_half_open_admits_only_the_configured_number_of_probes() -> None:
+    clock = FakeClock()
+    breaker = make(clock, CB_FAIL_THRESHOLD=1, CB_RESET_SEC=1, CB_HALF_OPEN_MAX_CALLS=2)
+    fail(breaker)
+    clock.advance(1)
+    permits = [breaker.try_acquire() for _ in range(5)]
+    assert permits == [PROBE + 1, PROBE + 1, REJECTED, REJECTED, REJECTED]
+    breaker.record_success(permits[0])
+    assert breaker.state is HALF_OPEN  # needs both probes to succeed
+    breaker.record_success(permits[1])
+    assert breaker.state is CLOSED
+
+
+def test_a_released_probe_frees_its_slot() -> None:
+    clock = FakeClock()
+    breaker = make(clock, CB_FAIL_THRESHOLD=1, CB_RESET_SEC=1)
+    fail(breaker)
+    clock.advance(1)
+    permit = breaker.try_acquire()
+    assert breaker.try_acquire() == REJECTED
+    breaker.release(permit)  # e.g. the probe got a 404: the slot is free again
+    assert is_probe(breaker.try_acquire())
+
+
+def test_a_late_probe_of_an_earlier_period_does_not_count() -> None:
+    clock = FakeClock()
+    breaker = make(clock, CB_FAIL_THRESHOLD=1, CB_RESET_SEC=1, CB_HALF_OPEN_MAX_CALLS=2)
+    fail(breaker)
+    clock.advance(1)
+    first, late = breaker.try_acquire(), breaker.try_acquire()
+    breaker.record_failure(first)  # reopens; `late` is still out
+    clock.advance(1)
+    current = breaker.try_acquire()
+    breaker.record_success(late)  # answers now: must neither close nor free a slot
+    assert breaker.state is HALF_OPEN
+    assert is_probe(breaker.try_acquire())  # the second slot of this period
+    assert breaker.try_acquire() == REJECTED
+    breaker.record_success(current)
+    assert breaker.state is HALF_OPEN
+
+
+def test_listeners_see_each_transition_once() -> None:
+    clock = FakeClock()
+    breaker = make(clock, CB_FAIL_THRESHOLD=1, CB_RESET_SEC=1)
+    seen: list[tuple[str, str]] = []
+    breaker.add_listener(lambda b, old, new: seen.append((old.value, new.value)))
+    fail(breaker)
+    clock.advance(1)
+    succeed(breaker)
+    assert seen == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+
+
+def test_a_failing_listener_does_not_break_the_breaker() -> None:
+    breaker = make(FakeClock(), CB_FAIL_THRESHOLD=1)
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("listener bug")
+
+    breaker.add_listener(broken)
+    fail(breaker)
+    assert breaker.state is OPEN
+
+
+# --- window modes ----------------------------------------------------------------------------
+
+
+def test_count_window_opens_on_failure_rate_after_min_calls() -> None:
+    breaker = make(
+        FakeClock(), CB_MODE="count", CB_WINDOW_SIZE=10, CB_MIN_CALLS=10,
+        CB_FAILURE_RATE_THRESHOLD=0.5,
+    )  # fmt: skip
+    fail(breaker, 5)
+    assert breaker.state is CLOSED  # 5 calls < min calls
+    succeed(breaker, 4)
+    assert breaker.state is CLOSED  # 5/9
+    succeed(breaker)
+    assert breaker.state is OPEN  # 5/10 = threshold
+
+
+def test_count_window_forgets_old_calls() -> None:
+    breaker = make(
+        FakeClock(), CB_MODE="count", CB_WINDOW_SIZE=4, CB_MIN_CALLS=4,
+        CB_FAILURE_RATE_THRESHOLD=0.75,
+    )  # fmt: skip
+    fail(breaker, 2)
+    succeed(breaker, 2)  # 2/4
+    succeed(breaker, 2)  # window is now s s s s... the failures fell out
+    fail(breaker, 2)  # f f s s -> 2/4
+    assert breaker.state is CLOSED
+    fail(breaker)  # f f f s -> 3/4
+    assert breaker.state is OPEN
+
+
+def test_time_window_only_counts_recent_seconds() -> None:
+    clock = FakeClock()
+    breaker = make(
+        clock, CB_MODE="time", CB_WINDOW_SIZE=10, CB_MIN_CALLS=4, CB_FAILURE_RATE_THRESHOLD=0.5
+    )
+    fail(breaker, 3)
+    clock.advance(11)  # those failures are out of the window
+    succeed(breaker, 2)
+    fail(breaker)
+    assert breaker.state is CLOSED  # 1/3, below min calls anyway
+    fail(breaker)  # 2/4
+    assert breaker.state is OPEN
+
+
+def test_slow_calls_open_a_window_breaker() -> None:
+    breaker = make(
+        FakeClock(), CB_MODE="count", CB_WINDOW_SIZE=5, CB_MIN_CALLS=5,
+        CB_SLOW_CALL_SEC=1.0, CB_SLOW_CALL_RATE_THRESHOLD=0.6,
+    )  # fmt: skip
+    succeed(breaker, 2, duration=0.1)
+    succeed(breaker, 2, duration=2.0)
+    assert breaker.state is CLOSED
+    succeed(breaker, 1, duration=5.0)  # 3 of 5 slow
+    assert breaker.state is OPEN
+
+
+# --- manual states ---------------------------------------------------------------------------
+
+
+def test_force_open_rejects_until_reset_even_after_the_timeout() -> None:
+    clock = FakeClock()
+    breaker = make(clock, CB_RESET_SEC=1)
+    breaker.force_open()
+    clock.advance(100)
+    assert breaker.try_acquire() == REJECTED
+    assert breaker.status().override == "forced_open"
+    breaker.reset()
+    assert breaker.try_acquire() == ADMITTED
+
+
+def test_disabled_breaker_never_rejects_nor_records() -> None:
+    breaker = make(FakeClock(), CB_FAIL_THRESHOLD=1)
+    breaker.disable()
+    fail(breaker, 10)
+    assert breaker.state is CLOSED
+    assert breaker.override is BreakerOverride.DISABLED
+    assert breaker.try_acquire() == ADMITTED
+
+
+def test_metrics_only_breaker_transitions_but_admits() -> None:
+    breaker = make(FakeClock(), CB_FAIL_THRESHOLD=1)
+    breaker.metrics_only()
+    fail(breaker)
+    assert breaker.state is OPEN
+    assert breaker.try_acquire() == ADMITTED
+
+
+# --- manager ---------------------------------------------------------------------------------
+
+
+def test_manager_keys_breakers_by_service_and_endpoint() -> None:
+    manager = CircuitBreakerManager()
+    gcs = manager.get_breaker("gcs", "upload")
+    s3 = manager.get_breaker("s3", "upload")
+    assert gcs is not s3
+    assert manager.get_breaker("gcs", "upload") is gcs
+
+
+def test_seed_one_argument_lookup_needs_an_unambiguous_endpoint() -> None:
+    manager = CircuitBreakerManager()
+    scan = manager.get_breaker("clamav", "scan")
+    assert manager.get_breaker("scan") is scan
+    manager.get_breaker("gcs", "upload")
+    manager.get_breaker("s3", "upload")
+    with pytest.raises(KeyError, match=r"several services \(gcs, s3\)"):
+        manager.get_breaker("upload")
+    with pytest.raises(KeyError, match="no circuit breaker for endpoint 'missing'"):
+        manager.get_breaker("missing")
+
+
+def test_status_lists_every_breaker_as_json_ready_dicts() -> None:
+    clock = FakeClock()
+    manager = CircuitBreakerManager(clock=clock)
+    manager.get_breaker("gcs", "upload")
+    breaker = manager.get_breaker("clamav", "scan")
+    for _ in range(5):
+        breaker.record_failure(breaker.try_acquire())
+    status = {s.endpoint: s.to_dict() for s in manager.status()}
+    assert status["upload"] == {
+        "service_name": "gcs", "endpoint": "upload", "state": "closed", "failure_count": 0,
+        "seconds_until_probe": None, "override": None,
+    }  # fmt: skip
+    assert status["scan"]["state"] == "open"
+    assert status["scan"]["seconds_until_probe"] == pytest.approx(60.0)
+
+
+# --- a model-based check of the state machine -------------------------------------------------
+
+
+class BreakerModel(RuleBasedStateMachine):
+    """The breaker against a plain model of the seed's rules (consecutive mode).
+
+    Calls may finish late: an admitted call or a probe can answer after the state moved on, and
+    must then count for nothing.
+    """
+
+    threshold = 3
+    reset = 10.0
+    probes = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.breaker = make(
+            self.clock, CB_FAIL_THRESHOLD=self.threshold, CB_RESET_SEC=self.reset,
+            CB_HALF_OPEN_MAX_CALLS=self.probes,
+        )  # fmt: skip
+        self.state = "closed"
+        self.failures = 0
+        self.opened_at = 0.0
+        self.period = 0
+        self.in_flight: list[int] = []
+        self.probes_out = 0
+        self.probe_ok = 0
+
+    def _tick(self) -> None:
+        if self.state == "open" and self.clock.now - self.opened_at >= self.reset:
+            self.state, self.probes_out, self.probe_ok = "half_open", 0, 0
+            self.period += 1
+
+    def _open(self) -> None:
+        self.state, self.opened_at = "open", self.clock.now
+
+    @rule(seconds=st.floats(min_value=0, max_value=15))
+    def wait(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @rule()
+    def acquire(self) -> None:
+        self._tick()
+        permit = self.breaker.try_acquire()
+        if self.state == "closed":
+            assert permit == ADMITTED
+        elif self.state == "half_open" and self.probes_out < self.probes:
+            assert permit == PROBE + self.period
+            self.probes_out += 1
+        else:
+            assert permit == REJECTED
+            return
+        self.in_flight.append(permit)
+
+    @precondition(lambda self: self.in_flight)
+    @rule(ok=st.booleans(), index=st.integers(min_value=0))
+    def finish(self, ok: bool, index: int) -> None:
+        self._tick()
+        permit = self.in_flight.pop(index % len(self.in_flight))
+        if ok:
+            self.breaker.record_success(permit)
+        else:
+            self.breaker.record_failure(permit)
+        if permit >= PROBE:
+            if self.state != "half_open" or permit != PROBE + self.period:
+                return  # a probe of an earlier half-open period
+            self.probes_out -= 1
+            if not ok:
+                self._open()
+                return
+            self.probe_ok += 1
+            if self.probe_ok >= self.probes:
+                self.state, self.failures = "closed", 0
+        elif self.state == "closed":
+            if ok:
+                self.failures = 0
+            else:
+                self.failures += 1
+                if self.failures >= self.threshold:
+                    self._open()
+
+    @invariant()
+    def same_state(self) -> None:
+        self._tick()
+        assert self.breaker.state.value == self.state
+
+
+TestBreakerModel = BreakerModel.TestCase
+TestBreakerModel.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
