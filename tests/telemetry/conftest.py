@@ -1,0 +1,79 @@
+"""Fixtures of the telemetry tests: SDK providers injected (never the global ones), fast retries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import otel_resilience
+from otel_resilience import ReliabilityConfig, _call
+
+from .helpers import Otel
+
+
+@pytest.fixture
+def otel() -> Iterator[Otel]:
+    """SDK providers with in-memory exporters, injected with ``set_telemetry_providers``."""
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    otel_resilience.set_telemetry_providers(tracer_provider, meter_provider)
+    yield Otel(exporter, reader, tracer_provider, meter_provider)
+    otel_resilience.set_telemetry_providers(None, None)
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+
+
+class FakeTime:
+    """The breakers' clock and the backoff sleeps, faked; attempt timeouts keep real time.
+
+    (The suite-wide ``clock`` fixture also fakes the deadlines' clock, which stops attempt
+    timeouts from firing, so the timeout cases here could not run under it.)
+    """
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    async def async_sleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+
+@pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    """Millisecond backoff slept on the fake clock (nothing really sleeps).
+
+    The ``clamav`` service's breaker opens after 2 failures and probes after 10 s (fake) seconds;
+    the others' after 5 failures.
+    """
+    otel_resilience.configure(
+        default=ReliabilityConfig(HTTP_BACKOFF_BASE_MS=1, HTTP_TIMEOUT_SEC=5),
+        services={
+            "clamav": ReliabilityConfig(
+                HTTP_BACKOFF_BASE_MS=1, HTTP_TIMEOUT_SEC=5, CB_FAIL_THRESHOLD=2, CB_RESET_SEC=10
+            )
+        },
+    )
+    fake = FakeTime()
+    monkeypatch.setattr(otel_resilience.get_circuit_breaker_manager(), "_clock", fake)
+    monkeypatch.setattr(_call, "_sleep", fake.sleep)
+    monkeypatch.setattr(_call, "_async_sleep", fake.async_sleep)
+    return fake
