@@ -389,7 +389,12 @@ class _Call(CallObserver):
                     pair.call_name, kind=SpanKind.INTERNAL, attributes=pair.span_attrs
                 )
                 if span.is_recording():
-                    span.set_attribute(n.ATTR_BREAKER_STATE, breaker._state.value)
+                    state = breaker._state
+                    if state is CircuitBreakerState.OPEN:
+                        # past its reset timeout an open breaker reads (and becomes) half-open:
+                        # this call is then a probe, and the span says so
+                        state = breaker.state
+                    span.set_attribute(n.ATTR_BREAKER_STATE, state.value)
                 self._span = span
             except Exception:
                 telemetry.warn_once("span", "starting a call span failed")
