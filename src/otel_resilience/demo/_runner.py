@@ -200,7 +200,9 @@ class DemoRunner:
         self._listening = True
         manager.add_listener(self._on_transition)
         interrupted = False
-        services = StandInServices(self.knobs, time_scale=self.scale, seed=self.options.seed)
+        services = StandInServices(
+            self.knobs, time_scale=self.scale, seed=self.options.seed, clock=self._clock
+        )
         limits = httpx.Limits(
             max_connections=None, max_keepalive_connections=self.options.concurrency * 4
         )
@@ -208,7 +210,8 @@ class DemoRunner:
         try:
             with services, httpx.Client(limits=limits, timeout=10.0) as client:
                 self._services = services
-                self._started_at = self._clock()
+                # one time origin for the run, the outage window and the breaker timeline
+                self._started_at = services.started_at = self._clock()
                 for index in range(self.options.concurrency):
                     worker = threading.Thread(
                         target=self._work, args=(index, client, services.urls), name=f"demo-{index}"
