@@ -57,7 +57,12 @@ def backoff_delay(
         raise ValueError(f"attempt must be >= 1, got {attempt}")
     # 2 ** (attempt - 1) grows without bound: compare exponents first to avoid huge ints
     exponent = attempt - 1
-    delay_ms = max_ms if exponent >= 63 else min(base_ms * (1 << exponent), max_ms)
+    if base_ms == 0:
+        delay_ms = 0
+    elif exponent >= 63:  # base * 2**63 ms is past any cap the config accepts
+        delay_ms = max_ms
+    else:
+        delay_ms = min(base_ms * (1 << exponent), max_ms)
     jitter_ms = (rng or random).randint(0, int(delay_ms * JITTER_FRACTION))
     return (delay_ms + jitter_ms) / 1000.0
 
