@@ -1,0 +1,950 @@
+"""Deadlines in the main thread (SIGALRM), in other threads (worker pool) and in asyncio.
+
+Timeouts need the real clock here: every limit is 0.05-0.2 s, and "returned on time" means within
+``SLACK`` of the limit (the brief allows ~50 ms; loaded CI machines get a little more).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import inspect
+import math
+import pickle
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import otel_resilience._timeout as timeout_module
+from otel_resilience._timeout import (
+    WORKER_NAME_PREFIX,
+    AttemptTimeout,
+    current_deadline,
+    deadline_scope,
+    remaining_time,
+    run_with_timeout,
+    run_with_timeout_async,
+    shutdown_workers,
+    validate_timeout,
+    with_timeout,
+)
+
+LIMIT = 0.1
+SLACK = 0.15
+LONG = 0.35  # how long a "blocking" function blocks when it is not interrupted
+
+needs_itimer = pytest.mark.skipif(
+    not hasattr(signal, "setitimer"), reason="no signal.setitimer on this platform"
+)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def in_thread(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` in a fresh non-main thread; return its value or re-raise its exception."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="test-caller")
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the caller thread did not return"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def in_main(fn: Callable[[], Any]) -> Any:
+    return fn()
+
+
+RUNNERS = [pytest.param(in_main, id="main-thread"), pytest.param(in_thread, id="other-thread")]
+
+
+def timed(fn: Callable[[], Any]) -> tuple[BaseException | None, float]:
+    """The exception ``fn`` raised (or None) and how long it took."""
+    start = time.monotonic()
+    try:
+        fn()
+    except BaseException as exc:
+        return exc, time.monotonic() - start
+    return None, time.monotonic() - start
+
+
+def worker_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(WORKER_NAME_PREFIX)]
+
+
+def sleeper(seconds: float = LONG) -> Callable[[], str]:
+    def sleep() -> str:
+        time.sleep(seconds)
+        return "slept"
+
+    return sleep
+
+
+@pytest.fixture
+def sockets() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected pair; the reader blocks in recv() until the writer sends or closes."""
+    reader, writer = socket.socketpair()
+    yield reader, writer
+    writer.close()  # ends an abandoned recv() in a worker at once
+    reader.close()
+
+
+@pytest.fixture(autouse=True)
+def _clean_state() -> Iterator[None]:
+    """Every test leaves SIGALRM, the itimer, the deadline stack and the worker pool as found."""
+    handler = signal.getsignal(signal.SIGALRM) if hasattr(signal, "SIGALRM") else None
+    yield
+    assert timeout_module._stack == [], "a main-thread deadline was left armed"
+    assert current_deadline() is None
+    if hasattr(signal, "SIGALRM"):
+        assert signal.getsignal(signal.SIGALRM) is handler, "SIGALRM handler not restored"
+    assert shutdown_workers(timeout=2 * LONG) == 0, "a worker thread did not exit"
+
+
+@pytest.fixture
+def app_alarm() -> Iterator[list[float]]:
+    """The application's own SIGALRM handler; yields the monotonic times it was called at.
+
+    Saves and restores whatever was there before (pytest-timeout's handler and timer).
+    """
+    saved_handler = signal.getsignal(signal.SIGALRM)
+    saved_timer = signal.getitimer(signal.ITIMER_REAL)
+    calls: list[float] = []
+
+    def app_handler(signum: int, frame: object) -> None:
+        calls.append(time.monotonic())
+
+    signal.signal(signal.SIGALRM, app_handler)
+    yield calls
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, saved_handler)
+    if saved_timer[0]:
+        signal.setitimer(signal.ITIMER_REAL, *saved_timer)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# returns on time, wherever the function blocks
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_sleep_is_interrupted_on_time(run: Callable[[Callable[[], Any]], Any]) -> None:
+    error, elapsed = timed(lambda: run(lambda: run_with_timeout(sleeper(), LIMIT)))
+
+    assert isinstance(error, AttemptTimeout)
+    assert isinstance(error, TimeoutError)
+    assert error.timeout_sec == LIMIT
+    assert str(error) == f"Function sleep timed out after {LIMIT} seconds"
+    assert LIMIT - 0.01 <= elapsed < LIMIT + SLACK
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_blocking_socket_read_is_interrupted_on_time(
+    run: Callable[[Callable[[], Any]], Any], sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    reader, _writer = sockets
+
+    error, elapsed = timed(lambda: run(lambda: run_with_timeout(lambda: reader.recv(16), LIMIT)))
+
+    assert isinstance(error, AttemptTimeout)
+    assert LIMIT - 0.01 <= elapsed < LIMIT + SLACK
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_pure_python_loop_is_interrupted_on_time(run: Callable[[Callable[[], Any]], Any]) -> None:
+    def spin() -> None:
+        end = time.monotonic() + LONG
+        while time.monotonic() < end:
+            pass
+
+    error, elapsed = timed(lambda: run(lambda: run_with_timeout(spin, LIMIT)))
+
+    assert isinstance(error, AttemptTimeout)
+    assert elapsed < LIMIT + SLACK
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_result_is_returned_when_the_function_finishes_in_time(
+    run: Callable[[Callable[[], Any]], Any],
+) -> None:
+    assert run(lambda: run_with_timeout(sleeper(0.01), 1.0)) == "slept"
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_deadline_already_passed_fails_without_calling(
+    run: Callable[[Callable[[], Any]], Any],
+) -> None:
+    calls: list[int] = []
+
+    def body() -> None:
+        with deadline_scope(0.01):
+            time.sleep(0.02)
+            run_with_timeout(lambda: calls.append(1), 1.0)
+
+    error, _ = timed(lambda: run(body))
+
+    assert isinstance(error, AttemptTimeout)
+    assert error.timeout_sec == 0.0
+    assert "deadline had already passed" in str(error)
+    assert calls == []
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_no_limit_and_no_deadline_calls_func_directly(
+    run: Callable[[Callable[[], Any]], Any],
+) -> None:
+    def probe() -> tuple[threading.Thread, float | None]:
+        return threading.current_thread(), current_deadline()
+
+    def body() -> tuple[bool, float | None]:
+        thread, deadline = run_with_timeout(probe, None)
+        return thread is threading.current_thread(), deadline
+
+    assert run(body) == (True, None)
+
+
+# --------------------------------------------------------------------------------------------
+# remaining_time() and the deadline context variable
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_remaining_time_inside_func_counts_down_from_the_limit(
+    run: Callable[[Callable[[], Any]], Any],
+) -> None:
+    def probe() -> tuple[float | None, float | None]:
+        first = remaining_time()
+        time.sleep(0.05)
+        return first, remaining_time()
+
+    first, later = run(lambda: run_with_timeout(probe, 1.0))
+
+    assert first is not None
+    assert later is not None
+    assert 0.95 < first <= 1.0
+    assert 0.0 < later <= first - 0.05
+    assert remaining_time() is None
+
+
+async def test_remaining_time_inside_a_coroutine_counts_down_from_the_limit() -> None:
+    async def probe() -> float | None:
+        return remaining_time()
+
+    left = await run_with_timeout_async(probe, 1.0)
+
+    assert left is not None
+    assert 0.95 < left <= 1.0
+    assert remaining_time() is None
+
+
+def test_remaining_time_is_none_without_a_deadline_and_never_negative() -> None:
+    assert remaining_time() is None
+    assert current_deadline() is None
+    with deadline_scope(0.001):
+        time.sleep(0.005)
+        assert remaining_time() == 0.0
+
+
+def test_deadline_scope_only_tightens_and_none_inherits() -> None:
+    with deadline_scope(10.0) as outer:
+        assert outer == current_deadline()
+        with deadline_scope(100.0) as looser:
+            assert looser == outer
+        with deadline_scope(None) as inherited:
+            assert inherited == outer
+        with deadline_scope(1.0) as tighter:
+            assert tighter is not None
+            assert outer is not None
+            assert tighter < outer
+            assert current_deadline() == tighter
+        assert current_deadline() == outer
+    assert current_deadline() is None
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_run_without_its_own_limit_enforces_the_enclosing_deadline(
+    run: Callable[[Callable[[], Any]], Any],
+) -> None:
+    def body() -> None:
+        with deadline_scope(LIMIT):
+            run_with_timeout(sleeper(), None)
+
+    error, elapsed = timed(lambda: run(body))
+
+    assert isinstance(error, AttemptTimeout)
+    assert 0.0 < error.timeout_sec <= LIMIT
+    assert elapsed < LIMIT + SLACK
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_enclosing_deadline_tighter_than_the_limit_wins(
+    run: Callable[[Callable[[], Any]], Any],
+) -> None:
+    def body() -> None:
+        with deadline_scope(LIMIT):
+            run_with_timeout(sleeper(), 5.0)
+
+    error, elapsed = timed(lambda: run(body))
+
+    assert isinstance(error, AttemptTimeout)
+    assert error.timeout_sec <= LIMIT
+    assert elapsed < LIMIT + SLACK
+
+
+var: contextvars.ContextVar[str] = contextvars.ContextVar("test_timeout_var", default="unset")
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_context_variables_reach_the_function(run: Callable[[Callable[[], Any]], Any]) -> None:
+    def body() -> str:
+        token = var.set("from the caller")
+        try:
+            return run_with_timeout(var.get, 1.0)
+        finally:
+            var.reset(token)
+
+    assert run(body) == "from the caller"
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_spans_created_in_func_nest_under_the_callers_span(
+    run: Callable[[Callable[[], Any]], Any],
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+
+    def work() -> None:
+        with tracer.start_as_current_span("inside"):
+            pass
+
+    def body() -> None:
+        with tracer.start_as_current_span("attempt"):
+            run_with_timeout(work, 1.0)
+
+    run(body)
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    provider.shutdown()
+
+    assert spans["inside"].parent is not None
+    assert spans["inside"].parent.span_id == spans["attempt"].context.span_id
+
+
+def test_func_in_a_worker_runs_in_another_thread_with_the_deadline_set() -> None:
+    def probe() -> tuple[str, float | None]:
+        return threading.current_thread().name, current_deadline()
+
+    def body() -> tuple[str, float | None, float]:
+        name, deadline = run_with_timeout(probe, 1.0)
+        return name, deadline, time.monotonic()
+
+    name, deadline, after = in_thread(body)
+
+    assert name.startswith(WORKER_NAME_PREFIX)
+    assert deadline is not None
+    assert after < deadline <= after + 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# exceptions
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(Boom("no"), id="own-exception"),
+        pytest.param(TimeoutError("the client's own timeout"), id="own-TimeoutError"),
+        pytest.param(KeyboardInterrupt(), id="KeyboardInterrupt"),
+        pytest.param(SystemExit(3), id="SystemExit"),
+    ],
+)
+def test_exception_from_func_propagates_unchanged(
+    run: Callable[[Callable[[], Any]], Any], error: BaseException
+) -> None:
+    def fail() -> None:
+        raise error
+
+    raised, _ = timed(lambda: run(lambda: run_with_timeout(fail, 1.0)))
+
+    assert raised is error
+    assert not isinstance(raised, AttemptTimeout)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(Boom("no"), id="own-exception"),
+        pytest.param(TimeoutError("the client's own timeout"), id="own-TimeoutError"),
+    ],
+)
+async def test_exception_from_a_coroutine_propagates_unchanged(error: Exception) -> None:
+    async def fail() -> None:
+        raise error
+
+    with pytest.raises(type(error)) as caught:
+        await run_with_timeout_async(fail, 1.0)
+
+    assert caught.value is error
+    assert not isinstance(caught.value, AttemptTimeout)
+
+
+def test_attempt_timeout_survives_pickling() -> None:
+    error = AttemptTimeout("Function f timed out after 0.5 seconds", 0.5)
+
+    copy = pickle.loads(pickle.dumps(error))
+
+    assert isinstance(copy, AttemptTimeout)
+    assert (str(copy), copy.timeout_sec) == (str(error), 0.5)
+
+
+# --------------------------------------------------------------------------------------------
+# nesting
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_inner_shorter_deadline_fires_first_and_outer_still_fires_later(
+    run: Callable[[Callable[[], Any]], Any],
+) -> None:
+    seen: list[str] = []
+
+    def outer_body() -> None:
+        try:
+            run_with_timeout(sleeper(), LIMIT)
+        except AttemptTimeout:
+            seen.append("inner timed out")
+        time.sleep(LONG)  # the outer limit (2 * LIMIT) must still cut this short
+
+    error, elapsed = timed(lambda: run(lambda: run_with_timeout(outer_body, 2 * LIMIT)))
+
+    assert seen == ["inner timed out"]
+    assert isinstance(error, AttemptTimeout)
+    assert error.timeout_sec == 2 * LIMIT
+    assert 2 * LIMIT - 0.01 <= elapsed < 2 * LIMIT + SLACK
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_outer_shorter_deadline_fires_through_a_longer_inner_call(
+    run: Callable[[Callable[[], Any]], Any],
+) -> None:
+    inner_saw: list[float | None] = []
+
+    def inner() -> str:
+        inner_saw.append(remaining_time())
+        time.sleep(LONG)
+        return "inner finished"
+
+    def outer_body() -> str:
+        return run_with_timeout(inner, 5.0)
+
+    error, elapsed = timed(lambda: run(lambda: run_with_timeout(outer_body, LIMIT)))
+
+    assert isinstance(error, TimeoutError)
+    assert elapsed < LIMIT + SLACK
+    assert inner_saw[0] is not None
+    assert inner_saw[0] <= LIMIT  # the inner call saw the outer's tighter deadline
+
+
+@needs_itimer
+def test_outer_deadline_passes_to_the_outer_frame_in_the_main_thread() -> None:
+    inner_caught: list[BaseException] = []
+
+    def outer_body() -> None:
+        try:
+            run_with_timeout(sleeper(), 5.0)
+        except AttemptTimeout as exc:  # must not happen: the deadline is the outer's
+            inner_caught.append(exc)
+
+    def outer() -> None:
+        run_with_timeout(outer_body, LIMIT)
+
+    error, elapsed = timed(outer)
+
+    assert isinstance(error, AttemptTimeout)
+    assert str(error) == f"Function outer_body timed out after {LIMIT} seconds"
+    assert inner_caught == []
+    assert elapsed < LIMIT + SLACK
+
+
+@needs_itimer
+def test_main_thread_call_runs_func_in_the_main_thread_with_our_timer_armed() -> None:
+    def probe() -> tuple[bool, float]:
+        return (
+            threading.current_thread() is threading.main_thread(),
+            signal.getitimer(signal.ITIMER_REAL)[0],
+        )
+
+    in_main_thread, armed = run_with_timeout(probe, 1.0)
+
+    assert in_main_thread
+    assert 0.9 < armed <= 1.0
+
+
+@needs_itimer
+def test_after_an_inner_call_the_outer_timer_is_rearmed_for_its_remaining_time() -> None:
+    def outer_body() -> float:
+        run_with_timeout(lambda: None, 0.05)  # inner, shorter, succeeds
+        return signal.getitimer(signal.ITIMER_REAL)[0]
+
+    rearmed = run_with_timeout(outer_body, 1.0)
+
+    assert 0.9 < rearmed <= 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# the application's SIGALRM handler and timer (main thread)
+
+
+@needs_itimer
+@pytest.mark.parametrize(
+    "func",
+    [
+        pytest.param(lambda: "done", id="success"),
+        pytest.param(sleeper(), id="timeout"),
+    ],
+)
+def test_application_handler_and_timer_are_restored_and_still_fire(
+    app_alarm: list[float], func: Callable[[], Any]
+) -> None:
+    app_timer = 4 * LIMIT
+    start = time.monotonic()
+    signal.setitimer(signal.ITIMER_REAL, app_timer)
+
+    timed(lambda: run_with_timeout(func, LIMIT))
+
+    assert signal.getsignal(signal.SIGALRM).__name__ == "app_handler"
+    left = signal.getitimer(signal.ITIMER_REAL)[0]
+    assert app_timer - (time.monotonic() - start) - 0.01 <= left <= app_timer
+    assert app_alarm == []
+    assert wait_for(lambda: bool(app_alarm), app_timer + SLACK)
+    assert app_alarm[0] - start == pytest.approx(app_timer, abs=0.05)
+
+
+@needs_itimer
+def test_application_timer_firing_first_keeps_sigalrm_and_a_worker_runs_the_call(
+    app_alarm: list[float],
+) -> None:
+    start = time.monotonic()
+    signal.setitimer(signal.ITIMER_REAL, LIMIT)
+
+    def work() -> str:
+        time.sleep(2 * LIMIT)
+        return threading.current_thread().name
+
+    name = run_with_timeout(work, 1.0)
+
+    assert name.startswith(WORKER_NAME_PREFIX)
+    assert len(app_alarm) == 1
+    assert app_alarm[0] - start == pytest.approx(LIMIT, abs=0.05)
+
+
+@needs_itimer
+def test_application_interval_timer_keeps_its_interval(app_alarm: list[float]) -> None:
+    signal.setitimer(signal.ITIMER_REAL, 2.0, 3.0)
+
+    run_with_timeout(lambda: None, LIMIT)
+
+    delay, interval = signal.getitimer(signal.ITIMER_REAL)
+    assert interval == pytest.approx(3.0)
+    assert 1.9 < delay <= 2.0
+
+
+@needs_itimer
+@pytest.mark.parametrize(
+    "func",
+    [
+        pytest.param(lambda: "done", id="success"),
+        pytest.param(sleeper(), id="timeout"),
+        pytest.param(functools.partial(int, "x"), id="exception"),
+    ],
+)
+def test_main_thread_call_leaves_no_timer_armed_and_default_handler_back(
+    func: Callable[[], Any],
+) -> None:
+    saved_handler = signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    saved_timer = signal.setitimer(signal.ITIMER_REAL, 0)
+    try:
+        timed(lambda: run_with_timeout(func, LIMIT))
+        state = signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)
+    finally:
+        signal.signal(signal.SIGALRM, saved_handler)
+        if saved_timer[0]:
+            signal.setitimer(signal.ITIMER_REAL, *saved_timer)
+
+    assert state == (signal.SIG_DFL, (0.0, 0.0))
+
+
+@needs_itimer
+def test_deadline_passing_while_signals_are_blocked_still_ends_as_attempt_timeout() -> None:
+    """The signal arrives only after the function returned (the race with a late signal)."""
+
+    def blocked() -> str:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        try:
+            time.sleep(2 * LIMIT)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
+        return "returned late"
+
+    error, elapsed = timed(lambda: run_with_timeout(blocked, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert elapsed < 2 * LIMIT + SLACK
+
+
+@needs_itimer
+def test_when_both_deadlines_passed_the_outer_frame_gets_the_timeout() -> None:
+    """Signals held back until both the inner and the outer deadline passed: the outer wins."""
+
+    def blocked() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        try:
+            time.sleep(2 * LIMIT)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
+
+    def outer_body() -> None:
+        run_with_timeout(blocked, LIMIT / 2)
+
+    error, _ = timed(lambda: run_with_timeout(outer_body, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert error.timeout_sec == LIMIT
+    assert str(error) == f"Function outer_body timed out after {LIMIT} seconds"
+
+
+@needs_itimer
+def test_function_that_swallows_the_interruption_still_ends_as_attempt_timeout() -> None:
+    def stubborn() -> str:
+        with contextlib.suppress(BaseException):  # a badly behaved function
+            time.sleep(LONG)
+        return "pretends it finished"
+
+    error, elapsed = timed(lambda: run_with_timeout(stubborn, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert elapsed < LIMIT + SLACK
+
+
+# --------------------------------------------------------------------------------------------
+# asyncio
+
+
+async def test_coroutine_is_cancelled_for_real_on_time() -> None:
+    saw: list[str] = []
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(LONG)
+        except asyncio.CancelledError:
+            saw.append("cancelled")
+            raise
+        finally:
+            saw.append("finally")
+
+    start = time.monotonic()
+    with pytest.raises(AttemptTimeout) as caught:
+        await run_with_timeout_async(slow, LIMIT)
+    elapsed = time.monotonic() - start
+
+    assert saw == ["cancelled", "finally"]
+    assert caught.value.timeout_sec == LIMIT
+    assert str(caught.value) == f"Function slow timed out after {LIMIT} seconds"
+    assert LIMIT - 0.01 <= elapsed < LIMIT + SLACK
+    assert current_deadline() is None
+
+
+async def test_coroutine_outer_deadline_cancels_through_a_longer_inner_call() -> None:
+    async def inner() -> None:
+        await asyncio.sleep(LONG)
+
+    async def outer() -> None:
+        await run_with_timeout_async(inner, 5.0)
+
+    start = time.monotonic()
+    with pytest.raises(AttemptTimeout) as caught:
+        await run_with_timeout_async(outer, LIMIT)
+
+    assert caught.value.timeout_sec == LIMIT
+    assert time.monotonic() - start < LIMIT + SLACK
+
+
+async def test_coroutine_result_is_returned_in_time() -> None:
+    async def quick() -> int:
+        await asyncio.sleep(0)
+        return 7
+
+    assert await run_with_timeout_async(quick, 1.0) == 7
+    assert await run_with_timeout_async(quick, None) == 7
+
+
+# --------------------------------------------------------------------------------------------
+# the worker pool
+
+
+def test_second_call_in_a_thread_reuses_the_idle_worker() -> None:
+    def body() -> list[str]:
+        names = [run_with_timeout(lambda: threading.current_thread().name, 1.0) for _ in range(3)]
+        return names
+
+    names = in_thread(body)
+
+    assert len(set(names)) == 1
+    assert len(worker_threads()) == 1
+
+
+def test_abandoned_worker_returns_to_the_pool_when_its_function_ends() -> None:
+    release = threading.Event()
+
+    def body() -> str:
+        with pytest.raises(AttemptTimeout):
+            run_with_timeout(lambda: release.wait(5), 0.05)
+        busy = len(worker_threads())
+        release.set()
+        assert wait_for(lambda: timeout_module._pool.idle == 1, 1.0)
+        name = run_with_timeout(lambda: threading.current_thread().name, 1.0)
+        return f"{busy} {len(worker_threads())} {name}"
+
+    busy, after, name = in_thread(body).split()
+
+    assert (busy, after) == ("1", "1")
+    assert name.startswith(WORKER_NAME_PREFIX)
+
+
+def test_concurrent_callers_get_their_own_workers() -> None:
+    barrier = threading.Barrier(3, timeout=5)
+
+    def body() -> str:
+        return run_with_timeout(lambda: (barrier.wait(), threading.current_thread().name)[1], 2.0)
+
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(body())) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+
+    assert len(set(results)) == 3
+
+
+def test_shutdown_workers_leaves_no_worker_threads() -> None:
+    in_thread(lambda: [run_with_timeout(lambda: None, 1.0) for _ in range(2)])
+    assert worker_threads()
+
+    still_running = shutdown_workers(timeout=1.0)
+
+    assert still_running == 0
+    assert worker_threads() == []
+    assert in_thread(lambda: run_with_timeout(lambda: "works again", 1.0)) == "works again"
+
+
+def test_idle_worker_exits_after_its_idle_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(timeout_module, "WORKER_IDLE_SEC", 0.05)
+
+    in_thread(lambda: run_with_timeout(lambda: None, 1.0))
+
+    assert wait_for(lambda: worker_threads() == [], 1.0)
+    assert timeout_module._pool.idle == 0
+
+
+# --------------------------------------------------------------------------------------------
+# with_timeout: the seed's decorator
+
+
+def test_with_timeout_raises_the_seeds_message() -> None:
+    @with_timeout(LIMIT)
+    def slow_scan() -> None:
+        time.sleep(LONG)
+
+    with pytest.raises(TimeoutError) as caught:
+        slow_scan()
+
+    assert str(caught.value) == f"Function slow_scan timed out after {LIMIT} seconds"
+
+
+def test_timeout_message_shows_an_integer_limit_as_written() -> None:
+    def scan() -> None:
+        pass
+
+    # The seed formats the limit as given: "after 1 seconds", not "after 1.0 seconds".
+    error = timeout_module._timeout_error(scan, 1, 1)
+
+    assert str(error) == "Function scan timed out after 1 seconds"
+    assert error.timeout_sec == 1.0
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_with_timeout_accepts_float_seconds_in_any_thread(
+    run: Callable[[Callable[[], Any]], Any],
+) -> None:
+    """The seed's version: ValueError outside the main thread, TypeError on signal.alarm(0.5)."""
+
+    @with_timeout(0.5)
+    def add(a: int, b: int = 0) -> int:
+        return a + b
+
+    @with_timeout(0.05)
+    def slow() -> None:
+        time.sleep(LONG)
+
+    assert run(lambda: add(1, b=2)) == 3
+    error, elapsed = timed(lambda: run(slow))
+    assert isinstance(error, TimeoutError)
+    assert str(error) == "Function slow timed out after 0.05 seconds"
+    assert elapsed < 0.05 + SLACK
+
+
+async def test_with_timeout_on_a_coroutine_function_cancels_it() -> None:
+    saw: list[str] = []
+
+    @with_timeout(LIMIT)
+    async def fetch(delay: float) -> str:
+        try:
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            saw.append("cancelled")
+            raise
+        return "fetched"
+
+    assert inspect.iscoroutinefunction(fetch)
+    assert await fetch(0) == "fetched"
+    with pytest.raises(TimeoutError) as caught:
+        await fetch(LONG)
+    assert str(caught.value) == f"Function fetch timed out after {LIMIT} seconds"
+    assert saw == ["cancelled"]
+
+
+def test_with_timeout_preserves_the_functions_metadata() -> None:
+    def documented(x: int) -> int:
+        """Doubles x."""
+        return 2 * x
+
+    wrapped = with_timeout(1.0)(documented)
+
+    assert wrapped.__name__ == "documented"
+    assert wrapped.__doc__ == "Doubles x."
+    assert wrapped.__wrapped__ is documented  # type: ignore[attr-defined]
+    assert inspect.signature(wrapped) == inspect.signature(documented)
+    assert wrapped(4) == 8
+
+
+def test_with_timeout_none_reads_the_configured_default_at_call_time() -> None:
+    from otel_resilience._config import ReliabilityConfig, configure, reset_config
+
+    @with_timeout()
+    def slow() -> None:
+        time.sleep(LONG)
+
+    configure(ReliabilityConfig(HTTP_TIMEOUT_SEC=LIMIT))
+    try:
+        error, elapsed = timed(slow)
+    finally:
+        reset_config()
+
+    assert isinstance(error, TimeoutError)
+    assert str(error) == f"Function slow timed out after {LIMIT} seconds"
+    assert elapsed < LIMIT + SLACK
+
+
+def test_with_timeout_none_falls_back_to_30_seconds_without_a_config_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def missing(name: str) -> None:
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    monkeypatch.setattr(timeout_module, "_config_module", None)
+    monkeypatch.setattr(timeout_module.importlib, "import_module", missing)
+
+    assert timeout_module._default_timeout() == 30.0
+
+    @with_timeout()
+    def probe() -> float | None:
+        return remaining_time()
+
+    left = probe()
+    assert left is not None
+    assert 29.9 < left <= 30.0
+
+
+BAD_TIMEOUTS = [
+    pytest.param(-1, ValueError, "timeout_sec must be a number of seconds > 0, got -1", id="-1"),
+    pytest.param(0, ValueError, "timeout_sec must be a number of seconds > 0, got 0", id="zero"),
+    pytest.param(
+        -0.5, ValueError, "timeout_sec must be a number of seconds > 0, got -0.5", id="-0.5"
+    ),
+    pytest.param(
+        math.nan, ValueError, "timeout_sec must be a number of seconds > 0, got nan", id="nan"
+    ),
+    pytest.param(
+        math.inf,
+        ValueError,
+        "timeout_sec must be a finite number of seconds > 0, got inf",
+        id="inf",
+    ),
+    pytest.param(
+        "30", TypeError, "timeout_sec must be a number of seconds > 0, got str: '30'", id="str"
+    ),
+    pytest.param(
+        True, TypeError, "timeout_sec must be a number of seconds > 0, got bool: True", id="bool"
+    ),
+]
+
+
+@pytest.mark.parametrize(("value", "kind", "message"), BAD_TIMEOUTS)
+def test_invalid_timeout_is_rejected_with_a_message_naming_it(
+    value: object, kind: type[Exception], message: str
+) -> None:
+    with pytest.raises(kind) as by_validator:
+        validate_timeout("timeout_sec", value)
+    with pytest.raises(kind) as by_decorator:
+        with_timeout(value)  # type: ignore[arg-type]
+
+    assert str(by_validator.value) == message
+    assert str(by_decorator.value) == message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(None, None, id="None"),
+        pytest.param(2, 2.0, id="int"),
+        pytest.param(0.25, 0.25, id="float"),
+    ],
+)
+def test_valid_timeout_is_returned_as_float_seconds(value: object, expected: float | None) -> None:
+    result = validate_timeout("timeout_sec", value)
+
+    assert result == expected
+    assert result is None or type(result) is float
