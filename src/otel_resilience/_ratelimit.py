@@ -1,16 +1,43 @@
-"""Rate limiting per service: the interface the call path uses.
+"""Rate limiting per service, on the ``limits`` library (moving window).
 
-The implementations (local and Redis-backed, on the ``limits`` library) are filled in by the
-rate-limiting work; until then a configured ``RATE_LIMIT`` fails loudly at the first call.
+A service whose config sets ``RATE_LIMIT`` (``limits`` notation: ``"100/second"``,
+``"10 per second"``, ``"600 per 1 minute"``) gets one limiter per process:
+
+* ``STATE_BACKEND=memory``: a local limiter (``limits.storage.MemoryStorage``), the rate holds
+  per process;
+* ``STATE_BACKEND=redis``: a shared limiter (``limits.storage.RedisStorage`` on the same
+  connection pool as the breakers, keys ``{REDIS_KEY_PREFIX}:rl:LIMITER/{service}/...``), the
+  rate holds across every process. When Redis fails the limiter falls back to a local one with
+  the same rate (so each process allows the whole rate until Redis is back), counted and logged
+  like the breakers' fallback (see :mod:`._redis`).
+
+The moving window is exact (no burst of twice the rate at a window boundary) and costs one
+round trip per admitted call on Redis; a refused attempt costs a second one to learn when the
+window frees up. The timestamps are the processes' wall clocks (``limits`` computes them
+client-side), so hosts sharing a limit should be NTP-synced.
+
+A call over the limit waits for a slot up to ``RATE_LIMIT_MAX_WAIT_SEC`` (sleeping until the
+window frees up, never longer than the time left) and otherwise fails at once with
+``throttled``.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._config import ReliabilityConfig
+from ._config import _listeners as _config_listeners
 
-__all__ = ["RateLimiter", "get_rate_limiter"]
+if TYPE_CHECKING:
+    from ._redis import RedisStore
+
+__all__ = ["RateLimiter", "get_rate_limiter", "reset_rate_limiters"]
+
+#: shortest sleep between two tries of a waiting call
+_MIN_SLEEP_SEC = 0.001
 
 
 class RateLimiter(Protocol):
@@ -25,8 +52,142 @@ class RateLimiter(Protocol):
         ...
 
 
+def _import_limits() -> Any:
+    try:
+        import limits
+        import limits.storage
+        import limits.strategies
+    except ImportError as exc:  # pragma: no cover - the redis extra is installed in dev
+        raise ImportError(
+            "RATE_LIMIT needs the 'limits' package: pip install 'otel-resilience[redis]'"
+        ) from exc
+    return limits
+
+
+class _Waiting:
+    """The waiting loop shared by both limiters: ``_try()`` says (taken, seconds to wait)."""
+
+    rate: str
+
+    def _try(self) -> tuple[bool, float]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def acquire(self, max_wait_sec: float) -> bool:
+        deadline = time.monotonic() + max_wait_sec
+        while True:
+            taken, wait = self._try()
+            if taken:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0 or wait > left:  # no slot frees up in time: fail now, not later
+                return False
+            time.sleep(max(wait, _MIN_SLEEP_SEC))
+
+    async def acquire_async(self, max_wait_sec: float) -> bool:
+        deadline = time.monotonic() + max_wait_sec
+        while True:
+            taken, wait = self._try()
+            if taken:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0 or wait > left:
+                return False
+            await asyncio.sleep(max(wait, _MIN_SLEEP_SEC))
+
+
+class LocalRateLimiter(_Waiting):
+    """A rate limit for this process alone (``limits`` moving window in memory)."""
+
+    def __init__(self, service_name: str, rate: str) -> None:
+        limits = _import_limits()
+        self.service_name = service_name
+        self.rate = rate
+        self._item = limits.parse(rate)
+        self._limiter = limits.strategies.MovingWindowRateLimiter(limits.storage.MemoryStorage())
+
+    def __repr__(self) -> str:
+        return f"LocalRateLimiter({self.service_name!r}, {self.rate!r})"
+
+    def _try(self) -> tuple[bool, float]:
+        if self._limiter.hit(self._item, self.service_name):
+            return True, 0.0
+        stats = self._limiter.get_window_stats(self._item, self.service_name)
+        return False, max(0.0, float(stats.reset_time) - time.time())
+
+
+class RedisRateLimiter(_Waiting):
+    """A rate limit shared by every process through Redis, with a local fallback."""
+
+    def __init__(self, service_name: str, rate: str, store: RedisStore, key_prefix: str) -> None:
+        limits = _import_limits()
+        self.service_name = service_name
+        self.rate = rate
+        self.store = store
+        self._item = limits.parse(rate)
+        storage = limits.storage.RedisStorage(
+            store.url, connection_pool=store.pool, key_prefix=f"{key_prefix}:rl"
+        )
+        self.storage = storage
+        self._limiter = limits.strategies.MovingWindowRateLimiter(storage)
+        self._local = LocalRateLimiter(service_name, rate)
+
+    def __repr__(self) -> str:
+        return f"RedisRateLimiter({self.service_name!r}, {self.rate!r}, {self.store!r})"
+
+    def _try(self) -> tuple[bool, float]:
+        if self.store.available():
+            try:
+                if self._limiter.hit(self._item, self.service_name):
+                    taken, wait = True, 0.0
+                else:
+                    stats = self._limiter.get_window_stats(self._item, self.service_name)
+                    taken, wait = False, max(0.0, float(stats.reset_time) - time.time())
+            except Exception as exc:  # Redis failed: the local limiter decides
+                self.store.mark_failed(exc)
+            else:
+                self.store.mark_ok()
+                return taken, wait
+        return self._local._try()
+
+
+_limiters: dict[str, tuple[ReliabilityConfig, RateLimiter]] = {}
+_lock = threading.Lock()
+
+
+def _build(service_name: str, config: ReliabilityConfig) -> RateLimiter:
+    rate = config.RATE_LIMIT
+    assert rate is not None
+    if config.STATE_BACKEND == "redis" and config.REDIS_URL is not None:
+        from ._redis import get_store
+
+        store = get_store(config.REDIS_URL, config.REDIS_TIMEOUT_MS)
+        return RedisRateLimiter(service_name, rate, store, config.REDIS_KEY_PREFIX)
+    return LocalRateLimiter(service_name, rate)
+
+
 def get_rate_limiter(service_name: str, config: ReliabilityConfig) -> RateLimiter | None:
-    """The limiter of a service, or None when its config sets no ``RATE_LIMIT``."""
+    """The limiter of a service, or None when its config sets no ``RATE_LIMIT``.
+
+    One limiter per service and process, rebuilt when the service's config changes.
+    """
     if config.RATE_LIMIT is None:
         return None
-    raise NotImplementedError("RATE_LIMIT is not implemented yet")
+    found = _limiters.get(service_name)
+    if found is not None and (found[0] is config or found[0] == config):
+        return found[1]
+    with _lock:
+        found = _limiters.get(service_name)
+        if found is not None and (found[0] is config or found[0] == config):
+            return found[1]
+        limiter = _build(service_name, config)
+        _limiters[service_name] = (config, limiter)
+        return limiter
+
+
+def reset_rate_limiters() -> None:
+    """Forget every limiter (they start with an empty window at next use)."""
+    with _lock:
+        _limiters.clear()
+
+
+_config_listeners.append(reset_rate_limiters)

@@ -1,0 +1,499 @@
+"""A circuit breaker whose state is shared by every process through Redis.
+
+The shared state of one (service, endpoint) is a Redis hash at
+``{REDIS_KEY_PREFIX}:cb:{service}:{endpoint}`` (both names percent-encoded) with the fields
+``s`` (0 closed, 1 open, 2 half-open), ``f`` (consecutive failures), ``o`` (opened at, ms of the
+server's clock), ``p`` (probes in flight), ``k`` (successful probes) and ``ps`` (when the last
+probe was admitted). A closed breaker without failures has no key at all; every write sets a TTL
+(``REDIS_KEY_TTL_SEC``, at least twice ``CB_RESET_SEC``) so abandoned breakers disappear.
+
+Each operation is one Lua script (EVALSHA), atomic on the server and timed by the server's
+``TIME``, so process clocks do not matter and exactly one process wins each transition:
+
+* ``try_acquire``: one round trip that turns an expired OPEN into HALF_OPEN, admits or rejects,
+  counts probes in flight across processes, and returns the state, failure count and time to
+  the next probe. A healthy call costs this one round trip and nothing else (a success in the
+  CLOSED state with no failures records nothing).
+* ``record_failure`` / ``record_success`` / ``release``: one round trip each, only when there is
+  something to record (a failure, a success after failures, a probe's outcome).
+
+Transitions: the process whose script made a transition logs it ("transitioning to OPEN") and
+fires the transition listeners, so ``resilience.circuit_breaker.transitions`` counts each shared
+transition once across the fleet. The other processes update their local mirror silently (debug
+log) on their next round trip; the state gauge and the call spans of every process read the
+mirror.
+
+Window modes (``CB_MODE=count|time``): each process judges failure and slow-call rates over its
+own window; opening, probing and closing are shared.
+
+Manual states (``force_open``, ``disable``, ``metrics_only``) are per process; ``reset`` also
+deletes the shared key.
+
+When Redis fails (unreachable, slower than ``REDIS_TIMEOUT_MS``, restarted) the breaker carries
+on with the in-memory logic of :class:`CircuitBreaker` from its last mirrored state (see
+:mod:`._redis` for the cool-down, logging and counting). When Redis answers again, the next
+acquire merges the local state into the shared one (the more severe state wins: a local OPEN is
+written as OPEN; in CLOSED the larger failure count is kept).
+
+asyncio: the ``*_async`` twins do the same on ``redis.asyncio``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+from urllib.parse import quote
+
+from ._breaker import (
+    ADMITTED,
+    PROBE,
+    REJECTED,
+    BreakerOverride,
+    CircuitBreaker,
+    CircuitBreakerState,
+    Clock,
+    _Events,
+)
+from ._config import ConfigError, ReliabilityConfig
+from ._redis import RedisStore, get_store
+
+__all__ = ["RedisCircuitBreaker", "breaker_key"]
+
+logger = logging.getLogger("otel_resilience")
+
+_CLOSED = CircuitBreakerState.CLOSED
+_OPEN = CircuitBreakerState.OPEN
+_HALF_OPEN = CircuitBreakerState.HALF_OPEN
+_STATES: Final = (_CLOSED, _OPEN, _HALF_OPEN)
+_CODES: Final = {state: code for code, state in enumerate(_STATES)}
+_NO_THRESHOLD: Final = 2**31  # window modes: failures alone never open the shared breaker
+
+# Common head of every script: the server's time in ms and the hash's fields.
+_HEAD: Final = """
+local key = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local h = redis.call('HMGET', key, 's', 'f', 'o', 'p', 'k', 'ps')
+local s = tonumber(h[1]) or 0
+local f = tonumber(h[2]) or 0
+local o = tonumber(h[3]) or 0
+local p = tonumber(h[4]) or 0
+local k = tonumber(h[5]) or 0
+local ps = tonumber(h[6]) or 0
+"""
+
+_SAVE: Final = """
+local function save(ttl_ms)
+    if s == 0 and f == 0 then
+        redis.call('DEL', key)
+    else
+        redis.call('HSET', key, 's', s, 'f', f, 'o', o, 'p', p, 'k', k, 'ps', ps)
+        redis.call('PEXPIRE', key, ttl_ms)
+    end
+end
+local function wait(reset_ms)
+    if s == 1 then return math.max(0, reset_ms - (now - o)) end
+    return 0
+end
+"""
+
+#: ARGV: reset_ms, max_probes, ttl_ms, admit (1: take a permit, 0: just look), merge (1: push
+#: the local state below first), local state, local failures, ms since the local open.
+#: Returns {permit, state, failures, ms until the probe, state before this script's transition}.
+ACQUIRE: Final = (
+    _HEAD
+    + _SAVE
+    + """
+local reset_ms = tonumber(ARGV[1])
+local max_probes = tonumber(ARGV[2])
+local dirty = false
+if ARGV[5] == '1' then
+    local ls = tonumber(ARGV[6])
+    if ls == 1 and s ~= 1 then
+        s = 1; o = now - tonumber(ARGV[8]); p = 0; k = 0; dirty = true
+    elseif ls == 0 and s == 0 and tonumber(ARGV[7]) > f then
+        f = tonumber(ARGV[7]); dirty = true
+    end
+end
+local old = s
+if s == 1 and now - o >= reset_ms then
+    s = 2; p = 0; k = 0; ps = now; dirty = true
+end
+if s == 2 and p >= max_probes and now - ps >= reset_ms then
+    p = 0; dirty = true  -- the probes' processes died: give them up after a reset period
+end
+local permit = 0
+if ARGV[4] == '1' then
+    if s == 0 then
+        permit = 1
+    elseif s == 2 and p < max_probes then
+        p = p + 1; ps = now; permit = 2; dirty = true
+    end
+end
+if dirty then save(tonumber(ARGV[3])) end
+return {permit, s, f, wait(reset_ms), old}
+"""
+)
+
+#: ARGV: permit, threshold, ttl_ms, reset_ms. Returns {state, failures, ms until probe, old}.
+FAILURE: Final = (
+    _HEAD
+    + _SAVE
+    + """
+local permit = tonumber(ARGV[1])
+local old = s
+f = f + 1
+if permit == 2 then
+    if p > 0 then p = p - 1 end
+    if s == 2 then s = 1; o = now; p = 0; k = 0 end
+elseif s == 0 and f >= tonumber(ARGV[2]) then
+    s = 1; o = now; p = 0; k = 0
+end
+save(tonumber(ARGV[3]))
+return {s, f, wait(tonumber(ARGV[4])), old}
+"""
+)
+
+#: ARGV: permit, max_probes, slow (0/1), ttl_ms, reset_ms. Returns {state, failures, wait, old}.
+SUCCESS: Final = (
+    _HEAD
+    + _SAVE
+    + """
+if redis.call('EXISTS', key) == 0 then return {0, 0, 0, 0} end
+local permit = tonumber(ARGV[1])
+local old = s
+if permit == 2 then
+    if p > 0 then p = p - 1 end
+    if s == 2 then
+        if ARGV[3] == '1' then
+            s = 1; o = now; p = 0; k = 0
+        else
+            k = k + 1
+            if k >= tonumber(ARGV[2]) then s = 0; f = 0; p = 0; k = 0 end
+        end
+    end
+elseif s == 0 then
+    f = 0
+end
+save(tonumber(ARGV[4]))
+return {s, f, wait(tonumber(ARGV[5])), old}
+"""
+)
+
+#: ARGV: reset_ms. Gives back a probe permit. Returns {state, failures, wait, state}.
+RELEASE: Final = (
+    _HEAD
+    + """
+if redis.call('EXISTS', key) == 1 and p > 0 then redis.call('HSET', key, 'p', p - 1) end
+local w = 0
+if s == 1 then w = math.max(0, tonumber(ARGV[1]) - (now - o)) end
+return {s, f, w, s}
+"""
+)
+
+RESET: Final = "return redis.call('DEL', KEYS[1])"
+
+
+def breaker_key(prefix: str, service_name: str, endpoint: str) -> str:
+    """The Redis key of a breaker's shared state."""
+    return f"{prefix}:cb:{quote(service_name, safe='')}:{quote(endpoint, safe='')}"
+
+
+def _ints(reply: Any, size: int) -> list[int] | None:
+    """A script's reply as ints, or None when it is not what the scripts return."""
+    if not isinstance(reply, list | tuple) or len(reply) != size:
+        return None
+    try:
+        return [int(x) for x in reply]
+    except (TypeError, ValueError):
+        return None
+
+
+class RedisCircuitBreaker(CircuitBreaker):
+    """A :class:`CircuitBreaker` whose state lives in Redis, shared by every process.
+
+    Built by the breaker manager when ``STATE_BACKEND == "redis"``, with the same arguments as
+    :class:`CircuitBreaker`; ``config.REDIS_URL`` is required.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        failure_threshold: int = 5,
+        reset_timeout_sec: float = 60,
+        *,
+        service_name: str = "default",
+        config: ReliabilityConfig | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        super().__init__(
+            endpoint,
+            failure_threshold,
+            reset_timeout_sec,
+            service_name=service_name,
+            config=config,
+            clock=clock,
+        )
+        cfg = self.config
+        if cfg.REDIS_URL is None:
+            raise ConfigError(
+                "RedisCircuitBreaker needs REDIS_URL (environment: RELIABILITY_REDIS_URL),"
+                " e.g. redis://127.0.0.1:6379/0"
+            )
+        self.key = breaker_key(cfg.REDIS_KEY_PREFIX, service_name, endpoint)
+        self.store: RedisStore = get_store(cfg.REDIS_URL, cfg.REDIS_TIMEOUT_MS)
+        self._reset_ms = max(1, math.ceil(self.reset_timeout_sec * 1000))
+        self._ttl_ms = max(cfg.REDIS_KEY_TTL_SEC * 1000, 2 * self._reset_ms)
+        self._threshold = self.failure_threshold if self._window is None else _NO_THRESHOLD
+        # The local state diverged from the shared one (Redis failed): merge at next acquire.
+        self._pending_sync = False
+        self._synced_epoch = self.store.epoch
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisCircuitBreaker(service_name={self.service_name!r}, endpoint={self.endpoint!r},"
+            f" state={self._state.value}, failure_count={self.failure_count}, key={self.key!r})"
+        )
+
+    # --- state --------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> CircuitBreakerState:
+        """The state as of this process's last round trip (an OPEN one past its reset timeout
+        reads HALF_OPEN; the shared transition happens at the next acquire)."""
+        if self.store.in_outage:
+            return super().state  # local logic, local transitions
+        if (
+            self._state is _OPEN
+            and self._override is not BreakerOverride.FORCED_OPEN
+            and self._clock() - self._opened_at >= self.reset_timeout_sec
+        ):
+            return _HALF_OPEN
+        return self._state
+
+    # --- the call protocol --------------------------------------------------------------------
+
+    def try_acquire(self) -> int:
+        """One round trip: ``ADMITTED``, ``PROBE`` (counted across processes) or ``REJECTED``."""
+        early = self._early_permit()
+        if early is not None:
+            return early
+        args = self._acquire_args()
+        return self._after_acquire(self.store.run(ACQUIRE, (self.key,), args), args)
+
+    async def try_acquire_async(self) -> int:
+        """The asyncio twin of :meth:`try_acquire`."""
+        early = self._early_permit()
+        if early is not None:
+            return early
+        args = self._acquire_args()
+        return self._after_acquire(await self.store.run_async(ACQUIRE, (self.key,), args), args)
+
+    def record_success(self, permit: int = ADMITTED, duration: float = 0.0) -> None:
+        """The admitted call succeeded; a round trip only if there is something to record."""
+        args = self._success_args(permit, duration)
+        if args is not None:
+            self._after_success(self.store.run(SUCCESS, (self.key,), args), permit, duration)
+
+    async def record_success_async(self, permit: int = ADMITTED, duration: float = 0.0) -> None:
+        """The asyncio twin of :meth:`record_success`."""
+        args = self._success_args(permit, duration)
+        if args is not None:
+            reply = await self.store.run_async(SUCCESS, (self.key,), args)
+            self._after_success(reply, permit, duration)
+
+    def record_failure(self, permit: int = ADMITTED, duration: float = 0.0) -> None:
+        """The admitted call failed: one round trip (window modes: only when rates trip)."""
+        args = self._failure_args(permit, duration)
+        if args is not None:
+            self._after_failure(self.store.run(FAILURE, (self.key,), args), permit, duration)
+
+    async def record_failure_async(self, permit: int = ADMITTED, duration: float = 0.0) -> None:
+        """The asyncio twin of :meth:`record_failure`."""
+        args = self._failure_args(permit, duration)
+        if args is not None:
+            reply = await self.store.run_async(FAILURE, (self.key,), args)
+            self._after_failure(reply, permit, duration)
+
+    def release(self, permit: int) -> None:
+        """Give back a permit whose call neither failed nor succeeded."""
+        if permit == PROBE:
+            reply = self.store.run(RELEASE, (self.key,), (self._reset_ms,))
+            self._after_release(reply, permit)
+
+    async def release_async(self, permit: int) -> None:
+        """The asyncio twin of :meth:`release`."""
+        if permit == PROBE:
+            reply = await self.store.run_async(RELEASE, (self.key,), (self._reset_ms,))
+            self._after_release(reply, permit)
+
+    def reset(self) -> None:
+        """Back to CLOSED with no history, here and in Redis (for every process)."""
+        super().reset()
+        if self.store.run(RESET, (self.key,), ()) is None:
+            self._pending_sync = True
+
+    def sync(self) -> CircuitBreakerState:
+        """Read the shared state into the local mirror now (one round trip) and return it."""
+        if self._override is None or self._override is BreakerOverride.METRICS_ONLY:
+            args = self._acquire_args(admit=False)
+            reply = self.store.run(ACQUIRE, (self.key,), args)
+            if reply is not None:
+                self._after_acquire(reply, args)
+        return self.state
+
+    # --- before and after the round trips -----------------------------------------------------
+
+    def _early_permit(self) -> int | None:
+        override = self._override
+        if override is BreakerOverride.FORCED_OPEN:
+            return REJECTED
+        if override is BreakerOverride.DISABLED:
+            return ADMITTED
+        return None
+
+    def _acquire_args(self, admit: bool = True) -> tuple[int, ...]:
+        merge = self._pending_sync or self._synced_epoch != self.store.epoch
+        elapsed_ms = 0
+        if merge and self._state is _OPEN:
+            elapsed_ms = max(0, round((self._clock() - self._opened_at) * 1000))
+        return (
+            self._reset_ms,
+            self.half_open_max_calls,
+            self._ttl_ms,
+            int(admit),
+            int(merge),
+            _CODES[self._state],
+            self.failure_count,
+            elapsed_ms,
+        )
+
+    def _after_acquire(self, reply: Any, args: Sequence[int]) -> int:
+        values = _ints(reply, 5)
+        if values is None:
+            self._fallen_back(reply)
+            return super().try_acquire()
+        permit, state, failures, wait_ms, old = values
+        if args[4]:  # merged: the shared state has our local one now
+            self._pending_sync = False
+            self._synced_epoch = self.store.epoch
+        self._mirror(state, failures, wait_ms, old)
+        if permit == REJECTED and self._override is BreakerOverride.METRICS_ONLY:
+            return ADMITTED
+        return permit
+
+    def _success_args(self, permit: int, duration: float) -> tuple[int, ...] | None:
+        if self._override is BreakerOverride.DISABLED:
+            return None
+        if (
+            permit == ADMITTED
+            and self._state is _CLOSED
+            and self.failure_count == 0
+            and self._window is None
+        ):
+            return None  # the fast path of a healthy breaker: nothing to record
+        slow = self._slow_sec is not None and duration >= self._slow_sec
+        if permit == ADMITTED and self._window is not None:
+            self._window_outcome(failed=False, slow=slow)
+            return None
+        if permit == ADMITTED and self._state is not _CLOSED:
+            return None  # a late success while open: nothing changes
+        return (permit, self.half_open_max_calls, int(slow), self._ttl_ms, self._reset_ms)
+
+    def _after_success(self, reply: Any, permit: int, duration: float) -> None:
+        values = _ints(reply, 4)
+        if values is None:
+            self._fallen_back(reply)
+            super().record_success(permit, duration)
+            return
+        self._mirror(*values)
+
+    def _failure_args(self, permit: int, duration: float) -> tuple[int, ...] | None:
+        if self._override is BreakerOverride.DISABLED:
+            return None
+        if permit == ADMITTED and self._window is not None:
+            slow = self._slow_sec is not None and duration >= self._slow_sec
+            self._window_outcome(failed=True, slow=slow)
+            return None
+        return (permit, self._threshold, self._ttl_ms, self._reset_ms)
+
+    def _after_failure(self, reply: Any, permit: int, duration: float) -> None:
+        values = _ints(reply, 4)
+        if values is None:
+            self._fallen_back(reply)
+            super().record_failure(permit, duration)
+            return
+        self.last_failure_time = self._clock()
+        self._mirror(*values)
+
+    def _after_release(self, reply: Any, permit: int) -> None:
+        values = _ints(reply, 4)
+        if values is None:
+            self._fallen_back(reply)
+            super().release(permit)
+            return
+        self._mirror(*values)
+
+    def _window_outcome(self, *, failed: bool, slow: bool) -> None:
+        """Window modes: add the outcome to this process's window; open for all if it trips."""
+        window = self._window
+        assert window is not None
+        with self.lock:
+            if failed:
+                self.failure_count += 1
+                self.last_failure_time = self._clock()
+            else:
+                self.failure_count = 0
+            if self._state is not _CLOSED:
+                return
+            window.add(failed, slow)
+            tripped = self._rates_exceeded()
+        if tripped:
+            # a failure with a threshold of 1 opens the shared breaker if it is still closed
+            reply = self.store.run(
+                FAILURE, (self.key,), (ADMITTED, 1, self._ttl_ms, self._reset_ms)
+            )
+            values = _ints(reply, 4)
+            if values is None:
+                self._fallen_back(reply)
+                events: _Events = []
+                with self.lock:
+                    if self._state is _CLOSED:
+                        self._open(events)
+                self._fire(events)
+            else:
+                self._mirror(*values)
+
+    def _fallen_back(self, reply: Any) -> None:
+        self._pending_sync = True
+        if reply is not None:  # pragma: no cover - a script answered something unexpected
+            logger.error("state store: unexpected reply %r for %s", reply, self.key)
+
+    def _mirror(self, state_code: int, failures: int, wait_ms: int, old_code: int) -> None:
+        """Copy the shared state into this process; fire the transition this process made."""
+        new = _STATES[state_code]
+        changed_here = old_code != state_code
+        with self.lock:
+            previous = self._state
+            self.failure_count = failures
+            if new is _OPEN:
+                self._opened_at = self._clock() - (self._reset_ms - wait_ms) / 1000
+            if new is not previous:
+                self._state = new
+                self._probes_in_flight = 0
+                self._probe_successes = 0
+                if new is _CLOSED and self._window is not None:
+                    self._window.clear()
+            self._update_rejecting()
+        if changed_here:
+            self._fire([(_STATES[old_code], new)])
+        elif new is not previous:
+            logger.debug(
+                "Circuit breaker %s: now %s (transition made by another process)",
+                self.endpoint,
+                new.name,
+                extra={"service_name": self.service_name, "endpoint": self.endpoint},
+            )
