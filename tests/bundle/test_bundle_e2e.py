@@ -1,0 +1,336 @@
+"""End to end on real servers: a workload using the library and its Prometheus exporter, scraped
+by Debian's Prometheus with the repository's own rules, alerting through Alertmanager with the
+repository's own routing, into a webhook.
+
+Test-only changes to the repository's configs, all for speed:
+- the rule files are copied with every ``for:`` shortened to ``1s`` and each group evaluated
+  every second; the expressions and thresholds are the committed ones;
+- Prometheus scrapes and evaluates every second, and scrapes the workload directly (the pull
+  path; the compose stack's collector path is checked by test_bundle_deploy.py);
+- Alertmanager's group waits and intervals are 1s and its receivers' URLs point at the webhook
+  (same paths: /page for critical, /ticket for warning).
+
+Locally the test skips when a binary is missing; with CI=true it fails instead.
+Set OTEL_RESILIENCE_PREVIEW_DATA=path to also save every panel's query_range results there (for
+``python -m dashboards.render_previews``), after OTEL_RESILIENCE_PREVIEW_SECONDS (default 60).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from alerts import rules
+from dashboards import queries
+
+from otel_resilience import _names as n
+
+from .servers import (
+    ROOT,
+    Prom,
+    Server,
+    Webhook,
+    free_port,
+    require,
+    run,
+    start_alertmanager,
+    start_prometheus,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(240)]
+
+S, E, ET, ST = n.PROM_SERVICE, n.PROM_ENDPOINT, n.PROM_ERROR_TYPE, n.PROM_BREAKER_STATE_LABEL
+#: labels of either export path that no dashboard or alert relies on
+EXPORT_LABELS = {"__name__", "job", "instance", "otel_scope_name", "otel_scope_version",
+                 "otel_scope_schema_url"}  # fmt: skip
+
+#: metric family -> labels its series carry (error_type only on failures, le on buckets)
+EXPECTED_LABELS = {
+    f"{n.PROM_CALL_DURATION}_bucket": {S, E, ET, "le"},
+    f"{n.PROM_CALL_DURATION}_count": {S, E, ET},
+    f"{n.PROM_CALL_DURATION}_sum": {S, E, ET},
+    f"{n.PROM_ATTEMPT_DURATION}_bucket": {S, E, ET, "le"},
+    f"{n.PROM_ATTEMPT_DURATION}_count": {S, E, ET},
+    f"{n.PROM_ATTEMPT_DURATION}_sum": {S, E, ET},
+    n.PROM_RETRIES: {S, E, ET},
+    f"{n.PROM_RETRY_DELAY}_bucket": {S, E, "le"},
+    f"{n.PROM_RETRY_DELAY}_count": {S, E},
+    f"{n.PROM_RETRY_DELAY}_sum": {S, E},
+    n.PROM_RETRIES_EXHAUSTED: {S, E, ET},
+    n.PROM_TIMEOUTS: {S, E},
+    n.PROM_BREAKER_STATE: {S, E, ST},
+    n.PROM_BREAKER_TRANSITIONS: {S, E, ST},
+    n.PROM_BREAKER_REJECTIONS: {S, E},
+    n.PROM_RETRY_BUDGET_REJECTIONS: {S, E, ET},
+    n.PROM_FALLBACKS: {S, E, ET},
+    n.PROM_RATE_LIMITER_REJECTIONS: {S, E},
+}
+#: metrics the workload cannot produce, and why
+NOT_EXERCISED = {
+    n.PROM_STATE_STORE_ERRORS: "needs a failing Redis state store; the workload keeps state local",
+}
+#: needs the library's rate limiter; the workload drives embeddings/embed only when it exists
+NEEDS_RATE_LIMITER = {n.PROM_RATE_LIMITER_REJECTIONS}
+
+#: (alert, service, endpoint, webhook path) that must reach the webhook through Alertmanager
+DELIVERED = [
+    ("ResilienceCircuitBreakerStuckOpen", "storage", "upload", "/page"),
+    ("ResilienceErrorBudgetBurnFast", "search", "query", "/page"),
+    ("ResilienceCircuitBreakerOpensFrequently", "llm", "chat", "/ticket"),
+    ("ResilienceExcessiveTimeouts", "scanner", "scan", "/ticket"),
+]
+#: (alert, service, endpoint) that must be firing in Prometheus
+FIRING = [
+    *((alert, service, endpoint) for alert, service, endpoint, _ in DELIVERED),
+    ("ResilienceHighRetryRate", "search", "query"),
+    ("ResilienceRetriesExhausted", "search", "query"),
+    ("ResilienceErrorBudgetBurnSlow", "search", "query"),
+]
+#: ResilienceHighLatency is not among them: its 5s threshold would need calls slower than 5s;
+#: its promtool test (alerts/tests/high-latency.test.yml) shows it firing.
+
+RATE_INTERVAL = "10s"
+
+
+@dataclass
+class Stack:
+    prom: Prom
+    webhook: Webhook
+    dependencies: list[str]
+    started: float
+    workdir: Path
+
+
+def _test_rules(workdir: Path) -> Path:
+    """Copies of the committed rule files with ``for:`` at 1s and 1s evaluation (see above)."""
+    rules_dir = workdir / "rules"
+    rules_dir.mkdir()
+    for name in (rules.RECORDING_FILE, rules.ALERTING_FILE):
+        doc = yaml.safe_load((ROOT / "alerts" / name).read_text())
+        for group in doc["groups"]:
+            group["interval"] = "1s"
+            for rule in group["rules"]:
+                if "for" in rule:
+                    rule["for"] = "1s"
+        (rules_dir / name).write_text(yaml.safe_dump(doc, sort_keys=False))
+    return rules_dir
+
+
+def _prometheus_config(workdir: Path, workload_port: int, alertmanager_port: int) -> Path:
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config["alerting"]["alertmanagers"][0]["static_configs"] = [
+        {"targets": [f"127.0.0.1:{alertmanager_port}"]}
+    ]
+    config["scrape_configs"] = [
+        {"job_name": "workload", "static_configs": [{"targets": [f"127.0.0.1:{workload_port}"]}]}
+    ]
+    path = workdir / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _alertmanager_config(workdir: Path, webhook_url: str) -> Path:
+    config = yaml.safe_load((ROOT / "deploy/alertmanager/alertmanager.yml").read_text())
+    for route in [config["route"], *config["route"]["routes"]]:
+        route.update(group_wait="1s", group_interval="1s", repeat_interval="1m")
+    for receiver in config["receivers"]:
+        for hook in receiver["webhook_configs"]:
+            path = "/" + hook["url"].split("://", 1)[1].split("/", 1)[1]
+            hook["url"] = webhook_url + path
+    path = workdir / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    promtool = require("promtool")
+    require("prometheus")
+    require("alertmanager")
+    workdir = tmp_path_factory.mktemp("e2e")
+    rules_dir = _test_rules(workdir)
+    checked = run(promtool, "check", "rules", *map(str, sorted(rules_dir.iterdir())))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    servers: list[Server] = []
+    workload: subprocess.Popen[str] | None = None
+    with Webhook() as webhook, contextlib.ExitStack() as stack_files:
+        try:
+            alertmanager = start_alertmanager(_alertmanager_config(workdir, webhook.url), workdir)
+            servers.append(alertmanager)
+            workload_port = free_port()
+            log = stack_files.enter_context((workdir / "workload.log").open("w"))
+            workload = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("workload.py")),
+                 "--port", str(workload_port), "--duration", "300"],
+                stdout=subprocess.PIPE, stderr=log, text=True,
+            )  # fmt: skip
+            started = time.time()
+            assert workload.stdout is not None
+            stack_files.enter_context(workload.stdout)
+            ready = json.loads(workload.stdout.readline() or "{}")
+            assert ready.get("ready"), (workdir / "workload.log").read_text()[-2000:]
+            config = _prometheus_config(workdir, workload_port, alertmanager.port)
+            checked = run(promtool, "check", "config", str(config))
+            assert checked.returncode == 0, checked.stdout + checked.stderr
+            prometheus = start_prometheus(config, workdir)
+            servers.append(prometheus)
+            yield Stack(Prom(prometheus.url), webhook, ready["dependencies"], started, workdir)
+        finally:
+            if workload is not None:
+                workload.terminate()
+                try:
+                    workload.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    workload.kill()
+                    workload.wait()
+            for server in reversed(servers):
+                server.stop()
+
+
+def _labels(series: dict[str, str]) -> set[str]:
+    return set(series) - EXPORT_LABELS
+
+
+def test_every_library_metric_is_scraped_with_its_labels(stack):
+    expected = dict(EXPECTED_LABELS)
+    if "embeddings" not in stack.dependencies:  # the library has no rate limiter yet
+        for metric in NEEDS_RATE_LIMITER:
+            expected.pop(metric)
+    families = {m for m in expected if not m.endswith(("_bucket", "_count", "_sum"))} | {
+        m.rsplit("_", 1)[0] for m in expected if m.endswith(("_bucket", "_count", "_sum"))
+    }
+    assert families | set(NOT_EXERCISED) | (NEEDS_RATE_LIMITER - set(expected)) == set(
+        n.PROM_METRICS
+    )
+
+    def all_present() -> bool:
+        return all(stack.prom.series(metric) for metric in expected)
+
+    wait_until(all_present, 30, what="every library metric in Prometheus")
+    for metric, labels in expected.items():
+        series = stack.prom.series(metric)
+        found = set().union(*map(_labels, series))
+        assert found == labels, f"{metric}: {found} != {labels}"
+        for s in series:  # error_type is the only label that may be absent (on successes)
+            assert labels - {ET} <= _labels(s), f"{metric}: {s}"
+    states = {s[ST] for s in stack.prom.series(n.PROM_BREAKER_STATE)}
+    assert states == {"closed", "half_open", "open"}
+
+
+def _variable_values(prom: Prom, query: str) -> list[str]:
+    selector, label = query.removeprefix("label_values(").removesuffix(")").rsplit(", ", 1)
+    selector = queries.runnable(selector)
+    return sorted({s[label] for s in prom.series(selector) if label in s})
+
+
+def test_every_dashboard_query_returns_data(stack):
+    # a few seconds of scrapes first, so that every rate() has two samples in its window
+    wait_until(
+        lambda: stack.prom.query(
+            f"count(count_over_time({n.PROM_BREAKER_STATE}[{RATE_INTERVAL}]) > 3)"
+        ),
+        30,
+        what="a few scrapes",
+    )
+    for doc_path in queries.dashboard_files():
+        doc = json.loads(doc_path.read_text())
+        for name, query in queries.variable_queries(doc).items():
+            assert _variable_values(stack.prom, query), f"{doc_path.name}: variable {name}"
+
+        def empty_queries(doc: dict[str, Any] = doc) -> list[str]:
+            return [
+                f"{panel['title']} {target['refId']}"
+                for panel, target in queries.queries(doc)
+                if not stack.prom.query(queries.runnable(target["expr"], RATE_INTERVAL))
+            ]
+
+        try:
+            wait_until(
+                lambda: not empty_queries(), 30, what=f"data for every {doc_path.name} query"
+            )
+        except TimeoutError:
+            pytest.fail(f"{doc_path.name}: no data for {empty_queries()}")
+    _save_preview_data(stack)
+
+
+def test_the_breaker_state_panel_shows_open_and_closed_breakers(stack):
+    doc = queries.load("resilience-overview.json")
+    panel = next(p for p in queries.panels(doc) if p["type"] == "state-timeline")
+    result = stack.prom.query(queries.runnable(panel["targets"][0]["expr"], RATE_INTERVAL))
+    states = {(r["metric"][S], r["metric"][E]): float(r["value"][1]) for r in result}
+    assert states[("storage", "upload")] == 2  # open
+    assert states[("shop", "checkout")] == 0  # closed
+
+
+def _firing(prom: Prom) -> set[tuple[str, str, str]]:
+    return {
+        (a["labels"]["alertname"], a["labels"].get(S, ""), a["labels"].get(E, ""))
+        for a in prom.firing()
+    }
+
+
+def test_alerts_fire_and_reach_the_webhook_through_alertmanager(stack):
+    try:
+        wait_until(lambda: set(FIRING) <= _firing(stack.prom), 60, what="the alerts to fire")
+    except TimeoutError:
+        pytest.fail(f"missing: {set(FIRING) - _firing(stack.prom)}")
+    # the healthy dependency stays quiet
+    assert not {a for a in _firing(stack.prom) if a[1:] == ("shop", "checkout")}
+
+    def delivered() -> set[tuple[str, str, str, str]]:
+        return {
+            (a["labels"]["alertname"], a["labels"].get(S, ""), a["labels"].get(E, ""), path)
+            for path, a in stack.webhook.alerts()
+            if a["status"] == "firing"
+        }
+
+    try:
+        wait_until(lambda: set(DELIVERED) <= delivered(), 60, what="the webhook notifications")
+    except TimeoutError:
+        pytest.fail(f"not delivered: {set(DELIVERED) - delivered()}")
+    committed = {r["alert"]: r for g in rules.alerting_groups()["groups"] for r in g["rules"]}
+    for path, alert in stack.webhook.alerts():
+        rule = committed[alert["labels"]["alertname"]]
+        assert alert["labels"]["severity"] == rule["labels"]["severity"]
+        assert path == {"critical": "/page", "warning": "/ticket"}[rule["labels"]["severity"]]
+        assert set(alert["annotations"]) == {"summary", "description", "runbook_url"}
+        assert alert["annotations"]["runbook_url"] == rule["annotations"]["runbook_url"]
+        assert "{{" not in alert["annotations"]["description"]  # the templates rendered
+
+
+def _save_preview_data(stack: Stack) -> None:
+    """With OTEL_RESILIENCE_PREVIEW_DATA set, record every panel's query_range for the previews."""
+    target_file = os.environ.get("OTEL_RESILIENCE_PREVIEW_DATA")
+    if not target_file:
+        return
+    seconds = float(os.environ.get("OTEL_RESILIENCE_PREVIEW_SECONDS", "60"))
+    time.sleep(max(0.0, stack.started + seconds - time.time()))
+    end = time.time()
+    start = stack.started + 5
+    data: dict[str, Any] = {
+        "start": start,
+        "end": end,
+        "rate_interval": RATE_INTERVAL,
+        "panels": {},
+    }
+    for doc_path in queries.dashboard_files():
+        doc = json.loads(doc_path.read_text())
+        for panel, target in queries.queries(doc):
+            key = f"{doc['uid']}/{panel['id']}/{target['refId']}"
+            data["panels"][key] = stack.prom.query_range(
+                queries.runnable(target["expr"], RATE_INTERVAL), start, end, "2s"
+            )
+    Path(target_file).write_text(json.dumps(data))
