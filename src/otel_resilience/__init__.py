@@ -5,7 +5,6 @@
 {'ok': True}
 """
 
-from __future__ import annotations
 
 from ._breaker import (
     BreakerOverride,

@@ -49,7 +49,7 @@ def backoff_delay(
 
     >>> import random
     >>> [round(backoff_delay(n, 1000, 30_000, random.Random(0)), 3) for n in (1, 2, 3)]
-    [1.049, 2.097, 4.126]
+    [1.049, 2.098, 4.197]
     >>> backoff_delay(20, 1000, 30_000, random.Random(0)) <= 33.0
     True
     """
