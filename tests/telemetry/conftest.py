@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.metrics import _internal as metrics_internal
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util._once import Once
 
 import otel_resilience
-from otel_resilience import ReliabilityConfig, _call
+from otel_resilience import ReliabilityConfig, TelemetryHandle, _call
 
 from .helpers import Otel
 
@@ -77,3 +81,28 @@ def fast(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     monkeypatch.setattr(_call, "_sleep", fake.sleep)
     monkeypatch.setattr(_call, "_async_sleep", fake.async_sleep)
     return fake
+
+
+@pytest.fixture
+def otel_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[TelemetryHandle]]:
+    """Unset global providers and no ``OTEL_*`` variables, for ``configure_telemetry`` tests.
+
+    ``configure_telemetry`` exists to install global providers; this gives each test a fresh,
+    never-set pair and puts the process's own back afterwards. Append handles to the yielded
+    list to have them shut down.
+    """
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+    monkeypatch.setattr(trace, "_PROXY_TRACER_PROVIDER", trace.ProxyTracerProvider())
+    monkeypatch.setattr(metrics_internal, "_METER_PROVIDER_SET_ONCE", Once())
+    monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", None)
+    monkeypatch.setattr(
+        metrics_internal, "_PROXY_METER_PROVIDER", metrics_internal._ProxyMeterProvider()
+    )
+    handles: list[TelemetryHandle] = []
+    yield handles
+    for handle in handles:
+        handle.shutdown()
