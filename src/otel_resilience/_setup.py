@@ -166,6 +166,13 @@ def configure_telemetry(
         raise ValueError(
             "OTEL_TRACES_EXPORTER='prometheus' is not accepted: Prometheus has no traces"
         )
+    # every value is checked before anything is installed: a bad one leaves no half setup
+    if "otlp" in traces:
+        _protocol("TRACES", env)
+    if "otlp" in metric_kinds:
+        _protocol("METRICS", env)
+    if "prometheus" in metric_kinds:
+        _port(prometheus_port, env)
     try:
         from opentelemetry import metrics, trace
         from opentelemetry.sdk.metrics import MeterProvider
