@@ -38,6 +38,7 @@ from otel_resilience._timeout import (
     validate_timeout,
     with_timeout,
 )
+from support import FakeClock
 
 LIMIT = 0.1
 SLACK = 0.15
@@ -164,6 +165,21 @@ def test_sleep_is_interrupted_on_time(run: Callable[[Callable[[], Any]], Any]) -
     assert error.timeout_sec == LIMIT
     assert str(error) == f"Function sleep timed out after {LIMIT} seconds"
     assert LIMIT - 0.01 <= elapsed < LIMIT + SLACK
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_timeout_runs_on_real_time_when_the_deadline_clock_is_frozen(
+    run: Callable[[Callable[[], Any]], Any], clock: FakeClock
+) -> None:
+    def probe() -> float | None:
+        time.sleep(LONG)
+        return remaining_time()
+
+    error, elapsed = timed(lambda: run(lambda: run_with_timeout(probe, LIMIT)))
+
+    assert isinstance(error, AttemptTimeout)
+    assert elapsed < LIMIT + SLACK
+    assert run(lambda: run_with_timeout(remaining_time, 5.0)) == 5.0  # read from the fake clock
 
 
 @pytest.mark.parametrize("run", RUNNERS)

@@ -67,7 +67,10 @@ WORKER_IDLE_SEC: Final = 30.0
 #: Name prefix of the worker threads (tests and thread dumps recognise them by it).
 WORKER_NAME_PREFIX: Final = "otel-resilience-timeout"
 
+#: The clock of deadlines (tests may replace it). Enforcement turns a deadline into a duration
+#: when a call starts and then waits on the real clock.
 _monotonic = time.monotonic
+_real_monotonic = time.monotonic
 _deadline_var: ContextVar[float | None] = ContextVar("otel_resilience_deadline", default=None)
 
 
@@ -183,8 +186,8 @@ _HAS_ITIMER: Final = hasattr(signal, "setitimer") and hasattr(signal, "SIGALRM")
 if _HAS_ITIMER:
     _SIGALRM: Final = signal.SIGALRM
     _ITIMER_REAL: Final = signal.ITIMER_REAL
-_setitimer = getattr(signal, "setitimer", None)
-_getitimer = getattr(signal, "getitimer", None)
+_setitimer: Any = getattr(signal, "setitimer", None)
+_getitimer: Any = getattr(signal, "getitimer", None)
 # The C functions: ``signal.getsignal``/``signal.signal`` convert to and from ``Handlers`` enums,
 # which costs ~2 us per call through a ValueError whenever the handler is a function.
 _csignal: Any = getattr(signal, "_signal", signal)
@@ -238,22 +241,26 @@ _sig = _SignalState()
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
-    """SIGALRM handler: raise the outermost expired deadline into the main thread."""
+    """SIGALRM handler: raise the expired deadline into the main thread.
+
+    Our timer is one-shot and armed for the innermost (tightest) entry, so "no timer pending"
+    means it fired: the kernel's real-time timer is trusted, the clock only decides whether an
+    enclosing deadline has passed too (then the outermost one is raised, so that every frame in
+    between lets it through).
+    """
     stack = _stack
-    if stack:
+    if stack and _getitimer(_ITIMER_REAL)[0] == 0.0:
+        _sig.swallow = False
+        target = stack[-1]
         now = _monotonic()
         for entry in stack:
-            if not entry.fired and entry.deadline - now <= _SLACK:
-                entry.fired = True
-                _sig.swallow = False
-                raise _Expired(entry)
-        if _getitimer is not None and _setitimer is not None and _getitimer(_ITIMER_REAL)[0] == 0.0:
-            # Our timer fired a hair early (or the signal is a late duplicate): re-arm.
-            _sig.swallow = False
-            left = stack[-1].deadline - now
-            if left > 0.0 and not stack[-1].fired:
-                _setitimer(_ITIMER_REAL, left)
-            return
+            if entry.deadline - now <= _SLACK:
+                target = entry
+                break
+        if not target.fired:
+            target.fired = True
+            raise _Expired(target)
+        return  # a late duplicate of a deadline already raised
     if _sig.swallow:
         _sig.swallow = False
         return
@@ -275,7 +282,6 @@ def _forward(signum: int, frame: FrameType | None) -> None:
 def _leave(entry: _Entry) -> None:
     """Disarm ``entry``, re-arm what was armed before it. Idempotent; safe to call again if a
     signal interrupted it."""
-    assert _setitimer is not None
     stack = _stack
     if entry.state == 0:
         if _setitimer(_ITIMER_REAL, 0.0)[0] == 0.0 and not entry.fired:
@@ -313,7 +319,6 @@ def _run_main(
     named: object,
     outer: float | None,
 ) -> T:
-    assert _setitimer is not None
     stack = _stack
     if stack:
         top = stack[-1]
@@ -473,8 +478,10 @@ def _run_in_worker(
     job = _Job(func, ctx)
     _submit(job)
     lock = job.lock
+    # The deadline becomes a duration now; the wait runs on the real clock.
+    end = _real_monotonic() + (deadline - _monotonic())
     while True:
-        left = deadline - _monotonic()
+        left = end - _real_monotonic()
         if left <= 0.0 or lock.acquire(True, min(left, threading.TIMEOUT_MAX)):
             break
     if not job.done:
