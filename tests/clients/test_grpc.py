@@ -111,3 +111,11 @@ def test_grpc_successful_call_reaches_the_server(grpc_server: GrpcFaultServer):
         assert channel.unary_unary(GRPC_METHOD)(b"OK", timeout=5) == b"ok"
 
     assert grpc_server.count("OK") == 1
+
+
+def test_every_grpc_status_code_but_ok_has_an_error_type():
+    from otel_resilience._clients import _GRPC_CODES
+
+    codes = {code.name for code in grpc.StatusCode} - {"OK"}
+
+    assert set(_GRPC_CODES) == codes

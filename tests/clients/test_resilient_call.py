@@ -18,18 +18,20 @@ import grpc.aio
 import httpx
 import openai
 import pytest
-import redis
 import requests
 from redis.backoff import NoBackoff
 
+import redis
 from faultserver import GRPC_METHOD, LOCALHOST, FaultServer, GrpcFaultServer, RespFaultServer
 from otel_resilience import (
     CallTimeoutError,
+    Classification,
     ExternalServiceError,
     ReliabilityConfig,
     ReliabilityError,
     configure,
     get_circuit_breaker_manager,
+    register_classifier,
     resilient_call,
     resilient_call_async,
 )
@@ -408,3 +410,24 @@ def test_redis_errors_are_retried_by_their_meaning(
     assert caught.value.error_type is expected
     assert caught.value.attempts == attempts
     assert resp_server.count(key) == attempts
+
+
+def test_a_registered_classifier_overrides_the_library_classifier(
+    fault_server: FaultServer, clock: FakeClock
+):
+    def conflicts_are_transient(exc: BaseException) -> Classification | None:
+        if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 409:
+            return Classification(E.SERVER_ERROR, retry_after=0.5)
+        return None
+
+    remove = register_classifier(conflicts_are_transient)
+    try:
+        result = resilient_call(
+            "svc", "conflict", lambda: _httpx(fault_server.url, "flaky?fail=1&status=409")
+        )
+    finally:
+        remove()
+
+    assert result["ok"] is True
+    assert fault_server.count("/flaky") == 2
+    assert clock.sleeps == [0.5]
