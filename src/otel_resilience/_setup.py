@@ -182,11 +182,6 @@ def configure_telemetry(
         raise ImportError(_INSTALL_HINT) from exc
 
     handle = TelemetryHandle(traces_exporters=tuple(traces), metrics_exporters=tuple(metric_kinds))
-    once = _OnceFilter()
-    for name in ("opentelemetry.exporter", "opentelemetry.sdk", "opentelemetry.exporter.otlp"):
-        log = logging.getLogger(name)
-        log.addFilter(once)
-        handle._filters.append((log, once))
 
     attributes: dict[str, Any] = {"service.instance.id": str(uuid.uuid4())}
     resource = Resource.create(attributes)  # reads OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
@@ -225,7 +220,25 @@ def configure_telemetry(
             handle.meter_provider = meter_provider
         else:
             logger.info("telemetry: the application set a meter provider already; keeping it")
+    _log_once(handle)
     return handle
+
+
+_NOISY_LOGGERS: Final = ("opentelemetry.exporter", "opentelemetry.sdk")
+
+
+def _log_once(handle: TelemetryHandle) -> None:
+    """Let each message of the SDK's and exporters' loggers through once.
+
+    A logger's filters only see records created on that very logger (not those propagated from
+    its children), so the filter goes on every module logger under the two packages; the
+    exporters are imported by now, so their loggers exist.
+    """
+    once = _OnceFilter()
+    for name, log in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(log, logging.Logger) and name.startswith(_NOISY_LOGGERS):
+            log.addFilter(once)
+            handle._filters.append((log, once))
 
 
 def _problem(handle: TelemetryHandle, message: str) -> None:
