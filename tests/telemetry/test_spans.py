@@ -305,3 +305,25 @@ async def test_async_client_spans_nest_under_the_attempt_span(otel: Otel) -> Non
     (attempt,) = attempt_spans(otel, "gcs download attempt")
     assert parent_id(client) == attempt.context.span_id
     assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_no_attribute_work_on_spans_that_are_not_recording(monkeypatch, fast) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    touched: list[str] = []
+    for method in ("set_attribute", "set_attributes", "add_event", "record_exception"):
+        monkeypatch.setattr(
+            trace.NonRecordingSpan,
+            method,
+            lambda self, *args, _m=method, **kwargs: touched.append(_m),
+        )
+    otel_resilience.set_telemetry_providers(TracerProvider(sampler=ALWAYS_OFF), None)
+    func = failing(ConnectionError(), http_error(503), http_error(500))
+
+    with pytest.raises(ReliabilityError):
+        resilient_call("openai", "chat.completions", func, max_retries=3)
+    assert resilient_call("openai", "chat.completions", lambda: "ok") == "ok"
+
+    assert func.calls == 3
+    assert touched == []
