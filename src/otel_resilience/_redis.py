@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any, Final
 from ._telemetry import get_telemetry
 
 if TYPE_CHECKING:
-    import redis
     import redis.asyncio
+
+    import redis
 
 __all__ = ["COOLDOWN_SEC", "RedisStore", "close_stores", "get_store", "import_redis"]
 
@@ -187,10 +188,9 @@ class RedisStore:
             script = scripts.get(source)
             if script is None:
                 script = scripts[source] = client.register_script(source)
-            # socket timeouts bound each read; wait_for also bounds a connect that hangs
-            reply = await asyncio.wait_for(
-                script(keys=list(keys), args=list(args)), self.timeout_sec * 2
-            )
+            # the socket timeouts bound the connect and each read (no wait_for: cancelling
+            # redis-py mid-reply could leave a connection out of step with its replies)
+            reply = await script(keys=list(keys), args=list(args))
         except Exception as exc:  # any failure of the store falls back; a call never fails
             self.mark_failed(exc)
             return None

@@ -112,10 +112,11 @@ local max_probes = tonumber(ARGV[2])
 local dirty = false
 if ARGV[5] == '1' then
     local ls = tonumber(ARGV[6])
+    local lf = tonumber(ARGV[7])
     if ls == 1 and s ~= 1 then
-        s = 1; o = now - tonumber(ARGV[8]); p = 0; k = 0; dirty = true
-    elseif ls == 0 and s == 0 and tonumber(ARGV[7]) > f then
-        f = tonumber(ARGV[7]); dirty = true
+        s = 1; o = now - tonumber(ARGV[8]); p = 0; k = 0; f = math.max(f, lf); dirty = true
+    elseif ls == 0 and s == 0 and lf > f then
+        f = lf; dirty = true
     end
 end
 local old = s
@@ -203,13 +204,21 @@ def breaker_key(prefix: str, service_name: str, endpoint: str) -> str:
 
 
 def _ints(reply: Any, size: int) -> list[int] | None:
-    """A script's reply as ints, or None when it is not what the scripts return."""
+    """A script's reply as ints, or None when it is not what the scripts return.
+
+    The replies are ``{[permit,] state, failures, wait_ms, old state}``: permits and states are
+    0-2 and nothing is negative.
+    """
     if not isinstance(reply, list | tuple) or len(reply) != size:
         return None
     try:
-        return [int(x) for x in reply]
+        values = [int(x) for x in reply]
     except (TypeError, ValueError):
         return None
+    codes = (values[0], values[1], values[-1]) if size == 5 else (values[0], values[-1])
+    if min(values) < 0 or max(codes) > 2:
+        return None
+    return values
 
 
 class RedisCircuitBreaker(CircuitBreaker):
@@ -469,8 +478,8 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     def _fallen_back(self, reply: Any) -> None:
         self._pending_sync = True
-        if reply is not None:  # pragma: no cover - a script answered something unexpected
-            logger.error("state store: unexpected reply %r for %s", reply, self.key)
+        if reply is not None:  # a reply that is not one of the scripts': treat as a failure
+            self.store.mark_failed(ValueError(f"unexpected reply {reply!r} for {self.key}"))
 
     def _mirror(self, state_code: int, failures: int, wait_ms: int, old_code: int) -> None:
         """Copy the shared state into this process; fire the transition this process made."""

@@ -15,9 +15,8 @@ import time
 from collections import Counter
 from typing import Any
 
-import redis
-
 import otel_resilience
+import redis
 from otel_resilience import (
     CircuitOpenError,
     ReliabilityConfig,
@@ -141,7 +140,13 @@ def breaker_storm(
 
 
 def probe_storm(
-    url: str, reset_sec: float, max_probes: int, threads: int, hits_key: str, barrier: Any, queue: Any
+    url: str,
+    reset_sec: float,
+    max_probes: int,
+    threads: int,
+    hits_key: str,
+    barrier: Any,
+    queue: Any,
 ) -> None:
     """Every thread makes one call to a slow failing dependency while the breaker is half-open."""
     handler = _setup(

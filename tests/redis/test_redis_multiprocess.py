@@ -9,11 +9,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import redis
 import redis_workers
-from conftest import RedisServer
+from redis_support import RedisServer
 from redis_workers import ENDPOINT, SERVICE
 
+import redis
 from otel_resilience import ReliabilityConfig
 from otel_resilience._redis_breaker import RedisCircuitBreaker
 
@@ -25,7 +25,10 @@ _ctx = multiprocessing.get_context("spawn")
 
 
 def _run_workers(
-    target: Callable[..., None], args: tuple[Any, ...], *, before_start: Callable[[], None] = lambda: None
+    target: Callable[..., None],
+    args: tuple[Any, ...],
+    *,
+    before_start: Callable[[], None] = lambda: None,
 ) -> list[dict[str, Any]]:
     """Start PROCESSES workers, release them together, collect their summaries."""
     barrier = _ctx.Barrier(PROCESSES + 1)
@@ -111,9 +114,7 @@ def test_half_open_probe_limit_holds_across_processes(
 
 def test_rate_limit_holds_across_processes(redis_url: str, rclient: redis.Redis) -> None:
     rate, per_second, duration = "20/second", 20, 2.5
-    summaries = _run_workers(
-        redis_workers.rate_storm, (redis_url, rate, 4, duration, "hits")
-    )
+    summaries = _run_workers(redis_workers.rate_storm, (redis_url, rate, 4, duration, "hits"))
     outcomes = _total(summaries, "outcomes")
     hits = int(rclient.get("hits") or 0)
     # A moving window admits at most 20 calls in any second, so 2.5 s (plus the workers'
