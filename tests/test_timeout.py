@@ -15,6 +15,8 @@ import math
 import pickle
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -584,6 +586,52 @@ def test_application_timer_firing_first_keeps_sigalrm_and_a_worker_runs_the_call
     assert name.startswith(WORKER_NAME_PREFIX)
     assert len(app_alarm) == 1
     assert app_alarm[0] - start == pytest.approx(LIMIT, abs=0.05)
+
+
+@needs_itimer
+def test_foreign_sigalrm_during_a_call_reaches_the_application_handler(
+    app_alarm: list[float],
+) -> None:
+    def work() -> str:
+        signal.raise_signal(signal.SIGALRM)  # e.g. `kill -ALRM <pid>` from outside
+        time.sleep(0.01)
+        return "finished"
+
+    result = run_with_timeout(work, 1.0)
+
+    assert result == "finished"
+    assert len(app_alarm) == 1
+
+
+@needs_itimer
+def test_foreign_sigalrm_with_the_default_disposition_still_terminates_the_process() -> None:
+    code = (
+        "import signal, time\n"
+        "from otel_resilience._timeout import run_with_timeout\n"
+        "def work():\n"
+        "    signal.raise_signal(signal.SIGALRM)\n"
+        "    time.sleep(1)\n"
+        "run_with_timeout(work, 5.0)\n"
+        "print('survived')\n"
+    )
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=20)
+
+    assert done.returncode == -signal.SIGALRM
+    assert b"survived" not in done.stdout
+
+
+@needs_itimer
+def test_keyboard_interrupt_from_sigint_leaves_no_timer_behind() -> None:
+    def work() -> None:
+        signal.raise_signal(signal.SIGINT)
+        time.sleep(LONG)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_with_timeout(work, 1.0)
+
+    left = signal.getitimer(signal.ITIMER_REAL)[0]
+    assert left == 0.0 or left > 1.0  # pytest-timeout's timer or none, never our 1 s one
 
 
 @needs_itimer
