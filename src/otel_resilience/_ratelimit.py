@@ -64,6 +64,23 @@ def _import_limits() -> Any:
     return limits
 
 
+# Clocks and sleeps are module attributes so tests can replace them with a fake clock's.
+def _monotonic() -> float:
+    return time.monotonic()
+
+
+def _wall() -> float:
+    return time.time()
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+async def _async_sleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
 class _Waiting:
     """The waiting loop shared by both limiters: ``_try()`` says (taken, seconds to wait)."""
 
@@ -73,26 +90,28 @@ class _Waiting:
         raise NotImplementedError
 
     def acquire(self, max_wait_sec: float) -> bool:
-        deadline = time.monotonic() + max_wait_sec
+        """Take a slot, waiting up to ``max_wait_sec``; False when none came in time."""
+        deadline = _monotonic() + max_wait_sec
         while True:
             taken, wait = self._try()
             if taken:
                 return True
-            left = deadline - time.monotonic()
+            left = deadline - _monotonic()
             if left <= 0 or wait > left:  # no slot frees up in time: fail now, not later
                 return False
-            time.sleep(max(wait, _MIN_SLEEP_SEC))
+            _sleep(max(wait, _MIN_SLEEP_SEC))
 
     async def acquire_async(self, max_wait_sec: float) -> bool:
-        deadline = time.monotonic() + max_wait_sec
+        """The asyncio twin of :meth:`acquire` (the event loop runs while it waits)."""
+        deadline = _monotonic() + max_wait_sec
         while True:
             taken, wait = self._try()
             if taken:
                 return True
-            left = deadline - time.monotonic()
+            left = deadline - _monotonic()
             if left <= 0 or wait > left:
                 return False
-            await asyncio.sleep(max(wait, _MIN_SLEEP_SEC))
+            await _async_sleep(max(wait, _MIN_SLEEP_SEC))
 
 
 class LocalRateLimiter(_Waiting):
@@ -112,7 +131,7 @@ class LocalRateLimiter(_Waiting):
         if self._limiter.hit(self._item, self.service_name):
             return True, 0.0
         stats = self._limiter.get_window_stats(self._item, self.service_name)
-        return False, max(0.0, float(stats.reset_time) - time.time())
+        return False, max(0.0, float(stats.reset_time) - _wall())
 
 
 class RedisRateLimiter(_Waiting):
@@ -141,7 +160,7 @@ class RedisRateLimiter(_Waiting):
                     taken, wait = True, 0.0
                 else:
                     stats = self._limiter.get_window_stats(self._item, self.service_name)
-                    taken, wait = False, max(0.0, float(stats.reset_time) - time.time())
+                    taken, wait = False, max(0.0, float(stats.reset_time) - _wall())
             except Exception as exc:  # Redis failed: the local limiter decides
                 self.store.mark_failed(exc)
             else:
