@@ -378,7 +378,7 @@ def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         length = f"{args.duration:g}s" if args.duration else "until Ctrl-C"
         header = [
             f"otel-resilience demo: scenario {scenario.name!r}, {length},"
-            f" {args.concurrency} workers (time scale {runner.scale:g})",
+            f" {args.concurrency} workers (time scale {runner.scale:.3g})",
             scenario.description,
             *lines,
         ]

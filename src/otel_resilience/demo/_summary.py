@@ -164,7 +164,7 @@ def summary_lines(result: RunResult) -> list[str]:
     how = "interrupted after" if result.interrupted else "ran for"
     lines = [
         f"Summary: scenario {result.scenario.name!r} {how} {result.elapsed_sec:.1f}s"
-        f" (time scale {result.time_scale:g}): {calls} calls, {ok} succeeded ({pct})",
+        f" (time scale {result.time_scale:.3g}): {calls} calls, {ok} succeeded ({pct})",
     ]
     lines.extend("  " + endpoint_line(row) for row in result.rows)
     if result.outage_window:

@@ -97,22 +97,39 @@ def _pct_text(row: Row) -> Text:
     return Text(f"{pct:5.1f}%", style=style)
 
 
-def endpoint_table(rows: list[Row], *, title: str | None = None, live: bool = True) -> Table:
-    """The per-endpoint table (live: with breaker details; summary: whole-run numbers)."""
-    table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left", expand=False)
-    table.add_column("service")
-    table.add_column("endpoint")
-    for name in ("calls", "success", "retries", "timeouts", "fast-failed", "p95"):
+def endpoint_table(
+    rows: list[Row], *, title: str | None = None, live: bool = True, width: int = 120
+) -> Table:
+    """The per-endpoint table (live: breaker details too; summary: whole-run numbers).
+
+    The failure-count column appears when the terminal is at least 100 columns wide; below 92
+    columns the headers are abbreviated (``t/o`` timeouts, ``rej`` rejected by the breaker).
+    """
+    wide = live and width >= 100
+    headers = ("calls", "ok", "retries", "timeouts", "rejected", "p95")
+    if width < 92:
+        headers = ("calls", "ok", "retry", "t/o", "rej", "p95")
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAVY,
+        title_justify="left",
+        expand=False,
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    table.add_column("service / endpoint", no_wrap=True, min_width=23)
+    for name in headers:
         table.add_column(name, justify="right")
-    table.add_column("breaker")
-    if live:
-        table.add_column("failures", justify="right")
-        table.add_column("next probe", justify="right")
+    table.add_column("breaker", min_width=11)
+    if wide:
+        table.add_column("fails", justify="right")
     for row in rows:
         state = Text(row.breaker_state.upper(), style=STATE_STYLES.get(row.breaker_state, ""))
+        probe = row.seconds_until_probe
+        if live and probe is not None:
+            state.append(f" {probe:.1f}s", style="dim")
         cells: list[RenderableType] = [
-            row.service,
-            row.endpoint,
+            Text.assemble((row.service, "bold"), " ", row.endpoint),
             str(row.calls),
             _pct_text(row),
             str(row.retries),
@@ -121,10 +138,8 @@ def endpoint_table(rows: list[Row], *, title: str | None = None, live: bool = Tr
             format_ms(row.p95_sec),
             state,
         ]
-        if live:
+        if wide:
             cells.append(str(row.failure_count))
-            probe = row.seconds_until_probe
-            cells.append("-" if probe is None else f"{probe:.1f}s")
         table.add_row(*cells)
     return table
 
@@ -169,7 +184,7 @@ class LiveView:
         progress = Table.grid()
         progress.add_row(bar, status)
         parts.append(progress)
-        parts.append(endpoint_table(snapshot.rows))
+        parts.append(endpoint_table(snapshot.rows, width=self.console.width))
         recent = snapshot.events[-6:]
         if recent:
             parts.append(Text("breaker events", style="bold"))
@@ -178,6 +193,7 @@ class LiveView:
                 line.append(ev.new, style=STATE_STYLES.get(ev.new, ""))
                 line.append(f"  (failures={ev.failure_count})", style="dim")
                 parts.append(line)
+        parts.append(Text("breaker: state, and when open the time to the next probe", style="dim"))
         parts.extend(Text(line, style="dim") for line in self.footer)
         return Group(*parts)
 
