@@ -13,7 +13,8 @@ A service whose config sets ``RATE_LIMIT`` (``limits`` notation: ``"100/second"`
 
 The moving window is exact (no burst of twice the rate at a window boundary) and costs one
 round trip per admitted call on Redis; a refused attempt costs a second one to learn when the
-window frees up. The timestamps are the processes' wall clocks (``limits`` computes them
+window frees up (asyncio callers use ``redis.asyncio`` with the same scripts and keys). The
+timestamps are the processes' wall clocks (``limits`` computes them
 client-side), so hosts sharing a limit should be NTP-synced.
 
 A call over the limit waits for a slot up to ``RATE_LIMIT_MAX_WAIT_SEC`` (sleeping until the
@@ -26,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._config import ReliabilityConfig
 from ._config import _listeners as _config_listeners
@@ -89,6 +90,9 @@ class _Waiting:
     def _try(self) -> tuple[bool, float]:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    async def _try_async(self) -> tuple[bool, float]:
+        return self._try()  # in memory: nothing to wait for
+
     def acquire(self, max_wait_sec: float) -> bool:
         """Take a slot, waiting up to ``max_wait_sec``; False when none came in time."""
         deadline = _monotonic() + max_wait_sec
@@ -105,7 +109,7 @@ class _Waiting:
         """The asyncio twin of :meth:`acquire` (the event loop runs while it waits)."""
         deadline = _monotonic() + max_wait_sec
         while True:
-            taken, wait = self._try()
+            taken, wait = await self._try_async()
             if taken:
                 return True
             left = deadline - _monotonic()
@@ -168,6 +172,34 @@ class RedisRateLimiter(_Waiting):
                 return taken, wait
         return self._local._try()
 
+    async def _try_async(self) -> tuple[bool, float]:
+        """:meth:`_try` on ``redis.asyncio``, with the ``limits`` scripts and keys."""
+        if self.store.available():
+            key = self.storage.prefixed_key(self._item.key_for(self.service_name))
+            amount, expiry = self._item.amount, self._item.get_expiry()
+            now = _wall()
+            acquired = await self.store.run_async(
+                self.storage.SCRIPT_ACQUIRE_MOVING_WINDOW,
+                (key,),
+                (now, amount, expiry, 1),
+                failed=_FAILED,
+            )
+            if acquired is not _FAILED:
+                if acquired:
+                    return True, 0.0
+                window = await self.store.run_async(
+                    self.storage.SCRIPT_MOVING_WINDOW,
+                    (key,),
+                    (now - expiry, amount),
+                    failed=_FAILED,
+                )
+                if window is not _FAILED:
+                    oldest = float(window[0]) if window else now
+                    return False, max(0.0, oldest + expiry - _wall())
+        return self._local._try()
+
+
+_FAILED: Final = object()  # a store reply meaning "Redis failed" (nil is a script's "no")
 
 _limiters: dict[str, tuple[ReliabilityConfig, RateLimiter]] = {}
 _lock = threading.Lock()

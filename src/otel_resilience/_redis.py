@@ -153,15 +153,15 @@ class RedisStore:
             found = self._scripts[source] = self.client.register_script(source)
         return found
 
-    def run(self, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a Lua script: its reply, or None when Redis failed (or is cooling down)."""
+    def run(self, source: str, keys: Sequence[str], args: Sequence[Any], failed: Any = None) -> Any:
+        """Run a Lua script: its reply, or ``failed`` when Redis failed (or is cooling down)."""
         if not self.available():
-            return None
+            return failed
         try:
             reply = self.script(source)(keys=list(keys), args=list(args))
         except Exception as exc:  # any failure of the store falls back; a call never fails
             self.mark_failed(exc)
-            return None
+            return failed
         self.mark_ok()
         return reply
 
@@ -179,10 +179,12 @@ class RedisStore:
             self._async_clients[loop] = found
         return found
 
-    async def run_async(self, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def run_async(
+        self, source: str, keys: Sequence[str], args: Sequence[Any], failed: Any = None
+    ) -> Any:
         """The asyncio twin of :meth:`run`, on this event loop's own client."""
         if not self.available():
-            return None
+            return failed
         try:
             client, scripts = self._async_client()
             script = scripts.get(source)
@@ -193,7 +195,7 @@ class RedisStore:
             reply = await script(keys=list(keys), args=list(args))
         except Exception as exc:  # any failure of the store falls back; a call never fails
             self.mark_failed(exc)
-            return None
+            return failed
         self.mark_ok()
         return reply
 
