@@ -376,3 +376,85 @@ class BreakerModel(RuleBasedStateMachine):
 
 TestBreakerModel = BreakerModel.TestCase
 TestBreakerModel.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+class WindowModel(RuleBasedStateMachine):
+    """Window-mode breakers (failure and slow-call rates) against a plain model."""
+
+    mode = "count"
+    size = 6
+    min_calls = 4
+    rate = 0.5
+    slow_sec = 1.0
+    slow_rate = 0.75
+    reset = 10.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.breaker = make(
+            self.clock, CB_MODE=self.mode, CB_WINDOW_SIZE=self.size, CB_MIN_CALLS=self.min_calls,
+            CB_FAILURE_RATE_THRESHOLD=self.rate, CB_SLOW_CALL_SEC=self.slow_sec,
+            CB_SLOW_CALL_RATE_THRESHOLD=self.slow_rate, CB_RESET_SEC=self.reset,
+        )  # fmt: skip
+        self.state = "closed"
+        self.opened_at = 0.0
+        self.outcomes: list[tuple[float, bool, bool]] = []  # (time, failed, slow)
+
+    def _tick(self) -> None:
+        if self.state == "open" and self.clock.now - self.opened_at >= self.reset:
+            self.state = "half_open"
+
+    def _window(self) -> list[tuple[float, bool, bool]]:
+        if self.mode == "count":
+            return self.outcomes[-self.size :]
+        horizon = int(self.clock.now) - self.size
+        return [o for o in self.outcomes if int(o[0]) > horizon]
+
+    @rule(seconds=st.sampled_from([0.0, 0.4, 1.0, 3.0, 11.0]))
+    def wait(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @rule(failed=st.booleans(), duration=st.sampled_from([0.1, 0.5, 1.0, 2.0]))
+    def call(self, failed: bool, duration: float) -> None:
+        self._tick()
+        permit = self.breaker.try_acquire()
+        if self.state == "open":
+            assert permit == REJECTED
+            return
+        if failed:
+            self.breaker.record_failure(permit, duration)
+        else:
+            self.breaker.record_success(permit, duration)
+        slow = duration >= self.slow_sec
+        if self.state == "half_open":
+            assert is_probe(permit)
+            if failed or slow:
+                self.state, self.opened_at = "open", self.clock.now
+            else:
+                self.state, self.outcomes = "closed", []
+            return
+        self.outcomes.append((self.clock.now, failed, slow))
+        window = self._window()
+        calls = len(window)
+        if calls >= self.min_calls and (
+            sum(o[1] for o in window) / calls >= self.rate
+            or sum(o[2] for o in window) / calls >= self.slow_rate
+        ):
+            self.state, self.opened_at, self.outcomes = "open", self.clock.now, []
+
+    @invariant()
+    def same_state(self) -> None:
+        self._tick()
+        assert self.breaker.state.value == self.state
+
+
+class TimeWindowModel(WindowModel):
+    mode = "time"
+    size = 3
+
+
+TestCountWindowModel = WindowModel.TestCase
+TestCountWindowModel.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+TestTimeWindowModel = TimeWindowModel.TestCase
+TestTimeWindowModel.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
