@@ -12,6 +12,7 @@ import contextvars
 import functools
 import inspect
 import math
+import os
 import pickle
 import signal
 import socket
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -528,6 +530,59 @@ def test_main_thread_call_runs_func_in_the_main_thread_with_our_timer_armed() ->
 
     assert in_main_thread
     assert 0.9 < armed <= 1.0
+
+
+@needs_itimer
+def test_outer_deadline_passed_during_an_inner_cleanup_fires_when_the_inner_call_returns() -> None:
+    def inner() -> None:
+        try:
+            time.sleep(LONG)
+        finally:
+            time.sleep(LIMIT)  # slow cleanup: the outer deadline passes meanwhile
+
+    def outer_body() -> str:
+        with contextlib.suppress(AttemptTimeout):
+            run_with_timeout(inner, LIMIT / 2)
+        time.sleep(LONG)
+        return "outer finished"
+
+    error, elapsed = timed(lambda: run_with_timeout(outer_body, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert error.timeout_sec == LIMIT
+    assert elapsed < LIMIT / 2 + LIMIT + SLACK
+
+
+@needs_itimer
+def test_sigalrm_handler_unknown_to_python_makes_the_main_thread_use_a_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(timeout_module, "_getsignal", lambda signum: None)
+
+    name = run_with_timeout(lambda: threading.current_thread().name, 1.0)
+
+    assert name.startswith(WORKER_NAME_PREFIX)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+def test_forked_child_starts_with_a_fresh_worker_pool_and_no_armed_deadlines() -> None:
+    in_thread(lambda: run_with_timeout(lambda: None, 1.0))  # leaves an idle worker here
+    assert timeout_module._pool.idle == 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12: fork with threads
+        pid = os.fork()
+    if pid == 0:  # the child: the parent's idle worker does not exist here
+        code = 1
+        try:
+            ok = in_thread(lambda: run_with_timeout(lambda: "ran", 1.0)) == "ran"
+            error, _ = timed(lambda: run_with_timeout(sleeper(), 0.05))
+            code = 0 if ok and isinstance(error, AttemptTimeout) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 @needs_itimer

@@ -341,7 +341,11 @@ def _run_main(
             restore = _sig.displaced
         else:
             _sig.displaced = restore = handler
-            _setsignal(_SIGALRM, _on_alarm)
+            try:
+                _setsignal(_SIGALRM, _on_alarm)
+            except ValueError:  # e.g. not the main interpreter: signals are not ours to take
+                return _run_in_worker(func, deadline, limit, requested, named)
+        _sig.swallow = False
         entry = _Entry(deadline)
         stack.append(entry)
         left = deadline - _monotonic()
@@ -426,7 +430,12 @@ def _submit(job: _Job) -> None:
             daemon=True,
         )
         pool.workers.add(thread)
-    thread.start()
+    try:
+        thread.start()
+    except BaseException:  # e.g. "can't start new thread": the caller must hear it, not wait
+        with pool.lock:
+            pool.workers.discard(thread)
+        raise
 
 
 def _execute(job: _Job) -> None:
@@ -510,10 +519,10 @@ def shutdown_workers(timeout: float = 1.0) -> int:
             pool.jobs.put(None)
         pool.idle = 0
         workers = list(pool.workers)
-    end = _monotonic() + timeout
+    end = _real_monotonic() + timeout
     for thread in workers:
         if thread is not threading.current_thread():
-            thread.join(max(0.0, end - _monotonic()))
+            thread.join(max(0.0, end - _real_monotonic()))
     return sum(thread.is_alive() for thread in workers)
 
 
