@@ -1054,6 +1054,14 @@ def test_invalid_timeout_is_rejected_with_a_message_naming_it(
     assert str(by_decorator.value) == message
 
 
+def test_with_timeout_used_without_parentheses_says_how_to_use_it() -> None:
+    def scan() -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"write @with_timeout\(30\) or @with_timeout\(\)"):
+        with_timeout(scan)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [

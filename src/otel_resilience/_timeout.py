@@ -642,6 +642,11 @@ def with_timeout(timeout_sec: float | None = None) -> Callable[[Callable[P, T]],
     version it works in any thread, takes float seconds, and decorates ``async def`` functions
     too (cancelled for real). ``None`` means the configured ``HTTP_TIMEOUT_SEC``.
     """
+    if callable(timeout_sec):
+        raise TypeError(
+            "with_timeout takes the number of seconds: write @with_timeout(30) or"
+            f" @with_timeout(), not @with_timeout (got the function {timeout_sec!r})"
+        )
     validate_timeout("timeout_sec", timeout_sec)
 
     def decorator(func: Callable[P, T]) -> Callable[P, T]:
