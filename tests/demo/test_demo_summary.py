@@ -93,3 +93,17 @@ def test_summary_reports_retry_after_waits_the_server_asked_for():
 
 def test_format_ms_switches_to_seconds_at_one_second():
     assert (format_ms(None), format_ms(0.0123), format_ms(1.5)) == ("-", "12ms", "1.50s")
+
+
+def test_fast_failed_calls_are_reported_once_per_breaker_after_its_last_episode():
+    events = [
+        *OPEN_PROBE_CLOSE,
+        _ev(8.0, "closed", "open", 5),
+        _ev(9.0, "open", "half_open"),
+        _ev(9.1, "half_open", "closed"),
+    ]
+    lines = summary_lines(_result(events))
+    opened = [i for i, line in enumerate(lines) if line.startswith("  breaker clamav/scan opened")]
+    fast = [i for i, line in enumerate(lines) if "failed fast" in line]
+    assert len(opened) == 2
+    assert fast == [opened[1] + 1]

@@ -136,7 +136,7 @@ SCENARIOS: Final[dict[str, Scenario]] = {
     "degraded": Scenario(
         "degraded",
         "everything is slow and flaky: 5xx from the LLM, storage resets and slow reads, "
-        "antivirus timeouts; watch retries absorb it and breakers flap",
+        "antivirus timeouts; retries absorb most of it, latency pays for it",
         replace(
             _STEADY,
             llm_latency_ms=(200.0, 1500.0),

@@ -173,10 +173,8 @@ def summary_lines(result: RunResult) -> list[str]:
     found = episodes(result.events)
     if not found:
         lines.append("  breakers: all stayed closed")
+    last_of = {(ep.service, ep.endpoint): ep for ep in found}
     for ep in found:
-        rejected = sum(
-            r.rejected for r in result.rows if (r.service, r.endpoint) == (ep.service, ep.endpoint)
-        )
         text = (
             f"  breaker {ep.name} opened at {ep.opened_at:.2f}s"
             f" after {ep.failures_at_open} failures"
@@ -188,6 +186,11 @@ def summary_lines(result: RunResult) -> list[str]:
         else:
             text += "; still not closed at the end"
         lines.append(text)
+        if last_of[(ep.service, ep.endpoint)] is not ep:
+            continue
+        rejected = sum(
+            r.rejected for r in result.rows if (r.service, r.endpoint) == (ep.service, ep.endpoint)
+        )
         if rejected:
             lines.append(
                 f"    {rejected} calls to {ep.name} failed fast while it was open"
