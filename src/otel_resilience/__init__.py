@@ -5,6 +5,7 @@
 {'ok': True}
 """
 
+import logging
 
 from ._breaker import (
     BreakerOverride,
@@ -29,6 +30,9 @@ from ._setup import TelemetryHandle, configure_telemetry
 from ._telemetry import set_telemetry_providers
 from ._timeout import remaining_time, with_timeout
 from ._version import __version__
+
+# A library never decides where logs go: without the application's logging setup, stay quiet.
+logging.getLogger("otel_resilience").addHandler(logging.NullHandler())
 
 __all__ = [
     "BreakerOverride",

@@ -161,7 +161,11 @@ class RetryPlan:
 
     def log_stopped(self) -> None:
         """Log why retrying ended (the seed's message when the attempts ran out)."""
-        if self.stop_reason in ("exhausted", "deadline"):
+        if self.stop_reason == "budget":
+            logger.debug(
+                "Retry budget of %s refused a retry of %s", self.service_name, self.endpoint
+            )
+        elif self.stop_reason in ("exhausted", "deadline"):
             logger.error(
                 "All retries exhausted for %s (%s)",
                 self.service_name,
