@@ -554,38 +554,6 @@ def test_outer_deadline_passed_during_an_inner_cleanup_fires_when_the_inner_call
 
 
 @needs_itimer
-def test_sigalrm_handler_unknown_to_python_makes_the_main_thread_use_a_worker(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(timeout_module, "_getsignal", lambda signum: None)
-
-    name = run_with_timeout(lambda: threading.current_thread().name, 1.0)
-
-    assert name.startswith(WORKER_NAME_PREFIX)
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
-def test_forked_child_starts_with_a_fresh_worker_pool_and_no_armed_deadlines() -> None:
-    in_thread(lambda: run_with_timeout(lambda: None, 1.0))  # leaves an idle worker here
-    assert timeout_module._pool.idle == 1
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12: fork with threads
-        pid = os.fork()
-    if pid == 0:  # the child: the parent's idle worker does not exist here
-        code = 1
-        try:
-            ok = in_thread(lambda: run_with_timeout(lambda: "ran", 1.0)) == "ran"
-            error, _ = timed(lambda: run_with_timeout(sleeper(), 0.05))
-            code = 0 if ok and isinstance(error, AttemptTimeout) else 1
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-
-    assert os.waitstatus_to_exitcode(status) == 0
-
-
-@needs_itimer
 def test_after_an_inner_call_the_outer_timer_is_rearmed_for_its_remaining_time() -> None:
     def outer_body() -> float:
         run_with_timeout(lambda: None, 0.05)  # inner, shorter, succeeds
@@ -622,7 +590,7 @@ def test_application_handler_and_timer_are_restored_and_still_fire(
     assert app_timer - (time.monotonic() - start) - 0.01 <= left <= app_timer
     assert app_alarm == []
     assert wait_for(lambda: bool(app_alarm), app_timer + SLACK)
-    assert app_alarm[0] - start == pytest.approx(app_timer, abs=0.05)
+    assert app_alarm[0] - start == pytest.approx(app_timer, abs=0.08)
 
 
 @needs_itimer
@@ -640,7 +608,7 @@ def test_application_timer_firing_first_keeps_sigalrm_and_a_worker_runs_the_call
 
     assert name.startswith(WORKER_NAME_PREFIX)
     assert len(app_alarm) == 1
-    assert app_alarm[0] - start == pytest.approx(LIMIT, abs=0.05)
+    assert app_alarm[0] - start == pytest.approx(LIMIT, abs=0.08)
 
 
 @needs_itimer
@@ -775,6 +743,38 @@ def test_function_that_swallows_the_interruption_still_ends_as_attempt_timeout()
 
     assert isinstance(error, AttemptTimeout)
     assert elapsed < LIMIT + SLACK
+
+
+@needs_itimer
+def test_sigalrm_handler_unknown_to_python_makes_the_main_thread_use_a_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(timeout_module, "_getsignal", lambda signum: None)
+
+    name = run_with_timeout(lambda: threading.current_thread().name, 1.0)
+
+    assert name.startswith(WORKER_NAME_PREFIX)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+def test_forked_child_starts_with_a_fresh_worker_pool_and_no_armed_deadlines() -> None:
+    in_thread(lambda: run_with_timeout(lambda: None, 1.0))  # leaves an idle worker here
+    assert timeout_module._pool.idle == 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12: fork with threads
+        pid = os.fork()
+    if pid == 0:  # the child: the parent's idle worker does not exist here
+        code = 1
+        try:
+            ok = in_thread(lambda: run_with_timeout(lambda: "ran", 1.0)) == "ran"
+            error, _ = timed(lambda: run_with_timeout(sleeper(), 0.05))
+            code = 0 if ok and isinstance(error, AttemptTimeout) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 # --------------------------------------------------------------------------------------------
