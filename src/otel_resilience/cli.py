@@ -299,7 +299,8 @@ def _telemetry(args: argparse.Namespace, out: IO[str]) -> tuple[Any, list[str]]:
         traces_exporter="otlp" if otlp else "none",
         prometheus_host=args.metrics_host,
         prometheus_port=args.metrics_port,
-        metric_export_interval_sec=5.0,
+        # OTLP every 5 s unless OTEL_METRIC_EXPORT_INTERVAL says otherwise: a demo is short
+        metric_export_interval_sec=None if "OTEL_METRIC_EXPORT_INTERVAL" in os.environ else 5.0,
     )
     lines = []
     if not args.no_metrics:

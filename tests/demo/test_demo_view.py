@@ -20,8 +20,9 @@ OPENED = BreakerEvent(15.8, "clamav", "scan", "closed", "open", 5)
 CLOSED = BreakerEvent(36.7, "clamav", "scan", "half_open", "closed", 0)
 
 
-def _snapshot(elapsed, events, down=False):
-    return Snapshot(elapsed, 60.0, get_scenario("outage"), ROWS, events, (15.0, 33.0), down)
+def _snapshot(elapsed, events, down=False, total=None):
+    total = len(events) if total is None else total
+    return Snapshot(elapsed, 60.0, get_scenario("outage"), ROWS, events, (15.0, 33.0), down, total)
 
 
 def _result(events):
@@ -84,3 +85,15 @@ def test_plain_view_prints_each_transition_once_and_a_table_every_interval():
         for line in lines
     )
     assert "\x1b[" not in out.getvalue()
+
+
+def test_plain_view_prints_only_transitions_it_has_not_printed_from_a_capped_list():
+    out = io.StringIO()
+    view = PlainView(out, interval_sec=1000.0)
+    events = [BreakerEvent(float(i), "clamav", "scan", "open", "half_open", i) for i in range(80)]
+    view.tick(_snapshot(1.0, events[:10], total=10))
+    view.tick(_snapshot(2.0, events[30:80], total=80))  # the snapshot holds the last 50
+    view.tick(_snapshot(3.0, events[30:80], total=80))
+    printed = [line for line in out.getvalue().splitlines() if "breaker" in line]
+    assert len(printed) == 60  # 10, then the 50 still held; the 20 in between were not shown
+    assert printed[10].startswith("[  30.00s]")

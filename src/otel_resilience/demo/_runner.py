@@ -71,10 +71,17 @@ class Snapshot:
     duration_sec: float
     scenario: Scenario
     rows: list[Row]
+    #: the most recent breaker transitions (at most ``RECENT_EVENTS``)
     events: list[BreakerEvent]
     #: the antivirus outage window of the current period, in seconds since the period began
     outage_window: tuple[float, float] | None = None
     antivirus_down: bool = False
+    #: transitions since the start of the run (``events`` holds the last few)
+    events_total: int = 0
+
+
+#: transitions a snapshot carries (a run of days would otherwise copy thousands every second)
+RECENT_EVENTS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,15 +167,19 @@ class DemoRunner:
     def snapshot(self) -> Snapshot:
         """Counters merged with every breaker's live status."""
         rows = self._with_breakers(self.stats.rows())
+        with self._events_lock:
+            recent = self._events[-RECENT_EVENTS:]
+            total = len(self._events)
         services = self._services
         return Snapshot(
             elapsed_sec=self.elapsed(),
             duration_sec=self.options.duration_sec,
             scenario=self.scenario,
             rows=rows,
-            events=self.events(),
+            events=recent,
             outage_window=self.scenario.outage_window(self.scale) if self.knobs.av_outage else None,
             antivirus_down=services.antivirus_down() if services is not None else False,
+            events_total=total,
         )
 
     def _with_breakers(self, rows: list[Row]) -> list[Row]:

@@ -68,9 +68,10 @@ class PlainView:
             self._print(line)
 
     def tick(self, snapshot: Snapshot) -> None:
-        for ev in snapshot.events[self._printed_events :]:
+        new = snapshot.events_total - self._printed_events
+        for ev in snapshot.events[len(snapshot.events) - min(new, len(snapshot.events)) :]:
             self._print(_event_text(ev))
-        self._printed_events = len(snapshot.events)
+        self._printed_events = snapshot.events_total
         if snapshot.elapsed_sec + 1e-6 >= self._next_table:
             self._next_table += self.interval_sec
             down = " antivirus DOWN" if snapshot.antivirus_down else ""
