@@ -631,7 +631,8 @@ def _default_timeout() -> float:
                 raise
             return DEFAULT_TIMEOUT_SEC
         _config_module = module
-    return float(module.get_config().HTTP_TIMEOUT_SEC)
+    value = module.get_config().HTTP_TIMEOUT_SEC
+    return value if isinstance(value, int | float) else float(value)  # 30 stays "30 seconds"
 
 
 def with_timeout(timeout_sec: float | None = None) -> Callable[[Callable[P, T]], Callable[P, T]]:
