@@ -104,8 +104,10 @@ def remaining_time() -> float | None:
 
     Never negative (``0.0`` once the deadline passed). Inside a function run by
     ``resilient_call`` this is what is left of the attempt's timeout (or of the overall deadline,
-    whichever ends first): pass it to clients that take a timeout, e.g.
-    ``httpx.get(url, timeout=remaining_time())``.
+    whichever ends first), never ``None``: pass it to clients that take a timeout, e.g.
+    ``httpx.get(url, timeout=remaining_time())`` (see docs/timeouts.md for a helper that also
+    covers calls made outside any deadline, where httpx and requests read ``None`` as "wait
+    forever").
     """
     deadline = _deadline_var.get()
     if deadline is None:
