@@ -43,7 +43,10 @@ def variable_queries(doc: dict[str, Any]) -> dict[str, str]:
     return {v["name"]: v["query"] for v in doc["templating"]["list"] if v["type"] == "query"}
 
 
-def runnable(expr: str, rate_interval: str = "15s") -> str:
-    """The query as Grafana would send it with every variable at "All"."""
+def runnable(
+    expr: str, rate_interval: str = "15s", service: str = ".*", endpoint: str = ".*"
+) -> str:
+    """The query as Grafana would send it: variables at "All" unless a value is given."""
+    values = {"service": service, "endpoint": endpoint}
     expr = expr.replace("$__rate_interval", rate_interval)
-    return re.sub(r"\$\{?(service|endpoint)\}?", ".*", expr)
+    return re.sub(r"\$\{?(service|endpoint)\}?", lambda m: values[m.group(1)], expr)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from .servers import require
+
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `dashboards` and `alerts` live at the top of the repository
     sys.path.insert(0, str(ROOT))
-
-from .servers import require  # noqa: E402  (needs nothing from the path above, but reads better here)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -260,11 +260,3 @@ class Webhook:
         """(path the notification was posted to, alert) for every alert received so far."""
         with self._server.lock:
             return [(path, a) for path, body in self._server.received for a in body["alerts"]]
-
-
-@contextlib.contextmanager
-def started(server: Server) -> Iterator[Server]:
-    try:
-        yield server
-    finally:
-        server.stop()

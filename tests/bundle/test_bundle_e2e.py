@@ -101,6 +101,11 @@ FIRING = [
 #: its promtool test (alerts/tests/high-latency.test.yml) shows it firing.
 
 RATE_INTERVAL = "10s"
+#: the previews show the overview for every dependency and the drill-down for this one
+PREVIEW_VARIABLES = {
+    "otel-resilience-overview": (".*", ".*"),
+    "otel-resilience-dependency": ("llm", "chat"),
+}
 
 
 @dataclass
@@ -324,13 +329,14 @@ def _save_preview_data(stack: Stack) -> None:
         "start": start,
         "end": end,
         "rate_interval": RATE_INTERVAL,
+        "variables": PREVIEW_VARIABLES,
         "panels": {},
     }
     for doc_path in queries.dashboard_files():
         doc = json.loads(doc_path.read_text())
+        service, endpoint = PREVIEW_VARIABLES[doc["uid"]]
         for panel, target in queries.queries(doc):
             key = f"{doc['uid']}/{panel['id']}/{target['refId']}"
-            data["panels"][key] = stack.prom.query_range(
-                queries.runnable(target["expr"], RATE_INTERVAL), start, end, "2s"
-            )
+            expr = queries.runnable(target["expr"], RATE_INTERVAL, service, endpoint)
+            data["panels"][key] = stack.prom.query_range(expr, start, end, "1s")
     Path(target_file).write_text(json.dumps(data))
