@@ -290,8 +290,10 @@ class _Pair:
     """Cached names and attribute dicts of one (service, endpoint)."""
 
     __slots__ = (
+        "_attempts",
         "_errors",
         "attempt_name",
+        "call_attrs",
         "call_name",
         "gauge_attrs",
         "metric_attrs",
@@ -303,12 +305,24 @@ class _Pair:
         self.call_name = f"{service} {endpoint}"
         self.attempt_name = f"{service} {endpoint} attempt"
         self.span_attrs: Attributes = {n.ATTR_SERVICE: service, n.ATTR_ENDPOINT: endpoint}
+        self.call_attrs = {
+            s: {**self.span_attrs, n.ATTR_BREAKER_STATE: s.value} for s in CircuitBreakerState
+        }
+        self._attempts: dict[int, Attributes] = {}
         self.metric_attrs: Attributes = {n.ATTR_SERVICE: service, n.ATTR_ENDPOINT: metric_endpoint}
         self.state_attrs = {
             s: {**self.metric_attrs, n.ATTR_BREAKER_STATE: s.value} for s in CircuitBreakerState
         }
         self.gauge_attrs = self.state_attrs
         self._errors: dict[str, Attributes] = {}
+
+    def attempt_attrs(self, attempt: int) -> Attributes:
+        found = self._attempts.get(attempt)
+        if found is None:
+            found = {**self.span_attrs, n.ATTR_ATTEMPT: attempt}
+            if attempt <= 16:  # the usual attempt numbers; beyond, build (rare, and unbounded)
+                self._attempts[attempt] = found
+        return found
 
     def error_attrs(self, error_type: str) -> Attributes:
         found = self._errors.get(error_type)
@@ -385,17 +399,15 @@ class _Call(CallObserver):
         self._span: trace.Span | None = None
         if tracer is not None:
             try:
-                span = tracer.start_span(
-                    pair.call_name, kind=SpanKind.INTERNAL, attributes=pair.span_attrs
+                state = breaker._state
+                if state is CircuitBreakerState.OPEN:
+                    # past its reset timeout an open breaker reads (and becomes) half-open:
+                    # this call is then a probe, and the span says so
+                    state = breaker.state
+                # cached dicts, so a call builds no attributes (samplers still see them all)
+                self._span = tracer.start_span(
+                    pair.call_name, kind=SpanKind.INTERNAL, attributes=pair.call_attrs[state]
                 )
-                if span.is_recording():
-                    state = breaker._state
-                    if state is CircuitBreakerState.OPEN:
-                        # past its reset timeout an open breaker reads (and becomes) half-open:
-                        # this call is then a probe, and the span says so
-                        state = breaker.state
-                    span.set_attribute(n.ATTR_BREAKER_STATE, state.value)
-                self._span = span
             except Exception:
                 telemetry.warn_once("span", "starting a call span failed")
         self._start = time.perf_counter()
@@ -409,7 +421,7 @@ class _Call(CallObserver):
                 self._pair.attempt_name,
                 context=parent,
                 kind=SpanKind.INTERNAL,
-                attributes={**self._pair.span_attrs, n.ATTR_ATTEMPT: attempt},
+                attributes=self._pair.attempt_attrs(attempt),
             )
             token = otel_context.attach(trace.set_span_in_context(span))
             return (span, token)
