@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from alerts import config as knobs
 from grafanalib.core import (
     Dashboard,
     DashboardLink,
@@ -42,6 +43,11 @@ ATTEMPTS = f"{n.PROM_ATTEMPT_DURATION}_count"
 ATTEMPT_BUCKETS = f"{n.PROM_ATTEMPT_DURATION}_bucket"
 RETRY_DELAY_BUCKETS = f"{n.PROM_RETRY_DELAY}_bucket"
 FAILED = f'{ET}!=""'
+
+ERROR_TYPE = f"{{{{{ET}}}}}"
+#: error ratios at which the slow and the fast error-budget burn alerts fire
+SLOW_BURN = knobs.BURN_SLOW_FACTOR * (1 - knobs.SLO_OBJECTIVE)
+FAST_BURN = knobs.BURN_FAST_FACTOR * (1 - knobs.SLO_OBJECTIVE)
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 OVERVIEW_UID = "otel-resilience-overview"
@@ -160,6 +166,37 @@ def timeseries(
         tooltipMode="multi",
         valueMin=minimum,
         extraJson=extra,
+    )
+
+
+def by_error_type(title: str, description: str, metric: str, unit: str, *extra: str) -> TimeSeries:
+    """A stacked panel of ``metric``'s rate split by error_type."""
+    return timeseries(
+        title,
+        description,
+        targets((sum_rate(metric, *extra, by=ET), ERROR_TYPE)),
+        unit,
+        stacked=True,
+    )
+
+
+def failed_attempts() -> TimeSeries:
+    return by_error_type(
+        "Failed attempts by error type",
+        "Attempts per second that failed, by error_type, including the ones a retry later "
+        "made good: the dependency's real error rate, before the retries hide it.",
+        ATTEMPTS,
+        "ops",
+        FAILED,
+    )
+
+
+def retries_by_error_type() -> TimeSeries:
+    return by_error_type(
+        "Retries per second by error type",
+        "Retries per second, by the error_type of the attempt that was retried.",
+        n.PROM_RETRIES,
+        "ops",
     )
 
 

@@ -12,18 +12,22 @@ from ._common import (
     CALL_BUCKETS,
     CALLS,
     DEPENDENCY_UID,
+    ERROR_TYPE,
     ET,
-    FAILED,
+    FAST_BURN,
     RATE,
     RETRY_DELAY_BUCKETS,
+    SLOW_BURN,
     ST,
     STATE_MAPPINGS,
     WHO,
     breaker_state,
     dashboard,
     error_ratio,
+    failed_attempts,
     layout,
     quantile,
+    retries_by_error_type,
     sel,
     stat,
     state_timeline,
@@ -32,9 +36,6 @@ from ._common import (
     timeseries,
 )
 
-SLOW_BURN = knobs.BURN_SLOW_FACTOR * (1 - knobs.SLO_OBJECTIVE)
-FAST_BURN = knobs.BURN_FAST_FACTOR * (1 - knobs.SLO_OBJECTIVE)
-ERROR_TYPE = f"{{{{{ET}}}}}"
 BUDGET = 1 - knobs.SLO_OBJECTIVE
 
 
@@ -109,13 +110,7 @@ def build():
             "reqps",
             stacked=True,
         ),
-        timeseries(
-            "Failed attempts by error type",
-            "Attempts per second that failed, by error_type, including those a retry made good.",
-            targets((sum_rate(ATTEMPTS, FAILED, by=ET), ERROR_TYPE)),
-            "ops",
-            stacked=True,
-        ),
+        failed_attempts(),
     ]
     latency = [
         timeseries(
@@ -143,13 +138,7 @@ def build():
         ),
     ]
     retries = [
-        timeseries(
-            "Retries per second by error type",
-            "Retries per second, by the error_type of the attempt that was retried.",
-            targets((sum_rate(n.PROM_RETRIES, by=ET), ERROR_TYPE)),
-            "ops",
-            stacked=True,
-        ),
+        retries_by_error_type(),
         timeseries(
             "Exhausted retries by error type",
             "Calls per second that failed after their last allowed retry, by error_type.",

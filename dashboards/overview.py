@@ -11,19 +11,24 @@ from ._common import (
     BY,
     CALL_BUCKETS,
     CALLS,
+    ERROR_TYPE,
     ET,
     FAILED,
+    FAST_BURN,
     OVERVIEW_UID,
     RATE,
     RETRY_DELAY_BUCKETS,
+    SLOW_BURN,
     ST,
     WHO,
     breaker_state,
     dashboard,
     error_ratio,
+    failed_attempts,
     heatmap,
     layout,
     quantile,
+    retries_by_error_type,
     sel,
     state_timeline,
     sum_rate,
@@ -31,9 +36,6 @@ from ._common import (
     timeseries,
 )
 
-SLOW_BURN = knobs.BURN_SLOW_FACTOR * (1 - knobs.SLO_OBJECTIVE)
-FAST_BURN = knobs.BURN_FAST_FACTOR * (1 - knobs.SLO_OBJECTIVE)
-ERROR_TYPE = f"{{{{{ET}}}}}"
 OPENED = f'{ST}="open"'
 
 
@@ -68,14 +70,7 @@ def build():
             "reqps",
             stacked=True,
         ),
-        timeseries(
-            "Failed attempts by error type",
-            "Attempts per second that failed, by error_type, including the ones a retry later "
-            "made good: the dependency's real error rate, before the retries hide it.",
-            targets((sum_rate(ATTEMPTS, FAILED, by=ET), ERROR_TYPE)),
-            "ops",
-            stacked=True,
-        ),
+        failed_attempts(),
     ]
     retries = [
         timeseries(
@@ -89,13 +84,7 @@ def build():
             thresholds=[("orange", 1 + knobs.RETRIES_PER_CALL_THRESHOLD)],
             links=True,
         ),
-        timeseries(
-            "Retries per second by error type",
-            "Retries per second, by the error_type of the attempt that was retried.",
-            targets((sum_rate(n.PROM_RETRIES, by=ET), ERROR_TYPE)),
-            "ops",
-            stacked=True,
-        ),
+        retries_by_error_type(),
         heatmap(
             "Retry delay distribution",
             "How long the library waited before each retry (exponential backoff with jitter, or "
