@@ -271,3 +271,15 @@ def test_resilient_call_picks_up_providers_installed_after_its_first_use(
     resilient_call("gcs", "upload", lambda: "after")
 
     assert '"name": "gcs upload"' in console.getvalue()
+
+
+def test_an_app_tracer_provider_is_kept_while_metrics_get_ours(otel_globals: Handles) -> None:
+    app_tracer_provider = TracerProvider()
+    trace.set_tracer_provider(app_tracer_provider)
+
+    handle = configure(otel_globals, traces_exporter="console", metrics_exporter="console")
+
+    assert handle.tracer_provider is None
+    assert trace.get_tracer_provider() is app_tracer_provider
+    assert isinstance(handle.meter_provider, MeterProvider)
+    assert metrics.get_meter_provider() is handle.meter_provider
