@@ -360,3 +360,15 @@ def test_endpoint_cap_overflows_to_other_and_warns_once(
     assert warnings[0].levelno == logging.WARNING
     # spans keep the real endpoint: only the metrics are capped
     assert {s.name for s in otel.spans()} >= {"crawler page-5", "crawler page-5 attempt"}
+
+
+def test_metrics_carry_the_otel_resilience_scope_and_package_version(otel: Otel) -> None:
+    resilient_call("gcs", "upload", lambda: "ok")
+
+    data = otel.reader.get_metrics_data()
+    scopes = {
+        (scope_metrics.scope.name, scope_metrics.scope.version)
+        for resource_metrics in data.resource_metrics
+        for scope_metrics in resource_metrics.scope_metrics
+    }
+    assert scopes == {("otel_resilience", otel_resilience.__version__)}

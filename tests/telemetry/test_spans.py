@@ -327,3 +327,84 @@ def test_no_attribute_work_on_spans_that_are_not_recording(monkeypatch, fast) ->
 
     assert func.calls == 3
     assert touched == []
+
+
+def test_spans_carry_the_otel_resilience_scope_and_package_version(otel: Otel) -> None:
+    resilient_call("gcs", "upload", lambda: "ok")
+
+    scopes = {(s.instrumentation_scope.name, s.instrumentation_scope.version) for s in otel.spans()}
+    assert scopes == {("otel_resilience", otel_resilience.__version__)}
+
+
+def test_rejected_call_span_says_no_attempt_ran(otel: Otel) -> None:
+    otel_resilience.get_circuit_breaker_manager().get_breaker("gcs", "upload").force_open()
+
+    with pytest.raises(CircuitOpenError):
+        resilient_call("gcs", "upload", lambda: "never runs")
+
+    assert otel.span("gcs upload").attributes[ATTEMPTS] == 0
+
+
+def test_client_spans_nest_under_the_attempt_in_a_worker_thread(otel: Otel) -> None:
+    """Off the main thread the attempt runs in the timeout's worker pool: context must follow."""
+    import threading
+
+    tracer = otel.tracer_provider.get_tracer("app")
+
+    def client() -> str:
+        with tracer.start_as_current_span("GET /blob"):
+            return "blob"
+
+    results: list[str] = []
+    thread = threading.Thread(
+        target=lambda: results.append(
+            resilient_call("gcs", "download", client, timeout_sec=5, max_retries=1)
+        )
+    )
+    thread.start()
+    thread.join(10)
+
+    assert results == ["blob"]
+    (attempt,) = attempt_spans(otel, "gcs download attempt")
+    assert parent_id(otel.span("GET /blob")) == attempt.context.span_id
+    assert parent_id(attempt) == otel.span("gcs download").context.span_id
+
+
+def test_concurrent_calls_in_threads_keep_their_own_span_trees(otel: Otel) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    tracer = otel.tracer_provider.get_tracer("app")
+
+    def request(i: int) -> int:
+        with tracer.start_as_current_span(f"request {i}"):
+
+            def client() -> int:
+                with tracer.start_as_current_span(f"client {i}"):
+                    time.sleep(0.001)
+                    return i
+
+            return resilient_call("search", "query", client)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(request, range(32))) == list(range(32))
+
+    spans = otel.spans()
+    by_id = {s.context.span_id: s for s in spans}
+    for i in range(32):
+        client = otel.span(f"client {i}")
+        attempt = by_id[parent_id(client)]
+        call = by_id[parent_id(attempt)]
+        assert attempt.name == "search query attempt"
+        assert call.name == "search query"
+        assert by_id[parent_id(call)].name == f"request {i}"
+        assert len({client.context.trace_id, call.context.trace_id}) == 1
+
+
+def test_a_nested_resilient_call_nests_under_the_outer_attempt(otel: Otel) -> None:
+    def outer() -> str:
+        return resilient_call("vectordb", "search", lambda: "hits")
+
+    assert resilient_call("rag", "answer", outer) == "hits"
+
+    (outer_attempt,) = attempt_spans(otel, "rag answer attempt")
+    assert parent_id(otel.span("vectordb search")) == outer_attempt.context.span_id
