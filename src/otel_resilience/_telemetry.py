@@ -173,7 +173,11 @@ class Telemetry:
         provider = self._meter_provider or metrics.get_meter_provider()
         if provider is self._meter_key:
             return self._instruments
-        return self._resolve_meter(provider)
+        instruments = self._resolve_meter(provider)
+        if instruments is not None:
+            for breaker in get_circuit_breaker_manager().breakers():
+                self._zero_breaker_counters(instruments, breaker)
+        return instruments
 
     def _resolve_tracer(self, provider: Any) -> trace.Tracer | None:
         with self._lock:
@@ -250,6 +254,25 @@ class Telemetry:
             instruments.transitions.add(1, pair.state_attrs[new])
         except Exception:
             self.warn_once("transition", "recording a breaker transition failed")
+
+    def on_breaker_created(self, breaker: CircuitBreaker) -> None:
+        instruments = self.instruments()
+        if instruments is not None:
+            self._zero_breaker_counters(instruments, breaker)
+
+    def _zero_breaker_counters(self, instruments: _Instruments, breaker: CircuitBreaker) -> None:
+        """Start a breaker's transition and rejection series at 0.
+
+        Without it the first transition of a process creates its series at 1, and rate() or
+        increase() over it sees no change: the first opening would go unnoticed by alerts.
+        """
+        pair = self.pair(breaker.service_name, breaker.endpoint)
+        try:
+            for state in _STATES:
+                instruments.transitions.add(0, pair.state_attrs[state])
+            instruments.rejections.add(0, pair.metric_attrs)
+        except Exception:
+            self.warn_once("zero", "starting a breaker's counters at 0 failed")
 
     def count(self, name: str, service: str, endpoint: str, error_type: str | None = None) -> None:
         """Add 1 to one of the later capabilities' counters (rate limiter, budget, fallback)."""
@@ -574,6 +597,7 @@ class _Call(CallObserver):
 
 _telemetry = Telemetry()
 get_circuit_breaker_manager().add_listener(_telemetry.on_transition)
+get_circuit_breaker_manager().on_created(_telemetry.on_breaker_created)
 
 
 def get_telemetry() -> Telemetry:
