@@ -208,3 +208,16 @@ def failing(*errors: BaseException, result: Any = "ok") -> Callable[[], Any]:
 def parent_id(span: ReadableSpan) -> int | None:
     """The span id of the span's parent (None for a root span)."""
     return None if span.parent is None else span.parent.span_id
+
+
+def recorded(metrics: Mapping[str, Metric], name: str) -> dict[frozenset[tuple[str, Any]], Any]:
+    """Counter values / histogram counts by attribute set, leaving out series still at 0.
+
+    (Series may be started at 0 on purpose, so that the first increase is visible to rate().)
+    """
+    found = {}
+    for key, point in points(metrics, name).items():
+        amount = point.count if isinstance(metrics[name].data, Histogram) else point.value
+        if amount:
+            found[key] = amount
+    return found

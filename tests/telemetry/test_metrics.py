@@ -35,6 +35,7 @@ from .helpers import (
     http_error,
     instrument_kind,
     points,
+    recorded,
     value,
 )
 
@@ -120,7 +121,7 @@ def test_success_records_durations_in_seconds_without_error_type(otel: Otel) -> 
     assert call.count == attempt.count == 1
     assert 0.02 <= attempt.sum <= call.sum < 1.0  # seconds, not milliseconds
     for name in (RETRIES, RETRY_DELAY, EXHAUSTED, TIMEOUTS, REJECTIONS, TRANSITIONS):
-        assert points(metrics, name) == {}, name
+        assert recorded(metrics, name) == {}, name
 
 
 def test_retried_success_counts_retries_by_error_type_and_the_call_as_a_success(
@@ -134,17 +135,17 @@ def test_retried_success_counts_retries_by_error_type_and_the_call_as_a_success(
     ok = attrs("openai", "chat.completions")
     conn = attrs("openai", "chat.completions", error_type="connection_error")
     server = attrs("openai", "chat.completions", error_type="server_error")
-    assert {k: p.count for k, p in points(metrics, CALL).items()} == {ok: 1}
-    assert {k: p.count for k, p in points(metrics, ATTEMPT_DURATION).items()} == {
+    assert recorded(metrics, CALL) == {ok: 1}
+    assert recorded(metrics, ATTEMPT_DURATION) == {
         ok: 1,
         conn: 1,
         server: 1,
     }
-    assert {k: p.value for k, p in points(metrics, RETRIES).items()} == {conn: 1, server: 1}
+    assert recorded(metrics, RETRIES) == {conn: 1, server: 1}
     delay = points(metrics, RETRY_DELAY)[ok]
     assert delay.count == 2
     assert delay.sum == pytest.approx(sum(fast.sleeps))
-    assert points(metrics, EXHAUSTED) == {}
+    assert recorded(metrics, EXHAUSTED) == {}
 
 
 def test_exhausted_retries_count_once_with_the_last_error_type(otel: Otel) -> None:
@@ -156,10 +157,10 @@ def test_exhausted_retries_count_once_with_the_last_error_type(otel: Otel) -> No
     metrics = otel.metrics()
     server = attrs("openai", "chat.completions", error_type="server_error")
     conn = attrs("openai", "chat.completions", error_type="connection_error")
-    assert {k: p.value for k, p in points(metrics, EXHAUSTED).items()} == {server: 1}
-    assert {k: p.count for k, p in points(metrics, CALL).items()} == {server: 1}
-    assert {k: p.value for k, p in points(metrics, RETRIES).items()} == {conn: 1, server: 1}
-    assert {k: p.count for k, p in points(metrics, ATTEMPT_DURATION).items()} == {
+    assert recorded(metrics, EXHAUSTED) == {server: 1}
+    assert recorded(metrics, CALL) == {server: 1}
+    assert recorded(metrics, RETRIES) == {conn: 1, server: 1}
+    assert recorded(metrics, ATTEMPT_DURATION) == {
         conn: 1,
         server: 2,
     }
@@ -171,10 +172,10 @@ def test_non_retryable_error_is_a_failed_call_not_an_exhausted_one(otel: Otel) -
 
     metrics = otel.metrics()
     not_found = attrs("gcs", "download", error_type="not_found")
-    assert {k: p.count for k, p in points(metrics, CALL).items()} == {not_found: 1}
-    assert {k: p.count for k, p in points(metrics, ATTEMPT_DURATION).items()} == {not_found: 1}
-    assert points(metrics, RETRIES) == {}
-    assert points(metrics, EXHAUSTED) == {}
+    assert recorded(metrics, CALL) == {not_found: 1}
+    assert recorded(metrics, ATTEMPT_DURATION) == {not_found: 1}
+    assert recorded(metrics, RETRIES) == {}
+    assert recorded(metrics, EXHAUSTED) == {}
 
 
 def test_timeouts_are_counted_per_attempt_without_error_type(otel: Otel) -> None:
@@ -183,9 +184,7 @@ def test_timeouts_are_counted_per_attempt_without_error_type(otel: Otel) -> None
 
     metrics = otel.metrics()
     timeout = attrs("clamav", "scan", error_type="timeout")
-    assert {k: p.value for k, p in points(metrics, TIMEOUTS).items()} == {
-        attrs("clamav", "scan"): 2
-    }
+    assert recorded(metrics, TIMEOUTS) == {attrs("clamav", "scan"): 2}
     attempts = points(metrics, ATTEMPT_DURATION)[timeout]
     assert attempts.count == 2
     assert 0.1 <= attempts.sum < 1.0
@@ -208,20 +207,16 @@ def test_breaker_cycle_open_rejection_half_open_closed(otel: Otel, fast: FakeTim
     open_breaker()
     metrics = otel.metrics()
     assert gauge(metrics, "clamav", "scan") == {"closed": 0, "open": 1, "half_open": 0}
-    assert {k: p.value for k, p in points(metrics, TRANSITIONS).items()} == {
-        attrs("clamav", "scan", state="open"): 1
-    }
+    assert recorded(metrics, TRANSITIONS) == {attrs("clamav", "scan", state="open"): 1}
 
     with pytest.raises(CircuitOpenError):
         resilient_call("clamav", "scan", lambda: "never runs")
     metrics = otel.metrics()
     rejected = attrs("clamav", "scan", error_type="circuit_open")
-    assert {k: p.value for k, p in points(metrics, REJECTIONS).items()} == {
-        attrs("clamav", "scan"): 1
-    }
+    assert recorded(metrics, REJECTIONS) == {attrs("clamav", "scan"): 1}
     assert value(metrics, CALL, rejected) == 1
     assert value(metrics, ATTEMPT_DURATION, rejected) == 0  # no attempt ran
-    assert points(metrics, EXHAUSTED) == {}
+    assert recorded(metrics, EXHAUSTED) == {}
 
     fast.advance(10)  # CB_RESET_SEC
     assert gauge(otel.metrics(), "clamav", "scan") == {"closed": 0, "open": 0, "half_open": 1}
@@ -229,7 +224,7 @@ def test_breaker_cycle_open_rejection_half_open_closed(otel: Otel, fast: FakeTim
     assert resilient_call("clamav", "scan", lambda: "clean") == "clean"
     metrics = otel.metrics()
     assert gauge(metrics, "clamav", "scan") == {"closed": 1, "open": 0, "half_open": 0}
-    assert {k: p.value for k, p in points(metrics, TRANSITIONS).items()} == {
+    assert recorded(metrics, TRANSITIONS) == {
         attrs("clamav", "scan", state="open"): 1,
         attrs("clamav", "scan", state="half_open"): 1,
         attrs("clamav", "scan", state="closed"): 1,
@@ -271,13 +266,13 @@ async def test_async_calls_record_the_same_metrics(otel: Otel, fast: FakeTime) -
     ok = attrs("openai", "embeddings")
     conn = attrs("openai", "embeddings", error_type="connection_error")
     not_found = attrs("openai", "embeddings", error_type="not_found")
-    assert {k: p.count for k, p in points(metrics, CALL).items()} == {ok: 1, not_found: 1}
-    assert {k: p.count for k, p in points(metrics, ATTEMPT_DURATION).items()} == {
+    assert recorded(metrics, CALL) == {ok: 1, not_found: 1}
+    assert recorded(metrics, ATTEMPT_DURATION) == {
         ok: 1,
         conn: 1,
         not_found: 1,
     }
-    assert {k: p.value for k, p in points(metrics, RETRIES).items()} == {conn: 1}
+    assert recorded(metrics, RETRIES) == {conn: 1}
     assert points(metrics, RETRY_DELAY)[ok].sum == pytest.approx(sum(fast.sleeps))
 
 
@@ -307,7 +302,7 @@ def test_fallback_counts_the_failure_it_served(otel: Otel) -> None:
     assert served == "cached answer"
     metrics = otel.metrics()
     denied = attrs("openai", "chat.completions", error_type="authentication_error")
-    assert {k: p.value for k, p in points(metrics, "resilience.fallbacks").items()} == {denied: 1}
+    assert recorded(metrics, "resilience.fallbacks") == {denied: 1}
     assert metrics["resilience.fallbacks"].unit == "{call}"
 
 
@@ -372,3 +367,17 @@ def test_metrics_carry_the_otel_resilience_scope_and_package_version(otel: Otel)
         for scope_metrics in resource_metrics.scope_metrics
     }
     assert scopes == {("otel_resilience", otel_resilience.__version__)}
+
+
+def test_an_open_breaker_beyond_the_endpoint_cap_still_shows_in_the_gauge(otel: Otel) -> None:
+    get_telemetry().set_max_endpoints(1)
+    manager = otel_resilience.get_circuit_breaker_manager()
+    manager.get_breaker("crawler", "home")  # the one pair under the cap
+    manager.get_breaker("crawler", "page-1").force_open()  # both over the cap: "_other"
+    manager.get_breaker("crawler", "page-2")
+
+    states = gauge(otel.metrics(), "crawler", "_other")
+
+    assert states["open"] == 1  # some breaker behind "_other" is open: alerts must see it
+    assert states["closed"] == 1
+    assert set(states.values()) <= {0, 1}
