@@ -296,17 +296,26 @@ class Telemetry:
             self.warn_once("state_store", "recording a state store error failed")
 
     def _observe_breakers(self, options: CallbackOptions) -> Iterable[Observation]:
-        observations: list[Observation] = []
+        # one observation per series: the breakers beyond the endpoint cap share the "_other"
+        # series, which reads 1 for a state when any of them is in it (an open one must show)
+        series: dict[tuple[str, str, CircuitBreakerState], tuple[int, Attributes]] = {}
         for breaker in get_circuit_breaker_manager().breakers():
             try:
                 current = breaker.state
             except Exception:  # pragma: no cover - a custom breaker that cannot say its state
                 continue
             pair = self.pair(breaker.service_name, breaker.endpoint)
-            observations.extend(
-                Observation(int(state is current), pair.gauge_attrs[state]) for state in _STATES
+            service, endpoint = (
+                pair.metric_attrs[n.ATTR_SERVICE],
+                pair.metric_attrs[n.ATTR_ENDPOINT],
             )
-        return observations
+            for state in _STATES:
+                value = int(state is current)
+                key = (service, endpoint, state)
+                seen = series.get(key)
+                if seen is None or value > seen[0]:
+                    series[key] = (value, pair.gauge_attrs[state])
+        return [Observation(value, attributes) for value, attributes in series.values()]
 
 
 class _Pair:
