@@ -3,9 +3,11 @@
 The shared state of one (service, endpoint) is a Redis hash at
 ``{REDIS_KEY_PREFIX}:cb:{service}:{endpoint}`` (both names percent-encoded) with the fields
 ``s`` (0 closed, 1 open, 2 half-open), ``f`` (consecutive failures), ``o`` (opened at, ms of the
-server's clock), ``p`` (probes in flight), ``k`` (successful probes) and ``ps`` (when the last
-probe was admitted). A closed breaker without failures has no key at all; every write sets a TTL
-(``REDIS_KEY_TTL_SEC``, at least twice ``CB_RESET_SEC``) so abandoned breakers disappear.
+server's clock), ``p`` (probes in flight), ``k`` (successful probes), ``ps`` (when the last
+probe was admitted) and ``h`` (when the current half-open period began: a probe's permit is
+``PROBE + h``, so a probe that answers after its period ended counts for nothing, as in
+:class:`CircuitBreaker`). A closed breaker without failures has no key at all; every write sets
+a TTL (``REDIS_KEY_TTL_SEC``, at least twice ``CB_RESET_SEC``) so abandoned breakers disappear.
 
 Each operation is one Lua script (EVALSHA), atomic on the server and timed by the server's
 ``TIME``, so process clocks do not matter and exactly one process wins each transition:
@@ -56,6 +58,7 @@ from ._breaker import (
     CircuitBreakerState,
     Clock,
     _Events,
+    is_probe,
 )
 from ._config import ConfigError, ReliabilityConfig
 from ._redis import RedisStore, get_store
@@ -76,13 +79,18 @@ _HEAD: Final = """
 local key = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local h = redis.call('HMGET', key, 's', 'f', 'o', 'p', 'k', 'ps')
-local s = tonumber(h[1]) or 0
-local f = tonumber(h[2]) or 0
-local o = tonumber(h[3]) or 0
-local p = tonumber(h[4]) or 0
-local k = tonumber(h[5]) or 0
-local ps = tonumber(h[6]) or 0
+local v = redis.call('HMGET', key, 's', 'f', 'o', 'p', 'k', 'ps', 'h')
+local s = tonumber(v[1]) or 0
+local f = tonumber(v[2]) or 0
+local o = tonumber(v[3]) or 0
+local p = tonumber(v[4]) or 0
+local k = tonumber(v[5]) or 0
+local ps = tonumber(v[6]) or 0
+local h = tonumber(v[7]) or 0
+-- a probe's permit is 2 + the start (ms) of the half-open period that admitted it
+local function current_probe(permit)
+    return permit >= 2 and s == 2 and permit - 2 == h
+end
 """
 
 _SAVE: Final = """
@@ -90,7 +98,7 @@ local function save(ttl_ms)
     if s == 0 and f == 0 then
         redis.call('DEL', key)
     else
-        redis.call('HSET', key, 's', s, 'f', f, 'o', o, 'p', p, 'k', k, 'ps', ps)
+        redis.call('HSET', key, 's', s, 'f', f, 'o', o, 'p', p, 'k', k, 'ps', ps, 'h', h)
         redis.call('PEXPIRE', key, ttl_ms)
     end
 end
@@ -121,7 +129,7 @@ if ARGV[5] == '1' then
 end
 local old = s
 if s == 1 and now - o >= reset_ms then
-    s = 2; p = 0; k = 0; ps = now; dirty = true
+    s = 2; p = 0; k = 0; ps = now; h = now; dirty = true
 end
 if s == 2 and p >= max_probes and now - ps >= reset_ms then
     p = 0; dirty = true  -- the probes' processes died: give them up after a reset period
@@ -131,7 +139,7 @@ if ARGV[4] == '1' then
     if s == 0 then
         permit = 1
     elseif s == 2 and p < max_probes then
-        p = p + 1; ps = now; permit = 2; dirty = true
+        p = p + 1; ps = now; permit = 2 + h; dirty = true
     end
 end
 if dirty then save(tonumber(ARGV[3])) end
@@ -147,10 +155,9 @@ FAILURE: Final = (
 local permit = tonumber(ARGV[1])
 local old = s
 f = f + 1
-if permit == 2 then
-    if p > 0 then p = p - 1 end
-    if s == 2 then s = 1; o = now; p = 0; k = 0 end
-elseif s == 0 and f >= tonumber(ARGV[2]) then
+if current_probe(permit) then
+    s = 1; o = now; p = 0; k = 0
+elseif permit < 2 and s == 0 and f >= tonumber(ARGV[2]) then
     s = 1; o = now; p = 0; k = 0
 end
 save(tonumber(ARGV[3]))
@@ -166,17 +173,15 @@ SUCCESS: Final = (
 if redis.call('EXISTS', key) == 0 then return {0, 0, 0, 0} end
 local permit = tonumber(ARGV[1])
 local old = s
-if permit == 2 then
+if current_probe(permit) then
     if p > 0 then p = p - 1 end
-    if s == 2 then
-        if ARGV[3] == '1' then
-            s = 1; o = now; p = 0; k = 0
-        else
-            k = k + 1
-            if k >= tonumber(ARGV[2]) then s = 0; f = 0; p = 0; k = 0 end
-        end
+    if ARGV[3] == '1' then
+        s = 1; o = now; p = 0; k = 0
+    else
+        k = k + 1
+        if k >= tonumber(ARGV[2]) then s = 0; f = 0; p = 0; k = 0 end
     end
-elseif s == 0 then
+elseif permit < 2 and s == 0 then
     f = 0
 end
 save(tonumber(ARGV[4]))
@@ -184,11 +189,11 @@ return {s, f, wait(tonumber(ARGV[5])), old}
 """
 )
 
-#: ARGV: reset_ms. Gives back a probe permit. Returns {state, failures, wait, state}.
+#: ARGV: reset_ms, permit. Gives back a probe permit. Returns {state, failures, wait, state}.
 RELEASE: Final = (
     _HEAD
     + """
-if redis.call('EXISTS', key) == 1 and p > 0 then redis.call('HSET', key, 'p', p - 1) end
+if current_probe(tonumber(ARGV[2])) and p > 0 then redis.call('HSET', key, 'p', p - 1) end
 local w = 0
 if s == 1 then w = math.max(0, tonumber(ARGV[1]) - (now - o)) end
 return {s, f, w, s}
@@ -206,8 +211,8 @@ def breaker_key(prefix: str, service_name: str, endpoint: str) -> str:
 def _ints(reply: Any, size: int) -> list[int] | None:
     """A script's reply as ints, or None when it is not what the scripts return.
 
-    The replies are ``{[permit,] state, failures, wait_ms, old state}``: permits and states are
-    0-2 and nothing is negative.
+    The replies are ``{[permit,] state, failures, wait_ms, old state}``: states are 0-2, only
+    a half-open breaker gives probe permits, nothing is negative.
     """
     if not isinstance(reply, list | tuple) or len(reply) != size:
         return None
@@ -215,9 +220,11 @@ def _ints(reply: Any, size: int) -> list[int] | None:
         values = [int(x) for x in reply]
     except (TypeError, ValueError):
         return None
-    codes = (values[0], values[1], values[-1]) if size == 5 else (values[0], values[-1])
-    if min(values) < 0 or max(codes) > 2:
+    states = (values[1], values[4]) if size == 5 else (values[0], values[3])
+    if min(values) < 0 or max(states) > 2:
         return None
+    if size == 5 and values[0] >= PROBE and values[1] != _CODES[_HALF_OPEN]:
+        return None  # only a half-open breaker admits probes
     return values
 
 
@@ -329,14 +336,14 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     def release(self, permit: int) -> None:
         """Give back a permit whose call neither failed nor succeeded."""
-        if permit == PROBE:
-            reply = self.store.run(RELEASE, (self.key,), (self._reset_ms,))
+        if is_probe(permit):
+            reply = self.store.run(RELEASE, (self.key,), (self._reset_ms, permit))
             self._after_release(reply, permit)
 
     async def release_async(self, permit: int) -> None:
         """The asyncio twin of :meth:`release`."""
-        if permit == PROBE:
-            reply = await self.store.run_async(RELEASE, (self.key,), (self._reset_ms,))
+        if is_probe(permit):
+            reply = await self.store.run_async(RELEASE, (self.key,), (self._reset_ms, permit))
             self._after_release(reply, permit)
 
     def reset(self) -> None:

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+from redis_support import RedisServer
 
 import otel_resilience
 import redis
@@ -24,8 +25,9 @@ from otel_resilience import (
     resilient_call,
     resilient_call_async,
 )
-from otel_resilience._breaker import ADMITTED, PROBE, REJECTED, CircuitBreaker
+from otel_resilience._breaker import ADMITTED, REJECTED, CircuitBreaker, is_probe
 from otel_resilience._redis_breaker import RedisCircuitBreaker, breaker_key
+from support import FakeClock
 
 pytestmark = pytest.mark.integration
 
@@ -124,7 +126,7 @@ def test_half_open_admits_max_probes_across_processes(redis_url: str, max_probes
 
     permits = [b.try_acquire() for b in fleet.breakers for _ in range(2)]
 
-    assert permits.count(PROBE) == max_probes
+    assert sum(map(is_probe, permits)) == max_probes
     assert permits.count(REJECTED) == 8 - max_probes
     half_opened = [log for log in fleet.transitions if ("open", "half_open") in log]
     assert len(half_opened) == 1  # exactly one process won OPEN -> HALF_OPEN
@@ -135,7 +137,8 @@ def test_successful_probes_close_for_every_process(redis_url: str, rclient: redi
     _fail(fleet[0])
     time.sleep(0.12)
     first, second = fleet[0].try_acquire(), fleet[1].try_acquire()
-    assert (first, second) == (PROBE, PROBE)
+    assert is_probe(first)
+    assert is_probe(second)
 
     fleet[0].record_success(first)
     assert fleet[0].state is HALF_OPEN  # one success of the two needed
@@ -152,7 +155,7 @@ def test_failed_probe_opens_again_for_everyone(redis_url: str) -> None:
     _fail(fleet[0])
     time.sleep(0.12)
     probe = fleet[1].try_acquire()
-    assert probe == PROBE
+    assert is_probe(probe)
 
     fleet[1].record_failure(probe)
 
@@ -173,19 +176,19 @@ def test_released_probe_lets_another_process_probe(redis_url: str) -> None:
 
     fleet[0].release(probe)  # e.g. a client error: neither success nor failure
 
-    assert fleet[1].try_acquire() == PROBE
+    assert is_probe(fleet[1].try_acquire())
 
 
 def test_probe_of_a_dead_process_is_given_up_after_a_reset_period(redis_url: str) -> None:
     fleet = _Fleet(redis_url, 2, CB_FAIL_THRESHOLD=1, CB_RESET_SEC=0.1)
     _fail(fleet[0])
     time.sleep(0.12)
-    assert fleet[0].try_acquire() == PROBE  # ... and that process dies with its permit
+    assert is_probe(fleet[0].try_acquire())  # ... and that process dies with its permit
     assert fleet[1].try_acquire() == REJECTED
 
     time.sleep(0.12)
 
-    assert fleet[1].try_acquire() == PROBE
+    assert is_probe(fleet[1].try_acquire())
 
 
 @pytest.mark.parametrize(
@@ -329,7 +332,7 @@ async def test_async_twins_share_state_with_sync_processes(redis_url: str) -> No
     assert fleet[1].try_acquire() == REJECTED  # a sync process sees it
     await asyncio.sleep(0.12)
     probe = await fleet[0].try_acquire_async()
-    assert probe == PROBE
+    assert is_probe(probe)
     assert await fleet[1].try_acquire_async() == REJECTED
     await fleet[0].release_async(probe)
     probe = await fleet[1].try_acquire_async()
@@ -355,7 +358,7 @@ async def test_concurrent_async_acquires_respect_the_probe_limit(redis_url: str)
 
     permits = await asyncio.gather(*(b.try_acquire_async() for b in fleet.breakers * 5))
 
-    assert permits.count(PROBE) == 2
+    assert sum(map(is_probe, permits)) == 2
     assert permits.count(REJECTED) == 18
     assert fleet[0].store.errors == 0
 
@@ -375,3 +378,152 @@ async def test_resilient_call_async_uses_the_shared_breaker(
     with pytest.raises(CircuitOpenError):
         await resilient_call_async("payments", "charge", down)
     assert rclient.hget(breaker_key("otel_resilience", "payments", "charge"), "s") == b"1"
+
+
+# --- edges: the mirror, malformed replies, fallback of each operation ---------------------------
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        None,
+        "OK",
+        [1, 0, 0, 0],
+        [1, 0, 0, 0, "x"],
+        [3, 0, 0, 0, 0],
+        [1, 5, 0, 0, 0],
+        [1, 0, -1, 0, 0],
+    ],
+    ids=["nil", "string", "short", "not-a-number", "bad-permit", "bad-state", "negative"],
+)
+def test_malformed_acquire_reply_falls_back_to_local_state(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, reply: object
+) -> None:
+    breaker = _Fleet(redis_url, 1, CB_FAIL_THRESHOLD=1)[0]
+    monkeypatch.setattr(breaker.store, "run", lambda source, keys, args: reply)
+
+    assert breaker.try_acquire() == ADMITTED  # the local (closed) breaker decides
+
+    assert breaker.store.errors == (0 if reply is None else 1)
+    assert breaker._pending_sync
+
+
+def test_mirror_reads_half_open_once_the_reset_timeout_passed_locally(
+    redis_url: str, rclient: redis.Redis
+) -> None:
+    clock = FakeClock()
+    config = _config(redis_url, CB_FAIL_THRESHOLD=1, CB_RESET_SEC=30)
+    breaker = RedisCircuitBreaker(
+        "charge", 1, 30, service_name="payments", config=config, clock=clock
+    )
+    _fail(breaker)
+    assert breaker.state is OPEN
+
+    clock.advance(30)
+
+    assert breaker.state is HALF_OPEN  # what the next acquire will find (no round trip yet)
+    assert rclient.hget(breaker.key, "s") == b"1"
+
+
+def test_late_success_while_open_records_nothing(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet = _Fleet(redis_url, 2, CB_FAIL_THRESHOLD=1)
+    permit = fleet[0].try_acquire()  # admitted while closed ...
+    _fail(fleet[1])
+    fleet[0].sync()  # ... and the breaker opened meanwhile
+    trips: list[str] = []
+    monkeypatch.setattr(fleet[0].store, "run", lambda *args: trips.append("run"))
+
+    fleet[0].record_success(permit)
+
+    assert trips == []
+
+
+def test_each_operation_falls_back_while_redis_is_down(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    fleet = _Fleet(redis_url, 1, CB_FAIL_THRESHOLD=1, CB_RESET_SEC=0.05, CB_HALF_OPEN_MAX_CALLS=2)
+    breaker = fleet[0]
+    redis_server.stop()
+
+    _fail(breaker)
+    assert breaker.state is OPEN
+    time.sleep(0.06)
+    first, second = breaker.try_acquire(), breaker.try_acquire()
+    assert is_probe(first)
+    assert is_probe(second)  # the local half-open logic
+    breaker.release(first)
+    breaker.record_success(second)
+    assert is_probe(breaker.try_acquire())  # the released slot
+    breaker.reset()
+
+    assert breaker.state is CLOSED
+    assert fleet.transitions[0] == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ]
+    assert breaker._pending_sync
+
+
+def test_window_trip_while_redis_is_down_opens_locally(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    fleet = _Fleet(
+        redis_url,
+        1,
+        CB_MODE="count",
+        CB_WINDOW_SIZE=2,
+        CB_MIN_CALLS=2,
+        CB_FAILURE_RATE_THRESHOLD=1.0,
+    )
+    redis_server.stop()
+
+    _fail(fleet[0], 2)
+
+    assert fleet.transitions[0] == [("closed", "open")]
+    assert fleet[0].try_acquire() == REJECTED
+
+
+def test_window_closes_with_the_shared_breaker(redis_url: str) -> None:
+    fleet = _Fleet(
+        redis_url,
+        2,
+        CB_MODE="count",
+        CB_WINDOW_SIZE=2,
+        CB_MIN_CALLS=2,
+        CB_FAILURE_RATE_THRESHOLD=1.0,
+        CB_RESET_SEC=0.05,
+    )
+    _fail(fleet[0], 2)
+    assert fleet[1].try_acquire() == REJECTED
+    time.sleep(0.06)
+    fleet[0].record_success(fleet[0].try_acquire())  # the probe closes it
+
+    assert fleet[1].try_acquire() == ADMITTED  # the mirror closes, the window starts empty
+    fleet[1].record_failure(ADMITTED)
+    assert fleet[1].state is CLOSED  # one failure in a fresh window of 2: below MIN_CALLS
+
+
+@pytest.mark.usefixtures("async_clients")
+async def test_async_manual_states_need_no_round_trip(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet = _Fleet(redis_url, 2)
+    fleet[0].force_open()
+    fleet[1].disable()
+    trips: list[str] = []
+
+    async def run_async(*args: object, **kwargs: object) -> None:
+        trips.append("run")
+
+    for breaker in fleet.breakers:
+        monkeypatch.setattr(breaker.store, "run_async", run_async)
+
+    assert await fleet[0].try_acquire_async() == REJECTED
+    assert await fleet[1].try_acquire_async() == ADMITTED
+    await fleet[1].record_failure_async(ADMITTED)
+    await fleet[1].record_success_async(ADMITTED)
+    assert fleet[0].sync() is OPEN
+    assert trips == []

@@ -28,7 +28,8 @@ def _run_workers(
     target: Callable[..., None],
     args: tuple[Any, ...],
     *,
-    before_start: Callable[[], None] = lambda: None,
+    before_release: Callable[[], None] = lambda: None,
+    while_running: Callable[[], None] = lambda: None,
 ) -> list[dict[str, Any]]:
     """Start PROCESSES workers, release them together, collect their summaries."""
     barrier = _ctx.Barrier(PROCESSES + 1)
@@ -39,8 +40,9 @@ def _run_workers(
     for process in processes:
         process.start()
     try:
-        barrier.wait(timeout=60)  # every worker imported the library and configured it
-        before_start()
+        before_release()  # the workers wait at the barrier meanwhile
+        barrier.wait(timeout=60)  # every worker is ready: all start together
+        while_running()
         summaries = [queue.get(timeout=60) for _ in processes]
     finally:
         for process in processes:
@@ -101,12 +103,12 @@ def test_half_open_probe_limit_holds_across_processes(
     summaries = _run_workers(
         redis_workers.probe_storm,
         (redis_url, reset_sec, max_probes, THREADS, "hits"),
-        before_start=wait_for_half_open,
+        before_release=wait_for_half_open,
     )
     outcomes = _total(summaries, "outcomes")
     # 32 callers at once: exactly max_probes probes reach the dependency (4x that if each
     # process kept its own half-open count); they fail and the circuit opens again.
-    assert int(rclient.get("hits") or 0) == max_probes
+    assert int(rclient.get("hits") or 0) == max_probes, summaries
     assert outcomes == {"failed": max_probes, "rejected": PROCESSES * THREADS - max_probes}
     assert _total(summaries, "logs")["HALF_OPEN"] == 1
     assert rclient.hget(opener.key, "s") == b"1"
@@ -149,7 +151,7 @@ def test_stopping_redis_mid_run_fails_no_call_and_restart_restores_sharing(
     summaries = _run_workers(
         redis_workers.steady_calls,
         (redis_url, 2, 3.5),
-        before_start=outage_then_open,
+        while_running=outage_then_open,
     )
     outcomes = _total(summaries, "outcomes")
     assert set(outcomes) == {"ok", "rejected"}  # no call failed because Redis did
