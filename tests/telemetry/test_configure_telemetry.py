@@ -283,3 +283,35 @@ def test_an_app_tracer_provider_is_kept_while_metrics_get_ours(otel_globals: Han
     assert trace.get_tracer_provider() is app_tracer_provider
     assert isinstance(handle.meter_provider, MeterProvider)
     assert metrics.get_meter_provider() is handle.meter_provider
+
+
+@pytest.mark.parametrize(
+    ("protocol", "collector"),
+    [
+        pytest.param("http/protobuf", http_collector, id="http-protobuf"),
+        pytest.param("grpc", grpc_collector, id="grpc"),
+    ],
+)
+def test_an_environ_mapping_is_read_like_the_process_environment(
+    otel_globals: Handles, protocol, collector
+) -> None:
+    """``configure_telemetry(environ=...)`` takes the variables from the mapping, all of them."""
+    with collector() as (endpoint, received):
+        received: Received
+        handle = configure(
+            otel_globals,
+            environ={
+                "OTEL_SERVICE_NAME": "from-mapping",
+                "OTEL_RESOURCE_ATTRIBUTES": "team=payments",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+                "OTEL_METRICS_EXPORTER": "none",
+            },
+        )
+
+        resilient_call("gcs", "upload", lambda: "ok")
+        handle.shutdown()
+
+        assert "gcs upload" in received.span_names()
+        assert received.resource_attributes()["service.name"] == "from-mapping"
+        assert received.resource_attributes()["team"] == "payments"
