@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -124,6 +125,32 @@ def _protocol(signal: str, env: Mapping[str, str]) -> str:
     return value
 
 
+def _otlp_endpoint(signal: str, protocol: str, env: Mapping[str, str]) -> str | None:
+    """The OTLP endpoint of one signal from ``env``, as the exporters derive it from os.environ.
+
+    None leaves the exporter's default. Passed explicitly so an ``environ`` mapping is honoured.
+    """
+    specific = env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT", "").strip()
+    if specific:
+        return specific
+    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    if not base:
+        return None
+    if protocol == "grpc":
+        return base
+    return f"{base.rstrip('/')}/v1/{signal.lower()}"
+
+
+def _resource_attributes(env: Mapping[str, str]) -> dict[str, str]:
+    """``OTEL_RESOURCE_ATTRIBUTES`` (``key=value,...``, values percent-encoded) from ``env``."""
+    found: dict[str, str] = {}
+    for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            found[key.strip()] = urllib.parse.unquote(value.strip())
+    return found
+
+
 def _port(value: int | str | None, env: Mapping[str, str]) -> int:
     source = "prometheus_port"
     if value is None:
@@ -184,6 +211,8 @@ def configure_telemetry(
     handle = TelemetryHandle(traces_exporters=tuple(traces), metrics_exporters=tuple(metric_kinds))
 
     attributes: dict[str, Any] = {"service.instance.id": str(uuid.uuid4())}
+    if environ is not None:  # the SDK's detector reads os.environ only
+        attributes.update(_resource_attributes(env))
     resource = Resource.create(attributes)  # reads OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
     if service_name is not None:
         resource = resource.merge(Resource.create({"service.name": service_name}))
@@ -262,11 +291,11 @@ def _span_processor(kind: str, env: Mapping[str, str], handle: TelemetryHandle) 
         if _protocol("TRACES", env) == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc import trace_exporter as grpc_traces
 
-            exporter = grpc_traces.OTLPSpanExporter()
+            exporter = grpc_traces.OTLPSpanExporter(endpoint=_otlp_endpoint("TRACES", "grpc", env))
         else:
             from opentelemetry.exporter.otlp.proto.http import trace_exporter as http_traces
 
-            exporter = http_traces.OTLPSpanExporter()
+            exporter = http_traces.OTLPSpanExporter(endpoint=_otlp_endpoint("TRACES", "http", env))
     except ImportError:  # pragma: no cover - needs a venv without the extra
         _problem(handle, f"OTLP span exporter missing; {_INSTALL_HINT}")
         return None
@@ -298,11 +327,15 @@ def _metric_reader(
             if _protocol("METRICS", env) == "grpc":
                 from opentelemetry.exporter.otlp.proto.grpc import metric_exporter as grpc_m
 
-                exporter = grpc_m.OTLPMetricExporter()
+                exporter = grpc_m.OTLPMetricExporter(
+                    endpoint=_otlp_endpoint("METRICS", "grpc", env)
+                )
             else:
                 from opentelemetry.exporter.otlp.proto.http import metric_exporter as http_m
 
-                exporter = http_m.OTLPMetricExporter()
+                exporter = http_m.OTLPMetricExporter(
+                    endpoint=_otlp_endpoint("METRICS", "http", env)
+                )
         except ImportError:  # pragma: no cover - needs a venv without the extra
             _problem(handle, f"OTLP metric exporter missing; {_INSTALL_HINT}")
             return None
