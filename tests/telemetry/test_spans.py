@@ -408,3 +408,14 @@ def test_a_nested_resilient_call_nests_under_the_outer_attempt(otel: Otel) -> No
 
     (outer_attempt,) = attempt_spans(otel, "rag answer attempt")
     assert parent_id(otel.span("vectordb search")) == outer_attempt.context.span_id
+
+
+def test_retry_event_reports_the_retry_after_the_service_asked_for(otel: Otel, fast) -> None:
+    func = failing(http_error(429, {"Retry-After": "3"}), result="ok")
+
+    assert resilient_call("openai", "chat.completions", func, max_retries=2) == "ok"
+
+    (event,) = [e for e in otel.span("openai chat.completions").events if e.name == "retry"]
+    assert event.attributes[RETRY_DELAY_S] == 3.0
+    assert event.attributes[ERROR_TYPE] == "rate_limit"
+    assert fast.sleeps == [3.0]
