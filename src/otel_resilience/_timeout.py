@@ -288,7 +288,9 @@ def _leave(entry: _Entry) -> None:
     if entry.state == 0:
         if _setitimer(_ITIMER_REAL, 0.0)[0] == 0.0 and not entry.fired:
             _sig.swallow = True  # expired but not handled yet: its signal may still come
-        if entry in stack:
+        if stack and stack[-1] is entry:
+            stack.pop()
+        elif entry in stack:  # entries above it were left behind by an interrupted cleanup
             del stack[stack.index(entry) :]
         entry.state = 1
     if entry.state == 1:
