@@ -13,8 +13,15 @@ from otel_resilience._mapping import Classification, classify
 
 E = ExternalServiceError
 
-#: client timeout used against the slow modes (the server waits 5 s)
-TIMEOUT_SEC = 0.25
+#: client timeout against the slow modes (the server waits 5 s before answering)
+SLOW_TIMEOUT_SEC = 0.25
+#: client timeout for the rest: generous, so a loaded machine cannot turn a 503 into a timeout
+TIMEOUT_SEC = 5.0
+
+
+def timeout_for(path: str) -> float:
+    """The client timeout for a fault path: short only where the timeout is the point."""
+    return SLOW_TIMEOUT_SEC if path.startswith("slow") else TIMEOUT_SEC
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,27 @@ import pytest
 from faultserver import FaultServer
 from otel_resilience._mapping import Classification, classify
 
-from ._cases import HTTP_FAULTS, TIMEOUT_SEC, E, Fault, assert_classified, expect_hits, url_for
+from ._cases import (
+    HTTP_FAULTS,
+    SLOW_TIMEOUT_SEC,
+    TIMEOUT_SEC,
+    E,
+    Fault,
+    assert_classified,
+    expect_hits,
+    timeout_for,
+    url_for,
+)
 
 
-def _session(**kwargs) -> aiohttp.ClientSession:
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=TIMEOUT_SEC, sock_read=TIMEOUT_SEC)
+def _session(seconds: float = TIMEOUT_SEC, **kwargs) -> aiohttp.ClientSession:
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
     return aiohttp.ClientSession(timeout=timeout, **kwargs)
 
 
 @pytest.mark.parametrize("fault", HTTP_FAULTS)
 async def test_aiohttp_fault_is_classified(fault_server: FaultServer, fault: Fault):
-    async with _session(raise_for_status=True) as session:
+    async with _session(timeout_for(fault.path), raise_for_status=True) as session:
         with pytest.raises(aiohttp.ClientError) as caught:
             async with session.get(url_for(fault_server, fault)) as response:
                 await response.read()
@@ -29,7 +39,7 @@ async def test_aiohttp_fault_is_classified(fault_server: FaultServer, fault: Fau
 
 
 async def test_aiohttp_total_timeout_is_a_timeout(fault_server: FaultServer):
-    timeout = aiohttp.ClientTimeout(total=TIMEOUT_SEC)
+    timeout = aiohttp.ClientTimeout(total=SLOW_TIMEOUT_SEC)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         with pytest.raises(TimeoutError) as caught:
             async with session.get(f"{fault_server.url}/slow?delay=5") as response:

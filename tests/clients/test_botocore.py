@@ -11,14 +11,14 @@ import pytest
 
 from faultserver import FaultServer
 
-from ._cases import TIMEOUT_SEC, E, Fault, assert_classified, expect_hits
+from ._cases import SLOW_TIMEOUT_SEC, TIMEOUT_SEC, E, Fault, assert_classified, expect_hits
 
 
-def _s3(endpoint_url: str):
+def _s3(endpoint_url: str, timeout: float = TIMEOUT_SEC):
     config = botocore.config.Config(
         retries={"total_max_attempts": 1},  # botocore's own retries off: one request per call
-        connect_timeout=TIMEOUT_SEC,
-        read_timeout=TIMEOUT_SEC,
+        connect_timeout=timeout,
+        read_timeout=timeout,
         s3={"addressing_style": "path"},
     )
     return botocore.session.get_session().create_client(
@@ -34,6 +34,14 @@ def _s3(endpoint_url: str):
 @pytest.fixture(scope="module")
 def s3(_http_fault_server: FaultServer) -> Iterator[object]:
     client = _s3(_http_fault_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def s3_impatient(_http_fault_server: FaultServer) -> Iterator[object]:
+    """A client whose read timeout is short, for the slow modes."""
+    client = _s3(_http_fault_server.url, SLOW_TIMEOUT_SEC)
     yield client
     client.close()
 
@@ -95,9 +103,11 @@ TRANSPORT_FAULTS = [
 
 
 @pytest.mark.parametrize("fault", TRANSPORT_FAULTS)
-def test_botocore_transport_fault_is_classified(fault_server: FaultServer, s3, fault: Fault):
+def test_botocore_transport_fault_is_classified(
+    fault_server: FaultServer, s3_impatient, fault: Fault
+):
     with pytest.raises(botocore.exceptions.BotoCoreError) as caught:
-        s3.get_object(Bucket=fault.path, Key="k")
+        s3_impatient.get_object(Bucket=fault.path, Key="k")
 
     assert_classified(caught.value, "botocore", fault)
     expect_hits(fault_server, fault)
@@ -111,9 +121,9 @@ def test_botocore_transport_fault_is_classified(fault_server: FaultServer, s3, f
     ],
 )
 def test_botocore_streaming_body_fault_is_classified(
-    fault_server: FaultServer, s3, bucket: str, expected
+    fault_server: FaultServer, s3_impatient, bucket: str, expected
 ):
-    body = s3.get_object(Bucket=bucket, Key="k")["Body"]
+    body = s3_impatient.get_object(Bucket=bucket, Key="k")["Body"]
     with pytest.raises(Exception) as caught:  # noqa: PT011 - the library picks the type
         body.read()
 

@@ -8,7 +8,7 @@ import pytest
 
 from faultserver import GRPC_METHOD, GrpcFaultServer
 
-from ._cases import TIMEOUT_SEC, E, Fault, assert_classified
+from ._cases import E, Fault, assert_classified, timeout_for
 
 # (request, expected): the request names the status the server aborts with
 GRPC_FAULTS = [
@@ -56,7 +56,7 @@ def test_grpc_status_is_classified(grpc_server: GrpcFaultServer, request_text: s
     with grpc.insecure_channel(grpc_server.target, options=OPTIONS) as channel:
         call = channel.unary_unary(GRPC_METHOD)
         with pytest.raises(grpc.RpcError) as caught:
-            call(request_text.encode(), timeout=TIMEOUT_SEC if "slow" in request_text else 5)
+            call(request_text.encode(), timeout=timeout_for(request_text))
 
     assert_classified(caught.value, "grpc", fault)
     assert grpc_server.count(_mode(request_text)) == 1
@@ -69,7 +69,7 @@ async def test_grpc_aio_status_is_classified(
     async with grpc.aio.insecure_channel(grpc_server.target, options=OPTIONS) as channel:
         call = channel.unary_unary(GRPC_METHOD)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await call(request_text.encode(), timeout=TIMEOUT_SEC if "slow" in request_text else 5)
+            await call(request_text.encode(), timeout=timeout_for(request_text))
 
     assert_classified(caught.value, "grpc", fault)
     assert grpc_server.count(_mode(request_text)) == 1

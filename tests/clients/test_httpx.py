@@ -7,12 +7,23 @@ import pytest
 
 from faultserver import FaultServer
 
-from ._cases import HTTP_FAULTS, TIMEOUT_SEC, E, Fault, assert_classified, expect_hits, url_for
+from ._cases import (
+    HTTP_FAULTS,
+    E,
+    Fault,
+    assert_classified,
+    expect_hits,
+    timeout_for,
+    url_for,
+)
 
 
 @pytest.mark.parametrize("fault", HTTP_FAULTS)
 def test_httpx_fault_is_classified(fault_server: FaultServer, fault: Fault):
-    with httpx.Client(timeout=TIMEOUT_SEC) as client, pytest.raises(httpx.HTTPError) as caught:
+    with (
+        httpx.Client(timeout=timeout_for(fault.path)) as client,
+        pytest.raises(httpx.HTTPError) as caught,
+    ):
         client.get(url_for(fault_server, fault)).raise_for_status()
 
     assert_classified(caught.value, "httpx", fault)
@@ -21,7 +32,7 @@ def test_httpx_fault_is_classified(fault_server: FaultServer, fault: Fault):
 
 @pytest.mark.parametrize("fault", HTTP_FAULTS)
 async def test_httpx_async_fault_is_classified(fault_server: FaultServer, fault: Fault):
-    async with httpx.AsyncClient(timeout=TIMEOUT_SEC) as client:
+    async with httpx.AsyncClient(timeout=timeout_for(fault.path)) as client:
         with pytest.raises(httpx.HTTPError) as caught:
             (await client.get(url_for(fault_server, fault))).raise_for_status()
 

@@ -7,7 +7,7 @@ import pytest
 
 from faultserver import FaultServer
 
-from ._cases import HTTP_FAULTS, TIMEOUT_SEC, E, Fault, assert_classified, expect_hits
+from ._cases import HTTP_FAULTS, E, Fault, assert_classified, expect_hits, timeout_for
 
 OPENAI_FAULTS = [
     *HTTP_FAULTS,
@@ -33,7 +33,7 @@ def _client_kwargs(server: FaultServer, fault: Fault) -> dict:
         "base_url": _base_url(server, fault),
         "api_key": "sk-fault",
         "max_retries": 0,
-        "timeout": TIMEOUT_SEC,
+        "timeout": timeout_for(fault.path),
     }
 
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
-import redis
 import redis.asyncio
 import redis.asyncio.retry
 from redis.backoff import NoBackoff
 
+import redis
 from faultserver import LOCALHOST, RespFaultServer
 from otel_resilience._clients import CLIENT_CLASSIFIERS
 
-from ._cases import TIMEOUT_SEC, E, Fault, assert_classified
+from ._cases import TIMEOUT_SEC, E, Fault, assert_classified, timeout_for
 
 # the key of GET picks the server's reply
 REDIS_FAULTS = [
@@ -33,21 +33,21 @@ REDIS_FAULTS = [
 ]
 
 
-def _client(port: int) -> redis.Redis:
+def _client(port: int, key: str = "ok") -> redis.Redis:
     return redis.Redis(
         host=LOCALHOST,
         port=port,
-        socket_timeout=TIMEOUT_SEC,
+        socket_timeout=timeout_for(key),
         socket_connect_timeout=TIMEOUT_SEC,
         retry=redis.retry.Retry(NoBackoff(), 0),  # redis-py's own retries off
     )
 
 
-def _async_client(port: int) -> redis.asyncio.Redis:
+def _async_client(port: int, key: str = "ok") -> redis.asyncio.Redis:
     return redis.asyncio.Redis(
         host=LOCALHOST,
         port=port,
-        socket_timeout=TIMEOUT_SEC,
+        socket_timeout=timeout_for(key),
         socket_connect_timeout=TIMEOUT_SEC,
         retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
     )
@@ -55,7 +55,7 @@ def _async_client(port: int) -> redis.asyncio.Redis:
 
 @pytest.mark.parametrize(("key", "fault"), REDIS_FAULTS)
 def test_redis_reply_is_classified(resp_server: RespFaultServer, key: str, fault: Fault):
-    client = _client(resp_server.port)
+    client = _client(resp_server.port, key)
     with pytest.raises(redis.RedisError) as caught:
         client.get(key)
     client.close()
@@ -68,7 +68,7 @@ def test_redis_reply_is_classified(resp_server: RespFaultServer, key: str, fault
 async def test_redis_asyncio_reply_is_classified(
     resp_server: RespFaultServer, key: str, fault: Fault
 ):
-    client = _async_client(resp_server.port)
+    client = _async_client(resp_server.port, key)
     with pytest.raises(redis.RedisError) as caught:
         await client.get(key)
     await client.aclose()

@@ -10,14 +10,25 @@ from urllib3.util.retry import Retry
 
 from faultserver import FaultServer
 
-from ._cases import HTTP_FAULTS, TIMEOUT_SEC, E, Fault, assert_classified, expect_hits, url_for
+from ._cases import (
+    HTTP_FAULTS,
+    TIMEOUT_SEC,
+    E,
+    Fault,
+    assert_classified,
+    expect_hits,
+    timeout_for,
+    url_for,
+)
 
 
 @pytest.mark.parametrize("fault", HTTP_FAULTS)
 def test_requests_fault_is_classified(fault_server: FaultServer, fault: Fault):
     def call() -> None:
         with requests.Session() as session:
-            session.get(url_for(fault_server, fault), timeout=TIMEOUT_SEC).raise_for_status()
+            session.get(
+                url_for(fault_server, fault), timeout=timeout_for(fault.path)
+            ).raise_for_status()
 
     with pytest.raises(requests.RequestException) as caught:
         call()
@@ -83,7 +94,7 @@ URLLIB3_FAULTS = [
 @pytest.mark.parametrize("fault", URLLIB3_FAULTS)
 def test_urllib3_fault_is_classified(fault_server: FaultServer, fault: Fault, retries):
     with (
-        urllib3.PoolManager(timeout=TIMEOUT_SEC, retries=retries) as pool,
+        urllib3.PoolManager(timeout=timeout_for(fault.path), retries=retries) as pool,
         pytest.raises(urllib3.exceptions.HTTPError) as caught,
     ):
         pool.request("GET", url_for(fault_server, fault))

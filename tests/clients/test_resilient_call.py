@@ -38,22 +38,23 @@ from otel_resilience import (
 from support import FakeClock
 
 E = ExternalServiceError
-CLIENT_TIMEOUT = 0.25
+CLIENT_TIMEOUT = 5.0  # generous: a loaded machine must not turn a 503 into a timeout
+SLOW_TIMEOUT = 0.25  # for the slow modes, where the timeout is the point
 
 # --- one "GET this fault path" per client library --------------------------------------------
 # each takes a base URL and a fault path with its query ("flaky?fail=2"), returns a JSON dict
 
 
-def _httpx(base: str, path: str) -> Any:
-    with httpx.Client(timeout=CLIENT_TIMEOUT) as client:
+def _httpx(base: str, path: str, timeout: float = CLIENT_TIMEOUT) -> Any:
+    with httpx.Client(timeout=timeout) as client:
         response = client.get(f"{base}/{path}")
         response.raise_for_status()
         return response.json()
 
 
-def _requests(base: str, path: str) -> Any:
+def _requests(base: str, path: str, timeout: float = CLIENT_TIMEOUT) -> Any:
     with requests.Session() as session:
-        response = session.get(f"{base}/{path}", timeout=CLIENT_TIMEOUT)
+        response = session.get(f"{base}/{path}", timeout=timeout)
         response.raise_for_status()
         return response.json()
 
@@ -63,22 +64,22 @@ def _segments(path: str) -> str:
     return "/".join([base, *query.split("&")]) if query else base
 
 
-def _openai(base: str, path: str) -> Any:
+def _openai(base: str, path: str, timeout: float = CLIENT_TIMEOUT) -> Any:
     base_url = f"{base}/{_segments(path)}"
     with openai.OpenAI(
-        base_url=base_url, api_key="sk-fault", max_retries=0, timeout=CLIENT_TIMEOUT
+        base_url=base_url, api_key="sk-fault", max_retries=0, timeout=timeout
     ) as client:
         response = client.models.list()
         return {"ok": True, "data": response.data}
 
 
-_S3_CLIENTS: dict[str, Any] = {}
+_S3_CLIENTS: dict[tuple[str, float], Any] = {}
 
 
-def _botocore(base: str, path: str) -> Any:
+def _botocore(base: str, path: str, timeout: float = CLIENT_TIMEOUT) -> Any:
     bucket, _, rest = _segments(path).partition("/")
-    if base not in _S3_CLIENTS:  # creating a client costs ~0.2 s: one per endpoint and module
-        _S3_CLIENTS[base] = botocore.session.get_session().create_client(
+    if (base, timeout) not in _S3_CLIENTS:  # a client costs ~0.2 s: one per endpoint and timeout
+        _S3_CLIENTS[base, timeout] = botocore.session.get_session().create_client(
             "s3",
             region_name="us-east-1",
             endpoint_url=base,
@@ -86,12 +87,12 @@ def _botocore(base: str, path: str) -> Any:
             aws_secret_access_key="fault",
             config=botocore.config.Config(
                 retries={"total_max_attempts": 1},
-                connect_timeout=CLIENT_TIMEOUT,
-                read_timeout=CLIENT_TIMEOUT,
+                connect_timeout=timeout,
+                read_timeout=timeout,
                 s3={"addressing_style": "path"},
             ),
         )
-    body = _S3_CLIENTS[base].get_object(Bucket=bucket, Key=rest or "k")["Body"].read()
+    body = _S3_CLIENTS[base, timeout].get_object(Bucket=bucket, Key=rest or "k")["Body"].read()
     return {"ok": True, "body": body}
 
 
@@ -111,15 +112,15 @@ SYNC_CLIENTS = [
 ]
 
 
-async def _httpx_async(base: str, path: str) -> Any:
-    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
+async def _httpx_async(base: str, path: str, timeout: float = CLIENT_TIMEOUT) -> Any:
+    async with httpx.AsyncClient(timeout=timeout) as client:
         response = await client.get(f"{base}/{path}")
         response.raise_for_status()
         return response.json()
 
 
-async def _aiohttp(base: str, path: str) -> Any:
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=CLIENT_TIMEOUT, sock_read=1)
+async def _aiohttp(base: str, path: str, timeout: float = CLIENT_TIMEOUT) -> Any:
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
     async with (
         aiohttp.ClientSession(timeout=timeout, raise_for_status=True) as session,
         session.get(f"{base}/{path}") as response,
@@ -127,10 +128,10 @@ async def _aiohttp(base: str, path: str) -> Any:
         return await response.json()
 
 
-async def _openai_async(base: str, path: str) -> Any:
+async def _openai_async(base: str, path: str, timeout: float = CLIENT_TIMEOUT) -> Any:
     base_url = f"{base}/{_segments(path)}"
     async with openai.AsyncOpenAI(
-        base_url=base_url, api_key="sk-fault", max_retries=0, timeout=CLIENT_TIMEOUT
+        base_url=base_url, api_key="sk-fault", max_retries=0, timeout=timeout
     ) as client:
         response = await client.models.list()
         return {"ok": True, "data": response.data}
@@ -255,7 +256,12 @@ def test_client_read_timeout_is_a_retried_timeout(
     fault_server: FaultServer, clock: FakeClock, get: SyncClient
 ):
     with pytest.raises(ReliabilityError) as caught:
-        resilient_call("svc", "slow", lambda: get(fault_server.url, "slow?delay=5"), max_retries=2)
+        resilient_call(
+            "svc",
+            "slow",
+            lambda: get(fault_server.url, "slow?delay=5", SLOW_TIMEOUT),
+            max_retries=2,
+        )
 
     assert caught.value.error_type is E.TIMEOUT
     assert caught.value.attempts == 2
