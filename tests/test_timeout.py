@@ -219,6 +219,24 @@ def test_result_is_returned_when_the_function_finishes_in_time(
 
 
 @pytest.mark.parametrize("run", RUNNERS)
+@pytest.mark.parametrize("limit", [1e12, 1e300], ids=["30-thousand-years", "1e300-seconds"])
+def test_limits_beyond_what_the_os_timer_takes_work(
+    run: Callable[[Callable[[], Any]], Any], limit: float
+) -> None:
+    assert run(lambda: run_with_timeout(lambda: "done", limit)) == "done"
+
+
+@needs_itimer
+def test_a_capped_timer_is_rearmed_until_the_real_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(timeout_module, "_MAX_ARM", LIMIT / 4)  # the kernel timer runs out often
+
+    assert run_with_timeout(sleeper(LIMIT), 10.0) == "slept"
+    error, elapsed = timed(lambda: run_with_timeout(sleeper(), LIMIT))
+    assert isinstance(error, AttemptTimeout)
+    assert LIMIT - 0.005 <= elapsed < LIMIT + SLACK  # not early at a step, not late
+
+
+@pytest.mark.parametrize("run", RUNNERS)
 def test_deadline_already_passed_fails_without_calling(
     run: Callable[[Callable[[], Any]], Any],
 ) -> None:

@@ -203,6 +203,9 @@ _main_ident: int | None = threading.main_thread().ident
 _TINY: Final = 1e-6
 #: A timer that fires this close to its deadline counts as on time (timer/clock rounding).
 _SLACK: Final = 5e-4
+#: Longest timer we arm (~3 years; setitimer overflows past ~292 years). A longer limit is
+#: re-armed in steps by the handler.
+_MAX_ARM = 1e8
 
 
 class _Expired(BaseException):
@@ -216,10 +219,11 @@ class _Expired(BaseException):
 class _Entry:
     """One armed main-thread deadline (the token its frame recognises)."""
 
-    __slots__ = ("app_timer", "deadline", "fired", "restore_handler", "state")
+    __slots__ = ("app_timer", "capped", "deadline", "fired", "restore_handler", "state")
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, left: float) -> None:
         self.deadline = deadline
+        self.capped = left > _MAX_ARM  # the timer is armed for less than the deadline
         self.fired = False  # the handler raised _Expired for it
         self.state = 0  # 0 armed, 1 disarmed and popped, 2 fully left
         self.app_timer: tuple[float, float, float] | None = None  # (delay, interval, saved at)
@@ -259,6 +263,12 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
             if entry.deadline - now <= _SLACK:
                 target = entry
                 break
+        else:
+            if target.capped:  # the timer was shorter than the deadline: arm the rest
+                left = target.deadline - now
+                target.capped = left > _MAX_ARM
+                _setitimer(_ITIMER_REAL, min(left, _MAX_ARM))
+                return
         if not target.fired:
             target.fired = True
             raise _Expired(target)
@@ -298,7 +308,8 @@ def _leave(entry: _Entry) -> None:
             outer = stack[-1]
             left = outer.deadline - _monotonic()
             if left > 0.0:
-                _setitimer(_ITIMER_REAL, left)
+                outer.capped = left > _MAX_ARM
+                _setitimer(_ITIMER_REAL, min(left, _MAX_ARM))
             elif not outer.fired:
                 _setitimer(_ITIMER_REAL, _TINY)
         else:
@@ -333,10 +344,10 @@ def _run_main(
                 return func()
             finally:
                 _deadline_var.set(outer)
-        entry = _Entry(deadline)
-        stack.append(entry)
         left = deadline - _monotonic()
-        _setitimer(_ITIMER_REAL, left if left > _TINY else _TINY)
+        entry = _Entry(deadline, left)
+        stack.append(entry)
+        _setitimer(_ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM))
     else:
         handler = _getsignal(_SIGALRM)
         if handler is None:  # installed from C: we could not put it back
@@ -350,10 +361,12 @@ def _run_main(
             except ValueError:  # e.g. not the main interpreter: signals are not ours to take
                 return _run_in_worker(func, deadline, limit, requested, named)
         _sig.swallow = False
-        entry = _Entry(deadline)
-        stack.append(entry)
         left = deadline - _monotonic()
-        app_delay, app_interval = _setitimer(_ITIMER_REAL, left if left > _TINY else _TINY)
+        entry = _Entry(deadline, left)
+        stack.append(entry)
+        app_delay, app_interval = _setitimer(
+            _ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM)
+        )
         entry.restore_handler = restore
         if app_delay:
             if app_delay <= left:
