@@ -266,11 +266,23 @@ def test_resilient_call_picks_up_providers_installed_after_its_first_use(
     otel_globals: Handles, console
 ) -> None:
     resilient_call("gcs", "upload", lambda: "before")  # telemetry off: no SDK yet
-    configure(otel_globals, traces_exporter="console", metrics_exporter="none")
+    handle = configure(
+        otel_globals, traces_exporter="console", metrics_exporter="prometheus", prometheus_port=0
+    )
 
     resilient_call("gcs", "upload", lambda: "after")
 
-    assert '"name": "gcs upload"' in console.getvalue()
+    assert console.getvalue().count('"name": "gcs upload"') == 1
+    host, port = handle.prometheus_address
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    counts = [
+        line
+        for line in text.splitlines()
+        if line.startswith("resilience_call_duration_seconds_count")
+    ]
+    assert len(counts) == 1
+    assert counts[0].endswith(" 1.0")  # the call after the setup, not the one before
 
 
 def test_an_app_tracer_provider_is_kept_while_metrics_get_ours(otel_globals: Handles) -> None:
