@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import _internal as _metrics_internal
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _names as n
@@ -50,6 +51,25 @@ def _is_noop_meter_provider(provider: object) -> bool:
     return isinstance(provider, metrics.NoOpMeterProvider) or (
         type(provider).__name__ == "_ProxyMeterProvider"
     )
+
+
+_STALE: Final = object()  # "resolve again" (the cached provider keys' initial value)
+
+
+def _global_tracer_provider() -> Any:
+    """The API's global tracer provider, or None while the application has set none.
+
+    Read from the API's module global: ``trace.get_tracer_provider()`` looks ``os.environ`` up
+    on every call until a provider is set (~1 us, a large share of a call without an SDK).
+    """
+    provider = getattr(trace, "_TRACER_PROVIDER", _STALE)
+    return trace.get_tracer_provider() if provider is _STALE else provider
+
+
+def _global_meter_provider() -> Any:
+    """The API's global meter provider, or None while none is set (as for the tracer)."""
+    provider = getattr(_metrics_internal, "_METER_PROVIDER", _STALE)
+    return metrics.get_meter_provider() if provider is _STALE else provider
 
 
 class _Instruments:
@@ -128,9 +148,9 @@ class Telemetry:
         self._lock = threading.Lock()
         self._tracer_provider: Any = None  # injected; None: the global one
         self._meter_provider: Any = None
-        self._tracer_key: object = None
+        self._tracer_key: object = _STALE
         self._tracer: trace.Tracer | None = None
-        self._meter_key: object = None
+        self._meter_key: object = _STALE
         self._instruments: _Instruments | None = None
         self._pairs: dict[tuple[str, str], _Pair] = {}
         self._metric_pairs = 0
@@ -144,7 +164,7 @@ class Telemetry:
         with self._lock:
             self._tracer_provider = tracer_provider
             self._meter_provider = meter_provider
-            self._tracer_key = self._meter_key = None
+            self._tracer_key = self._meter_key = _STALE
             self._tracer = None
             self._instruments = None
 
@@ -164,13 +184,13 @@ class Telemetry:
             self._warned.clear()
 
     def tracer(self) -> trace.Tracer | None:
-        provider = self._tracer_provider or trace.get_tracer_provider()
+        provider = self._tracer_provider or _global_tracer_provider()
         if provider is self._tracer_key:
             return self._tracer
         return self._resolve_tracer(provider)
 
     def instruments(self) -> _Instruments | None:
-        provider = self._meter_provider or metrics.get_meter_provider()
+        provider = self._meter_provider or _global_meter_provider()
         if provider is self._meter_key:
             return self._instruments
         instruments = self._resolve_meter(provider)
@@ -179,7 +199,10 @@ class Telemetry:
                 self._zero_breaker_counters(instruments, breaker)
         return instruments
 
-    def _resolve_tracer(self, provider: Any) -> trace.Tracer | None:
+    def _resolve_tracer(self, key: Any) -> trace.Tracer | None:
+        # key None: no global provider set; the public getter may still load one named by
+        # OTEL_PYTHON_TRACER_PROVIDER, and is then the key from the next call on
+        provider = trace.get_tracer_provider() if key is None else key
         with self._lock:
             tracer = None
             if not _is_noop_tracer_provider(provider):
@@ -187,10 +210,11 @@ class Telemetry:
                     tracer = provider.get_tracer(n.SCOPE, _VERSION)
                 except Exception:
                     self.warn_once("tracer", "could not get a tracer; spans are off")
-            self._tracer, self._tracer_key = tracer, provider
+            self._tracer, self._tracer_key = tracer, key
             return tracer
 
-    def _resolve_meter(self, provider: Any) -> _Instruments | None:
+    def _resolve_meter(self, key: Any) -> _Instruments | None:
+        provider = metrics.get_meter_provider() if key is None else key  # as _resolve_tracer
         with self._lock:
             instruments = None
             if not _is_noop_meter_provider(provider):
@@ -198,7 +222,7 @@ class Telemetry:
                     instruments = _Instruments(provider.get_meter(n.SCOPE, _VERSION), self)
                 except Exception:
                     self.warn_once("meter", "could not create instruments; metrics are off")
-            self._instruments, self._meter_key = instruments, provider
+            self._instruments, self._meter_key = instruments, key
             return instruments
 
     def warn_once(self, key: str, message: str) -> None:
