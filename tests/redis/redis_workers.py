@@ -182,9 +182,16 @@ def probe_storm(
 
 
 def rate_storm(
-    url: str, rate: str, threads: int, duration: float, hits_key: str, barrier: Any, queue: Any
+    url: str,
+    rate: str,
+    threads: int,
+    duration: float,
+    mode: str,
+    hits_key: str,
+    barrier: Any,
+    queue: Any,
 ) -> None:
-    """Every thread calls as fast as the shared rate limit lets it, for ``duration`` seconds."""
+    """Every thread (or task) calls as fast as the shared rate limit lets it, for ``duration``."""
     handler = _setup(url, RATE_LIMIT=rate, RATE_LIMIT_MAX_WAIT_SEC=0, REDIS_TIMEOUT_MS=2000)
     dependency_client = redis.Redis.from_url(url)
     outcomes: Counter[str] = Counter()
@@ -193,29 +200,54 @@ def rate_storm(
     def ok() -> None:
         dependency_client.incr(hits_key)
 
+    async def ok_async() -> None:
+        ok()
+
+    def count(outcome: str) -> None:
+        with lock:
+            outcomes[outcome] += 1
+
     def worker(deadline: float) -> None:
         while time.monotonic() < deadline:
             try:
                 resilient_call(SERVICE, ENDPOINT, ok)
-                outcome = "ok"
+                count("ok")
             except Exception as exc:
-                outcome = _classify(exc)
+                count(_classify(exc))
                 time.sleep(0.005)  # a throttled caller backs off a little
-            with lock:
-                outcomes[outcome] += 1
+
+    async def task(deadline: float) -> None:
+        while time.monotonic() < deadline:
+            try:
+                await resilient_call_async(SERVICE, ENDPOINT, ok_async)
+                count("ok")
+            except Exception as exc:
+                count(_classify(exc))
+                await asyncio.sleep(0.005)
+
+    async def tasks(deadline: float) -> None:
+        from otel_resilience._redis import aclose_async_clients
+
+        await asyncio.gather(*(task(deadline) for _ in range(threads)))
+        await aclose_async_clients()
 
     barrier.wait()
     deadline = time.monotonic() + duration
-    pool = [threading.Thread(target=worker, args=(deadline,)) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
+    if mode == "async":
+        asyncio.run(tasks(deadline))
+    else:
+        pool = [threading.Thread(target=worker, args=(deadline,)) for _ in range(threads)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
     queue.put(_summary(handler, outcomes))
 
 
-def steady_calls(url: str, threads: int, duration: float, barrier: Any, queue: Any) -> None:
-    """Threads call a healthy dependency for ``duration`` s while the parent stops Redis.
+def steady_calls(
+    url: str, threads: int, duration: float, mode: str, barrier: Any, queue: Any
+) -> None:
+    """Threads (or tasks) call a healthy dependency for ``duration`` s while Redis goes away.
 
     Outcomes are "ok", "rejected" (the shared breaker was opened by the parent: sharing works)
     and anything else (a failure: what the fallback must prevent). The time of the first
@@ -226,26 +258,46 @@ def steady_calls(url: str, threads: int, duration: float, barrier: Any, queue: A
     first_rejection: list[float] = []
     lock = threading.Lock()
 
+    def count(outcome: str) -> None:
+        with lock:
+            outcomes[outcome] += 1
+            if outcome == "rejected" and not first_rejection:
+                first_rejection.append(time.time())
+
     def worker(deadline: float) -> None:
         while time.monotonic() < deadline:
             try:
                 resilient_call(SERVICE, ENDPOINT, lambda: "ok")
-                outcome = "ok"
+                count("ok")
             except Exception as exc:
-                outcome = _classify(exc)
-                if outcome == "rejected" and not first_rejection:
-                    first_rejection.append(time.time())
-            with lock:
-                outcomes[outcome] += 1
+                count(_classify(exc))
             time.sleep(0.002)
+
+    async def healthy() -> str:
+        return "ok"
+
+    async def task(deadline: float) -> None:
+        while time.monotonic() < deadline:
+            try:
+                await resilient_call_async(SERVICE, ENDPOINT, healthy)
+                count("ok")
+            except Exception as exc:
+                count(_classify(exc))
+            await asyncio.sleep(0.002)
+
+    async def tasks(deadline: float) -> None:
+        await asyncio.gather(*(task(deadline) for _ in range(threads)))
 
     barrier.wait()
     deadline = time.monotonic() + duration
-    pool = [threading.Thread(target=worker, args=(deadline,)) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
+    if mode == "async":
+        asyncio.run(tasks(deadline))
+    else:
+        pool = [threading.Thread(target=worker, args=(deadline,)) for _ in range(threads)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
     summary = _summary(handler, outcomes)
     summary["first_rejection"] = first_rejection[0] if first_rejection else None
     queue.put(summary)

@@ -114,9 +114,10 @@ def test_half_open_probe_limit_holds_across_processes(
     assert rclient.hget(opener.key, "s") == b"1"
 
 
-def test_rate_limit_holds_across_processes(redis_url: str, rclient: redis.Redis) -> None:
+@pytest.mark.parametrize("mode", ["sync", "async"], ids=["threads", "asyncio-tasks"])
+def test_rate_limit_holds_across_processes(redis_url: str, rclient: redis.Redis, mode: str) -> None:
     rate, per_second, duration = "20/second", 20, 2.5
-    summaries = _run_workers(redis_workers.rate_storm, (redis_url, rate, 4, duration, "hits"))
+    summaries = _run_workers(redis_workers.rate_storm, (redis_url, rate, 4, duration, mode, "hits"))
     outcomes = _total(summaries, "outcomes")
     hits = int(rclient.get("hits") or 0)
     # A moving window admits at most 20 calls in any second, so 2.5 s (plus the workers'
@@ -129,8 +130,9 @@ def test_rate_limit_holds_across_processes(redis_url: str, rclient: redis.Redis)
     assert [s["store_errors"] for s in summaries] == [0] * PROCESSES
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"], ids=["threads", "asyncio-tasks"])
 def test_stopping_redis_mid_run_fails_no_call_and_restart_restores_sharing(
-    redis_server: RedisServer, redis_url: str
+    redis_server: RedisServer, redis_url: str, mode: str
 ) -> None:
     config = ReliabilityConfig(
         STATE_BACKEND="redis", REDIS_URL=redis_url, CB_FAIL_THRESHOLD=1, CB_RESET_SEC=60
@@ -150,7 +152,7 @@ def test_stopping_redis_mid_run_fails_no_call_and_restart_restores_sharing(
 
     summaries = _run_workers(
         redis_workers.steady_calls,
-        (redis_url, 2, 3.5),
+        (redis_url, 2, 3.5, mode),
         while_running=outage_then_open,
     )
     outcomes = _total(summaries, "outcomes")
