@@ -107,3 +107,16 @@ def test_fast_failed_calls_are_reported_once_per_breaker_after_its_last_episode(
     fast = [i for i, line in enumerate(lines) if "failed fast" in line]
     assert len(opened) == 2
     assert fast == [opened[1] + 1]
+
+
+def test_a_long_run_lists_the_latest_episodes_and_counts_the_rest():
+    events = []
+    for n in range(5):
+        events += [
+            _ev(60.0 * n + 15, "closed", "open", 5),
+            _ev(60.0 * n + 36, "half_open", "closed"),
+        ]
+    lines = summary_lines(_result(events))
+    assert "  breaker clamav/scan opened 5 times; 2 earlier episode(s) not listed" in lines
+    listed = [line for line in lines if line.startswith("  breaker clamav/scan opened at")]
+    assert [line.split()[4] for line in listed] == ["135.00s", "195.00s", "255.00s"]

@@ -14,6 +14,9 @@ from ._stats import BreakerEvent, Row
 
 __all__ = ["Episode", "episodes", "format_ms", "summary_data", "summary_lines"]
 
+#: episodes listed per breaker in the summary (a run of hours has one per outage)
+MAX_EPISODES_SHOWN = 3
+
 
 @dataclass(frozen=True, slots=True)
 class Episode:
@@ -174,7 +177,19 @@ def summary_lines(result: RunResult) -> list[str]:
     if not found:
         lines.append("  breakers: all stayed closed")
     last_of = {(ep.service, ep.endpoint): ep for ep in found}
+    per_breaker: dict[tuple[str, str], list[Episode]] = {}
     for ep in found:
+        per_breaker.setdefault((ep.service, ep.endpoint), []).append(ep)
+    shown = []
+    for key, eps in per_breaker.items():
+        if len(eps) > MAX_EPISODES_SHOWN:  # a long run: the count, then the latest few
+            earlier = len(eps) - MAX_EPISODES_SHOWN
+            lines.append(
+                f"  breaker {key[0]}/{key[1]} opened {len(eps)} times;"
+                f" {earlier} earlier episode(s) not listed"
+            )
+        shown.extend(eps[-MAX_EPISODES_SHOWN:])
+    for ep in sorted(shown, key=lambda e: e.opened_at):
         text = (
             f"  breaker {ep.name} opened at {ep.opened_at:.2f}s"
             f" after {ep.failures_at_open} failures"
