@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import limits.storage.memory
 import pytest
@@ -203,3 +204,27 @@ def test_rate_limit_from_the_environment_per_service(monkeypatch: pytest.MonkeyP
         resilient_call("payments", "charge", lambda: None)
     resilient_call("search", "query", lambda: None)
     resilient_call("search", "query", lambda: None)
+
+
+def _load_limits() -> object:
+    return _ratelimit._import_limits()
+
+
+def _load_redis() -> object:
+    from otel_resilience._redis import import_redis
+
+    return import_redis()
+
+
+@pytest.mark.parametrize(
+    ("module", "load"),
+    [("limits", _load_limits), ("redis", _load_redis)],
+    ids=["limits", "redis"],
+)
+def test_missing_extra_names_the_package_to_install(
+    monkeypatch: pytest.MonkeyPatch, module: str, load: Callable[[], object]
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # the import fails as if not installed
+
+    with pytest.raises(ImportError, match=r"pip install 'otel-resilience\[redis\]'"):
+        load()

@@ -58,7 +58,7 @@ def _import_limits() -> Any:
         import limits
         import limits.storage
         import limits.strategies
-    except ImportError as exc:  # pragma: no cover - the redis extra is installed in dev
+    except ImportError as exc:
         raise ImportError(
             "RATE_LIMIT needs the 'limits' package: pip install 'otel-resilience[redis]'"
         ) from exc

@@ -47,7 +47,7 @@ def import_redis() -> Any:
     """The ``redis`` module, or an ImportError that says which extra to install."""
     try:
         import redis
-    except ImportError as exc:  # pragma: no cover - the redis extra is installed in dev
+    except ImportError as exc:
         raise ImportError(_INSTALL_HINT) from exc
     return redis
 
@@ -100,13 +100,30 @@ class RedisStore:
         self.errors = 0
 
     def __repr__(self) -> str:
-        return f"RedisStore({_redact(self.url)!r}, available={self.available()})"
+        return f"RedisStore({_redact(self.url)!r}, in_outage={self._outage})"
 
     # --- health --------------------------------------------------------------------------------
 
     def available(self) -> bool:
-        """False during the cool-down after a failure: use local state, do not try Redis."""
-        return not self._outage or time.monotonic() >= self._down_until
+        """False during the cool-down after a failure: use local state, do not try Redis.
+
+        When a cool-down ends, one caller gets True (the trial) and the others keep their local
+        state for another cool-down unless the trial works: an outage costs each process one
+        timed-out round trip per cool-down, not one per caller.
+        """
+        if not self._outage:
+            return True
+        if time.monotonic() < self._down_until:
+            return False
+        return self._claim_trial()
+
+    def _claim_trial(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if self._outage and now < self._down_until:
+                return False  # another caller is trying
+            self._down_until = now + self.cooldown_sec
+            return True
 
     @property
     def in_outage(self) -> bool:

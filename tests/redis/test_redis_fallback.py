@@ -27,11 +27,13 @@ from otel_resilience import (
     resilient_call,
 )
 from otel_resilience._breaker import ADMITTED, REJECTED
-from otel_resilience._redis import COOLDOWN_SEC, get_store
+from otel_resilience._redis import COOLDOWN_SEC, RedisStore, get_store
 from otel_resilience._redis_breaker import RedisCircuitBreaker
 from support import FakeClock
 
 pytestmark = pytest.mark.integration
+
+ANY_SCRIPT = "return 1"
 
 OPEN = CircuitBreakerState.OPEN
 
@@ -225,3 +227,16 @@ def test_shared_rate_limit_falls_back_to_a_local_one(
 
     assert caught.value.error_type.value == "throttled"
     assert get_store(redis_url, 50).errors >= 1
+
+
+def test_after_a_cool_down_one_caller_tries_redis_and_the_others_stay_local() -> None:
+    store = RedisStore(f"redis://user:secret@127.0.0.1:{free_port()}/0", 50, cooldown_sec=0.05)
+    assert store.run(ANY_SCRIPT, ("k",), ()) is None  # refused: the outage starts
+    assert [store.available(), store.available()] == [False, False]  # cooling down
+    assert "secret" not in repr(store)
+
+    time.sleep(0.06)
+
+    assert [store.available(), store.available()] == [True, False]  # one trial per cool-down
+    assert store.errors == 1
+    assert store.in_outage
