@@ -419,3 +419,41 @@ def test_retry_event_reports_the_retry_after_the_service_asked_for(otel: Otel, f
     assert event.attributes[RETRY_DELAY_S] == 3.0
     assert event.attributes[ERROR_TYPE] == "rate_limit"
     assert fast.sleeps == [3.0]
+
+
+async def test_a_cancelled_async_call_still_ends_and_exports_its_call_span(otel: Otel) -> None:
+    import asyncio
+
+    started = asyncio.Event()
+
+    async def slow() -> str:
+        started.set()
+        await asyncio.sleep(10)
+        return "never"
+
+    task = asyncio.create_task(
+        resilient_call_async("gcs", "upload", slow, timeout_sec=30, max_retries=1)
+    )
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    (attempt,) = attempt_spans(otel, "gcs upload attempt")
+    assert attempt.status.status_code is StatusCode.ERROR
+    call = otel.span("gcs upload")  # not lost: the attempt span's parent is exported too
+    assert parent_id(attempt) == call.context.span_id
+    assert call.status.status_code is StatusCode.ERROR
+
+
+def test_a_keyboard_interrupt_still_ends_and_exports_the_call_span(otel: Otel) -> None:
+    def interrupted() -> str:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        resilient_call("gcs", "upload", interrupted)
+
+    (attempt,) = attempt_spans(otel, "gcs upload attempt")
+    assert attempt.status.status_code is StatusCode.ERROR
+    call = otel.span("gcs upload")
+    assert parent_id(attempt) == call.context.span_id
