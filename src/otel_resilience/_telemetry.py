@@ -431,6 +431,10 @@ class CallObserver:
     def end_failed(self, error: ReliabilityError, attempts: int) -> None:
         return None
 
+    def end_aborted(self, cause: BaseException) -> None:
+        """The call was cancelled or interrupted (not a failure of the service)."""
+        return None
+
 
 NOOP_CALL: Final = CallObserver()
 
@@ -626,6 +630,20 @@ class _Call(CallObserver):
                 self._instruments.call_duration.record(duration, self._pair.error_attrs(error_type))
         except Exception:
             self._telemetry.warn_once("end_failed", "recording a failed call failed")
+
+    def end_aborted(self, cause: BaseException) -> None:
+        # the call span ends with the exception (so the attempt spans keep their parent);
+        # no metric: a cancelled call says nothing about the service
+        span = self._span
+        if span is None:
+            return
+        try:
+            if span.is_recording():
+                span.record_exception(cause)
+                span.set_status(Status(StatusCode.ERROR, type(cause).__name__))
+            span.end()
+        except Exception:
+            self._telemetry.warn_once("end_aborted", "ending an aborted call span failed")
 
 
 _telemetry = Telemetry()
