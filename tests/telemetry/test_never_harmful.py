@@ -277,3 +277,25 @@ async def test_async_call_with_raising_instrumentation_returns_its_value(
         await otel_resilience.resilient_call_async("gcs", "download", fetch)
     messages = [r.getMessage() for r in caplog.records if r.getMessage().startswith("telemetry:")]
     assert len(set(messages)) == len(messages)
+
+
+def test_exporters_that_raise_on_flush_and_shutdown_do_not_break_the_shutdown(
+    configured, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def explode(self, *args, **kwargs) -> Any:
+        raise RuntimeError("exporter bug")
+
+    for cls in (trace_export.ConsoleSpanExporter, metrics_export.ConsoleMetricExporter):
+        for method in ("export", "force_flush", "shutdown"):
+            monkeypatch.setattr(cls, method, explode)
+    handle = configured(traces_exporter="console", metrics_exporter="console")
+    assert resilient_call("gcs", "upload", lambda: "ok") == "ok"
+
+    handle.tracer_provider.force_flush()
+    handle.meter_provider.force_flush()
+    handle.shutdown()  # must not raise
+    handle.shutdown()
+
+    assert resilient_call("gcs", "upload", lambda: "still ok") == "still ok"
+    assert len(ours(caplog.records, "console exporter failed to export spans")) == 1
+    assert len(ours(caplog.records, "console exporter failed to export metrics")) == 1
