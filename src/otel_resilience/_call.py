@@ -285,6 +285,9 @@ def resilient_call(
             raise
         observer.fallback(error)
         return cast(T, fallback(error) if callable(fallback) else fallback)
+    except BaseException as exc:  # interrupted (KeyboardInterrupt, SystemExit): not a failure
+        observer.end_aborted(exc)
+        raise
     observer.end_ok(attempts)
     return result
 
@@ -419,6 +422,9 @@ async def resilient_call_async(
                 value = await value
             return cast(T, value)
         return cast(T, fallback)
+    except BaseException as exc:  # cancelled (asyncio.CancelledError) or interrupted
+        observer.end_aborted(exc)
+        raise
     observer.end_ok(attempts)
     return result
 
