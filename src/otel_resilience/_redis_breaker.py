@@ -46,7 +46,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 from urllib.parse import quote
 
 from ._breaker import (
@@ -234,6 +234,9 @@ class RedisCircuitBreaker(CircuitBreaker):
     Built by the breaker manager when ``STATE_BACKEND == "redis"``, with the same arguments as
     :class:`CircuitBreaker`; ``config.REDIS_URL`` is required.
     """
+
+    #: the asyncio call path may await the ``*_async`` twins of this breaker's round trips
+    async_io: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -285,14 +285,22 @@ def steady_calls(
                 count(_classify(exc))
             await asyncio.sleep(0.002)
 
-    async def tasks(deadline: float) -> None:
-        await asyncio.gather(*(task(deadline) for _ in range(threads)))
+    async def tasks() -> None:
+        from otel_resilience._redis import aclose_async_clients
 
-    barrier.wait()
-    deadline = time.monotonic() + duration
+        # connections opened before the run: a cold start must not look like an outage
+        await asyncio.gather(*(resilient_call_async(SERVICE, ENDPOINT, healthy) for _ in range(3)))
+        await asyncio.get_running_loop().run_in_executor(None, barrier.wait)
+        deadline = time.monotonic() + duration
+        await asyncio.gather(*(task(deadline) for _ in range(threads)))
+        await aclose_async_clients()
+
     if mode == "async":
-        asyncio.run(tasks(deadline))
+        asyncio.run(tasks())
     else:
+        resilient_call(SERVICE, ENDPOINT, lambda: "warm")
+        barrier.wait()
+        deadline = time.monotonic() + duration
         pool = [threading.Thread(target=worker, args=(deadline,)) for _ in range(threads)]
         for thread in pool:
             thread.start()
