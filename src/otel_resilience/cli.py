@@ -143,7 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="worker threads making calls (default 8)",
     )
-    demo.add_argument("--metrics-host", default=DEFAULT_METRICS_HOST, metavar="HOST")
+    demo.add_argument(
+        "--metrics-host",
+        default=DEFAULT_METRICS_HOST,
+        metavar="HOST",
+        help="address the metrics and health endpoints listen on (default 127.0.0.1;"
+        " 0.0.0.0 in a container)",
+    )
     demo.add_argument(
         "--metrics-port",
         type=_int_range(1, 65535, "port"),
