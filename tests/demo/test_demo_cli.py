@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -11,7 +13,7 @@ import pytest
 
 from otel_resilience import get_circuit_breaker_manager
 from otel_resilience._health import HealthServer
-from otel_resilience.cli import _health_url_for, build_parser, main
+from otel_resilience.cli import _health_url_for, build_parser, main, run_demo
 
 from .conftest import free_port, free_port_pair
 
@@ -233,3 +235,61 @@ def test_status_of_nothing_running_is_one_line_and_exit_1(capsys):
     line = _one_line_error(capsys)
     assert line.startswith(f"otel-resilience status: cannot reach http://127.0.0.1:{port}/metrics")
     assert line.endswith("is `otel-resilience demo` running?")
+
+
+class _Terminal(io.StringIO):
+    """A stdout that says it is a terminal."""
+
+    def isatty(self):
+        return True
+
+
+@pytest.fixture
+def no_otlp(monkeypatch):
+    """No OTLP export and no Prometheus endpoint: these in-process runs install no global
+    OpenTelemetry provider (the subprocess tests cover the exporters)."""
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.usefixtures("no_otlp")
+def test_demo_without_a_terminal_prints_plain_lines_and_writes_the_summary(capsys, tmp_path):
+    summary = tmp_path / "summary.json"
+    port = free_port_pair()
+    code = main(
+        [
+            "demo",
+            "--duration",
+            "2",
+            "--no-metrics",
+            "--metrics-port",
+            str(port),
+            "--summary-json",
+            str(summary),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "\x1b[" not in out
+    assert f"health:  http://127.0.0.1:{port + 1}/health" in out
+    assert "metrics:" not in out  # --no-metrics
+    assert "Summary: scenario 'outage' ran for" in out
+    data = json.loads(summary.read_text())
+    assert data["scenario"] == "outage"
+    assert data["calls"] > 0
+    assert data["time_scale"] == 0.05  # the floor: 2 s would be 1/30
+
+
+@pytest.mark.usefixtures("no_otlp")
+def test_demo_on_a_terminal_draws_the_live_view_then_the_summary_table():
+    out = _Terminal()
+    args = build_parser().parse_args(
+        ["demo", "--duration", "2", "--scenario", "steady", "--no-metrics", "--no-health"]
+    )
+    assert run_demo(args, out) == 0
+    text = out.getvalue()
+    assert "\x1b[" in text  # drawn with rich, in place
+    assert "service / endpoint" in text
+    assert "Summary (whole run)" in text
+    assert "breakers: all stayed closed" in text
