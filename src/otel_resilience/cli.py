@@ -278,18 +278,26 @@ class _Stopper:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _configure_logging(verbose: bool, stream: IO[str]) -> None:
+@contextlib.contextmanager
+def _demo_logging(verbose: bool, stream: IO[str]) -> Iterator[None]:
+    """The library's log during the demo: quiet (the view shows retries and breaker changes),
+    or with ``--verbose`` INFO and up on ``stream``. The logger is restored afterwards."""
     logger = logging.getLogger("otel_resilience")
-    # the view shows retries and breaker changes already; the log is for --verbose
+    saved = (logger.level, logger.propagate, list(logger.handlers))
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger.setLevel(logging.INFO if verbose else logging.CRITICAL)
-    if not logger.handlers:
-        handler = logging.StreamHandler(stream)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
+    logger.handlers = [handler]
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+        logger.handlers = saved[2]
 
 
-def _telemetry(args: argparse.Namespace, out: IO[str]) -> tuple[Any, list[str]]:
+def _telemetry(args: argparse.Namespace) -> tuple[Any, list[str]]:
     """Start telemetry; returns the handle and lines for the header."""
     from . import configure_telemetry
 
@@ -365,12 +373,12 @@ def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     )
     runner = DemoRunner(options)
     plain = args.plain or not out.isatty()
-    _configure_logging(args.verbose, sys.stderr)
 
     from ._health import HealthServer
 
     with contextlib.ExitStack() as stack:
-        handle, lines = _telemetry(args, out)
+        stack.enter_context(_demo_logging(args.verbose, sys.stderr))
+        handle, lines = _telemetry(args)
         stack.callback(handle.shutdown)
         if not args.no_health:
             try:

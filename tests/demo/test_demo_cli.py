@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import socket
 import threading
@@ -293,3 +294,13 @@ def test_demo_on_a_terminal_draws_the_live_view_then_the_summary_table():
     assert "service / endpoint" in text
     assert "Summary (whole run)" in text
     assert "breakers: all stayed closed" in text
+
+
+@pytest.mark.usefixtures("no_otlp")
+def test_demo_restores_the_library_logger_it_quietened(capsys):
+    logger = logging.getLogger("otel_resilience")
+    before = (logger.level, logger.propagate, list(logger.handlers))
+    args = ["demo", "--duration", "1", "--scenario", "steady", "--no-metrics", "--no-health"]
+    assert main(args) == 0
+    assert (logger.level, logger.propagate, list(logger.handlers)) == before
+    assert capsys.readouterr().err == ""  # quiet without --verbose
