@@ -812,6 +812,23 @@ def test_forked_child_starts_with_a_fresh_worker_pool_and_no_armed_deadlines() -
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+@needs_itimer
+def test_outer_deadline_still_fires_on_time_when_an_inner_one_was_swallowed() -> None:
+    def stubborn() -> None:
+        with contextlib.suppress(BaseException):  # swallows the inner deadline
+            time.sleep(LONG)
+        time.sleep(LONG)  # the outer deadline must still interrupt this
+
+    def outer_body() -> None:
+        run_with_timeout(stubborn, LIMIT / 2)
+
+    error, elapsed = timed(lambda: run_with_timeout(outer_body, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert error.timeout_sec == LIMIT
+    assert elapsed < LIMIT + SLACK
+
+
 # --------------------------------------------------------------------------------------------
 # asyncio
 

@@ -271,6 +271,12 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
                 return
         if not target.fired:
             target.fired = True
+            index = stack.index(target)
+            if index:  # keep the enclosing deadline armed, in case this one gets swallowed
+                outer = stack[index - 1]
+                left = outer.deadline - now
+                outer.capped = left > _MAX_ARM
+                _setitimer(_ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM))
             raise _Expired(target)
         return  # a late duplicate of a deadline already raised
     if _sig.swallow:
