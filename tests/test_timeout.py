@@ -872,6 +872,31 @@ async def test_coroutine_outer_deadline_cancels_through_a_longer_inner_call() ->
     assert time.monotonic() - start < LIMIT + SLACK
 
 
+async def test_coroutine_without_its_own_limit_is_cancelled_at_the_enclosing_deadline() -> None:
+    async def slow() -> None:
+        await asyncio.sleep(LONG)
+
+    start = time.monotonic()
+    with deadline_scope(LIMIT), pytest.raises(AttemptTimeout):
+        await run_with_timeout_async(slow, None)
+
+    assert time.monotonic() - start < LIMIT + SLACK
+
+
+async def test_coroutine_is_not_started_when_the_deadline_already_passed() -> None:
+    started: list[bool] = []
+
+    async def work() -> None:
+        started.append(True)
+
+    with deadline_scope(0.001):
+        await asyncio.sleep(0.005)
+        with pytest.raises(AttemptTimeout, match="deadline had already passed"):
+            await run_with_timeout_async(work, 1.0)
+
+    assert started == []
+
+
 async def test_coroutine_result_is_returned_in_time() -> None:
     async def quick() -> int:
         await asyncio.sleep(0)
