@@ -56,3 +56,27 @@ def test_an_unlimited_run_stops_on_a_signal_with_a_summary_and_status_0(signum):
     assert " calls, " in summary[0]
     # in-flight calls finish (an LLM call may wait out a 2 s Retry-After), then it exits
     assert took < 10
+
+
+def test_a_reader_that_goes_away_ends_the_demo_quietly():
+    """`otel-resilience demo | head -1`: no BrokenPipeError traceback, status 1."""
+    port = free_port_pair()
+    proc = subprocess.Popen(
+        [str(CLI), "demo", "--duration", "5", "--scenario", "steady", "--metrics-port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = proc.stdout.readline()
+        proc.stdout.close()  # the reader leaves
+        err = proc.stderr.read()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert first.startswith("otel-resilience demo:")
+    assert proc.returncode == 1
+    assert err == ""
