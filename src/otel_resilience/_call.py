@@ -24,6 +24,7 @@ from typing import Any, Final, ParamSpec, TypeVar, cast, overload
 from ._breaker import REJECTED, CircuitBreaker, get_circuit_breaker_manager
 from ._budget import RetryBudget, get_retry_budget
 from ._config import ReliabilityConfig, get_config
+from ._config import _listeners as _config_listeners
 from ._errors import (
     CLIENT_ERRORS,
     ERROR_CLASSES,
@@ -120,6 +121,34 @@ class _Settings:
         self.deadline = (
             config.DEADLINE_SEC if deadline_sec is None else _check_deadline(deadline_sec)
         )
+
+
+#: the settings of calls that pass no per-call option, by service (dropped on config changes)
+_default_settings: dict[str, _Settings] = {}
+_config_listeners.append(_default_settings.clear)
+
+
+def _settings(
+    service_name: str,
+    endpoint: str,
+    timeout_sec: float | None,
+    max_retries: int | None,
+    deadline_sec: float | None,
+) -> _Settings:
+    if (
+        timeout_sec is None
+        and max_retries is None
+        and deadline_sec is None
+        and type(service_name) is str
+        and type(endpoint) is str
+        and endpoint
+    ):
+        found = _default_settings.get(service_name)
+        if found is None:
+            found = _Settings(service_name, endpoint, None, None, None)
+            _default_settings[service_name] = found
+        return found
+    return _Settings(service_name, endpoint, timeout_sec, max_retries, deadline_sec)
 
 
 def _as_error(
@@ -265,7 +294,7 @@ def resilient_call(
     """
     if not callable(func):
         raise TypeError(f"func must be callable, got {type(func).__name__}: {func!r}")
-    settings = _Settings(service_name, endpoint, timeout_sec, max_retries, deadline_sec)
+    settings = _settings(service_name, endpoint, timeout_sec, max_retries, deadline_sec)
     breaker = _manager.breaker_for(service_name, endpoint)
     budget = get_retry_budget(service_name, settings.config)
     observer = _telemetry.call(service_name, endpoint, breaker)
@@ -397,7 +426,7 @@ async def resilient_call_async(
     """
     if not callable(func):
         raise TypeError(f"func must be callable, got {type(func).__name__}: {func!r}")
-    settings = _Settings(service_name, endpoint, timeout_sec, max_retries, deadline_sec)
+    settings = _settings(service_name, endpoint, timeout_sec, max_retries, deadline_sec)
     breaker = _manager.breaker_for(service_name, endpoint)
     budget = get_retry_budget(service_name, settings.config)
     observer = _telemetry.call(service_name, endpoint, breaker)
