@@ -133,7 +133,7 @@ def test_hung_redis_falls_back_within_the_timeout(
         os.kill(pid, signal.SIGCONT)
 
     assert timeout_ms / 1000 <= first < timeout_ms / 1000 + 0.25  # one timed-out round trip
-    assert second < 0.01  # cooling down: Redis is not tried at all
+    assert second < timeout_ms / 1000  # cooling down: Redis is not tried, no timeout to wait
 
 
 def test_unreachable_redis_from_the_start_never_fails_a_call() -> None:
