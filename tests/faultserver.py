@@ -312,11 +312,14 @@ class GrpcFaultServer:
             metadata.append(("retry-after", params["retry_after"]))
         if "pushback_ms" in params:
             metadata.append(("grpc-retry-pushback-ms", params["pushback_ms"]))
+        message = f"fault server says {code.name}"
         if "retry_info" in params:
-            metadata.append(("grpc-status-details-bin", _status_with_retry_info(code, params)))
+            # a real server's rich status repeats the status message (grpcio-status checks)
+            details = _status_with_retry_info(code, message, params)
+            metadata.append(("grpc-status-details-bin", details))
         if metadata:
             context.set_trailing_metadata(metadata)
-        context.abort(code, f"fault server says {code.name}")
+        context.abort(code, message)
         raise AssertionError("unreachable: abort raises")
 
     def count(self, mode: str) -> int:
@@ -338,7 +341,7 @@ class GrpcFaultServer:
         self.stop()
 
 
-def _status_with_retry_info(code: Any, params: dict[str, str]) -> bytes:
+def _status_with_retry_info(code: Any, message: str, params: dict[str, str]) -> bytes:
     from google.protobuf import any_pb2, duration_pb2
     from google.rpc import error_details_pb2, status_pb2
 
@@ -346,7 +349,7 @@ def _status_with_retry_info(code: Any, params: dict[str, str]) -> bytes:
     delay = duration_pb2.Duration(seconds=int(seconds), nanos=int((seconds % 1) * 1e9))
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-    status = status_pb2.Status(code=code.value[0], message="retry later", details=[detail])
+    status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
     return bytes(status.SerializeToString())
 
 

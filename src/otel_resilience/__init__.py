@@ -28,7 +28,7 @@ from ._errors import (
 from ._mapping import Classification, map_external_error, register_classifier
 from ._setup import TelemetryHandle, configure_telemetry
 from ._telemetry import set_telemetry_providers
-from ._timeout import remaining_time, with_timeout
+from ._timeout import remaining_time, shutdown_workers, with_timeout
 from ._version import __version__
 
 # A library never decides where logs go: without the application's logging setup, stay quiet.
@@ -64,18 +64,21 @@ __all__ = [
     "resilient_call",
     "resilient_call_async",
     "set_telemetry_providers",
+    "shutdown_workers",
     "with_timeout",
 ]
 
 
 def reset() -> None:
-    """Restore every piece of global state: config, breakers, budgets, telemetry providers.
+    """Restore every piece of global state: config, breakers, budgets, telemetry providers,
+    and stop idle timeout worker threads.
 
     For tests and for applications that reconfigure at run time.
     """
     from ._config import reset_config
     from ._telemetry import get_telemetry
 
-    reset_config()  # also drops breakers and budgets (they listen to config changes)
+    reset_config()  # also drops breakers, budgets and cached settings (they listen to it)
     get_circuit_breaker_manager().reset()
     get_telemetry().reset()
+    shutdown_workers(timeout=0)
