@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from ._config import ReliabilityConfig, get_config
 from ._config import _listeners as _config_listeners
@@ -355,6 +355,27 @@ class CircuitBreaker:
             with self.lock:
                 if self._current_probe(permit):
                     self._probes_in_flight -= 1
+
+    # --- asyncio twins: a backend with remote state (Redis) overrides them -------------------
+
+    #: True when the state lives elsewhere and the ``*_async`` methods do real I/O
+    async_io: ClassVar[bool] = False
+
+    async def try_acquire_async(self) -> int:
+        """:meth:`try_acquire` for the asyncio call path."""
+        return self.try_acquire()
+
+    async def record_success_async(self, permit: int = ADMITTED, duration: float = 0.0) -> None:
+        """:meth:`record_success` for the asyncio call path."""
+        self.record_success(permit, duration)
+
+    async def record_failure_async(self, permit: int = ADMITTED, duration: float = 0.0) -> None:
+        """:meth:`record_failure` for the asyncio call path."""
+        self.record_failure(permit, duration)
+
+    async def release_async(self, permit: int) -> None:
+        """:meth:`release` for the asyncio call path."""
+        self.release(permit)
 
     # --- manual states -------------------------------------------------------------------------
 

@@ -186,6 +186,16 @@ def _settle(breaker: CircuitBreaker, permit: int, error: ReliabilityError, durat
         breaker.record_failure(permit, duration)
 
 
+async def _settle_async(
+    breaker: CircuitBreaker, permit: int, error: ReliabilityError, duration: float
+) -> None:
+    """:func:`_settle` on a breaker with asyncio round trips (the Redis backend)."""
+    if error.error_type in CLIENT_ERRORS:
+        await breaker.release_async(permit)
+    else:
+        await breaker.record_failure_async(permit, duration)
+
+
 def _rejection(service_name: str, endpoint: str, breaker: CircuitBreaker) -> CircuitOpenError:
     status = breaker.status()
     return CircuitOpenError(
@@ -477,8 +487,12 @@ async def _run_async(
         budget.record_call()
     timeout = settings.timeout
 
+    # A breaker whose state lives elsewhere (the Redis backend) has asyncio twins of its
+    # round trips; the in-memory one is called directly (no coroutine per operation).
+    async_io = breaker.async_io
+
     async def attempt(number: int) -> T:
-        permit = breaker.try_acquire()
+        permit = await breaker.try_acquire_async() if async_io else breaker.try_acquire()
         if permit == REJECTED:
             observer.rejected()
             if number == 1:
@@ -491,17 +505,23 @@ async def _run_async(
         except Exception as exc:
             duration = time.perf_counter() - start
             error = _as_error(exc, service_name, endpoint, number)
-            _settle(breaker, permit, error, duration)
+            if async_io:
+                await _settle_async(breaker, permit, error, duration)
+            else:
+                _settle(breaker, permit, error, duration)
             observer.attempt_failed(handle, error, exc, duration)
             if error is exc:
                 raise
             raise error from exc
         except BaseException as exc:  # cancellation of the caller, KeyboardInterrupt
-            breaker.release(permit)
+            breaker.release(permit)  # sync even for Redis: no await while being cancelled
             observer.attempt_aborted(handle, exc)
             raise
         duration = time.perf_counter() - start
-        breaker.record_success(permit, duration)
+        if async_io:
+            await breaker.record_success_async(permit, duration)
+        else:
+            breaker.record_success(permit, duration)
         observer.attempt_ok(handle, duration)
         return result
 
