@@ -28,8 +28,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import otel_resilience
 import redis
+
+import otel_resilience
 from otel_resilience import ReliabilityConfig, get_circuit_breaker_manager, resilient_call
 from otel_resilience._breaker import CircuitBreaker
 from otel_resilience._redis_breaker import RedisCircuitBreaker

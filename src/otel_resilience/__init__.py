@@ -6,6 +6,7 @@
 """
 
 import logging
+import sys
 
 from ._breaker import (
     BreakerOverride,
@@ -82,3 +83,6 @@ def reset() -> None:
     get_circuit_breaker_manager().reset()
     get_telemetry().reset()
     shutdown_workers(timeout=0)
+    redis_stores = sys.modules.get("otel_resilience._redis")  # only if Redis was ever used
+    if redis_stores is not None:
+        redis_stores.close_stores()

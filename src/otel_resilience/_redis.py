@@ -26,9 +26,8 @@ from typing import TYPE_CHECKING, Any, Final
 from ._telemetry import get_telemetry
 
 if TYPE_CHECKING:
-    import redis.asyncio
-
     import redis
+    import redis.asyncio
 
 __all__ = ["COOLDOWN_SEC", "RedisStore", "close_stores", "get_store", "import_redis"]
 

@@ -16,10 +16,10 @@ import grpc
 import httpx
 import openai
 import pytest
+import redis
 import requests
 import urllib3
 
-import redis
 from otel_resilience import ExternalServiceError
 from otel_resilience._clients import CLIENT_CLASSIFIERS, classifier_for
 from otel_resilience._mapping import Classification

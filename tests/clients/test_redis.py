@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import redis
 import redis.asyncio
 import redis.asyncio.retry
 from redis.backoff import NoBackoff
 
-import redis
 from faultserver import LOCALHOST, RespFaultServer
 from otel_resilience._clients import CLIENT_CLASSIFIERS
 

@@ -18,10 +18,10 @@ import grpc.aio
 import httpx
 import openai
 import pytest
+import redis
 import requests
 from redis.backoff import NoBackoff
 
-import redis
 from faultserver import GRPC_METHOD, LOCALHOST, FaultServer, GrpcFaultServer, RespFaultServer
 from otel_resilience import (
     CallTimeoutError,

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis
 from redis_support import RedisServer
 
-import redis
 from otel_resilience import _redis
 from support import require_binary
 

@@ -15,8 +15,9 @@ import time
 from collections import Counter
 from typing import Any
 
-import otel_resilience
 import redis
+
+import otel_resilience
 from otel_resilience import (
     CircuitOpenError,
     ReliabilityConfig,

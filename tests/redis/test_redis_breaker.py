@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 import pytest
+import redis
 from redis_support import RedisServer
 
 import otel_resilience
-import redis
 from otel_resilience import (
     CircuitBreakerState,
     CircuitOpenError,

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Sum
 from redis_support import RedisServer, free_port
 
 import otel_resilience
-import redis
 from otel_resilience import (
     CircuitBreakerState,
     CircuitOpenError,

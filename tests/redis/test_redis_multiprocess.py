@@ -9,11 +9,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 import redis_workers
 from redis_support import RedisServer
 from redis_workers import ENDPOINT, SERVICE
 
-import redis
 from otel_resilience import ReliabilityConfig
 from otel_resilience._redis_breaker import RedisCircuitBreaker
 

@@ -6,9 +6,9 @@ import asyncio
 import time
 
 import pytest
+import redis
 
 import otel_resilience
-import redis
 from otel_resilience import ReliabilityConfig, ThrottledError, resilient_call_async
 from otel_resilience._ratelimit import RedisRateLimiter, get_rate_limiter
 from otel_resilience._redis import get_store
