@@ -278,13 +278,27 @@ class _Stopper:
             signal.signal(signal.SIGTERM, previous)
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is at each record (the live view redirects it)."""
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        """The stream is always the current ``sys.stderr``."""
+
+
 @contextlib.contextmanager
-def _demo_logging(verbose: bool, stream: IO[str]) -> Iterator[None]:
+def _demo_logging(verbose: bool, stream: IO[str] | None = None) -> Iterator[None]:
     """The library's log during the demo: quiet (the view shows retries and breaker changes),
-    or with ``--verbose`` INFO and up on ``stream``. The logger is restored afterwards."""
+    or with ``--verbose`` INFO and up on ``stream`` (default: whatever ``sys.stderr`` is when a
+    record is written, so the live view can show log lines above itself). The logger is restored
+    afterwards."""
     logger = logging.getLogger("otel_resilience")
     saved = (logger.level, logger.propagate, list(logger.handlers))
-    handler = logging.StreamHandler(stream)
+    handler = _CurrentStderrHandler() if stream is None else logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger.setLevel(logging.INFO if verbose else logging.CRITICAL)
     logger.handlers = [handler]
@@ -377,7 +391,7 @@ def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     from ._health import HealthServer
 
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_demo_logging(args.verbose, sys.stderr))
+        stack.enter_context(_demo_logging(args.verbose))
         handle, lines = _telemetry(args)
         stack.callback(handle.shutdown)
         if not args.no_health:

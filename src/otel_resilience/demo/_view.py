@@ -161,7 +161,7 @@ class LiveView:
             console=self.console,
             auto_refresh=False,  # redrawn by tick(): no refresh thread
             redirect_stdout=False,
-            redirect_stderr=False,
+            redirect_stderr=True,  # --verbose log lines appear above the view, not through it
         )
         self._live.start()
 
