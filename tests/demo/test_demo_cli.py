@@ -304,3 +304,11 @@ def test_demo_restores_the_library_logger_it_quietened(capsys):
     assert main(args) == 0
     assert (logger.level, logger.propagate, list(logger.handlers)) == before
     assert capsys.readouterr().err == ""  # quiet without --verbose
+
+
+@pytest.mark.usefixtures("no_otlp")
+def test_verbose_shows_the_librarys_retry_log_on_stderr(capsys):
+    args = ["demo", "--duration", "1", "--scenario", "steady", "--no-metrics", "--no-health"]
+    assert main([*args, "--verbose", "--knob", "llm_rate_limit=1"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING otel_resilience: Retrying openai (chat.completions) attempt 2/3" in err
