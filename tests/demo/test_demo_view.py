@@ -97,3 +97,18 @@ def test_plain_view_prints_only_transitions_it_has_not_printed_from_a_capped_lis
     printed = [line for line in out.getvalue().splitlines() if "breaker" in line]
     assert len(printed) == 60  # 10, then the 50 still held; the 20 in between were not shown
     assert printed[10].startswith("[  30.00s]")
+
+
+@pytest.mark.parametrize(
+    ("duration", "label"),
+    [
+        pytest.param(60.0, "antivirus outage 15.0-33.0s\n", id="one-period"),
+        pytest.param(0.0, "antivirus outage 15.0-33.0s of every 60s", id="until-stopped"),
+        pytest.param(300.0, "antivirus outage 15.0-33.0s of every 60s", id="several-periods"),
+    ],
+)
+def test_live_view_says_when_the_outage_repeats(duration, label):
+    console = Console(file=io.StringIO(), width=120, record=True)
+    snapshot = Snapshot(5.0, duration, get_scenario("outage"), ROWS, [], (15.0, 33.0), False)
+    console.print(LiveView(console).render(snapshot))
+    assert label in console.export_text()

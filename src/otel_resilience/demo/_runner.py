@@ -27,7 +27,7 @@ from .. import (
 from .._breaker import CircuitBreaker, CircuitBreakerState
 from .._health import breaker_status
 from .._mapping import parse_retry_after
-from ._scenarios import Knobs, Operation, Scenario, time_scale_for
+from ._scenarios import NOMINAL_PERIOD_SEC, Knobs, Operation, Scenario, time_scale_for
 from ._servers import StandInServices
 from ._stats import BreakerEvent, CallOutcome, Row, Stats
 
@@ -78,6 +78,8 @@ class Snapshot:
     antivirus_down: bool = False
     #: transitions since the start of the run (``events`` holds the last few)
     events_total: int = 0
+    #: length of the scenario's story; runs longer than this (or unlimited) repeat it
+    period_sec: float = NOMINAL_PERIOD_SEC
 
 
 #: transitions a snapshot carries (a run of days would otherwise copy thousands every second)
@@ -180,6 +182,7 @@ class DemoRunner:
             outage_window=self.scenario.outage_window(self.scale) if self.knobs.av_outage else None,
             antivirus_down=services.antivirus_down() if services is not None else False,
             events_total=total,
+            period_sec=NOMINAL_PERIOD_SEC * self.scale,
         )
 
     def _with_breakers(self, rows: list[Row]) -> list[Row]:

@@ -181,7 +181,9 @@ class LiveView:
             if snapshot.antivirus_down:
                 status.append("   antivirus DOWN", style="bold red")
             else:
-                status.append(f"   antivirus outage {start:.1f}-{end:.1f}s", style="dim")
+                repeats = not snapshot.duration_sec or snapshot.duration_sec > snapshot.period_sec
+                every = f" of every {snapshot.period_sec:g}s" if repeats else ""
+                status.append(f"   antivirus outage {start:.1f}-{end:.1f}s{every}", style="dim")
         progress = Table.grid()
         progress.add_row(bar, status)
         parts.append(progress)
