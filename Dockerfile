@@ -13,6 +13,6 @@ COPY src ./src
 RUN pip install ".[demo]" && useradd --system --no-create-home app
 
 USER app
-EXPOSE 9464
+EXPOSE 9464 9465
 ENTRYPOINT ["otel-resilience"]
 CMD ["demo", "--duration", "0", "--metrics-host", "0.0.0.0", "--plain"]

@@ -458,3 +458,21 @@ TestCountWindowModel = WindowModel.TestCase
 TestCountWindowModel.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 TestTimeWindowModel = TimeWindowModel.TestCase
 TestTimeWindowModel.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+def test_manager_listeners_can_be_removed_from_every_breaker() -> None:
+    manager = CircuitBreakerManager()
+    seen: list[str] = []
+
+    def listener(breaker: CircuitBreaker, old: object, new: CircuitBreakerState) -> None:
+        seen.append(f"{breaker.endpoint}:{new.value}")
+
+    before = manager.get_breaker("a", "x")
+    manager.add_listener(listener)
+    after = manager.get_breaker("b", "y")
+    before.force_open()
+    manager.remove_listener(listener)
+    after.force_open()
+    manager.get_breaker("c", "z").force_open()
+    manager.remove_listener(listener)  # a second removal is harmless
+    assert seen == ["x:open"]

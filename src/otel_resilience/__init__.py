@@ -26,6 +26,7 @@ from ._errors import (
     ReliabilityError,
     ThrottledError,
 )
+from ._health import HealthServer, health_report
 from ._mapping import Classification, map_external_error, register_classifier
 from ._setup import TelemetryHandle, configure_telemetry
 from ._telemetry import set_telemetry_providers
@@ -46,6 +47,7 @@ __all__ = [
     "Classification",
     "ConfigError",
     "ExternalServiceError",
+    "HealthServer",
     "ReliabilityConfig",
     "ReliabilityError",
     "RetryBudget",
@@ -57,6 +59,7 @@ __all__ = [
     "create_retry_decorator",
     "get_circuit_breaker_manager",
     "get_config",
+    "health_report",
     "map_external_error",
     "register_classifier",
     "remaining_time",

@@ -245,6 +245,11 @@ class CircuitBreaker:
         """Call ``listener(breaker, old, new)`` after each transition (outside the lock)."""
         self._listeners.append(listener)
 
+    def remove_listener(self, listener: TransitionListener) -> None:
+        """Stop calling ``listener`` (no error if it was not added)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def status(self) -> BreakerStatus:
         """State, failure count and seconds until the next probe (None unless OPEN)."""
         state = self.state
@@ -588,6 +593,15 @@ class CircuitBreakerManager:
             existing = list(self._breakers.values())
         for breaker in existing:
             breaker.add_listener(listener)
+
+    def remove_listener(self, listener: TransitionListener) -> None:
+        """Stop calling a listener added with :meth:`add_listener` (no error if absent)."""
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+            existing = list(self._breakers.values())
+        for breaker in existing:
+            breaker.remove_listener(listener)
 
     def on_created(self, callback: Callable[[CircuitBreaker], None]) -> None:
         """Call ``callback(breaker)`` for each breaker created from now on."""

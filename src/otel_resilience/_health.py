@@ -47,22 +47,14 @@ BREAKER_FIELDS: Final = (
 def breaker_status() -> list[dict[str, Any]]:
     """One dict per breaker (``service_name``, ``endpoint``, ``state``, ``failure_count``,
     ``seconds_until_probe``, ``override``), sorted by service and endpoint."""
-    from . import get_circuit_breaker_manager  # late: _health is imported by the package
+    from ._breaker import get_circuit_breaker_manager
 
     rows = []
     for status in get_circuit_breaker_manager().status():
+        row = status.to_dict()
         probe = status.seconds_until_probe
-        rows.append(
-            {
-                "service_name": status.service_name,
-                "endpoint": status.endpoint,
-                "state": str(getattr(status.state, "value", status.state)),
-                "failure_count": int(status.failure_count),
-                "seconds_until_probe": None if probe is None else round(float(probe), 3),
-                #: a manual state an operator set (forced_open, disabled, metrics_only), or None
-                "override": getattr(status, "override", None),
-            }
-        )
+        row["seconds_until_probe"] = None if probe is None else round(probe, 3)
+        rows.append(row)
     rows.sort(key=lambda row: (row["service_name"], row["endpoint"]))
     return rows
 

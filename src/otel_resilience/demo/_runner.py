@@ -243,6 +243,7 @@ class DemoRunner:
                 elapsed = self.elapsed()
         finally:
             self._listening = False
+            manager.remove_listener(self._on_transition)
             self._stop.set()
         return RunResult(
             scenario=self.scenario,
