@@ -17,6 +17,7 @@ from opentelemetry.util._once import Once
 
 import otel_resilience
 from otel_resilience import ReliabilityConfig, TelemetryHandle, _call
+from support import FakeClock
 
 from .helpers import Otel
 
@@ -36,29 +37,8 @@ def otel() -> Iterator[Otel]:
     meter_provider.shutdown()
 
 
-class FakeTime:
-    """The breakers' clock and the backoff sleeps, faked; attempt timeouts keep real time.
-
-    (The suite-wide ``clock`` fixture also fakes the deadlines' clock, which stops attempt
-    timeouts from firing, so the timeout cases here could not run under it.)
-    """
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    async def async_sleep(self, seconds: float) -> None:
-        self.sleep(seconds)
+#: the breakers' clock and the backoff sleeps, faked (attempt timeouts keep real time)
+FakeTime = FakeClock
 
 
 @pytest.fixture
