@@ -242,6 +242,18 @@ def _plan(
     )
 
 
+def _worth_retrying(first: ReliabilityError, settings: _Settings) -> bool:
+    return settings.attempts > 1 and is_retryable(
+        first.error_type, settings.config.RETRY_UNKNOWN_ERRORS
+    )
+
+
+def _fallback_value(observer: CallObserver, error: ReliabilityError, fallback: Any) -> Any:
+    """What the fallback serves (maybe an awaitable, for the async path to await)."""
+    observer.fallback(error)
+    return fallback(error) if callable(fallback) else fallback
+
+
 def _finish_failure(
     plan: RetryPlan | None, error: ReliabilityError, observer: CallObserver
 ) -> None:
@@ -322,8 +334,7 @@ def resilient_call(
         observer.end_failed(error, error.attempts)
         if fallback is NO_FALLBACK:
             raise
-        observer.fallback(error)
-        return cast(T, fallback(error) if callable(fallback) else fallback)
+        return cast(T, _fallback_value(observer, error, fallback))
     except BaseException as exc:  # interrupted (KeyboardInterrupt, SystemExit): not a failure
         observer.end_aborted(exc)
         raise
@@ -378,12 +389,8 @@ def _run(
 
     try:
         return attempt(1), 1
-    except CircuitOpenError:
-        raise
-    except ReliabilityError as first:
-        if settings.attempts <= 1 or not is_retryable(
-            first.error_type, settings.config.RETRY_UNKNOWN_ERRORS
-        ):
+    except ReliabilityError as first:  # a rejection (circuit_open) is never retried
+        if not _worth_retrying(first, settings):
             raise
         failure = first
     plan = _plan(settings, service_name, endpoint, observer, budget)
@@ -396,7 +403,7 @@ def _run(
 
 
 class _AttemptCounter:
-    """Wraps an attempt function to remember the last attempt number it ran."""
+    """Wraps an attempt function (sync or async) to remember the last attempt number it ran."""
 
     __slots__ = ("_attempt", "last")
 
@@ -454,13 +461,10 @@ async def resilient_call_async(
         observer.end_failed(error, error.attempts)
         if fallback is NO_FALLBACK:
             raise
-        observer.fallback(error)
-        if callable(fallback):
-            value = fallback(error)
-            if inspect.isawaitable(value):
-                value = await value
-            return cast(T, value)
-        return cast(T, fallback)
+        value = _fallback_value(observer, error, fallback)
+        if inspect.isawaitable(value):
+            value = await value
+        return cast(T, value)
     except BaseException as exc:  # cancelled (asyncio.CancelledError) or interrupted
         observer.end_aborted(exc)
         raise
@@ -527,23 +531,14 @@ async def _run_async(
 
     try:
         return await attempt(1), 1
-    except CircuitOpenError:
-        raise
     except ReliabilityError as first:
-        if settings.attempts <= 1 or not is_retryable(
-            first.error_type, settings.config.RETRY_UNKNOWN_ERRORS
-        ):
+        if not _worth_retrying(first, settings):
             raise
         failure = first
     plan = _plan(settings, service_name, endpoint, observer, budget)
-    last = [1]
-
-    async def counted(number: int) -> T:
-        last[0] = number
-        return await attempt(number)
-
+    counter = _AttemptCounter(attempt)
     try:
-        return await retry_async(plan, failure, counted), last[0]
+        return await retry_async(plan, failure, counter), counter.last
     except ReliabilityError as error:
         _finish_failure(plan, error, observer)
         raise
