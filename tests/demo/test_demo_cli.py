@@ -285,9 +285,12 @@ def test_demo_without_a_terminal_prints_plain_lines_and_writes_the_summary(capsy
 @pytest.mark.usefixtures("no_otlp")
 def test_demo_on_a_terminal_draws_the_live_view_then_the_summary_table():
     out = _Terminal()
+    # time scale 0.2, not the 0.05 a 2 s run would get: the steady scenario's scaled attempt
+    # timeouts (50 ms at 0.05) are too tight for a loaded CI machine to keep every breaker closed
     args = build_parser().parse_args(
-        ["demo", "--duration", "2", "--scenario", "steady", "--no-metrics", "--no-health"]
-    )
+        ["demo", "--duration", "2", "--scenario", "steady", "--no-metrics", "--no-health",
+         "--time-scale", "0.2"]
+    )  # fmt: skip
     assert run_demo(args, out) == 0
     text = out.getvalue()
     assert "\x1b[" in text  # drawn with rich, in place
