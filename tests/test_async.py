@@ -153,3 +153,54 @@ async def test_resilient_decorator_on_a_coroutine_function(clock: FakeClock) -> 
 async def test_bad_func_fails_before_anything() -> None:
     with pytest.raises(TypeError, match="func must be callable"):
         await resilient_call_async("s", "e", None)  # type: ignore[arg-type]
+
+
+async def test_deadline_stops_async_retries(clock: FakeClock) -> None:
+    configure(services={"s": {"HTTP_BACKOFF_BASE_MS": 1000}})
+    func = AsyncFlaky(*[ConnectionResetError()] * 10)
+    with pytest.raises(ReliabilityError):
+        await resilient_call_async("s", "e", func, max_retries=10, deadline_sec=4.0)
+    assert func.calls == 3  # backoffs of ~1 s and ~2 s fit in 4 s, ~4 s would not
+    assert sum(clock.sleeps) < 4.0
+
+
+async def test_async_fallback_value(clock: FakeClock) -> None:
+    func = AsyncFlaky(ConnectionRefusedError())
+    assert await resilient_call_async("s", "e", func, max_retries=1, fallback=[]) == []
+
+
+async def test_async_retries_stop_when_the_breaker_opens_mid_call(clock: FakeClock) -> None:
+    configure(services={"gcs": {"CB_FAIL_THRESHOLD": 2}})
+    func = AsyncFlaky(*[ConnectionResetError()] * 10)
+    with pytest.raises(ReliabilityError) as info:
+        await resilient_call_async("gcs", "upload", func, max_retries=5)
+    assert func.calls == 2
+    assert info.value.error_type is ExternalServiceError.CONNECTION_ERROR
+
+
+async def test_async_retry_budget_refuses_retries(clock: FakeClock) -> None:
+    configure(
+        services={
+            "s": {
+                "RETRY_BUDGET_RATIO": 0.0,
+                "RETRY_BUDGET_MIN_PER_SEC": 0,
+                "HTTP_BACKOFF_BASE_MS": 0,
+            }
+        }
+    )
+    func = AsyncFlaky(*[ConnectionResetError()] * 5)
+    with pytest.raises(ReliabilityError):
+        await resilient_call_async("s", "e", func, max_retries=3)
+    assert func.calls == 1  # a zero budget refuses every retry
+
+
+async def test_async_own_reliability_error_keeps_its_type(clock: FakeClock) -> None:
+    from otel_resilience import map_external_error
+
+    async def scan() -> None:
+        raise map_external_error("clamav", "scan", Exception("403 Forbidden"))
+
+    with pytest.raises(ReliabilityError) as info:
+        await resilient_call_async("clamav", "scan", scan)
+    assert info.value.error_type is ExternalServiceError.PERMISSION_DENIED
+    assert info.value.attempts == 1

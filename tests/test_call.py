@@ -412,3 +412,24 @@ def test_config_object_in_code_applies_to_one_service(clock: FakeClock) -> None:
         resilient_call("gcs", "upload", func)
     assert func.calls == 2
     assert clock.sleeps[0] == pytest.approx(0.010, abs=0.0011)
+
+
+def test_a_function_raising_its_own_reliability_error_is_not_wrapped_twice(
+    clock: FakeClock,
+) -> None:
+    """Seed-style code maps errors itself: ``raise map_external_error(...) from exc``."""
+    from otel_resilience import map_external_error
+
+    calls = 0
+
+    def upload() -> None:
+        nonlocal calls
+        calls += 1
+        raise map_external_error("gcs", "upload", ConnectionResetError("reset"))
+
+    with pytest.raises(ReliabilityError) as info:
+        resilient_call("gcs", "upload", upload, max_retries=2)
+    assert calls == 2
+    assert info.value.error_type is E.CONNECTION_ERROR
+    assert info.value.attempts == 2
+    assert not isinstance(info.value.__cause__, ReliabilityError)

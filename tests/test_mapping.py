@@ -214,3 +214,65 @@ def test_errors_pickle_with_their_fields() -> None:
         E.TIMEOUT, "clamav", "scan", 3, 1.5,
     )  # fmt: skip
     assert "clamav" in repr(copy)
+
+
+def test_retry_after_attribute_on_the_exception() -> None:
+    assert classify(ClientError("busy", Response(503), retry_after="5")).retry_after == 5.0
+
+
+def test_retry_after_header_found_in_lower_case() -> None:
+    class Headers:
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+
+        def get(self, name: str) -> str | None:
+            self.asked.append(name)
+            return "9" if name == "retry-after" else None
+
+    headers = Headers()
+    response = Response(429)
+    response.headers = headers  # type: ignore[assignment]
+    assert classify(ClientError("slow", response)).retry_after == 9.0
+    assert headers.asked == ["Retry-After", "retry-after"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [object(), type("Broken", (), {"get": lambda self, name: 1 / 0})()],
+    ids=["no-get", "get-raises"],
+)
+def test_odd_headers_objects_are_no_evidence(headers: object) -> None:
+    response = Response(429)
+    response.headers = headers  # type: ignore[assignment]
+    found = classify(ClientError("slow", response))
+    assert found == Classification(E.RATE_LIMIT, None)
+
+
+def test_unparseable_retry_after_types_are_ignored() -> None:
+    assert parse_retry_after(["3"]) is None
+
+
+def test_errno_of_an_oserror_subclass() -> None:
+    class DriverError(OSError):
+        pass
+
+    assert classify(DriverError(errno.ETIMEDOUT, "timed out in driver")).error_type is E.TIMEOUT
+    assert classify(DriverError(errno.ENETUNREACH, "no route")).error_type is E.CONNECTION_ERROR
+    assert classify(DriverError(errno.ENOSPC, "disk full")).error_type is E.UNKNOWN_ERROR
+
+
+def test_a_broken_client_classifier_falls_back_to_the_generic_rules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from otel_resilience import _clients
+
+    class VendorError(Exception):
+        status_code = 503
+
+    VendorError.__module__ = "vendor_sdk.errors"
+
+    def broken(exc: BaseException) -> Classification | None:
+        raise RuntimeError("bug in the vendor classifier")
+
+    monkeypatch.setitem(_clients.CLIENT_CLASSIFIERS, "vendor_sdk", broken)
+    assert classify(VendorError("unavailable")).error_type is E.SERVER_ERROR
