@@ -433,3 +433,25 @@ def test_a_function_raising_its_own_reliability_error_is_not_wrapped_twice(
     assert info.value.error_type is E.CONNECTION_ERROR
     assert info.value.attempts == 2
     assert not isinstance(info.value.__cause__, ReliabilityError)
+
+
+@pytest.mark.parametrize(
+    ("manual", "calls_reaching_service", "outcome"),
+    [("forced_open", 0, "circuit_open"), ("disabled", 10, "server_error"),
+     ("metrics_only", 10, "server_error")],
+    ids=["forced-open", "disabled", "metrics-only"],
+)  # fmt: skip
+def test_manual_breaker_state_from_config(
+    clock: FakeClock, manual: str, calls_reaching_service: int, outcome: str
+) -> None:
+    configure(services={"clamav": {"CB_MANUAL_STATE": manual, "CB_FAIL_THRESHOLD": 2}})
+    func = Flaky(*[HTTPError(500)] * 10)
+    outcomes = []
+    for _ in range(10):
+        with pytest.raises(ReliabilityError) as info:
+            resilient_call("clamav", "scan", func, max_retries=1)
+        outcomes.append(info.value.error_type.value)
+    assert func.calls == calls_reaching_service
+    assert set(outcomes) == {outcome}
+    breaker = get_circuit_breaker_manager().get_breaker("clamav", "scan")
+    assert breaker.status().override == manual

@@ -217,6 +217,13 @@ class CircuitBreaker:
             else _Window(base.CB_MODE == "time", base.CB_WINDOW_SIZE, clock)
         )
         self._listeners: list[TransitionListener] = []
+        manual = base.CB_MANUAL_STATE
+        if manual == "forced_open":
+            self.force_open()
+        elif manual == "disabled":
+            self.disable()
+        elif manual == "metrics_only":
+            self.metrics_only()
 
     def __repr__(self) -> str:
         return (

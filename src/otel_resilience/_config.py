@@ -76,6 +76,7 @@ def _fmt(value: float | None) -> str:
 
 _DAY: Final = 86_400.0
 _BACKENDS: Final = ("memory", "redis")
+_MANUAL_STATES: Final = ("forced_open", "disabled", "metrics_only")
 #: the rate notation of the ``limits`` library: "100/second", "10 per second", "5 per 2 minutes"
 _RATE_PATTERN: Final = r"\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*"
 
@@ -96,6 +97,7 @@ _SPECS: Final[dict[str, _Spec]] = {
     "CB_MIN_CALLS": _Spec(int, 1, 100_000),
     "CB_SLOW_CALL_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
     "CB_SLOW_CALL_RATE_THRESHOLD": _Spec(float, 0, 1, low_open=True),
+    "CB_MANUAL_STATE": _Spec(str, optional=True, choices=_MANUAL_STATES),
     "DEADLINE_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
     "RETRY_BUDGET_RATIO": _Spec(float, 0, 10, optional=True),
     "RETRY_BUDGET_MIN_PER_SEC": _Spec(float, 0, 1_000_000),
@@ -173,6 +175,10 @@ class ReliabilityConfig:
     CB_SLOW_CALL_SEC: float | None = None
     #: slow-call rate (0-1] over the window that opens the circuit
     CB_SLOW_CALL_RATE_THRESHOLD: float = 1.0
+    #: an operator's manual state for the service's breakers: ``forced_open`` (reject every
+    #: call), ``disabled`` (always closed, nothing recorded) or ``metrics_only`` (transitions
+    #: happen and are reported, nothing is rejected); unset: normal operation
+    CB_MANUAL_STATE: Literal["forced_open", "disabled", "metrics_only"] | None = None
     #: total time budget of one call across attempts and backoff; unset: attempts x timeout
     DEADLINE_SEC: float | None = None
     #: retries allowed as a fraction of recent calls (0.2 = 20%); unset: no retry budget
