@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import otel_resilience
 from otel_resilience import _call, _timeout
@@ -17,6 +19,17 @@ def _clean_library() -> Iterator[None]:
     otel_resilience.reset()
     yield
     otel_resilience.reset()
+
+
+@pytest.fixture
+def metric_reader() -> Iterator[InMemoryMetricReader]:
+    """An SDK meter provider injected into the library, read in memory."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    otel_resilience.set_telemetry_providers(meter_provider=provider)
+    yield reader
+    otel_resilience.set_telemetry_providers(None, None)
+    provider.shutdown()
 
 
 @pytest.fixture

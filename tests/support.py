@@ -38,3 +38,21 @@ def require_binary(path: str, what: str) -> str:
     if os.environ.get("CI") == "true":
         pytest.fail(message + " -- CI=true, so this test must run")
     pytest.skip(message)
+
+
+def counter_points(reader: object, name: str) -> dict[tuple[tuple[str, object], ...], int]:
+    """A counter's values by sorted attribute pairs, from an ``InMemoryMetricReader``."""
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Sum
+
+    assert isinstance(reader, InMemoryMetricReader)
+    data = reader.get_metrics_data()
+    found: dict[tuple[tuple[str, object], ...], int] = {}
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == name:
+                    assert isinstance(metric.data, Sum)
+                    for point in metric.data.data_points:
+                        key = tuple(sorted((point.attributes or {}).items()))
+                        found[key] = int(point.value)
+    return found

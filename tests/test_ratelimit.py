@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import limits.storage.memory
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Sum
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import otel_resilience
 from otel_resilience import (
@@ -21,6 +20,7 @@ from otel_resilience import (
     resilient_call_async,
 )
 from otel_resilience._ratelimit import LocalRateLimiter, get_rate_limiter
+from support import counter_points
 
 
 class FakeTime:
@@ -59,30 +59,6 @@ def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     monkeypatch.setattr(_ratelimit, "_async_sleep", fake.async_sleep)
     monkeypatch.setattr(limits.storage.memory, "time", types.SimpleNamespace(time=fake.wall))
     return fake
-
-
-@pytest.fixture
-def rejections() -> Iterator[InMemoryMetricReader]:
-    reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader])
-    otel_resilience.set_telemetry_providers(meter_provider=provider)
-    yield reader
-    otel_resilience.set_telemetry_providers(None, None)
-    provider.shutdown()
-
-
-def _rejection_points(reader: InMemoryMetricReader) -> dict[tuple[tuple[str, object], ...], int]:
-    data = reader.get_metrics_data()
-    points: dict[tuple[tuple[str, object], ...], int] = {}
-    for resource in data.resource_metrics if data else ():
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                if metric.name == "resilience.rate_limiter.rejections":
-                    assert isinstance(metric.data, Sum)
-                    for point in metric.data.data_points:
-                        key = tuple(sorted((point.attributes or {}).items()))
-                        points[key] = int(point.value)
-    return points
 
 
 @pytest.mark.parametrize(
@@ -156,7 +132,7 @@ def test_one_limiter_per_service_until_the_config_changes() -> None:
 
 
 @pytest.mark.usefixtures("fake_time")
-def test_call_over_the_limit_is_throttled_and_counted(rejections: InMemoryMetricReader) -> None:
+def test_call_over_the_limit_is_throttled_and_counted(metric_reader: InMemoryMetricReader) -> None:
     otel_resilience.configure(services={"payments": {"RATE_LIMIT": "2/minute"}})
     calls: list[int] = []
 
@@ -170,7 +146,7 @@ def test_call_over_the_limit_is_throttled_and_counted(rejections: InMemoryMetric
     assert error.error_type is ExternalServiceError.THROTTLED
     assert (error.service_name, error.endpoint, error.attempts) == ("payments", "charge", 0)
     assert "2/minute" in str(error)
-    assert _rejection_points(rejections) == {
+    assert counter_points(metric_reader, "resilience.rate_limiter.rejections") == {
         (("resilience.endpoint", "charge"), ("resilience.service", "payments")): 1
     }
     assert resilient_call("search", "query", lambda: "other services are not limited") == (

@@ -7,13 +7,11 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Sum
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from redis_support import RedisServer, free_port
 
 import otel_resilience
@@ -29,37 +27,13 @@ from otel_resilience import (
 from otel_resilience._breaker import ADMITTED, REJECTED
 from otel_resilience._redis import COOLDOWN_SEC, RedisStore, get_store
 from otel_resilience._redis_breaker import RedisCircuitBreaker
-from support import FakeClock
+from support import FakeClock, counter_points
 
 pytestmark = pytest.mark.integration
 
 ANY_SCRIPT = "return 1"
 
 OPEN = CircuitBreakerState.OPEN
-
-
-@pytest.fixture
-def store_errors() -> Iterator[InMemoryMetricReader]:
-    """An SDK meter provider whose reader sees ``resilience.state_store.errors``."""
-    reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader])
-    otel_resilience.set_telemetry_providers(meter_provider=provider)
-    yield reader
-    otel_resilience.set_telemetry_providers(None, None)
-    provider.shutdown()
-
-
-def _counted_errors(reader: InMemoryMetricReader) -> dict[tuple[tuple[str, Any], ...], int]:
-    data = reader.get_metrics_data()
-    found: dict[tuple[tuple[str, Any], ...], int] = {}
-    for resource in data.resource_metrics if data else ():
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                if metric.name == "resilience.state_store.errors":
-                    assert isinstance(metric.data, Sum)
-                    for point in metric.data.data_points:
-                        found[tuple(sorted((point.attributes or {}).items()))] = int(point.value)
-    return found
 
 
 def _messages(caplog: pytest.LogCaptureFixture, start: str) -> list[str]:
@@ -77,7 +51,7 @@ def _wait_for_cooldown() -> None:
 def test_calls_keep_working_while_redis_is_down_and_errors_are_counted_once_logged(
     redis_server: RedisServer,
     redis_url: str,
-    store_errors: InMemoryMetricReader,
+    metric_reader: InMemoryMetricReader,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="otel_resilience")
@@ -101,7 +75,7 @@ def test_calls_keep_working_while_redis_is_down_and_errors_are_counted_once_logg
     # At most one failed round trip per caller (the rest is the cool-down, no Redis at all):
     # a refused connection costs far less than REDIS_TIMEOUT_MS.
     assert elapsed < 1.0
-    errors = _counted_errors(store_errors)
+    errors = counter_points(metric_reader, "resilience.state_store.errors")
     assert list(errors) == [(("resilience.state_store.backend", "redis"),)]
     assert 1 <= sum(errors.values()) <= 8  # breaker and limiter, per caller racing the first
     assert len(_messages(caplog, "state store unreachable")) == 1
