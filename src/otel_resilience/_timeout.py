@@ -565,20 +565,26 @@ if hasattr(os, "register_at_fork"):
 # Entry points
 
 
-def _run_sync(func: Callable[[], T], timeout_sec: float | None, named: object) -> T:
-    outer = _deadline_var.get()
+def _limits(timeout_sec: float | None, outer: float | None) -> tuple[float, float] | None:
+    """(deadline, limit in seconds) of a call from its timeout and the enclosing deadline, the
+    tighter one winning; None when neither is set."""
     if timeout_sec is None:
         if outer is None:
-            return func()
-        deadline = outer
-        limit = outer - _monotonic()
-    else:
-        now = _monotonic()
-        deadline = now + timeout_sec
-        limit = timeout_sec
-        if outer is not None and outer < deadline:
-            deadline = outer
-            limit = outer - now
+            return None
+        return outer, outer - _monotonic()
+    now = _monotonic()
+    deadline = now + timeout_sec
+    if outer is not None and outer < deadline:
+        return outer, outer - now
+    return deadline, timeout_sec
+
+
+def _run_sync(func: Callable[[], T], timeout_sec: float | None, named: object) -> T:
+    outer = _deadline_var.get()
+    limits = _limits(timeout_sec, outer)
+    if limits is None:
+        return func()
+    deadline, limit = limits
     if limit <= 0.0:
         raise _timeout_error(named, timeout_sec, 0.0)
     if _HAS_ITIMER and _get_ident() == _main_ident:
@@ -600,18 +606,10 @@ async def _run_async(
     func: Callable[[], Awaitable[T]], timeout_sec: float | None, named: object
 ) -> T:
     outer = _deadline_var.get()
-    if timeout_sec is None:
-        if outer is None:
-            return await func()
-        deadline = outer
-        limit = outer - _monotonic()
-    else:
-        now = _monotonic()
-        deadline = now + timeout_sec
-        limit = timeout_sec
-        if outer is not None and outer < deadline:
-            deadline = outer
-            limit = outer - now
+    limits = _limits(timeout_sec, outer)
+    if limits is None:
+        return await func()
+    deadline, limit = limits
     if limit <= 0.0:
         raise _timeout_error(named, timeout_sec, 0.0)
     token = _deadline_var.set(deadline)
