@@ -151,6 +151,23 @@ def _settings(
     return _Settings(service_name, endpoint, timeout_sec, max_retries, deadline_sec)
 
 
+def _prepare(
+    service_name: str,
+    endpoint: str,
+    func: object,
+    timeout_sec: float | None,
+    max_retries: int | None,
+    deadline_sec: float | None,
+) -> tuple[_Settings, CircuitBreaker, RetryBudget | None, CallObserver]:
+    """Check the arguments and gather what one call needs (sync and async alike)."""
+    if not callable(func):
+        raise TypeError(f"func must be callable, got {type(func).__name__}: {func!r}")
+    settings = _settings(service_name, endpoint, timeout_sec, max_retries, deadline_sec)
+    breaker = _manager.breaker_for(service_name, endpoint)
+    budget = get_retry_budget(service_name, settings.config)
+    return settings, breaker, budget, _telemetry.call(service_name, endpoint, breaker)
+
+
 def _as_error(
     exc: BaseException, service_name: str, endpoint: str, attempt: int
 ) -> ReliabilityError:
@@ -314,12 +331,9 @@ def resilient_call(
     >>> resilient_call("inventory", "lookup", lambda: 42)
     42
     """
-    if not callable(func):
-        raise TypeError(f"func must be callable, got {type(func).__name__}: {func!r}")
-    settings = _settings(service_name, endpoint, timeout_sec, max_retries, deadline_sec)
-    breaker = _manager.breaker_for(service_name, endpoint)
-    budget = get_retry_budget(service_name, settings.config)
-    observer = _telemetry.call(service_name, endpoint, breaker)
+    settings, breaker, budget, observer = _prepare(
+        service_name, endpoint, func, timeout_sec, max_retries, deadline_sec
+    )
     try:
         if settings.deadline is None:
             result, attempts = _run(
@@ -441,12 +455,9 @@ async def resilient_call_async(
     >>> asyncio.run(resilient_call_async("inventory", "lookup", fetch))
     'ok'
     """
-    if not callable(func):
-        raise TypeError(f"func must be callable, got {type(func).__name__}: {func!r}")
-    settings = _settings(service_name, endpoint, timeout_sec, max_retries, deadline_sec)
-    breaker = _manager.breaker_for(service_name, endpoint)
-    budget = get_retry_budget(service_name, settings.config)
-    observer = _telemetry.call(service_name, endpoint, breaker)
+    settings, breaker, budget, observer = _prepare(
+        service_name, endpoint, func, timeout_sec, max_retries, deadline_sec
+    )
     try:
         if settings.deadline is None:
             result, attempts = await _run_async(
