@@ -266,6 +266,17 @@ class FaultServer:
         """Requests seen for ``path`` and any path below it (query strings ignored)."""
         return self._httpd.counts.count(path)
 
+    def settled_count(self, path: str, expected: int, within: float = 2.0) -> int:
+        """:meth:`count` once it reaches ``expected`` or ``within`` seconds passed.
+
+        A client that gave up on a slow response returns before the server thread may have
+        counted the request it already sent; this waits for the server to catch up.
+        """
+        end = time.monotonic() + within
+        while (found := self.count(path)) < expected and time.monotonic() < end:
+            time.sleep(0.01)
+        return found
+
     def clear(self) -> None:
         """Forget the request counts (``/flaky`` starts failing again)."""
         self._httpd.counts.clear()

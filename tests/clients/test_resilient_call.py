@@ -265,7 +265,7 @@ def test_client_read_timeout_is_a_retried_timeout(
 
     assert caught.value.error_type is E.TIMEOUT
     assert caught.value.attempts == 2
-    assert fault_server.count("/slow") == 2
+    assert fault_server.settled_count("/slow", 2) == 2
 
 
 def test_attempt_timeout_of_the_library_cuts_a_slow_response(fault_server: FaultServer):
@@ -281,7 +281,7 @@ def test_attempt_timeout_of_the_library_cuts_a_slow_response(fault_server: Fault
 
     assert caught.value.error_type is E.TIMEOUT
     assert caught.value.attempts == 2
-    assert fault_server.count("/slow") == 2
+    assert fault_server.settled_count("/slow", 2) == 2
 
 
 # --- async -----------------------------------------------------------------------------------
@@ -352,7 +352,7 @@ async def test_async_attempt_timeout_cancels_a_slow_response(
         )
 
     assert caught.value.attempts == 2
-    assert fault_server.count("/slow") == 2
+    assert fault_server.settled_count("/slow", 2) == 2
 
 
 # --- gRPC and redis ----------------------------------------------------------------------------
