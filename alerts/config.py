@@ -16,6 +16,12 @@ RUNBOOK_BASE_URL: Final = (
     "https://github.com/otel-resilience/otel-resilience/blob/main/docs/runbooks/"
 )
 
+# --- who is calling ----------------------------------------------------------------------------
+#: Labels that tell callers apart (e.g. ``("job",)``), kept by every aggregation of the rules and
+#: dashboards next to the dependency's labels, so one app's total outage is not diluted by another
+#: app's healthy traffic to the same dependency. Empty: every caller of a dependency is one.
+CALLER_LABELS: Final[tuple[str, ...]] = ()
+
 # --- traffic floor ---------------------------------------------------------------------------
 #: Ratio alerts (error budget burn, retries, timeouts, exhausted retries) stay quiet below this
 #: many calls per second over 5m (0.01/s = 3 calls in 5 minutes), so that one failure out of two
