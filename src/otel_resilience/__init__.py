@@ -79,11 +79,15 @@ def reset() -> None:
 
     For tests and for applications that reconfigure at run time.
     """
+    from ._budget import reset_budgets
     from ._config import reset_config
+    from ._ratelimit import reset_rate_limiters
     from ._telemetry import get_telemetry
 
-    reset_config()  # also drops breakers, budgets and cached settings (they listen to it)
+    reset_config()
     get_circuit_breaker_manager().reset()
+    reset_budgets()
+    reset_rate_limiters()
     get_telemetry().reset()
     shutdown_workers(timeout=0)
     redis_stores = sys.modules.get("otel_resilience._redis")  # only if Redis was ever used

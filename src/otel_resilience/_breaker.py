@@ -421,6 +421,36 @@ class CircuitBreaker:
             self._close(events)
         self._fire(events)
 
+    def _idle(self) -> bool:
+        """Nothing but successes recorded: dropping it and making a new one later loses nothing
+        that could open it (read without the lock; a race costs one failure at most)."""
+        window = self._window
+        return (
+            self._state is _CLOSED
+            and self._override is None
+            and self.failure_count == 0
+            and self._probes_in_flight == 0
+            and (window is None or (window.failures == 0 and window.slow == 0))
+        )
+
+    def rejects_after(self, seconds: float) -> bool:
+        """Whether a call made ``seconds`` from now would be rejected, as things stand now.
+
+        True for a forced-open breaker and for an open one whose reset timeout ends later than
+        that; the retry loop asks it before sleeping a backoff that would end in a rejection.
+        """
+        if not self._rejecting:
+            return False
+        override = self._override
+        if override is BreakerOverride.FORCED_OPEN:
+            return True
+        if override is not None:  # disabled or metrics-only: never rejects
+            return False
+        return (
+            self._state is _OPEN
+            and self._opened_at + self.reset_timeout_sec > self._clock() + seconds
+        )
+
     # --- internals (lock held) ------------------------------------------------------------------
 
     def _current_probe(self, permit: int) -> bool:
@@ -531,10 +561,15 @@ class CircuitBreakerManager:
     >>> manager.reset()
     """
 
+    #: Breakers kept before idle ones (closed, no failure recorded) are evicted; an evicted
+    #: breaker is made afresh, closed, at its next call, so eviction loses no failure.
+    max_idle_breakers: int = 1000
+
     def __init__(self, *, clock: Clock = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
+        self._sweep_at = self.max_idle_breakers  # breaker count that triggers the next sweep
         self._listeners: list[TransitionListener] = []
         self._created_listeners: list[Callable[[CircuitBreaker], None]] = []
         self.factory: BreakerFactory = _default_factory
@@ -548,6 +583,8 @@ class CircuitBreakerManager:
         with self._lock:
             found = self._breakers.get((service_name, endpoint))
             if found is None:
+                if len(self._breakers) >= self._sweep_at:
+                    self._evict_idle()
                 found = self.factory(service_name, endpoint, config, self._clock)
                 for listener in self._listeners:
                     found.add_listener(listener)
@@ -619,10 +656,34 @@ class CircuitBreakerManager:
         """Drop every breaker (they are created afresh, closed, on next use)."""
         with self._lock:
             self._breakers.clear()
+            self._sweep_at = self.max_idle_breakers
+
+    def _evict_idle(self) -> None:
+        """Drop idle breakers (lock held). Sweeps again only once the count has doubled, so
+        many busy breakers cost an amortised O(1) per creation."""
+        breakers = self._breakers
+        for key in [key for key, breaker in breakers.items() if breaker._idle()]:
+            del breakers[key]
+        self._sweep_at = max(self.max_idle_breakers, 2 * len(breakers))
+
+    def drop_changed(self) -> None:
+        """Drop the breakers whose service's config changed (they are made afresh with the new
+        settings at next use); every other breaker keeps its state."""
+        with self._lock:
+            stale = [key for key, breaker in self._breakers.items() if _changed(breaker)]
+            for key in stale:
+                del self._breakers[key]
+
+
+def _changed(breaker: CircuitBreaker) -> bool:
+    try:
+        return get_config(breaker.service_name) != breaker.config
+    except Exception:  # the service's settings no longer load: the next call says why
+        return True
 
 
 _manager = CircuitBreakerManager()
-_config_listeners.append(_manager.reset)
+_config_listeners.append(_manager.drop_changed)
 
 
 def get_circuit_breaker_manager() -> CircuitBreakerManager:

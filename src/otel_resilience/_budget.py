@@ -16,7 +16,6 @@ from collections import deque
 from collections.abc import Callable
 
 from ._config import ReliabilityConfig
-from ._config import _listeners as _config_listeners
 
 __all__ = ["RetryBudget", "get_retry_budget"]
 
@@ -87,33 +86,33 @@ class RetryBudget:
             return True
 
 
-_budgets: dict[str, RetryBudget] = {}
+#: per service: the settings a budget was built from, and the budget
+_budgets: dict[str, tuple[tuple[float, float, float], RetryBudget]] = {}
 _lock = threading.Lock()
 
 
 def get_retry_budget(service_name: str, config: ReliabilityConfig) -> RetryBudget | None:
-    """The budget of a service, or None when its config has no ``RETRY_BUDGET_RATIO``."""
-    if config.RETRY_BUDGET_RATIO is None:
+    """The budget of a service, or None when its config has no ``RETRY_BUDGET_RATIO``.
+
+    One budget per service and process. It is rebuilt (empty) only when the service's budget
+    settings change, so configuring another service, or another setting, keeps its history.
+    """
+    ratio = config.RETRY_BUDGET_RATIO
+    if ratio is None:
         return None
+    settings = (ratio, config.RETRY_BUDGET_MIN_PER_SEC, config.RETRY_BUDGET_WINDOW_SEC)
     found = _budgets.get(service_name)
-    if found is not None:
-        return found
+    if found is not None and found[0] == settings:
+        return found[1]
     with _lock:
         found = _budgets.get(service_name)
-        if found is None:
-            found = RetryBudget(
-                config.RETRY_BUDGET_RATIO,
-                config.RETRY_BUDGET_MIN_PER_SEC,
-                config.RETRY_BUDGET_WINDOW_SEC,
-            )
+        if found is None or found[0] != settings:
+            found = (settings, RetryBudget(*settings))
             _budgets[service_name] = found
-        return found
+        return found[1]
 
 
 def reset_budgets() -> None:
     """Forget every budget (they start empty at next use)."""
     with _lock:
         _budgets.clear()
-
-
-_config_listeners.append(reset_budgets)

@@ -407,8 +407,9 @@ def configure(
     """Set the default config and/or per-service configs in code.
 
     A service maps to a whole :class:`ReliabilityConfig` or to a mapping of fields that
-    override the default. Circuit breakers created before the change are dropped so that new
-    thresholds apply (do this at start-up).
+    override the default. The breakers of a service whose settings changed are made afresh
+    with the new ones at their next call; every other breaker, retry budget and rate limiter
+    keeps its state.
 
     >>> from otel_resilience import ReliabilityConfig, configure, get_config
     >>> configure(services={"clamav": {"CB_FAIL_THRESHOLD": 3}})

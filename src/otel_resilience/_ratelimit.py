@@ -30,7 +30,6 @@ import time
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._config import ReliabilityConfig
-from ._config import _listeners as _config_listeners
 
 if TYPE_CHECKING:
     from ._redis import RedisStore
@@ -239,6 +238,3 @@ def reset_rate_limiters() -> None:
     """Forget every limiter (they start with an empty window at next use)."""
     with _lock:
         _limiters.clear()
-
-
-_config_listeners.append(reset_rate_limiters)
