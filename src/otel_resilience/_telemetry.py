@@ -34,10 +34,17 @@ __all__ = ["MAX_ENDPOINTS", "get_telemetry", "set_telemetry_providers"]
 
 logger = logging.getLogger("otel_resilience")
 
-#: distinct (service, endpoint) pairs the metrics carry before overflowing to ``_other``
-MAX_ENDPOINTS: Final = 1000
+#: the OpenTelemetry SDK's default cardinality limit: distinct attribute sets per instrument
+SDK_CARDINALITY_LIMIT: Final = 2000
+#: most series one pair has in one instrument: the override gauge, one per manual state and none
+SERIES_PER_PAIR: Final = 4
+#: distinct (service, endpoint) pairs the metrics carry before overflowing to ``_other``: every
+#: capped pair and the ``_other`` pair keep all their gauge series inside the SDK's limit
+MAX_ENDPOINTS: Final = SDK_CARDINALITY_LIMIT // SERIES_PER_PAIR - 1
 
 _STATES: Final = tuple(CircuitBreakerState)
+#: overflowed pairs cached before they are dropped (they are rebuilt cheaply when seen again)
+_OVERFLOW_PAIRS_KEPT: Final = 1000
 
 Attributes = dict[str, Any]
 
@@ -255,7 +262,13 @@ class Telemetry:
                 else:
                     self._metric_pairs += 1
                 found = _Pair(service, endpoint, metric_endpoint)
-                self._pairs[(service, endpoint)] = found
+                pairs = self._pairs
+                if len(pairs) >= 2 * self._max_endpoints + _OVERFLOW_PAIRS_KEPT:
+                    # overflowed pairs are plain caches (their metrics are all "_other"): drop
+                    # them, so endless distinct names cost bounded memory
+                    for key in [k for k, p in pairs.items() if p.overflowed]:
+                        del pairs[key]
+                pairs[(service, endpoint)] = found
             return found
 
     # --- observers ----------------------------------------------------------------------------
@@ -353,6 +366,7 @@ class _Pair:
         "call_name",
         "gauge_attrs",
         "metric_attrs",
+        "overflowed",
         "span_attrs",
         "state_attrs",
     )
@@ -365,6 +379,7 @@ class _Pair:
             s: {**self.span_attrs, n.ATTR_BREAKER_STATE: s.value} for s in CircuitBreakerState
         }
         self._attempts: dict[int, Attributes] = {}
+        self.overflowed = metric_endpoint == n.OVERFLOW_ENDPOINT and endpoint != metric_endpoint
         self.metric_attrs: Attributes = {n.ATTR_SERVICE: service, n.ATTR_ENDPOINT: metric_endpoint}
         self.state_attrs = {
             s: {**self.metric_attrs, n.ATTR_BREAKER_STATE: s.value} for s in CircuitBreakerState
