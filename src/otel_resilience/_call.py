@@ -14,11 +14,13 @@ breaker check, a timeout and (with an SDK) the telemetry.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from types import CoroutineType
 from typing import Any, Final, ParamSpec, TypeVar, cast, overload
 
 from ._breaker import REJECTED, CircuitBreaker, get_circuit_breaker_manager
@@ -40,6 +42,7 @@ from ._retry import RetryPlan, StopRetrying, is_retryable, retry_async, retry_sy
 from ._telemetry import CallObserver, get_telemetry
 from ._timeout import (
     AttemptTimeout,
+    current_deadline,
     deadline_scope,
     remaining_time,
     run_with_timeout,
@@ -63,6 +66,22 @@ NO_FALLBACK: Final = _NoFallback()
 _manager = get_circuit_breaker_manager()
 _telemetry = get_telemetry()
 _E_TIMEOUT = ExternalServiceError.TIMEOUT
+
+#: failures that say nothing about the service's health: the permit is given back, nothing is
+#: recorded (the caller's own mistakes, and a nested call refused by the library's rate limiter)
+_NEUTRAL: Final = CLIENT_ERRORS | {ExternalServiceError.THROTTLED}
+
+
+class _Misuse(TypeError):
+    """A programming error found while running an attempt: not the service's failure."""
+
+
+def _name(name: str, value: object) -> str:
+    """A service or endpoint name as a plain ``str`` (a ``str`` Enum member becomes its value)."""
+    if isinstance(value, str) and value:
+        return str.__str__(value)
+    _check_name(name, value)
+    raise AssertionError  # pragma: no cover - _check_name raised
 
 
 # --- argument checks (programming errors: raised before anything is attempted or counted) ------
@@ -196,21 +215,80 @@ def _as_error(
     return map_external_error(service_name, endpoint, exc, attempts=attempt)
 
 
-def _settle(breaker: CircuitBreaker, permit: int, error: ReliabilityError, duration: float) -> None:
-    if error.error_type in CLIENT_ERRORS:
-        breaker.release(permit)  # the service answered: neither failure nor success
+def _settle(
+    breaker: CircuitBreaker, permit: int, error: ReliabilityError, exc: Exception, duration: float
+) -> None:
+    if error.error_type in _NEUTRAL or _never_started(exc):
+        breaker.release(permit)  # neither failure nor success
     else:
         breaker.record_failure(permit, duration)
 
 
 async def _settle_async(
-    breaker: CircuitBreaker, permit: int, error: ReliabilityError, duration: float
+    breaker: CircuitBreaker, permit: int, error: ReliabilityError, exc: Exception, duration: float
 ) -> None:
     """:func:`_settle` on a breaker with asyncio round trips (the Redis backend)."""
-    if error.error_type in CLIENT_ERRORS:
+    if error.error_type in _NEUTRAL or _never_started(exc):
         await breaker.release_async(permit)
     else:
         await breaker.record_failure_async(permit, duration)
+
+
+def _never_started(exc: Exception) -> bool:
+    """The attempt's deadline had passed before it could start: the service was not called."""
+    return isinstance(exc, AttemptTimeout) and exc.timeout_sec <= 0.0
+
+
+def _deadline_passed() -> bool:
+    """Whether the deadline in force (if any) has passed (checked before taking a permit)."""
+    return current_deadline() is not None and remaining_time() == 0.0
+
+
+def _too_late(service_name: str, endpoint: str, number: int) -> CallTimeoutError:
+    return CallTimeoutError(
+        _E_TIMEOUT,
+        service_name,
+        endpoint,
+        f"timeout calling {service_name} ({endpoint}): the deadline passed before attempt"
+        f" {number} could start",
+        attempts=number - 1,
+    )
+
+
+def _coroutine_misuse(result: Any) -> _Misuse:
+    result.close()  # never awaited: close it, so no "was never awaited" warning follows
+    return _Misuse(
+        "func returned a coroutine: resilient_call runs sync functions; await"
+        " resilient_call_async(...) for coroutine functions, or use @resilient on the async def"
+    )
+
+
+def _awaitable_func(func: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """``func``, checked to return an awaitable (a sync function given to the async call)."""
+    if inspect.iscoroutinefunction(func):
+        return func
+
+    def checked() -> Awaitable[T]:
+        value = func()
+        if not inspect.isawaitable(value):
+            raise _Misuse(
+                f"func returned {type(value).__name__}, not an awaitable: resilient_call_async"
+                " needs a coroutine function (or a callable returning an awaitable); use"
+                " resilient_call for sync functions"
+            )
+        return value
+
+    return checked
+
+
+def _require_asyncio() -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "resilient_call_async needs a running asyncio event loop; under trio (or anyio's"
+            " trio backend) run resilient_call in a worker thread instead"
+        ) from None
 
 
 def _rejection(service_name: str, endpoint: str, breaker: CircuitBreaker) -> CircuitOpenError:
@@ -235,12 +313,20 @@ def _throttled(service_name: str, endpoint: str, limit: str | None) -> Throttled
     )
 
 
+def _max_wait(config: ReliabilityConfig) -> float:
+    """How long a call may wait for a rate-limit slot: never past its deadline."""
+    wait = config.RATE_LIMIT_MAX_WAIT_SEC
+    left = remaining_time()
+    return wait if left is None or left >= wait else left
+
+
 def _plan(
     settings: _Settings,
     service_name: str,
     endpoint: str,
     observer: CallObserver,
     budget: RetryBudget | None,
+    breaker: CircuitBreaker,
 ) -> RetryPlan:
     config: ReliabilityConfig = settings.config
     return RetryPlan(
@@ -255,6 +341,7 @@ def _plan(
         sleep=_sleep,
         async_sleep=_async_sleep,
         allow_retry=None if budget is None else budget.try_retry,
+        blocked=breaker.rejects_after,
         on_retry=observer.retry,
     )
 
@@ -331,6 +418,10 @@ def resilient_call(
     >>> resilient_call("inventory", "lookup", lambda: 42)
     42
     """
+    if type(service_name) is not str:
+        service_name = _name("service_name", service_name)
+    if type(endpoint) is not str:
+        endpoint = _name("endpoint", endpoint)
     settings, breaker, budget, observer = _prepare(
         service_name, endpoint, func, timeout_sec, max_retries, deadline_sec
     )
@@ -366,7 +457,7 @@ def _run(
     budget: RetryBudget | None,
 ) -> tuple[T, int]:
     limiter: RateLimiter | None = get_rate_limiter(service_name, settings.config)
-    if limiter is not None and not limiter.acquire(settings.config.RATE_LIMIT_MAX_WAIT_SEC):
+    if limiter is not None and not limiter.acquire(_max_wait(settings.config)):
         observer.throttled()
         raise _throttled(service_name, endpoint, settings.config.RATE_LIMIT)
     if budget is not None:
@@ -374,6 +465,8 @@ def _run(
     timeout = settings.timeout
 
     def attempt(number: int) -> T:
+        if _deadline_passed():
+            raise _too_late(service_name, endpoint, number)
         permit = breaker.try_acquire()
         if permit == REJECTED:
             observer.rejected()
@@ -384,21 +477,29 @@ def _run(
         start = time.perf_counter()
         try:
             result = run_with_timeout(func, timeout)
+            if type(result) is CoroutineType:
+                raise _coroutine_misuse(result)
+        except _Misuse as exc:
+            _abort(breaker, permit, observer, handle, exc)
+            raise TypeError(str(exc)) from None
         except Exception as exc:
             duration = time.perf_counter() - start
             error = _as_error(exc, service_name, endpoint, number)
-            _settle(breaker, permit, error, duration)
-            observer.attempt_failed(handle, error, exc, duration)
+            try:
+                _settle(breaker, permit, error, exc, duration)
+            finally:
+                observer.attempt_failed(handle, error, exc, duration)
             if error is exc:
                 raise
             raise error from exc
         except BaseException as exc:  # KeyboardInterrupt, SystemExit: not the service's fault
-            breaker.release(permit)
-            observer.attempt_aborted(handle, exc)
+            _abort(breaker, permit, observer, handle, exc)
             raise
         duration = time.perf_counter() - start
-        breaker.record_success(permit, duration)
-        observer.attempt_ok(handle, duration)
+        try:
+            breaker.record_success(permit, duration)
+        finally:
+            observer.attempt_ok(handle, duration)
         return result
 
     try:
@@ -407,13 +508,23 @@ def _run(
         if not _worth_retrying(first, settings):
             raise
         failure = first
-    plan = _plan(settings, service_name, endpoint, observer, budget)
+    plan = _plan(settings, service_name, endpoint, observer, budget, breaker)
     counter = _AttemptCounter(attempt)
     try:
         return retry_sync(plan, failure, counter), counter.last
     except ReliabilityError as error:
         _finish_failure(plan, error, observer)
         raise
+
+
+def _abort(
+    breaker: CircuitBreaker, permit: int, observer: CallObserver, handle: Any, exc: BaseException
+) -> None:
+    """An attempt that ended without the service's answer: give the permit back, end its span."""
+    try:
+        breaker.release(permit)
+    finally:
+        observer.attempt_aborted(handle, exc)
 
 
 class _AttemptCounter:
@@ -455,9 +566,15 @@ async def resilient_call_async(
     >>> asyncio.run(resilient_call_async("inventory", "lookup", fetch))
     'ok'
     """
+    _require_asyncio()
+    if type(service_name) is not str:
+        service_name = _name("service_name", service_name)
+    if type(endpoint) is not str:
+        endpoint = _name("endpoint", endpoint)
     settings, breaker, budget, observer = _prepare(
         service_name, endpoint, func, timeout_sec, max_retries, deadline_sec
     )
+    func = _awaitable_func(func)
     try:
         if settings.deadline is None:
             result, attempts = await _run_async(
@@ -493,9 +610,7 @@ async def _run_async(
     budget: RetryBudget | None,
 ) -> tuple[T, int]:
     limiter: RateLimiter | None = get_rate_limiter(service_name, settings.config)
-    if limiter is not None and not await limiter.acquire_async(
-        settings.config.RATE_LIMIT_MAX_WAIT_SEC
-    ):
+    if limiter is not None and not await limiter.acquire_async(_max_wait(settings.config)):
         observer.throttled()
         raise _throttled(service_name, endpoint, settings.config.RATE_LIMIT)
     if budget is not None:
@@ -507,6 +622,8 @@ async def _run_async(
     async_io = breaker.async_io
 
     async def attempt(number: int) -> T:
+        if _deadline_passed():
+            raise _too_late(service_name, endpoint, number)
         permit = await breaker.try_acquire_async() if async_io else breaker.try_acquire()
         if permit == REJECTED:
             observer.rejected()
@@ -517,27 +634,34 @@ async def _run_async(
         start = time.perf_counter()
         try:
             result = await run_with_timeout_async(func, timeout)
+        except _Misuse as exc:
+            _abort(breaker, permit, observer, handle, exc)
+            raise TypeError(str(exc)) from None
         except Exception as exc:
             duration = time.perf_counter() - start
             error = _as_error(exc, service_name, endpoint, number)
-            if async_io:
-                await _settle_async(breaker, permit, error, duration)
-            else:
-                _settle(breaker, permit, error, duration)
-            observer.attempt_failed(handle, error, exc, duration)
+            try:
+                if async_io:
+                    await _settle_async(breaker, permit, error, exc, duration)
+                else:
+                    _settle(breaker, permit, error, exc, duration)
+            finally:
+                observer.attempt_failed(handle, error, exc, duration)
             if error is exc:
                 raise
             raise error from exc
         except BaseException as exc:  # cancellation of the caller, KeyboardInterrupt
-            breaker.release(permit)  # sync even for Redis: no await while being cancelled
-            observer.attempt_aborted(handle, exc)
+            # sync even for Redis: no await while being cancelled
+            _abort(breaker, permit, observer, handle, exc)
             raise
         duration = time.perf_counter() - start
-        if async_io:
-            await breaker.record_success_async(permit, duration)
-        else:
-            breaker.record_success(permit, duration)
-        observer.attempt_ok(handle, duration)
+        try:
+            if async_io:
+                await breaker.record_success_async(permit, duration)
+            else:
+                breaker.record_success(permit, duration)
+        finally:
+            observer.attempt_ok(handle, duration)
         return result
 
     try:
@@ -546,7 +670,7 @@ async def _run_async(
         if not _worth_retrying(first, settings):
             raise
         failure = first
-    plan = _plan(settings, service_name, endpoint, observer, budget)
+    plan = _plan(settings, service_name, endpoint, observer, budget, breaker)
     counter = _AttemptCounter(attempt)
     try:
         return await retry_async(plan, failure, counter), counter.last

@@ -92,6 +92,9 @@ class RetryPlan:
     rng: random.Random | None = None
     #: returns False to refuse a retry (the retry budget)
     allow_retry: Callable[[], bool] | None = None
+    #: given the upcoming sleep, True when the retry after it would be rejected anyway (the
+    #: failure just opened the breaker): stop now instead of sleeping and counting a retry
+    blocked: Callable[[float], bool] | None = None
     #: called before each backoff sleep: (failed attempt number, its error, delay seconds)
     on_retry: Callable[[int, ReliabilityError, float], None] | None = None
     #: why retrying stopped, once it has
@@ -119,6 +122,9 @@ class RetryPlan:
             if left is not None and state.upcoming_sleep >= left:
                 self.stop_reason = "deadline"
                 return True
+        if self.blocked is not None and self.blocked(state.upcoming_sleep):
+            self.stop_reason = "rejected"
+            return True
         if self.allow_retry is not None and not self.allow_retry():
             self.stop_reason = "budget"
             return True

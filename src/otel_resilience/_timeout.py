@@ -616,13 +616,16 @@ async def _run_async(
     scope = asyncio.timeout(deadline - _monotonic())
     try:
         async with scope:
-            return await func()
+            result = await func()
     except TimeoutError:
         if scope.expired():
             raise _timeout_error(named, timeout_sec, limit) from None
         raise
     finally:
         _deadline_var.reset(token)
+    if scope.expired():  # func swallowed the cancellation and returned late
+        raise _timeout_error(named, timeout_sec, limit)
+    return result
 
 
 async def run_with_timeout_async(func: Callable[[], Awaitable[T]], timeout_sec: float | None) -> T:
