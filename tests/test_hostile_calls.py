@@ -316,3 +316,48 @@ def test_idle_breakers_of_many_distinct_endpoints_are_evicted_and_failing_ones_k
     with pytest.raises(ReliabilityError) as info:
         resilient_call("many", "broken", lambda: "reached")
     assert info.value.error_type is ExternalServiceError.CIRCUIT_OPEN
+
+
+# --- odd values from the user's own code --------------------------------------------------------
+
+
+@pytest.mark.parametrize("retry_after", [-5.0, float("nan")], ids=["negative", "nan"])
+def test_an_unusable_retry_after_falls_back_to_the_backoff(
+    clock: FakeClock, retry_after: float
+) -> None:
+    configure(services={"odd": {"HTTP_BACKOFF_BASE_MS": 100}})
+    attempts = []
+
+    def func() -> str:
+        attempts.append(1)
+        raise ReliabilityError(
+            ExternalServiceError.RATE_LIMIT, "odd", "op", "slow down", retry_after=retry_after
+        )
+
+    with pytest.raises(ReliabilityError) as info:
+        resilient_call("odd", "op", func, max_retries=2)
+    assert info.value.error_type is ExternalServiceError.RATE_LIMIT
+    assert attempts == [1, 1]
+    assert len(clock.sleeps) == 1
+    assert 0.1 <= clock.sleeps[0] <= 0.11
+
+
+@pytest.mark.parametrize("max_retries", [101, 10**9, -1], ids=["101", "1e9", "negative"])
+def test_max_retries_is_bounded_like_http_retries(max_retries: int) -> None:
+    with pytest.raises(ValueError, match="from 0 to 100"):
+        resilient_call("svc", "op", lambda: 1, max_retries=max_retries)
+    assert get_circuit_breaker_manager().breakers() == []
+
+
+def test_an_async_fallback_on_the_sync_call_is_a_type_error_not_a_coroutine() -> None:
+    async def fallback(error: ReliabilityError) -> str:
+        return "never awaited"
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(TypeError, match="fallback returned a coroutine") as info:
+            resilient_call(
+                "svc", "op", _fails(ConnectionError("x")), max_retries=1, fallback=fallback
+            )
+        gc.collect()
+    assert isinstance(info.value.__cause__, ReliabilityError)

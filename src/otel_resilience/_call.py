@@ -92,11 +92,19 @@ def _check_name(name: str, value: object) -> None:
         raise TypeError(f"{name} must be a non-empty string, got {value!r}")
 
 
+#: the most attempts one call may make (the bound of ``HTTP_RETRIES`` too)
+MAX_ATTEMPTS: Final = 100
+
+
 def _check_attempts(max_retries: object) -> int:
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+    if (
+        isinstance(max_retries, bool)
+        or not isinstance(max_retries, int)
+        or not 0 <= max_retries <= MAX_ATTEMPTS
+    ):
         raise ValueError(
-            f"max_retries must be an integer >= 0 (attempts in all; 0 and 1 mean a single"
-            f" attempt), got {max_retries!r}"
+            f"max_retries must be an integer from 0 to {MAX_ATTEMPTS} (attempts in all; 0 and 1"
+            f" mean a single attempt), got {max_retries!r}"
         )
     return max(1, max_retries)
 
@@ -439,7 +447,14 @@ def resilient_call(
         observer.end_failed(error, error.attempts)
         if fallback is NO_FALLBACK:
             raise
-        return cast(T, _fallback_value(observer, error, fallback))
+        value = _fallback_value(observer, error, fallback)
+        if type(value) is CoroutineType:
+            value.close()
+            raise TypeError(
+                "the fallback returned a coroutine: resilient_call cannot await it; use a sync"
+                " fallback, or resilient_call_async"
+            ) from error
+        return cast(T, value)
     except BaseException as exc:  # interrupted (KeyboardInterrupt, SystemExit): not a failure
         observer.end_aborted(exc)
         raise

@@ -102,8 +102,11 @@ class RetryPlan:
 
     def delay_for(self, attempt: int, error: BaseException | None) -> float:
         """The sleep before the attempt after ``attempt`` (``Retry-After`` wins, capped)."""
-        if isinstance(error, ReliabilityError) and error.retry_after is not None:
-            return min(error.retry_after, self.retry_after_max_sec)
+        if isinstance(error, ReliabilityError):
+            retry_after = error.retry_after
+            # only a usable wait wins: a negative or NaN one (a user's own error) is ignored
+            if retry_after is not None and retry_after >= 0.0:
+                return min(retry_after, self.retry_after_max_sec)
         return backoff_delay(attempt, self.base_ms, self.max_ms, self.rng)
 
     # --- tenacity callbacks ---------------------------------------------------------------
