@@ -419,6 +419,17 @@ def _classify(exc: BaseException) -> Classification:
     return _built_in(exc)
 
 
+def _redact(text: str, service_name: str) -> str:
+    from ._config import get_config  # late: the config imports this package's helpers
+    from ._scrub import redact
+
+    try:
+        patterns = get_config(service_name).REDACT_PATTERNS
+    except Exception:  # a broken environment must not let a secret through
+        patterns = ("default",)
+    return redact(text, patterns)
+
+
 def map_external_error(
     service_name: str, endpoint: str, error: BaseException, *, attempts: int = 1
 ) -> ReliabilityError:
@@ -438,7 +449,7 @@ def map_external_error(
         return error  # type: ignore[return-value]
     found = classify(error)
     cls = ERROR_CLASSES.get(found.error_type, ReliabilityError)
-    detail = safe_str(error) or type(error).__name__
+    detail = _redact(safe_str(error), service_name) or type(error).__name__
     message = f"{found.error_type.value} calling {service_name} ({endpoint}): {detail}"
     return cls(
         found.error_type,
