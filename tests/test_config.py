@@ -163,3 +163,218 @@ def test_booleans_accept_the_usual_spellings() -> None:
         assert (
             ReliabilityConfig.from_env({"RETRY_UNKNOWN_ERRORS": text}).RETRY_UNKNOWN_ERRORS is value
         )
+
+
+# --- odd numerals: ASCII digits only, no underscores, no subnormal floats --------------------
+
+
+@pytest.mark.parametrize(
+    ("var", "text", "expected"),
+    [
+        ("HTTP_RETRIES", "\u0663", "an integer from 0 to 100"),  # ARABIC-INDIC DIGIT THREE
+        ("HTTP_RETRIES", "\uff13", "an integer from 0 to 100"),  # FULLWIDTH DIGIT THREE
+        ("HTTP_RETRIES", "1_0", "an integer from 0 to 100"),
+        ("HTTP_RETRIES", "0x10", "an integer from 0 to 100"),
+        ("HTTP_RETRIES", "\u00b2", "an integer from 0 to 100"),  # SUPERSCRIPT TWO
+        ("HTTP_TIMEOUT_SEC", "5e-324", "a number > 0 and <= 86400"),
+        ("HTTP_TIMEOUT_SEC", "1_0.5", "a number > 0 and <= 86400"),
+        ("HTTP_TIMEOUT_SEC", "\u0663.5", "a number > 0 and <= 86400"),
+        ("HTTP_TIMEOUT_SEC", "infinity", "a number > 0 and <= 86400"),
+        ("HTTP_TIMEOUT_SEC", "1e999", "a number > 0 and <= 86400"),
+        ("CB_FAILURE_RATE_THRESHOLD", "2.2250738585072014e-309", "a number > 0 and <= 1"),
+        ("RATE_LIMIT", "\u0661\u0660/second", "a rate such as"),
+        ("RATE_LIMIT", "1_0/second", "a rate such as"),
+    ],
+)
+def test_odd_numerals_in_the_environment_are_refused(var: str, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        ReliabilityConfig.from_env({var: text})
+    assert str(info.value).startswith(f"{var}={text!r} is not accepted: expected {expected}")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [(" 5 ", 5.0), ("+2", 2.0), ("1e2", 100.0), (".5", 0.5), ("3.", 3.0), ("1E-3", 0.001)],
+)
+def test_ordinary_numerals_in_the_environment_still_work(text: str, value: float) -> None:
+    assert value == ReliabilityConfig.from_env({"HTTP_TIMEOUT_SEC": text}).HTTP_TIMEOUT_SEC
+
+
+@pytest.mark.parametrize("value", [5e-324, -5e-324, 2.2250738585072014e-309])
+def test_subnormal_floats_in_code_are_refused(value: float) -> None:
+    with pytest.raises(ConfigError, match=r"RETRY_BUDGET_MIN_PER_SEC=.* is not accepted"):
+        ReliabilityConfig(RETRY_BUDGET_MIN_PER_SEC=value)
+
+
+def test_zero_is_not_subnormal() -> None:
+    assert ReliabilityConfig(RETRY_BUDGET_MIN_PER_SEC=0.0).RETRY_BUDGET_MIN_PER_SEC == 0.0
+
+
+def test_number_subclasses_in_code_become_plain_numbers() -> None:
+    import enum
+
+    class Retries(enum.IntEnum):
+        FEW = 2
+
+    class Seconds(float):
+        pass
+
+    cfg = ReliabilityConfig(HTTP_RETRIES=Retries.FEW, HTTP_TIMEOUT_SEC=Seconds(1.5))
+    assert type(cfg.HTTP_RETRIES) is int
+    assert type(cfg.HTTP_TIMEOUT_SEC) is float
+    assert (cfg.HTTP_RETRIES, cfg.HTTP_TIMEOUT_SEC) == (2, 1.5)
+
+
+# --- RATE_LIMIT: fully parsed at load, by the limiter's own parser ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("0/second", "the amount must be from 1 to 1,000,000,000, got 0"),
+        ("0 per 2 minutes", "the amount must be from 1 to 1,000,000,000, got 0"),
+        ("100/0 seconds", "a window of 0 units admits nothing"),
+        ("100 per 0 minute", "a window of 0 units admits nothing"),
+        (
+            "99999999999999999999/second",
+            "the amount must be from 1 to 1,000,000,000, got 99,999,999,999,999,999,999",
+        ),
+        ("1/99999999999999 days", "the window must be at most 366 days"),
+        ("1 per 367 days", "the window must be at most 366 days, got 31,708,800 s"),
+    ],
+)
+def test_a_rate_the_limiter_cannot_use_fails_at_load(text: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        ReliabilityConfig.from_env({"RATE_LIMIT": text})
+    message = str(info.value)
+    assert message.startswith(f"RATE_LIMIT={text!r} is not accepted: {problem}")
+    assert "expected a rate such as '100/second'" in message
+    with pytest.raises(ConfigError, match="RATE_LIMIT="):
+        ReliabilityConfig(RATE_LIMIT=text)  # in code too
+
+
+@pytest.mark.parametrize("text", ["100/second", "10 per second", "600 per 1 minute", "1/366 days"])
+def test_usable_rates_load(text: str) -> None:
+    assert text == ReliabilityConfig(RATE_LIMIT=text).RATE_LIMIT
+
+
+def test_a_rate_without_the_limits_package_fails_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from otel_resilience import _ratelimit
+
+    def missing() -> None:
+        raise ImportError("RATE_LIMIT needs the 'limits' package: pip install x")
+
+    monkeypatch.setattr(_ratelimit, "_import_limits", missing)
+    with pytest.raises(
+        ConfigError, match="RATE_LIMIT='5/second' is not accepted: RATE_LIMIT needs"
+    ):
+        ReliabilityConfig(RATE_LIMIT="5/second")
+
+
+def test_rate_problem_and_parse_rate_agree() -> None:
+    from otel_resilience._ratelimit import parse_rate, rate_problem
+
+    assert rate_problem("5 per 2 minutes") is None
+    item = parse_rate("5 per 2 minutes")
+    assert (item.amount, item.get_expiry()) == (5, 120)
+    assert rate_problem("soon") == "not a rate"
+
+
+# --- REDACT_PATTERNS -------------------------------------------------------------------------
+
+
+def test_redact_patterns_default_to_the_built_in_ones() -> None:
+    assert ReliabilityConfig().REDACT_PATTERNS == ("default",)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (r"default;card=(\d+)", ("default", r"card=(\d+)")),
+        (r"default, acct-\d+ ", ("default", r"acct-\d+")),
+        (r"x=\d{1,3};default", (r"x=\d{1,3}", "default")),  # ';' wins: commas stay in patterns
+        ("none", ()),
+        ("", ()),
+        ("default", ("default",)),
+    ],
+)
+def test_redact_patterns_from_the_environment(text: str, expected: tuple[str, ...]) -> None:
+    assert expected == ReliabilityConfig.from_env({"REDACT_PATTERNS": text}).REDACT_PATTERNS
+
+
+def test_per_service_redact_patterns_from_the_environment() -> None:
+    env = {"RELIABILITY_PAY_REDACT_PATTERNS": r"default;card=(\d+)"}
+    assert ReliabilityConfig.from_env(env, service="pay").REDACT_PATTERNS == (
+        "default",
+        r"card=(\d+)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (["default", r"k=(\w+)"], ("default", r"k=(\w+)")),
+        (r"default;k=(\w+)", ("default", r"k=(\w+)")),
+        ((), ()),
+    ],
+)
+def test_redact_patterns_in_code(value: object, expected: tuple[str, ...]) -> None:
+    assert expected == ReliabilityConfig(REDACT_PATTERNS=value).REDACT_PATTERNS  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (("default", "(unclosed"), "'(unclosed' is not a valid regular expression (missing )"),
+        (("a*",), "'a*' matches the empty string (it would mask everything)"),
+        (("x|",), "'x|' matches the empty string"),
+    ],
+)
+def test_a_bad_redact_pattern_is_named(value: tuple[str, ...], problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        ReliabilityConfig(REDACT_PATTERNS=value)
+    message = str(info.value)
+    assert message.startswith(f"REDACT_PATTERNS={value!r} is not accepted: {problem}")
+    assert "expected a tuple of regular expressions" in message
+
+
+def test_a_bad_redact_pattern_in_the_environment_is_named() -> None:
+    with pytest.raises(
+        ConfigError, match=r"REDACT_PATTERNS='default;\[a' is not accepted: '\[a' is not a valid"
+    ):
+        ReliabilityConfig.from_env({"REDACT_PATTERNS": "default;[a"})
+
+
+@pytest.mark.parametrize("value", [("default", 3), 42, None, {"default": 1}])
+def test_redact_patterns_of_the_wrong_type_are_refused(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"REDACT_PATTERNS=.* is not accepted: expected a tuple"):
+        ReliabilityConfig(REDACT_PATTERNS=value)  # type: ignore[arg-type]
+
+
+# --- repr ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://app:hunter2@cache:6379/0",
+        "redis://app:hun@ter2@cache:6379/0",
+        "rediss://:hunter2@cache:6380/0",
+        "redis://cache:6379/0?password=hunter2",
+    ],
+)
+def test_repr_never_shows_the_redis_password(url: str) -> None:
+    cfg = ReliabilityConfig(REDIS_URL=url)
+    text = repr(cfg)
+    assert "hunter2" not in text
+    assert "ter2" not in text
+    assert "***" in text
+    assert "cache:63" in text
+    assert url == cfg.REDIS_URL  # the value itself is intact
+
+
+def test_repr_lists_every_field() -> None:
+    text = repr(ReliabilityConfig())
+    assert text.startswith("ReliabilityConfig(HTTP_TIMEOUT_SEC=30, HTTP_RETRIES=3,")
+    for field in dataclasses.fields(ReliabilityConfig):
+        assert f"{field.name}=" in text

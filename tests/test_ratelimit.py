@@ -204,3 +204,12 @@ def test_missing_extra_names_the_package_to_install(
 
     with pytest.raises(ImportError, match=r"pip install 'otel-resilience\[redis\]'"):
         load()
+
+
+def test_the_limiters_build_their_rate_with_the_config_parser() -> None:
+    from otel_resilience._ratelimit import LocalRateLimiter
+
+    with pytest.raises(ValueError, match="a window of 0 units admits nothing"):
+        LocalRateLimiter("svc", "100/0 seconds")  # limits.parse alone reads 100 per second
+    limiter = LocalRateLimiter("svc", "2 per 3 seconds")
+    assert (limiter._item.amount, limiter._item.get_expiry()) == (2, 3)

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Final
 
 from ._config import ReliabilityConfig, get_config
 from ._config import _listeners as _config_listeners
+from ._log import log_event
 
 __all__ = [
     "BreakerOverride",
@@ -515,18 +516,28 @@ class CircuitBreaker:
 
     def _fire(self, events: _Events) -> None:
         for old, new in events:
-            log = logger.warning if new is _OPEN else logger.info
-            log(
+            log_event(
+                logger,
+                logging.WARNING if new is _OPEN else logging.INFO,
                 "Circuit breaker %s: transitioning to %s",
                 self.endpoint,
                 new.name,
-                extra={"service_name": self.service_name, "endpoint": self.endpoint},
+                extra={
+                    "resilience_service": self.service_name,
+                    "resilience_endpoint": self.endpoint,
+                },
             )
             for listener in tuple(self._listeners):
                 try:
                     listener(self, old, new)
                 except Exception:  # a listener must never break a call
-                    logger.exception("circuit breaker listener %r failed", listener)
+                    log_event(
+                        logger,
+                        logging.ERROR,
+                        "circuit breaker listener %r failed",
+                        listener,
+                        exc_info=True,
+                    )
 
 
 BreakerFactory = Callable[[str, str, ReliabilityConfig, Clock], CircuitBreaker]

@@ -17,6 +17,7 @@ import dataclasses
 import math
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -49,6 +50,8 @@ class _Spec:
     env: str | None = None  # environment variable, when it is not the field's own name
     pattern: str | None = None  # strings: a regular expression the value must match
     hint: str | None = None  # strings: what the pattern accepts, in words
+    #: a last check of a valid-looking value: None, or why the value cannot be used
+    validate: Callable[[Any], str | None] | None = None
 
     def describe(self) -> str:
         if self.choices:
@@ -78,7 +81,25 @@ _DAY: Final = 86_400.0
 _BACKENDS: Final = ("memory", "redis")
 _MANUAL_STATES: Final = ("forced_open", "disabled", "metrics_only")
 #: the rate notation of the ``limits`` library: "100/second", "10 per second", "5 per 2 minutes"
-_RATE_PATTERN: Final = r"\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*"
+_RATE_PATTERN: Final = r"\s*[0-9]+\s*(/|per)\s*([0-9]+\s*)?(second|minute|hour|day)s?\s*"
+
+
+def _rate_problem(value: str) -> str | None:
+    """Why the rate limiter could not use ``value`` (its own parser decides), or None."""
+    from ._ratelimit import rate_problem  # late: _ratelimit imports this module
+
+    return rate_problem(value)
+
+
+def _redact_problem(value: tuple[str, ...]) -> str | None:
+    from ._scrub import check_pattern
+
+    for pattern in value:
+        problem = check_pattern(pattern)
+        if problem is not None:
+            return problem
+    return None
+
 
 #: accepted values of every field, in declaration order
 _SPECS: Final[dict[str, _Spec]] = {
@@ -123,8 +144,18 @@ _SPECS: Final[dict[str, _Spec]] = {
         optional=True,
         pattern=_RATE_PATTERN,
         hint="a rate such as '100/second', '10 per second' or '600 per 1 minute'",
+        validate=_rate_problem,
     ),
     "RATE_LIMIT_MAX_WAIT_SEC": _Spec(float, 0, 3_600),
+    "REDACT_PATTERNS": _Spec(
+        tuple,
+        hint=(
+            "a tuple of regular expressions ('default' stands for the built-in ones), or in the"
+            " environment a list separated by ';' (or ',' when no ';' is used); empty or none:"
+            " no redaction"
+        ),
+        validate=_redact_problem,
+    ),
 }
 
 
@@ -201,6 +232,10 @@ class ReliabilityConfig:
     RATE_LIMIT: str | None = None
     #: how long a call over the limit waits for a slot before failing ``throttled`` (0: at once)
     RATE_LIMIT_MAX_WAIT_SEC: float = 0.0
+    #: regular expressions whose matches (their groups, when they have some) are masked in
+    #: exception text copied into spans and errors; ``"default"`` stands for the built-in ones
+    #: (URL passwords, ``api_key=``/``token=``/``password=``, bearer tokens); empty: none
+    REDACT_PATTERNS: tuple[str, ...] = ("default",)
 
     def __post_init__(self) -> None:
         for name, spec in _SPECS.items():
@@ -217,6 +252,19 @@ class ReliabilityConfig:
                 f" expected at most CB_WINDOW_SIZE ({self.CB_WINDOW_SIZE}), or the window"
                 " could never hold enough calls to open"
             )
+
+    def __repr__(self) -> str:
+        """The fields, with the password of ``REDIS_URL`` masked."""
+        from ._redact import redact_url
+
+        parts = []
+        for field in fields(self):
+            name = field.name
+            value = getattr(self, name)
+            if name == "REDIS_URL" and isinstance(value, str):
+                value = redact_url(value)
+            parts.append(f"{name}={value!r}")
+        return f"ReliabilityConfig({', '.join(parts)})"
 
     # --- loading -----------------------------------------------------------------------------
 
@@ -278,6 +326,19 @@ _FALSE: Final = frozenset({"0", "false", "no", "off"})
 _NONE: Final = frozenset({"", "none", "off", "null"})
 
 
+#: the only numerals accepted in the environment: ASCII digits, no ``_``, no hex or words
+_INT_TEXT: Final = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_FLOAT_TEXT: Final = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
+
+
+def _split_patterns(text: str) -> tuple[str, ...]:
+    raw = text.strip()
+    if raw.lower() in _NONE:
+        return ()
+    separator = ";" if ";" in raw else ","
+    return tuple(item.strip() for item in raw.split(separator) if item.strip())
+
+
 def _parse(source: str, text: str, spec: _Spec) -> Any:
     raw = text.strip()
     if spec.optional and raw.lower() in _NONE:
@@ -290,9 +351,15 @@ def _parse(source: str, text: str, spec: _Spec) -> Any:
                 return False
             raise ValueError(raw)
         if spec.kind is int:
+            if _INT_TEXT.fullmatch(raw) is None:  # int() takes "1_0", non-ASCII digits
+                raise ValueError(raw)
             return int(raw)
         if spec.kind is float:
+            if _FLOAT_TEXT.fullmatch(raw) is None:  # float() takes "1_0", "infinity"
+                raise ValueError(raw)
             return float(raw)
+        if spec.kind is tuple:
+            return _split_patterns(text)
         return raw
     except ValueError:
         raise ConfigError(
@@ -310,19 +377,38 @@ def _check(name: str, value: Any, spec: _Spec, *, source: str, shown: str | None
         text = repr(value) if shown is None else repr(shown)
         return ConfigError(f"{source}={text} is not accepted: expected {spec.describe()}")
 
+    def unusable(problem: str) -> ConfigError:
+        text = repr(value) if shown is None else repr(shown)
+        return ConfigError(
+            f"{source}={text} is not accepted: {problem}; expected {spec.describe()}"
+        )
+
     if value is None:
         if spec.optional:
             return None
         raise bad()
+    if spec.kind is tuple:
+        if isinstance(value, str):
+            value = _split_patterns(value)
+        if not isinstance(value, tuple | list) or not all(isinstance(v, str) for v in value):
+            raise bad()
+        value = tuple(value)
+        problem = spec.validate(value) if spec.validate is not None else None
+        if problem is not None:
+            raise unusable(problem)
+        return value
     if spec.choices:
         if value not in spec.choices:
             raise bad()
         return value
     if spec.kind is str:
         if not isinstance(value, str) or (
-            spec.pattern is not None and re.fullmatch(spec.pattern, value) is None
+            spec.pattern is not None and re.fullmatch(spec.pattern, value, re.ASCII) is None
         ):
             raise bad()
+        problem = spec.validate(value) if spec.validate is not None else None
+        if problem is not None:
+            raise unusable(problem)
         return value
     if spec.kind is bool:
         if not isinstance(value, bool):
@@ -330,13 +416,15 @@ def _check(name: str, value: Any, spec: _Spec, *, source: str, shown: str | None
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise bad()
+    # an IntEnum, a float subclass...: the plain number, so nothing odd travels further
+    value = int(value) if isinstance(value, int) else float(value)
     if spec.kind is int:
         if isinstance(value, float):
             if not value.is_integer():
                 raise bad()
             value = int(value)
-    elif not math.isfinite(value):
-        raise bad()
+    elif not math.isfinite(value) or (value != 0 and abs(value) < sys.float_info.min):
+        raise bad()  # subnormal numbers (5e-324) are not a setting anyone means
     if spec.low is not None and (value < spec.low or (spec.low_open and value == spec.low)):
         raise bad()
     if spec.high is not None and value > spec.high:

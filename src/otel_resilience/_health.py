@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
 from ._names import PROM_BREAKER_STATE, PROM_BREAKER_STATE_LABEL, PROM_ENDPOINT, PROM_SERVICE
@@ -134,8 +134,19 @@ def breakers_from_prometheus(text: str) -> list[dict[str, Any]]:
 # --- a tiny JSON endpoint ---------------------------------------------------------------------
 
 
+#: seconds a connection may stay silent (per read or write) before the server drops it
+DEFAULT_TIMEOUT_SEC: Final = 5.0
+#: connections served at once; more are closed at once instead of queueing behind them
+DEFAULT_MAX_CONNECTIONS: Final = 64
+
+
 class _HealthHandler(BaseHTTPRequestHandler):
     server: _HealthHTTPServer
+
+    def setup(self) -> None:
+        # the socket timeout of every read and write of this connection
+        self.request.settimeout(self.server.connection_timeout)
+        super().setup()
 
     def do_GET(self) -> None:
         if self.path.split("?", 1)[0].rstrip("/") not in ("", HEALTH_PATH):
@@ -160,14 +171,51 @@ class _HealthHandler(BaseHTTPRequestHandler):
         """Health probes are frequent and dull: no access log."""
 
 
-class _HealthHTTPServer(HTTPServer):
-    def __init__(self, address: tuple[str, int], report: Callable[[], dict[str, Any]]) -> None:
+class _HealthHTTPServer(ThreadingHTTPServer):
+    """One daemon thread per connection (so an idle client blocks nobody), a bounded number."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        report: Callable[[], dict[str, Any]],
+        *,
+        connection_timeout: float,
+        max_connections: int,
+    ) -> None:
         self.report = report
+        self.connection_timeout = connection_timeout
+        self._slots = threading.BoundedSemaphore(max_connections)
         super().__init__(address, _HealthHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):  # full: refuse rather than pile up threads
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # pragma: no cover - the thread could not start
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client's mistake is not worth a traceback on stderr."""
 
 
 class HealthServer:
-    """Serve :func:`health_report` as JSON at ``http://host:port/health`` from one thread.
+    """Serve :func:`health_report` as JSON at ``http://host:port/health``.
+
+    Each connection is served by its own daemon thread, so a client that connects and sends
+    nothing (or trickles its request) does not hold up the others; it is dropped after
+    ``timeout`` seconds of silence. At most ``max_connections`` are served at once; more are
+    closed at once.
 
     >>> server = HealthServer("127.0.0.1", 0).start()
     >>> server.url.startswith("http://127.0.0.1:")
@@ -181,8 +229,26 @@ class HealthServer:
         port: int = 0,
         *,
         report: Callable[[], dict[str, Any]] = health_report,
+        timeout: float = DEFAULT_TIMEOUT_SEC,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
-        self._server = _HealthHTTPServer((host, port), report)  # OSError if the port is taken
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ValueError(f"timeout={timeout!r} is not accepted: expected seconds > 0")
+        if (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or max_connections < 1
+        ):
+            raise ValueError(
+                f"max_connections={max_connections!r} is not accepted: expected an integer >= 1"
+            )
+        # OSError if the port is taken
+        self._server = _HealthHTTPServer(
+            (host, port),
+            report,
+            connection_timeout=float(timeout),
+            max_connections=max_connections,
+        )
         self._thread: threading.Thread | None = None
 
     @property

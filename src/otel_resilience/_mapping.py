@@ -12,11 +12,18 @@ Order of evidence, strongest first:
 
 ``Retry-After`` (seconds or an HTTP-date) is read from ``.retry_after`` or the headers of
 ``.response`` / ``.headers`` when present.
+
+Classification is total: whatever the exception does (a ``__str__`` or a property that raises, a
+date that overflows, a headers object that misbehaves, a registered classifier that raises or
+returns nonsense), the rule that fails is skipped and the others decide, down to
+``unknown_error``. Nothing raised while classifying ever reaches the caller.
 """
 
 from __future__ import annotations
 
 import errno
+import math
+import re
 import socket
 import threading
 import time
@@ -108,14 +115,22 @@ def status_to_error_type(status: int) -> ExternalServiceError | None:
     return None
 
 
+def _attr(obj: object, name: str) -> object:
+    """``getattr(obj, name, None)`` that survives a property raising anything."""
+    try:
+        return getattr(obj, name, None)
+    except Exception:
+        return None
+
+
 def _find_status(exc: BaseException) -> int | None:
-    for holder in (exc, getattr(exc, "response", None)):
+    for holder in (exc, _attr(exc, "response")):
         if holder is None:
             continue
         for attr in ("status_code", "status"):
-            value = getattr(holder, attr, None)
+            value = _attr(holder, attr)
             if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
-                return value
+                return int(value)
     return None
 
 
@@ -125,32 +140,54 @@ def _find_status(exc: BaseException) -> int | None:
 def parse_retry_after(value: object, *, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date.
 
+    Total: any value gives None or a finite number >= 0, it never raises.
+
     >>> parse_retry_after("3")
     3.0
     >>> parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0)
     10.0
     >>> parse_retry_after("soon") is None
     True
+    >>> parse_retry_after("Wed, 21 Oct 99999999999999999999 07:28:00 GMT") is None
+    True
     """
+    try:
+        seconds = _parse_retry_after(value, now)
+    except Exception:  # a value no rule can read (an overflowing date, a hostile str subclass)
+        return None
+    return _clean_seconds(seconds)
+
+
+def _clean_seconds(seconds: object) -> float | None:
+    """A finite number >= 0, or None (NaN, infinities and non-numbers are not a delay)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return None
+    try:
+        result = float(seconds)
+    except (OverflowError, ValueError):  # an int too large for a float
+        return None
+    if not math.isfinite(result):
+        return None
+    return max(0.0, result)
+
+
+def _parse_retry_after(value: object, now: float | None) -> float | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return max(0.0, float(value))
+        return float(value)
     if isinstance(value, bytes):
         value = value.decode("latin-1", "replace")
     if not isinstance(value, str):
         return None
-    text = value.strip()
+    text = str.strip(value)
     if not text:
         return None
     try:
-        return max(0.0, float(text))
+        return float(text)
     except ValueError:
         pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
+    when = parsedate_to_datetime(text)  # ValueError, OverflowError, ...: caught by the caller
     if when.tzinfo is None:  # HTTP-dates are GMT
         return None
     current = time.time() if now is None else now
@@ -160,10 +197,10 @@ def parse_retry_after(value: object, *, now: float | None = None) -> float | Non
 def _header(headers: object, name: str) -> object:
     if headers is None:
         return None
-    get = getattr(headers, "get", None)
-    if get is None:
-        return None
     try:
+        get = getattr(headers, "get", None)
+        if get is None:
+            return None
         value = get(name)
         if value is None:
             value = get(name.lower())
@@ -173,13 +210,13 @@ def _header(headers: object, name: str) -> object:
 
 
 def _find_retry_after(exc: BaseException) -> float | None:
-    direct = getattr(exc, "retry_after", None)
+    direct = _attr(exc, "retry_after")
     if direct is not None:
         return parse_retry_after(direct)
-    for holder in (getattr(exc, "response", None), exc):
+    for holder in (_attr(exc, "response"), exc):
         if holder is None:
             continue
-        value = _header(getattr(holder, "headers", None), "Retry-After")
+        value = _header(_attr(holder, "headers"), "Retry-After")
         if value is not None:
             return parse_retry_after(value)
     return None
@@ -209,10 +246,11 @@ def _by_type(exc: BaseException) -> ExternalServiceError | None:
         return E.TIMEOUT
     if isinstance(exc, ConnectionError | socket.gaierror | socket.herror):
         return E.CONNECTION_ERROR
-    if isinstance(exc, OSError) and exc.errno is not None:
-        if exc.errno in _TIMEOUT_ERRNOS:
+    if isinstance(exc, OSError):
+        code = _attr(exc, "errno")
+        if code in _TIMEOUT_ERRNOS:
             return E.TIMEOUT
-        if exc.errno in _CONNECTION_ERRNOS:
+        if code in _CONNECTION_ERRNOS:
             return E.CONNECTION_ERROR
     return None
 
@@ -248,10 +286,39 @@ _KEYWORDS: Final[tuple[tuple[ExternalServiceError, tuple[str, ...]], ...]] = (
 )
 
 
+def _keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str]:
+    """One regex for a keyword list; numbers (status codes) match only as whole numbers."""
+    parts = [
+        rf"(?<!\d){re.escape(word)}(?!\d)" if word.isdigit() else re.escape(word)
+        for word in keywords
+    ]
+    return re.compile("|".join(parts))
+
+
+_KEYWORD_PATTERNS: Final = tuple(
+    (error_type, _keyword_pattern(keywords)) for error_type, keywords in _KEYWORDS
+)
+
+
+def safe_str(exc: BaseException) -> str:
+    """``str(exc)``, or its ``repr``, or its type name: whichever does not raise first."""
+    for render in (str, repr):
+        try:
+            text = render(exc)
+        except Exception:
+            continue
+        if isinstance(text, str):
+            return text
+    try:
+        return type(exc).__name__
+    except Exception:  # pragma: no cover - a type always has a name
+        return "exception"
+
+
 def _by_message(exc: BaseException) -> ExternalServiceError:
-    text = str(exc).lower()
-    for error_type, keywords in _KEYWORDS:
-        if any(keyword in text for keyword in keywords):
+    text = safe_str(exc).lower()
+    for error_type, pattern in _KEYWORD_PATTERNS:
+        if pattern.search(text) is not None:
             return error_type
     return E.UNKNOWN_ERROR
 
@@ -259,34 +326,41 @@ def _by_message(exc: BaseException) -> ExternalServiceError:
 # --- the classifier chain ------------------------------------------------------------------
 
 
+def _checked(found: object) -> Classification | None:
+    """A classifier's answer when it is a usable Classification (finite delay), else None."""
+    if not isinstance(found, Classification):
+        return None
+    error_type: object = found.error_type  # a classifier may have put anything there
+    if not isinstance(error_type, ExternalServiceError):
+        return None
+    retry_after = found.retry_after
+    if retry_after is None:
+        return found
+    cleaned = _clean_seconds(retry_after)
+    if cleaned == retry_after:
+        return found
+    return Classification(found.error_type, cleaned)
+
+
 def _client_classification(exc: BaseException) -> Classification | None:
     from ._clients import classifier_for  # late: keeps import of the core light
 
-    classifier = classifier_for(exc)
-    if classifier is None:
-        return None
     try:
-        return classifier(exc)
+        classifier = classifier_for(exc)
+        if classifier is None:
+            return None
+        return _checked(classifier(exc))
     except Exception:  # a broken client classifier must not break error handling
         return None
 
 
-def classify(exc: BaseException) -> Classification:
-    """Classify one exception (see the module docstring for the order of evidence)."""
-    if isinstance(exc, ReliabilityError):
-        return Classification(exc.error_type, exc.retry_after)
-    for classifier in tuple(_user_classifiers):
-        try:
-            found = classifier(exc)
-        except Exception:  # the application's classifier is not allowed to break the call
-            found = None
-        if found is not None:
-            return found
-    found = _client_classification(exc)
-    if found is not None:
-        return found
-    retry_after = _find_retry_after(exc)
-    error_type = _by_type(exc)
+def _built_in(exc: BaseException) -> Classification:
+    retry_after = _find_retry_after(exc)  # every attribute read in it is guarded
+    error_type: ExternalServiceError | None = None
+    try:
+        error_type = _by_type(exc)
+    except Exception:  # isinstance() raises when the exception's __class__ property does
+        error_type = None
     if error_type is None:
         status = _find_status(exc)
         if status is not None:
@@ -294,6 +368,66 @@ def classify(exc: BaseException) -> Classification:
     if error_type is None:
         error_type = _by_message(exc)
     return Classification(error_type, retry_after)
+
+
+def classify(exc: BaseException) -> Classification:
+    """Classify one exception (see the module docstring for the order of evidence).
+
+    Never raises: a rule that fails is skipped, the last resort is ``unknown_error``.
+    """
+    try:
+        return _classify(exc)
+    except Exception:  # a hostile object (its __class__ raises): nothing can be read from it
+        return Classification(E.UNKNOWN_ERROR)
+
+
+def _is_ours(exc: BaseException) -> bool:
+    try:
+        return isinstance(exc, ReliabilityError)
+    except Exception:  # isinstance() raises when the exception's __class__ property does
+        return False
+
+
+def _well_formed(error: BaseException) -> bool:
+    """A ReliabilityError whose fields are all there (a subclass may skip ``__init__``)."""
+    retry_after = _attr(error, "retry_after")
+    return (
+        isinstance(_attr(error, "error_type"), ExternalServiceError)
+        and isinstance(_attr(error, "service_name"), str)
+        and isinstance(_attr(error, "endpoint"), str)
+        and isinstance(_attr(error, "message"), str)
+        and isinstance(_attr(error, "attempts"), int)
+        and (retry_after is None or _clean_seconds(retry_after) == retry_after)
+    )
+
+
+def _classify(exc: BaseException) -> Classification:
+    if _is_ours(exc):
+        error_type, retry_after = _attr(exc, "error_type"), _attr(exc, "retry_after")
+        found = _checked(Classification(error_type, retry_after))  # type: ignore[arg-type]
+        return found or Classification(E.UNKNOWN_ERROR)
+    for classifier in tuple(_user_classifiers):
+        try:
+            found = _checked(classifier(exc))
+        except Exception:  # the application's classifier is not allowed to break the call
+            found = None
+        if found is not None:
+            return found
+    found = _client_classification(exc)
+    if found is not None:
+        return found
+    return _built_in(exc)
+
+
+def _redact(text: str, service_name: str) -> str:
+    from ._config import get_config  # late: the config imports this package's helpers
+    from ._scrub import redact
+
+    try:
+        patterns = get_config(service_name).REDACT_PATTERNS
+    except Exception:  # a broken environment must not let a secret through
+        patterns = ("default",)
+    return redact(text, patterns)
 
 
 def map_external_error(
@@ -311,11 +445,11 @@ def map_external_error(
     >>> map_external_error("openai", "chat", Exception("Request timed out")).error_type.value
     'timeout'
     """
-    if isinstance(error, ReliabilityError):
-        return error
+    if _is_ours(error) and _well_formed(error):
+        return error  # type: ignore[return-value]
     found = classify(error)
     cls = ERROR_CLASSES.get(found.error_type, ReliabilityError)
-    detail = str(error) or type(error).__name__
+    detail = _redact(safe_str(error), service_name) or type(error).__name__
     message = f"{found.error_type.value} calling {service_name} ({endpoint}): {detail}"
     return cls(
         found.error_type,

@@ -61,6 +61,7 @@ from ._breaker import (
     is_probe,
 )
 from ._config import ConfigError, ReliabilityConfig
+from ._log import log_event
 from ._redis import RedisStore, get_store
 
 __all__ = ["RedisCircuitBreaker", "breaker_key"]
@@ -510,9 +511,14 @@ class RedisCircuitBreaker(CircuitBreaker):
         if changed_here:
             self._fire([(_STATES[old_code], new)])
         elif new is not previous:
-            logger.debug(
+            log_event(
+                logger,
+                logging.DEBUG,
                 "Circuit breaker %s: now %s (transition made by another process)",
                 self.endpoint,
                 new.name,
-                extra={"service_name": self.service_name, "endpoint": self.endpoint},
+                extra={
+                    "resilience_service": self.service_name,
+                    "resilience_endpoint": self.endpoint,
+                },
             )

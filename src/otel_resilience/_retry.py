@@ -29,6 +29,7 @@ from typing import Any, Final, Literal, TypeVar
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
 
 from ._errors import TRANSIENT_ERRORS, ExternalServiceError, ReliabilityError
+from ._log import log_event
 
 __all__ = ["RetryPlan", "backoff_delay", "is_retryable", "retry_async", "retry_sync"]
 
@@ -143,17 +144,19 @@ class RetryPlan:
         error = outcome.exception() if outcome is not None else None
         assert isinstance(error, ReliabilityError)
         delay = state.upcoming_sleep
-        logger.warning(
+        log_event(
+            logger,
+            logging.WARNING,
             "Retrying %s (%s) attempt %d/%d",
             self.service_name,
             self.endpoint,
             state.attempt_number + 1,
             self.max_attempts,
             extra={
-                "service_name": self.service_name,
-                "endpoint": self.endpoint,
-                "error_type": error.error_type.value,
-                "retry_delay_s": delay,
+                "resilience_service": self.service_name,
+                "resilience_endpoint": self.endpoint,
+                "resilience_error_type": error.error_type.value,
+                "resilience_retry_delay_s": delay,
             },
         )
         if self.on_retry is not None:
@@ -171,18 +174,29 @@ class RetryPlan:
     def log_stopped(self) -> None:
         """Log why retrying ended (the seed's message when the attempts ran out)."""
         if self.stop_reason == "budget":
-            logger.debug(
-                "Retry budget of %s refused a retry of %s", self.service_name, self.endpoint
+            log_event(
+                logger,
+                logging.DEBUG,
+                "Retry budget of %s refused a retry of %s",
+                self.service_name,
+                self.endpoint,
+                extra={
+                    "resilience_service": self.service_name,
+                    "resilience_endpoint": self.endpoint,
+                    "resilience_stop_reason": self.stop_reason,
+                },
             )
         elif self.stop_reason in ("exhausted", "deadline"):
-            logger.error(
+            log_event(
+                logger,
+                logging.ERROR,
                 "All retries exhausted for %s (%s)",
                 self.service_name,
                 self.endpoint,
                 extra={
-                    "service_name": self.service_name,
-                    "endpoint": self.endpoint,
-                    "stop_reason": self.stop_reason,
+                    "resilience_service": self.service_name,
+                    "resilience_endpoint": self.endpoint,
+                    "resilience_stop_reason": self.stop_reason,
                 },
             )
 

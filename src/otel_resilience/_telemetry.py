@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -25,6 +26,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _names as n
 from ._breaker import CircuitBreaker, CircuitBreakerState, get_circuit_breaker_manager
+from ._config import get_config
+from ._mapping import safe_str
+from ._scrub import redact
 from ._version import __version__ as _VERSION
 
 if TYPE_CHECKING:
@@ -77,6 +81,42 @@ def _global_meter_provider() -> Any:
     """The API's global meter provider, or None while none is set (as for the tracer)."""
     provider = getattr(_metrics_internal, "_METER_PROVIDER", _STALE)
     return metrics.get_meter_provider() if provider is _STALE else provider
+
+
+# --- exceptions on spans, redacted ---------------------------------------------------------
+
+
+def _redact_patterns(service: object) -> tuple[str, ...]:
+    """``REDACT_PATTERNS`` of the service (the defaults when its config cannot be read)."""
+    try:
+        return get_config(str(service)).REDACT_PATTERNS
+    except Exception:  # a broken environment must not let a secret through
+        return ("default",)
+
+
+def _record_exception(span: trace.Span, cause: BaseException, patterns: tuple[str, ...]) -> str:
+    """``span.record_exception(cause)`` with message and stack trace redacted; the message.
+
+    The SDK's own ``record_exception`` copies ``str(cause)`` and the formatted traceback (whose
+    last line repeats the message) unredacted, and raises when ``__str__`` does.
+    """
+    message = redact(safe_str(cause), patterns)
+    try:
+        stacktrace = "".join(traceback.format_exception(cause))
+    except Exception:  # pragma: no cover - traceback copes with broken __str__ itself
+        stacktrace = ""
+    cls = type(cause)
+    module, qualname = cls.__module__, cls.__qualname__
+    span.add_event(
+        "exception",
+        {
+            "exception.type": f"{module}.{qualname}" if module != "builtins" else qualname,
+            "exception.message": message,
+            "exception.stacktrace": redact(stacktrace, patterns),
+            "exception.escaped": "False",
+        },
+    )
+    return message
 
 
 class _Instruments:
@@ -531,11 +571,15 @@ class _Call(CallObserver):
         error_type = error.error_type.value
         try:
             if span is not None:
-                if span.is_recording():
-                    span.record_exception(cause)
-                    span.set_attribute(n.ATTR_ERROR_TYPE, error_type)
-                    span.set_status(Status(StatusCode.ERROR, str(cause) or type(cause).__name__))
-                span.end()
+                try:
+                    if span.is_recording():
+                        message = _record_exception(
+                            span, cause, _redact_patterns(error.service_name)
+                        )
+                        span.set_attribute(n.ATTR_ERROR_TYPE, error_type)
+                        span.set_status(Status(StatusCode.ERROR, message or type(cause).__name__))
+                finally:
+                    span.end()
             instruments = self._instruments
             if instruments is not None:
                 attrs = self._pair.error_attrs(error_type)
@@ -549,12 +593,17 @@ class _Call(CallObserver):
         span = self._end_attempt(handle)
         try:
             if span is not None:
-                if span.is_recording():
-                    span.record_exception(cause)
-                    span.set_status(Status(StatusCode.ERROR, type(cause).__name__))
-                span.end()
+                try:
+                    if span.is_recording():
+                        _record_exception(span, cause, self._patterns())
+                        span.set_status(Status(StatusCode.ERROR, type(cause).__name__))
+                finally:
+                    span.end()
         except Exception:
             self._telemetry.warn_once("attempt_aborted", "recording an aborted attempt failed")
+
+    def _patterns(self) -> tuple[str, ...]:
+        return _redact_patterns(self._pair.span_attrs.get(n.ATTR_SERVICE, ""))
 
     def retry(self, attempt: int, error: ReliabilityError, delay: float) -> None:
         error_type = error.error_type.value
@@ -639,7 +688,8 @@ class _Call(CallObserver):
                 if span.is_recording():
                     span.set_attribute(n.ATTR_ATTEMPTS, attempts)
                     span.set_attribute(n.ATTR_ERROR_TYPE, error_type)
-                    span.set_status(Status(StatusCode.ERROR, error.message))
+                    patterns = _redact_patterns(error.service_name)
+                    span.set_status(Status(StatusCode.ERROR, redact(error.message, patterns)))
                 span.end()
             if self._instruments is not None:
                 self._instruments.call_duration.record(duration, self._pair.error_attrs(error_type))
@@ -653,10 +703,12 @@ class _Call(CallObserver):
         if span is None:
             return
         try:
-            if span.is_recording():
-                span.record_exception(cause)
-                span.set_status(Status(StatusCode.ERROR, type(cause).__name__))
-            span.end()
+            try:
+                if span.is_recording():
+                    _record_exception(span, cause, self._patterns())
+                    span.set_status(Status(StatusCode.ERROR, type(cause).__name__))
+            finally:
+                span.end()
         except Exception:
             self._telemetry.warn_once("end_aborted", "ending an aborted call span failed")
 

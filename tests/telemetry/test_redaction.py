@@ -1,0 +1,147 @@
+"""REDACT_PATTERNS: secrets in exception messages never reach a span or a ReliabilityError."""
+
+from __future__ import annotations
+
+import pytest
+
+from otel_resilience import ReliabilityError, configure, map_external_error, resilient_call
+
+from .conftest import FakeTime
+from .helpers import Otel
+
+SECRET = "S3cr3tV4lue"
+
+MESSAGES = [
+    f"GET https://api.example/v1?api_key={SECRET}&q=1 failed",
+    f"GET /v1?apikey={SECRET} failed",
+    f"refused token={SECRET}",
+    f"login failed: password={SECRET}",
+    f'{{"password": "{SECRET}", "user": "app"}}',
+    f"401 with headers {{'Authorization': 'Bearer {SECRET}'}}",
+    f"Authorization: Bearer {SECRET}",
+    f"sent Bearer {SECRET} and got 401",
+    f"cannot connect to redis://app:{SECRET}@cache:6379/0",
+    f"cannot connect to https://app:p@ss{SECRET}@cache:443/x",  # a password containing @
+    f"cannot connect to redis://:{SECRET}@cache:6379/0",
+]
+
+
+def _dump(otel: Otel) -> str:
+    return "\n".join(span.to_json() for span in otel.spans())
+
+
+def _fail(message: str) -> None:
+    raise ConnectionError(message)
+
+
+@pytest.mark.parametrize("message", MESSAGES)
+def test_a_secret_in_an_exception_message_never_reaches_a_span_or_the_error(
+    otel: Otel, fast: FakeTime, message: str
+) -> None:
+    with pytest.raises(ReliabilityError) as info:
+        resilient_call("gcs", "upload", lambda: _fail(message), max_retries=2)
+    spans = otel.spans()
+    assert [s.name for s in spans] == ["gcs upload attempt", "gcs upload attempt", "gcs upload"]
+    exported = _dump(otel)
+    assert SECRET not in exported
+    assert "***" in exported  # the message is there, masked
+    events = [e for s in spans for e in s.events if e.name == "exception"]
+    assert len(events) == 2
+    for event in events:
+        assert "***" in str(event.attributes["exception.message"])
+        assert "ConnectionError" in str(event.attributes["exception.stacktrace"])
+    assert SECRET not in str(info.value)
+    assert SECRET not in info.value.message
+    assert SECRET not in repr(info.value)
+
+
+def test_the_status_descriptions_are_redacted(otel: Otel, fast: FakeTime) -> None:
+    with pytest.raises(ReliabilityError):
+        resilient_call("gcs", "upload", lambda: _fail(f"token={SECRET}"), max_retries=1)
+    attempt, call = otel.spans()
+    assert attempt.status.description == "token=***"
+    assert call.status.description == "connection_error calling gcs (upload): token=***"
+
+
+def test_an_interrupted_attempt_records_a_redacted_exception(otel: Otel, fast: FakeTime) -> None:
+    def interrupted() -> None:
+        raise KeyboardInterrupt(f"password={SECRET}")
+
+    with pytest.raises(KeyboardInterrupt):
+        resilient_call("gcs", "upload", interrupted)
+    assert [s.name for s in otel.spans()] == ["gcs upload attempt", "gcs upload"]
+    exported = _dump(otel)
+    assert SECRET not in exported
+    assert "password=***" in exported
+
+
+def test_patterns_of_the_application_add_to_the_defaults(otel: Otel, fast: FakeTime) -> None:
+    configure(services={"pay": {"REDACT_PATTERNS": ("default", r"card=(\d{12,19})")}})
+    with pytest.raises(ReliabilityError) as info:
+        resilient_call(
+            "pay", "charge", lambda: _fail(f"card=4111111111111111 token={SECRET}"), max_retries=1
+        )
+    exported = _dump(otel)
+    assert "4111111111111111" not in exported
+    assert SECRET not in exported
+    assert "card=*** token=***" in str(info.value)
+
+
+def test_a_pattern_without_groups_masks_its_whole_match(otel: Otel, fast: FakeTime) -> None:
+    configure(services={"pay": {"REDACT_PATTERNS": (r"acct-\d+",)}})
+    with pytest.raises(ReliabilityError) as info:
+        resilient_call("pay", "charge", lambda: _fail("acct-12345 refused"), max_retries=1)
+    assert info.value.message == "connection_error calling pay (charge): *** refused"
+    assert "acct-12345" not in _dump(otel)
+
+
+def test_no_patterns_turn_redaction_off(otel: Otel, fast: FakeTime) -> None:
+    configure(services={"gcs": {"REDACT_PATTERNS": ()}})
+    with pytest.raises(ReliabilityError) as info:
+        resilient_call("gcs", "upload", lambda: _fail(f"token={SECRET}"), max_retries=1)
+    assert SECRET in str(info.value)  # proves that the setting is what removes it
+    assert SECRET in _dump(otel)
+
+
+def test_a_broken_environment_still_redacts_with_the_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from otel_resilience import reset
+
+    reset()
+    monkeypatch.setenv("HTTP_RETRIES", "not a number")  # get_config() raises from now on
+    mapped = map_external_error("svc", "op", ConnectionError(f"token={SECRET}"))
+    assert SECRET not in str(mapped)
+
+
+def test_an_exception_whose_str_raises_is_recorded_and_its_span_ended(
+    otel: Otel, fast: FakeTime
+) -> None:
+    class Hostile(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("__str__ raises")
+
+    def fail() -> None:
+        raise Hostile()
+
+    with pytest.raises(ReliabilityError):
+        resilient_call("gcs", "upload", fail, max_retries=1)
+    attempt, call = otel.spans()
+    (event,) = [e for e in attempt.events if e.name == "exception"]
+    assert str(event.attributes["exception.type"]).endswith("Hostile")
+    assert attempt.end_time is not None
+    assert call.end_time is not None
+
+
+def test_the_telemetry_redaction_uses_the_service_config_when_telemetry_reads_it(
+    otel: Otel, fast: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from otel_resilience import _telemetry
+
+    def broken(service: str) -> object:
+        raise RuntimeError("config unreadable")
+
+    monkeypatch.setattr(_telemetry, "get_config", broken)
+    with pytest.raises(ReliabilityError):
+        resilient_call("gcs", "upload", lambda: _fail(f"token={SECRET}"), max_retries=1)
+    assert SECRET not in _dump(otel)
