@@ -122,7 +122,7 @@ def or_zero(expr: str, by: str | None = BY, window: str = RATE) -> str:
     """``expr``, or 0 where it has no series but the dependency made calls ("no data" only where
     there were no calls). Grouped by something other than the dependency (error_type, say), the
     0 comes as one series, only when ``expr`` has none at all (``or on()``)."""
-    if by in (BY, None):
+    if by is None or set(by.split(", ")) <= set(BY.split(", ")):
         return f"(\n  {expr}\n  or\n  {calls_zero(by, window)}\n)"
     return f"(\n  {expr}\n  or on ()\n  {calls_zero(None, window)}\n)"
 
