@@ -19,8 +19,11 @@ SCHEMA_VERSION: Final = 39
 _PATH = re.compile(r"(/[A-Za-z0-9._~-]+)*")
 
 
-def base_path(value: str = GRAFANA_BASE_PATH) -> str:
-    """``value`` checked: empty, or ``/segment[/segment...]`` without a trailing slash."""
+def base_path(value: str | None = None) -> str:
+    """``value`` (by default ``GRAFANA_BASE_PATH``) checked: empty, or ``/segment[/segment...]``
+    without a trailing slash."""
+    if value is None:
+        value = GRAFANA_BASE_PATH
     if not isinstance(value, str) or not _PATH.fullmatch(value):
         raise ValueError(
             f"dashboards.config.GRAFANA_BASE_PATH = {value!r} is not a path prefix: use '' "

@@ -138,7 +138,8 @@ def test_shared_crosshair_sorted_tooltips_and_utc(name):
 def test_grafanalib_output_has_the_legacy_keys_modernize_drops():
     # the post-processing is needed: grafanalib alone writes them
     raw = json.loads(generate.dashboard_json(lambda: _Raw()))
-    assert "rows" not in raw and raw["schemaVersion"] == config.SCHEMA_VERSION
+    assert "rows" not in raw
+    assert raw["schemaVersion"] == config.SCHEMA_VERSION
 
 
 class _Raw:

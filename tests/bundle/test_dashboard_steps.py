@@ -67,7 +67,8 @@ UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 def seconds(duration: str) -> float:
     parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", duration)
-    assert parts and "".join(a + b for a, b in parts) == duration, duration
+    assert parts, duration
+    assert "".join(a + b for a, b in parts) == duration, duration
     return sum(float(a) * UNITS[b] for a, b in parts)
 
 
@@ -103,7 +104,8 @@ def share_read(expr: str, step: float, rate_interval: float) -> float:
 @pytest.mark.parametrize(("panel", "target"), QUERIES)
 @pytest.mark.parametrize("range_name", sorted(RANGES))
 def test_no_sample_falls_between_two_steps(panel, target, range_name):
-    assert "intervalFactor" not in target and "maxDataPoints" not in panel
+    assert "intervalFactor" not in target
+    assert "maxDataPoints" not in panel
     factor = target.get("intervalFactor", 1)
     points = [panel["maxDataPoints"]] if "maxDataPoints" in panel else list(WIDTHS)
     for max_data_points in points:
