@@ -25,11 +25,12 @@ PANELS = [
 ]
 #: the contract: the repository's telemetry docs, and the shared TELEMETRY.md (with the second
 #: round of metrics) where the checkout has it next to it (``../shared/TELEMETRY.md``)
-CONTRACTS = [ROOT / "docs" / "telemetry.md"] + [
+_SHARED = [
     p
     for p in (ROOT.parent / "shared" / "TELEMETRY.md", ROOT.parents[1] / "shared" / "TELEMETRY.md")
     if p.exists()
-][:1]
+]
+CONTRACTS = [ROOT / "docs" / "telemetry.md", *_SHARED[:1]]
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
