@@ -39,15 +39,26 @@ def _tool(name: str) -> str:
     pytest.skip(reason)
 
 
+def _versions(lockfile: Path) -> dict[str, str]:
+    packages = json.loads(lockfile.read_text()).get("packages", {})
+    return {name: meta.get("version", "") for name, meta in packages.items() if name}
+
+
+def _locked() -> dict[str, str]:
+    return _versions(SCHEMA_DIR / "package-lock.json")
+
+
+def _installed() -> dict[str, str]:
+    """What ``npm ci`` installed last (npm's own record in node_modules), or nothing."""
+    stamp = SCHEMA_DIR / "node_modules" / ".package-lock.json"
+    return _versions(stamp) if stamp.exists() else {}
+
+
 @pytest.fixture(scope="module")
 def checker() -> list[str]:
     """``node check.mjs`` with the lockfile's packages installed (``npm ci``, once per lockfile)."""
     npm, node = _tool("npm"), _tool("node")
-    lock = (SCHEMA_DIR / "package-lock.json").read_bytes()
-    stamp = SCHEMA_DIR / "node_modules" / ".package-lock.json"
-    if not stamp.exists() or json.loads(stamp.read_text()).get("packages", {}).keys() != json.loads(
-        lock
-    )["packages"].keys() - {""}:
+    if _installed() != _locked():
         result = subprocess.run(
             [npm, "ci", "--prefix", str(SCHEMA_DIR), "--no-audit", "--no-fund"],
             capture_output=True,

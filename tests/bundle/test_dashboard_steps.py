@@ -21,6 +21,8 @@ import re
 
 import pytest
 from dashboards import queries
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 #: the compose stack's scrape interval, and its data source's ``timeInterval``
 SCRAPE = 15
@@ -144,3 +146,17 @@ def test_the_fixed_window_construct_is_judged_by_the_branch_prometheus_takes():
     assert unread("max_over_time(rate(x[5m])[1m:5m])", 600, 615) == [
         "subquery [1m:5m] shorter than the step 600s"
     ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    range_s=st.integers(min_value=300, max_value=30 * 86400),
+    width=st.integers(min_value=200, max_value=4000),
+)
+@example(range_s=6 * 3600, width=100)  # grafanalib's maxDataPoints, without its intervalFactor
+@example(range_s=7 * 86400, width=1000)  # step 10m > the burn rate's 5m window
+def test_no_sample_is_skipped_at_any_range_and_width(range_s, width):
+    step, rate_interval = grafana(range_s, width)
+    for panel, target in (q for doc in DOCS.values() for q in queries.queries(doc)):
+        problems = unread(target["expr"], step, rate_interval)
+        assert not problems, f"{panel['title']} {target['refId']}: {problems}"
