@@ -146,32 +146,20 @@ def test_shared_crosshair_sorted_tooltips_and_utc(name):
             assert panel["options"]["tooltip"]["sort"] == "desc", panel["title"]
 
 
-def test_grafanalib_output_has_the_legacy_keys_modernize_drops():
-    # the post-processing is needed: grafanalib alone writes them
-    raw = json.loads(generate.dashboard_json(lambda: _Raw()))
-    assert "rows" not in raw
-    assert raw["schemaVersion"] == config.SCHEMA_VERSION
-
-
-class _Raw:
-    """A stand-in for a grafanalib Dashboard: what grafanalib 0.7 writes for a bare dashboard."""
-
-    def to_json_data(self) -> dict[str, Any]:
-        return {
-            "rows": [],
-            "style": "dark",
-            "hideControls": False,
-            "schemaVersion": 12,
-            "panels": [],
-            "templating": {"list": []},
-            "title": "x",
-            "gnetId": None,
-        }
+@pytest.mark.parametrize("build", generate.DASHBOARDS.values(), ids=list(generate.DASHBOARDS))
+def test_grafanalib_alone_writes_legacy_keys_that_modernize_drops(build):
+    raw = json.loads(json.dumps(build().to_json_data(), cls=generate.DashboardEncoder))
+    raw_keys = {key for _, key, _ in _walk(raw)}
+    assert {"rows", "span", "maxDataPoints", "intervalFactor", "hideControls"} <= raw_keys
+    assert raw["schemaVersion"] < 39
+    modern = generate.modernize(raw)
+    assert not {key for _, key, _ in _walk(modern)} & LEGACY_KEYS
+    assert modern["schemaVersion"] == config.SCHEMA_VERSION
 
 
 def test_a_bad_base_path_is_refused_naming_the_knob():
     assert config.base_path("") == ""
     assert config.base_path("/grafana/ops") == "/grafana/ops"
-    for bad in ("grafana", "/grafana/", "/a b", "http://x/grafana"):
+    for bad in ("grafana", "/grafana/", "/a b", "http://x/grafana", 3):
         with pytest.raises(ValueError, match=r"GRAFANA_BASE_PATH = .* is not a path prefix"):
             config.base_path(bad)
