@@ -115,3 +115,18 @@ SECOND_ROUND_SERIES = frozenset(
     }
 )
 SECOND_ROUND_LABELS = frozenset({PROM_BREAKER_OVERRIDE_LABEL, PROM_CHAOS_KIND})
+
+#: second-round gauges and histograms: no ``or 0`` stands in for them (no concurrency limit
+#: configured, no override gauge exported, is "no data", the truth)
+SECOND_ROUND_NO_DATA = (
+    PROM_BREAKER_OVERRIDE,
+    PROM_CONCURRENCY_LIMIT,
+    PROM_CONCURRENCY_IN_FLIGHT,
+    PROM_CONCURRENCY_WAIT,
+)
+
+
+def awaits_second_round(expr: str) -> bool:
+    """Whether ``expr`` shows "no data" until the library emits a second-round gauge or
+    histogram (for a test that asks every other panel for data)."""
+    return any(re.search(rf"\b{name}(_bucket)?\{{", expr) for name in SECOND_ROUND_NO_DATA)

@@ -172,3 +172,20 @@ def test_the_percent_encoding_round_trips_an_awkward_endpoint():
 
 def test_contract_paths_exist():
     assert all(Path(p).is_file() for p in CONTRACTS)
+
+
+def test_the_panels_awaiting_second_round_gauges_are_named():
+    awaiting = {
+        (doc["uid"], panel["title"])
+        for doc in DOCS.values()
+        for panel, target in queries.queries(doc)
+        if queries.awaits_second_round(target["expr"])
+    }
+    assert awaiting == {
+        ("otel-resilience-overview", "Breaker overrides"),
+        ("otel-resilience-overview", "Concurrency: in flight vs limit"),
+        ("otel-resilience-overview", "Concurrency limit wait p95"),
+        ("otel-resilience-dependency", "Breaker override"),
+        ("otel-resilience-dependency", "Concurrency: in flight vs limit"),
+    }
+    assert not queries.awaits_second_round(f'rate({queries.PROM_HEDGES}{{a="b"}}[1m])')
