@@ -6,26 +6,32 @@ from alerts import config as knobs
 
 from otel_resilience import _names as n
 
+from . import queries as q
 from ._common import (
     ATTEMPT_BUCKETS,
-    ATTEMPTS,
-    CALL_BUCKETS,
     CALLS,
     DEPENDENCY_UID,
     ERROR_TYPE,
     ET,
     FAST_BURN,
-    RATE,
+    OVERRIDE_MAPPINGS,
+    REJECTED_TYPES,
     RETRY_DELAY_BUCKETS,
     SLOW_BURN,
     ST,
     STATE_MAPPINGS,
     WHO,
+    attempts_per_call,
     breaker_state,
+    call_quantile,
     dashboard,
     error_ratio,
+    every_sample,
     failed_attempts,
+    increments,
     layout,
+    or_zero,
+    override_state,
     quantile,
     retries_by_error_type,
     sel,
@@ -37,11 +43,26 @@ from ._common import (
 )
 
 BUDGET = 1 - knobs.SLO_OBJECTIVE
+REJECTED = ", ".join(REJECTED_TYPES)
 
 
 def _outcomes() -> str:
     # Successful calls carry no error_type: name them "success" for the legend.
     return f'label_replace({sum_rate(CALLS, by=ET)}, "{ET}", "success", "{ET}", "")'
+
+
+def _burn_rate(window: str) -> str:
+    return every_sample(f"(\n{error_ratio(by=None, window=window)}\n) / {BUDGET:g}", window)
+
+
+def per_second(title: str, description: str, metric: str, legend: str, *, runbook: str = "README"):
+    return timeseries(
+        title,
+        description,
+        targets((or_zero(sum_rate(metric, by=None), by=None), legend)),
+        "ops",
+        runbook=runbook,
+    )
 
 
 def build():
@@ -51,6 +72,7 @@ def build():
             "Calls per second to this dependency, whatever their outcome.",
             targets((sum_rate(CALLS, by=None), "calls/s")),
             "reqps",
+            runbook="error-budget-burn",
         ),
         stat(
             "Error ratio",
@@ -59,49 +81,63 @@ def build():
             targets((error_ratio(by=None), "error ratio")),
             "percentunit",
             thresholds=[("orange", SLOW_BURN), ("red", FAST_BURN)],
+            runbook="error-budget-burn",
         ),
         stat(
             f"p{knobs.LATENCY_QUANTILE * 100:g} call latency",
-            f"p{knobs.LATENCY_QUANTILE * 100:g} of the call duration; red above "
-            f"ResilienceHighLatency's {knobs.LATENCY_THRESHOLD_SECONDS:g}s.",
-            targets((quantile(knobs.LATENCY_QUANTILE, CALL_BUCKETS, by=None), "latency")),
+            f"p{knobs.LATENCY_QUANTILE * 100:g} of the duration of the calls that reached the "
+            f"dependency ({REJECTED} left out); red above ResilienceHighLatency's "
+            f"{knobs.LATENCY_THRESHOLD_SECONDS:g}s.",
+            targets((call_quantile(knobs.LATENCY_QUANTILE, by=None), "latency")),
             "s",
             thresholds=[("red", knobs.LATENCY_THRESHOLD_SECONDS)],
+            runbook="high-latency",
         ),
         stat(
             "Attempts per call",
-            "Attempts per call (retry amplification); orange above "
-            f"{1 + knobs.RETRIES_PER_CALL_THRESHOLD:g}, ResilienceHighRetryRate's threshold.",
-            targets((f"{sum_rate(ATTEMPTS, by=None)}\n/\n{sum_rate(CALLS, by=None)}", "attempts")),
+            "Attempts per call that reached the dependency (1 + retries per call: retry "
+            f"amplification); orange above {1 + knobs.RETRIES_PER_CALL_THRESHOLD:g}, "
+            "ResilienceHighRetryRate's threshold.",
+            targets((attempts_per_call(by=None), "attempts")),
             "short",
             thresholds=[("orange", 1 + knobs.RETRIES_PER_CALL_THRESHOLD)],
+            runbook="high-retry-rate",
         ),
         stat(
             "Breaker state",
-            "Current circuit-breaker state (the worst over all processes).",
+            "Circuit-breaker state (the worst over all processes and over the step).",
             targets((breaker_state(), WHO)),
             "none",
             thresholds=[("yellow", 1), ("red", 2)],
             mappings=STATE_MAPPINGS,
+            runbook="circuit-breaker-stuck-open",
+        ),
+        stat(
+            "Breaker override",
+            "Operator override of the breaker: none, metrics_only, disabled or forced_open "
+            "(resilience_circuit_breaker_override). No data: the library does not export the "
+            "override gauge (yet).",
+            targets((override_state(), WHO)),
+            "none",
+            thresholds=[("blue", 1), ("orange", 2), ("red", 3)],
+            mappings=OVERRIDE_MAPPINGS,
+            runbook="circuit-breaker-stuck-open",
         ),
     ]
     errors = [
         timeseries(
             "Error-budget burn rate",
             "How many times faster than sustainable the error budget of the "
-            f"{knobs.SLO_OBJECTIVE:.1%} objective burns, over each window the alerts use. "
+            f"{knobs.SLO_OBJECTIVE:.1%} objective burns, over each window the alerts use (at a "
+            "step longer than a window, the worst of the windows within the step). "
             f"ResilienceErrorBudgetBurnFast fires when {knobs.BURN_FAST_LONG_WINDOW} and "
             f"{knobs.BURN_FAST_SHORT_WINDOW} are both above {knobs.BURN_FAST_FACTOR:g}x, "
             f"ResilienceErrorBudgetBurnSlow when {knobs.BURN_SLOW_LONG_WINDOW} and "
             f"{knobs.BURN_SLOW_SHORT_WINDOW} are both above {knobs.BURN_SLOW_FACTOR:g}x.",
-            targets(
-                *(
-                    (f"(\n{error_ratio(by=None, window=w)}\n) / {BUDGET:g}", w)
-                    for w in knobs.ERROR_RATIO_WINDOWS
-                )
-            ),
+            targets(*((_burn_rate(w), w) for w in knobs.ERROR_RATIO_WINDOWS)),
             "suffix:x",
             thresholds=[("orange", knobs.BURN_SLOW_FACTOR), ("red", knobs.BURN_FAST_FACTOR)],
+            runbook="error-budget-burn",
         ),
         timeseries(
             "Outcomes by error type",
@@ -109,32 +145,58 @@ def build():
             targets((_outcomes(), ERROR_TYPE)),
             "reqps",
             stacked=True,
+            runbook="error-budget-burn",
         ),
         failed_attempts(),
     ]
     latency = [
         timeseries(
             "Call vs attempt latency",
-            "Quantiles of the call duration (what the caller waits for) and of the attempt "
-            "duration (one try). A gap between them is time spent on retries and backoff. Dashed "
+            "Quantiles of the call duration (what the caller waits for, over the calls that "
+            f"reached the dependency: {REJECTED} left out) and of the attempt duration (one "
+            "try). A gap between them is time spent on retries and backoff. Dashed "
             f"line: ResilienceHighLatency's threshold ({knobs.LATENCY_THRESHOLD_SECONDS:g}s).",
             targets(
                 *(
-                    (quantile(q, buckets, by=None), f"{kind} p{q * 100:g}")
-                    for kind, buckets in (("call", CALL_BUCKETS), ("attempt", ATTEMPT_BUCKETS))
-                    for q in knobs.LATENCY_QUANTILES
-                )
+                    (call_quantile(q_, by=None), f"call p{q_ * 100:g}")
+                    for q_ in knobs.LATENCY_QUANTILES
+                ),
+                *(
+                    (quantile(q_, ATTEMPT_BUCKETS, by=None), f"attempt p{q_ * 100:g}")
+                    for q_ in knobs.LATENCY_QUANTILES
+                ),
             ),
             "s",
             thresholds=[("red", knobs.LATENCY_THRESHOLD_SECONDS)],
+            runbook="high-latency",
         ),
         timeseries(
             "Retry delay p50 / p95",
             "How long the library waited before a retry (backoff with jitter, or Retry-After).",
             targets(
-                *((quantile(q, RETRY_DELAY_BUCKETS, by=None), f"p{q * 100:g}") for q in (0.5, 0.95))
+                *(
+                    (quantile(q_, RETRY_DELAY_BUCKETS, by=None), f"p{q_ * 100:g}")
+                    for q_ in (0.5, 0.95)
+                )
             ),
             "s",
+            runbook="high-retry-rate",
+        ),
+        timeseries(
+            "Concurrency: in flight vs limit",
+            "Calls in flight (the most within each step) against the concurrency limit, summed "
+            "over the processes. No data: no concurrency limit is configured.",
+            targets(
+                (
+                    f"sum (max_over_time({q.PROM_CONCURRENCY_IN_FLIGHT}{sel()}[$__rate_interval]))",
+                    "in flight",
+                ),
+                (
+                    f"sum (min_over_time({q.PROM_CONCURRENCY_LIMIT}{sel()}[$__rate_interval]))",
+                    "limit",
+                ),
+            ),
+            "short",
         ),
     ]
     retries = [
@@ -142,53 +204,106 @@ def build():
         timeseries(
             "Exhausted retries by error type",
             "Calls per second that failed after their last allowed retry, by error_type.",
-            targets((sum_rate(n.PROM_RETRIES_EXHAUSTED, by=ET), ERROR_TYPE)),
+            targets((or_zero(sum_rate(n.PROM_RETRIES_EXHAUSTED, by=ET), by=ET), ERROR_TYPE)),
             "reqps",
             stacked=True,
+            runbook="retries-exhausted",
         ),
-        timeseries(
+        per_second(
             "Timeouts per second",
             "Attempts per second that ran out of time and were abandoned.",
-            targets((sum_rate(n.PROM_TIMEOUTS, by=None), "timeouts")),
+            n.PROM_TIMEOUTS,
+            "timeouts",
+            runbook="excessive-timeouts",
+        ),
+        per_second(
+            "Retries refused by the retry budget",
+            "Retries per second the retry budget refused: the call failed instead of adding "
+            "load to a dependency failing for many callers.",
+            n.PROM_RETRY_BUDGET_REJECTIONS,
+            "refused retries",
+            runbook="high-retry-rate",
+        ),
+    ]
+    protection = [
+        per_second(
+            "Fallbacks per second",
+            "Calls per second whose failure a fallback turned into a result.",
+            n.PROM_FALLBACKS,
+            "fallbacks",
+        ),
+        per_second(
+            "Rate limiter rejections per second",
+            "Calls per second the library's own rate limiter refused (error_type throttled).",
+            n.PROM_RATE_LIMITER_REJECTIONS,
+            "throttled",
+        ),
+        per_second(
+            "Concurrency limit rejections per second",
+            "Calls per second a full concurrency limit refused (error_type concurrency_limited).",
+            q.PROM_CONCURRENCY_REJECTIONS,
+            "rejected",
+        ),
+        per_second(
+            "Hedged attempts per second",
+            "Extra attempts per second started because the first was slow (hedging).",
+            q.PROM_HEDGES,
+            "hedges",
+        ),
+        timeseries(
+            "Chaos injections per second",
+            "Faults, latency and outcomes injected per second by the chaos feature, by kind.",
+            targets(
+                (
+                    or_zero(
+                        sum_rate(q.PROM_CHAOS_INJECTIONS, by=q.PROM_CHAOS_KIND),
+                        by=q.PROM_CHAOS_KIND,
+                    ),
+                    f"{{{{{q.PROM_CHAOS_KIND}}}}}",
+                ),
+            ),
             "ops",
+            stacked=True,
         ),
     ]
     breaker = [
         state_timeline(
             "Circuit-breaker state",
-            "closed (green), half-open (yellow), open (red) over time.",
+            "closed (green), half-open (yellow), open (red) over time; within each step the "
+            "worst state wins, so an opening shorter than a step still shows.",
             targets((breaker_state(), WHO)),
+            runbook="circuit-breaker-stuck-open",
         ),
         timeseries(
             "Transitions by new state",
-            f"Breaker state changes within each {RATE} window, by the state entered.",
-            targets(
-                (
-                    f"sum by ({ST}) (increase({n.PROM_BREAKER_TRANSITIONS}{sel()}[{RATE}]))",
-                    f"→ {{{{{ST}}}}}",
-                )
-            ),
+            "Breaker state changes within each step (bar), by the state entered; each change "
+            "is counted in exactly one bar.",
+            targets((increments(n.PROM_BREAKER_TRANSITIONS, by=ST), f"→ {{{{{ST}}}}}")),
             "short",
             bars=True,
+            runbook="circuit-breaker-opens-frequently",
         ),
-        timeseries(
+        per_second(
             "Rejections per second",
             "Calls per second the breaker rejected without trying (error_type circuit_open).",
-            targets((sum_rate(n.PROM_BREAKER_REJECTIONS, by=None), "rejected")),
-            "reqps",
+            n.PROM_BREAKER_REJECTIONS,
+            "rejected",
+            runbook="circuit-breaker-stuck-open",
         ),
     ]
     return dashboard(
         "Resilience dependency",
         DEPENDENCY_UID,
         "One external dependency (service and endpoint) called through otel-resilience, in "
-        "detail: error budget, outcomes, latency, retries, timeouts and its circuit breaker.",
+        "detail: error budget, outcomes, latency, retries, timeouts, its circuit breaker and "
+        "the library's other protections.",
         layout(
             [
                 ("Summary", summary, 4),
                 ("Errors", errors, 8),
-                ("Latency", latency, 8),
+                ("Latency and load", latency, 8),
                 ("Retries and timeouts", retries, 8),
+                ("Protection, hedging and chaos", protection, 8),
                 ("Circuit breaker", breaker, 8),
             ]
         ),
