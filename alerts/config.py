@@ -98,9 +98,17 @@ def seconds(duration: str) -> int:
     return int(duration[:-1]) * _UNITS[duration[-1]]
 
 
-#: Every window the call and error rates are recorded over (the table's, shortest first).
-ERROR_RATIO_WINDOWS: Final = tuple(
-    sorted({w for row in BURN_RATE_WINDOWS for w in (row.long, row.short)}, key=seconds)
+def _windows(rows: tuple[BurnRateWindow, ...]) -> tuple[str, ...]:
+    return tuple(sorted({w for row in rows for w in (row.long, row.short)}, key=seconds))
+
+
+#: Every window the call rates, budget-burning error rates and error ratios are recorded over
+#: (all of the table's, shortest first).
+RECORDED_WINDOWS: Final = _windows(BURN_RATE_WINDOWS)
+#: The windows of the paging rows (5m, 30m, 1h, 6h): the ones the dashboards' burn-rate panel
+#: shows. Every one of them is recorded.
+ERROR_RATIO_WINDOWS: Final = _windows(
+    tuple(row for row in BURN_RATE_WINDOWS if row.severity == "critical")
 )
 #: The first two rows under the names the dashboards use (fast: the first page, slow: the second).
 BURN_FAST_FACTOR: Final = BURN_RATE_WINDOWS[0].factor

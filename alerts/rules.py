@@ -109,7 +109,7 @@ def _recording_rules() -> list[dict[str, Any]]:
             "expr": f"sum by ({BY}, {ET}) (rate({CALLS}{{{FAILED}}}[5m]))",
         },
     ]
-    for w in c.ERROR_RATIO_WINDOWS:
+    for w in c.RECORDED_WINDOWS:
         rules += [
             {"record": call_rate(w), "expr": f"sum by ({BY}) (rate({CALLS}[{w}]))"},
             {

@@ -307,7 +307,9 @@ def test_the_burn_rate_alerts_are_the_table_of_windows():
     ]
     assert [row.factor for row in knobs.BURN_RATE_WINDOWS] == [14.4, 6, 3, 1]
     windows = {w for row in knobs.BURN_RATE_WINDOWS for w in (row.long, row.short)}
-    assert set(knobs.ERROR_RATIO_WINDOWS) == windows
+    assert set(knobs.RECORDED_WINDOWS) == windows
+    assert knobs.ERROR_RATIO_WINDOWS == ("5m", "30m", "1h", "6h")  # the paging rows'
+    assert set(knobs.ERROR_RATIO_WINDOWS) <= set(knobs.RECORDED_WINDOWS)
     for w in windows:
         assert {rules.call_rate(w), rules.error_ratio(w)} <= RECORDED
 
