@@ -99,8 +99,13 @@ def test_every_alert_rule_has_a_promtool_test_showing_it_firing_and_not_firing(r
     if alert not in ALWAYS_FIRING:
         assert any(not case["exp_alerts"] for case in cases), f"{alert}: no 'not firing' case"
     assert firing, f"{alert} {own}: no 'firing' case"
+    (generator,) = [
+        a for a in rules.ALERTS if a.name == alert and a.to_rule()["labels"] == rule["labels"]
+    ]
     for expected in firing:
-        # the firing case pins every label and annotation of the rule
+        # the firing case pins every label the result keeps (the dependency, the process...)
+        assert set(generator.keeps) <= set(expected["exp_labels"]), expected["exp_labels"]
+        # and every annotation of the rule
         assert set(expected["exp_annotations"]) == set(rule["annotations"])
         assert expected["exp_annotations"]["runbook_url"] == rule["annotations"]["runbook_url"]
         assert expected["exp_annotations"]["dashboard_url"].startswith(knobs.GRAFANA_BASE_URL)
