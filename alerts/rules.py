@@ -3,10 +3,13 @@
 Recording rules follow the ``level:metric:operations`` convention: ``level`` lists the labels the
 result keeps (``resilience_service_endpoint``), ``metric`` the series it comes from and
 ``operations`` what was done to it (``rate5m``, ``ratio_rate1h``). Every alert carries
-``severity``, ``summary``, ``description`` and a ``runbook_url`` into ``docs/runbooks/``.
-Queries follow TELEMETRY.md: they aggregate with ``sum by`` / ``max by`` over the library's
-labels only, so the extra labels of either export path (``job``, ``instance``, ``otel_scope_*``)
-do not matter, and no ``le`` value appears anywhere.
+``severity``, ``summary``, ``description``, a ``runbook_url`` into ``docs/runbooks/`` and a
+``dashboard_url``. Queries follow TELEMETRY.md: they aggregate with ``sum by`` / ``max by`` over
+the library's labels plus ``CALLER_LABELS`` (the breaker alerts also keep ``PROCESS_LABELS``:
+a breaker lives in one process), never filter on the values of the export paths' own labels
+(``job``, ``instance``, ``otel_scope_*``), and name no ``le`` value. The alerts about the
+pipeline itself (``up``, the collector's ``otelcol_*`` counters, the Watchdog) are the
+exception: they are about targets, by ``job`` and ``instance``.
 """
 
 from __future__ import annotations

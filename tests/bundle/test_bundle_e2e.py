@@ -8,7 +8,8 @@ Test-only changes to the repository's configs, all for speed:
 - Prometheus scrapes and evaluates every second, and scrapes the workload directly (the pull
   path; the compose stack's collector path is checked by test_bundle_deploy.py);
 - Alertmanager's group waits and intervals are 1s and its receivers' URLs point at the webhook
-  (same paths: /page for critical, /ticket for warning).
+  (same paths: /page for critical, /ticket for warning, /heartbeat for the Watchdog); its
+  grouping and inhibition are the committed ones.
 
 Locally the test skips when a binary is missing; with CI=true it fails instead.
 Set OTEL_RESILIENCE_PREVIEW_DATA=path to also save every panel's query_range results there (for
