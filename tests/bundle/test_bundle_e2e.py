@@ -1,6 +1,6 @@
-"""End to end on real servers: a workload using the library and its Prometheus exporter, scraped
-by Debian's Prometheus with the repository's own rules, alerting through Alertmanager with the
-repository's own routing, into a webhook.
+"""End to end on real servers: two replicas of a workload using the library and its Prometheus
+exporter (two scrape targets: a fleet), scraped by Debian's Prometheus with the repository's own
+rules, alerting through Alertmanager with the repository's own routing, into a webhook.
 
 Test-only changes to the repository's configs, all for speed:
 - the rule files are copied with every ``for:`` shortened to ``1s`` and each group evaluated
@@ -115,6 +115,9 @@ INHIBITED = [
 #: ResilienceHighLatency is not among them: its 5s threshold would need calls slower than 5s;
 #: its promtool test (alerts/tests/high-latency.test.yml) shows it firing.
 
+#: workload processes, each its own scrape target: a fleet of replicas of one application
+REPLICAS = 2
+
 RATE_INTERVAL = "10s"
 #: the previews show the overview for every dependency and the drill-down for this one
 PREVIEW_VARIABLES = {
@@ -148,14 +151,17 @@ def _test_rules(workdir: Path) -> Path:
     return rules_dir
 
 
-def _prometheus_config(workdir: Path, workload_port: int, alertmanager_port: int) -> Path:
+def _prometheus_config(workdir: Path, workload_ports: list[int], alertmanager_port: int) -> Path:
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     config["alerting"]["alertmanagers"][0]["static_configs"] = [
         {"targets": [f"127.0.0.1:{alertmanager_port}"]}
     ]
     config["scrape_configs"] = [
-        {"job_name": "workload", "static_configs": [{"targets": [f"127.0.0.1:{workload_port}"]}]}
+        {
+            "job_name": "workload",
+            "static_configs": [{"targets": [f"127.0.0.1:{port}" for port in workload_ports]}],
+        }
     ]
     path = workdir / "prometheus.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -179,24 +185,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
     servers: list[Server] = []
-    workload: subprocess.Popen[str] | None = None
+    workloads: list[subprocess.Popen[str]] = []
     with Webhook() as webhook, contextlib.ExitStack() as stack_files:
         try:
             alertmanager = start_alertmanager(_alertmanager_config(workdir, webhook.url), workdir)
             servers.append(alertmanager)
-            workload_port = free_port()
-            log = stack_files.enter_context((workdir / "workload.log").open("w"))
-            workload = subprocess.Popen(
-                [sys.executable, str(Path(__file__).with_name("workload.py")),
-                 "--port", str(workload_port), "--duration", "300"],
-                stdout=subprocess.PIPE, stderr=log, text=True,
-            )  # fmt: skip
+            workload_ports = [free_port() for _ in range(REPLICAS)]
+            for index, port in enumerate(workload_ports):
+                log = stack_files.enter_context((workdir / f"workload-{index}.log").open("w"))
+                workload = subprocess.Popen(
+                    [sys.executable, str(Path(__file__).with_name("workload.py")),
+                     "--port", str(port), "--duration", "300"],
+                    stdout=subprocess.PIPE, stderr=log, text=True,
+                )  # fmt: skip
+                workloads.append(workload)
             started = time.time()
-            assert workload.stdout is not None
-            stack_files.enter_context(workload.stdout)
-            ready = json.loads(workload.stdout.readline() or "{}")
-            assert ready.get("ready"), (workdir / "workload.log").read_text()[-2000:]
-            config = _prometheus_config(workdir, workload_port, alertmanager.port)
+            for index, workload in enumerate(workloads):
+                assert workload.stdout is not None
+                stack_files.enter_context(workload.stdout)
+                ready = json.loads(workload.stdout.readline() or "{}")
+                assert ready.get("ready"), (workdir / f"workload-{index}.log").read_text()[-2000:]
+            config = _prometheus_config(workdir, workload_ports, alertmanager.port)
             checked = run(promtool, "check", "config", str(config))
             assert checked.returncode == 0, checked.stdout + checked.stderr
             prometheus = start_prometheus(config, workdir)
@@ -210,7 +219,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 alertmanager.url,
             )
         finally:
-            if workload is not None:
+            for workload in workloads:
                 workload.terminate()
                 try:
                     workload.wait(timeout=10)
@@ -378,6 +387,54 @@ def test_one_page_per_dependency_and_its_warnings_held_back(stack):
         wait_until(lambda: set(INHIBITED) <= held_back(), 30, what="the warnings held back")
     except TimeoutError:
         pytest.fail(f"not held back: {set(INHIBITED) - held_back()}")
+
+
+def test_breaker_alerts_are_per_replica_and_page_once_per_dependency(stack):
+    """Both replicas' storage breakers are stuck open: one alert per process, one page group."""
+
+    def stuck() -> set[str]:
+        return {
+            a["labels"]["instance"]
+            for a in stack.prom.firing()
+            if a["labels"]["alertname"] == "ResilienceCircuitBreakerStuckOpen"
+            and a["labels"].get(S) == "storage"
+        }
+
+    wait_until(lambda: len(stuck()) == REPLICAS, 60, what="a stuck-open alert per replica")
+
+    def opening(service: str) -> set[str]:
+        return {
+            a["labels"]["instance"]
+            for a in stack.prom.firing()
+            if a["labels"]["alertname"] == "ResilienceCircuitBreakerOpensFrequently"
+            and a["labels"].get(S) == service
+        }
+
+    # llm flaps in every replica: one "opens frequently" per process
+    wait_until(lambda: len(opening("llm")) == REPLICAS, 60, what="llm flapping in each replica")
+    # storage is simply down (open, half-open, open...): never "opens frequently"
+    assert not opening("storage")
+
+    def storage_pages() -> list[dict[str, Any]]:
+        return [
+            body
+            for path, body in stack.webhook.notifications()
+            if path == "/page" and body["groupLabels"].get(S) == "storage"
+        ]
+
+    def paged_instances() -> set[str]:
+        return {
+            a["labels"].get("instance", "")
+            for body in storage_pages()
+            for a in body["alerts"]
+            if a["labels"]["alertname"] == "ResilienceCircuitBreakerStuckOpen"
+        }
+
+    wait_until(lambda: len(paged_instances()) == REPLICAS, 60, what="both replicas paged")
+    # every storage page is the one group of the dependency, never one per replica or endpoint
+    assert {json.dumps(body["groupLabels"]) for body in storage_pages()} == {
+        json.dumps({S: "storage"})
+    }
 
 
 def _save_preview_data(stack: Stack) -> None:
