@@ -1,7 +1,8 @@
 """The compose stack's stand-in for a pager: prints every Alertmanager webhook notification.
 
-Alertmanager posts JSON to /page (critical) and /ticket (warning); each alert becomes one log
-line. Replace the receivers in deploy/alertmanager/alertmanager.yml to notify real people.
+Alertmanager posts JSON to /page (critical), /ticket (warning) and /heartbeat (the always-firing
+ResilienceWatchdog); each alert becomes one log line. GET answers 200 (the compose healthcheck).
+Replace the receivers in deploy/alertmanager/alertmanager.yml to notify real people.
 """
 
 import json
@@ -10,6 +11,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 
 class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # the healthcheck
+        self.send_response(200)
+        self.end_headers()
+
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         try:

@@ -20,6 +20,10 @@ ATTR_ATTEMPTS: Final = "resilience.attempts"  # on the call span: how many attem
 ATTR_RETRY_DELAY_S: Final = "resilience.retry.delay_s"  # on the ``retry`` span event
 ATTR_FALLBACK: Final = "resilience.fallback"  # on the call span when a fallback served the result
 ATTR_STATE_STORE_BACKEND: Final = "resilience.state_store.backend"
+ATTR_BREAKER_OVERRIDE: Final = "resilience.circuit_breaker.override"
+
+#: values of ``resilience.circuit_breaker.override``: ``none`` is normal operation
+OVERRIDE_NONE: Final = "none"
 
 EVENT_RETRY: Final = "retry"
 
@@ -36,6 +40,7 @@ TIMEOUTS: Final = "resilience.timeouts"
 BREAKER_STATE: Final = "resilience.circuit_breaker.state"
 BREAKER_TRANSITIONS: Final = "resilience.circuit_breaker.transitions"
 BREAKER_REJECTIONS: Final = "resilience.circuit_breaker.rejections"
+BREAKER_OVERRIDE: Final = "resilience.circuit_breaker.override"
 RETRY_BUDGET_REJECTIONS: Final = "resilience.retry_budget.rejections"
 FALLBACKS: Final = "resilience.fallbacks"
 RATE_LIMITER_REJECTIONS: Final = "resilience.rate_limiter.rejections"
@@ -59,6 +64,7 @@ PROM_ENDPOINT: Final = prometheus_label(ATTR_ENDPOINT)
 PROM_ERROR_TYPE: Final = prometheus_label(ATTR_ERROR_TYPE)
 PROM_BREAKER_STATE_LABEL: Final = prometheus_label(ATTR_BREAKER_STATE)
 PROM_STATE_STORE_BACKEND: Final = prometheus_label(ATTR_STATE_STORE_BACKEND)
+PROM_BREAKER_OVERRIDE_LABEL: Final = prometheus_label(ATTR_BREAKER_OVERRIDE)
 
 #: Prometheus series names, as both the Python Prometheus exporter and the Collector write them.
 PROM_CALL_DURATION: Final = "resilience_call_duration_seconds"
@@ -70,6 +76,7 @@ PROM_TIMEOUTS: Final = "resilience_timeouts_total"
 PROM_BREAKER_STATE: Final = "resilience_circuit_breaker_state"
 PROM_BREAKER_TRANSITIONS: Final = "resilience_circuit_breaker_transitions_total"
 PROM_BREAKER_REJECTIONS: Final = "resilience_circuit_breaker_rejections_total"
+PROM_BREAKER_OVERRIDE: Final = "resilience_circuit_breaker_override"
 PROM_RETRY_BUDGET_REJECTIONS: Final = "resilience_retry_budget_rejections_total"
 PROM_FALLBACKS: Final = "resilience_fallbacks_total"
 PROM_RATE_LIMITER_REJECTIONS: Final = "resilience_rate_limiter_rejections_total"
@@ -86,6 +93,7 @@ PROM_METRICS: Final = (
     PROM_BREAKER_STATE,
     PROM_BREAKER_TRANSITIONS,
     PROM_BREAKER_REJECTIONS,
+    PROM_BREAKER_OVERRIDE,
     PROM_RETRY_BUDGET_REJECTIONS,
     PROM_FALLBACKS,
     PROM_RATE_LIMITER_REJECTIONS,

@@ -25,7 +25,12 @@ from opentelemetry.metrics import _internal as _metrics_internal
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _names as n
-from ._breaker import CircuitBreaker, CircuitBreakerState, get_circuit_breaker_manager
+from ._breaker import (
+    BreakerOverride,
+    CircuitBreaker,
+    CircuitBreakerState,
+    get_circuit_breaker_manager,
+)
 from ._config import get_config
 from ._mapping import safe_str
 from ._scrub import redact
@@ -49,6 +54,13 @@ MAX_ENDPOINTS: Final = SDK_CARDINALITY_LIMIT // SERIES_PER_PAIR - 1
 _STATES: Final = tuple(CircuitBreakerState)
 #: overflowed pairs cached before they are dropped (they are rebuilt cheaply when seen again)
 _OVERFLOW_PAIRS_KEPT: Final = 1000
+#: every value of the override gauge's attribute; ``None`` (normal operation) is ``none``
+_OVERRIDES: Final[tuple[BreakerOverride | None, ...]] = (None, *BreakerOverride)
+
+
+def _override_value(override: BreakerOverride | None) -> str:
+    return n.OVERRIDE_NONE if override is None else override.value
+
 
 Attributes = dict[str, Any]
 
@@ -185,6 +197,14 @@ class _Instruments:
             n.BREAKER_STATE,
             callbacks=[telemetry._observe_breakers],
             description="Circuit breaker state: 1 for the current state, 0 for the others.",
+        )
+        meter.create_observable_gauge(
+            n.BREAKER_OVERRIDE,
+            callbacks=[telemetry._observe_overrides],
+            description=(
+                "Circuit breaker manual override (CB_MANUAL_STATE, force_open, disable, "
+                "metrics_only): 1 for the active one (none: normal operation), 0 for the others."
+            ),
         )
 
 
@@ -394,6 +414,28 @@ class Telemetry:
                     series[key] = (value, pair.gauge_attrs[state])
         return [Observation(value, attributes) for value, attributes in series.values()]
 
+    def _observe_overrides(self, options: CallbackOptions) -> Iterable[Observation]:
+        # as _observe_breakers: a capped "_other" series reads 1 for an override when any of its
+        # breakers has it, so a breaker forced open on purpose is visible to the alerts
+        series: dict[tuple[str, str, BreakerOverride | None], tuple[int, Attributes]] = {}
+        for breaker in get_circuit_breaker_manager().breakers():
+            try:
+                current = breaker.override
+            except Exception:  # pragma: no cover - a custom breaker that cannot say its override
+                continue
+            pair = self.pair(breaker.service_name, breaker.endpoint)
+            service, endpoint = (
+                pair.metric_attrs[n.ATTR_SERVICE],
+                pair.metric_attrs[n.ATTR_ENDPOINT],
+            )
+            for override in _OVERRIDES:
+                value = int(override is current)
+                key = (service, endpoint, override)
+                seen = series.get(key)
+                if seen is None or value > seen[0]:
+                    series[key] = (value, pair.override_attrs[override])
+        return [Observation(value, attributes) for value, attributes in series.values()]
+
 
 class _Pair:
     """Cached names and attribute dicts of one (service, endpoint)."""
@@ -407,6 +449,7 @@ class _Pair:
         "gauge_attrs",
         "metric_attrs",
         "overflowed",
+        "override_attrs",
         "span_attrs",
         "state_attrs",
     )
@@ -425,6 +468,10 @@ class _Pair:
             s: {**self.metric_attrs, n.ATTR_BREAKER_STATE: s.value} for s in CircuitBreakerState
         }
         self.gauge_attrs = self.state_attrs
+        self.override_attrs = {
+            o: {**self.metric_attrs, n.ATTR_BREAKER_OVERRIDE: _override_value(o)}
+            for o in _OVERRIDES
+        }
         self._errors: dict[str, Attributes] = {}
 
     def attempt_attrs(self, attempt: int) -> Attributes:

@@ -187,6 +187,48 @@ def start_alertmanager(config: Path, workdir: Path) -> Server:
     return _spawn("alertmanager", cmd, port, workdir)
 
 
+def alertmanager_test_config(
+    source: Path,
+    workdir: Path,
+    webhook_url: str,
+    *,
+    group_wait: str = "1s",
+    group_interval: str = "1s",
+    repeat_interval: str = "1m",
+) -> Path:
+    """A copy of the Alertmanager config ``source`` for a test: the same routes, grouping and
+    inhibition, but every route's timers replaced and every webhook posting to ``webhook_url``
+    (same paths: /page, /ticket, /heartbeat)."""
+    import yaml  # the tests' dependency, not the helpers'
+
+    config = yaml.safe_load(source.read_text())
+    for route in [config["route"], *config["route"].get("routes", [])]:
+        route.update(
+            group_wait=group_wait, group_interval=group_interval, repeat_interval=repeat_interval
+        )
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            path = "/" + hook["url"].split("://", 1)[1].split("/", 1)[1]
+            hook["url"] = webhook_url + path
+    path = workdir / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def post_alerts(alertmanager_url: str, alerts: list[dict[str, Any]]) -> None:
+    """Send ``alerts`` (``labels``/``annotations`` dicts) to Alertmanager as Prometheus does."""
+    body = json.dumps(alerts).encode()
+    request = urllib.request.Request(
+        f"{alertmanager_url}/api/v2/alerts",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        if response.status != 200:  # pragma: no cover - Alertmanager answers 200 or raises
+            raise RuntimeError(f"Alertmanager answered {response.status}")
+
+
 @dataclass
 class Prom:
     """A little client for Prometheus's HTTP API."""
@@ -255,6 +297,11 @@ class Webhook:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+    def notifications(self) -> list[tuple[str, dict[str, Any]]]:
+        """(path, body) of every notification received so far, in order."""
+        with self._server.lock:
+            return list(self._server.received)
 
     def alerts(self) -> list[tuple[str, dict[str, Any]]]:
         """(path the notification was posted to, alert) for every alert received so far."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from alerts import config as knobs
 from dashboards import queries
 
 from .servers import ROOT, run
@@ -122,17 +123,33 @@ def test_prometheus_config_loads_with_the_mounted_rules(promtool, tmp_path):
     assert loaded == {"resilience.rules.yml", "resilience.alerts.yml"}
 
 
-def test_prometheus_scrapes_the_collector_and_alerts_the_alertmanager():
+def test_prometheus_receives_otlp_scrapes_the_collector_and_alerts_the_alertmanager():
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     targets = {
-        job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]]
-        for job in config["scrape_configs"]
+        name: [t for sc in job["static_configs"] for t in sc["targets"]]
+        for name, job in jobs.items()
     }
-    _, exporter_port = host_port(COLLECTOR["exporters"]["prometheus"]["endpoint"])
-    assert targets["otel-collector"] == [f"otel-collector:{exporter_port}"]
+    # the collector's own metrics (otelcol_*), for the collector alerts and `up`
+    telemetry = COLLECTOR["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]
+    assert targets["otel-collector"] == [f"otel-collector:{telemetry['prometheus']['port']}"]
     assert "app" not in targets  # the app sends OTLP: scraping it too would count calls twice
     alertmanagers = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert alertmanagers == ["alertmanager:9093"]
+    # the resilience metrics are pushed into Prometheus's OTLP receiver, which sets job and
+    # instance from the resource (service.name, service.instance.id): the equivalent of
+    # honor_labels, so the per-process breaker alerts see every replica
+    assert "--web.enable-otlp-receiver" in SERVICES["prometheus"]["command"]
+    exporter = COLLECTOR["exporters"]["otlp_http/prometheus"]
+    assert exporter["endpoint"] == "http://prometheus:9090/api/v1/otlp"
+    assert "prometheus" not in COLLECTOR["exporters"]  # no second copy to scrape
+
+
+def test_prometheus_keeps_the_error_budget_period():
+    retention = next(
+        arg for arg in SERVICES["prometheus"]["command"] if "retention.time" in arg
+    ).split("=")[1]
+    assert knobs.seconds(retention) >= knobs.seconds(knobs.SLO_PERIOD)
 
 
 def test_alertmanager_config_loads_and_routes_by_severity(amtool, tmp_path):
@@ -144,7 +161,11 @@ def test_alertmanager_config_loads_and_routes_by_severity(amtool, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     config = yaml.safe_load(config_path.read_text())
     routes = {tuple(r["matchers"]): r["receiver"] for r in config["route"]["routes"]}
-    assert routes == {('severity="critical"',): "page", ('severity="warning"',): "ticket"}
+    assert routes == {
+        ('severity="critical"',): "page",
+        ('severity="warning"',): "ticket",
+        ('severity="none"',): "heartbeat",
+    }
     # the stand-in receivers post to the stack's alert-sink
     for receiver in config["receivers"]:
         for hook in receiver["webhook_configs"]:
@@ -154,7 +175,7 @@ def test_alertmanager_config_loads_and_routes_by_severity(amtool, tmp_path):
 
 def test_alertmanager_routes_pick_the_right_receiver(amtool):
     config = ROOT / "deploy/alertmanager/alertmanager.yml"
-    for severity, receiver in (("critical", "page"), ("warning", "ticket")):
+    for severity, receiver in (("critical", "page"), ("warning", "ticket"), ("none", "heartbeat")):
         result = run(
             amtool, "config", "routes", "test", f"--config.file={config}", f"severity={severity}"
         )
@@ -171,11 +192,13 @@ def test_collector_receives_otlp_and_exports_metrics_and_traces():
         assert pipeline["receivers"] == ["otlp"]
         assert pipeline["processors"][0] == "memory_limiter"
         assert "batch" in pipeline["processors"]
-        for name in pipeline["processors"] + pipeline["exporters"]:
-            assert name in COLLECTOR["processors"] or name in COLLECTOR["exporters"]
-    assert pipelines["metrics"]["exporters"] == ["prometheus"]
+        for name in pipeline["processors"]:
+            assert name in COLLECTOR["processors"]
+        for name in pipeline["exporters"]:
+            assert name in COLLECTOR["exporters"]
+    assert pipelines["metrics"]["exporters"] == ["otlp_http/prometheus"]
     (traces_exporter,) = pipelines["traces"]["exporters"]
-    assert traces_exporter.split("/")[0] == "otlp"
+    assert traces_exporter.split("/")[0] == "otlp_grpc"
     trace_host, trace_port = host_port(COLLECTOR["exporters"][traces_exporter]["endpoint"])
     assert trace_host in SERVICES
     assert trace_port == 4317
@@ -183,12 +206,33 @@ def test_collector_receives_otlp_and_exports_metrics_and_traces():
     assert "health_check" in COLLECTOR["extensions"]
 
 
-def test_collector_writes_the_names_and_labels_of_the_pull_path():
-    exporter = COLLECTOR["exporters"]["prometheus"]
-    assert "namespace" not in exporter  # names stay resilience_*
-    assert exporter.get("add_metric_suffixes", True) is True  # _seconds, _total
-    assert exporter["resource_to_telemetry_conversion"]["enabled"] is False
-    assert "const_labels" not in exporter
+#: component types the pinned collector (0.144 and later) knows, by kind; the deprecated aliases
+#: (`otlp` and `otlphttp` exporters) and removed keys must not come back
+CURRENT_COMPONENTS = {
+    "receivers": {"otlp"},
+    "processors": {"memory_limiter", "batch"},
+    "exporters": {"otlp_grpc", "otlp_http"},
+    "extensions": {"health_check"},
+}
+
+
+def test_collector_config_uses_the_current_keys_of_the_pinned_version():
+    image = SERVICES["otel-collector"]["image"]
+    name, _, version = image.rpartition(":")
+    assert name == "otel/opentelemetry-collector-contrib"
+    assert tuple(map(int, version.split("."))) >= (0, 144, 0)
+    for kind, allowed in CURRENT_COMPONENTS.items():
+        for component in COLLECTOR[kind]:
+            assert component.split("/")[0] in allowed, f"{kind}: {component}"
+    metrics = COLLECTOR["service"]["telemetry"]["metrics"]
+    assert "address" not in metrics  # deprecated: readers
+    (reader,) = metrics["readers"]
+    assert reader["pull"]["exporter"]["prometheus"]["host"] == "0.0.0.0"
+    limiter = COLLECTOR["processors"]["memory_limiter"]
+    assert {"check_interval", "limit_mib", "spike_limit_mib"} == set(limiter)
+    for exporter in COLLECTOR["exporters"].values():
+        assert "insecure" in exporter["tls"]  # plain HTTP/gRPC inside the compose network
+        assert set(exporter) <= {"endpoint", "tls", "sending_queue", "retry_on_failure"}
 
 
 def test_the_app_sends_otlp_to_the_collector():
@@ -225,3 +269,65 @@ def test_every_config_the_stack_reads_is_valid_yaml():
         *sorted((ROOT / "deploy").rglob("*.yml")),
     ]:
         assert yaml.safe_load(path.read_text()), path
+
+
+#: services whose image has no shell or interpreter to run a check with (distroless)
+NO_HEALTHCHECK = {"otel-collector": "distroless image: its health is health_check on :13133"}
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_every_service_that_can_have_a_healthcheck_has_one(service):
+    if service in NO_HEALTHCHECK:
+        assert "healthcheck" not in SERVICES[service]
+        assert "health_check" in COLLECTOR["extensions"]
+        return
+    check = SERVICES[service]["healthcheck"]
+    assert check["test"][0] == "CMD"
+    command = " ".join(check["test"][1:])
+    # it asks the service's own HTTP port on localhost
+    ports = {int(str(p).rsplit(":", 1)[1]) for p in SERVICES[service].get("ports", [])}
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", command).group(1))
+    if service == "alert-sink":
+        assert str(port) in " ".join(SERVICES[service]["command"])
+    else:
+        assert port in ports, (service, port, ports)
+    for key in ("interval", "timeout", "retries"):
+        assert key in check
+
+
+def test_services_wait_for_the_health_of_what_they_depend_on():
+    for name, service in SERVICES.items():
+        for dependency, condition in (service.get("depends_on") or {}).items():
+            wanted = "service_started" if dependency in NO_HEALTHCHECK else "service_healthy"
+            assert condition == {"condition": wanted}, (name, dependency)
+
+
+def test_grafana_keeps_its_data_at_its_real_data_path_and_dashboards_outside_it():
+    volumes = SERVICES["grafana"]["volumes"]
+    named = {v.split(":")[1] for v in volumes if not v.startswith(".")}
+    assert named == {"/var/lib/grafana"}  # GF_PATHS_DATA of the image
+    for source, target in bind_mounts("grafana"):
+        assert not target.startswith("/var/lib/grafana"), f"{source} mounted inside the volume"
+
+
+#: the images, and the oldest release each may be (current and supported lines)
+IMAGES = {
+    "jaeger": ("jaegertracing/jaeger", (2, 0)),
+    "grafana": ("grafana/grafana", (11, 0)),
+    "prometheus": ("prom/prometheus", (3, 0)),  # the OTLP receiver the collector pushes to
+    "alertmanager": ("prom/alertmanager", (0, 28)),
+    "otel-collector": ("otel/opentelemetry-collector-contrib", (0, 144)),
+}
+
+
+@pytest.mark.parametrize("service", sorted(IMAGES))
+def test_images_are_current_and_supported(service):
+    name, minimum = IMAGES[service]
+    image, _, tag = SERVICES[service]["image"].rpartition(":")
+    assert image == name
+    version = tuple(int(part) for part in tag.removeprefix("v").split("."))
+    assert version[: len(minimum)] >= minimum, SERVICES[service]["image"]
+
+
+def test_jaeger_2_needs_no_v1_settings():
+    assert "COLLECTOR_OTLP_ENABLED" not in (SERVICES["jaeger"].get("environment") or {})

@@ -1,6 +1,6 @@
-"""End to end on real servers: a workload using the library and its Prometheus exporter, scraped
-by Debian's Prometheus with the repository's own rules, alerting through Alertmanager with the
-repository's own routing, into a webhook.
+"""End to end on real servers: two replicas of a workload using the library and its Prometheus
+exporter (two scrape targets: a fleet), scraped by Debian's Prometheus with the repository's own
+rules, alerting through Alertmanager with the repository's own routing, into a webhook.
 
 Test-only changes to the repository's configs, all for speed:
 - the rule files are copied with every ``for:`` shortened to ``1s`` and each group evaluated
@@ -8,7 +8,8 @@ Test-only changes to the repository's configs, all for speed:
 - Prometheus scrapes and evaluates every second, and scrapes the workload directly (the pull
   path; the compose stack's collector path is checked by test_bundle_deploy.py);
 - Alertmanager's group waits and intervals are 1s and its receivers' URLs point at the webhook
-  (same paths: /page for critical, /ticket for warning).
+  (same paths: /page for critical, /ticket for warning, /heartbeat for the Watchdog); its
+  grouping and inhibition are the committed ones.
 
 Locally the test skips when a binary is missing; with CI=true it fails instead.
 Set OTEL_RESILIENCE_PREVIEW_DATA=path to also save every panel's query_range results there (for
@@ -40,7 +41,9 @@ from .servers import (
     Prom,
     Server,
     Webhook,
+    alertmanager_test_config,
     free_port,
+    http_get,
     require,
     run,
     start_alertmanager,
@@ -51,6 +54,7 @@ from .servers import (
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(240)]
 
 S, E, ET, ST = n.PROM_SERVICE, n.PROM_ENDPOINT, n.PROM_ERROR_TYPE, n.PROM_BREAKER_STATE_LABEL
+OV = n.PROM_BREAKER_OVERRIDE_LABEL
 #: labels of either export path that no dashboard or alert relies on
 EXPORT_LABELS = {"__name__", "job", "instance", "otel_scope_name", "otel_scope_version",
                  "otel_scope_schema_url"}  # fmt: skip
@@ -72,6 +76,7 @@ EXPECTED_LABELS = {
     n.PROM_BREAKER_STATE: {S, E, ST},
     n.PROM_BREAKER_TRANSITIONS: {S, E, ST},
     n.PROM_BREAKER_REJECTIONS: {S, E},
+    n.PROM_BREAKER_OVERRIDE: {S, E, OV},
     n.PROM_RETRY_BUDGET_REJECTIONS: {S, E, ET},
     n.PROM_FALLBACKS: {S, E, ET},
     n.PROM_RATE_LIMITER_REJECTIONS: {S, E},
@@ -83,22 +88,35 @@ NOT_EXERCISED = {
 #: needs the library's rate limiter; the workload drives embeddings/embed only when it exists
 NEEDS_RATE_LIMITER = {n.PROM_RATE_LIMITER_REJECTIONS}
 
-#: (alert, service, endpoint, webhook path) that must reach the webhook through Alertmanager
+#: (alert, service, endpoint, webhook path) that must reach the webhook through Alertmanager.
+#: Every misbehaving dependency of the workload burns its error budget, so each gets a page;
+#: Alertmanager groups by dependency, so each page lists all of that dependency's critical alerts.
 DELIVERED = [
     ("ResilienceCircuitBreakerStuckOpen", "storage", "upload", "/page"),
-    ("ResilienceErrorBudgetBurnFast", "search", "query", "/page"),
-    ("ResilienceCircuitBreakerOpensFrequently", "llm", "chat", "/ticket"),
-    ("ResilienceExcessiveTimeouts", "scanner", "scan", "/ticket"),
+    ("ResilienceErrorBudgetBurn", "search", "query", "/page"),
+    ("ResilienceErrorBudgetBurn", "llm", "chat", "/page"),
+    ("ResilienceErrorBudgetBurn", "scanner", "scan", "/page"),
 ]
 #: (alert, service, endpoint) that must be firing in Prometheus
 FIRING = [
     *((alert, service, endpoint) for alert, service, endpoint, _ in DELIVERED),
     ("ResilienceHighRetryRate", "search", "query"),
     ("ResilienceRetriesExhausted", "search", "query"),
-    ("ResilienceErrorBudgetBurnSlow", "search", "query"),
+    ("ResilienceCircuitBreakerOpensFrequently", "llm", "chat"),
+    ("ResilienceExcessiveTimeouts", "scanner", "scan"),
+    ("ResilienceWatchdog", "", ""),
+]
+#: firing warnings that Alertmanager holds back, because their dependency already pages
+INHIBITED = [
+    ("ResilienceHighRetryRate", "search", "query"),
+    ("ResilienceCircuitBreakerOpensFrequently", "llm", "chat"),
+    ("ResilienceExcessiveTimeouts", "scanner", "scan"),
 ]
 #: ResilienceHighLatency is not among them: its 5s threshold would need calls slower than 5s;
 #: its promtool test (alerts/tests/high-latency.test.yml) shows it firing.
+
+#: workload processes, each its own scrape target: a fleet of replicas of one application
+REPLICAS = 2
 
 RATE_INTERVAL = "10s"
 #: the previews show the overview for every dependency and the drill-down for this one
@@ -115,6 +133,7 @@ class Stack:
     dependencies: list[str]
     started: float
     workdir: Path
+    alertmanager_url: str = ""
 
 
 def _test_rules(workdir: Path) -> Path:
@@ -132,14 +151,17 @@ def _test_rules(workdir: Path) -> Path:
     return rules_dir
 
 
-def _prometheus_config(workdir: Path, workload_port: int, alertmanager_port: int) -> Path:
+def _prometheus_config(workdir: Path, workload_ports: list[int], alertmanager_port: int) -> Path:
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     config["alerting"]["alertmanagers"][0]["static_configs"] = [
         {"targets": [f"127.0.0.1:{alertmanager_port}"]}
     ]
     config["scrape_configs"] = [
-        {"job_name": "workload", "static_configs": [{"targets": [f"127.0.0.1:{workload_port}"]}]}
+        {
+            "job_name": "workload",
+            "static_configs": [{"targets": [f"127.0.0.1:{port}" for port in workload_ports]}],
+        }
     ]
     path = workdir / "prometheus.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -147,16 +169,9 @@ def _prometheus_config(workdir: Path, workload_port: int, alertmanager_port: int
 
 
 def _alertmanager_config(workdir: Path, webhook_url: str) -> Path:
-    config = yaml.safe_load((ROOT / "deploy/alertmanager/alertmanager.yml").read_text())
-    for route in [config["route"], *config["route"]["routes"]]:
-        route.update(group_wait="1s", group_interval="1s", repeat_interval="1m")
-    for receiver in config["receivers"]:
-        for hook in receiver["webhook_configs"]:
-            path = "/" + hook["url"].split("://", 1)[1].split("/", 1)[1]
-            hook["url"] = webhook_url + path
-    path = workdir / "alertmanager.yml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+    return alertmanager_test_config(
+        ROOT / "deploy/alertmanager/alertmanager.yml", workdir, webhook_url
+    )
 
 
 @pytest.fixture(scope="module")
@@ -170,31 +185,41 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
     servers: list[Server] = []
-    workload: subprocess.Popen[str] | None = None
+    workloads: list[subprocess.Popen[str]] = []
     with Webhook() as webhook, contextlib.ExitStack() as stack_files:
         try:
             alertmanager = start_alertmanager(_alertmanager_config(workdir, webhook.url), workdir)
             servers.append(alertmanager)
-            workload_port = free_port()
-            log = stack_files.enter_context((workdir / "workload.log").open("w"))
-            workload = subprocess.Popen(
-                [sys.executable, str(Path(__file__).with_name("workload.py")),
-                 "--port", str(workload_port), "--duration", "300"],
-                stdout=subprocess.PIPE, stderr=log, text=True,
-            )  # fmt: skip
+            workload_ports = [free_port() for _ in range(REPLICAS)]
+            for index, port in enumerate(workload_ports):
+                log = stack_files.enter_context((workdir / f"workload-{index}.log").open("w"))
+                workload = subprocess.Popen(
+                    [sys.executable, str(Path(__file__).with_name("workload.py")),
+                     "--port", str(port), "--duration", "300"],
+                    stdout=subprocess.PIPE, stderr=log, text=True,
+                )  # fmt: skip
+                workloads.append(workload)
             started = time.time()
-            assert workload.stdout is not None
-            stack_files.enter_context(workload.stdout)
-            ready = json.loads(workload.stdout.readline() or "{}")
-            assert ready.get("ready"), (workdir / "workload.log").read_text()[-2000:]
-            config = _prometheus_config(workdir, workload_port, alertmanager.port)
+            for index, workload in enumerate(workloads):
+                assert workload.stdout is not None
+                stack_files.enter_context(workload.stdout)
+                ready = json.loads(workload.stdout.readline() or "{}")
+                assert ready.get("ready"), (workdir / f"workload-{index}.log").read_text()[-2000:]
+            config = _prometheus_config(workdir, workload_ports, alertmanager.port)
             checked = run(promtool, "check", "config", str(config))
             assert checked.returncode == 0, checked.stdout + checked.stderr
             prometheus = start_prometheus(config, workdir)
             servers.append(prometheus)
-            yield Stack(Prom(prometheus.url), webhook, ready["dependencies"], started, workdir)
+            yield Stack(
+                Prom(prometheus.url),
+                webhook,
+                ready["dependencies"],
+                started,
+                workdir,
+                alertmanager.url,
+            )
         finally:
-            if workload is not None:
+            for workload in workloads:
                 workload.terminate()
                 try:
                     workload.wait(timeout=10)
@@ -306,14 +331,110 @@ def test_alerts_fire_and_reach_the_webhook_through_alertmanager(stack):
         wait_until(lambda: set(DELIVERED) <= delivered(), 60, what="the webhook notifications")
     except TimeoutError:
         pytest.fail(f"not delivered: {set(DELIVERED) - delivered()}")
-    committed = {r["alert"]: r for g in rules.alerting_groups()["groups"] for r in g["rules"]}
+    committed: dict[str, list[dict[str, Any]]] = {}
+    for group in rules.alerting_groups()["groups"]:
+        for rule in group["rules"]:
+            committed.setdefault(rule["alert"], []).append(rule)
     for path, alert in stack.webhook.alerts():
-        rule = committed[alert["labels"]["alertname"]]
-        assert alert["labels"]["severity"] == rule["labels"]["severity"]
-        assert path == {"critical": "/page", "warning": "/ticket"}[rule["labels"]["severity"]]
-        assert set(alert["annotations"]) == {"summary", "description", "runbook_url"}
+        labels = alert["labels"]
+        (rule,) = [
+            r
+            for r in committed[labels["alertname"]]
+            if r["labels"].items() <= labels.items()  # the burn-rate row: its window labels
+        ]
+        assert (
+            path
+            == {"critical": "/page", "warning": "/ticket", "none": "/heartbeat"}[
+                rule["labels"]["severity"]
+            ]
+        )
+        assert set(alert["annotations"]) == {
+            "summary",
+            "description",
+            "runbook_url",
+            "dashboard_url",
+        }
         assert alert["annotations"]["runbook_url"] == rule["annotations"]["runbook_url"]
         assert "{{" not in alert["annotations"]["description"]  # the templates rendered
+        if S in labels:  # the dashboard link names the dependency
+            assert f"var-service={labels[S]}" in alert["annotations"]["dashboard_url"]
+
+
+def test_one_page_per_dependency_and_its_warnings_held_back(stack):
+    def pages() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for path, body in stack.webhook.notifications():
+            if path == "/page":
+                service = body["groupLabels"].get(S, "")
+                counts[service] = counts.get(service, 0) + 1
+        return counts
+
+    paging = {service for _, service, _, path in DELIVERED if path == "/page"}
+    wait_until(lambda: paging <= set(pages()), 60, what="a page per failing dependency")
+    wait_until(lambda: set(INHIBITED) <= _firing(stack.prom), 60, what="the warnings to fire")
+    for _, body in stack.webhook.notifications():
+        assert body["groupLabels"].keys() <= {S}, body["groupLabels"]  # by dependency only
+
+    def held_back() -> set[tuple[str, str, str]]:
+        return {
+            (a["labels"]["alertname"], a["labels"].get(S, ""), a["labels"].get(E, ""))
+            for a in http_get(f"{stack.alertmanager_url}/api/v2/alerts")
+            if a["status"]["state"] == "suppressed" and a["status"]["inhibitedBy"]
+        }
+
+    # (a warning may go out before its dependency's page starts; from then on it is held back)
+    try:
+        wait_until(lambda: set(INHIBITED) <= held_back(), 30, what="the warnings held back")
+    except TimeoutError:
+        pytest.fail(f"not held back: {set(INHIBITED) - held_back()}")
+
+
+def test_breaker_alerts_are_per_replica_and_page_once_per_dependency(stack):
+    """Both replicas' storage breakers are stuck open: one alert per process, one page group."""
+
+    def stuck() -> set[str]:
+        return {
+            a["labels"]["instance"]
+            for a in stack.prom.firing()
+            if a["labels"]["alertname"] == "ResilienceCircuitBreakerStuckOpen"
+            and a["labels"].get(S) == "storage"
+        }
+
+    wait_until(lambda: len(stuck()) == REPLICAS, 60, what="a stuck-open alert per replica")
+
+    def opening(service: str) -> set[str]:
+        return {
+            a["labels"]["instance"]
+            for a in stack.prom.firing()
+            if a["labels"]["alertname"] == "ResilienceCircuitBreakerOpensFrequently"
+            and a["labels"].get(S) == service
+        }
+
+    # llm flaps in every replica: one "opens frequently" per process
+    wait_until(lambda: len(opening("llm")) == REPLICAS, 60, what="llm flapping in each replica")
+    # storage is simply down (open, half-open, open...): never "opens frequently"
+    assert not opening("storage")
+
+    def storage_pages() -> list[dict[str, Any]]:
+        return [
+            body
+            for path, body in stack.webhook.notifications()
+            if path == "/page" and body["groupLabels"].get(S) == "storage"
+        ]
+
+    def paged_instances() -> set[str]:
+        return {
+            a["labels"].get("instance", "")
+            for body in storage_pages()
+            for a in body["alerts"]
+            if a["labels"]["alertname"] == "ResilienceCircuitBreakerStuckOpen"
+        }
+
+    wait_until(lambda: len(paged_instances()) == REPLICAS, 60, what="both replicas paged")
+    # every storage page is the one group of the dependency, never one per replica or endpoint
+    assert {json.dumps(body["groupLabels"]) for body in storage_pages()} == {
+        json.dumps({S: "storage"})
+    }
 
 
 def _save_preview_data(stack: Stack) -> None:

@@ -29,6 +29,7 @@ ENDPOINT = "resilience.endpoint"
 ERROR_TYPE = "error.type"
 STATE = "resilience.circuit_breaker.state"
 ATTEMPT = "resilience.attempt"
+OVERRIDE = "resilience.circuit_breaker.override"
 ATTEMPTS = "resilience.attempts"
 RETRY_DELAY_S = "resilience.retry.delay_s"
 
@@ -87,6 +88,13 @@ METRICS: Mapping[str, tuple[str, str, frozenset[str], str]] = {
         "{call}",
         frozenset({SERVICE, ENDPOINT}),
         "resilience_circuit_breaker_rejections_total",
+    ),
+    # TELEMETRY.md, second round
+    "resilience.circuit_breaker.override": (
+        "gauge",
+        "",
+        frozenset({SERVICE, ENDPOINT, OVERRIDE}),
+        "resilience_circuit_breaker_override",
     ),
 }
 

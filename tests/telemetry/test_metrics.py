@@ -26,6 +26,7 @@ from .helpers import (
     ERROR_TYPE,
     ERROR_TYPES,
     METRICS,
+    OVERRIDE,
     REQUIRED,
     SERVICE,
     STATE,
@@ -50,6 +51,7 @@ TIMEOUTS = "resilience.timeouts"
 GAUGE = "resilience.circuit_breaker.state"
 TRANSITIONS = "resilience.circuit_breaker.transitions"
 REJECTIONS = "resilience.circuit_breaker.rejections"
+OVERRIDE_GAUGE = "resilience.circuit_breaker.override"
 
 
 def open_breaker(service: str = "clamav", endpoint: str = "scan") -> None:
@@ -201,6 +203,64 @@ def gauge(metrics: dict[str, Metric], service: str, endpoint: str) -> dict[str, 
         if labels[SERVICE] == service and labels[ENDPOINT] == endpoint:
             found[labels[STATE]] = point.value
     return found
+
+
+def overrides(metrics: dict[str, Metric], service: str, endpoint: str) -> dict[str, Any]:
+    """override value -> value of one breaker's override gauge series."""
+    found = {}
+    for key, point in points(metrics, OVERRIDE_GAUGE).items():
+        labels = dict(key)
+        if labels[SERVICE] == service and labels[ENDPOINT] == endpoint:
+            found[labels[OVERRIDE]] = point.value
+    return found
+
+
+NO_OVERRIDE = {"none": 1, "forced_open": 0, "disabled": 0, "metrics_only": 0}
+
+
+def test_override_gauge_has_one_series_per_value_and_1_for_the_active_one(otel: Otel) -> None:
+    manager = otel_resilience.get_circuit_breaker_manager()
+    manager.get_breaker("gcs", "upload")
+    manager.get_breaker("clamav", "scan").force_open()
+    manager.get_breaker("s3", "upload").disable()
+    manager.get_breaker("openai", "chat").metrics_only()
+
+    metrics = otel.metrics()
+
+    assert instrument_kind(metrics[OVERRIDE_GAUGE]) == "gauge"
+    assert len(points(metrics, OVERRIDE_GAUGE)) == 4 * 4  # one series per value and breaker
+    assert overrides(metrics, "gcs", "upload") == NO_OVERRIDE
+    assert overrides(metrics, "clamav", "scan") == {**NO_OVERRIDE, "none": 0, "forced_open": 1}
+    assert overrides(metrics, "s3", "upload") == {**NO_OVERRIDE, "none": 0, "disabled": 1}
+    assert overrides(metrics, "openai", "chat") == {**NO_OVERRIDE, "none": 0, "metrics_only": 1}
+    # the forced-open breaker's state gauge says open: the override tells it was on purpose
+    assert gauge(metrics, "clamav", "scan")["open"] == 1
+
+
+def test_override_gauge_follows_reset_and_cb_manual_state(otel: Otel) -> None:
+    manager = otel_resilience.get_circuit_breaker_manager()
+    breaker = manager.get_breaker("clamav", "scan")
+    breaker.force_open()
+    assert overrides(otel.metrics(), "clamav", "scan")["forced_open"] == 1
+
+    breaker.reset()
+    assert overrides(otel.metrics(), "clamav", "scan") == NO_OVERRIDE
+
+    otel_resilience.configure(services={"vault": {"CB_MANUAL_STATE": "forced_open"}})
+    manager.get_breaker("vault", "read")
+    assert overrides(otel.metrics(), "vault", "read")["forced_open"] == 1
+
+
+def test_an_override_beyond_the_endpoint_cap_still_shows_in_the_gauge(otel: Otel) -> None:
+    get_telemetry().set_max_endpoints(1)
+    manager = otel_resilience.get_circuit_breaker_manager()
+    manager.get_breaker("crawler", "home")  # the one pair under the cap
+    manager.get_breaker("crawler", "page-1").force_open()  # both over the cap: "_other"
+    manager.get_breaker("crawler", "page-2")
+
+    values = overrides(otel.metrics(), "crawler", "_other")
+
+    assert values == {**NO_OVERRIDE, "forced_open": 1}  # both "none" and "forced_open" show
 
 
 def test_breaker_cycle_open_rejection_half_open_closed(otel: Otel, fast: FakeTime) -> None:
