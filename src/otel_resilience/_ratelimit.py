@@ -153,6 +153,9 @@ class RedisRateLimiter(_Waiting):
         self.storage = storage
         self._limiter = limits.strategies.MovingWindowRateLimiter(storage)
         self._local = LocalRateLimiter(service_name, rate)
+        from ._redis import BUSY
+
+        self._busy = BUSY  # a reply meaning "no free connection in time": the local limit decides
 
     def __repr__(self) -> str:
         return f"RedisRateLimiter({self.service_name!r}, {self.rate!r}, {self.store!r})"
@@ -165,8 +168,8 @@ class RedisRateLimiter(_Waiting):
                 else:
                     stats = self._limiter.get_window_stats(self._item, self.service_name)
                     taken, wait = False, max(0.0, float(stats.reset_time) - _wall())
-            except Exception as exc:  # Redis failed: the local limiter decides
-                self.store.mark_failed(exc)
+            except Exception as exc:  # Redis failed (or no free connection): the local limiter
+                self.store.failed(exc)
             else:
                 self.store.mark_ok()
                 return taken, wait
@@ -184,7 +187,7 @@ class RedisRateLimiter(_Waiting):
                 (now, amount, expiry, 1),
                 failed=_FAILED,
             )
-            if acquired is not _FAILED:
+            if acquired is not _FAILED and acquired is not self._busy:
                 if acquired:
                     return True, 0.0
                 window = await self.store.run_async(
@@ -193,7 +196,7 @@ class RedisRateLimiter(_Waiting):
                     (now - expiry, amount),
                     failed=_FAILED,
                 )
-                if window is not _FAILED:
+                if window is not _FAILED and window is not self._busy:
                     oldest = float(window[0]) if window else now
                     return False, max(0.0, oldest + expiry - _wall())
         return self._local._try()

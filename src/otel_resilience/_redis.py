@@ -9,6 +9,15 @@ state without trying Redis at all. The first command that works after an outage 
 store back" and bumps :attr:`RedisStore.epoch`, which tells breakers to push their local state
 (re-sync).
 
+Only the server failing is an outage. Waiting for a free connection is not: the pools block
+(up to ``REDIS_TIMEOUT_MS``) when the process has :data:`MAX_CONNECTIONS` commands in flight,
+and a command that found no connection in time returns :data:`BUSY`, which counts nothing and
+leaves the store available (the caller decides on its local mirror for that one call).
+
+Each asyncio event loop has its own client. It is closed when the loop shuts down its
+asynchronous generators (``asyncio.run`` and ``asyncio.Runner`` do), and forgotten when the
+loop is found closed, so running many short-lived loops does not pile up connections.
+
 ``redis`` (redis-py) is imported lazily: it is in the ``redis`` extra
 (``pip install 'otel-resilience[redis]'``).
 """
@@ -17,24 +26,51 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qs, unquote, urlsplit
 
+from ._redact import MASK, redact_url
 from ._telemetry import get_telemetry
 
 if TYPE_CHECKING:
     import redis
     import redis.asyncio
 
-__all__ = ["COOLDOWN_SEC", "RedisStore", "close_stores", "get_store", "import_redis"]
+__all__ = [
+    "BUSY",
+    "COOLDOWN_SEC",
+    "MAX_CONNECTIONS",
+    "RedisStore",
+    "close_stores",
+    "get_store",
+    "import_redis",
+]
 
 logger = logging.getLogger("otel_resilience")
 
 #: seconds a store stays unavailable after a failed command before Redis is tried again
 COOLDOWN_SEC: Final = 1.0
+#: connections of the process's sync pool (a URL's ``?max_connections=`` wins)
+MAX_CONNECTIONS: Final = 100
+#: connections of each event loop's pool: one loop runs one command at a time, so a few
+#: connections keep it busy, and a burst of tasks does not open (and time out) 100 at once
+LOOP_MAX_CONNECTIONS: Final = 32
+
+
+class _Busy:
+    """The reply of a command that found no free connection in time (not an outage)."""
+
+    def __repr__(self) -> str:
+        return "BUSY"
+
+
+#: what :meth:`RedisStore.run` returns when every pooled connection stayed in use too long
+BUSY: Final = _Busy()
 
 _INSTALL_HINT: Final = (
     "the redis state backend and shared rate limits need the 'redis' and 'limits' packages:"
@@ -51,12 +87,45 @@ def import_redis() -> Any:
     return redis
 
 
-def _redact(url: str) -> str:
-    """The URL without its password, for logs."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.split("@", 1)[1]
-    return scheme + sep + rest
+def _url_secrets(url: str) -> tuple[str, ...]:
+    """The passwords written in ``url`` (user info and ``?password=``), longest first."""
+    parts = urlsplit(url)
+    found = {parts.password or "", unquote(parts.password or "")}
+    found.update(parse_qs(parts.query).get("password", ()))
+    return tuple(sorted((x for x in found if x), key=len, reverse=True))
+
+
+def _pool_exhausted(exc: BaseException, redis_mod: Any) -> bool:
+    """True for "no free connection in time" from a blocking pool (or a full plain one)."""
+    if isinstance(exc, redis_mod.exceptions.MaxConnectionsError):
+        return True
+    return isinstance(exc, redis_mod.exceptions.ConnectionError) and isinstance(
+        exc.__context__, queue.Empty | asyncio.TimeoutError
+    )
+
+
+class _LoopClient:
+    """An event loop's asyncio client, its scripts, and the guard that closes it."""
+
+    __slots__ = ("client", "dropped", "guard", "scripts")
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.client = client
+        self.scripts: dict[str, Any] = {}
+        self.dropped = False
+        self.guard: AsyncGenerator[None, None] | None = None
+
+
+async def _close_at_loop_shutdown(
+    store: RedisStore, entry: _LoopClient
+) -> AsyncGenerator[None, None]:
+    """Suspended for the loop's lifetime; ``loop.shutdown_asyncgens()`` closes the client."""
+    try:
+        yield
+    finally:
+        if not entry.dropped:
+            entry.guard = None  # this generator is the one closing: nothing left to finish
+            await store._aclose_entry(entry)
 
 
 class RedisStore:
@@ -72,34 +141,49 @@ class RedisStore:
         from redis.retry import Retry
 
         self.url = url
+        self.safe_url = redact_url(url)
+        self._secrets = _url_secrets(url)
+        self._redis = redis_mod
         self.timeout_sec = timeout_ms / 1000
         self.cooldown_sec = cooldown_sec
         # A stale pooled connection (the server restarted) is retried once on a new one; a
         # timeout is never retried, so one command costs at most about one REDIS_TIMEOUT_MS.
+        # The pools block: with MAX_CONNECTIONS commands in flight, the next one waits for a
+        # connection (``timeout``, up to REDIS_TIMEOUT_MS) instead of failing at once.
         self._pool_kwargs: dict[str, Any] = {
             "socket_timeout": self.timeout_sec,
             "socket_connect_timeout": self.timeout_sec,
             "health_check_interval": 0,
+            "max_connections": MAX_CONNECTIONS,
+            "timeout": self.timeout_sec,
         }
         self._retry_errors = (redis_mod.exceptions.ConnectionError,)
         retry = Retry(NoBackoff(), 1, supported_errors=self._retry_errors)
-        self.pool: redis.ConnectionPool = redis_mod.ConnectionPool.from_url(
+        self.pool: redis.BlockingConnectionPool = redis_mod.BlockingConnectionPool.from_url(
             url, retry=retry, **self._pool_kwargs
         )
         self.client: redis.Redis = redis_mod.Redis(connection_pool=self.pool)
         self._lock = threading.Lock()
         self._scripts: dict[str, Any] = {}
-        self._async_clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[redis.asyncio.Redis, dict[str, Any]]
-        ] = weakref.WeakKeyDictionary()
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
+            weakref.WeakKeyDictionary()
+        )
         self._down_until = 0.0  # time.monotonic() before which Redis is not tried
         self._outage = False
         #: bumped when the store comes back after an outage (holders of local state re-sync)
         self.epoch = 0
         self.errors = 0
+        #: commands that found no free pooled connection within the timeout (not errors)
+        self.busy = 0
 
     def __repr__(self) -> str:
-        return f"RedisStore({_redact(self.url)!r}, in_outage={self._outage})"
+        return f"RedisStore({self.safe_url!r}, in_outage={self._outage})"
+
+    def scrub(self, text: str) -> str:
+        """``text`` without this store's passwords (error messages may quote the URL)."""
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return redact_url(text) if "@" in text else text
 
     # --- health --------------------------------------------------------------------------------
 
@@ -141,9 +225,9 @@ class RedisStore:
             logger.warning(
                 "state store unreachable, falling back to local state (redis %s: %s: %s);"
                 " retrying every %g s",
-                _redact(self.url),
+                self.safe_url,
                 type(exc).__name__,
-                exc,
+                self.scrub(str(exc)),
                 self.cooldown_sec,
             )
 
@@ -158,7 +242,7 @@ class RedisStore:
             if back:
                 self.epoch += 1
         if back:
-            logger.warning("state store back (redis %s), re-syncing local state", _redact(self.url))
+            logger.warning("state store back (redis %s), re-syncing local state", self.safe_url)
 
     # --- commands ------------------------------------------------------------------------------
 
@@ -170,30 +254,53 @@ class RedisStore:
         return found
 
     def run(self, source: str, keys: Sequence[str], args: Sequence[Any], failed: Any = None) -> Any:
-        """Run a Lua script: its reply, or ``failed`` when Redis failed (or is cooling down)."""
+        """Run a Lua script: its reply, ``failed`` when Redis failed (or is cooling down), or
+        :data:`BUSY` when no pooled connection became free within the timeout."""
         if not self.available():
             return failed
         try:
             reply = self.script(source)(keys=list(keys), args=list(args))
         except Exception as exc:  # any failure of the store falls back; a call never fails
-            self.mark_failed(exc)
-            return failed
+            return self.failed(exc, failed)
         self.mark_ok()
         return reply
 
-    def _async_client(self) -> tuple[redis.asyncio.Redis, dict[str, Any]]:
+    def failed(self, exc: Exception, failed: Any = None) -> Any:
+        """What a command that raised ``exc`` returns: :data:`BUSY` or ``failed`` (counted)."""
+        if _pool_exhausted(exc, self._redis):
+            self.busy += 1  # our own queue, not the server: no outage, nothing counted
+            logger.debug("redis %s: no free connection within the timeout", self.safe_url)
+            return BUSY
+        self.mark_failed(exc)
+        return failed
+
+    def _loop_client(self) -> _LoopClient:
         loop = asyncio.get_running_loop()
         found = self._async_clients.get(loop)
         if found is None:
-            import redis.asyncio as aioredis
-            from redis.asyncio.retry import Retry as AsyncRetry
-            from redis.backoff import NoBackoff
-
-            retry = AsyncRetry(NoBackoff(), 1, supported_errors=self._retry_errors)
-            pool = aioredis.ConnectionPool.from_url(self.url, retry=retry, **self._pool_kwargs)
-            found = (aioredis.Redis(connection_pool=pool), {})
-            self._async_clients[loop] = found
+            with self._lock:
+                found = self._async_clients.get(loop)
+                if found is None:
+                    self._forget_closed_loops()
+                    found = self._async_clients[loop] = self._new_loop_client()
         return found
+
+    def _new_loop_client(self) -> _LoopClient:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry as AsyncRetry
+        from redis.backoff import NoBackoff
+
+        retry = AsyncRetry(NoBackoff(), 1, supported_errors=self._retry_errors)
+        kwargs = {**self._pool_kwargs, "max_connections": LOOP_MAX_CONNECTIONS}
+        pool = aioredis.BlockingConnectionPool.from_url(self.url, retry=retry, **kwargs)
+        return _LoopClient(aioredis.Redis(connection_pool=pool))
+
+    def _forget_closed_loops(self) -> None:
+        """Drop the clients of loops closed without shutting down (they can be collected)."""
+        for loop, entry in list(self._async_clients.items()):
+            if loop.is_closed():
+                del self._async_clients[loop]
+                _finish_guard(entry)
 
     async def run_async(
         self, source: str, keys: Sequence[str], args: Sequence[Any], failed: Any = None
@@ -202,25 +309,43 @@ class RedisStore:
         if not self.available():
             return failed
         try:
-            client, scripts = self._async_client()
-            script = scripts.get(source)
+            entry = self._loop_client()
+            if entry.guard is None:
+                # started in this loop: its shutdown_asyncgens() closes the client
+                entry.guard = _close_at_loop_shutdown(self, entry)
+                await entry.guard.asend(None)
+            script = entry.scripts.get(source)
             if script is None:
-                script = scripts[source] = client.register_script(source)
+                script = entry.scripts[source] = entry.client.register_script(source)
             # the socket timeouts bound the connect and each read (no wait_for: cancelling
             # redis-py mid-reply could leave a connection out of step with its replies)
             reply = await script(keys=list(keys), args=list(args))
         except Exception as exc:  # any failure of the store falls back; a call never fails
-            self.mark_failed(exc)
-            return failed
+            return self.failed(exc, failed)
         self.mark_ok()
         return reply
 
+    @property
+    def loop_clients(self) -> int:
+        """Event loops with an asyncio client of this store (diagnostics, tests)."""
+        return len(self._async_clients)
+
     async def aclose_loop_client(self) -> None:
         """Close the running loop's asyncio client (before the loop closes)."""
-        loop = asyncio.get_running_loop()
-        found = self._async_clients.pop(loop, None)
+        found = self._async_clients.get(asyncio.get_running_loop())
         if found is not None:
-            await found[0].aclose(close_connection_pool=True)
+            await self._aclose_entry(found)
+
+    async def _aclose_entry(self, entry: _LoopClient) -> None:
+        with self._lock:
+            for loop, held in list(self._async_clients.items()):
+                if held is entry:
+                    del self._async_clients[loop]
+        entry.dropped = True
+        try:
+            await entry.client.aclose(close_connection_pool=True)
+        finally:
+            _finish_guard(entry)
 
     def close(self) -> None:
         """Close the sync pool's connections."""
@@ -255,6 +380,21 @@ def close_stores() -> None:
         _stores.clear()
     for store in found:
         store.close()
+
+
+def _finish_guard(entry: _LoopClient) -> None:
+    """Close an entry's guard without its loop (so its finalizer never needs the loop)."""
+    entry.dropped = True
+    guard, entry.guard = entry.guard, None
+    if guard is None:
+        return
+    closing = guard.aclose().__await__()
+    try:
+        next(closing)  # the guard's finally returns at once when the entry is dropped
+    except StopIteration:
+        pass
+    else:  # pragma: no cover - the guard never awaits once dropped
+        closing.close()
 
 
 async def aclose_async_clients() -> None:

@@ -1,0 +1,43 @@
+"""Secrets out of URLs before they reach a log line, an error message or a ``repr``.
+
+No third-party import: the config module uses it to word its errors.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = ["MASK", "redact_url"]
+
+MASK: Final = "***"
+
+#: query parameters whose value is a secret (``rediss://host/0?password=...``)
+_SECRET_PARAMS: Final = re.compile(
+    r"(?i)(?<=[?&;])(password|passwd|pass|pwd|secret|token|auth|api_key|apikey)=[^&;#]*"
+)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user info and secret query parameters masked.
+
+    The user info ends at the *last* ``@`` (a password may contain ``@``, as redis-py and
+    ``urllib.parse`` read it); when in doubt more is masked, never less. Text without
+    ``@`` or secret parameters comes back unchanged.
+
+    >>> redact_url("redis://user:p@ss@cache:6379/0")
+    'redis://user:***@cache:6379/0'
+    >>> redact_url("rediss://cache:6380/0?password=pw&ssl_cert_reqs=none")
+    'rediss://cache:6380/0?password=***&ssl_cert_reqs=none'
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    at = rest.rfind("@")
+    if at >= 0:
+        user, colon, _password = rest[:at].partition(":")
+        # "user:password@": keep the user name; "secret@" alone may be a password: mask it
+        userinfo = f"{user}:{MASK}" if colon and "/" not in user else MASK
+        rest = f"{userinfo}@{rest[at + 1 :]}"
+    rest = _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}={MASK}", rest)
+    return scheme + sep + rest
