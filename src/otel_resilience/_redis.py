@@ -10,9 +10,10 @@ store back" and bumps :attr:`RedisStore.epoch`, which tells breakers to push the
 (re-sync).
 
 Only the server failing is an outage. Waiting for a free connection is not: the pools block
-(up to ``REDIS_TIMEOUT_MS``) when the process has :data:`MAX_CONNECTIONS` commands in flight,
-and a command that found no connection in time returns :data:`BUSY`, which counts nothing and
-leaves the store available (the caller decides on its local mirror for that one call).
+(up to :data:`POOL_WAIT_SEC`) when the process has :data:`MAX_CONNECTIONS` commands in flight
+(:data:`LOOP_MAX_CONNECTIONS` per event loop), and a command that found no connection in time
+returns :data:`BUSY`, which counts nothing and leaves the store available (the caller decides
+on its local mirror for that one call).
 
 Each asyncio event loop has its own client. It is closed when the loop shuts down its
 asynchronous generators (``asyncio.run`` and ``asyncio.Runner`` do), and forgotten when the
@@ -44,7 +45,9 @@ if TYPE_CHECKING:
 __all__ = [
     "BUSY",
     "COOLDOWN_SEC",
+    "LOOP_MAX_CONNECTIONS",
     "MAX_CONNECTIONS",
+    "POOL_WAIT_SEC",
     "RedisStore",
     "close_stores",
     "get_store",
@@ -55,6 +58,11 @@ logger = logging.getLogger("otel_resilience")
 
 #: seconds a store stays unavailable after a failed command before Redis is tried again
 COOLDOWN_SEC: Final = 1.0
+#: longest wait for a free pooled connection (or REDIS_TIMEOUT_MS if longer; a URL's
+#: ``?timeout=`` wins). The wait queues behind this process's own commands, each bounded by
+#: REDIS_TIMEOUT_MS, and during an outage the store is skipped: it is long only when the
+#: process itself is saturated (150 threads fighting for the GIL wait a few hundred ms).
+POOL_WAIT_SEC: Final = 1.0
 #: connections of the process's sync pool (a URL's ``?max_connections=`` wins)
 MAX_CONNECTIONS: Final = 100
 #: connections of each event loop's pool: one loop runs one command at a time, so a few
@@ -148,14 +156,14 @@ class RedisStore:
         self.cooldown_sec = cooldown_sec
         # A stale pooled connection (the server restarted) is retried once on a new one; a
         # timeout is never retried, so one command costs at most about one REDIS_TIMEOUT_MS.
-        # The pools block: with MAX_CONNECTIONS commands in flight, the next one waits for a
-        # connection (``timeout``, up to REDIS_TIMEOUT_MS) instead of failing at once.
+        # The pools block: with all their connections in use, the next command waits for one
+        # (``timeout``: POOL_WAIT_SEC) instead of failing at once.
         self._pool_kwargs: dict[str, Any] = {
             "socket_timeout": self.timeout_sec,
             "socket_connect_timeout": self.timeout_sec,
             "health_check_interval": 0,
             "max_connections": MAX_CONNECTIONS,
-            "timeout": self.timeout_sec,
+            "timeout": max(self.timeout_sec, POOL_WAIT_SEC),
         }
         self._retry_errors = (redis_mod.exceptions.ConnectionError,)
         retry = Retry(NoBackoff(), 1, supported_errors=self._retry_errors)

@@ -76,9 +76,11 @@ _NO_THRESHOLD: Final = 2**31  # window modes: failures alone never open the shar
 
 # Common head of every script: the server's time in ms, the hash's fields, and the local mirror.
 # ARGV[1..5] of every script: reset_ms, ttl_ms, the mirror's state, failures and ms since it
-# opened. A missing key while the mirror says OPEN or HALF_OPEN means Redis lost the state
-# (restart, FLUSHALL, eviction, a manual DEL): closing and reset() keep a closed record, so a
-# key only disappears that way or when it was never opened. The mirror is written back first.
+# opened. A record that never opened (``o`` 0, or no key at all) while the mirror says OPEN or
+# HALF_OPEN means Redis lost the state (restart, FLUSHALL, eviction, a manual DEL; then maybe
+# a process with a closed mirror counted a failure into a new key): opening sets ``o`` and
+# nothing clears it (closing and reset() keep a closed record with its ``o``), so that happens
+# no other way. The mirror is written back before the script does its work.
 _HEAD: Final = """
 local key = KEYS[1]
 local t = redis.call('TIME')
@@ -112,12 +114,12 @@ local function wait()
     if s == 1 then return math.max(0, reset_ms - (now - o)) end
     return 0
 end
-if v[1] == false and ls ~= 0 then
+if o == 0 and ls ~= 0 then
     f = math.max(f, lf); restored = 1
     if ls == 1 then
         s = 1; o = now - tonumber(ARGV[5])
     else
-        s = 2; o = now - reset_ms; ps = now; h = now
+        s = 2; o = now - reset_ms; p = 0; k = 0; ps = now; h = now
     end
     save()
 end
