@@ -286,11 +286,10 @@ class RedisStore:
         loop = asyncio.get_running_loop()
         found = self._async_clients.get(loop)
         if found is None:
+            candidate = self._new_loop_client()  # no connection yet: cheap if a race loses it
             with self._lock:
-                found = self._async_clients.get(loop)
-                if found is None:
-                    self._forget_closed_loops()
-                    found = self._async_clients[loop] = self._new_loop_client()
+                self._forget_closed_loops()
+                found = self._async_clients.setdefault(loop, candidate)
         return found
 
     def _new_loop_client(self) -> _LoopClient:

@@ -6,8 +6,17 @@ The shared state of one (service, endpoint) is a Redis hash at
 server's clock), ``p`` (probes in flight), ``k`` (successful probes), ``ps`` (when the last
 probe was admitted) and ``h`` (when the current half-open period began: a probe's permit is
 ``PROBE + h``, so a probe that answers after its period ended counts for nothing, as in
-:class:`CircuitBreaker`). A closed breaker without failures has no key at all; every write sets
-a TTL (``REDIS_KEY_TTL_SEC``, at least twice ``CB_RESET_SEC``) so abandoned breakers disappear.
+:class:`CircuitBreaker`). A breaker that never opened has no key while it has no failures; one
+that opened keeps a closed record after closing (``o``, when it last opened, is never cleared).
+Every write sets a TTL (``REDIS_KEY_TTL_SEC``, at least twice ``CB_RESET_SEC``) so abandoned
+breakers disappear.
+
+Lost state (a restart, FLUSHALL, eviction or DEL while the circuit is open): every script gets
+the local mirror along and, when the record is missing or never opened while the mirror says
+OPEN or HALF_OPEN, writes the mirror back before doing its work, in the same round trip.
+
+A pool with no free connection in time (:data:`._redis.BUSY`) is not an outage: the acquire
+decides on the mirror without changing it, and the outcome of that call is not recorded.
 
 Each operation is one Lua script (EVALSHA), atomic on the server and timed by the server's
 ``TIME``, so process clocks do not matter and exactly one process wins each transition:
@@ -29,7 +38,7 @@ Window modes (``CB_MODE=count|time``): each process judges failure and slow-call
 own window; opening, probing and closing are shared.
 
 Manual states (``force_open``, ``disable``, ``metrics_only``) are per process; ``reset`` also
-deletes the shared key.
+closes the shared state (a closed record, so nobody takes it for lost state).
 
 When Redis fails (unreachable, slower than ``REDIS_TIMEOUT_MS``, restarted) the breaker carries
 on with the in-memory logic of :class:`CircuitBreaker` from its last mirrored state (see

@@ -107,6 +107,22 @@ def test_usable_redis_urls_are_accepted(url_checker: str, url: str) -> None:
     assert url == ReliabilityConfig(STATE_BACKEND="redis", REDIS_URL=url).REDIS_URL
 
 
+def test_redis_py_missing_is_checked_with_urllib(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis.connection", None)  # "import" raises ImportError
+
+    assert redis_url_module._probe_redis() is None
+
+
+def test_problem_words_never_quote_the_password() -> None:
+    redis_url_module.redis_url_problem.cache_clear()
+    problem = redis_url_module.redis_url_problem("redis://:notaport@host:notaport/0")
+
+    assert problem == "Port could not be cast to integer value as '***'"
+    assert redis_url_module.redis_url_problem("http://host") == (
+        "the scheme must be redis://, rediss:// or unix://"
+    )
+
+
 def test_config_module_does_not_import_redis() -> None:
     code = (
         "import sys; import otel_resilience, otel_resilience._config as c;"

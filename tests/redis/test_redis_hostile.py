@@ -454,6 +454,25 @@ def test_loop_closed_without_shutdown_is_forgotten_and_its_connections_released(
     assert _connected_clients(rclient, at_most=before) == before
 
 
+def test_loops_still_running_keep_their_clients_when_another_loop_ends(
+    redis_url: str, rclient: redis.Redis
+) -> None:
+    otel_resilience.configure(_config(redis_url))
+    before = _connected_clients(rclient, at_most=1)
+    store = get_store(redis_url, 50)
+    alive = asyncio.new_event_loop()
+    assert alive.run_until_complete(_calls(2)) == ["ok", "ok"]
+
+    assert asyncio.run(_calls(1)) == ["ok"]  # registers, then closes, its own client only
+
+    assert store.loop_clients == 1
+    assert alive.run_until_complete(_calls(1)) == ["ok"]  # its client still works
+    alive.run_until_complete(alive.shutdown_asyncgens())  # what asyncio.run does at the end
+    alive.close()
+    assert store.loop_clients == 0
+    assert _connected_clients(rclient, at_most=before) == before
+
+
 def test_explicit_close_before_the_loop_ends_still_works(
     redis_url: str, rclient: redis.Redis
 ) -> None:
@@ -470,6 +489,47 @@ def test_explicit_close_before_the_loop_ends_still_works(
 
     assert get_store(redis_url, 50).loop_clients == 0
     assert _connected_clients(rclient, at_most=before) == before
+
+
+def test_busy_success_after_failures_and_busy_window_trip_record_nothing(
+    redis_url: str, rclient: redis.Redis
+) -> None:
+    url = redis_url + "?max_connections=1&timeout=0.02"
+    breaker = _breaker(_config(url, CB_FAIL_THRESHOLD=5))
+    breaker.record_failure(breaker.try_acquire())
+    window = _breaker(
+        _config(url, CB_MODE="count", CB_WINDOW_SIZE=2, CB_MIN_CALLS=2, CB_FAILURE_RATE_THRESHOLD=1)
+    )
+    window.record_failure(window.try_acquire())
+    store = breaker.store
+    held = store.pool.get_connection()
+    try:
+        breaker.record_success(ADMITTED)  # would reset the shared failure count: busy
+        window.record_failure(ADMITTED)  # the window trips: opening it for all is busy
+    finally:
+        store.pool.release(held)
+
+    assert store.busy == 2
+    assert rclient.hget(KEY, "f") == b"1"
+    assert window.state.value == "closed"  # not opened locally either
+    window.record_failure(window.try_acquire())  # the window still trips: now it is shared
+    assert rclient.hget(KEY, "s") == b"1"
+
+
+def test_pool_exhaustion_errors_are_told_apart_from_outages() -> None:
+    from otel_resilience._redis import _pool_exhausted
+
+    try:
+        try:
+            raise TimeoutError
+        except TimeoutError:
+            raise redis.exceptions.ConnectionError("No connection available.") from None
+    except redis.exceptions.ConnectionError as exc:
+        waited = exc
+    assert _pool_exhausted(redis.exceptions.MaxConnectionsError("Too many connections"), redis)
+    assert _pool_exhausted(waited, redis)  # the asyncio pool's wait ran out
+    assert not _pool_exhausted(redis.exceptions.ConnectionError("refused"), redis)
+    assert not _pool_exhausted(redis.exceptions.TimeoutError("Timeout reading"), redis)
 
 
 def test_store_logs_busy_at_debug_level_only(
