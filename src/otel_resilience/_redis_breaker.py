@@ -406,6 +406,8 @@ class RedisCircuitBreaker(CircuitBreaker):
         """ARGV[1..5] of every script: reset_ms, ttl_ms and the local mirror (state, failures,
         ms since it opened), written back when Redis lost the key."""
         state = self._state
+        if self._override is BreakerOverride.FORCED_OPEN:
+            state = _CLOSED  # a manual state is this process's: never written for the others
         elapsed_ms = 0
         if state is _OPEN:
             elapsed_ms = max(0, round((self._clock() - self._opened_at) * 1000))

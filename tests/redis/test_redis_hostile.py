@@ -397,6 +397,21 @@ def test_every_script_writes_back_a_lost_open_circuit(
     assert _breaker(config).try_acquire() == REJECTED
 
 
+def test_forced_open_breaker_is_never_written_back_for_the_others(
+    redis_url: str, rclient: redis.Redis
+) -> None:
+    config = _config(redis_url, CB_FAIL_THRESHOLD=3)
+    operator = _breaker(config)
+    in_flight = operator.try_acquire()
+    operator.force_open()  # an operator drains this process only
+
+    operator.record_failure(in_flight)  # a call admitted before fails afterwards
+
+    assert rclient.hmget(KEY, "s", "o") == [b"0", b"0"]  # counted, not opened for all
+    assert _breaker(config).try_acquire() == ADMITTED
+    assert operator.try_acquire() == REJECTED
+
+
 def test_closed_breaker_does_not_write_back_anything(redis_url: str, rclient: redis.Redis) -> None:
     config = _config(redis_url, CB_FAIL_THRESHOLD=3)
     breaker = _breaker(config)
