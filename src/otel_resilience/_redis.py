@@ -33,9 +33,8 @@ import time
 import weakref
 from collections.abc import AsyncGenerator, Sequence
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qs, unquote, urlsplit
 
-from ._redact import MASK, redact_url
+from ._redact import redact_text, redact_url, url_secrets
 from ._telemetry import get_telemetry
 
 if TYPE_CHECKING:
@@ -95,14 +94,6 @@ def import_redis() -> Any:
     return redis
 
 
-def _url_secrets(url: str) -> tuple[str, ...]:
-    """The passwords written in ``url`` (user info and ``?password=``), longest first."""
-    parts = urlsplit(url)
-    found = {parts.password or "", unquote(parts.password or "")}
-    found.update(parse_qs(parts.query).get("password", ()))
-    return tuple(sorted((x for x in found if x), key=len, reverse=True))
-
-
 def _pool_exhausted(exc: BaseException, redis_mod: Any) -> bool:
     """True for "no free connection in time" from a blocking pool (or a full plain one)."""
     if isinstance(exc, redis_mod.exceptions.MaxConnectionsError):
@@ -150,7 +141,7 @@ class RedisStore:
 
         self.url = url
         self.safe_url = redact_url(url)
-        self._secrets = _url_secrets(url)
+        self._secrets = url_secrets(url)
         self._redis = redis_mod
         self.timeout_sec = timeout_ms / 1000
         self.cooldown_sec = cooldown_sec
@@ -189,9 +180,7 @@ class RedisStore:
 
     def scrub(self, text: str) -> str:
         """``text`` without this store's passwords (error messages may quote the URL)."""
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return redact_url(text) if "@" in text else text
+        return redact_text(text, self._secrets)
 
     # --- health --------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import re
 from typing import Any, Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ._redact import redact_url
+from ._redact import redact_text, url_secrets
 
 __all__ = ["ACCEPTED", "redis_url_problem"]
 
@@ -105,10 +105,4 @@ def _check_with_redis(redis: Any, url: str) -> str | None:
 
 def _scrub(text: str, url: str) -> str:
     """``text`` without the URL's password, in case a message quoted part of it."""
-    parts = urlsplit(url)
-    secrets = {parts.password or "", unquote(parts.password or "")}
-    secrets.update(parse_qs(parts.query).get("password", ()))
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 3 and secret in text and secret != url:
-            text = text.replace(secret, "***")
-    return redact_url(text)
+    return redact_text(text, url_secrets(url))
