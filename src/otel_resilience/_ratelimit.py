@@ -162,18 +162,18 @@ class RedisRateLimiter(_Waiting):
 
     def _try(self) -> tuple[bool, float]:
         if self.store.available():
-            try:
-                if self._limiter.hit(self._item, self.service_name):
-                    taken, wait = True, 0.0
-                else:
-                    stats = self._limiter.get_window_stats(self._item, self.service_name)
-                    taken, wait = False, max(0.0, float(stats.reset_time) - _wall())
-            except Exception as exc:  # Redis failed (or no free connection): the local limiter
-                self.store.failed(exc)
-            else:
-                self.store.mark_ok()
-                return taken, wait
+            # on a free connection of the store's pool; Redis failed (or none was free in
+            # time): the local limiter decides
+            reply = self.store.call(self._shared_try, failed=_FAILED)
+            if reply is not _FAILED and reply is not self._busy:
+                return reply  # type: ignore[no-any-return]
         return self._local._try()
+
+    def _shared_try(self) -> tuple[bool, float]:
+        if self._limiter.hit(self._item, self.service_name):
+            return True, 0.0
+        stats = self._limiter.get_window_stats(self._item, self.service_name)
+        return False, max(0.0, float(stats.reset_time) - _wall())
 
     async def _try_async(self) -> tuple[bool, float]:
         """:meth:`_try` on ``redis.asyncio``, with the ``limits`` scripts and keys."""

@@ -9,11 +9,13 @@ state without trying Redis at all. The first command that works after an outage 
 store back" and bumps :attr:`RedisStore.epoch`, which tells breakers to push their local state
 (re-sync).
 
-Only the server failing is an outage. Waiting for a free connection is not: the pools block
-(up to :data:`POOL_WAIT_SEC`) when the process has :data:`MAX_CONNECTIONS` commands in flight
-(:data:`LOOP_MAX_CONNECTIONS` per event loop), and a command that found no connection in time
-returns :data:`BUSY`, which counts nothing and leaves the store available (the caller decides
-on its local mirror for that one call).
+Only the server failing is an outage. Waiting for a free connection is not: each command takes
+a slot first (:data:`MAX_CONNECTIONS` for the threads of a process, :data:`LOOP_MAX_CONNECTIONS`
+per event loop, as many as the pool's connections, so the pool is never exhausted), waiting up
+to :data:`POOL_WAIT_SEC` for one. A command that got no slot in time returns :data:`BUSY`,
+which counts nothing and leaves the store available (the caller decides on its local mirror for
+that one call); one that got its slot after another command found Redis failing gives it back
+and falls back at once, so a burst of waiters does not wait out one timeout each.
 
 Each asyncio event loop has its own client. It is closed when the loop shuts down its
 asynchronous generators (``asyncio.run`` and ``asyncio.Runner`` do), and forgotten when the
@@ -27,11 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from ._redact import redact_text, redact_url, url_secrets
@@ -57,10 +58,10 @@ logger = logging.getLogger("otel_resilience")
 
 #: seconds a store stays unavailable after a failed command before Redis is tried again
 COOLDOWN_SEC: Final = 1.0
-#: longest wait for a free pooled connection (or REDIS_TIMEOUT_MS if longer; a URL's
-#: ``?timeout=`` wins). The wait queues behind this process's own commands, each bounded by
-#: REDIS_TIMEOUT_MS, and during an outage the store is skipped: it is long only when the
-#: process itself is saturated (150 threads fighting for the GIL wait a few hundred ms).
+#: longest wait for a free connection (or REDIS_TIMEOUT_MS if longer). The wait queues behind
+#: this process's own commands, each bounded by REDIS_TIMEOUT_MS, and a failure sends the
+#: waiters to their local state: it is long only when the process itself is saturated (150
+#: threads fighting for the GIL wait a few hundred ms)
 POOL_WAIT_SEC: Final = 1.0
 #: connections of the process's sync pool (a URL's ``?max_connections=`` wins)
 MAX_CONNECTIONS: Final = 100
@@ -94,22 +95,14 @@ def import_redis() -> Any:
     return redis
 
 
-def _pool_exhausted(exc: BaseException, redis_mod: Any) -> bool:
-    """True for "no free connection in time" from a blocking pool (or a full plain one)."""
-    if isinstance(exc, redis_mod.exceptions.MaxConnectionsError):
-        return True
-    return isinstance(exc, redis_mod.exceptions.ConnectionError) and isinstance(
-        exc.__context__, queue.Empty | asyncio.TimeoutError
-    )
-
-
 class _LoopClient:
     """An event loop's asyncio client, its scripts, and the guard that closes it."""
 
-    __slots__ = ("client", "dropped", "guard", "scripts")
+    __slots__ = ("client", "dropped", "guard", "scripts", "slots")
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
+    def __init__(self, client: redis.asyncio.Redis, slots: int) -> None:
         self.client = client
+        self.slots = asyncio.Semaphore(slots)
         self.scripts: dict[str, Any] = {}
         self.dropped = False
         self.guard: AsyncGenerator[None, None] | None = None
@@ -147,20 +140,24 @@ class RedisStore:
         self.cooldown_sec = cooldown_sec
         # A stale pooled connection (the server restarted) is retried once on a new one; a
         # timeout is never retried, so one command costs at most about one REDIS_TIMEOUT_MS.
-        # The pools block: with all their connections in use, the next command waits for one
-        # (``timeout``: POOL_WAIT_SEC) instead of failing at once.
         self._pool_kwargs: dict[str, Any] = {
             "socket_timeout": self.timeout_sec,
             "socket_connect_timeout": self.timeout_sec,
             "health_check_interval": 0,
             "max_connections": MAX_CONNECTIONS,
-            "timeout": max(self.timeout_sec, POOL_WAIT_SEC),
         }
         self._retry_errors = (redis_mod.exceptions.ConnectionError,)
         retry = Retry(NoBackoff(), 1, supported_errors=self._retry_errors)
-        self.pool: redis.BlockingConnectionPool = redis_mod.BlockingConnectionPool.from_url(
+        self.pool: redis.ConnectionPool = redis_mod.ConnectionPool.from_url(
             url, retry=retry, **self._pool_kwargs
         )
+        # one slot per connection: a command waits for a slot, never for the pool (redis-py
+        # 8 pools raise at once past max_connections, which is not the server failing)
+        self._slots = threading.BoundedSemaphore(self.pool.max_connections)
+        self._url_max_connections = self.pool.max_connections != MAX_CONNECTIONS
+        #: longest wait for a free slot (seconds)
+        self.pool_wait_sec = max(self.timeout_sec, POOL_WAIT_SEC)
+        self._max_connections_error = redis_mod.exceptions.MaxConnectionsError
         self.client: redis.Redis = redis_mod.Redis(connection_pool=self.pool)
         self._lock = threading.Lock()
         self._scripts: dict[str, Any] = {}
@@ -168,11 +165,12 @@ class RedisStore:
             weakref.WeakKeyDictionary()
         )
         self._down_until = 0.0  # time.monotonic() before which Redis is not tried
+        self._failed_at = 0.0  # time.monotonic() of the last failed command
         self._outage = False
         #: bumped when the store comes back after an outage (holders of local state re-sync)
         self.epoch = 0
         self.errors = 0
-        #: commands that found no free pooled connection within the timeout (not errors)
+        #: commands that found no free connection within ``pool_wait_sec`` (not errors)
         self.busy = 0
 
     def __repr__(self) -> str:
@@ -205,6 +203,10 @@ class RedisStore:
             self._down_until = now + self.cooldown_sec
             return True
 
+    def failed_since(self, started: float) -> bool:
+        """True when a command failed at or after ``started`` and Redis is not back yet."""
+        return self._outage and self._failed_at >= started
+
     @property
     def in_outage(self) -> bool:
         """True from a failed command until the next one that works."""
@@ -216,7 +218,8 @@ class RedisStore:
             self.errors += 1
             first = not self._outage
             self._outage = True
-            self._down_until = time.monotonic() + self.cooldown_sec
+            self._failed_at = time.monotonic()
+            self._down_until = self._failed_at + self.cooldown_sec
         get_telemetry().count_state_store_error("redis")
         if first:
             logger.warning(
@@ -252,22 +255,39 @@ class RedisStore:
 
     def run(self, source: str, keys: Sequence[str], args: Sequence[Any], failed: Any = None) -> Any:
         """Run a Lua script: its reply, ``failed`` when Redis failed (or is cooling down), or
-        :data:`BUSY` when no pooled connection became free within the timeout."""
+        :data:`BUSY` when no connection became free in time."""
         if not self.available():
             return failed
+        return self.call(lambda: self.script(source)(keys=list(keys), args=list(args)), failed)
+
+    def call(self, command: Callable[[], Any], failed: Any = None) -> Any:
+        """``command()`` on a free connection of the sync pool: its result, ``failed`` or
+        :data:`BUSY` (for commands of other libraries on :attr:`pool`, e.g. ``limits``)."""
+        slots = self._slots
+        if not slots.acquire(blocking=False):
+            started = time.monotonic()
+            if not slots.acquire(timeout=self.pool_wait_sec):
+                return self._busy()
+            if self.failed_since(started):  # an outage began while we waited: go local now
+                slots.release()
+                return failed
         try:
-            reply = self.script(source)(keys=list(keys), args=list(args))
+            reply = command()
         except Exception as exc:  # any failure of the store falls back; a call never fails
-            return self.failed(exc, failed)
+            return self._failed(exc, failed)
+        finally:
+            slots.release()
         self.mark_ok()
         return reply
 
-    def failed(self, exc: Exception, failed: Any = None) -> Any:
-        """What a command that raised ``exc`` returns: :data:`BUSY` or ``failed`` (counted)."""
-        if _pool_exhausted(exc, self._redis):
-            self.busy += 1  # our own queue, not the server: no outage, nothing counted
-            logger.debug("redis %s: no free connection within the timeout", self.safe_url)
-            return BUSY
+    def _busy(self) -> Any:
+        self.busy += 1  # our own queue, not the server: no outage, nothing counted
+        logger.debug("redis %s: no free connection within %g s", self.safe_url, self.pool_wait_sec)
+        return BUSY
+
+    def _failed(self, exc: Exception, failed: Any) -> Any:
+        if isinstance(exc, self._max_connections_error):  # a command outside the slots
+            return self._busy()
         self.mark_failed(exc)
         return failed
 
@@ -287,9 +307,10 @@ class RedisStore:
         from redis.backoff import NoBackoff
 
         retry = AsyncRetry(NoBackoff(), 1, supported_errors=self._retry_errors)
-        kwargs = {**self._pool_kwargs, "max_connections": LOOP_MAX_CONNECTIONS}
-        pool = aioredis.BlockingConnectionPool.from_url(self.url, retry=retry, **kwargs)
-        return _LoopClient(aioredis.Redis(connection_pool=pool))
+        size = self.pool.max_connections if self._url_max_connections else LOOP_MAX_CONNECTIONS
+        kwargs = {**self._pool_kwargs, "max_connections": size}
+        pool = aioredis.ConnectionPool.from_url(self.url, retry=retry, **kwargs)
+        return _LoopClient(aioredis.Redis(connection_pool=pool), pool.max_connections)
 
     def _forget_closed_loops(self) -> None:
         """Drop the clients of loops closed without shutting down (they can be collected)."""
@@ -310,6 +331,22 @@ class RedisStore:
                 # started in this loop: its shutdown_asyncgens() closes the client
                 entry.guard = _close_at_loop_shutdown(self, entry)
                 await entry.guard.asend(None)
+        except Exception as exc:  # pragma: no cover - building a client does no I/O
+            return self._failed(exc, failed)
+        slots = entry.slots
+        if slots.locked():
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(self.pool_wait_sec):
+                    await slots.acquire()
+            except TimeoutError:
+                return self._busy()
+            if self.failed_since(started):
+                slots.release()
+                return failed
+        else:
+            await slots.acquire()  # free: returns at once
+        try:
             script = entry.scripts.get(source)
             if script is None:
                 script = entry.scripts[source] = entry.client.register_script(source)
@@ -317,7 +354,9 @@ class RedisStore:
             # redis-py mid-reply could leave a connection out of step with its replies)
             reply = await script(keys=list(keys), args=list(args))
         except Exception as exc:  # any failure of the store falls back; a call never fails
-            return self.failed(exc, failed)
+            return self._failed(exc, failed)
+        finally:
+            slots.release()
         self.mark_ok()
         return reply
 

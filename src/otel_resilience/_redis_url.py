@@ -94,7 +94,7 @@ def _check_with_urllib(url: str) -> str | None:
 
 def _check_with_redis(redis: Any, url: str) -> str | None:
     try:
-        pool = redis.BlockingConnectionPool.from_url(url)  # the store's kind of pool
+        pool = redis.ConnectionPool.from_url(url)
         # builds a connection object without connecting: unknown query parameters fail here,
         # not at the first command (where every call would see an "unreachable" store)
         pool.connection_class(**pool.connection_kwargs)

@@ -99,7 +99,7 @@ def test_unknown_query_parameter_is_refused_when_redis_py_is_installed(url_check
         "redis://user:p@ss@cache:6379/15",
         "rediss://cache:6380/0?ssl_cert_reqs=none",
         "unix:///run/redis.sock?db=1",
-        "redis://cache:6379/?max_connections=500&timeout=0.2",
+        "redis://cache:6379/?max_connections=500&socket_keepalive=true",
     ],
     ids=["plain", "host-only", "password-with-at", "tls", "unix", "pool-options"],
 )

@@ -7,13 +7,16 @@ open circuit; short-lived event loops do not pile up connections.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import os
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -32,7 +35,7 @@ from otel_resilience import (
 )
 from otel_resilience._breaker import ADMITTED, REJECTED, is_probe
 from otel_resilience._ratelimit import get_rate_limiter
-from otel_resilience._redis import BUSY, get_store
+from otel_resilience._redis import BUSY, RedisStore, get_store
 from otel_resilience._redis_breaker import RedisCircuitBreaker, breaker_key
 from support import counter_points
 
@@ -83,6 +86,35 @@ def _connected_clients(client: redis.Redis, at_most: int, wait_sec: float = 3.0)
         if count <= at_most or time.monotonic() > deadline:
             return count
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def _every_connection_in_use(store: RedisStore) -> Iterator[None]:
+    """As if every connection of the sync pool were busy (waits give up after 20 ms)."""
+    store.pool_wait_sec = 0.02
+    for _ in range(store.pool.max_connections):
+        store._slots.acquire()
+    try:
+        yield
+    finally:
+        for _ in range(store.pool.max_connections):
+            store._slots.release()
+
+
+@contextlib.asynccontextmanager
+async def _every_loop_connection_in_use(store: RedisStore) -> AsyncIterator[None]:
+    """The same for the running event loop's pool."""
+    store.pool_wait_sec = 0.02
+    slots = store._loop_client().slots
+    held = 0
+    while not slots.locked():
+        await slots.acquire()
+        held += 1
+    try:
+        yield
+    finally:
+        for _ in range(held):
+            slots.release()
 
 
 # --- a busy pool is not an outage -------------------------------------------------------------
@@ -160,31 +192,25 @@ def test_no_free_connection_in_time_decides_on_the_mirror_without_an_outage(
     metric_reader: InMemoryMetricReader,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    url = redis_url + "?max_connections=1&timeout=0.02"  # one connection, 20 ms of waiting
+    url = redis_url + "?max_connections=1"
     config = _config(url, CB_FAIL_THRESHOLD=1, CB_RESET_SEC=60, REDIS_TIMEOUT_MS=TIMEOUT_MS)
     breaker = _breaker(config)
     transitions: list[str] = []
     breaker.add_listener(lambda _b, _old, new: transitions.append(new.value))
     store = breaker.store
-    held = store.pool.get_connection()  # every connection of the pool is in use
-    try:
+    with _every_connection_in_use(store):
         assert store.run("return 1", (KEY,), ()) is BUSY
         assert breaker.try_acquire() == ADMITTED  # the mirror is closed
         breaker.record_failure(ADMITTED)  # not recorded: no local opening either
         assert breaker.state.value == "closed"
         assert rclient.exists(KEY) == 0
-    finally:
-        store.pool.release(held)
     _open_elsewhere(config)
     assert breaker.try_acquire() == REJECTED  # mirrored OPEN from Redis
-    held = store.pool.get_connection()
-    try:
+    with _every_connection_in_use(store):
         assert breaker.try_acquire() == REJECTED  # busy: the mirror (OPEN) decides
         breaker.record_success(ADMITTED)
         breaker.release(2)
         assert breaker.sync().value == "open"
-    finally:
-        store.pool.release(held)
 
     assert store.busy == 6
     assert transitions == []  # the other process made the only transition; none here
@@ -195,13 +221,11 @@ def test_no_free_connection_in_time_decides_on_the_mirror_without_an_outage(
 async def test_no_free_async_connection_in_time_is_no_outage_for_breakers_and_limits(
     async_clients: str, metric_reader: InMemoryMetricReader, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url = async_clients + "?max_connections=1&timeout=0.02"
+    url = async_clients + "?max_connections=1"
     config = _config(url, RATE_LIMIT="1/minute", REDIS_TIMEOUT_MS=TIMEOUT_MS)
     breaker = _breaker(config)
     store = breaker.store
-    entry = store._loop_client()
-    held = await entry.client.connection_pool.get_connection()
-    try:
+    async with _every_loop_connection_in_use(store):
         assert await store.run_async("return 1", (KEY,), ()) is BUSY
         assert await breaker.try_acquire_async() == ADMITTED
         await breaker.record_failure_async(ADMITTED)
@@ -209,8 +233,6 @@ async def test_no_free_async_connection_in_time_is_no_outage_for_breakers_and_li
         assert limiter is not None
         assert await limiter.acquire_async(0)  # the local limit decides
         assert limiter.acquire(0) is True  # the sync pool is free: the shared limit
-    finally:
-        await entry.client.connection_pool.release(held)
 
     assert store.busy == 4
     _no_outage(url, metric_reader, caplog)
@@ -220,17 +242,14 @@ async def test_no_free_async_connection_in_time_is_no_outage_for_breakers_and_li
 def test_no_free_connection_for_the_shared_limit_uses_the_local_one(
     redis_url: str, metric_reader: InMemoryMetricReader, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url = redis_url + "?max_connections=1&timeout=0.02"
+    url = redis_url + "?max_connections=1"
     config = _config(url, RATE_LIMIT="2/minute", REDIS_TIMEOUT_MS=TIMEOUT_MS)
     limiter = get_rate_limiter("payments", config)
     assert limiter is not None
     store = get_store(url, TIMEOUT_MS)
     assert limiter.acquire(0)  # shared: 1 of 2
-    held = store.pool.get_connection()
-    try:
+    with _every_connection_in_use(store):
         assert [limiter.acquire(0), limiter.acquire(0), limiter.acquire(0)] == [True, True, False]
-    finally:
-        store.pool.release(held)
 
     assert store.busy == 3
     assert limiter.acquire(0)  # shared again: 2 of 2
@@ -509,7 +528,7 @@ def test_explicit_close_before_the_loop_ends_still_works(
 def test_busy_success_after_failures_and_busy_window_trip_record_nothing(
     redis_url: str, rclient: redis.Redis
 ) -> None:
-    url = redis_url + "?max_connections=1&timeout=0.02"
+    url = redis_url + "?max_connections=1"
     breaker = _breaker(_config(url, CB_FAIL_THRESHOLD=5))
     breaker.record_failure(breaker.try_acquire())
     window = _breaker(
@@ -517,12 +536,9 @@ def test_busy_success_after_failures_and_busy_window_trip_record_nothing(
     )
     window.record_failure(window.try_acquire())
     store = breaker.store
-    held = store.pool.get_connection()
-    try:
+    with _every_connection_in_use(store):
         breaker.record_success(ADMITTED)  # would reset the shared failure count: busy
         window.record_failure(ADMITTED)  # the window trips: opening it for all is busy
-    finally:
-        store.pool.release(held)
 
     assert store.busy == 2
     assert rclient.hget(KEY, "f") == b"1"
@@ -531,38 +547,88 @@ def test_busy_success_after_failures_and_busy_window_trip_record_nothing(
     assert rclient.hget(KEY, "s") == b"1"
 
 
-def test_pool_exhaustion_errors_are_told_apart_from_outages() -> None:
-    from otel_resilience._redis import _pool_exhausted
+def test_a_full_pool_used_outside_the_slots_is_busy_too(redis_url: str) -> None:
+    store = get_store(redis_url, 50)
 
-    try:
+    def full() -> None:
+        raise redis.exceptions.MaxConnectionsError("Too many connections")
+
+    assert store.call(full) is BUSY
+
+    assert store.busy == 1
+    assert store.errors == 0
+    assert not store.in_outage
+
+
+def test_waiters_go_local_at_once_when_redis_failed_while_they_waited(redis_url: str) -> None:
+    store = get_store(redis_url, 50)
+    replies: list[object] = []
+    with _every_connection_in_use(store):
+        store.pool_wait_sec = 5
+        waiter = threading.Thread(target=lambda: replies.append(store.run("return 1", (KEY,), ())))
+        waiter.start()
+        time.sleep(0.05)  # waiting for a slot
+        store.mark_failed(ConnectionError("another command found Redis down"))
+    started = time.perf_counter()
+    waiter.join()
+
+    assert replies == [None]  # fell back without sending anything
+    assert time.perf_counter() - started < 1
+    assert store.errors == 1  # the other command's failure only
+
+
+async def test_async_waiters_go_local_at_once_when_redis_failed_while_they_waited(
+    async_clients: str,
+) -> None:
+    store = get_store(async_clients, 50)
+    async with _every_loop_connection_in_use(store):
+        store.pool_wait_sec = 5
+        waiter = asyncio.create_task(store.run_async("return 1", (KEY,), ()))
+        await asyncio.sleep(0.05)
+        store.mark_failed(ConnectionError("another command found Redis down"))
+
+    assert await asyncio.wait_for(waiter, 1) is None
+    assert store.errors == 1
+
+
+def test_hung_redis_under_a_burst_costs_each_caller_about_one_timeout(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    otel_resilience.configure(_config(redis_url))
+
+    async def timed() -> float:
+        started = time.perf_counter()
+        await resilient_call_async("payments", "charge", lambda: asyncio.sleep(0, "ok"))
+        return time.perf_counter() - started
+
+    async def burst() -> list[float]:
+        await asyncio.gather(*(timed() for _ in range(40)))  # open the loop's connections
+        assert redis_server.process is not None
+        os.kill(redis_server.process.pid, signal.SIGSTOP)  # hung: answers nothing
         try:
-            raise TimeoutError
-        except TimeoutError:
-            raise redis.exceptions.ConnectionError("No connection available.") from None
-    except redis.exceptions.ConnectionError as exc:
-        waited = exc
-    assert _pool_exhausted(redis.exceptions.MaxConnectionsError("Too many connections"), redis)
-    assert _pool_exhausted(waited, redis)  # the asyncio pool's wait ran out
-    assert not _pool_exhausted(redis.exceptions.ConnectionError("refused"), redis)
-    assert not _pool_exhausted(redis.exceptions.TimeoutError("Timeout reading"), redis)
+            return list(await asyncio.gather(*(timed() for _ in range(300))))
+        finally:
+            os.kill(redis_server.process.pid, signal.SIGCONT)
+
+    durations = asyncio.run(burst())
+
+    # the first commands time out (50 ms); the others waiting for a connection then go local
+    # instead of each waiting out another timeout in turn (that took 1 s for the last ones)
+    assert max(durations) < 0.05 + 0.4
 
 
 def test_store_logs_busy_at_debug_level_only(
     redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="otel_resilience")
-    store = get_store(redis_url + "?max_connections=1&timeout=0.01", 50)
-    held = store.pool.get_connection()
-    try:
+    store = get_store(redis_url + "?max_connections=1", 50)
+    with _every_connection_in_use(store):
         assert store.run("return 1", (KEY,), ()) is BUSY
-    finally:
-        store.pool.release(held)
 
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
         (
             logging.DEBUG,
-            f"redis {redis_url}?max_connections=1&timeout=0.01: no free connection"
-            " within the timeout",
+            f"redis {redis_url}?max_connections=1: no free connection within 0.02 s",
         )
     ]
     assert repr(BUSY) == "BUSY"
