@@ -229,7 +229,7 @@ class ReliabilityConfig:
 
     def __repr__(self) -> str:
         # field by field as the dataclass would, with the passwords of URLs masked
-        shown = (f"{f.name}={_safe_repr(getattr(self, f.name))}" for f in fields(self))
+        shown = (f"{f.name}={_safe_repr(getattr(self, f.name))}" for f in fields(self) if f.repr)
         return f"ReliabilityConfig({', '.join(shown)})"
 
     # --- loading -----------------------------------------------------------------------------
