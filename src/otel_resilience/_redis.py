@@ -264,19 +264,22 @@ class RedisStore:
         """``command()`` on a free connection of the sync pool: its result, ``failed`` or
         :data:`BUSY` (for commands of other libraries on :attr:`pool`, e.g. ``limits``)."""
         slots = self._slots
-        if not slots.acquire(blocking=False):
-            started = time.monotonic()
-            if not slots.acquire(timeout=self.pool_wait_sec):
-                return self._busy()
-            if self.failed_since(started):  # an outage began while we waited: go local now
-                slots.release()
-                return failed
-        try:
+        taken = False
+        try:  # the slot is given back on every path, a timeout's interruption included
+            taken = slots.acquire(blocking=False)
+            if not taken:
+                started = time.monotonic()
+                taken = slots.acquire(timeout=self.pool_wait_sec)
+                if not taken:
+                    return self._busy()
+                if self.failed_since(started):  # an outage began while we waited: go local
+                    return failed
             reply = command()
         except Exception as exc:  # any failure of the store falls back; a call never fails
             return self._failed(exc, failed)
         finally:
-            slots.release()
+            if taken:
+                slots.release()
         self.mark_ok()
         return reply
 

@@ -560,6 +560,23 @@ def test_a_full_pool_used_outside_the_slots_is_busy_too(redis_url: str) -> None:
     assert not store.in_outage
 
 
+def test_an_interrupted_command_gives_its_connection_back(redis_url: str) -> None:
+    class Interrupted(BaseException):  # what a timeout's interruption looks like
+        pass
+
+    def interrupted() -> None:
+        raise Interrupted
+
+    store = get_store(redis_url + "?max_connections=1", 50)
+    store.pool_wait_sec = 0.02
+    for _ in range(3):
+        with pytest.raises(Interrupted):
+            store.call(interrupted)
+
+    assert store.run("return 1", (KEY,), ()) == 1  # the one slot is free again
+    assert store.busy == 0
+
+
 def test_waiters_go_local_at_once_when_redis_failed_while_they_waited(redis_url: str) -> None:
     store = get_store(redis_url, 50)
     replies: list[object] = []
