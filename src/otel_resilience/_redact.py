@@ -37,13 +37,14 @@ def redact_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, rest = "", url
+    # query secrets first: an "@" in ?password=... must not pass for the end of a user info
+    rest = _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}={MASK}", rest)
     at = rest.rfind("@")
     if at >= 0:
         user, colon, _password = rest[:at].partition(":")
         # "user:password@": keep the user name; "secret@" alone may be a password: mask it
         userinfo = f"{user}:{MASK}" if colon and "/" not in user else MASK
         rest = f"{userinfo}@{rest[at + 1 :]}"
-    rest = _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}={MASK}", rest)
     return scheme + sep + rest
 
 

@@ -8,11 +8,13 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
 from redis_support import free_port
 
 from otel_resilience import ConfigError, ReliabilityConfig
 from otel_resilience import _redis_url as redis_url_module
-from otel_resilience._redact import redact_url
+from otel_resilience._redact import redact_text, redact_url
 from otel_resilience._redis import RedisStore
 
 #: URL forms a password can take, with the password each hides
@@ -146,6 +148,40 @@ def test_redact_url_masks_every_password_form(url: str, secret: str) -> None:
     assert "***" in shown
     assert shown.split("://")[0] == url.split("://")[0]  # still readable: scheme and host
     assert "cache" in shown or "redis.sock" in shown
+
+
+_SECRET_CHARS = st.characters(
+    codec="ascii", exclude_characters="/?#", exclude_categories=("Cc", "Zs")
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    user=st.text(st.characters(codec="ascii", categories=("L", "N")), max_size=8),
+    password=st.text(_SECRET_CHARS, min_size=1, max_size=16),
+    host=st.sampled_from(["cache", "10.0.0.7", "redis.internal"]),
+    in_query=st.booleans(),
+)
+@example(user="user", password="p@ss", host="cache", in_query=False)  # the old "***@ss@cache"
+@example(user="", password="a:b@c", host="cache", in_query=False)
+@example(user="", password="@a", host="cache", in_query=True)  # not taken for a user info
+def test_no_password_survives_redaction(
+    user: str, password: str, host: str, in_query: bool
+) -> None:
+    if in_query:
+        url = f"rediss://{host}:6380/0?ssl_cert_reqs=none&password={password}"
+        assume("&" not in password and ";" not in password)
+    else:
+        url = f"redis://{user}:{password}@{host}:6379/0"
+    rest = url.replace(password, "", 1)
+    assume(password not in rest + "cannot reach  now")  # it is not also the other text
+
+    shown = redact_url(url)
+    in_text = redact_text(f"cannot reach {url} now")
+
+    assert password not in shown
+    assert password not in in_text
+    assert host in shown
 
 
 def test_redact_url_keeps_the_user_name_and_leaves_other_text_alone() -> None:
