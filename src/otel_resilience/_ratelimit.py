@@ -199,24 +199,27 @@ class RedisRateLimiter(_Waiting):
         self.storage = storage
         self._limiter = limits.strategies.MovingWindowRateLimiter(storage)
         self._local = LocalRateLimiter(service_name, rate)
+        from ._redis import BUSY
+
+        self._busy = BUSY  # a reply meaning "no free connection in time": the local limit decides
 
     def __repr__(self) -> str:
         return f"RedisRateLimiter({self.service_name!r}, {self.rate!r}, {self.store!r})"
 
     def _try(self) -> tuple[bool, float]:
         if self.store.available():
-            try:
-                if self._limiter.hit(self._item, self.service_name):
-                    taken, wait = True, 0.0
-                else:
-                    stats = self._limiter.get_window_stats(self._item, self.service_name)
-                    taken, wait = False, max(0.0, float(stats.reset_time) - _wall())
-            except Exception as exc:  # Redis failed: the local limiter decides
-                self.store.mark_failed(exc)
-            else:
-                self.store.mark_ok()
-                return taken, wait
+            # on a free connection of the store's pool; Redis failed (or none was free in
+            # time): the local limiter decides
+            reply = self.store.call(self._shared_try, failed=_FAILED)
+            if reply is not _FAILED and reply is not self._busy:
+                return reply  # type: ignore[no-any-return]
         return self._local._try()
+
+    def _shared_try(self) -> tuple[bool, float]:
+        if self._limiter.hit(self._item, self.service_name):
+            return True, 0.0
+        stats = self._limiter.get_window_stats(self._item, self.service_name)
+        return False, max(0.0, float(stats.reset_time) - _wall())
 
     async def _try_async(self) -> tuple[bool, float]:
         """:meth:`_try` on ``redis.asyncio``, with the ``limits`` scripts and keys."""
@@ -230,7 +233,7 @@ class RedisRateLimiter(_Waiting):
                 (now, amount, expiry, 1),
                 failed=_FAILED,
             )
-            if acquired is not _FAILED:
+            if acquired is not _FAILED and acquired is not self._busy:
                 if acquired:
                     return True, 0.0
                 window = await self.store.run_async(
@@ -239,7 +242,7 @@ class RedisRateLimiter(_Waiting):
                     (now - expiry, amount),
                     failed=_FAILED,
                 )
-                if window is not _FAILED:
+                if window is not _FAILED and window is not self._busy:
                     oldest = float(window[0]) if window else now
                     return False, max(0.0, oldest + expiry - _wall())
         return self._local._try()

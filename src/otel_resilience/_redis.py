@@ -9,6 +9,18 @@ state without trying Redis at all. The first command that works after an outage 
 store back" and bumps :attr:`RedisStore.epoch`, which tells breakers to push their local state
 (re-sync).
 
+Only the server failing is an outage. Waiting for a free connection is not: each command takes
+a slot first (:data:`MAX_CONNECTIONS` for the threads of a process, :data:`LOOP_MAX_CONNECTIONS`
+per event loop, as many as the pool's connections, so the pool is never exhausted), waiting up
+to :data:`POOL_WAIT_SEC` for one. A command that got no slot in time returns :data:`BUSY`,
+which counts nothing and leaves the store available (the caller decides on its local mirror for
+that one call); one that got its slot after another command found Redis failing gives it back
+and falls back at once, so a burst of waiters does not wait out one timeout each.
+
+Each asyncio event loop has its own client. It is closed when the loop shuts down its
+asynchronous generators (``asyncio.run`` and ``asyncio.Runner`` do), and forgotten when the
+loop is found closed, so running many short-lived loops does not pile up connections.
+
 ``redis`` (redis-py) is imported lazily: it is in the ``redis`` extra
 (``pip install 'otel-resilience[redis]'``).
 """
@@ -20,21 +32,54 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from ._log import log_event
+from ._redact import redact_text, redact_url, url_secrets
 from ._telemetry import get_telemetry
 
 if TYPE_CHECKING:
     import redis
     import redis.asyncio
 
-__all__ = ["COOLDOWN_SEC", "RedisStore", "close_stores", "get_store", "import_redis"]
+__all__ = [
+    "BUSY",
+    "COOLDOWN_SEC",
+    "LOOP_MAX_CONNECTIONS",
+    "MAX_CONNECTIONS",
+    "POOL_WAIT_SEC",
+    "RedisStore",
+    "close_stores",
+    "get_store",
+    "import_redis",
+]
 
 logger = logging.getLogger("otel_resilience")
 
 #: seconds a store stays unavailable after a failed command before Redis is tried again
 COOLDOWN_SEC: Final = 1.0
+#: longest wait for a free connection (or REDIS_TIMEOUT_MS if longer). The wait queues behind
+#: this process's own commands, each bounded by REDIS_TIMEOUT_MS, and a failure sends the
+#: waiters to their local state: it is long only when the process itself is saturated (150
+#: threads fighting for the GIL wait a few hundred ms)
+POOL_WAIT_SEC: Final = 1.0
+#: connections of the process's sync pool (a URL's ``?max_connections=`` wins)
+MAX_CONNECTIONS: Final = 100
+#: connections of each event loop's pool: one loop runs one command at a time, so a few
+#: connections keep it busy, and a burst of tasks does not open (and time out) 100 at once
+LOOP_MAX_CONNECTIONS: Final = 32
+
+
+class _Busy:
+    """The reply of a command that found no free connection in time (not an outage)."""
+
+    def __repr__(self) -> str:
+        return "BUSY"
+
+
+#: what :meth:`RedisStore.run` returns when every pooled connection stayed in use too long
+BUSY: Final = _Busy()
 
 _INSTALL_HINT: Final = (
     "the redis state backend and shared rate limits need the 'redis' and 'limits' packages:"
@@ -51,12 +96,29 @@ def import_redis() -> Any:
     return redis
 
 
-def _redact(url: str) -> str:
-    """The URL without its password, for logs."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.split("@", 1)[1]
-    return scheme + sep + rest
+class _LoopClient:
+    """An event loop's asyncio client, its scripts, and the guard that closes it."""
+
+    __slots__ = ("client", "dropped", "guard", "scripts", "slots")
+
+    def __init__(self, client: redis.asyncio.Redis, slots: int) -> None:
+        self.client = client
+        self.slots = asyncio.Semaphore(slots)
+        self.scripts: dict[str, Any] = {}
+        self.dropped = False
+        self.guard: AsyncGenerator[None, None] | None = None
+
+
+async def _close_at_loop_shutdown(
+    store: RedisStore, entry: _LoopClient
+) -> AsyncGenerator[None, None]:
+    """Suspended for the loop's lifetime; ``loop.shutdown_asyncgens()`` closes the client."""
+    try:
+        yield
+    finally:
+        if not entry.dropped:
+            entry.guard = None  # this generator is the one closing: nothing left to finish
+            await store._aclose_entry(entry)
 
 
 class RedisStore:
@@ -72,6 +134,9 @@ class RedisStore:
         from redis.retry import Retry
 
         self.url = url
+        self.safe_url = redact_url(url)
+        self._secrets = url_secrets(url)
+        self._redis = redis_mod
         self.timeout_sec = timeout_ms / 1000
         self.cooldown_sec = cooldown_sec
         # A stale pooled connection (the server restarted) is retried once on a new one; a
@@ -80,26 +145,41 @@ class RedisStore:
             "socket_timeout": self.timeout_sec,
             "socket_connect_timeout": self.timeout_sec,
             "health_check_interval": 0,
+            "max_connections": MAX_CONNECTIONS,
         }
         self._retry_errors = (redis_mod.exceptions.ConnectionError,)
         retry = Retry(NoBackoff(), 1, supported_errors=self._retry_errors)
         self.pool: redis.ConnectionPool = redis_mod.ConnectionPool.from_url(
             url, retry=retry, **self._pool_kwargs
         )
+        # one slot per connection: a command waits for a slot, never for the pool (redis-py
+        # 8 pools raise at once past max_connections, which is not the server failing)
+        self._slots = threading.BoundedSemaphore(self.pool.max_connections)
+        self._url_max_connections = self.pool.max_connections != MAX_CONNECTIONS
+        #: longest wait for a free slot (seconds)
+        self.pool_wait_sec = max(self.timeout_sec, POOL_WAIT_SEC)
+        self._max_connections_error = redis_mod.exceptions.MaxConnectionsError
         self.client: redis.Redis = redis_mod.Redis(connection_pool=self.pool)
         self._lock = threading.Lock()
         self._scripts: dict[str, Any] = {}
-        self._async_clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[redis.asyncio.Redis, dict[str, Any]]
-        ] = weakref.WeakKeyDictionary()
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
+            weakref.WeakKeyDictionary()
+        )
         self._down_until = 0.0  # time.monotonic() before which Redis is not tried
+        self._failed_at = 0.0  # time.monotonic() of the last failed command
         self._outage = False
         #: bumped when the store comes back after an outage (holders of local state re-sync)
         self.epoch = 0
         self.errors = 0
+        #: commands that found no free connection within ``pool_wait_sec`` (not errors)
+        self.busy = 0
 
     def __repr__(self) -> str:
-        return f"RedisStore({_redact(self.url)!r}, in_outage={self._outage})"
+        return f"RedisStore({self.safe_url!r}, in_outage={self._outage})"
+
+    def scrub(self, text: str) -> str:
+        """``text`` without this store's passwords (error messages may quote the URL)."""
+        return redact_text(text, self._secrets)
 
     # --- health --------------------------------------------------------------------------------
 
@@ -124,6 +204,10 @@ class RedisStore:
             self._down_until = now + self.cooldown_sec
             return True
 
+    def failed_since(self, started: float) -> bool:
+        """True when a command failed at or after ``started`` and Redis is not back yet."""
+        return self._outage and self._failed_at >= started
+
     @property
     def in_outage(self) -> bool:
         """True from a failed command until the next one that works."""
@@ -135,15 +219,18 @@ class RedisStore:
             self.errors += 1
             first = not self._outage
             self._outage = True
-            self._down_until = time.monotonic() + self.cooldown_sec
+            self._failed_at = time.monotonic()
+            self._down_until = self._failed_at + self.cooldown_sec
         get_telemetry().count_state_store_error("redis")
         if first:
-            logger.warning(
+            log_event(
+                logger,
+                logging.WARNING,
                 "state store unreachable, falling back to local state (redis %s: %s: %s);"
                 " retrying every %g s",
-                _redact(self.url),
+                self.safe_url,
                 type(exc).__name__,
-                exc,
+                self.scrub(str(exc)),
                 self.cooldown_sec,
             )
 
@@ -158,7 +245,12 @@ class RedisStore:
             if back:
                 self.epoch += 1
         if back:
-            logger.warning("state store back (redis %s), re-syncing local state", _redact(self.url))
+            log_event(
+                logger,
+                logging.WARNING,
+                "state store back (redis %s), re-syncing local state",
+                self.safe_url,
+            )
 
     # --- commands ------------------------------------------------------------------------------
 
@@ -170,30 +262,73 @@ class RedisStore:
         return found
 
     def run(self, source: str, keys: Sequence[str], args: Sequence[Any], failed: Any = None) -> Any:
-        """Run a Lua script: its reply, or ``failed`` when Redis failed (or is cooling down)."""
+        """Run a Lua script: its reply, ``failed`` when Redis failed (or is cooling down), or
+        :data:`BUSY` when no connection became free in time."""
         if not self.available():
             return failed
-        try:
-            reply = self.script(source)(keys=list(keys), args=list(args))
+        return self.call(lambda: self.script(source)(keys=list(keys), args=list(args)), failed)
+
+    def call(self, command: Callable[[], Any], failed: Any = None) -> Any:
+        """``command()`` on a free connection of the sync pool: its result, ``failed`` or
+        :data:`BUSY` (for commands of other libraries on :attr:`pool`, e.g. ``limits``)."""
+        slots = self._slots
+        taken = False
+        try:  # the slot is given back on every path, a timeout's interruption included
+            taken = slots.acquire(blocking=False)
+            if not taken:
+                started = time.monotonic()
+                taken = slots.acquire(timeout=self.pool_wait_sec)
+                if not taken:
+                    return self._busy()
+                if self.failed_since(started):  # an outage began while we waited: go local
+                    return failed
+            reply = command()
         except Exception as exc:  # any failure of the store falls back; a call never fails
-            self.mark_failed(exc)
-            return failed
+            return self._failed(exc, failed)
+        finally:
+            if taken:
+                slots.release()
         self.mark_ok()
         return reply
 
-    def _async_client(self) -> tuple[redis.asyncio.Redis, dict[str, Any]]:
+    def _busy(self) -> Any:
+        self.busy += 1  # our own queue, not the server: no outage, nothing counted
+        logger.debug("redis %s: no free connection within %g s", self.safe_url, self.pool_wait_sec)
+        return BUSY
+
+    def _failed(self, exc: Exception, failed: Any) -> Any:
+        if isinstance(exc, self._max_connections_error):  # a command outside the slots
+            return self._busy()
+        self.mark_failed(exc)
+        return failed
+
+    def _loop_client(self) -> _LoopClient:
         loop = asyncio.get_running_loop()
         found = self._async_clients.get(loop)
         if found is None:
-            import redis.asyncio as aioredis
-            from redis.asyncio.retry import Retry as AsyncRetry
-            from redis.backoff import NoBackoff
-
-            retry = AsyncRetry(NoBackoff(), 1, supported_errors=self._retry_errors)
-            pool = aioredis.ConnectionPool.from_url(self.url, retry=retry, **self._pool_kwargs)
-            found = (aioredis.Redis(connection_pool=pool), {})
-            self._async_clients[loop] = found
+            candidate = self._new_loop_client()  # no connection yet: cheap if a race loses it
+            with self._lock:
+                self._forget_closed_loops()
+                found = self._async_clients.setdefault(loop, candidate)
         return found
+
+    def _new_loop_client(self) -> _LoopClient:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry as AsyncRetry
+        from redis.backoff import NoBackoff
+
+        retry = AsyncRetry(NoBackoff(), 1, supported_errors=self._retry_errors)
+        size = self.pool.max_connections if self._url_max_connections else LOOP_MAX_CONNECTIONS
+        kwargs = {**self._pool_kwargs, "max_connections": size}
+        pool = aioredis.ConnectionPool.from_url(self.url, retry=retry, **kwargs)
+        return _LoopClient(aioredis.Redis(connection_pool=pool), pool.max_connections)
+
+    def _forget_closed_loops(self) -> None:
+        """Drop the clients of loops closed without shutting down (they can be collected)."""
+        for loop, entry in list(self._async_clients.items()):
+            if loop.is_closed():
+                del self._async_clients[loop]
+                _finish_guard(entry)
 
     async def run_async(
         self, source: str, keys: Sequence[str], args: Sequence[Any], failed: Any = None
@@ -202,25 +337,61 @@ class RedisStore:
         if not self.available():
             return failed
         try:
-            client, scripts = self._async_client()
-            script = scripts.get(source)
+            entry = self._loop_client()
+            if entry.guard is None:
+                # started in this loop: its shutdown_asyncgens() closes the client
+                entry.guard = _close_at_loop_shutdown(self, entry)
+                await entry.guard.asend(None)
+        except Exception as exc:  # pragma: no cover - building a client does no I/O
+            return self._failed(exc, failed)
+        slots = entry.slots
+        if slots.locked():
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(self.pool_wait_sec):
+                    await slots.acquire()
+            except TimeoutError:
+                return self._busy()
+            if self.failed_since(started):
+                slots.release()
+                return failed
+        else:
+            await slots.acquire()  # free: returns at once
+        try:
+            script = entry.scripts.get(source)
             if script is None:
-                script = scripts[source] = client.register_script(source)
+                script = entry.scripts[source] = entry.client.register_script(source)
             # the socket timeouts bound the connect and each read (no wait_for: cancelling
             # redis-py mid-reply could leave a connection out of step with its replies)
             reply = await script(keys=list(keys), args=list(args))
         except Exception as exc:  # any failure of the store falls back; a call never fails
-            self.mark_failed(exc)
-            return failed
+            return self._failed(exc, failed)
+        finally:
+            slots.release()
         self.mark_ok()
         return reply
 
+    @property
+    def loop_clients(self) -> int:
+        """Event loops with an asyncio client of this store (diagnostics, tests)."""
+        return len(self._async_clients)
+
     async def aclose_loop_client(self) -> None:
         """Close the running loop's asyncio client (before the loop closes)."""
-        loop = asyncio.get_running_loop()
-        found = self._async_clients.pop(loop, None)
+        found = self._async_clients.get(asyncio.get_running_loop())
         if found is not None:
-            await found[0].aclose(close_connection_pool=True)
+            await self._aclose_entry(found)
+
+    async def _aclose_entry(self, entry: _LoopClient) -> None:
+        with self._lock:
+            for loop, held in list(self._async_clients.items()):
+                if held is entry:
+                    del self._async_clients[loop]
+        entry.dropped = True
+        try:
+            await entry.client.aclose(close_connection_pool=True)
+        finally:
+            _finish_guard(entry)
 
     def close(self) -> None:
         """Close the sync pool's connections."""
@@ -255,6 +426,21 @@ def close_stores() -> None:
         _stores.clear()
     for store in found:
         store.close()
+
+
+def _finish_guard(entry: _LoopClient) -> None:
+    """Close an entry's guard without its loop (so its finalizer never needs the loop)."""
+    entry.dropped = True
+    guard, entry.guard = entry.guard, None
+    if guard is None:
+        return
+    closing = guard.aclose().__await__()
+    try:
+        next(closing)  # the guard's finally returns at once when the entry is dropped
+    except StopIteration:
+        pass
+    else:  # pragma: no cover - the guard never awaits once dropped
+        closing.close()
 
 
 async def aclose_async_clients() -> None:

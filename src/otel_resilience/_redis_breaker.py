@@ -6,8 +6,17 @@ The shared state of one (service, endpoint) is a Redis hash at
 server's clock), ``p`` (probes in flight), ``k`` (successful probes), ``ps`` (when the last
 probe was admitted) and ``h`` (when the current half-open period began: a probe's permit is
 ``PROBE + h``, so a probe that answers after its period ended counts for nothing, as in
-:class:`CircuitBreaker`). A closed breaker without failures has no key at all; every write sets
-a TTL (``REDIS_KEY_TTL_SEC``, at least twice ``CB_RESET_SEC``) so abandoned breakers disappear.
+:class:`CircuitBreaker`). A breaker that never opened has no key while it has no failures; one
+that opened keeps a closed record after closing (``o``, when it last opened, is never cleared).
+Every write sets a TTL (``REDIS_KEY_TTL_SEC``, at least twice ``CB_RESET_SEC``) so abandoned
+breakers disappear.
+
+Lost state (a restart, FLUSHALL, eviction or DEL while the circuit is open): every script gets
+the local mirror along and, when the record is missing or never opened while the mirror says
+OPEN or HALF_OPEN, writes the mirror back before doing its work, in the same round trip.
+
+A pool with no free connection in time (:data:`._redis.BUSY`) is not an outage: the acquire
+decides on the mirror without changing it, and the outcome of that call is not recorded.
 
 Each operation is one Lua script (EVALSHA), atomic on the server and timed by the server's
 ``TIME``, so process clocks do not matter and exactly one process wins each transition:
@@ -29,7 +38,7 @@ Window modes (``CB_MODE=count|time``): each process judges failure and slow-call
 own window; opening, probing and closing are shared.
 
 Manual states (``force_open``, ``disable``, ``metrics_only``) are per process; ``reset`` also
-deletes the shared key.
+closes the shared state (a closed record, so nobody takes it for lost state).
 
 When Redis fails (unreachable, slower than ``REDIS_TIMEOUT_MS``, restarted) the breaker carries
 on with the in-memory logic of :class:`CircuitBreaker` from its last mirrored state (see
@@ -62,7 +71,7 @@ from ._breaker import (
 )
 from ._config import ConfigError, ReliabilityConfig
 from ._log import log_event
-from ._redis import RedisStore, get_store
+from ._redis import BUSY, RedisStore, get_store
 
 __all__ = ["RedisCircuitBreaker", "breaker_key"]
 
@@ -75,7 +84,13 @@ _STATES: Final = (_CLOSED, _OPEN, _HALF_OPEN)
 _CODES: Final = {state: code for code, state in enumerate(_STATES)}
 _NO_THRESHOLD: Final = 2**31  # window modes: failures alone never open the shared breaker
 
-# Common head of every script: the server's time in ms and the hash's fields.
+# Common head of every script: the server's time in ms, the hash's fields, and the local mirror.
+# ARGV[1..5] of every script: reset_ms, ttl_ms, the mirror's state, failures and ms since it
+# opened. A record that never opened (``o`` 0, or no key at all) while the mirror says OPEN or
+# HALF_OPEN means Redis lost the state (restart, FLUSHALL, eviction, a manual DEL; then maybe
+# a process with a closed mirror counted a failure into a new key): opening sets ``o`` and
+# nothing clears it (closing and reset() keep a closed record with its ``o``), so that happens
+# no other way. The mirror is written back before the script does its work.
 _HEAD: Final = """
 local key = KEYS[1]
 local t = redis.call('TIME')
@@ -88,42 +103,49 @@ local p = tonumber(v[4]) or 0
 local k = tonumber(v[5]) or 0
 local ps = tonumber(v[6]) or 0
 local h = tonumber(v[7]) or 0
+local reset_ms = tonumber(ARGV[1])
+local ttl_ms = tonumber(ARGV[2])
+local ls = tonumber(ARGV[3])
+local lf = tonumber(ARGV[4])
+local restored = 0
 -- a probe's permit is 2 + the start (ms) of the half-open period that admitted it
 local function current_probe(permit)
     return permit >= 2 and s == 2 and permit - 2 == h
 end
-"""
-
-_SAVE: Final = """
-local function save(ttl_ms)
-    if s == 0 and f == 0 then
-        redis.call('DEL', key)
+local function save()
+    if s == 0 and f == 0 and o == 0 then
+        redis.call('DEL', key)  -- never opened: a healthy breaker has no key
     else
         redis.call('HSET', key, 's', s, 'f', f, 'o', o, 'p', p, 'k', k, 'ps', ps, 'h', h)
         redis.call('PEXPIRE', key, ttl_ms)
     end
 end
-local function wait(reset_ms)
+local function wait()
     if s == 1 then return math.max(0, reset_ms - (now - o)) end
     return 0
 end
+if o == 0 and ls ~= 0 then
+    f = math.max(f, lf); restored = 1
+    if ls == 1 then
+        s = 1; o = now - tonumber(ARGV[5])
+    else
+        s = 2; o = now - reset_ms; p = 0; k = 0; ps = now; h = now
+    end
+    save()
+end
 """
 
-#: ARGV: reset_ms, max_probes, ttl_ms, admit (1: take a permit, 0: just look), merge (1: push
-#: the local state below first), local state, local failures, ms since the local open.
-#: Returns {permit, state, failures, ms until the probe, state before this script's transition}.
+#: ARGV[6..8]: admit (1: take a permit, 0: just look), merge (1: push the local state first),
+#: max_probes. Returns {permit, state, failures, ms until the probe, state before this
+#: script's transition, restored}.
 ACQUIRE: Final = (
     _HEAD
-    + _SAVE
     + """
-local reset_ms = tonumber(ARGV[1])
-local max_probes = tonumber(ARGV[2])
+local max_probes = tonumber(ARGV[8])
 local dirty = false
-if ARGV[5] == '1' then
-    local ls = tonumber(ARGV[6])
-    local lf = tonumber(ARGV[7])
+if ARGV[7] == '1' then
     if ls == 1 and s ~= 1 then
-        s = 1; o = now - tonumber(ARGV[8]); p = 0; k = 0; f = math.max(f, lf); dirty = true
+        s = 1; o = now - tonumber(ARGV[5]); p = 0; k = 0; f = math.max(f, lf); dirty = true
     elseif ls == 0 and s == 0 and lf > f then
         f = lf; dirty = true
     end
@@ -136,72 +158,76 @@ if s == 2 and p >= max_probes and now - ps >= reset_ms then
     p = 0; dirty = true  -- the probes' processes died: give them up after a reset period
 end
 local permit = 0
-if ARGV[4] == '1' then
+if ARGV[6] == '1' then
     if s == 0 then
         permit = 1
     elseif s == 2 and p < max_probes then
         p = p + 1; ps = now; permit = 2 + h; dirty = true
     end
 end
-if dirty then save(tonumber(ARGV[3])) end
-return {permit, s, f, wait(reset_ms), old}
+if dirty then save() end
+return {permit, s, f, wait(), old, restored}
 """
 )
 
-#: ARGV: permit, threshold, ttl_ms, reset_ms. Returns {state, failures, ms until probe, old}.
+#: ARGV[6..7]: permit, threshold. Returns {state, failures, ms until probe, old, restored}.
 FAILURE: Final = (
     _HEAD
-    + _SAVE
     + """
-local permit = tonumber(ARGV[1])
+local permit = tonumber(ARGV[6])
 local old = s
 f = f + 1
 if current_probe(permit) then
     s = 1; o = now; p = 0; k = 0
-elseif permit < 2 and s == 0 and f >= tonumber(ARGV[2]) then
+elseif permit < 2 and s == 0 and f >= tonumber(ARGV[7]) then
     s = 1; o = now; p = 0; k = 0
 end
-save(tonumber(ARGV[3]))
-return {s, f, wait(tonumber(ARGV[4])), old}
+save()
+return {s, f, wait(), old, restored}
 """
 )
 
-#: ARGV: permit, max_probes, slow (0/1), ttl_ms, reset_ms. Returns {state, failures, wait, old}.
+#: ARGV[6..8]: permit, max_probes, slow (0/1). Returns {state, failures, wait, old, restored}.
 SUCCESS: Final = (
     _HEAD
-    + _SAVE
     + """
-if redis.call('EXISTS', key) == 0 then return {0, 0, 0, 0} end
-local permit = tonumber(ARGV[1])
+if redis.call('EXISTS', key) == 0 then return {0, 0, 0, 0, 0} end
+local permit = tonumber(ARGV[6])
 local old = s
 if current_probe(permit) then
     if p > 0 then p = p - 1 end
-    if ARGV[3] == '1' then
+    if ARGV[8] == '1' then
         s = 1; o = now; p = 0; k = 0
     else
         k = k + 1
-        if k >= tonumber(ARGV[2]) then s = 0; f = 0; p = 0; k = 0 end
+        if k >= tonumber(ARGV[7]) then s = 0; f = 0; p = 0; k = 0 end
     end
 elseif permit < 2 and s == 0 then
     f = 0
 end
-save(tonumber(ARGV[4]))
-return {s, f, wait(tonumber(ARGV[5])), old}
+save()
+return {s, f, wait(), old, restored}
 """
 )
 
-#: ARGV: reset_ms, permit. Gives back a probe permit. Returns {state, failures, wait, state}.
+#: ARGV[6]: permit. Gives back a probe permit. Returns {state, failures, wait, state, restored}.
 RELEASE: Final = (
     _HEAD
     + """
-if current_probe(tonumber(ARGV[2])) and p > 0 then redis.call('HSET', key, 'p', p - 1) end
-local w = 0
-if s == 1 then w = math.max(0, tonumber(ARGV[1]) - (now - o)) end
-return {s, f, w, s}
+if current_probe(tonumber(ARGV[6])) and p > 0 then redis.call('HSET', key, 'p', p - 1) end
+return {s, f, wait(), s, restored}
 """
 )
 
-RESET: Final = "return redis.call('DEL', KEYS[1])"
+#: ARGV[1]: ttl_ms. Closed for every process; a closed record (not a deleted key), so a
+#: process whose mirror still says OPEN does not take the missing key for a lost one.
+RESET: Final = """
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], 's', 0, 'f', 0, 'o', tonumber(t[1]) * 1000, 'p', 0, 'k', 0,
+    'ps', 0, 'h', 0)
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+return 1
+"""
 
 
 def breaker_key(prefix: str, service_name: str, endpoint: str) -> str:
@@ -212,8 +238,9 @@ def breaker_key(prefix: str, service_name: str, endpoint: str) -> str:
 def _ints(reply: Any, size: int) -> list[int] | None:
     """A script's reply as ints, or None when it is not what the scripts return.
 
-    The replies are ``{[permit,] state, failures, wait_ms, old state}``: states are 0-2, only
-    a half-open breaker gives probe permits, nothing is negative.
+    The replies are ``{[permit,] state, failures, wait_ms, old state, restored}``: states
+    are 0-2, restored 0 or 1, only a half-open breaker gives probe permits, nothing is
+    negative.
     """
     if not isinstance(reply, list | tuple) or len(reply) != size:
         return None
@@ -221,10 +248,11 @@ def _ints(reply: Any, size: int) -> list[int] | None:
         values = [int(x) for x in reply]
     except (TypeError, ValueError):
         return None
-    states = (values[1], values[4]) if size == 5 else (values[0], values[3])
-    if min(values) < 0 or max(states) > 2:
+    first = size - 5  # the acquire's reply starts with the permit
+    states = (values[first], values[first + 3])
+    if min(values) < 0 or max(states) > 2 or values[-1] > 1:
         return None
-    if size == 5 and values[0] >= PROBE and values[1] != _CODES[_HALF_OPEN]:
+    if first and values[0] >= PROBE and values[1] != _CODES[_HALF_OPEN]:
         return None  # only a half-open breaker admits probes
     return values
 
@@ -341,19 +369,19 @@ class RedisCircuitBreaker(CircuitBreaker):
     def release(self, permit: int) -> None:
         """Give back a permit whose call neither failed nor succeeded."""
         if is_probe(permit):
-            reply = self.store.run(RELEASE, (self.key,), (self._reset_ms, permit))
+            reply = self.store.run(RELEASE, (self.key,), (*self._local(), permit))
             self._after_release(reply, permit)
 
     async def release_async(self, permit: int) -> None:
         """The asyncio twin of :meth:`release`."""
         if is_probe(permit):
-            reply = await self.store.run_async(RELEASE, (self.key,), (self._reset_ms, permit))
+            reply = await self.store.run_async(RELEASE, (self.key,), (*self._local(), permit))
             self._after_release(reply, permit)
 
     def reset(self) -> None:
         """Back to CLOSED with no history, here and in Redis (for every process)."""
         super().reset()
-        if self.store.run(RESET, (self.key,), ()) is None:
+        if self.store.run(RESET, (self.key,), (self._ttl_ms,)) in (None, BUSY):
             self._pending_sync = True
 
     def sync(self) -> CircuitBreakerState:
@@ -361,7 +389,7 @@ class RedisCircuitBreaker(CircuitBreaker):
         if self._override is None or self._override is BreakerOverride.METRICS_ONLY:
             args = self._acquire_args(admit=False)
             reply = self.store.run(ACQUIRE, (self.key,), args)
-            if reply is not None:
+            if reply is not None and reply is not BUSY:
                 self._after_acquire(reply, args)
         return self.state
 
@@ -375,35 +403,43 @@ class RedisCircuitBreaker(CircuitBreaker):
             return ADMITTED
         return None
 
+    def _local(self) -> tuple[int, int, int, int, int]:
+        """ARGV[1..5] of every script: reset_ms, ttl_ms and the local mirror (state, failures,
+        ms since it opened), written back when Redis lost the key."""
+        state = self._state
+        if self._override is BreakerOverride.FORCED_OPEN:
+            state = _CLOSED  # a manual state is this process's: never written for the others
+        elapsed_ms = 0
+        if state is _OPEN:
+            elapsed_ms = max(0, round((self._clock() - self._opened_at) * 1000))
+        return (self._reset_ms, self._ttl_ms, _CODES[state], self.failure_count, elapsed_ms)
+
     def _acquire_args(self, admit: bool = True) -> tuple[int, ...]:
         merge = self._pending_sync or self._synced_epoch != self.store.epoch
-        elapsed_ms = 0
-        if merge and self._state is _OPEN:
-            elapsed_ms = max(0, round((self._clock() - self._opened_at) * 1000))
-        return (
-            self._reset_ms,
-            self.half_open_max_calls,
-            self._ttl_ms,
-            int(admit),
-            int(merge),
-            _CODES[self._state],
-            self.failure_count,
-            elapsed_ms,
-        )
+        return (*self._local(), int(admit), int(merge), self.half_open_max_calls)
 
     def _after_acquire(self, reply: Any, args: Sequence[int]) -> int:
-        values = _ints(reply, 5)
+        if reply is BUSY:
+            return self._busy_permit()
+        values = _ints(reply, 6)
         if values is None:
             self._fallen_back(reply)
             return super().try_acquire()
-        permit, state, failures, wait_ms, old = values
-        if args[4]:  # merged: the shared state has our local one now
+        permit = values[0]
+        if args[6]:  # merged: the shared state has our local one now
             self._pending_sync = False
             self._synced_epoch = self.store.epoch
-        self._mirror(state, failures, wait_ms, old)
+        self._mirror(*values[1:])
         if permit == REJECTED and self._override is BreakerOverride.METRICS_ONLY:
             return ADMITTED
         return permit
+
+    def _busy_permit(self) -> int:
+        """No free connection in time: decide on the mirror, change nothing (no transition, no
+        probe: those are Redis's to hand out)."""
+        if self._state is _CLOSED or self._override is BreakerOverride.METRICS_ONLY:
+            return ADMITTED
+        return REJECTED
 
     def _success_args(self, permit: int, duration: float) -> tuple[int, ...] | None:
         if self._override is BreakerOverride.DISABLED:
@@ -421,10 +457,12 @@ class RedisCircuitBreaker(CircuitBreaker):
             return None
         if permit == ADMITTED and self._state is not _CLOSED:
             return None  # a late success while open: nothing changes
-        return (permit, self.half_open_max_calls, int(slow), self._ttl_ms, self._reset_ms)
+        return (*self._local(), permit, self.half_open_max_calls, int(slow))
 
     def _after_success(self, reply: Any, permit: int, duration: float) -> None:
-        values = _ints(reply, 4)
+        if reply is BUSY:
+            return  # not recorded: the shared state stays as it is (see BUSY)
+        values = _ints(reply, 5)
         if values is None:
             self._fallen_back(reply)
             super().record_success(permit, duration)
@@ -438,10 +476,12 @@ class RedisCircuitBreaker(CircuitBreaker):
             slow = self._slow_sec is not None and duration >= self._slow_sec
             self._window_outcome(failed=True, slow=slow)
             return None
-        return (permit, self._threshold, self._ttl_ms, self._reset_ms)
+        return (*self._local(), permit, self._threshold)
 
     def _after_failure(self, reply: Any, permit: int, duration: float) -> None:
-        values = _ints(reply, 4)
+        if reply is BUSY:
+            return
+        values = _ints(reply, 5)
         if values is None:
             self._fallen_back(reply)
             super().record_failure(permit, duration)
@@ -450,7 +490,9 @@ class RedisCircuitBreaker(CircuitBreaker):
         self._mirror(*values)
 
     def _after_release(self, reply: Any, permit: int) -> None:
-        values = _ints(reply, 4)
+        if reply is BUSY:
+            return
+        values = _ints(reply, 5)
         if values is None:
             self._fallen_back(reply)
             super().release(permit)
@@ -473,10 +515,10 @@ class RedisCircuitBreaker(CircuitBreaker):
             tripped = self._rates_exceeded()
         if tripped:
             # a failure with a threshold of 1 opens the shared breaker if it is still closed
-            reply = self.store.run(
-                FAILURE, (self.key,), (ADMITTED, 1, self._ttl_ms, self._reset_ms)
-            )
-            values = _ints(reply, 4)
+            reply = self.store.run(FAILURE, (self.key,), (*self._local(), ADMITTED, 1))
+            if reply is BUSY:
+                return  # the window still holds the rates: the next outcome trips again
+            values = _ints(reply, 5)
             if values is None:
                 self._fallen_back(reply)
                 events: _Events = []
@@ -492,8 +534,23 @@ class RedisCircuitBreaker(CircuitBreaker):
         if reply is not None:  # a reply that is not one of the scripts': treat as a failure
             self.store.mark_failed(ValueError(f"unexpected reply {reply!r} for {self.key}"))
 
-    def _mirror(self, state_code: int, failures: int, wait_ms: int, old_code: int) -> None:
+    def _mirror(
+        self, state_code: int, failures: int, wait_ms: int, old_code: int, restored: int = 0
+    ) -> None:
         """Copy the shared state into this process; fire the transition this process made."""
+        if restored:
+            log_event(
+                logger,
+                logging.WARNING,
+                "Circuit breaker %s: its shared state was missing from Redis (restarted,"
+                " flushed or evicted), wrote back %s from this process",
+                self.endpoint,
+                _STATES[old_code].name,
+                extra={
+                    "resilience_service": self.service_name,
+                    "resilience_endpoint": self.endpoint,
+                },
+            )
         new = _STATES[state_code]
         changed_here = old_code != state_code
         with self.lock:

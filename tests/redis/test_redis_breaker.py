@@ -144,7 +144,9 @@ def test_successful_probes_close_for_every_process(redis_url: str, rclient: redi
     assert fleet[0].state is HALF_OPEN  # one success of the two needed
     fleet[1].record_success(second)
 
-    assert rclient.exists(fleet[0].key) == 0
+    # a closed record, not a deleted key: a missing key means Redis lost the state
+    assert rclient.hmget(fleet[0].key, "s", "f", "p", "k") == [b"0", b"0", b"0", b"0"]
+    assert 0 < rclient.pttl(fleet[0].key) <= 86_400_000
     assert fleet.transitions[1][-1] == ("half_open", "closed")
     assert fleet[0].try_acquire() == ADMITTED
     assert fleet[0].state is CLOSED
@@ -212,23 +214,37 @@ def test_keys_are_namespaced_and_expire(
     assert expected_ttl_sec * 1000 - 1000 < rclient.pttl(breaker.key) <= expected_ttl_sec * 1000
 
 
-def test_expired_key_means_closed_again(redis_url: str, rclient: redis.Redis) -> None:
-    fleet = _Fleet(redis_url, 1, CB_FAIL_THRESHOLD=1)
-    _fail(fleet[0])
-    rclient.delete(fleet[0].key)  # what the TTL does to an abandoned breaker
+def test_expired_key_of_a_long_open_breaker_lets_one_probe_through(
+    redis_url: str, rclient: redis.Redis
+) -> None:
+    clock = FakeClock()
+    config = _config(redis_url, CB_FAIL_THRESHOLD=1, CB_RESET_SEC=30, REDIS_KEY_TTL_SEC=60)
+    breaker = RedisCircuitBreaker(
+        "charge", 1, 30, service_name="payments", config=config, clock=clock
+    )
+    _fail(breaker)
+    clock.advance(61)
+    rclient.delete(breaker.key)  # what the TTL does to an abandoned breaker
 
-    assert fleet[0].try_acquire() == ADMITTED
-    assert fleet[0].state is CLOSED
+    probe = breaker.try_acquire()  # written back as open long ago: half-open at once
+
+    assert is_probe(probe)
+    breaker.record_success(probe)
+    assert breaker.state is CLOSED
+    assert rclient.hget(breaker.key, "s") == b"0"
 
 
 def test_reset_clears_the_shared_state(redis_url: str, rclient: redis.Redis) -> None:
     fleet = _Fleet(redis_url, 2, CB_FAIL_THRESHOLD=1)
     _fail(fleet[0])
+    assert fleet[1].try_acquire() == REJECTED  # its mirror says OPEN now
 
     fleet[0].reset()
 
-    assert rclient.exists(fleet[0].key) == 0
-    assert fleet[1].try_acquire() == ADMITTED
+    assert rclient.hmget(fleet[0].key, "s", "f") == [b"0", b"0"]  # a closed record
+    assert fleet[1].try_acquire() == ADMITTED  # not mistaken for a lost key and written back
+    assert fleet[1].state is CLOSED
+    assert rclient.hget(fleet[0].key, "s") == b"0"
 
 
 def test_sync_reads_the_shared_state_without_taking_a_permit(redis_url: str) -> None:
@@ -388,13 +404,23 @@ async def test_resilient_call_async_uses_the_shared_breaker(
     [
         None,
         "OK",
-        [1, 0, 0, 0],
-        [1, 0, 0, 0, "x"],
-        [3, 0, 0, 0, 0],
-        [1, 5, 0, 0, 0],
-        [1, 0, -1, 0, 0],
+        [1, 0, 0, 0, 0],
+        [1, 0, 0, 0, 0, "x"],
+        [3, 0, 0, 0, 0, 0],
+        [1, 5, 0, 0, 0, 0],
+        [1, 0, -1, 0, 0, 0],
+        [1, 0, 0, 0, 0, 2],
     ],
-    ids=["nil", "string", "short", "not-a-number", "bad-permit", "bad-state", "negative"],
+    ids=[
+        "nil",
+        "string",
+        "short",
+        "not-a-number",
+        "bad-permit",
+        "bad-state",
+        "negative",
+        "bad-restored",
+    ],
 )
 def test_malformed_acquire_reply_falls_back_to_local_state(
     redis_url: str, monkeypatch: pytest.MonkeyPatch, reply: object
