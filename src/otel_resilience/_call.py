@@ -42,7 +42,7 @@ from ._retry import RetryPlan, StopRetrying, is_retryable, retry_async, retry_sy
 from ._telemetry import CallObserver, get_telemetry
 from ._timeout import (
     AttemptTimeout,
-    current_deadline,
+    _deadline_var,
     deadline_scope,
     remaining_time,
     run_with_timeout,
@@ -65,6 +65,8 @@ NO_FALLBACK: Final = _NoFallback()
 
 _manager = get_circuit_breaker_manager()
 _telemetry = get_telemetry()
+#: the deadline in force (a ContextVar read: the whole cost of the check on calls without one)
+_deadline = _deadline_var.get
 _E_TIMEOUT = ExternalServiceError.TIMEOUT
 
 #: failures that say nothing about the service's health: the permit is given back, nothing is
@@ -248,8 +250,9 @@ def _never_started(exc: Exception) -> bool:
 
 
 def _deadline_passed() -> bool:
-    """Whether the deadline in force (if any) has passed (checked before taking a permit)."""
-    return current_deadline() is not None and remaining_time() == 0.0
+    """Whether the deadline in force has passed (checked before taking a permit; the callers
+    first test ``_deadline() is not None``, which is all a call without a deadline pays)."""
+    return remaining_time() == 0.0
 
 
 def _too_late(service_name: str, endpoint: str, number: int) -> CallTimeoutError:
@@ -480,7 +483,7 @@ def _run(
     timeout = settings.timeout
 
     def attempt(number: int) -> T:
-        if _deadline_passed():
+        if _deadline() is not None and _deadline_passed():
             raise _too_late(service_name, endpoint, number)
         permit = breaker.try_acquire()
         if permit == REJECTED:
@@ -637,7 +640,7 @@ async def _run_async(
     async_io = breaker.async_io
 
     async def attempt(number: int) -> T:
-        if _deadline_passed():
+        if _deadline() is not None and _deadline_passed():
             raise _too_late(service_name, endpoint, number)
         permit = await breaker.try_acquire_async() if async_io else breaker.try_acquire()
         if permit == REJECTED:
