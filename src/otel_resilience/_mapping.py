@@ -302,13 +302,11 @@ _KEYWORD_PATTERNS: Final = tuple(
 
 def safe_str(exc: BaseException) -> str:
     """``str(exc)``, or its ``repr``, or its type name: whichever does not raise first."""
-    for render in (str, repr):
+    for render in (str, repr):  # both return a str or raise (TypeError for a non-str)
         try:
-            text = render(exc)
+            return render(exc)
         except Exception:
             continue
-        if isinstance(text, str):
-            return text
     try:
         return type(exc).__name__
     except Exception:  # pragma: no cover - a type always has a name

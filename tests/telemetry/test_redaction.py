@@ -145,3 +145,17 @@ def test_the_telemetry_redaction_uses_the_service_config_when_telemetry_reads_it
     with pytest.raises(ReliabilityError):
         resilient_call("gcs", "upload", lambda: _fail(f"token={SECRET}"), max_retries=1)
     assert SECRET not in _dump(otel)
+
+
+@pytest.mark.parametrize(
+    ("patterns", "text", "expected"),
+    [
+        ((r"(user=)?key=(\w+)",), "key=abc", "key=***"),  # a group that did not take part
+        ((r"((\w+)-\w+)@",), "ab-cd@host", "***@host"),  # a group nested in the masked one
+        ((r"a=(\w+) b=(\w+)",), "a=1 b=2 c=3", "a=*** b=*** c=3"),
+    ],
+)
+def test_groups_mark_what_is_masked(patterns: tuple[str, ...], text: str, expected: str) -> None:
+    from otel_resilience._scrub import redact
+
+    assert redact(text, patterns) == expected

@@ -287,3 +287,20 @@ def test_configure_telemetry_wires_the_recovery_to_the_sdk_log_filter(
         exporter._once.failed = True
         exporter._once.ok("spans")
     assert handle._log_filter.filter(record) is True
+
+
+def test_a_recovery_without_a_callback_and_a_failing_flush(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from otel_resilience._safe import SafeSpanExporter
+
+    class FlushRaises(Flaky):
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            raise ConnectionError("flush failed")
+
+    inner = FlushRaises()
+    safe = SafeSpanExporter(inner, "otlp")
+    assert safe.force_flush() is False
+    safe.export([])  # works again: the end of the outage, no callback to call
+    messages = _messages(caplog)
+    assert any("failed to export spans (flush)" in m for m in messages)
