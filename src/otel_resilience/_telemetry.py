@@ -27,6 +27,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from . import _names as n
 from ._breaker import CircuitBreaker, CircuitBreakerState, get_circuit_breaker_manager
 from ._config import get_config
+from ._log import log_event
 from ._mapping import safe_str
 from ._scrub import redact
 from ._version import __version__ as _VERSION
@@ -269,7 +270,13 @@ class Telemetry:
         if key in self._warned:
             return
         self._warned.add(key)
-        logger.warning("telemetry: %s (further occurrences are not logged)", message, exc_info=True)
+        log_event(
+            logger,
+            logging.WARNING,
+            "telemetry: %s (further occurrences are not logged)",
+            message,
+            exc_info=True,
+        )
 
     # --- attributes ---------------------------------------------------------------------------
 
