@@ -29,6 +29,7 @@ See ``docs/classifiers.md`` for the full table.
 from __future__ import annotations
 
 import importlib
+import itertools
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -285,19 +286,26 @@ def _status_details_delay(blob: bytes) -> float | None:
         error_details_pb2 = importlib.import_module("google.rpc.error_details_pb2")
     except ImportError:  # googleapis-common-protos is optional
         return None
-    status = status_pb2.Status.FromString(blob)
-    for detail in status.details:
-        info = error_details_pb2.RetryInfo()
-        if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
-            return _duration_seconds(info.retry_delay)
+    try:
+        status = status_pb2.Status.FromString(blob)
+        for detail in status.details:
+            info = error_details_pb2.RetryInfo()
+            if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
+                return _duration_seconds(info.retry_delay)
+    except Exception:  # a malformed blob is no hint, and no reason to lose the status code
+        return None
     return None
+
+
+#: trailing metadata entries read at most (a hostile or broken iterable may never end)
+_MAX_METADATA: Final = 256
 
 
 def _grpc_retry_after(metadata: object) -> float | None:
     if not isinstance(metadata, Iterable):
         return None
     found: dict[str, object] = {}
-    for item in metadata:
+    for item in itertools.islice(metadata, _MAX_METADATA):
         key, value = getattr(item, "key", None), getattr(item, "value", None)
         if key is None and isinstance(item, tuple) and len(item) == 2:
             key, value = item
