@@ -153,14 +153,20 @@ class _HealthHandler(BaseHTTPRequestHandler):
             self._send(404, {"error": f"not found; try {HEALTH_PATH}"})
             return
         try:
-            report = self.server.report()
+            data = json.dumps(self.server.report(), default=str).encode()
         except Exception as exc:  # the endpoint reports its own failure instead of dying
-            self._send(500, {"status": "error", "error": f"{type(exc).__name__}: {exc}"})
+            from ._mapping import safe_str
+            from ._scrub import DEFAULT, redact
+
+            error = redact(f"{type(exc).__name__}: {safe_str(exc)}", (DEFAULT,))
+            self._send(500, {"status": "error", "error": error})
             return
-        self._send(200, report)
+        self._send_data(200, data)
 
     def _send(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
+        self._send_data(status, json.dumps(body).encode())
+
+    def _send_data(self, status: int, data: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
