@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 import time
 import urllib.parse
@@ -77,7 +78,7 @@ class TelemetryHandle:
         """
         budget = self.shutdown_timeout_sec
         if timeout_sec is not None:
-            budget = _check_timeout("timeout_sec", timeout_sec)
+            budget = _check_seconds("timeout_sec", timeout_sec)
         deadline = time.monotonic() + budget
         workers = []
         if self.tracer_provider is not None:
@@ -126,16 +127,23 @@ def _stopping(shutdown: Any, provider: Any) -> threading.Thread:
     return worker
 
 
-def _check_timeout(source: str, value: object) -> float:
+_SECONDS_TEXT: Final = re.compile(r"\s*([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*", re.ASCII)
+_MAX_SECONDS: Final = 86_400.0
+
+
+def _check_seconds(source: str, value: object) -> float:
     try:
-        if isinstance(value, bool):
-            raise ValueError(value)
+        if isinstance(value, bool) or (
+            isinstance(value, str) and _SECONDS_TEXT.fullmatch(value) is None
+        ):
+            raise ValueError(value)  # float() takes "1_0", "infinity" and non-ASCII digits
         seconds = float(value)  # type: ignore[arg-type]
-        if not (math.isfinite(seconds) and seconds > 0):
+        if not (math.isfinite(seconds) and 0 < seconds <= _MAX_SECONDS):
             raise ValueError(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(
-            f"{source}={value!r} is not accepted: expected a number of seconds > 0"
+            f"{source}={value!r} is not accepted: expected a number of seconds > 0 and"
+            f" <= {_MAX_SECONDS:g}"
         ) from None
     return seconds
 
@@ -225,6 +233,8 @@ def _port(value: int | str | None, env: Mapping[str, str]) -> int:
         source = "OTEL_EXPORTER_PROMETHEUS_PORT"
         value = env.get(source, "9464")
     try:
+        if isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value, re.ASCII) is None:
+            raise ValueError(value)  # int() takes "1_0" and non-ASCII digits
         port = int(value)
         if isinstance(value, bool) or not 0 <= port <= 65535:
             raise ValueError(value)
@@ -273,10 +283,14 @@ def configure_telemetry(
         _protocol("METRICS", env)
     if "prometheus" in metric_kinds:
         _port(prometheus_port, env)
+    if metric_export_interval_sec is not None:
+        metric_export_interval_sec = _check_seconds(
+            "metric_export_interval_sec", metric_export_interval_sec
+        )
     if shutdown_timeout_sec is not None:
-        shutdown_budget = _check_timeout("shutdown_timeout_sec", shutdown_timeout_sec)
+        shutdown_budget = _check_seconds("shutdown_timeout_sec", shutdown_timeout_sec)
     elif env.get(SHUTDOWN_TIMEOUT_ENV, "").strip():
-        shutdown_budget = _check_timeout(SHUTDOWN_TIMEOUT_ENV, env[SHUTDOWN_TIMEOUT_ENV].strip())
+        shutdown_budget = _check_seconds(SHUTDOWN_TIMEOUT_ENV, env[SHUTDOWN_TIMEOUT_ENV].strip())
     else:
         shutdown_budget = DEFAULT_SHUTDOWN_TIMEOUT_SEC
     try:

@@ -304,3 +304,33 @@ def test_a_recovery_without_a_callback_and_a_failing_flush(
     safe.export([])  # works again: the end of the outage, no callback to call
     messages = _messages(caplog)
     assert any("failed to export spans (flush)" in m for m in messages)
+
+
+@pytest.mark.parametrize("value", ["1_0", "\u0663", "infinity", "1e999", "86401", "-1"])
+def test_odd_numerals_for_the_bound_in_the_environment_are_refused(
+    otel_globals: list[TelemetryHandle], monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv(SHUTDOWN_ENV, value)
+    with pytest.raises(ValueError, match=f"{SHUTDOWN_ENV}=.* is not accepted: expected a number"):
+        configure_telemetry()
+
+
+@pytest.mark.parametrize("value", [-1, 0, float("nan"), float("inf"), "soon", 10**400])
+def test_a_bad_export_interval_is_refused_before_anything_is_installed(
+    otel_globals: list[TelemetryHandle], value: object
+) -> None:
+    from opentelemetry import trace
+
+    with pytest.raises(ValueError, match=r"metric_export_interval_sec=.* is not accepted"):
+        configure_telemetry(traces_exporter="console", metric_export_interval_sec=value)  # type: ignore[arg-type]
+    # no half setup: the tracer provider was not installed either
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+@pytest.mark.parametrize("value", ["1_0", "\u0663\u0664", "0x10"])
+def test_odd_numerals_for_the_prometheus_port_are_refused(
+    otel_globals: list[TelemetryHandle], monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_PORT", value)
+    with pytest.raises(ValueError, match=r"OTEL_EXPORTER_PROMETHEUS_PORT=.* is not accepted"):
+        configure_telemetry(metrics_exporter="prometheus")
