@@ -28,7 +28,8 @@ _KEYS: Final = (
 #: the defaults: URL passwords, ``key=value`` secrets, bearer tokens and Authorization headers
 DEFAULT_PATTERNS: Final = (
     # scheme://user:secret@host -- up to the last @ of the URL, a password may contain @
-    r"(?i)\b[a-z][a-z0-9+.\-]*://[^\s/?#@:'\"<>]*:([^\s'\"<>]+)@",
+    # (bounded repeats: no quadratic scan of a hostile message such as "a://b:" * 10000)
+    r"(?i)\b[a-z][a-z0-9+.\-]{0,31}://[^\s/?#@:'\"<>]{0,256}:([^\s'\"<>]{1,256})@",
     # api_key=..., token: ..., "password": "...", ?apikey=...&
     rf"(?i)(?<![a-z0-9])(?:{_KEYS})(?![a-z0-9])[\"']?\s*[=:]\s*[\"']?([^\s&;,\"'<>]+)",
     # Authorization: Bearer ..., Authorization: Basic ..., authorization=...
