@@ -489,9 +489,14 @@ def _grpc_call() -> tuple[type, ...]:
 
 def _classify_google(exc: BaseException) -> Classification | None:
     api = "google.api_core.exceptions"
-    if isinstance(exc, _types(api, "RetryError")):
+    retry_errors = _types(api, "RetryError")
+    if isinstance(exc, retry_errors):
+        seen = {id(exc)}
         cause = getattr(exc, "cause", None)
-        if isinstance(cause, BaseException) and cause is not exc:
+        while isinstance(cause, retry_errors) and id(cause) not in seen and len(seen) < 16:
+            seen.add(id(cause))  # nested retries: the innermost cause says what failed
+            cause = getattr(cause, "cause", None)
+        if isinstance(cause, BaseException) and id(cause) not in seen:
             from ._mapping import classify
 
             return classify(cause)

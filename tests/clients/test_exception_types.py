@@ -192,3 +192,19 @@ def test_endless_grpc_trailing_metadata_is_read_bounded() -> None:
     endless = ((f"k{i}", "v") for i in itertools.count())
     found = classify(_rpc_error("UNAVAILABLE", endless))  # used to loop forever
     assert found.error_type is ExternalServiceError.SERVER_ERROR
+
+
+def test_google_retry_errors_caused_by_each_other_are_a_timeout() -> None:
+    from otel_resilience._mapping import classify
+
+    first = gexc.RetryError("first", None)
+    second = gexc.RetryError("second", first)
+    first._cause = second  # a cycle: no cause says more than "retries ran out"
+    assert classify(first).error_type is ExternalServiceError.TIMEOUT
+
+
+def test_nested_google_retry_errors_are_judged_by_the_innermost_cause() -> None:
+    from otel_resilience._mapping import classify
+
+    inner = gexc.RetryError("inner", gexc.TooManyRequests("slow down"))
+    assert classify(gexc.RetryError("outer", inner)).error_type is ExternalServiceError.RATE_LIMIT
