@@ -59,7 +59,9 @@ def _in_background(target: Callable[[], object]) -> None:
         with contextlib.suppress(Exception):  # it fails to shut down: nothing left to do
             target()
 
-    threading.Thread(target=run, name="otel-resilience-abandon", daemon=True).start()
+    # at interpreter shutdown no thread starts (Python 3.12); the process ends anyway
+    with contextlib.suppress(RuntimeError):
+        threading.Thread(target=run, name="otel-resilience-abandon", daemon=True).start()
 
 
 class SafeSpanExporter(SpanExporter):

@@ -80,16 +80,17 @@ class TelemetryHandle:
         if timeout_sec is not None:
             budget = _check_seconds("timeout_sec", timeout_sec)
         deadline = time.monotonic() + budget
-        workers = []
+        started = []
         if self.tracer_provider is not None:
-            workers.append(_stopping(self.tracer_provider.shutdown, self.tracer_provider))
+            started.append(_stopping(self.tracer_provider.shutdown, self.tracer_provider))
         if self.meter_provider is not None:
             meter_provider = self.meter_provider
-            workers.append(
+            started.append(
                 _stopping(
                     lambda: meter_provider.shutdown(timeout_millis=budget * 1000), meter_provider
                 )
             )
+        workers = [worker for worker in started if worker is not None]
         for worker in workers:  # both at once, against one deadline
             worker.join(max(0.0, deadline - time.monotonic()))
         if any(worker.is_alive() for worker in workers):
@@ -113,8 +114,12 @@ class TelemetryHandle:
         self._filters.clear()
 
 
-def _stopping(shutdown: Any, provider: Any) -> threading.Thread:
-    """``shutdown()`` running on a daemon thread (it may block on a collector that is down)."""
+def _stopping(shutdown: Any, provider: Any) -> threading.Thread | None:
+    """``shutdown()`` running on a daemon thread (it may block on a collector that is down).
+
+    None when it ran inline: no thread can start at interpreter shutdown (Python 3.12 refuses
+    one in an ``atexit`` handler, where ``handle.shutdown`` is often registered).
+    """
 
     def stop() -> None:
         try:
@@ -123,7 +128,11 @@ def _stopping(shutdown: Any, provider: Any) -> threading.Thread:
             logger.warning("telemetry: shutting down %r failed", provider, exc_info=True)
 
     worker = threading.Thread(target=stop, name="otel-resilience-shutdown", daemon=True)
-    worker.start()
+    try:
+        worker.start()
+    except RuntimeError:  # "can't create new thread at interpreter shutdown"
+        stop()
+        return None
     return worker
 
 

@@ -334,3 +334,54 @@ def test_odd_numerals_for_the_prometheus_port_are_refused(
     monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_PORT", value)
     with pytest.raises(ValueError, match=r"OTEL_EXPORTER_PROMETHEUS_PORT=.* is not accepted"):
         configure_telemetry(metrics_exporter="prometheus")
+
+
+def _refuse_our_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What Python 3.12 does in an atexit handler: no new thread may start (ours, here)."""
+    start = threading.Thread.start
+
+    def refusing(self: threading.Thread) -> None:
+        if self.name.startswith("otel-resilience-"):
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refusing)
+
+
+def test_shutdown_at_interpreter_exit_runs_inline(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from otel_resilience import _safe
+
+    with http_collector() as (url, received):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+        handle = setup()
+        _traffic()
+        _refuse_our_threads(monkeypatch)
+        handle.shutdown()  # no RuntimeError, and the last export still happens
+        assert "gcs upload" in received.span_names()
+    inner = Flaky()
+    _safe.SafeSpanExporter(inner, "otlp").abandon()  # no RuntimeError either
+    assert not inner.shut.is_set()
+
+
+def test_shutdown_registered_with_atexit_works_in_a_real_process(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import atexit\n"
+        "from otel_resilience import configure_telemetry, resilient_call\n"
+        "handle = configure_telemetry(traces_exporter='console', metrics_exporter='none')\n"
+        "atexit.register(handle.shutdown)\n"
+        "resilient_call('gcs', 'upload', lambda: 'ok')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert '"name": "gcs upload"' in done.stdout
