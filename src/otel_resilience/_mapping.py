@@ -32,7 +32,9 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Final
 
+from ._config import get_config
 from ._errors import ERROR_CLASSES, ExternalServiceError, ReliabilityError
+from ._scrub import redact
 
 __all__ = [
     "Classification",
@@ -418,9 +420,6 @@ def _classify(exc: BaseException) -> Classification:
 
 
 def _redact(text: str, service_name: str) -> str:
-    from ._config import get_config  # late: the config imports this package's helpers
-    from ._scrub import redact
-
     try:
         patterns = get_config(service_name).REDACT_PATTERNS
     except Exception:  # a broken environment must not let a secret through
