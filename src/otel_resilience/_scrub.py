@@ -22,7 +22,7 @@ DEFAULT: Final = "default"
 
 _KEYS: Final = (
     r"api[_-]?key|apikey|access[_-]?token|refresh[_-]?token|id[_-]?token|auth[_-]?token"
-    r"|token|password|passwd|pwd|secret|client[_-]?secret|private[_-]?key"
+    r"|token|password|passwd|pwd|secret|client[_-]?secret|private[_-]?key|credentials?"
 )
 
 #: the defaults: URL passwords, ``key=value`` secrets, bearer tokens and Authorization headers
@@ -30,8 +30,9 @@ DEFAULT_PATTERNS: Final = (
     # scheme://user:secret@host -- up to the last @ of the URL, a password may contain @
     # (bounded repeats: no quadratic scan of a hostile message such as "a://b:" * 10000)
     r"(?i)\b[a-z][a-z0-9+.\-]{0,31}://[^\s/?#@:'\"<>]{0,256}:([^\s'\"<>]{1,256})@",
-    # api_key=..., token: ..., "password": "...", ?apikey=...&
-    rf"(?i)(?<![a-z0-9])(?:{_KEYS})(?![a-z0-9])[\"']?\s*[=:]\s*[\"']?([^\s&;,\"'<>]+)",
+    # api_key=..., token: ..., "password": "...", ?apikey=...&, aws_secret_access_key=...
+    rf"(?i)(?<![\w-])[\w-]{{0,64}}?(?:{_KEYS})[\w-]{{0,32}}[\"']?\s*[=:]\s*[\"']?"
+    r"([^\s&;,\"'<>]+)",
     # Authorization: Bearer ..., Authorization: Basic ..., authorization=...
     r"(?i)\bauthorization[\"']?\s*[=:]\s*[\"']?(?:(?:bearer|basic|token|digest)\s+)?"
     r"([^\s,;\"'<>]+)",

@@ -23,6 +23,9 @@ MESSAGES = [
     f"cannot connect to redis://app:{SECRET}@cache:6379/0",
     f"cannot connect to https://app:p@ss{SECRET}@cache:443/x",  # a password containing @
     f"cannot connect to redis://:{SECRET}@cache:6379/0",
+    f"boto: aws_secret_access_key={SECRET} rejected",
+    f"env DB_PASSWORD={SECRET} host=db",
+    f"X-Api-Key: {SECRET}",
 ]
 
 
@@ -163,8 +166,15 @@ def test_groups_mark_what_is_masked(patterns: tuple[str, ...], text: str, expect
 
 @pytest.mark.parametrize(
     "text",
-    ["a://b:" * 20_000, "a://:" * 20_000, "a." * 50_000, "a://b:" + "c" * 100_000],
-    ids=["userinfo-starts", "empty-users", "scheme-like", "long-password"],
+    [
+        "a://b:" * 20_000,
+        "a://:" * 20_000,
+        "a." * 50_000,
+        "a://b:" + "c" * 100_000,
+        "a_" * 50_000,
+        ("x" * 63 + "token") * 1_500,
+    ],
+    ids=["userinfo-starts", "empty-users", "scheme-like", "long-password", "words", "key-words"],
 )
 def test_the_default_patterns_scan_a_hostile_message_in_linear_time(text: str) -> None:
     import time
