@@ -37,7 +37,7 @@ DEFAULT_PATTERNS: Final = (
     r"(?i)\bauthorization[\"']?\s*[=:]\s*[\"']?(?:(?:bearer|basic|token|digest)\s+)?"
     r"([^\s,;\"'<>]+)",
     # Bearer <token> anywhere
-    r"(?i)\bbearer\s+([a-z0-9\-._~+/]+=*)",
+    r"(?i)\bbearer\s+([a-z0-9\-._~+/=]+)",
 )
 
 
