@@ -18,6 +18,8 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from ._log import log_event
+
 logger = logging.getLogger("otel_resilience")
 
 
@@ -33,13 +35,15 @@ class _Once:
         if self.failed or self.abandoned:
             return
         self.failed = True
-        logger.warning(
+        log_event(  # never raises: a broken logging setup must not reach the SDK's thread
+            logger,
+            logging.WARNING,
             "telemetry: the %s exporter failed to export %s%s; telemetry is dropped until it"
             " recovers (logged once per outage)",
             self.name,
             what,
             "" if exc is not None else " (it returned a failure)",
-            exc_info=exc if exc is not None else False,
+            exc_info=exc is not None,
         )
 
     def ok(self, what: str) -> None:
@@ -47,7 +51,9 @@ class _Once:
         if not self.failed:
             return
         self.failed = False
-        logger.info("telemetry: the %s exporter exports %s again", self.name, what)
+        log_event(
+            logger, logging.INFO, "telemetry: the %s exporter exports %s again", self.name, what
+        )
         if self.on_recover is not None:
             self.on_recover()
 

@@ -385,3 +385,22 @@ def test_shutdown_registered_with_atexit_works_in_a_real_process(tmp_path: Any) 
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert '"name": "gcs upload"' in done.stdout
+
+
+def test_a_broken_record_factory_never_reaches_the_sdk_thread() -> None:
+    from otel_resilience._safe import SafeSpanExporter
+
+    def broken(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        raise RuntimeError("the application's factory is broken")
+
+    original = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(broken)
+    try:
+        inner = Flaky()
+        safe = SafeSpanExporter(inner, "otlp")
+        inner.mode = "raise"
+        assert safe.export([]) is SpanExportResult.FAILURE  # the warning could not be logged
+        inner.mode = "ok"
+        assert safe.export([]) is SpanExportResult.SUCCESS  # nor the recovery
+    finally:
+        logging.setLogRecordFactory(original)
