@@ -156,9 +156,9 @@ class _HealthHandler(BaseHTTPRequestHandler):
             data = json.dumps(self.server.report(), default=str).encode()
         except Exception as exc:  # the endpoint reports its own failure instead of dying
             from ._mapping import safe_str
-            from ._scrub import DEFAULT, redact
+            from ._scrub import DEFAULT, MESSAGE_LIMIT, redact
 
-            error = redact(f"{type(exc).__name__}: {safe_str(exc)}", (DEFAULT,))
+            error = redact(f"{type(exc).__name__}: {safe_str(exc)}", (DEFAULT,), MESSAGE_LIMIT)
             self._send(500, {"status": "error", "error": error})
             return
         self._send_data(200, data)

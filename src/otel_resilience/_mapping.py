@@ -34,7 +34,7 @@ from typing import Final
 
 from ._config import get_config
 from ._errors import ERROR_CLASSES, ExternalServiceError, ReliabilityError
-from ._scrub import redact
+from ._scrub import MESSAGE_LIMIT, redact
 
 __all__ = [
     "Classification",
@@ -424,7 +424,7 @@ def _redact(text: str, service_name: str) -> str:
         patterns = get_config(service_name).REDACT_PATTERNS
     except Exception:  # a broken environment must not let a secret through
         patterns = ("default",)
-    return redact(text, patterns)
+    return redact(text, patterns, MESSAGE_LIMIT)
 
 
 def map_external_error(

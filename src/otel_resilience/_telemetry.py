@@ -29,7 +29,7 @@ from ._breaker import CircuitBreaker, CircuitBreakerState, get_circuit_breaker_m
 from ._config import get_config
 from ._log import log_event
 from ._mapping import safe_str
-from ._scrub import redact
+from ._scrub import MESSAGE_LIMIT, STACKTRACE_LIMIT, redact
 from ._version import __version__ as _VERSION
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def _record_exception(span: trace.Span, cause: BaseException, patterns: tuple[st
     The SDK's own ``record_exception`` copies ``str(cause)`` and the formatted traceback (whose
     last line repeats the message) unredacted, and raises when ``__str__`` does.
     """
-    message = redact(safe_str(cause), patterns)
+    message = redact(safe_str(cause), patterns, MESSAGE_LIMIT)
     try:
         stacktrace = "".join(traceback.format_exception(cause))
     except Exception:  # pragma: no cover - traceback copes with broken __str__ itself
@@ -106,7 +106,7 @@ def _record_exception(span: trace.Span, cause: BaseException, patterns: tuple[st
         {
             "exception.type": f"{module}.{qualname}" if module != "builtins" else qualname,
             "exception.message": message,
-            "exception.stacktrace": redact(stacktrace, patterns),
+            "exception.stacktrace": redact(stacktrace, patterns, STACKTRACE_LIMIT),
             "exception.escaped": "False",
         },
     )
@@ -681,7 +681,8 @@ class _Call(CallObserver):
                     span.set_attribute(n.ATTR_ATTEMPTS, attempts)
                     span.set_attribute(n.ATTR_ERROR_TYPE, error_type)
                     patterns = _redact_patterns(error.service_name)
-                    span.set_status(Status(StatusCode.ERROR, redact(error.message, patterns)))
+                    description = redact(error.message, patterns, MESSAGE_LIMIT)
+                    span.set_status(Status(StatusCode.ERROR, description))
                 span.end()
             if self._instruments is not None:
                 self._instruments.call_duration.record(duration, self._pair.error_attrs(error_type))

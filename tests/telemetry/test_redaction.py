@@ -237,3 +237,37 @@ def test_redaction_is_total_and_idempotent(text: str) -> None:
 
     once = redact(text, ("default",))
     assert redact(once, ("default",)) == once
+
+
+def test_a_huge_message_is_cut_in_errors_and_spans(otel: Otel, fast: FakeTime) -> None:
+    import time
+
+    from otel_resilience._scrub import MESSAGE_LIMIT, STACKTRACE_LIMIT
+
+    huge = "a://b:" * 2_000_000 + f" token={SECRET}"  # 12 MB, hostile to the URL pattern
+    start = time.perf_counter()
+    with pytest.raises(ReliabilityError) as info:
+        resilient_call("gcs", "upload", lambda: _fail(huge), max_retries=1)
+    assert time.perf_counter() - start < 2.0
+    message = info.value.message
+    assert len(message) < MESSAGE_LIMIT + 100
+    assert message.endswith(f"… ({len(huge) - MESSAGE_LIMIT} more characters)")
+    attempt, call = otel.spans()
+    (event,) = [e for e in attempt.events if e.name == "exception"]
+    assert len(str(event.attributes["exception.message"])) < MESSAGE_LIMIT + 100
+    assert len(str(event.attributes["exception.stacktrace"])) < STACKTRACE_LIMIT + 100
+    assert len(attempt.status.description or "") < MESSAGE_LIMIT + 100
+    assert len(call.status.description or "") < MESSAGE_LIMIT + 100
+    assert SECRET not in _dump(otel)
+
+
+def test_a_secret_across_the_cut_is_still_masked() -> None:
+    from otel_resilience._scrub import redact
+
+    text = "x" * 80 + "redis://app:hunter2hunter2@cache:6379/0"
+    cut = redact(text, ("default",), limit=100)  # the cut falls inside the password
+    assert "hunt" not in cut  # without the margin "hunter2h" would be left before the cut
+    assert cut.startswith("x" * 80 + "redis://app:***@cach")
+    assert cut.endswith(f"… ({len(text) - 100} more characters)")
+    assert redact("short", ("default",), limit=100) == "short"
+    assert redact("y" * 10, (), limit=4) == "yyyy… (6 more characters)"
