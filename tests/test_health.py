@@ -184,3 +184,16 @@ def test_a_report_that_cannot_be_serialised_is_a_500() -> None:
         status, body = _error_body(server.url)
     assert status == 500
     assert body["error"].startswith("TypeError: keys must be")
+
+
+def test_an_ipv6_address_is_served() -> None:
+    if not socket.has_ipv6:  # pragma: no cover - depends on the machine
+        pytest.skip("no IPv6 here")
+    try:
+        server = HealthServer("::1", 0)
+    except OSError as exc:  # pragma: no cover - IPv6 loopback not configured
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    with server:
+        assert server.url.startswith("http://[::1]:")
+        status, body, _ = _get(server.url)
+    assert (status, body["status"]) == (200, "ok")

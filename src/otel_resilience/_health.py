@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -193,6 +194,8 @@ class _HealthHTTPServer(ThreadingHTTPServer):
         self.report = report
         self.connection_timeout = connection_timeout
         self._slots = threading.BoundedSemaphore(max_connections)
+        if ":" in address[0]:  # an IPv6 address such as "::1" or "::"
+            self.address_family = socket.AF_INET6
         super().__init__(address, _HealthHandler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -265,6 +268,8 @@ class HealthServer:
     @property
     def url(self) -> str:
         host, port = self.address
+        if ":" in host:
+            host = f"[{host}]"
         return f"http://{host}:{port}{HEALTH_PATH}"
 
     def start(self) -> HealthServer:
