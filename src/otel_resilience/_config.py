@@ -249,15 +249,9 @@ class ReliabilityConfig:
             )
 
     def __repr__(self) -> str:
-        """The fields, with the password of ``REDIS_URL`` masked."""
-        parts = []
-        for field in fields(self):
-            name = field.name
-            value = getattr(self, name)
-            if name == "REDIS_URL" and isinstance(value, str):
-                value = redact_url(value)
-            parts.append(f"{name}={value!r}")
-        return f"ReliabilityConfig({', '.join(parts)})"
+        # field by field as the dataclass would, with the passwords of URLs masked
+        shown = (f"{f.name}={_safe_repr(getattr(self, f.name))}" for f in fields(self) if f.repr)
+        return f"ReliabilityConfig({', '.join(shown)})"
 
     # --- loading -----------------------------------------------------------------------------
 
@@ -307,6 +301,10 @@ class ReliabilityConfig:
     def max_attempts(self) -> int:
         """Attempts in all for one call (``HTTP_RETRIES``, at least 1)."""
         return max(1, self.HTTP_RETRIES)
+
+
+def _safe_repr(value: object) -> str:
+    return repr(redact_url(value)) if isinstance(value, str) else repr(value)
 
 
 def service_env_prefix(service: str) -> str:
@@ -367,11 +365,11 @@ def _from_text(source: str, text: str, spec: _Spec) -> Any:
 
 def _check(name: str, value: Any, spec: _Spec, *, source: str, shown: str | None = None) -> Any:
     def bad() -> ConfigError:
-        text = repr(value) if shown is None else repr(shown)
+        text = _safe_repr(value) if shown is None else _safe_repr(shown)
         return ConfigError(f"{source}={text} is not accepted: expected {spec.describe()}")
 
     def unusable(problem: str) -> ConfigError:
-        text = repr(value) if shown is None else repr(shown)
+        text = _safe_repr(value) if shown is None else _safe_repr(shown)
         return ConfigError(
             f"{source}={text} is not accepted: {problem}; expected {spec.describe()}"
         )
