@@ -259,12 +259,12 @@ def test_usable_rates_load(text: str) -> None:
 
 
 def test_a_rate_without_the_limits_package_fails_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    from otel_resilience import _ratelimit
+    from otel_resilience import _rates
 
     def missing() -> None:
         raise ImportError("RATE_LIMIT needs the 'limits' package: pip install x")
 
-    monkeypatch.setattr(_ratelimit, "_import_limits", missing)
+    monkeypatch.setattr(_rates, "_import_limits", missing)
     with pytest.raises(
         ConfigError, match="RATE_LIMIT='5/second' is not accepted: RATE_LIMIT needs"
     ):
@@ -272,7 +272,7 @@ def test_a_rate_without_the_limits_package_fails_at_load(monkeypatch: pytest.Mon
 
 
 def test_rate_problem_and_parse_rate_agree() -> None:
-    from otel_resilience._ratelimit import parse_rate, rate_problem
+    from otel_resilience._rates import parse_rate, rate_problem
 
     assert rate_problem("5 per 2 minutes") is None
     item = parse_rate("5 per 2 minutes")

@@ -127,3 +127,73 @@ def test_a_client_error_prints_no_traceback(capsys: pytest.CaptureFixture[str]) 
         except BrokenPipeError:
             server._server.handle_error(None, ("127.0.0.1", 1))
     assert capsys.readouterr().err == ""
+
+
+def _error_body(url: str) -> tuple[int, dict[str, Any]]:
+    import urllib.error
+
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(url, timeout=3)
+    with caught.value:
+        return caught.value.code, json.loads(caught.value.read())
+
+
+def test_a_report_whose_error_str_raises_is_still_a_500() -> None:
+    class Hostile(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("__str__ raises")
+
+    def report() -> dict[str, Any]:
+        raise Hostile()
+
+    with HealthServer("127.0.0.1", 0, report=report) as server:
+        status, body = _error_body(server.url)
+    assert status == 500
+    assert body["status"] == "error"
+    assert body["error"].startswith("Hostile: ")
+
+
+def test_a_report_error_is_redacted() -> None:
+    def report() -> dict[str, Any]:
+        raise ConnectionError("redis://app:hunter2@cache:6379/0 refused")
+
+    with HealthServer("127.0.0.1", 0, report=report) as server:
+        status, body = _error_body(server.url)
+    assert status == 500
+    assert body["error"] == "ConnectionError: redis://app:***@cache:6379/0 refused"
+
+
+def test_a_report_that_is_not_plain_json_is_served() -> None:
+    import datetime
+
+    when = datetime.datetime(2026, 1, 2, tzinfo=datetime.UTC)
+
+    def report() -> dict[str, Any]:
+        return {"status": "ok", "since": when}
+
+    with HealthServer("127.0.0.1", 0, report=report) as server:
+        status, body, _ = _get(server.url)
+    assert (status, body) == (200, {"status": "ok", "since": str(when)})
+
+
+def test_a_report_that_cannot_be_serialised_is_a_500() -> None:
+    def report() -> dict[str, Any]:
+        return {("a", "tuple"): "keys are not JSON"}
+
+    with HealthServer("127.0.0.1", 0, report=report) as server:
+        status, body = _error_body(server.url)
+    assert status == 500
+    assert body["error"].startswith("TypeError: keys must be")
+
+
+def test_an_ipv6_address_is_served() -> None:
+    if not socket.has_ipv6:  # pragma: no cover - depends on the machine
+        pytest.skip("no IPv6 here")
+    try:
+        server = HealthServer("::1", 0)
+    except OSError as exc:  # pragma: no cover - IPv6 loopback not configured
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    with server:
+        assert server.url.startswith("http://[::1]:")
+        status, body, _ = _get(server.url)
+    assert (status, body["status"]) == (200, "ok")

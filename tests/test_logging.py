@@ -206,3 +206,23 @@ def test_disabled_levels_build_no_record(
     finally:
         LOGGER.setLevel(level)
     assert made == []
+
+
+def test_a_telemetry_warning_with_a_broken_record_factory_never_reaches_the_call(
+    record_factory: Callable[[Callable[..., logging.LogRecord]], None],
+) -> None:
+    import otel_resilience
+
+    class BrokenTracerProvider:
+        def get_tracer(self, *args: object, **kwargs: object) -> object:
+            raise RuntimeError("broken tracer provider")
+
+    def broken(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        raise RuntimeError("the application's factory is broken")
+
+    otel_resilience.set_telemetry_providers(tracer_provider=BrokenTracerProvider())
+    record_factory(broken)
+    try:
+        assert resilient_call("gcs", "upload", lambda: "ok") == "ok"  # telemetry warns, silently
+    finally:
+        otel_resilience.set_telemetry_providers(None, None)

@@ -29,6 +29,7 @@ See ``docs/classifiers.md`` for the full table.
 from __future__ import annotations
 
 import importlib
+import itertools
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -285,19 +286,26 @@ def _status_details_delay(blob: bytes) -> float | None:
         error_details_pb2 = importlib.import_module("google.rpc.error_details_pb2")
     except ImportError:  # googleapis-common-protos is optional
         return None
-    status = status_pb2.Status.FromString(blob)
-    for detail in status.details:
-        info = error_details_pb2.RetryInfo()
-        if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
-            return _duration_seconds(info.retry_delay)
+    try:
+        status = status_pb2.Status.FromString(blob)
+        for detail in status.details:
+            info = error_details_pb2.RetryInfo()
+            if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
+                return _duration_seconds(info.retry_delay)
+    except Exception:  # a malformed blob is no hint, and no reason to lose the status code
+        return None
     return None
+
+
+#: trailing metadata entries read at most (a hostile or broken iterable may never end)
+_MAX_METADATA: Final = 256
 
 
 def _grpc_retry_after(metadata: object) -> float | None:
     if not isinstance(metadata, Iterable):
         return None
     found: dict[str, object] = {}
-    for item in metadata:
+    for item in itertools.islice(metadata, _MAX_METADATA):
         key, value = getattr(item, "key", None), getattr(item, "value", None)
         if key is None and isinstance(item, tuple) and len(item) == 2:
             key, value = item
@@ -481,9 +489,14 @@ def _grpc_call() -> tuple[type, ...]:
 
 def _classify_google(exc: BaseException) -> Classification | None:
     api = "google.api_core.exceptions"
-    if isinstance(exc, _types(api, "RetryError")):
+    retry_errors = _types(api, "RetryError")
+    if isinstance(exc, retry_errors):
+        seen = {id(exc)}
         cause = getattr(exc, "cause", None)
-        if isinstance(cause, BaseException) and cause is not exc:
+        while isinstance(cause, retry_errors) and id(cause) not in seen and len(seen) < 16:
+            seen.add(id(cause))  # nested retries: the innermost cause says what failed
+            cause = getattr(cause, "cause", None)
+        if isinstance(cause, BaseException) and id(cause) not in seen:
             from ._mapping import classify
 
             return classify(cause)

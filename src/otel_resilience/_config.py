@@ -23,9 +23,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Final, Literal
 
+from ._rates import rate_problem
 from ._redact import redact_url
 from ._redis_url import ACCEPTED as _REDIS_URL_ACCEPTED
 from ._redis_url import redis_url_problem
+from ._scrub import check_pattern
 
 __all__ = [
     "ConfigError",
@@ -88,16 +90,7 @@ _MANUAL_STATES: Final = ("forced_open", "disabled", "metrics_only")
 _RATE_PATTERN: Final = r"\s*[0-9]+\s*(/|per)\s*([0-9]+\s*)?(second|minute|hour|day)s?\s*"
 
 
-def _rate_problem(value: str) -> str | None:
-    """Why the rate limiter could not use ``value`` (its own parser decides), or None."""
-    from ._ratelimit import rate_problem  # late: _ratelimit imports this module
-
-    return rate_problem(value)
-
-
 def _redact_problem(value: tuple[str, ...]) -> str | None:
-    from ._scrub import check_pattern
-
     for pattern in value:
         problem = check_pattern(pattern)
         if problem is not None:
@@ -148,7 +141,7 @@ _SPECS: Final[dict[str, _Spec]] = {
         optional=True,
         pattern=_RATE_PATTERN,
         hint="a rate such as '100/second', '10 per second' or '600 per 1 minute'",
-        validate=_rate_problem,
+        validate=rate_problem,  # the limiters' own parser
     ),
     "RATE_LIMIT_MAX_WAIT_SEC": _Spec(float, 0, 3_600),
     "REDACT_PATTERNS": _Spec(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -153,14 +154,20 @@ class _HealthHandler(BaseHTTPRequestHandler):
             self._send(404, {"error": f"not found; try {HEALTH_PATH}"})
             return
         try:
-            report = self.server.report()
+            data = json.dumps(self.server.report(), default=str).encode()
         except Exception as exc:  # the endpoint reports its own failure instead of dying
-            self._send(500, {"status": "error", "error": f"{type(exc).__name__}: {exc}"})
+            from ._mapping import safe_str
+            from ._scrub import DEFAULT, MESSAGE_LIMIT, redact
+
+            error = redact(f"{type(exc).__name__}: {safe_str(exc)}", (DEFAULT,), MESSAGE_LIMIT)
+            self._send(500, {"status": "error", "error": error})
             return
-        self._send(200, report)
+        self._send_data(200, data)
 
     def _send(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
+        self._send_data(status, json.dumps(body).encode())
+
+    def _send_data(self, status: int, data: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -187,6 +194,8 @@ class _HealthHTTPServer(ThreadingHTTPServer):
         self.report = report
         self.connection_timeout = connection_timeout
         self._slots = threading.BoundedSemaphore(max_connections)
+        if ":" in address[0]:  # an IPv6 address such as "::1" or "::"
+            self.address_family = socket.AF_INET6
         super().__init__(address, _HealthHandler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -259,6 +268,8 @@ class HealthServer:
     @property
     def url(self) -> str:
         host, port = self.address
+        if ":" in host:
+            host = f"[{host}]"
         return f"http://{host}:{port}{HEALTH_PATH}"
 
     def start(self) -> HealthServer:

@@ -32,7 +32,9 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Final
 
+from ._config import get_config
 from ._errors import ERROR_CLASSES, ExternalServiceError, ReliabilityError
+from ._scrub import MESSAGE_LIMIT, redact
 
 __all__ = [
     "Classification",
@@ -302,13 +304,11 @@ _KEYWORD_PATTERNS: Final = tuple(
 
 def safe_str(exc: BaseException) -> str:
     """``str(exc)``, or its ``repr``, or its type name: whichever does not raise first."""
-    for render in (str, repr):
+    for render in (str, repr):  # both return a str or raise (TypeError for a non-str)
         try:
-            text = render(exc)
+            return render(exc)
         except Exception:
             continue
-        if isinstance(text, str):
-            return text
     try:
         return type(exc).__name__
     except Exception:  # pragma: no cover - a type always has a name
@@ -420,14 +420,11 @@ def _classify(exc: BaseException) -> Classification:
 
 
 def _redact(text: str, service_name: str) -> str:
-    from ._config import get_config  # late: the config imports this package's helpers
-    from ._scrub import redact
-
     try:
         patterns = get_config(service_name).REDACT_PATTERNS
     except Exception:  # a broken environment must not let a secret through
         patterns = ("default",)
-    return redact(text, patterns)
+    return redact(text, patterns, MESSAGE_LIMIT)
 
 
 def map_external_error(

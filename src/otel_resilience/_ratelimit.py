@@ -25,17 +25,17 @@ window frees up, never longer than the time left) and otherwise fails at once wi
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from ._config import ReliabilityConfig
+from ._rates import _import_limits, parse_rate
 
 if TYPE_CHECKING:
     from ._redis import RedisStore
 
-__all__ = ["RateLimiter", "get_rate_limiter", "parse_rate", "rate_problem", "reset_rate_limiters"]
+__all__ = ["RateLimiter", "get_rate_limiter", "reset_rate_limiters"]
 
 #: shortest sleep between two tries of a waiting call
 _MIN_SLEEP_SEC = 0.001
@@ -51,64 +51,6 @@ class RateLimiter(Protocol):
     async def acquire_async(self, max_wait_sec: float) -> bool:
         """The asyncio twin of :meth:`acquire` (waits with ``asyncio.sleep``)."""
         ...
-
-
-def _import_limits() -> Any:
-    try:
-        import limits
-        import limits.storage
-        import limits.strategies
-    except ImportError as exc:
-        raise ImportError(
-            "RATE_LIMIT needs the 'limits' package: pip install 'otel-resilience[redis]'"
-        ) from exc
-    return limits
-
-
-#: the most calls a window may admit, and the longest window (Redis keeps ms timestamps)
-MAX_RATE_AMOUNT: Final = 1_000_000_000
-MAX_RATE_WINDOW_SEC: Final = 366 * 86_400
-
-_RATE_TEXT: Final = re.compile(
-    r"\s*([0-9]+)\s*(?:/|per)\s*(?:([0-9]+)\s*)?(second|minute|hour|day)s?\s*",
-    re.ASCII | re.IGNORECASE,
-)
-
-
-def parse_rate(rate: str) -> Any:
-    """The ``limits`` item of a ``RATE_LIMIT`` value; ValueError saying what is wrong.
-
-    The one parser of the setting: the config checks values with it at load, the limiters
-    build their item with it. ``limits.parse`` alone reads ``100/0 seconds`` as 100 per second
-    and takes any amount; both are refused here.
-    """
-    match = _RATE_TEXT.fullmatch(rate)
-    if match is None:
-        raise ValueError("not a rate")
-    if match.group(2) is not None and int(match.group(2)) == 0:
-        raise ValueError("a window of 0 units admits nothing")
-    try:
-        limits = _import_limits()
-    except ImportError as exc:
-        raise ValueError(str(exc)) from None
-    item = limits.parse(rate)
-    if not 1 <= item.amount <= MAX_RATE_AMOUNT:
-        raise ValueError(f"the amount must be from 1 to {MAX_RATE_AMOUNT:,}, got {item.amount:,}")
-    if item.get_expiry() > MAX_RATE_WINDOW_SEC:
-        raise ValueError(
-            f"the window must be at most {MAX_RATE_WINDOW_SEC // 86_400} days,"
-            f" got {item.get_expiry():,} s"
-        )
-    return item
-
-
-def rate_problem(rate: str) -> str | None:
-    """Why :func:`parse_rate` refuses ``rate``, or None when a limiter can use it."""
-    try:
-        parse_rate(rate)
-    except ValueError as exc:
-        return str(exc)
-    return None
 
 
 # Clocks and sleeps are module attributes so tests can replace them with a fake clock's.

@@ -15,27 +15,43 @@ from typing import Final
 
 from ._redact import MASK
 
-__all__ = ["DEFAULT", "DEFAULT_PATTERNS", "compile_patterns", "redact"]
+__all__ = [
+    "DEFAULT",
+    "DEFAULT_PATTERNS",
+    "MESSAGE_LIMIT",
+    "STACKTRACE_LIMIT",
+    "compile_patterns",
+    "redact",
+]
+
+#: characters of an exception message kept in errors and spans (the rest is cut, and counted)
+MESSAGE_LIMIT: Final = 8_192
+#: characters of a formatted traceback kept in a span's exception event
+STACKTRACE_LIMIT: Final = 32_768
+#: redaction looks this far past a limit, so a secret across the cut is still found
+_MARGIN: Final = 1_024
 
 #: the word that stands for the default patterns inside ``REDACT_PATTERNS``
 DEFAULT: Final = "default"
 
 _KEYS: Final = (
     r"api[_-]?key|apikey|access[_-]?token|refresh[_-]?token|id[_-]?token|auth[_-]?token"
-    r"|token|password|passwd|pwd|secret|client[_-]?secret|private[_-]?key"
+    r"|token|password|passwd|pwd|secret|client[_-]?secret|private[_-]?key|credentials?"
 )
 
 #: the defaults: URL passwords, ``key=value`` secrets, bearer tokens and Authorization headers
 DEFAULT_PATTERNS: Final = (
     # scheme://user:secret@host -- up to the last @ of the URL, a password may contain @
-    r"(?i)\b[a-z][a-z0-9+.\-]*://[^\s/?#@:'\"<>]*:([^\s'\"<>]+)@",
-    # api_key=..., token: ..., "password": "...", ?apikey=...&
-    rf"(?i)(?<![a-z0-9])(?:{_KEYS})(?![a-z0-9])[\"']?\s*[=:]\s*[\"']?([^\s&;,\"'<>]+)",
+    # (bounded repeats: no quadratic scan of a hostile message such as "a://b:" * 10000)
+    r"(?i)[a-z][a-z0-9+.\-]{0,31}://[^\s/?#@:'\"<>]{0,256}:([^\s'\"<>]{1,256})@",
+    # api_key=..., token: ..., "password": "...", ?apikey=...&, aws_secret_access_key=...
+    rf"(?i)(?<![\w-])[\w-]{{0,64}}?(?:{_KEYS})[\w-]{{0,32}}[\"']?\s*[=:]\s*[\"']?"
+    r"([^\s&;,\"'<>]+)",
     # Authorization: Bearer ..., Authorization: Basic ..., authorization=...
     r"(?i)\bauthorization[\"']?\s*[=:]\s*[\"']?(?:(?:bearer|basic|token|digest)\s+)?"
     r"([^\s,;\"'<>]+)",
     # Bearer <token> anywhere
-    r"(?i)\bbearer\s+([a-z0-9\-._~+/]+=*)",
+    r"(?i)\bbearer\s+([a-z0-9\-._~+/=]+)",
 )
 
 
@@ -87,8 +103,11 @@ def _mask(match: re.Match[str]) -> str:
     return "".join(parts)
 
 
-def redact(text: str, patterns: tuple[str, ...]) -> str:
-    """``text`` with every secret the patterns find replaced by ``***``.
+def redact(text: str, patterns: tuple[str, ...], limit: int | None = None) -> str:
+    """``text`` with every secret the patterns find replaced by ``***``, cut at ``limit``.
+
+    A cut text ends with ``… (N more characters)``; redaction then reads only a little past the
+    limit, so a 10 MB message costs no more than a short one.
 
     >>> redact("GET /v1?api_key=sk-123&q=1 failed", ("default",))
     'GET /v1?api_key=***&q=1 failed'
@@ -97,8 +116,15 @@ def redact(text: str, patterns: tuple[str, ...]) -> str:
     >>> redact("Authorization: Bearer eyJhbGciOi.x.y", ("default",))
     'Authorization: Bearer ***'
     """
-    if not patterns or not text:
+    if not text:
         return text
-    for compiled in compile_patterns(patterns):
-        text = compiled.sub(_mask, text)
+    hidden = 0
+    if limit is not None and len(text) > limit:
+        hidden = len(text) - limit
+        text = text[: limit + _MARGIN]
+    if patterns:
+        for compiled in compile_patterns(patterns):
+            text = compiled.sub(_mask, text)
+    if hidden:
+        text = f"{text[:limit]}… ({hidden} more characters)"
     return text

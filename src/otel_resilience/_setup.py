@@ -13,14 +13,20 @@ Exporters (``OTEL_TRACES_EXPORTER``, ``OTEL_METRICS_EXPORTER``; comma-separated 
 * ``console``: printed to stdout; ``none``: off.
 
 Nothing here may break the application: an exporter that raises, a collector that is down or a
-Prometheus port already taken is logged once and recorded in ``TelemetryHandle.problems``.
+Prometheus port already taken is logged once (per outage) and recorded in
+``TelemetryHandle.problems``. ``TelemetryHandle.shutdown()`` is bounded: it waits at most
+``shutdown_timeout_sec`` (argument, else ``RELIABILITY_TELEMETRY_SHUTDOWN_TIMEOUT_SEC``, else 2 s)
+for the last export, then gives up on a collector that does not answer.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
 import threading
+import time
 import urllib.parse
 import uuid
 from collections.abc import Mapping, Sequence
@@ -33,6 +39,9 @@ logger = logging.getLogger("otel_resilience")
 
 _EXPORTERS: Final = ("otlp", "prometheus", "console", "none")
 _PROTOCOLS: Final = ("http/protobuf", "grpc")
+#: the environment variable of the shutdown bound, and its default (seconds)
+SHUTDOWN_TIMEOUT_ENV: Final = "RELIABILITY_TELEMETRY_SHUTDOWN_TIMEOUT_SEC"
+DEFAULT_SHUTDOWN_TIMEOUT_SEC: Final = 2.0
 _INSTALL_HINT: Final = (
     "configure_telemetry() needs the OpenTelemetry SDK and exporters:"
     " pip install 'otel-resilience[otel]'"
@@ -55,15 +64,43 @@ class TelemetryHandle:
     _server_thread: Any = field(default=None, repr=False)
     _filters: list[tuple[logging.Logger, logging.Filter]] = field(default_factory=list, repr=False)
 
-    def shutdown(self) -> None:
-        """Flush pending telemetry and stop exporters and the Prometheus endpoint (idempotent)."""
-        for provider in (self.tracer_provider, self.meter_provider):
-            if provider is None:
-                continue
-            try:
-                provider.shutdown()
-            except Exception:  # shutting down must not raise into the application
-                logger.warning("telemetry: shutting down %r failed", provider, exc_info=True)
+    #: longest :meth:`shutdown` waits for the last export, in seconds
+    shutdown_timeout_sec: float = DEFAULT_SHUTDOWN_TIMEOUT_SEC
+    _exporters: list[Any] = field(default_factory=list, repr=False)
+    _log_filter: Any = field(default=None, repr=False)
+
+    def shutdown(self, timeout_sec: float | None = None) -> None:
+        """Flush pending telemetry and stop exporters and the Prometheus endpoint (idempotent).
+
+        Waits at most ``timeout_sec`` (default: :attr:`shutdown_timeout_sec`) for the last
+        export; past it, what is still pending is dropped and the exporters are stopped in the
+        background, so a collector that is down or never answers cannot hold up the exit.
+        """
+        budget = self.shutdown_timeout_sec
+        if timeout_sec is not None:
+            budget = _check_seconds("timeout_sec", timeout_sec)
+        deadline = time.monotonic() + budget
+        started = []
+        if self.tracer_provider is not None:
+            started.append(_stopping(self.tracer_provider.shutdown, self.tracer_provider))
+        if self.meter_provider is not None:
+            meter_provider = self.meter_provider
+            started.append(
+                _stopping(
+                    lambda: meter_provider.shutdown(timeout_millis=budget * 1000), meter_provider
+                )
+            )
+        workers = [worker for worker in started if worker is not None]
+        for worker in workers:  # both at once, against one deadline
+            worker.join(max(0.0, deadline - time.monotonic()))
+        if any(worker.is_alive() for worker in workers):
+            logger.warning(
+                "telemetry: shutting down did not finish within %g s (is the collector down?);"
+                " the telemetry still pending is dropped",
+                budget,
+            )
+            for exporter in self._exporters:
+                exporter.abandon()
         self.tracer_provider = self.meter_provider = None
         if self._server is not None:
             self._server.shutdown()
@@ -77,8 +114,51 @@ class TelemetryHandle:
         self._filters.clear()
 
 
+def _stopping(shutdown: Any, provider: Any) -> threading.Thread | None:
+    """``shutdown()`` running on a daemon thread (it may block on a collector that is down).
+
+    None when it ran inline: no thread can start at interpreter shutdown (Python 3.12 refuses
+    one in an ``atexit`` handler, where ``handle.shutdown`` is often registered).
+    """
+
+    def stop() -> None:
+        try:
+            shutdown()
+        except Exception:  # shutting down must not raise into the application
+            logger.warning("telemetry: shutting down %r failed", provider, exc_info=True)
+
+    worker = threading.Thread(target=stop, name="otel-resilience-shutdown", daemon=True)
+    try:
+        worker.start()
+    except RuntimeError:  # "can't create new thread at interpreter shutdown"
+        stop()
+        return None
+    return worker
+
+
+_SECONDS_TEXT: Final = re.compile(r"\s*([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*", re.ASCII)
+_MAX_SECONDS: Final = 86_400.0
+
+
+def _check_seconds(source: str, value: object) -> float:
+    try:
+        if isinstance(value, bool) or (
+            isinstance(value, str) and _SECONDS_TEXT.fullmatch(value) is None
+        ):
+            raise ValueError(value)  # float() takes "1_0", "infinity" and non-ASCII digits
+        seconds = float(value)  # type: ignore[arg-type]
+        if not (math.isfinite(seconds) and 0 < seconds <= _MAX_SECONDS):
+            raise ValueError(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(
+            f"{source}={value!r} is not accepted: expected a number of seconds > 0 and"
+            f" <= {_MAX_SECONDS:g}"
+        ) from None
+    return seconds
+
+
 class _OnceFilter(logging.Filter):
-    """Let each distinct message template of the exporters' loggers through once."""
+    """Let each distinct message template of the exporters' loggers through once per outage."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -92,6 +172,11 @@ class _OnceFilter(logging.Filter):
                 return False
             self._seen.add(key)
         return True
+
+    def reset(self) -> None:
+        """An exporter recovered: the messages of the next outage are let through again."""
+        with self._lock:
+            self._seen.clear()
 
 
 def _exporter_list(
@@ -157,6 +242,8 @@ def _port(value: int | str | None, env: Mapping[str, str]) -> int:
         source = "OTEL_EXPORTER_PROMETHEUS_PORT"
         value = env.get(source, "9464")
     try:
+        if isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value, re.ASCII) is None:
+            raise ValueError(value)  # int() takes "1_0" and non-ASCII digits
         port = int(value)
         if isinstance(value, bool) or not 0 <= port <= 65535:
             raise ValueError(value)
@@ -176,15 +263,20 @@ def configure_telemetry(
     prometheus_port: int | None = None,
     metric_export_interval_sec: float | None = None,
     environ: Mapping[str, str] | None = None,
+    shutdown_timeout_sec: float | None = None,
 ) -> TelemetryHandle:
     """Set up OpenTelemetry SDK providers and exporters from the ``OTEL_*`` variables.
 
     Arguments override the matching variables. Providers the application already installed
     are kept; the handle then holds None for them. Call ``handle.shutdown()`` at exit.
 
+    ``shutdown_timeout_sec`` (else ``RELIABILITY_TELEMETRY_SHUTDOWN_TIMEOUT_SEC``, else 2 s)
+    bounds ``handle.shutdown()``.
+
     Raises:
         ImportError: the ``otel`` extra is not installed (the message says what to install).
-        ValueError: an exporter, protocol or port that is not accepted (named in the message).
+        ValueError: an exporter, protocol, port or timeout that is not accepted (named in the
+            message).
     """
     env = os.environ if environ is None else environ
     traces = _exporter_list("OTEL_TRACES_EXPORTER", traces_exporter, env)
@@ -200,6 +292,16 @@ def configure_telemetry(
         _protocol("METRICS", env)
     if "prometheus" in metric_kinds:
         _port(prometheus_port, env)
+    if metric_export_interval_sec is not None:
+        metric_export_interval_sec = _check_seconds(
+            "metric_export_interval_sec", metric_export_interval_sec
+        )
+    if shutdown_timeout_sec is not None:
+        shutdown_budget = _check_seconds("shutdown_timeout_sec", shutdown_timeout_sec)
+    elif env.get(SHUTDOWN_TIMEOUT_ENV, "").strip():
+        shutdown_budget = _check_seconds(SHUTDOWN_TIMEOUT_ENV, env[SHUTDOWN_TIMEOUT_ENV].strip())
+    else:
+        shutdown_budget = DEFAULT_SHUTDOWN_TIMEOUT_SEC
     try:
         from opentelemetry import metrics, trace
         from opentelemetry.sdk.metrics import MeterProvider
@@ -208,7 +310,12 @@ def configure_telemetry(
     except ImportError as exc:  # pragma: no cover - exercised in a venv without the extra
         raise ImportError(_INSTALL_HINT) from exc
 
-    handle = TelemetryHandle(traces_exporters=tuple(traces), metrics_exporters=tuple(metric_kinds))
+    handle = TelemetryHandle(
+        traces_exporters=tuple(traces),
+        metrics_exporters=tuple(metric_kinds),
+        shutdown_timeout_sec=shutdown_budget,
+    )
+    handle._log_filter = _OnceFilter()
 
     attributes: dict[str, Any] = {"service.instance.id": str(uuid.uuid4())}
     if environ is not None:  # the SDK's detector reads os.environ only
@@ -263,7 +370,7 @@ def _log_once(handle: TelemetryHandle) -> None:
     its children), so the filter goes on every module logger under the two packages; the
     exporters are imported by now, so their loggers exist.
     """
-    once = _OnceFilter()
+    once = handle._log_filter
     for name, log in list(logging.Logger.manager.loggerDict.items()):
         if isinstance(log, logging.Logger) and name.startswith(_NOISY_LOGGERS):
             log.addFilter(once)
@@ -282,10 +389,8 @@ def _span_processor(kind: str, env: Mapping[str, str], handle: TelemetryHandle) 
         SimpleSpanProcessor,
     )
 
-    from ._safe import SafeSpanExporter
-
     if kind == "console":
-        return SimpleSpanProcessor(SafeSpanExporter(ConsoleSpanExporter(), "console"))
+        return SimpleSpanProcessor(_safe_span(handle, ConsoleSpanExporter(), "console"))
     exporter: Any
     try:
         if _protocol("TRACES", env) == "grpc":
@@ -299,7 +404,15 @@ def _span_processor(kind: str, env: Mapping[str, str], handle: TelemetryHandle) 
     except ImportError:  # pragma: no cover - needs a venv without the extra
         _problem(handle, f"OTLP span exporter missing; {_INSTALL_HINT}")
         return None
-    return BatchSpanProcessor(SafeSpanExporter(exporter, "otlp"))
+    return BatchSpanProcessor(_safe_span(handle, exporter, "otlp"))
+
+
+def _safe_span(handle: TelemetryHandle, exporter: Any, name: str) -> Any:
+    from ._safe import SafeSpanExporter
+
+    safe = SafeSpanExporter(exporter, name, on_recover=handle._log_filter.reset)
+    handle._exporters.append(safe)
+    return safe
 
 
 def _metric_reader(
@@ -339,9 +452,9 @@ def _metric_reader(
         except ImportError:  # pragma: no cover - needs a venv without the extra
             _problem(handle, f"OTLP metric exporter missing; {_INSTALL_HINT}")
             return None
-    return PeriodicExportingMetricReader(
-        SafeMetricExporter(exporter, kind), export_interval_millis=interval_ms
-    )
+    safe = SafeMetricExporter(exporter, kind, on_recover=handle._log_filter.reset)
+    handle._exporters.append(safe)
+    return PeriodicExportingMetricReader(safe, export_interval_millis=interval_ms)
 
 
 def _prometheus_reader(

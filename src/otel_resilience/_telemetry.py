@@ -32,8 +32,9 @@ from ._breaker import (
     get_circuit_breaker_manager,
 )
 from ._config import get_config
+from ._log import log_event
 from ._mapping import safe_str
-from ._scrub import redact
+from ._scrub import MESSAGE_LIMIT, STACKTRACE_LIMIT, redact
 from ._version import __version__ as _VERSION
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ def _record_exception(span: trace.Span, cause: BaseException, patterns: tuple[st
     The SDK's own ``record_exception`` copies ``str(cause)`` and the formatted traceback (whose
     last line repeats the message) unredacted, and raises when ``__str__`` does.
     """
-    message = redact(safe_str(cause), patterns)
+    message = redact(safe_str(cause), patterns, MESSAGE_LIMIT)
     try:
         stacktrace = "".join(traceback.format_exception(cause))
     except Exception:  # pragma: no cover - traceback copes with broken __str__ itself
@@ -124,7 +125,7 @@ def _record_exception(span: trace.Span, cause: BaseException, patterns: tuple[st
         {
             "exception.type": f"{module}.{qualname}" if module != "builtins" else qualname,
             "exception.message": message,
-            "exception.stacktrace": redact(stacktrace, patterns),
+            "exception.stacktrace": redact(stacktrace, patterns, STACKTRACE_LIMIT),
             "exception.escaped": "False",
         },
     )
@@ -296,7 +297,13 @@ class Telemetry:
         if key in self._warned:
             return
         self._warned.add(key)
-        logger.warning("telemetry: %s (further occurrences are not logged)", message, exc_info=True)
+        log_event(
+            logger,
+            logging.WARNING,
+            "telemetry: %s (further occurrences are not logged)",
+            message,
+            exc_info=True,
+        )
 
     # --- attributes ---------------------------------------------------------------------------
 
@@ -736,7 +743,8 @@ class _Call(CallObserver):
                     span.set_attribute(n.ATTR_ATTEMPTS, attempts)
                     span.set_attribute(n.ATTR_ERROR_TYPE, error_type)
                     patterns = _redact_patterns(error.service_name)
-                    span.set_status(Status(StatusCode.ERROR, redact(error.message, patterns)))
+                    description = redact(error.message, patterns, MESSAGE_LIMIT)
+                    span.set_status(Status(StatusCode.ERROR, description))
                 span.end()
             if self._instruments is not None:
                 self._instruments.call_duration.record(duration, self._pair.error_attrs(error_type))

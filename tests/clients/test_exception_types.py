@@ -155,3 +155,56 @@ def test_grpc_status_details_are_ignored_without_googleapis_protos(
     assert _clients._grpc_retry_after([("grpc-status-details-bin", b"\x08\x08")]) is None
     assert _clients._grpc_retry_after([("retry-after", "4")]) == 4.0
     assert _clients._grpc_retry_after(None) is None
+
+
+def _rpc_error(code_name: str, metadata: object) -> BaseException:
+    import grpc
+
+    class Rpc(grpc.RpcError):
+        def code(self) -> object:
+            return getattr(grpc.StatusCode, code_name)
+
+        def details(self) -> str:
+            return "over quota"
+
+        def trailing_metadata(self) -> object:
+            return metadata
+
+    return Rpc()
+
+
+def test_a_malformed_grpc_status_details_blob_keeps_the_status_code() -> None:
+    from otel_resilience import ExternalServiceError
+    from otel_resilience._mapping import classify
+
+    metadata = [("grpc-status-details-bin", b"\xff\xfe not a protobuf")]
+    found = classify(_rpc_error("RESOURCE_EXHAUSTED", metadata))
+    assert found.error_type is ExternalServiceError.RATE_LIMIT
+    assert found.retry_after is None
+
+
+def test_endless_grpc_trailing_metadata_is_read_bounded() -> None:
+    import itertools
+
+    from otel_resilience import ExternalServiceError
+    from otel_resilience._mapping import classify
+
+    endless = ((f"k{i}", "v") for i in itertools.count())
+    found = classify(_rpc_error("UNAVAILABLE", endless))  # used to loop forever
+    assert found.error_type is ExternalServiceError.SERVER_ERROR
+
+
+def test_google_retry_errors_caused_by_each_other_are_a_timeout() -> None:
+    from otel_resilience._mapping import classify
+
+    first = gexc.RetryError("first", None)
+    second = gexc.RetryError("second", first)
+    first._cause = second  # a cycle: no cause says more than "retries ran out"
+    assert classify(first).error_type is ExternalServiceError.TIMEOUT
+
+
+def test_nested_google_retry_errors_are_judged_by_the_innermost_cause() -> None:
+    from otel_resilience._mapping import classify
+
+    inner = gexc.RetryError("inner", gexc.TooManyRequests("slow down"))
+    assert classify(gexc.RetryError("outer", inner)).error_type is ExternalServiceError.RATE_LIMIT
