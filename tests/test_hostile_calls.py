@@ -321,9 +321,13 @@ def test_idle_breakers_of_many_distinct_endpoints_are_evicted_and_failing_ones_k
 # --- odd values from the user's own code --------------------------------------------------------
 
 
-@pytest.mark.parametrize("retry_after", [-5.0, float("nan")], ids=["negative", "nan"])
-def test_an_unusable_retry_after_falls_back_to_the_backoff(
-    clock: FakeClock, retry_after: float
+@pytest.mark.parametrize(
+    ("retry_after", "low", "high"),
+    [(float("nan"), 0.1, 0.11), (float("-inf"), 0.1, 0.11), (-5.0, 0.0, 0.0)],
+    ids=["nan-is-no-wait-given", "minus-inf-is-no-wait-given", "negative-is-in-the-past"],
+)
+def test_an_odd_retry_after_never_breaks_the_backoff(
+    clock: FakeClock, retry_after: float, low: float, high: float
 ) -> None:
     configure(services={"odd": {"HTTP_BACKOFF_BASE_MS": 100}})
     attempts = []
@@ -339,7 +343,7 @@ def test_an_unusable_retry_after_falls_back_to_the_backoff(
     assert info.value.error_type is ExternalServiceError.RATE_LIMIT
     assert attempts == [1, 1]
     assert len(clock.sleeps) == 1
-    assert 0.1 <= clock.sleeps[0] <= 0.11
+    assert low <= clock.sleeps[0] <= high
 
 
 @pytest.mark.parametrize("max_retries", [101, 10**9, -1], ids=["101", "1e9", "negative"])
@@ -361,3 +365,65 @@ def test_an_async_fallback_on_the_sync_call_is_a_type_error_not_a_coroutine() ->
             )
         gc.collect()
     assert isinstance(info.value.__cause__, ReliabilityError)
+
+
+# --- hostile exceptions reach the call path, not only the classifier ----------------------------
+
+
+class HalfBuilt(ReliabilityError):
+    """A ReliabilityError subclass that never called ``super().__init__``."""
+
+    def __init__(self) -> None:
+        Exception.__init__(self, "half built")
+
+
+class LyingClass(Exception):
+    """``isinstance`` reads ``__class__``: this one raises."""
+
+    @property  # type: ignore[misc]
+    def __class__(self):
+        raise RuntimeError("__class__ exploded")
+
+
+class SecretNested(Exception):
+    pass
+
+
+@pytest.mark.parametrize("make", [HalfBuilt, LyingClass], ids=["half-built", "lying-class"])
+def test_a_hostile_exception_from_the_function_becomes_a_reliability_error(make) -> None:
+    configure(services={"hostile": {"CB_FAIL_THRESHOLD": 1, "CB_RESET_SEC": 0.01}})
+    for _ in range(2):
+        with pytest.raises(ReliabilityError) as info:
+            resilient_call("hostile", "op", _fails(make()), max_retries=1)
+        assert info.value.service_name == "hostile"
+        assert info.value.error_type in set(ExternalServiceError)
+    # the permits were settled: after the reset time a healthy call gets through
+    import time
+
+    time.sleep(0.02)
+    assert resilient_call("hostile", "op", lambda: "healthy") == "healthy"
+
+
+@pytest.mark.parametrize("make", [HalfBuilt, LyingClass], ids=["half-built", "lying-class"])
+async def test_a_hostile_exception_from_a_coroutine_becomes_a_reliability_error(make) -> None:
+    async def func() -> str:
+        raise make()
+
+    with pytest.raises(ReliabilityError):
+        await resilient_call_async("hostile", "op", func, max_retries=1)
+
+
+def test_a_nested_errors_message_is_redacted_for_the_outer_call() -> None:
+    def inner() -> str:
+        raise ReliabilityError(
+            ExternalServiceError.SERVER_ERROR,
+            "partner",
+            "orders",
+            "failed at https://bob:hunter2@partner.example/orders?api_key=abc123",
+        )
+
+    with pytest.raises(ReliabilityError) as info:
+        resilient_call("outer", "op", inner, max_retries=1)
+    assert info.value.service_name == "outer"
+    assert "hunter2" not in str(info.value)
+    assert "abc123" not in str(info.value)

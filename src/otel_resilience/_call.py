@@ -36,7 +36,7 @@ from ._errors import (
     ReliabilityError,
     ThrottledError,
 )
-from ._mapping import map_external_error
+from ._mapping import _redact, _well_formed, map_external_error
 from ._ratelimit import RateLimiter, get_rate_limiter
 from ._retry import RetryPlan, StopRetrying, is_retryable, retry_async, retry_sync
 from ._telemetry import CallObserver, get_telemetry
@@ -200,27 +200,36 @@ def _prepare(
 def _as_error(
     exc: BaseException, service_name: str, endpoint: str, attempt: int
 ) -> ReliabilityError:
-    """The ReliabilityError of a failed attempt, labelled with *this* call's service."""
-    if isinstance(exc, AttemptTimeout):
+    """The ReliabilityError of a failed attempt, labelled with *this* call's service.
+
+    Types are tested on ``type(exc)``: ``isinstance`` would read an exception's own
+    ``__class__``, which a hostile exception can make raise.
+    """
+    kind = type(exc)
+    if issubclass(kind, AttemptTimeout):
         return CallTimeoutError(
             _E_TIMEOUT,
             service_name,
             endpoint,
-            f"timeout calling {service_name} ({endpoint}): no answer within {exc.timeout_sec:g} s",
+            f"timeout calling {service_name} ({endpoint}): no answer within"
+            f" {cast(AttemptTimeout, exc).timeout_sec:g} s",
             attempts=attempt,
         )
-    if isinstance(exc, ReliabilityError):  # a nested resilient_call: keep its classification
-        if exc.service_name == service_name and exc.endpoint == endpoint:
-            exc.attempts = attempt
-            return exc
-        cls = ERROR_CLASSES.get(exc.error_type, ReliabilityError)
+    if issubclass(kind, ReliabilityError) and _well_formed(exc):
+        # a nested resilient_call (or the function's own ReliabilityError): keep its class
+        nested = cast(ReliabilityError, exc)
+        if nested.service_name == service_name and nested.endpoint == endpoint:
+            nested.attempts = attempt
+            return nested
+        cls = ERROR_CLASSES.get(nested.error_type, ReliabilityError)
+        detail = _redact(nested.message, service_name)
         return cls(
-            exc.error_type,
+            nested.error_type,
             service_name,
             endpoint,
-            f"{exc.error_type.value} calling {service_name} ({endpoint}): {exc.message}",
+            f"{nested.error_type.value} calling {service_name} ({endpoint}): {detail}",
             attempts=attempt,
-            retry_after=exc.retry_after,
+            retry_after=nested.retry_after,
         )
     return map_external_error(service_name, endpoint, exc, attempts=attempt)
 
@@ -246,7 +255,7 @@ async def _settle_async(
 
 def _never_started(exc: Exception) -> bool:
     """The attempt's deadline had passed before it could start: the service was not called."""
-    return isinstance(exc, AttemptTimeout) and exc.timeout_sec <= 0.0
+    return issubclass(type(exc), AttemptTimeout) and cast(AttemptTimeout, exc).timeout_sec <= 0.0
 
 
 def _deadline_passed() -> bool:
