@@ -427,3 +427,35 @@ def test_a_nested_errors_message_is_redacted_for_the_outer_call() -> None:
     assert info.value.service_name == "outer"
     assert "hunter2" not in str(info.value)
     assert "abc123" not in str(info.value)
+
+
+def test_idle_budgets_and_limiters_are_dropped_and_busy_ones_kept(clock: FakeClock) -> None:
+    from otel_resilience import ReliabilityConfig, _budget, _ratelimit
+
+    configure(
+        ReliabilityConfig(RETRY_BUDGET_RATIO=0.2, RETRY_BUDGET_WINDOW_SEC=10, RATE_LIMIT="1/minute")
+    )
+    resilient_call("busy", "op", lambda: "ok")  # its limiter's only slot is taken
+    budget = _budget.get_retry_budget("busy", otel_resilience.get_config("busy"))
+    limiter = _ratelimit.get_rate_limiter("busy", otel_resilience.get_config("busy"))
+    budgets = {f"idle-{i}": None for i in range(_budget.MAX_IDLE_BUDGETS + 10)}
+    for name in budgets:
+        _budget.get_retry_budget(name, otel_resilience.get_config(name))
+        _ratelimit.get_rate_limiter(name, otel_resilience.get_config(name))
+    assert len(_budget._budgets) <= _budget.MAX_IDLE_BUDGETS + 1
+    assert len(_ratelimit._limiters) <= _ratelimit.MAX_IDLE_LIMITERS + 1
+    # the busy service kept its history: same budget, and its limiter still refuses
+    assert _budget.get_retry_budget("busy", otel_resilience.get_config("busy")) is budget
+    assert _ratelimit.get_rate_limiter("busy", otel_resilience.get_config("busy")) is limiter
+    with pytest.raises(ThrottledError):
+        resilient_call("busy", "op", lambda: "ok")
+
+
+def test_changing_an_unrelated_default_setting_keeps_a_rate_limiters_window() -> None:
+    from otel_resilience import ReliabilityConfig
+
+    configure(ReliabilityConfig(RATE_LIMIT="1/minute"))
+    resilient_call("limited", "op", lambda: 1)
+    configure(ReliabilityConfig(RATE_LIMIT="1/minute", HTTP_RETRIES=5))
+    with pytest.raises(ThrottledError):
+        resilient_call("limited", "op", lambda: 1)

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Final
 
 from ._config import ReliabilityConfig
 
@@ -73,6 +74,12 @@ class RetryBudget:
             self._bucket()[1] += 1
             self.calls += 1
 
+    def idle(self) -> bool:
+        """Nothing left in the window: a new budget would behave the same (safe to drop)."""
+        with self._lock:
+            self._bucket()
+            return self.calls == 0 and self.retries == 0
+
     def try_retry(self) -> bool:
         """Spend one retry if the budget allows it."""
         with self._lock:
@@ -89,6 +96,10 @@ class RetryBudget:
 #: per service: the settings a budget was built from, and the budget
 _budgets: dict[str, tuple[tuple[float, float, float], RetryBudget]] = {}
 _lock = threading.Lock()
+#: budgets kept before idle ones (an empty window) are dropped; a dropped one is made afresh
+#: at its service's next call, so endless distinct service names cost bounded memory
+MAX_IDLE_BUDGETS: Final = 1000
+_sweep_at = MAX_IDLE_BUDGETS
 
 
 def get_retry_budget(service_name: str, config: ReliabilityConfig) -> RetryBudget | None:
@@ -107,12 +118,24 @@ def get_retry_budget(service_name: str, config: ReliabilityConfig) -> RetryBudge
     with _lock:
         found = _budgets.get(service_name)
         if found is None or found[0] != settings:
+            if len(_budgets) >= _sweep_at:
+                _drop_idle()
             found = (settings, RetryBudget(*settings))
             _budgets[service_name] = found
         return found[1]
 
 
+def _drop_idle() -> None:
+    """Drop idle budgets (lock held); sweep again once the count has doubled (amortised)."""
+    global _sweep_at
+    for name in [name for name, (_, budget) in _budgets.items() if budget.idle()]:
+        del _budgets[name]
+    _sweep_at = max(MAX_IDLE_BUDGETS, 2 * len(_budgets))
+
+
 def reset_budgets() -> None:
     """Forget every budget (they start empty at next use)."""
+    global _sweep_at
     with _lock:
         _budgets.clear()
+        _sweep_at = MAX_IDLE_BUDGETS

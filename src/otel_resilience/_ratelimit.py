@@ -52,6 +52,10 @@ class RateLimiter(Protocol):
         """The asyncio twin of :meth:`acquire` (waits with ``asyncio.sleep``)."""
         ...
 
+    def idle(self) -> bool:
+        """Whether nothing is held in the window (the limiter can be dropped and rebuilt)."""
+        ...
+
 
 # Clocks and sleeps are module attributes so tests can replace them with a fake clock's.
 def _monotonic() -> float:
@@ -125,6 +129,11 @@ class LocalRateLimiter(_Waiting):
         stats = self._limiter.get_window_stats(self._item, self.service_name)
         return False, max(0.0, float(stats.reset_time) - _wall())
 
+    def idle(self) -> bool:
+        """No slot taken in the window: a new limiter would behave the same (safe to drop)."""
+        stats = self._limiter.get_window_stats(self._item, self.service_name)
+        return int(stats.remaining) >= int(self._item.amount)
+
 
 class RedisRateLimiter(_Waiting):
     """A rate limit shared by every process through Redis, with a local fallback."""
@@ -147,6 +156,10 @@ class RedisRateLimiter(_Waiting):
 
     def __repr__(self) -> str:
         return f"RedisRateLimiter({self.service_name!r}, {self.rate!r}, {self.store!r})"
+
+    def idle(self) -> bool:
+        """The shared window lives in Redis: only the local fallback's state would be lost."""
+        return self._local.idle()
 
     def _try(self) -> tuple[bool, float]:
         if self.store.available():
@@ -192,8 +205,24 @@ class RedisRateLimiter(_Waiting):
 
 _FAILED: Final = object()  # a store reply meaning "Redis failed" (nil is a script's "no")
 
-_limiters: dict[str, tuple[ReliabilityConfig, RateLimiter]] = {}
+#: per service: the settings a limiter was built from, and the limiter
+_limiters: dict[str, tuple[tuple[object, ...], RateLimiter]] = {}
 _lock = threading.Lock()
+#: limiters kept before idle ones (nothing taken in the window) are dropped; a dropped one is
+#: made afresh at its service's next call, so endless distinct service names cost bounded memory
+MAX_IDLE_LIMITERS: Final = 1000
+_sweep_at = MAX_IDLE_LIMITERS
+
+
+def _settings(config: ReliabilityConfig) -> tuple[object, ...]:
+    """What a limiter is built from: other settings can change without losing its window."""
+    return (
+        config.RATE_LIMIT,
+        config.STATE_BACKEND,
+        config.REDIS_URL,
+        config.REDIS_TIMEOUT_MS,
+        config.REDIS_KEY_PREFIX,
+    )
 
 
 def _build(service_name: str, config: ReliabilityConfig) -> RateLimiter:
@@ -210,23 +239,37 @@ def _build(service_name: str, config: ReliabilityConfig) -> RateLimiter:
 def get_rate_limiter(service_name: str, config: ReliabilityConfig) -> RateLimiter | None:
     """The limiter of a service, or None when its config sets no ``RATE_LIMIT``.
 
-    One limiter per service and process, rebuilt when the service's config changes.
+    One limiter per service and process, rebuilt (with an empty window) only when the settings
+    it is built from change.
     """
     if config.RATE_LIMIT is None:
         return None
+    settings = _settings(config)
     found = _limiters.get(service_name)
-    if found is not None and (found[0] is config or found[0] == config):
+    if found is not None and found[0] == settings:
         return found[1]
     with _lock:
         found = _limiters.get(service_name)
-        if found is not None and (found[0] is config or found[0] == config):
+        if found is not None and found[0] == settings:
             return found[1]
+        if len(_limiters) >= _sweep_at:
+            _drop_idle()
         limiter = _build(service_name, config)
-        _limiters[service_name] = (config, limiter)
+        _limiters[service_name] = (settings, limiter)
         return limiter
+
+
+def _drop_idle() -> None:
+    """Drop idle limiters (lock held); sweep again once the count has doubled (amortised)."""
+    global _sweep_at
+    for name in [name for name, (_, limiter) in _limiters.items() if limiter.idle()]:
+        del _limiters[name]
+    _sweep_at = max(MAX_IDLE_LIMITERS, 2 * len(_limiters))
 
 
 def reset_rate_limiters() -> None:
     """Forget every limiter (they start with an empty window at next use)."""
+    global _sweep_at
     with _lock:
         _limiters.clear()
+        _sweep_at = MAX_IDLE_LIMITERS
