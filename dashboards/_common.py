@@ -59,6 +59,24 @@ ERROR_TYPE = f"{{{{{ET}}}}}"
 #: error ratios at which the slow and the fast error-budget burn alerts fire
 SLOW_BURN = knobs.BURN_SLOW_FACTOR * (1 - knobs.SLO_OBJECTIVE)
 FAST_BURN = knobs.BURN_FAST_FACTOR * (1 - knobs.SLO_OBJECTIVE)
+#: the one burn-rate alert (a rule per row of ``alerts.config.BURN_RATE_WINDOWS``)
+BURN_ALERT = "ResilienceErrorBudgetBurn"
+#: the rows that page (their windows are ``alerts.config.ERROR_RATIO_WINDOWS``)
+PAGING_ROWS = tuple(row for row in knobs.BURN_RATE_WINDOWS if row.severity == "critical")
+
+
+def burn_rows(rows: Sequence[knobs.BurnRateWindow] = knobs.BURN_RATE_WINDOWS) -> str:
+    """The burn-rate table in words, for panel descriptions: which alert fires over which
+    windows above which factor, with which severity (from the knobs, so it cannot go stale)."""
+    parts = [
+        f"{row.long} and {row.short} both above {row.factor:g}x ({row.severity})" for row in rows
+    ]
+    return (
+        f"{BURN_ALERT} fires (one rule per row, labels long_window and short_window) when "
+        + "; or ".join(parts)
+        + "."
+    )
+
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 OVERVIEW_UID = "otel-resilience-overview"

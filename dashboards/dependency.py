@@ -15,6 +15,7 @@ from ._common import (
     ET,
     FAST_BURN,
     OVERRIDE_MAPPINGS,
+    PAGING_ROWS,
     REJECTED_TYPES,
     RETRY_DELAY_BUCKETS,
     SLOW_BURN,
@@ -23,6 +24,7 @@ from ._common import (
     WHO,
     attempts_per_call,
     breaker_state,
+    burn_rows,
     call_quantile,
     dashboard,
     error_ratio,
@@ -128,12 +130,9 @@ def build():
         timeseries(
             "Error-budget burn rate",
             "How many times faster than sustainable the error budget of the "
-            f"{knobs.SLO_OBJECTIVE:.1%} objective burns, over each window the alerts use (at a "
-            "step longer than a window, the worst of the windows within the step). "
-            f"ResilienceErrorBudgetBurnFast fires when {knobs.BURN_FAST_LONG_WINDOW} and "
-            f"{knobs.BURN_FAST_SHORT_WINDOW} are both above {knobs.BURN_FAST_FACTOR:g}x, "
-            f"ResilienceErrorBudgetBurnSlow when {knobs.BURN_SLOW_LONG_WINDOW} and "
-            f"{knobs.BURN_SLOW_SHORT_WINDOW} are both above {knobs.BURN_SLOW_FACTOR:g}x.",
+            f"{knobs.SLO_OBJECTIVE:.1%} objective burns, over each window of the paging alerts "
+            "(at a step longer than a window, the worst of the windows within the step). "
+            f"{burn_rows(PAGING_ROWS)}",
             targets(*((_burn_rate(w), w) for w in knobs.ERROR_RATIO_WINDOWS)),
             "suffix:x",
             thresholds=[("orange", knobs.BURN_SLOW_FACTOR), ("red", knobs.BURN_FAST_FACTOR)],

@@ -17,6 +17,7 @@ from ._common import (
     FAST_BURN,
     OVERRIDE_MAPPINGS,
     OVERVIEW_UID,
+    PAGING_ROWS,
     RATE,
     REJECTED_TYPES,
     RETRY_DELAY_BUCKETS,
@@ -26,6 +27,7 @@ from ._common import (
     E,
     attempts_per_call,
     breaker_state,
+    burn_rows,
     call_quantile,
     dashboard,
     error_ratio,
@@ -78,9 +80,9 @@ def build():
         timeseries(
             "Error ratio",
             "Share of calls that failed (any error_type: after their last retry, or rejected by "
-            f"the breaker or rate limiter). Dashed lines: {SLOW_BURN:.2%} is the slow-burn and "
-            f"{FAST_BURN:.2%} the fast-burn threshold of the {knobs.SLO_OBJECTIVE:.1%} objective "
-            "(ResilienceErrorBudgetBurnSlow/Fast, which use 30m-6h and 5m-1h windows).",
+            f"the breaker or rate limiter). Dashed lines: {SLOW_BURN:.2%} and {FAST_BURN:.2%}, "
+            f"the error ratios of the two paging burn rates of the {knobs.SLO_OBJECTIVE:.1%} "
+            f"objective. {burn_rows(PAGING_ROWS)}",
             targets((error_ratio(), WHO)),
             "percentunit",
             thresholds=[("orange", SLOW_BURN), ("red", FAST_BURN)],

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 from alerts import config as knobs
+from alerts import rules
 from dashboards import generate, queries
 
 from otel_resilience import _names as n
@@ -225,3 +226,28 @@ def test_the_promql_reader_sees_metrics_labels_and_ranges():
 def test_runnable_substitutes_every_variable():
     expr = 'rate(x{a=~"$service", b=~"${endpoint}"}[$__rate_interval])'
     assert queries.runnable(expr, "15s") == 'rate(x{a=~".*", b=~".*"}[15s])'
+
+
+ALERT_NAMES = {alert.name for alert in rules.ALERTS}
+
+
+@pytest.mark.parametrize("panel", PANELS)
+def test_the_alerts_a_panel_names_exist(panel):
+    """A panel's text names only alerts of the committed rules (renamed alerts go stale)."""
+    named = set(re.findall(r"\bResilience[A-Z][A-Za-z]*", panel.get("description", "")))
+    assert named <= ALERT_NAMES, named - ALERT_NAMES
+
+
+@pytest.mark.parametrize(
+    ("doc", "title"),
+    [
+        ("resilience-overview.json", "Error ratio"),
+        ("resilience-dependency.json", "Error-budget burn rate"),
+    ],
+)
+def test_the_burn_rate_panels_state_every_paging_row(doc, title):
+    (panel,) = [p for p in queries.panels(DOCS[doc]) if p["title"] == title]
+    text = panel["description"]
+    for row in knobs.BURN_RATE_WINDOWS:
+        stated = f"{row.long} and {row.short} both above {row.factor:g}x ({row.severity})"
+        assert (stated in text) == (row.severity == "critical"), (stated, text)
