@@ -51,7 +51,8 @@ RETRY_DELAY_BUCKETS = f"{n.PROM_RETRY_DELAY}_bucket"
 FAILED = f'{ET}!=""'
 #: error types of calls the library refused itself: they made no attempt and never reached the
 #: dependency (open breaker, own rate limiter, full concurrency limit)
-REJECTED_TYPES = ("circuit_open", "throttled", q.CONCURRENCY_LIMITED)
+#: (the alerts' ``NOT_REACHING_ERROR_TYPES``: one list, so panels and alerts agree)
+REJECTED_TYPES = tuple(knobs.NOT_REACHING_ERROR_TYPES)
 #: calls that reached the dependency (a success has no error_type, which this matches)
 REACHED = f'{ET}!~"{"|".join(REJECTED_TYPES)}"'
 
