@@ -117,8 +117,8 @@ def build():
         stat(
             "Breaker override",
             "Operator override of the breaker: none, metrics_only, disabled or forced_open "
-            "(resilience_circuit_breaker_override). No data: the library does not export the "
-            "override gauge (yet).",
+            "(resilience_circuit_breaker_override; CB_MANUAL_STATE, force_open(), disable()). "
+            "A breaker forced open or disabled on purpose raises no breaker or burn alert.",
             targets((override_state(), WHO)),
             "none",
             thresholds=[("blue", 1), ("orange", 2), ("red", 3)],

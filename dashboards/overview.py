@@ -224,8 +224,8 @@ def build():
             "Breaker overrides",
             "Operator overrides of each breaker (resilience_circuit_breaker_override): none "
             "(green), metrics_only (blue: the breaker only counts), disabled (orange: never "
-            "opens), forced_open (red: every call rejected on purpose). No data: the library "
-            "does not export the override gauge (yet).",
+            "opens), forced_open (red: every call rejected on purpose; no breaker or burn "
+            "alert for it).",
             targets((override_state(), WHO)),
             mappings=OVERRIDE_MAPPINGS,
             levels=(("blue", 1), ("orange", 2), ("red", 3)),

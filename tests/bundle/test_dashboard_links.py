@@ -182,10 +182,8 @@ def test_the_panels_awaiting_second_round_gauges_are_named():
         if queries.awaits_second_round(target["expr"])
     }
     assert awaiting == {
-        ("otel-resilience-overview", "Breaker overrides"),
         ("otel-resilience-overview", "Concurrency: in flight vs limit"),
         ("otel-resilience-overview", "Concurrency limit wait p95"),
-        ("otel-resilience-dependency", "Breaker override"),
         ("otel-resilience-dependency", "Concurrency: in flight vs limit"),
     }
     assert not queries.awaits_second_round(f'rate({queries.PROM_HEDGES}{{a="b"}}[1m])')
