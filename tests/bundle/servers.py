@@ -209,39 +209,21 @@ def start_prometheus(config: Path, workdir: Path, *extra: str) -> Server:
     return _spawn("prometheus", cmd, port, workdir)
 
 
-#: what vmagent does to the OTLP resource, as Prometheus's own OTLP receiver and the collector's
-#: Prometheus exporter do: ``job`` from ``service.namespace``/``service.name``, ``instance`` from
-#: ``service.instance.id``, and the other resource attributes are not labels of every series
-#: (vmagent's ``-opentelemetry.usePrometheusNaming`` turns dots into underscores, so they arrive
-#: as ``service_name``, ``service_instance_id``, ``telemetry_sdk_*``...)
-VMAGENT_RELABEL = [
-    {"source_labels": ["service_name"], "regex": "(.+)", "target_label": "job"},
-    {
-        "source_labels": ["service_namespace", "service_name"],
-        "regex": "(.+);(.+)",
-        "target_label": "job",
-        "replacement": "$1/$2",
-    },
-    {"source_labels": ["service_instance_id"], "regex": "(.+)", "target_label": "instance"},
-    {"action": "labeldrop", "regex": "service_name|service_namespace|service_instance_id"},
-    {"action": "labeldrop", "regex": "telemetry_sdk_.+|telemetry_auto_.+|process_.+|host_.+"},
-]
+#: vmagent's relabelling of the OTLP resource into job/instance, as Prometheus's OTLP receiver
+#: does (the committed file, for users of this path; see its comments)
+VMAGENT_RELABEL = ROOT / "deploy/vmagent/relabel.yml"
 
 
 def start_vmagent(remote_write_url: str, workdir: Path) -> Server:
     """vmagent receiving OTLP/HTTP at ``<url>/opentelemetry/v1/metrics`` and remote-writing it to
     ``remote_write_url`` every second, with Prometheus naming and ``VMAGENT_RELABEL``."""
-    import yaml  # the tests' dependency, not the helpers'
-
-    relabel = workdir / "vmagent-relabel.yml"
-    relabel.write_text(yaml.safe_dump(VMAGENT_RELABEL, sort_keys=False))
     port = free_port()
     cmd = [
         require_vmagent(),
         f"-httpListenAddr=127.0.0.1:{port}",
         f"-remoteWrite.url={remote_write_url}",
         f"-remoteWrite.tmpDataPath={workdir / 'vmagent-queue'}",
-        f"-remoteWrite.relabelConfig={relabel}",
+        f"-remoteWrite.relabelConfig={VMAGENT_RELABEL}",
         "-remoteWrite.flushInterval=1s",
         VMAGENT_OTLP_FLAG,
         "-loggerLevel=WARN",

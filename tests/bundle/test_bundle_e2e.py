@@ -8,7 +8,7 @@ workload (tests/bundle/workload.py) use the library: a fleet of one application.
   which remote-writes to the same Prometheus started with ``--web.enable-remote-write-receiver``
   (Debian 12's Prometheus 2.42 has no OTLP receiver; the compose stack's Prometheus 3 has one).
   vmagent's relabelling sets ``job``/``instance`` from the resource as Prometheus's OTLP receiver
-  does (``servers.VMAGENT_RELABEL``).
+  does (the committed ``deploy/vmagent/relabel.yml``).
 
 Every test runs on both paths: the same metric names and labels, every dashboard query with data,
 the same alerts firing and the same pages.
@@ -147,6 +147,10 @@ PREVIEW_VARIABLES = {
 
 #: the two ways the library's metrics reach Prometheus
 PATHS = ("pull", "otlp")
+#: the job of each path's series: the scrape job's name; service.namespace/service.name from the
+#: resource (deploy/vmagent/relabel.yml, as Prometheus's OTLP receiver does)
+OTLP_NAMESPACE = "e2e"
+JOBS = {"pull": "workload", "otlp": f"{OTLP_NAMESPACE}/otel-resilience-e2e"}
 
 
 @dataclass
@@ -246,6 +250,7 @@ def stack(
                 vmagent = start_vmagent(f"{prometheus.url}/api/v1/write", workdir)
                 servers.append(vmagent)
                 environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"{vmagent.url}/opentelemetry"
+                environ["OTEL_RESOURCE_ATTRIBUTES"] = f"service.namespace={OTLP_NAMESPACE}"
             for index in range(REPLICAS):
                 log = stack_files.enter_context((workdir / f"workload-{index}.log").open("w"))
                 port = workload_ports[index] if workload_ports else 0
@@ -317,6 +322,7 @@ def test_every_library_metric_is_scraped_with_its_labels(stack):
             # on both paths a series says which process reported it (the breaker alerts use it;
             # on the OTLP path job/instance come from each process's resource)
             assert {"job", "instance"} <= set(s), f"{stack.path} {metric}: {s}"
+            assert s["job"] == JOBS[stack.path], f"{metric}: {s}"
     states = {s[ST] for s in stack.prom.series(n.PROM_BREAKER_STATE)}
     assert states == {"closed", "half_open", "open"}
 
