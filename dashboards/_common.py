@@ -169,6 +169,21 @@ def quantile(q: float, buckets: str, *extra: str, by: str | None = BY) -> str:
     return f"histogram_quantile({q:g}, sum by ({grouping}) ({rate(buckets, *extra)}))"
 
 
+#: calls that failed with an error that burns the error budget (the alerts' definition)
+BUDGET_FAILED = (FAILED, f'{ET}!~"{"|".join(knobs.SLO_EXCLUDED_ERROR_TYPES)}"')
+
+
+def budget_left(by: str | None = None) -> str:
+    """The share of the ``SLO_PERIOD`` error budget left (1 untouched, 0 spent, below 0
+    overspent), over the calls of the whole period: the budget-remaining rule's formula, over
+    the raw counters (1, not "no data", while nothing failed)."""
+    period = knobs.SLO_PERIOD
+    failed = f"sum{_grouping(by)} (increase({CALLS}{sel(*BUDGET_FAILED)}[{period}]))"
+    calls = f"sum{_grouping(by)} (increase({CALLS}{sel()}[{period}]))"
+    spent = ratio(f"(\n  {failed}\n  or\n  {calls} * 0\n)", calls)
+    return f"1 - (\n{spent}\n) / {1 - knobs.SLO_OBJECTIVE:g}"
+
+
 def call_quantile(q: float, by: str | None = BY) -> str:
     """A call-duration quantile over the calls that reached the dependency: an open breaker's
     instant rejections must not make latency look better during an outage."""
@@ -222,18 +237,23 @@ def increments(metric: str, *extra: str, by: str) -> str:
     return f"sum by ({by}) (\n  ({series} - {series} offset {STEP}) >= 0\n  or\n  {series} + 0\n)"
 
 
-def target(expr: str, legend: str, ref: str, fmt: str = "time_series") -> Target:
-    return Target(expr=expr, legendFormat=legend, refId=ref, format=fmt, datasource=DATASOURCE)
+def target(
+    expr: str, legend: str, ref: str, fmt: str = "time_series", *, instant: bool = False
+) -> Target:
+    return Target(
+        expr=expr, legendFormat=legend, refId=ref, format=fmt, datasource=DATASOURCE,
+        instant=instant,
+    )  # fmt: skip
 
 
 def targets(*pairs: tuple[str, str]) -> list[Target]:
     return [target(expr, legend, chr(ord("A") + i)) for i, (expr, legend) in enumerate(pairs)]
 
 
-def steps(*levels: tuple[str, float]) -> list[dict[str, Any]]:
-    """Threshold steps: green below the first level, then each (color, value) in order. The base
-    step's ``value`` is null: the schema's way to say "from -Infinity"."""
-    return [{"color": "green", "value": None}] + [
+def steps(*levels: tuple[str, float], base: str = "green") -> list[dict[str, Any]]:
+    """Threshold steps: ``base`` below the first level, then each (color, value) in order. The
+    base step's ``value`` is null: the schema's way to say "from -Infinity"."""
+    return [{"color": base, "value": None}] + [
         {"color": color, "value": value} for color, value in levels
     ]
 
@@ -377,6 +397,7 @@ def stat(
     runbook: str = RUNBOOK_INDEX,
     thresholds: Sequence[tuple[str, float]] = (),
     mappings: list[dict[str, Any]] | None = None,
+    base: str = "green",
 ) -> Stat:
     return Stat(
         title=title,
@@ -384,7 +405,7 @@ def stat(
         dataSource=DATASOURCE,
         targets=tgts,
         format=unit,
-        thresholds=steps(*thresholds),
+        thresholds=steps(*thresholds, base=base),
         colorMode="background" if (thresholds or mappings) else "value",
         graphMode="area",
         reduceCalc="lastNotNull",

@@ -24,6 +24,7 @@ from ._common import (
     WHO,
     attempts_per_call,
     breaker_state,
+    budget_left,
     burn_rows,
     call_quantile,
     dashboard,
@@ -40,6 +41,7 @@ from ._common import (
     stat,
     state_timeline,
     sum_rate,
+    target,
     targets,
     timeseries,
 )
@@ -136,6 +138,19 @@ def build():
             targets(*((_burn_rate(w), w) for w in knobs.ERROR_RATIO_WINDOWS)),
             "suffix:x",
             thresholds=[("orange", knobs.BURN_SLOW_FACTOR), ("red", knobs.BURN_FAST_FACTOR)],
+            runbook="error-budget-burn",
+        ),
+        stat(
+            f"Error budget left ({knobs.SLO_PERIOD})",
+            f"Share of the {knobs.SLO_PERIOD} error budget of the {knobs.SLO_OBJECTIVE:.1%} "
+            "objective still left: 1 untouched, 0 spent, below 0 overspent. Calls that failed "
+            f"with {', '.join(knobs.SLO_EXCLUDED_ERROR_TYPES)} do not spend it (the caller's own "
+            "mistakes and load control), as in the burn-rate alerts. Over the data Prometheus "
+            "keeps: with less than the period stored, over what it has.",
+            [target(budget_left(), "budget left", "A", instant=True)],
+            "percentunit",
+            thresholds=[("orange", 0.0), ("green", 0.25)],
+            base="red",
             runbook="error-budget-burn",
         ),
         timeseries(

@@ -159,7 +159,8 @@ def test_every_selector_follows_the_service_and_endpoint_variables(expr):
 
 @pytest.mark.parametrize("expr", QUERIES)
 def test_every_range_is_the_rate_interval_or_an_alert_window(expr):
-    windows = {knobs.BREAKER_OPENS_WINDOW, *knobs.ERROR_RATIO_WINDOWS}
+    # (and the SLO period: the budget-left stat, an instant query over the whole period)
+    windows = {knobs.BREAKER_OPENS_WINDOW, *knobs.ERROR_RATIO_WINDOWS, knobs.SLO_PERIOD}
     # an alert window also as the resolution of a subquery over the step (every_sample)
     allowed = {"$__rate_interval", *windows, *(f"$__interval:{w}" for w in windows)}
     assert promql.ranges(expr) <= allowed
