@@ -49,6 +49,8 @@ ATTEMPTS = f"{n.PROM_ATTEMPT_DURATION}_count"
 ATTEMPT_BUCKETS = f"{n.PROM_ATTEMPT_DURATION}_bucket"
 RETRY_DELAY_BUCKETS = f"{n.PROM_RETRY_DELAY}_bucket"
 FAILED = f'{ET}!=""'
+#: calls that failed with an error that burns the error budget (the alerts' definition)
+BUDGET_FAILED = (FAILED, f'{ET}!~"{"|".join(knobs.SLO_EXCLUDED_ERROR_TYPES)}"')
 #: error types of calls the library refused itself: they made no attempt and never reached the
 #: dependency (open breaker, own rate limiter, full concurrency limit)
 #: (the alerts' ``NOT_REACHING_ERROR_TYPES``: one list, so panels and alerts agree)
@@ -151,10 +153,11 @@ def ratio(numerator: str, denominator: str) -> str:
     return f"{numerator}\n/\n({denominator} > 0)"
 
 
-def error_ratio(by: str | None = BY, window: str = RATE) -> str:
-    """Failed calls / all calls; 0 (not "no data") for an endpoint without failures."""
-    failed = sum_rate(CALLS, FAILED, by=by, window=window)
-    return ratio(or_zero(failed, by, window), sum_rate(CALLS, by=by, window=window))
+def error_ratio(by: str | None = BY, window: str = RATE, failed: Sequence[str] = (FAILED,)) -> str:
+    """Failed calls / all calls; 0 (not "no data") for an endpoint without failures. ``failed``:
+    the matchers of a failure (``BUDGET_FAILED``: only the errors that burn the budget)."""
+    failures = sum_rate(CALLS, *failed, by=by, window=window)
+    return ratio(or_zero(failures, by, window), sum_rate(CALLS, by=by, window=window))
 
 
 def attempts_per_call(by: str | None = BY) -> str:
@@ -167,10 +170,6 @@ def attempts_per_call(by: str | None = BY) -> str:
 def quantile(q: float, buckets: str, *extra: str, by: str | None = BY) -> str:
     grouping = f"{by}, le" if by else "le"
     return f"histogram_quantile({q:g}, sum by ({grouping}) ({rate(buckets, *extra)}))"
-
-
-#: calls that failed with an error that burns the error budget (the alerts' definition)
-BUDGET_FAILED = (FAILED, f'{ET}!~"{"|".join(knobs.SLO_EXCLUDED_ERROR_TYPES)}"')
 
 
 def budget_left(by: str | None = None) -> str:

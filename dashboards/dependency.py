@@ -9,6 +9,7 @@ from otel_resilience import _names as n
 from . import queries as q
 from ._common import (
     ATTEMPT_BUCKETS,
+    BUDGET_FAILED,
     CALLS,
     DEPENDENCY_UID,
     ERROR_TYPE,
@@ -56,7 +57,9 @@ def _outcomes() -> str:
 
 
 def _burn_rate(window: str) -> str:
-    return every_sample(f"(\n{error_ratio(by=None, window=window)}\n) / {BUDGET:g}", window)
+    # the errors that burn the budget, as in the alerts (not the caller's own bad requests)
+    ratio = error_ratio(by=None, window=window, failed=BUDGET_FAILED)
+    return every_sample(f"(\n{ratio}\n) / {BUDGET:g}", window)
 
 
 def per_second(title: str, description: str, metric: str, legend: str, *, runbook: str = "README"):
@@ -81,7 +84,9 @@ def build():
         stat(
             "Error ratio",
             f"Share of calls that failed. Orange from {SLOW_BURN:.2%} (slow burn), red from "
-            f"{FAST_BURN:.2%} (fast burn) of the {knobs.SLO_OBJECTIVE:.1%} objective.",
+            f"{FAST_BURN:.2%} (fast burn) of the {knobs.SLO_OBJECTIVE:.1%} objective; the "
+            "alerts count only the errors that burn the budget (not "
+            f"{', '.join(knobs.SLO_EXCLUDED_ERROR_TYPES)}): see the burn-rate panel.",
             targets((error_ratio(by=None), "error ratio")),
             "percentunit",
             thresholds=[("orange", SLOW_BURN), ("red", FAST_BURN)],
@@ -133,7 +138,9 @@ def build():
             "Error-budget burn rate",
             "How many times faster than sustainable the error budget of the "
             f"{knobs.SLO_OBJECTIVE:.1%} objective burns, over each window of the paging alerts "
-            "(at a step longer than a window, the worst of the windows within the step). "
+            "(at a step longer than a window, the worst of the windows within the step), "
+            "counting the errors the alerts count (not "
+            f"{', '.join(knobs.SLO_EXCLUDED_ERROR_TYPES)}). "
             f"{burn_rows(PAGING_ROWS)}",
             targets(*((_burn_rate(w), w) for w in knobs.ERROR_RATIO_WINDOWS)),
             "suffix:x",

@@ -82,7 +82,8 @@ def build():
             "Share of calls that failed (any error_type: after their last retry, or rejected by "
             f"the breaker or rate limiter). Dashed lines: {SLOW_BURN:.2%} and {FAST_BURN:.2%}, "
             f"the error ratios of the two paging burn rates of the {knobs.SLO_OBJECTIVE:.1%} "
-            f"objective. {burn_rows(PAGING_ROWS)}",
+            f"objective. {burn_rows(PAGING_ROWS)} The alerts count only the errors that burn "
+            f"the budget (not {', '.join(knobs.SLO_EXCLUDED_ERROR_TYPES)}).",
             targets((error_ratio(), WHO)),
             "percentunit",
             thresholds=[("orange", SLOW_BURN), ("red", FAST_BURN)],

@@ -6,7 +6,7 @@
 - the breaker state shows an opening shorter than a step;
 - transition bars count each transition once (their sum is the number of transitions);
 - 0 where the answer is 0, "no data" only where there were no calls;
-- the error budget left is spent only by the error types that burn it.
+- the error budget left and the burn rates count only the error types that burn the budget.
 
 Locally the tests skip when promtool is missing; with CI=true they fail instead.
 """
@@ -237,3 +237,19 @@ def test_the_budget_left_is_spent_only_by_budget_burning_errors(promtool, tmp_pa
     shop = budget.replace('resilience_service=~".*"', 'resilience_service=~"shop"')
     llm = budget.replace('resilience_service=~".*"', 'resilience_service=~"llm"')
     evaluate(promtool, tmp_path, inputs, [(llm, "10m", {"{}": 0.5}), (shop, "10m", {"{}": 1})])
+
+
+def test_the_burn_rate_panel_counts_the_errors_the_alerts_count(promtool, tmp_path):
+    """4 in 1,024 calls failed with a server error; many more were the caller's bad requests or
+    throttled by its own rate limiter, which burn no budget (SLO_EXCLUDED_ERROR_TYPES): the burn
+    rate is (4 / 1024) / 0.001, as the burn-rate alert computes it, not 20 / 1024 / 0.001."""
+    inputs = [
+        series(CALLS, "0+1004x40"),
+        series(CALLS, "0+4x40", error_type="server_error"),
+        series(CALLS, "0+6x40", error_type="bad_request"),
+        series(CALLS, "0+10x40", error_type="throttled"),
+    ]
+    burn = expr(DEPENDENCY, "Error-budget burn rate", "A")  # the 5m window
+    assert "[5m]" in burn
+    # (rounded: promtool 2.42 compares floats exactly, and 3.90625 comes out 3.906249999999999)
+    evaluate(promtool, tmp_path, inputs, [(f"round({burn}, 0.001)", "8m", {"{}": 3.906})])
