@@ -12,8 +12,6 @@ from alerts import config as knobs
 from alerts import rules
 from dashboards import generate, queries
 
-from otel_resilience import _names as n
-
 from . import promql
 from .servers import ROOT
 
@@ -31,7 +29,7 @@ QUERIES = [
 #: the library's series and labels, and the second-round ones of TELEMETRY.md it does not emit yet
 #: (dashboards/queries.py names them; test_dashboard_metrics.py checks them against the contract)
 SERIES = promql.LIBRARY_SERIES | queries.SECOND_ROUND_SERIES
-LABELS = promql.LIBRARY_LABELS | queries.SECOND_ROUND_LABELS | {n.PROM_STATE_STORE_BACKEND}
+LABELS = promql.LIBRARY_LABELS | queries.SECOND_ROUND_LABELS
 SLOW_BURN = knobs.BURN_SLOW_FACTOR * (1 - knobs.SLO_OBJECTIVE)
 FAST_BURN = knobs.BURN_FAST_FACTOR * (1 - knobs.SLO_OBJECTIVE)
 
