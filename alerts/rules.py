@@ -140,7 +140,8 @@ def _recording_rules() -> list[dict[str, Any]]:
         },
         {"record": REACHED_CALL_RATE, "expr": f"sum by ({BY}) (rate({CALLS}{{{REACHED}}}[5m]))"},
         {"record": ATTEMPT_RATE, "expr": f"sum by ({BY}) (rate({ATTEMPTS}[5m]))"},
-        {"record": ATTEMPTS_PER_CALL, "expr": f"{ATTEMPT_RATE}\n/\n{CALL_RATE}"},
+        # over the calls that reached the dependency: a rejected call makes no attempt
+        {"record": ATTEMPTS_PER_CALL, "expr": f"{ATTEMPT_RATE}\n/\n{REACHED_CALL_RATE}"},
         {"record": RETRY_RATE, "expr": f"sum by ({BY}) (rate({n.PROM_RETRIES}[5m]))"},
         {"record": TIMEOUT_RATE, "expr": f"sum by ({BY}) (rate({n.PROM_TIMEOUTS}[5m]))"},
         {
@@ -324,16 +325,20 @@ ALERTS: tuple[Alert, ...] = (
     Alert(
         name="ResilienceHighRetryRate",
         expr=(
-            f"(\n  {RETRY_RATE}\n  /\n  {CALL_RATE}\n) > {c.RETRIES_PER_CALL_THRESHOLD:g}\n"
-            f"and on ({BY})\n{ENOUGH_TRAFFIC}"
+            # per call that reached the dependency: an open breaker's fast rejections (no
+            # attempt, no retry) must not dilute the ratio, as in the dashboards
+            f"(\n  {RETRY_RATE}\n  /\n  {REACHED_CALL_RATE}\n) > {c.RETRIES_PER_CALL_THRESHOLD:g}\n"
+            f"and on ({BY})\n{REACHED_CALL_RATE} >= {c.MIN_CALLS_PER_SECOND:g}"
         ),
         for_=c.RETRIES_FOR,
         severity="warning",
         summary=f"{WHO} needs many retries.",
         description=(
-            f'Calls to {WHO}{FOR_CALLER} need {{{{ $value | printf "%.2f" }}}} retries each on '
-            f"average (threshold {c.RETRIES_PER_CALL_THRESHOLD:g}) for {c.RETRIES_FOR}: the "
-            "dependency is failing transiently and the retries multiply the load on it."
+            f"Calls to {WHO}{FOR_CALLER} that reached it need "
+            f'{{{{ $value | printf "%.2f" }}}} retries each on average (threshold '
+            f"{c.RETRIES_PER_CALL_THRESHOLD:g}; calls an open breaker or a local limit rejected "
+            f"are left out) for {c.RETRIES_FOR}: the dependency is failing transiently and the "
+            "retries multiply the load on it."
         ),
         runbook="high-retry-rate",
     ),

@@ -49,9 +49,12 @@ ATTEMPTS = f"{n.PROM_ATTEMPT_DURATION}_count"
 ATTEMPT_BUCKETS = f"{n.PROM_ATTEMPT_DURATION}_bucket"
 RETRY_DELAY_BUCKETS = f"{n.PROM_RETRY_DELAY}_bucket"
 FAILED = f'{ET}!=""'
+#: calls that failed with an error that burns the error budget (the alerts' definition)
+BUDGET_FAILED = (FAILED, f'{ET}!~"{"|".join(knobs.SLO_EXCLUDED_ERROR_TYPES)}"')
 #: error types of calls the library refused itself: they made no attempt and never reached the
 #: dependency (open breaker, own rate limiter, full concurrency limit)
-REJECTED_TYPES = ("circuit_open", "throttled", q.CONCURRENCY_LIMITED)
+#: (the alerts' ``NOT_REACHING_ERROR_TYPES``: one list, so panels and alerts agree)
+REJECTED_TYPES = tuple(knobs.NOT_REACHING_ERROR_TYPES)
 #: calls that reached the dependency (a success has no error_type, which this matches)
 REACHED = f'{ET}!~"{"|".join(REJECTED_TYPES)}"'
 
@@ -59,6 +62,24 @@ ERROR_TYPE = f"{{{{{ET}}}}}"
 #: error ratios at which the slow and the fast error-budget burn alerts fire
 SLOW_BURN = knobs.BURN_SLOW_FACTOR * (1 - knobs.SLO_OBJECTIVE)
 FAST_BURN = knobs.BURN_FAST_FACTOR * (1 - knobs.SLO_OBJECTIVE)
+#: the one burn-rate alert (a rule per row of ``alerts.config.BURN_RATE_WINDOWS``)
+BURN_ALERT = "ResilienceErrorBudgetBurn"
+#: the rows that page (their windows are ``alerts.config.ERROR_RATIO_WINDOWS``)
+PAGING_ROWS = tuple(row for row in knobs.BURN_RATE_WINDOWS if row.severity == "critical")
+
+
+def burn_rows(rows: Sequence[knobs.BurnRateWindow] = knobs.BURN_RATE_WINDOWS) -> str:
+    """The burn-rate table in words, for panel descriptions: which alert fires over which
+    windows above which factor, with which severity (from the knobs, so it cannot go stale)."""
+    parts = [
+        f"{row.long} and {row.short} both above {row.factor:g}x ({row.severity})" for row in rows
+    ]
+    return (
+        f"{BURN_ALERT} fires (one rule per row, labels long_window and short_window) when "
+        + "; or ".join(parts)
+        + "."
+    )
+
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 OVERVIEW_UID = "otel-resilience-overview"
@@ -132,10 +153,11 @@ def ratio(numerator: str, denominator: str) -> str:
     return f"{numerator}\n/\n({denominator} > 0)"
 
 
-def error_ratio(by: str | None = BY, window: str = RATE) -> str:
-    """Failed calls / all calls; 0 (not "no data") for an endpoint without failures."""
-    failed = sum_rate(CALLS, FAILED, by=by, window=window)
-    return ratio(or_zero(failed, by, window), sum_rate(CALLS, by=by, window=window))
+def error_ratio(by: str | None = BY, window: str = RATE, failed: Sequence[str] = (FAILED,)) -> str:
+    """Failed calls / all calls; 0 (not "no data") for an endpoint without failures. ``failed``:
+    the matchers of a failure (``BUDGET_FAILED``: only the errors that burn the budget)."""
+    failures = sum_rate(CALLS, *failed, by=by, window=window)
+    return ratio(or_zero(failures, by, window), sum_rate(CALLS, by=by, window=window))
 
 
 def attempts_per_call(by: str | None = BY) -> str:
@@ -148,6 +170,17 @@ def attempts_per_call(by: str | None = BY) -> str:
 def quantile(q: float, buckets: str, *extra: str, by: str | None = BY) -> str:
     grouping = f"{by}, le" if by else "le"
     return f"histogram_quantile({q:g}, sum by ({grouping}) ({rate(buckets, *extra)}))"
+
+
+def budget_left(by: str | None = None) -> str:
+    """The share of the ``SLO_PERIOD`` error budget left (1 untouched, 0 spent, below 0
+    overspent), over the calls of the whole period: the budget-remaining rule's formula, over
+    the raw counters (1, not "no data", while nothing failed)."""
+    period = knobs.SLO_PERIOD
+    failed = f"sum{_grouping(by)} (increase({CALLS}{sel(*BUDGET_FAILED)}[{period}]))"
+    calls = f"sum{_grouping(by)} (increase({CALLS}{sel()}[{period}]))"
+    spent = ratio(f"(\n  {failed}\n  or\n  {calls} * 0\n)", calls)
+    return f"1 - (\n{spent}\n) / {1 - knobs.SLO_OBJECTIVE:g}"
 
 
 def call_quantile(q: float, by: str | None = BY) -> str:
@@ -203,18 +236,23 @@ def increments(metric: str, *extra: str, by: str) -> str:
     return f"sum by ({by}) (\n  ({series} - {series} offset {STEP}) >= 0\n  or\n  {series} + 0\n)"
 
 
-def target(expr: str, legend: str, ref: str, fmt: str = "time_series") -> Target:
-    return Target(expr=expr, legendFormat=legend, refId=ref, format=fmt, datasource=DATASOURCE)
+def target(
+    expr: str, legend: str, ref: str, fmt: str = "time_series", *, instant: bool = False
+) -> Target:
+    return Target(
+        expr=expr, legendFormat=legend, refId=ref, format=fmt, datasource=DATASOURCE,
+        instant=instant,
+    )  # fmt: skip
 
 
 def targets(*pairs: tuple[str, str]) -> list[Target]:
     return [target(expr, legend, chr(ord("A") + i)) for i, (expr, legend) in enumerate(pairs)]
 
 
-def steps(*levels: tuple[str, float]) -> list[dict[str, Any]]:
-    """Threshold steps: green below the first level, then each (color, value) in order. The base
-    step's ``value`` is null: the schema's way to say "from -Infinity"."""
-    return [{"color": "green", "value": None}] + [
+def steps(*levels: tuple[str, float], base: str = "green") -> list[dict[str, Any]]:
+    """Threshold steps: ``base`` below the first level, then each (color, value) in order. The
+    base step's ``value`` is null: the schema's way to say "from -Infinity"."""
+    return [{"color": base, "value": None}] + [
         {"color": color, "value": value} for color, value in levels
     ]
 
@@ -358,6 +396,7 @@ def stat(
     runbook: str = RUNBOOK_INDEX,
     thresholds: Sequence[tuple[str, float]] = (),
     mappings: list[dict[str, Any]] | None = None,
+    base: str = "green",
 ) -> Stat:
     return Stat(
         title=title,
@@ -365,7 +404,7 @@ def stat(
         dataSource=DATASOURCE,
         targets=tgts,
         format=unit,
-        thresholds=steps(*thresholds),
+        thresholds=steps(*thresholds, base=base),
         colorMode="background" if (thresholds or mappings) else "value",
         graphMode="area",
         reduceCalc="lastNotNull",

@@ -9,12 +9,14 @@ from otel_resilience import _names as n
 from . import queries as q
 from ._common import (
     ATTEMPT_BUCKETS,
+    BUDGET_FAILED,
     CALLS,
     DEPENDENCY_UID,
     ERROR_TYPE,
     ET,
     FAST_BURN,
     OVERRIDE_MAPPINGS,
+    PAGING_ROWS,
     REJECTED_TYPES,
     RETRY_DELAY_BUCKETS,
     SLOW_BURN,
@@ -23,6 +25,8 @@ from ._common import (
     WHO,
     attempts_per_call,
     breaker_state,
+    budget_left,
+    burn_rows,
     call_quantile,
     dashboard,
     error_ratio,
@@ -38,6 +42,7 @@ from ._common import (
     stat,
     state_timeline,
     sum_rate,
+    target,
     targets,
     timeseries,
 )
@@ -52,7 +57,9 @@ def _outcomes() -> str:
 
 
 def _burn_rate(window: str) -> str:
-    return every_sample(f"(\n{error_ratio(by=None, window=window)}\n) / {BUDGET:g}", window)
+    # the errors that burn the budget, as in the alerts (not the caller's own bad requests)
+    ratio = error_ratio(by=None, window=window, failed=BUDGET_FAILED)
+    return every_sample(f"(\n{ratio}\n) / {BUDGET:g}", window)
 
 
 def per_second(title: str, description: str, metric: str, legend: str, *, runbook: str = "README"):
@@ -77,7 +84,9 @@ def build():
         stat(
             "Error ratio",
             f"Share of calls that failed. Orange from {SLOW_BURN:.2%} (slow burn), red from "
-            f"{FAST_BURN:.2%} (fast burn) of the {knobs.SLO_OBJECTIVE:.1%} objective.",
+            f"{FAST_BURN:.2%} (fast burn) of the {knobs.SLO_OBJECTIVE:.1%} objective; the "
+            "alerts count only the errors that burn the budget (not "
+            f"{', '.join(knobs.SLO_EXCLUDED_ERROR_TYPES)}): see the burn-rate panel.",
             targets((error_ratio(by=None), "error ratio")),
             "percentunit",
             thresholds=[("orange", SLOW_BURN), ("red", FAST_BURN)],
@@ -115,8 +124,8 @@ def build():
         stat(
             "Breaker override",
             "Operator override of the breaker: none, metrics_only, disabled or forced_open "
-            "(resilience_circuit_breaker_override). No data: the library does not export the "
-            "override gauge (yet).",
+            "(resilience_circuit_breaker_override; CB_MANUAL_STATE, force_open(), disable()). "
+            "A breaker forced open or disabled on purpose raises no breaker or burn alert.",
             targets((override_state(), WHO)),
             "none",
             thresholds=[("blue", 1), ("orange", 2), ("red", 3)],
@@ -128,15 +137,27 @@ def build():
         timeseries(
             "Error-budget burn rate",
             "How many times faster than sustainable the error budget of the "
-            f"{knobs.SLO_OBJECTIVE:.1%} objective burns, over each window the alerts use (at a "
-            "step longer than a window, the worst of the windows within the step). "
-            f"ResilienceErrorBudgetBurnFast fires when {knobs.BURN_FAST_LONG_WINDOW} and "
-            f"{knobs.BURN_FAST_SHORT_WINDOW} are both above {knobs.BURN_FAST_FACTOR:g}x, "
-            f"ResilienceErrorBudgetBurnSlow when {knobs.BURN_SLOW_LONG_WINDOW} and "
-            f"{knobs.BURN_SLOW_SHORT_WINDOW} are both above {knobs.BURN_SLOW_FACTOR:g}x.",
+            f"{knobs.SLO_OBJECTIVE:.1%} objective burns, over each window of the paging alerts "
+            "(at a step longer than a window, the worst of the windows within the step), "
+            "counting the errors the alerts count (not "
+            f"{', '.join(knobs.SLO_EXCLUDED_ERROR_TYPES)}). "
+            f"{burn_rows(PAGING_ROWS)}",
             targets(*((_burn_rate(w), w) for w in knobs.ERROR_RATIO_WINDOWS)),
             "suffix:x",
             thresholds=[("orange", knobs.BURN_SLOW_FACTOR), ("red", knobs.BURN_FAST_FACTOR)],
+            runbook="error-budget-burn",
+        ),
+        stat(
+            f"Error budget left ({knobs.SLO_PERIOD})",
+            f"Share of the {knobs.SLO_PERIOD} error budget of the {knobs.SLO_OBJECTIVE:.1%} "
+            "objective still left: 1 untouched, 0 spent, below 0 overspent. Calls that failed "
+            f"with {', '.join(knobs.SLO_EXCLUDED_ERROR_TYPES)} do not spend it (the caller's own "
+            "mistakes and load control), as in the burn-rate alerts. Over the data Prometheus "
+            "keeps: with less than the period stored, over what it has.",
+            [target(budget_left(), "budget left", "A", instant=True)],
+            "percentunit",
+            thresholds=[("orange", 0.0), ("green", 0.25)],
+            base="red",
             runbook="error-budget-burn",
         ),
         timeseries(

@@ -79,7 +79,12 @@ def _only(doc: dict[str, Any], keys: frozenset[str]) -> dict[str, Any]:
 
 def _target(target: dict[str, Any]) -> dict[str, Any]:
     out = _only(target, TARGET_KEYS)
-    out.update(editorMode="code", range=True)
+    # a range query, or an instant one where the panel shows one number over a long window
+    # (grafanalib writes ``instant: false`` on every target)
+    if target.get("instant"):
+        out.update(editorMode="code", instant=True)
+    else:
+        out.update(editorMode="code", range=True)
     return out
 
 

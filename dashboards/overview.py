@@ -17,6 +17,7 @@ from ._common import (
     FAST_BURN,
     OVERRIDE_MAPPINGS,
     OVERVIEW_UID,
+    PAGING_ROWS,
     RATE,
     REJECTED_TYPES,
     RETRY_DELAY_BUCKETS,
@@ -26,6 +27,7 @@ from ._common import (
     E,
     attempts_per_call,
     breaker_state,
+    burn_rows,
     call_quantile,
     dashboard,
     error_ratio,
@@ -78,9 +80,10 @@ def build():
         timeseries(
             "Error ratio",
             "Share of calls that failed (any error_type: after their last retry, or rejected by "
-            f"the breaker or rate limiter). Dashed lines: {SLOW_BURN:.2%} is the slow-burn and "
-            f"{FAST_BURN:.2%} the fast-burn threshold of the {knobs.SLO_OBJECTIVE:.1%} objective "
-            "(ResilienceErrorBudgetBurnSlow/Fast, which use 30m-6h and 5m-1h windows).",
+            f"the breaker or rate limiter). Dashed lines: {SLOW_BURN:.2%} and {FAST_BURN:.2%}, "
+            f"the error ratios of the two paging burn rates of the {knobs.SLO_OBJECTIVE:.1%} "
+            f"objective. {burn_rows(PAGING_ROWS)} The alerts count only the errors that burn "
+            f"the budget (not {', '.join(knobs.SLO_EXCLUDED_ERROR_TYPES)}).",
             targets((error_ratio(), WHO)),
             "percentunit",
             thresholds=[("orange", SLOW_BURN), ("red", FAST_BURN)],
@@ -222,8 +225,8 @@ def build():
             "Breaker overrides",
             "Operator overrides of each breaker (resilience_circuit_breaker_override): none "
             "(green), metrics_only (blue: the breaker only counts), disabled (orange: never "
-            "opens), forced_open (red: every call rejected on purpose). No data: the library "
-            "does not export the override gauge (yet).",
+            "opens), forced_open (red: every call rejected on purpose; no breaker or burn "
+            "alert for it).",
             targets((override_state(), WHO)),
             mappings=OVERRIDE_MAPPINGS,
             levels=(("blue", 1), ("orange", 2), ("red", 3)),

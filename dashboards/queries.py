@@ -117,9 +117,9 @@ SECOND_ROUND_SERIES = frozenset(
 SECOND_ROUND_LABELS = frozenset({PROM_BREAKER_OVERRIDE_LABEL, PROM_CHAOS_KIND})
 
 #: second-round gauges and histograms: no ``or 0`` stands in for them (no concurrency limit
-#: configured, no override gauge exported, is "no data", the truth)
+#: configured is "no data", the truth). The override gauge is not among them: the library
+#: exports it for every breaker.
 SECOND_ROUND_NO_DATA = (
-    PROM_BREAKER_OVERRIDE,
     PROM_CONCURRENCY_LIMIT,
     PROM_CONCURRENCY_IN_FLIGHT,
     PROM_CONCURRENCY_WAIT,

@@ -194,7 +194,9 @@ def _stat(ax: Any, panel: dict, data: list, unit: str) -> None:
     values = [float(r["values"][-1][1]) for _, results in data for r in results if r["values"]]
     value = max(values) if values else float("nan")
     mapping = _mapping(panel)
-    color = COLORS["green"]
+    steps = panel["fieldConfig"]["defaults"].get("thresholds", {}).get("steps", [])
+    base = next((s["color"] for s in steps if s["value"] is None), "green")
+    color = COLORS.get(base, base)  # the color below the first threshold
     for step_color, threshold in _steps(panel):
         if value >= threshold:
             color = COLORS.get(step_color, step_color)
@@ -272,7 +274,7 @@ def collect(data_file: Path, seconds: int) -> None:
     """Run the end-to-end test, letting it record every panel's data into ``data_file``."""
     env = {**os.environ, "OTEL_RESILIENCE_PREVIEW_DATA": str(data_file),
            "OTEL_RESILIENCE_PREVIEW_SECONDS": str(seconds)}  # fmt: skip
-    test = "tests/bundle/test_bundle_e2e.py::test_every_dashboard_query_returns_data"
+    test = "tests/bundle/test_bundle_e2e.py::test_every_dashboard_query_returns_data[pull]"
     subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "--no-cov", "-p", "no:cacheprovider", test],
         cwd=ROOT, env=env, check=True,

@@ -23,8 +23,9 @@ IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 #: the library's Prometheus labels: the only ones a query may select or group on
 LIBRARY_LABELS = frozenset(
-    {n.PROM_SERVICE, n.PROM_ENDPOINT, n.PROM_ERROR_TYPE, n.PROM_BREAKER_STATE_LABEL}
-)
+    {n.PROM_SERVICE, n.PROM_ENDPOINT, n.PROM_ERROR_TYPE, n.PROM_BREAKER_STATE_LABEL,
+     n.PROM_BREAKER_OVERRIDE_LABEL, n.PROM_STATE_STORE_BACKEND}
+)  # fmt: skip
 #: every series name the library emits (histograms with their three suffixes)
 HISTOGRAMS = (n.PROM_CALL_DURATION, n.PROM_ATTEMPT_DURATION, n.PROM_RETRY_DELAY)
 LIBRARY_SERIES = frozenset(

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -41,6 +41,12 @@ PACKAGES = {
     "alertmanager": "prometheus-alertmanager",
     "amtool": "prometheus-alertmanager",
 }
+#: vmagent with OTLP ingestion (the OTLP path's bridge to remote write):
+#: ``$OTEL_RESILIENCE_VMAGENT``, else where ``.ci/install-vmagent`` unpacks Debian trixie's
+#: ``victoria-metrics``. Not PATH: Debian 12's own vmagent (1.79) cannot ingest OTLP.
+VMAGENT_ENV = "OTEL_RESILIENCE_VMAGENT"
+VMAGENT_PATH = "/opt/otel-resilience-tools/victoria-metrics/usr/bin/vmagent"
+VMAGENT_OTLP_FLAG = "-opentelemetry.usePrometheusNaming"
 
 
 def find_binary(name: str) -> str | None:
@@ -51,18 +57,46 @@ def find_binary(name: str) -> str | None:
     return None
 
 
+def _missing(reason: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
 def require(name: str) -> str:
     """The binary's path; skip the test when it is missing, unless CI=true (then fail)."""
     found = find_binary(name)
     if found:
         return found
-    reason = (
+    _missing(
         f"{name} is not installed (Debian package {PACKAGES[name]!r}: "
         f"apt-get install {PACKAGES[name]}); .ci/run installs it"
     )
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}")
-    pytest.skip(reason)
+
+
+def find_vmagent(environ: dict[str, str] | None = None) -> str | None:
+    """vmagent's path from ``$OTEL_RESILIENCE_VMAGENT`` or the known install path, if it is an
+    executable file (whether it ingests OTLP is ``require_vmagent``'s question)."""
+    env = os.environ if environ is None else environ
+    for candidate in (env.get(VMAGENT_ENV, ""), VMAGENT_PATH):
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def require_vmagent() -> str:
+    """A vmagent that ingests OTLP; skip when there is none, unless CI=true (then fail)."""
+    found = find_vmagent()
+    where = f"${VMAGENT_ENV} or {VMAGENT_PATH}"
+    if not found:
+        _missing(
+            f"no vmagent at {where} (.ci/install-vmagent unpacks Debian trixie's "
+            "victoria-metrics package there; .ci/run runs it)"
+        )
+    helped = run(found, "-help", timeout=30)
+    if VMAGENT_OTLP_FLAG not in helped.stdout + helped.stderr:
+        _missing(f"{found} has no OTLP ingestion ({VMAGENT_OTLP_FLAG}): use trixie's 1.112+")
+    return found
 
 
 def free_port() -> int:
@@ -159,8 +193,9 @@ def _spawn(name: str, cmd: list[str], port: int, workdir: Path) -> Server:
     return server
 
 
-def start_prometheus(config: Path, workdir: Path) -> Server:
-    """Prometheus with ``config`` (rule paths relative to it), its TSDB in ``workdir``."""
+def start_prometheus(config: Path, workdir: Path, *extra: str) -> Server:
+    """Prometheus with ``config`` (rule paths relative to it), its TSDB in ``workdir``, and
+    ``extra`` flags (``--web.enable-remote-write-receiver``, say)."""
     port = free_port()
     cmd = [
         require("prometheus"),
@@ -169,8 +204,31 @@ def start_prometheus(config: Path, workdir: Path) -> Server:
         f"--web.listen-address=127.0.0.1:{port}",
         "--web.enable-lifecycle",
         "--log.level=warn",
+        *extra,
     ]
     return _spawn("prometheus", cmd, port, workdir)
+
+
+#: vmagent's relabelling of the OTLP resource into job/instance, as Prometheus's OTLP receiver
+#: does (the committed file, for users of this path; see its comments)
+VMAGENT_RELABEL = ROOT / "deploy/vmagent/relabel.yml"
+
+
+def start_vmagent(remote_write_url: str, workdir: Path) -> Server:
+    """vmagent receiving OTLP/HTTP at ``<url>/opentelemetry/v1/metrics`` and remote-writing it to
+    ``remote_write_url`` every second, with Prometheus naming and ``VMAGENT_RELABEL``."""
+    port = free_port()
+    cmd = [
+        require_vmagent(),
+        f"-httpListenAddr=127.0.0.1:{port}",
+        f"-remoteWrite.url={remote_write_url}",
+        f"-remoteWrite.tmpDataPath={workdir / 'vmagent-queue'}",
+        f"-remoteWrite.relabelConfig={VMAGENT_RELABEL}",
+        "-remoteWrite.flushInterval=1s",
+        VMAGENT_OTLP_FLAG,
+        "-loggerLevel=WARN",
+    ]
+    return _spawn("vmagent", cmd, port, workdir)
 
 
 def start_alertmanager(config: Path, workdir: Path) -> Server:

@@ -9,9 +9,8 @@ import sys
 
 import pytest
 from alerts import config as knobs
+from alerts import rules
 from dashboards import generate, queries
-
-from otel_resilience import _names as n
 
 from . import promql
 from .servers import ROOT
@@ -30,7 +29,7 @@ QUERIES = [
 #: the library's series and labels, and the second-round ones of TELEMETRY.md it does not emit yet
 #: (dashboards/queries.py names them; test_dashboard_metrics.py checks them against the contract)
 SERIES = promql.LIBRARY_SERIES | queries.SECOND_ROUND_SERIES
-LABELS = promql.LIBRARY_LABELS | queries.SECOND_ROUND_LABELS | {n.PROM_STATE_STORE_BACKEND}
+LABELS = promql.LIBRARY_LABELS | queries.SECOND_ROUND_LABELS
 SLOW_BURN = knobs.BURN_SLOW_FACTOR * (1 - knobs.SLO_OBJECTIVE)
 FAST_BURN = knobs.BURN_FAST_FACTOR * (1 - knobs.SLO_OBJECTIVE)
 
@@ -158,7 +157,8 @@ def test_every_selector_follows_the_service_and_endpoint_variables(expr):
 
 @pytest.mark.parametrize("expr", QUERIES)
 def test_every_range_is_the_rate_interval_or_an_alert_window(expr):
-    windows = {knobs.BREAKER_OPENS_WINDOW, *knobs.ERROR_RATIO_WINDOWS}
+    # (and the SLO period: the budget-left stat, an instant query over the whole period)
+    windows = {knobs.BREAKER_OPENS_WINDOW, *knobs.ERROR_RATIO_WINDOWS, knobs.SLO_PERIOD}
     # an alert window also as the resolution of a subquery over the step (every_sample)
     allowed = {"$__rate_interval", *windows, *(f"$__interval:{w}" for w in windows)}
     assert promql.ranges(expr) <= allowed
@@ -225,3 +225,28 @@ def test_the_promql_reader_sees_metrics_labels_and_ranges():
 def test_runnable_substitutes_every_variable():
     expr = 'rate(x{a=~"$service", b=~"${endpoint}"}[$__rate_interval])'
     assert queries.runnable(expr, "15s") == 'rate(x{a=~".*", b=~".*"}[15s])'
+
+
+ALERT_NAMES = {alert.name for alert in rules.ALERTS}
+
+
+@pytest.mark.parametrize("panel", PANELS)
+def test_the_alerts_a_panel_names_exist(panel):
+    """A panel's text names only alerts of the committed rules (renamed alerts go stale)."""
+    named = set(re.findall(r"\bResilience[A-Z][A-Za-z]*", panel.get("description", "")))
+    assert named <= ALERT_NAMES, named - ALERT_NAMES
+
+
+@pytest.mark.parametrize(
+    ("doc", "title"),
+    [
+        ("resilience-overview.json", "Error ratio"),
+        ("resilience-dependency.json", "Error-budget burn rate"),
+    ],
+)
+def test_the_burn_rate_panels_state_every_paging_row(doc, title):
+    (panel,) = [p for p in queries.panels(DOCS[doc]) if p["title"] == title]
+    text = panel["description"]
+    for row in knobs.BURN_RATE_WINDOWS:
+        stated = f"{row.long} and {row.short} both above {row.factor:g}x ({row.severity})"
+        assert (stated in text) == (row.severity == "critical"), (stated, text)

@@ -5,7 +5,8 @@
 - latency is over calls that reached the dependency: instant rejections do not make it look fast;
 - the breaker state shows an opening shorter than a step;
 - transition bars count each transition once (their sum is the number of transitions);
-- 0 where the answer is 0, "no data" only where there were no calls.
+- 0 where the answer is 0, "no data" only where there were no calls;
+- the error budget left and the burn rates count only the error types that burn the budget.
 
 Locally the tests skip when promtool is missing; with CI=true they fail instead.
 """
@@ -216,3 +217,39 @@ def test_state_store_errors_are_0_without_any_error(promtool, tmp_path):
 def test_the_committed_queries_are_the_ones_evaluated():
     # the expressions above come from the committed JSON, not from the Python sources
     assert json.loads((queries.HERE / "resilience-overview.json").read_text()) == OVERVIEW
+
+
+def test_the_budget_left_is_spent_only_by_budget_burning_errors(promtool, tmp_path):
+    """1 in 2,000 calls failed with a server error: half the 0.1% budget is spent, whatever the
+    caller's own bad requests and the library's throttling (they do not burn it, as in the
+    alerts); a dependency without a failure has all of it (1, not "no data")."""
+    budget = expr(DEPENDENCY, "Error budget left (30d)")
+    assert "[30d]" in budget
+    quiet = {n.PROM_SERVICE: "shop", n.PROM_ENDPOINT: "checkout"}
+    inputs = [
+        series(CALLS, "0+1996x40"),
+        series(CALLS, "0+1x40", **{n.PROM_ERROR_TYPE: "server_error"}),
+        series(CALLS, "0+2x40", **{n.PROM_ERROR_TYPE: "bad_request"}),
+        series(CALLS, "0+1x40", **{n.PROM_ERROR_TYPE: "throttled"}),
+        series(CALLS, "0+100x40", **quiet),
+        series(CALLS, "0+5x40", **quiet, **{n.PROM_ERROR_TYPE: "not_found"}),
+    ]
+    shop = budget.replace('resilience_service=~".*"', 'resilience_service=~"shop"')
+    llm = budget.replace('resilience_service=~".*"', 'resilience_service=~"llm"')
+    evaluate(promtool, tmp_path, inputs, [(llm, "10m", {"{}": 0.5}), (shop, "10m", {"{}": 1})])
+
+
+def test_the_burn_rate_panel_counts_the_errors_the_alerts_count(promtool, tmp_path):
+    """4 in 1,024 calls failed with a server error; many more were the caller's bad requests or
+    throttled by its own rate limiter, which burn no budget (SLO_EXCLUDED_ERROR_TYPES): the burn
+    rate is (4 / 1024) / 0.001, as the burn-rate alert computes it, not 20 / 1024 / 0.001."""
+    inputs = [
+        series(CALLS, "0+1004x40"),
+        series(CALLS, "0+4x40", error_type="server_error"),
+        series(CALLS, "0+6x40", error_type="bad_request"),
+        series(CALLS, "0+10x40", error_type="throttled"),
+    ]
+    burn = expr(DEPENDENCY, "Error-budget burn rate", "A")  # the 5m window
+    assert "[5m]" in burn
+    # (rounded: promtool 2.42 compares floats exactly, and 3.90625 comes out 3.906249999999999)
+    evaluate(promtool, tmp_path, inputs, [(f"round({burn}, 0.001)", "8m", {"{}": 3.906})])

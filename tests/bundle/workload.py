@@ -1,7 +1,10 @@
 """A workload for the end-to-end test: real resilient_call traffic with induced failures, served
-on the Python Prometheus exporter for a real Prometheus to scrape.
+on the Python Prometheus exporter for a real Prometheus to scrape (the pull path), or pushed every
+second with the OTLP/HTTP exporter to ``$OTEL_EXPORTER_OTLP_ENDPOINT`` (the OTLP path).
 
     python tests/bundle/workload.py --port 9464 [--duration 120]
+    OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:8429/opentelemetry \
+        python tests/bundle/workload.py --otlp [--duration 120]
 
 Each dependency below misbehaves in its own way, so that every metric of TELEMETRY.md gets data
 and every alert that can fire within a minute does:
@@ -13,6 +16,7 @@ and every alert that can fire within a minute does:
     storage/upload   connection refused every time, breaker reset 1h: breaker stuck open
     llm/chat         rate-limited for 1s, fine for 1s, over and over: breaker opens frequently
     embeddings/embed a 20/second rate limit, called faster (when the library has a rate limiter)
+    billing/charge   down, but its breaker forced open on purpose (CB_MANUAL_STATE): no page
 
 It prints one JSON line with the capabilities it exercised once the metrics endpoint is up, and
 stops by itself after --duration seconds (or at SIGTERM).
@@ -111,6 +115,7 @@ DEPENDENCIES: dict[str, tuple[str, Callable[[], str], dict[str, Any], dict[str, 
         {"CB_FAIL_THRESHOLD": 3, "CB_RESET_SEC": 0.3},
     ),
     "embeddings": ("embed", failing(0.0, 500), {}, {"RATE_LIMIT": "20/second"}),
+    "billing": ("charge", refused, {"max_retries": 2}, {"CB_MANUAL_STATE": "forced_open"}),
 }
 
 
@@ -136,17 +141,27 @@ def drive(service: str, stop: threading.Event) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
+    export = parser.add_mutually_exclusive_group(required=True)
+    export.add_argument("--port", type=int, help="serve /metrics on this port (pull path)")
+    export.add_argument("--otlp", action="store_true", help="push OTLP/HTTP every second")
     parser.add_argument("--duration", type=float, default=120.0)
     args = parser.parse_args()
 
-    handle = configure_telemetry(
-        service_name="otel-resilience-e2e",
-        traces_exporter="none",
-        metrics_exporter="prometheus",
-        prometheus_host="127.0.0.1",
-        prometheus_port=args.port,
-    )
+    if args.otlp:
+        handle = configure_telemetry(
+            service_name="otel-resilience-e2e",
+            traces_exporter="none",
+            metrics_exporter="otlp",
+            metric_export_interval_sec=1.0,
+        )
+    else:
+        handle = configure_telemetry(
+            service_name="otel-resilience-e2e",
+            traces_exporter="none",
+            metrics_exporter="prometheus",
+            prometheus_host="127.0.0.1",
+            prometheus_port=args.port,
+        )
     configure(
         services={service: {**FAST, **cfg} for service, (_, _, _, cfg) in DEPENDENCIES.items()}
     )
@@ -157,7 +172,8 @@ def main() -> None:
     threads = [threading.Thread(target=drive, args=(s, stop), daemon=True) for s in active]
     for thread in threads:
         thread.start()
-    urllib.request.urlopen(f"http://127.0.0.1:{args.port}/metrics", timeout=5).read()
+    if not args.otlp:
+        urllib.request.urlopen(f"http://127.0.0.1:{args.port}/metrics", timeout=5).read()
     print(json.dumps({"ready": True, "dependencies": active}), flush=True)
     stop.wait(args.duration)
     stop.set()
