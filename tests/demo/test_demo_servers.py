@@ -154,3 +154,22 @@ def test_close_joins_every_thread_even_with_keep_alive_connections_open():
     assert time.monotonic() - started < 2.0
     client.close()
     assert all_threads() - before == set()
+
+
+def test_a_client_that_resets_mid_request_prints_no_traceback(capsys):
+    import socket as socket_module
+    import struct
+    from urllib.parse import urlsplit
+
+    services = StandInServices(QUIET).start()
+    try:
+        url = urlsplit(services.urls["gcs"])
+        sock = socket_module.create_connection((url.hostname, url.port))
+        sock.sendall(b"GET /download/a HT")  # half a request line, then a reset (RST)
+        sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+        with httpx.Client(timeout=5.0) as client:  # the server still answers others
+            assert client.get(f"{services.urls['gcs']}/download/a").status_code == 200
+    finally:
+        services.close()
+    assert "Traceback" not in capsys.readouterr().err
