@@ -93,8 +93,8 @@ class RetryBudget:
             return True
 
 
-#: per service: the settings a budget was built from, and the budget
-_budgets: dict[str, tuple[tuple[float, float, float], RetryBudget]] = {}
+#: per service: the config last seen, the settings the budget was built from, and the budget
+_budgets: dict[str, tuple[ReliabilityConfig, tuple[float, float, float], RetryBudget]] = {}
 _lock = threading.Lock()
 #: budgets kept before idle ones (an empty window) are dropped; a dropped one is made afresh
 #: at its service's next call, so endless distinct service names cost bounded memory
@@ -111,24 +111,26 @@ def get_retry_budget(service_name: str, config: ReliabilityConfig) -> RetryBudge
     ratio = config.RETRY_BUDGET_RATIO
     if ratio is None:
         return None
-    settings = (ratio, config.RETRY_BUDGET_MIN_PER_SEC, config.RETRY_BUDGET_WINDOW_SEC)
     found = _budgets.get(service_name)
-    if found is not None and found[0] == settings:
-        return found[1]
+    if found is not None and found[0] is config:  # the usual case: the same config object
+        return found[2]
+    settings = (ratio, config.RETRY_BUDGET_MIN_PER_SEC, config.RETRY_BUDGET_WINDOW_SEC)
     with _lock:
         found = _budgets.get(service_name)
-        if found is None or found[0] != settings:
+        if found is not None and found[1] == settings:
+            budget = found[2]
+        else:
             if len(_budgets) >= _sweep_at:
                 _drop_idle()
-            found = (settings, RetryBudget(*settings))
-            _budgets[service_name] = found
-        return found[1]
+            budget = RetryBudget(*settings)
+        _budgets[service_name] = (config, settings, budget)
+        return budget
 
 
 def _drop_idle() -> None:
     """Drop idle budgets (lock held); sweep again once the count has doubled (amortised)."""
     global _sweep_at
-    for name in [name for name, (_, budget) in _budgets.items() if budget.idle()]:
+    for name in [name for name, (_, _, budget) in _budgets.items() if budget.idle()]:
         del _budgets[name]
     _sweep_at = max(MAX_IDLE_BUDGETS, 2 * len(_budgets))
 

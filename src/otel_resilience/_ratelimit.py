@@ -205,8 +205,8 @@ class RedisRateLimiter(_Waiting):
 
 _FAILED: Final = object()  # a store reply meaning "Redis failed" (nil is a script's "no")
 
-#: per service: the settings a limiter was built from, and the limiter
-_limiters: dict[str, tuple[tuple[object, ...], RateLimiter]] = {}
+#: per service: the config last seen, the settings the limiter was built from, the limiter
+_limiters: dict[str, tuple[ReliabilityConfig, tuple[object, ...], RateLimiter]] = {}
 _lock = threading.Lock()
 #: limiters kept before idle ones (nothing taken in the window) are dropped; a dropped one is
 #: made afresh at its service's next call, so endless distinct service names cost bounded memory
@@ -244,25 +244,26 @@ def get_rate_limiter(service_name: str, config: ReliabilityConfig) -> RateLimite
     """
     if config.RATE_LIMIT is None:
         return None
-    settings = _settings(config)
     found = _limiters.get(service_name)
-    if found is not None and found[0] == settings:
-        return found[1]
+    if found is not None and found[0] is config:  # the usual case: the same config object
+        return found[2]
+    settings = _settings(config)
     with _lock:
         found = _limiters.get(service_name)
-        if found is not None and found[0] == settings:
-            return found[1]
-        if len(_limiters) >= _sweep_at:
-            _drop_idle()
-        limiter = _build(service_name, config)
-        _limiters[service_name] = (settings, limiter)
+        if found is not None and found[1] == settings:
+            limiter = found[2]
+        else:
+            if len(_limiters) >= _sweep_at:
+                _drop_idle()
+            limiter = _build(service_name, config)
+        _limiters[service_name] = (config, settings, limiter)
         return limiter
 
 
 def _drop_idle() -> None:
     """Drop idle limiters (lock held); sweep again once the count has doubled (amortised)."""
     global _sweep_at
-    for name in [name for name, (_, limiter) in _limiters.items() if limiter.idle()]:
+    for name in [name for name, (_, _, limiter) in _limiters.items() if limiter.idle()]:
         del _limiters[name]
     _sweep_at = max(MAX_IDLE_LIMITERS, 2 * len(_limiters))
 
