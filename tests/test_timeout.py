@@ -813,11 +813,15 @@ def test_forked_child_starts_with_a_fresh_worker_pool_and_no_armed_deadlines() -
 
 
 @needs_itimer
-def test_outer_deadline_still_fires_on_time_when_an_inner_one_was_swallowed() -> None:
+def test_swallowed_inner_interruption_is_delivered_again_before_the_outer_deadline() -> None:
+    swallowed: list[BaseException] = []
+
     def stubborn() -> None:
-        with contextlib.suppress(BaseException):  # swallows the inner deadline
+        try:
             time.sleep(LONG)
-        time.sleep(LONG)  # the outer deadline must still interrupt this
+        except BaseException as exc:  # swallows the inner deadline
+            swallowed.append(exc)
+        time.sleep(LONG)  # the inner deadline is delivered again here
 
     def outer_body() -> None:
         run_with_timeout(stubborn, LIMIT / 2)
@@ -825,8 +829,30 @@ def test_outer_deadline_still_fires_on_time_when_an_inner_one_was_swallowed() ->
     error, elapsed = timed(lambda: run_with_timeout(outer_body, LIMIT))
 
     assert isinstance(error, AttemptTimeout)
+    assert error.timeout_sec == LIMIT / 2
+    assert len(swallowed) == 1
+    assert isinstance(swallowed[0], TimeoutError)
+    assert elapsed < LIMIT / 2 + SLACK
+
+
+@needs_itimer
+def test_outer_deadline_still_fires_on_time_when_the_inner_call_keeps_swallowing() -> None:
+    def stubborn() -> None:
+        end = time.monotonic() + LONG
+        while time.monotonic() < end:
+            with contextlib.suppress(BaseException):  # swallows every interruption
+                time.sleep(0.001)
+
+    def outer_body() -> None:
+        with contextlib.suppress(AttemptTimeout):  # the inner timeout, once stubborn returned
+            run_with_timeout(stubborn, LIMIT / 2)
+        time.sleep(LONG)  # the outer deadline interrupts this at once
+
+    error, elapsed = timed(lambda: run_with_timeout(outer_body, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
     assert error.timeout_sec == LIMIT
-    assert elapsed < LIMIT + SLACK
+    assert elapsed < LONG + SLACK
 
 
 # --------------------------------------------------------------------------------------------
@@ -1165,3 +1191,289 @@ def test_valid_timeout_is_returned_as_float_seconds(value: object, expected: flo
 
     assert result == expected
     assert result is None or type(result) is float
+
+
+# --------------------------------------------------------------------------------------------
+# Item 2 of issue 10: the timer can never turn itself off (property test)
+
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_tiny = st.floats(min_value=1e-6, max_value=1e-3)
+
+
+def _body(kind: str, seconds: float) -> Callable[[], Any]:
+    def body() -> Any:
+        if kind == "sleep":
+            time.sleep(seconds)
+        elif kind == "spin":
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+        elif kind == "raise":
+            raise KeyError("own")
+        elif kind == "swallow":
+            with contextlib.suppress(BaseException):
+                time.sleep(seconds)
+        return kind
+
+    return body
+
+
+@needs_itimer
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    outer=st.one_of(st.none(), _tiny),
+    inner=_tiny,
+    deadline=st.one_of(st.none(), _tiny),
+    kind=st.sampled_from(["sleep", "spin", "raise", "swallow", "return"]),
+    seconds=st.floats(min_value=0.0, max_value=2e-3),
+)
+@example(outer=None, inner=1e-6, deadline=None, kind="return", seconds=0.0)
+@example(outer=None, inner=1e-5, deadline=None, kind="sleep", seconds=1e-3)
+@example(outer=1e-6, inner=1e-6, deadline=1e-6, kind="swallow", seconds=1e-3)
+def test_no_internal_exception_escapes_and_nothing_is_left_armed(
+    outer: float | None, inner: float, deadline: float | None, kind: str, seconds: float
+) -> None:
+    handler = signal.getsignal(signal.SIGALRM)
+    func = _body(kind, seconds)
+
+    def nested() -> Any:
+        return run_with_timeout(func, inner)
+
+    def call() -> Any:
+        with deadline_scope(deadline):
+            if outer is None:
+                return nested()
+            return run_with_timeout(nested, outer)
+
+    # our timeout, or the function's own exception: nothing else may escape
+    with contextlib.suppress(AttemptTimeout, KeyError):
+        call()
+
+    assert timeout_module._leftovers() == []
+    assert timeout_module._stack == []
+    assert signal.getsignal(signal.SIGALRM) is handler
+    delay, interval = signal.getitimer(signal.ITIMER_REAL)
+    assert interval == 0.0
+    assert delay == 0.0 or delay > 1.0  # none, or pytest-timeout's own timer
+
+
+@needs_itimer
+def test_after_a_storm_of_tiny_timeouts_a_50_ms_timeout_still_fires_on_time() -> None:
+    for index in range(2000):
+        with contextlib.suppress(AttemptTimeout):
+            run_with_timeout(lambda: None, 1e-6 * (1 + index % 20))
+    assert timeout_module._leftovers() == []
+
+    error, elapsed = timed(lambda: run_with_timeout(sleeper(), 0.05))
+
+    assert isinstance(error, AttemptTimeout)
+    assert 0.045 < elapsed < 0.05 + SLACK
+
+
+@needs_itimer
+def test_interruption_is_a_timeout_error_so_client_cleanup_runs() -> None:
+    cleaned: list[str] = []
+
+    def client() -> None:
+        try:
+            time.sleep(LONG)
+        except TimeoutError:  # the clients' usual "disconnect on timeout" path
+            cleaned.append("disconnected")
+            raise RuntimeError("client error") from None
+
+    error, elapsed = timed(lambda: run_with_timeout(client, LIMIT))
+
+    assert cleaned == ["disconnected"]
+    assert isinstance(error, AttemptTimeout)
+    assert isinstance(error.__cause__, RuntimeError)  # the client's own error is the cause
+    assert elapsed < LIMIT + SLACK
+
+
+@needs_itimer
+def test_cleanup_of_the_interruption_is_not_cut_by_its_redelivery() -> None:
+    steps: list[str] = []
+
+    def client() -> None:
+        try:
+            time.sleep(LONG)
+        except TimeoutError:
+            end = time.perf_counter() + 0.001  # cleanup: 5 redelivery ticks long, < grace
+            while time.perf_counter() < end:
+                pass
+            steps.append("cleanup finished")
+            raise
+
+    error, _ = timed(lambda: run_with_timeout(client, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert steps == ["cleanup finished"]
+
+
+@needs_itimer
+def test_a_blocking_cleanup_is_cut_after_the_grace_period() -> None:
+    def client() -> None:
+        try:
+            time.sleep(LONG)
+        except TimeoutError:
+            time.sleep(LONG)  # e.g. a client's retry backoff inside its except block
+            raise
+
+    error, elapsed = timed(lambda: run_with_timeout(client, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert elapsed < LIMIT + SLACK
+
+
+@needs_itimer
+def test_a_swallowed_interruption_in_a_loop_is_redelivered_until_the_function_gives_up() -> None:
+    caught: list[BaseException] = []
+
+    def stubborn() -> str:
+        for _ in range(3):
+            try:
+                time.sleep(LONG)
+            except TimeoutError as exc:
+                caught.append(exc)
+        return "late"
+
+    error, elapsed = timed(lambda: run_with_timeout(stubborn, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert len(caught) == 3
+    assert elapsed < LIMIT + SLACK
+
+
+@needs_itimer
+def test_interruption_is_held_back_inside_a_registered_unsafe_function(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def bookkeeping() -> None:
+        end = time.perf_counter() + 2 * LIMIT
+        while time.perf_counter() < end:
+            pass
+
+    def client() -> str:
+        bookkeeping()  # may not be cut: the deadline is delivered after it
+        time.sleep(LONG)
+        return "never"
+
+    monkeypatch.setattr(timeout_module, "_unsafe_tree", {bookkeeping.__code__})
+
+    error, elapsed = timed(lambda: run_with_timeout(client, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert 2 * LIMIT <= elapsed < 2 * LIMIT + SLACK
+
+
+@needs_itimer
+def test_func_that_is_a_c_function_is_still_interrupted() -> None:
+    error, elapsed = timed(lambda: run_with_timeout(functools.partial(time.sleep, LONG), LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert elapsed < LIMIT + SLACK
+
+
+@needs_itimer
+def test_keyboard_interrupt_mid_cleanup_leaves_nothing_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_leave = timeout_module._leave
+    calls: list[int] = []
+
+    def leave_cut_once(entry: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        real_leave(entry)
+
+    monkeypatch.setattr(timeout_module, "_leave", leave_cut_once)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_with_timeout(lambda: "done", LIMIT)
+
+    assert timeout_module._leftovers() == []
+
+
+# --------------------------------------------------------------------------------------------
+# TIMEOUT_MODE
+
+
+def test_thread_mode_runs_on_a_worker_even_in_the_main_thread() -> None:
+    name = run_with_timeout(lambda: threading.current_thread().name, 1.0, "thread")
+
+    assert name.startswith(WORKER_NAME_PREFIX)
+
+
+def test_cooperative_mode_never_preempts_but_a_late_return_is_a_timeout() -> None:
+    seen: list[float | None] = []
+
+    def late() -> str:
+        seen.append(remaining_time())
+        time.sleep(2 * LIMIT)
+        return "late"
+
+    error, elapsed = timed(lambda: run_with_timeout(late, LIMIT, "cooperative"))
+
+    assert isinstance(error, AttemptTimeout)
+    assert elapsed >= 2 * LIMIT  # it ran to the end: nothing interrupted it
+    assert seen[0] is not None
+    assert 0 < seen[0] <= LIMIT
+    assert threading.current_thread() is threading.main_thread()
+
+
+def test_cooperative_mode_turns_a_late_client_error_into_a_timeout_and_keeps_early_ones() -> None:
+    def late_error() -> None:
+        time.sleep(2 * LIMIT)
+        raise ConnectionError("read timed out")
+
+    error, _ = timed(lambda: run_with_timeout(late_error, LIMIT, "cooperative"))
+    assert isinstance(error, AttemptTimeout)
+    assert isinstance(error.__cause__, ConnectionError)
+
+    with pytest.raises(KeyError):
+        run_with_timeout(functools.partial({}.__getitem__, "x"), LIMIT, "cooperative")
+    assert run_with_timeout(lambda: "fast", LIMIT, "cooperative") == "fast"
+
+
+def test_unknown_mode_is_refused_naming_the_accepted_ones() -> None:
+    with pytest.raises(ValueError, match="interrupt, thread, cooperative, got 'kill'"):
+        run_with_timeout(lambda: None, 1.0, "kill")
+
+
+async def test_async_cooperative_mode_does_not_cancel_but_reports_a_late_result() -> None:
+    saw: list[str] = []
+
+    async def late() -> str:
+        try:
+            await asyncio.sleep(2 * LIMIT)
+        except asyncio.CancelledError:
+            saw.append("cancelled")
+            raise
+        return "late"
+
+    with pytest.raises(AttemptTimeout):
+        await run_with_timeout_async(late, LIMIT, "cooperative")
+    assert saw == []
+
+    async def late_error() -> None:
+        await asyncio.sleep(2 * LIMIT)
+        raise ConnectionError("late")
+
+    with pytest.raises(AttemptTimeout):
+        await run_with_timeout_async(late_error, LIMIT, "cooperative")
+
+    async def early_error() -> None:
+        raise KeyError("own")
+
+    with pytest.raises(KeyError):
+        await run_with_timeout_async(early_error, LIMIT, "cooperative")
+
+    async def fast() -> str:
+        return "fast"
+
+    assert await run_with_timeout_async(fast, LIMIT, "cooperative") == "fast"
+    assert await run_with_timeout_async(fast, LIMIT, "thread") == "fast"
+    with pytest.raises(ValueError, match="mode must be one of"):
+        await run_with_timeout_async(fast, LIMIT, "kill")

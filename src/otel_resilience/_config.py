@@ -125,6 +125,7 @@ _SPECS: Final[dict[str, _Spec]] = {
         hint="a rate such as '100/second', '10 per second' or '600 per 1 minute'",
     ),
     "RATE_LIMIT_MAX_WAIT_SEC": _Spec(float, 0, 3_600),
+    "TIMEOUT_MODE": _Spec(str, choices=("interrupt", "thread", "cooperative")),
 }
 
 
@@ -201,6 +202,10 @@ class ReliabilityConfig:
     RATE_LIMIT: str | None = None
     #: how long a call over the limit waits for a slot before failing ``throttled`` (0: at once)
     RATE_LIMIT_MAX_WAIT_SEC: float = 0.0
+    #: how a sync attempt is held to its timeout (docs/timeouts.md): ``interrupt`` (SIGALRM in
+    #: the main thread, a worker elsewhere), ``thread`` (always a worker) or ``cooperative``
+    #: (no preemption: ``remaining_time()`` and the client's own timeouts)
+    TIMEOUT_MODE: Literal["interrupt", "thread", "cooperative"] = "interrupt"
 
     def __post_init__(self) -> None:
         for name, spec in _SPECS.items():
