@@ -1477,3 +1477,35 @@ async def test_async_cooperative_mode_does_not_cancel_but_reports_a_late_result(
     assert await run_with_timeout_async(fast, LIMIT, "thread") == "fast"
     with pytest.raises(ValueError, match="mode must be one of"):
         await run_with_timeout_async(fast, LIMIT, "kill")
+
+
+def test_timeout_mode_setting_is_validated_and_reaches_the_attempt() -> None:
+    import otel_resilience
+    from otel_resilience import ConfigError, ReliabilityConfig, resilient_call
+
+    with pytest.raises(ConfigError, match="TIMEOUT_MODE='kill'.*interrupt, thread, cooperative"):
+        ReliabilityConfig(TIMEOUT_MODE="kill")  # type: ignore[arg-type]
+    assert ReliabilityConfig().TIMEOUT_MODE == "interrupt"
+
+    otel_resilience.configure(services={"worker": {"TIMEOUT_MODE": "thread"}})
+    name = resilient_call("worker", "op", lambda: threading.current_thread().name, timeout_sec=1)
+    assert name.startswith(WORKER_NAME_PREFIX)
+    same = resilient_call("other", "op", lambda: threading.current_thread().name, timeout_sec=1)
+    assert same == threading.current_thread().name
+
+
+@needs_itimer
+def test_inner_call_cut_by_the_outer_deadline_is_not_the_inner_services_failure() -> None:
+    import otel_resilience
+    from otel_resilience import ReliabilityError, resilient_call
+
+    def inner() -> None:
+        resilient_call("inner", "op", sleeper(), timeout_sec=5, max_retries=1)
+
+    with pytest.raises(ReliabilityError) as caught:
+        resilient_call("outer", "op", inner, timeout_sec=LIMIT, max_retries=1)
+
+    assert caught.value.service_name == "outer"
+    assert caught.value.error_type.value == "timeout"
+    breaker = otel_resilience.get_circuit_breaker_manager().breaker_for("inner", "op")
+    assert breaker.failure_count == 0
