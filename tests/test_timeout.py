@@ -1509,3 +1509,42 @@ def test_inner_call_cut_by_the_outer_deadline_is_not_the_inner_services_failure(
     assert caught.value.error_type.value == "timeout"
     breaker = otel_resilience.get_circuit_breaker_manager().breaker_for("inner", "op")
     assert breaker.failure_count == 0
+
+
+def test_sqlite_connection_used_on_a_worker_is_a_clear_bad_request_never_retried() -> None:
+    import sqlite3
+
+    import otel_resilience
+    from otel_resilience import ReliabilityError, resilient_call
+
+    connection = sqlite3.connect(":memory:")
+    attempts: list[int] = []
+
+    def query() -> Any:
+        attempts.append(1)
+        return connection.execute("SELECT 1").fetchone()
+
+    otel_resilience.configure(services={"db": {"TIMEOUT_MODE": "thread"}})
+    with pytest.raises(ReliabilityError) as caught:
+        resilient_call("db", "select", query, timeout_sec=1, max_retries=3)
+
+    assert caught.value.error_type.value == "bad_request"
+    assert "TIMEOUT_MODE=cooperative" in str(caught.value)
+    assert attempts == [1]  # not retried
+    breaker = otel_resilience.get_circuit_breaker_manager().breaker_for("db", "select")
+    assert breaker.failure_count == 0  # not counted
+
+    otel_resilience.configure(services={"db": {"TIMEOUT_MODE": "cooperative"}})
+    assert resilient_call("db", "select", query, timeout_sec=1) == (1,)
+    connection.close()
+
+
+def test_other_programming_errors_from_a_worker_pass_unchanged() -> None:
+    class ProgrammingError(Exception):
+        pass
+
+    def fail() -> None:
+        raise ProgrammingError("syntax error")
+
+    with pytest.raises(ProgrammingError):
+        run_with_timeout(fail, 1.0, "thread")

@@ -725,6 +725,24 @@ def _leftovers() -> list[str]:
 # Other threads: a pool of reusable daemon workers
 
 
+class _ThreadBoundError(ValueError):
+    """An object bound to the caller's thread (a ``sqlite3`` connection) was used on a worker.
+
+    A misuse, not a failure of the service: classified ``bad_request`` (HTTP 400), so it is
+    neither retried nor counted by the breaker, and the message says what to do.
+    """
+
+    status_code = 400
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(
+            f"invalid use of a thread-bound object on a timeout worker thread ({error}): the"
+            " function ran on a worker because TIMEOUT_MODE=thread or the caller is not the"
+            " main thread; create the object inside the function, or set"
+            " TIMEOUT_MODE=cooperative for this service (docs/timeouts.md)"
+        )
+
+
 class _Job:
     __slots__ = ("ctx", "done", "error", "func", "lock", "result")
 
@@ -840,6 +858,8 @@ def _run_in_worker(
     if error is not None:
         job.error = None
         try:
+            if type(error).__name__ == "ProgrammingError" and "same thread" in str(error):
+                raise _ThreadBoundError(error) from error
             raise error
         finally:
             del error
