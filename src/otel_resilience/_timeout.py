@@ -215,7 +215,7 @@ _MAX_ARM = 1e8
 _REDELIVER: Final = 2e-4
 #: How long an interruption waits for the cleanup of the previous one (an ``except``/``finally``
 #: handling it) before it cuts that cleanup too, e.g. a client's retry backoff sleeping in it.
-_GRACE: Final = 2e-3
+_GRACE: Final = 1e-2
 
 
 class _Interrupted(TimeoutError):
@@ -298,6 +298,10 @@ _UNSAFE: Final[dict[str, tuple[tuple[str, str], ...]]] = {
         ("ConnectionPool.get_connection", "guard"),
         ("BlockingConnectionPool.get_connection", "guard"),
         ("AbstractConnection.connect", "safe"),
+        # a socket created but not yet stored: connecting is bounded by socket_connect_timeout
+        ("Connection._connect", "tree"),
+        ("SSLConnection._connect", "tree"),
+        ("UnixDomainSocketConnection._connect", "tree"),
         ("ConnectionPool.make_connection", "tree"),
         ("ConnectionPool.release", "tree"),
         ("BlockingConnectionPool.make_connection", "tree"),
@@ -317,6 +321,11 @@ _UNSAFE: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     "requests.cookies": (("*", "tree"),),
     "requests.hooks": (("*", "tree"),),
     "urllib3._collections": (("*", "tree"),),
+    "urllib3.connection": (
+        ("HTTPConnection._new_conn", "tree"),
+        ("HTTPConnection.connect", "guard"),
+        ("HTTPSConnection.connect", "guard"),
+    ),
     "urllib3.connectionpool": (
         ("HTTPConnectionPool.urlopen", "guard"),
         ("HTTPConnectionPool._make_request", "safe"),
@@ -339,6 +348,7 @@ _UNSAFE: Final[dict[str, tuple[tuple[str, str], ...]]] = {
         ("Client._send_handling_auth", "guard"),
         ("Client._send_handling_redirects", "guard"),
         ("Client._send_single_request", "guard"),
+        ("BoundSyncStream.__iter__", "guard"),
     ),
     "httpx._models": (
         ("Response.read", "guard"),
@@ -351,7 +361,6 @@ _UNSAFE: Final[dict[str, tuple[tuple[str, str], ...]]] = {
         ("ResponseStream.__iter__", "guard"),
         ("ResponseStream.close", "tree"),
     ),
-    "httpx._client_stream": (("BoundSyncStream.__iter__", "guard"),),
     "httpcore._sync.connection_pool": (
         ("ConnectionPool.handle_request", "guard"),
         ("PoolByteStream.__iter__", "guard"),
@@ -372,8 +381,17 @@ _UNSAFE: Final[dict[str, tuple[tuple[str, str], ...]]] = {
         ("HTTP11ConnectionByteStream.close", "tree"),
     ),
     "httpcore._synchronization": (("*", "tree"),),
+    "httpcore._backends.sync": (("SyncBackend.connect_tcp", "tree"),),
     "httpcore._trace": (("*", "tree"),),
 }
+# the OpenAI SDK ships its own copies of httpx and httpcore (``httpx2``, ``httpcore2``)
+_UNSAFE.update(
+    {
+        name.replace("httpx.", "httpx2.", 1).replace("httpcore.", "httpcore2.", 1): names
+        for name, names in list(_UNSAFE.items())
+        if name.startswith(("httpx.", "httpcore."))
+    }
+)
 _unsafe_tree: set[Any] = set()
 _unsafe_guard: set[Any] = set()
 _safe: set[Any] = set()
@@ -459,6 +477,7 @@ def _may_interrupt(frame: FrameType | None, now: float) -> bool:
             or code.co_filename in files
             or code.co_name in _NEVER_NAMES
             or code in hooks
+            or code.co_filename.startswith("<frozen importlib")  # an import, half done
         ):
             return False  # (also: a finaliser or an unraisable-exception hook, mid-call)
         if code in safe:

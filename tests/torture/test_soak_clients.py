@@ -227,10 +227,14 @@ def _urllib3_in_use(session: Any) -> int:
     return sum(pools[key].pool.maxsize - pools[key].pool.qsize() for key in list(pools.keys()))
 
 
-# Known gap (docs/timeouts.md): an interruption can still make requests drop a connection
-# without closing it (the garbage collector closes it; no wrong value, the pool is intact).
-@pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning")
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+# Known gap (docs/timeouts.md): an interruption can still make http.client drop a response
+# whose socket was closed but whose file object was not, so the descriptor is only released by
+# the garbage collector ("unclosed <socket.socket [closed]"). Any other unclosed socket fails.
+@pytest.mark.filterwarnings(r"ignore:unclosed <socket\.socket \[closed\]:ResourceWarning")
+@pytest.mark.filterwarnings(
+    r"ignore:Exception ignored in. <socket\.socket \[closed\]"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
 def test_requests_never_returns_another_paths_answer(http_server: FaultServer) -> None:
     import requests
 
@@ -282,10 +286,6 @@ def test_openai_sdk_never_returns_another_prompts_answer(chat_url: str) -> None:
     import openai
 
     client = openai.OpenAI(base_url=chat_url, api_key="soak", max_retries=0, timeout=5)
-    # The SDK's own layers are not interrupt-safe yet (docs/timeouts.md): it runs on a worker.
-    otel_resilience.configure(
-        services={"openai": {"CB_FAIL_THRESHOLD": 1_000_000, "TIMEOUT_MODE": "thread"}}
-    )
 
     def get(key: int) -> Any:
         reply = client.chat.completions.create(
@@ -299,7 +299,6 @@ def test_openai_sdk_never_returns_another_prompts_answer(chat_url: str) -> None:
     tally = soak("openai", get, expected, longest=0.03)  # the SDK alone takes ~2-5 ms a call
 
     assert_clean(tally)
-    assert _timeout.shutdown_workers(timeout=5.0) == 0, "abandoned SDK calls did not finish"
     assert _httpcore_busy(client._client) == (0, 0), "stuck connections or orphaned requests"
     assert healthy_burst(get, expected) == []
     assert _httpcore_busy(client._client) == (0, 0)
