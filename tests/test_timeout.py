@@ -1483,7 +1483,7 @@ def test_timeout_mode_setting_is_validated_and_reaches_the_attempt() -> None:
     import otel_resilience
     from otel_resilience import ConfigError, ReliabilityConfig, resilient_call
 
-    with pytest.raises(ConfigError, match="TIMEOUT_MODE='kill'.*interrupt, thread, cooperative"):
+    with pytest.raises(ConfigError, match=r"TIMEOUT_MODE='kill'.*interrupt, thread, cooperative"):
         ReliabilityConfig(TIMEOUT_MODE="kill")  # type: ignore[arg-type]
     assert ReliabilityConfig().TIMEOUT_MODE == "interrupt"
 
