@@ -1548,3 +1548,117 @@ def test_other_programming_errors_from_a_worker_pass_unchanged() -> None:
 
     with pytest.raises(ProgrammingError):
         run_with_timeout(fail, 1.0, "thread")
+
+
+@needs_itimer
+def test_leftovers_describes_a_stale_entry_our_handler_and_our_timer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert timeout_module._leftovers() == []
+    saved = signal.signal(signal.SIGALRM, timeout_module._on_alarm)
+    monkeypatch.setattr(timeout_module, "_stack", [timeout_module._Entry(1.0, 1.0)])
+    signal.setitimer(signal.ITIMER_REAL, 100.0, timeout_module._REDELIVER)
+    try:
+        found = timeout_module._leftovers()
+        monkeypatch.setattr(timeout_module._sig, "redelivering", True)
+        marked = timeout_module._leftovers()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, saved)
+    monkeypatch.setattr(timeout_module, "_stack", [])
+
+    assert [text.split(" (")[0] for text in found] == [
+        "deadline stack entry",
+        "our SIGALRM handler is still installed",
+        "our redelivery timer is still armed",
+    ]
+    assert marked[-1].startswith("redelivery timer still marked on")
+
+
+def test_unsafe_registry_skips_names_a_module_does_not_have(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def outer() -> Callable[[], None]:
+        def inner() -> None:
+            pass
+
+        return inner
+
+    module = type(sys)("fake_client_module")
+    module.outer = outer  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_client_module", module)
+    monkeypatch.setattr(
+        timeout_module,
+        "_UNSAFE",
+        {
+            "fake_client_module": (
+                ("missing", "tree"),
+                ("outer.<locals>.absent", "tree"),
+                ("outer.<locals>.inner", "guard"),
+                ("outer", "safe"),
+            )
+        },
+    )
+    for name in ("_unsafe_tree", "_unsafe_guard", "_safe"):
+        monkeypatch.setattr(timeout_module, name, set())
+    monkeypatch.setattr(timeout_module, "_unsafe_resolved", set())
+
+    timeout_module._resolve_unsafe()
+    timeout_module._resolve_unsafe()  # already resolved: nothing changes
+
+    assert timeout_module._unsafe_tree == set()
+    assert [c.co_name for c in timeout_module._unsafe_guard] == ["inner"]
+    assert timeout_module._safe == {outer.__code__}
+
+
+@needs_itimer
+def test_a_longer_inner_deadline_under_a_passed_outer_one_is_cut_by_the_outer() -> None:
+    order: list[str] = []
+
+    def spin_then_inner() -> None:
+        end = time.perf_counter() + 2 * LIMIT
+        with contextlib.suppress(TimeoutError):  # swallow the outer's first delivery
+            while time.perf_counter() < end:
+                pass
+        order.append("inner call starts after the outer deadline")
+        run_with_timeout(lambda: order.append("never runs"), 5.0)
+
+    error, _ = timed(lambda: run_with_timeout(spin_then_inner, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert error.timeout_sec == LIMIT
+    assert order == ["inner call starts after the outer deadline"]
+
+
+@needs_itimer
+def test_a_client_error_in_a_longer_inner_call_becomes_the_outer_timeout() -> None:
+    def client() -> None:
+        try:
+            time.sleep(LONG)
+        except TimeoutError:
+            raise ConnectionError("client's own error") from None
+
+    error, _ = timed(lambda: run_with_timeout(lambda: run_with_timeout(client, 5.0), LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert error.timeout_sec == LIMIT
+    assert isinstance(error.__cause__, ConnectionError)
+
+
+@needs_itimer
+def test_a_client_error_in_a_shorter_inner_call_after_the_outer_passed_goes_to_the_outer() -> None:
+    def client() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        try:
+            time.sleep(2 * LIMIT)  # both deadlines pass while the signal is held back
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
+        raise ConnectionError("late client error")
+
+    def outer_body() -> None:
+        run_with_timeout(client, LIMIT / 2)
+
+    error, _ = timed(lambda: run_with_timeout(outer_body, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert error.timeout_sec == LIMIT

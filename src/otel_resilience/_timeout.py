@@ -690,8 +690,8 @@ def _run_main(
                     _leave(entry)
                     raise
     except _Interrupted as exc:
-        if exc.entry is entry:
-            raise _timeout_error(named, requested, limit) from None
+        if exc.entry is entry:  # raw (no cause), or what an inner call made of it (the cause)
+            raise _timeout_error(named, requested, limit) from exc.__cause__
         raise
     except Exception as exc:
         enclosing = _fired_enclosing()
