@@ -3,11 +3,12 @@
 Three mechanisms, one semantics (``run_with_timeout`` / ``run_with_timeout_async``):
 
 * **main thread** (POSIX): ``signal.setitimer(ITIMER_REAL)`` and a ``SIGALRM`` handler that raises
-  an internal ``BaseException`` into the running function at the deadline, so ``time.sleep``, a
-  blocking socket read or a pure-Python loop is interrupted where it stands. The handler raises a
-  token naming the deadline that expired; the frame that armed it turns it into
-  :class:`AttemptTimeout`, every other frame lets it pass, so nested deadlines work. An
-  application's own ``SIGALRM`` handler and interval timer are saved and restored around the call.
+  an internal ``TimeoutError`` (``socket.timeout``, so clients run their own cleanup) into the
+  running function at the deadline, where that is safe (see ``_UNSAFE``), and again every
+  ``_REDELIVER`` seconds until the attempt ends. The frame that armed it turns it (or what the
+  client made of it) into :class:`AttemptTimeout`; every other frame lets it pass, so nested
+  deadlines work. An application's own ``SIGALRM`` handler and interval timer are saved and
+  restored around the call.
 * **any other thread** (and the main thread when the application's own timer would fire first):
   the function runs in a small pool of reusable daemon worker threads, with a copy of the caller's
   ``contextvars`` (OpenTelemetry context, the deadline); the caller waits on a lock with a timeout
@@ -16,6 +17,9 @@ Three mechanisms, one semantics (``run_with_timeout`` / ``run_with_timeout_async
   goes back to the pool. Pass :func:`remaining_time` to clients that accept a timeout so abandoned
   work ends soon after the deadline.
 * **asyncio**: ``asyncio.timeout`` cancels the coroutine for real.
+
+``TIMEOUT_MODE`` picks per service: ``interrupt`` (the above), ``thread`` (a worker in every
+thread) or ``cooperative`` (no preemption; a late end is still a timeout).
 
 The innermost deadline in force lives in a ``ContextVar``: :func:`remaining_time` and
 :func:`current_deadline` read it, :func:`deadline_scope` tightens it without enforcing it.
