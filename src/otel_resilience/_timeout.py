@@ -455,7 +455,10 @@ def _may_interrupt(frame: FrameType | None, now: float) -> bool:
     code = frame.f_code
     if code is _CALL_CODE:
         pass  # running the function (a C function, called from here)
-    elif code in _OWN_CODES or code.co_filename.startswith(_PACKAGE_DIR):
+    elif code in _OWN_CODES or (
+        code.co_filename.startswith(_PACKAGE_DIR)
+        and not code.co_filename.startswith(_DEMO_DIR)  # the demo is an application
+    ):
         # our own bookkeeping (deadlines, breakers, telemetry): the arming frame checks
         # ``fired`` itself; what the library calls (the function, Redis) can be interrupted
         return False
@@ -720,6 +723,7 @@ def _fired_enclosing() -> _Entry | None:
 _RUN_MAIN_CODE: Final = _run_main.__code__
 _CALL_CODE: Final = _call.__code__
 _PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_DEMO_DIR: Final = _PACKAGE_DIR + "demo" + os.sep
 _OWN_CODES: Final = frozenset(
     f.__code__
     for f in (_run_main, _enter, _leave, _arm, _Entry.__init__, _fired_enclosing, _may_interrupt)
