@@ -813,11 +813,15 @@ def test_forked_child_starts_with_a_fresh_worker_pool_and_no_armed_deadlines() -
 
 
 @needs_itimer
-def test_outer_deadline_still_fires_on_time_when_an_inner_one_was_swallowed() -> None:
+def test_swallowed_inner_interruption_is_delivered_again_before_the_outer_deadline() -> None:
+    swallowed: list[BaseException] = []
+
     def stubborn() -> None:
-        with contextlib.suppress(BaseException):  # swallows the inner deadline
+        try:
             time.sleep(LONG)
-        time.sleep(LONG)  # the outer deadline must still interrupt this
+        except BaseException as exc:  # swallows the inner deadline
+            swallowed.append(exc)
+        time.sleep(LONG)  # the inner deadline is delivered again here
 
     def outer_body() -> None:
         run_with_timeout(stubborn, LIMIT / 2)
@@ -825,8 +829,30 @@ def test_outer_deadline_still_fires_on_time_when_an_inner_one_was_swallowed() ->
     error, elapsed = timed(lambda: run_with_timeout(outer_body, LIMIT))
 
     assert isinstance(error, AttemptTimeout)
+    assert error.timeout_sec == LIMIT / 2
+    assert len(swallowed) == 1
+    assert isinstance(swallowed[0], TimeoutError)
+    assert elapsed < LIMIT / 2 + SLACK
+
+
+@needs_itimer
+def test_outer_deadline_still_fires_on_time_when_the_inner_call_keeps_swallowing() -> None:
+    def stubborn() -> None:
+        end = time.monotonic() + LONG
+        while time.monotonic() < end:
+            with contextlib.suppress(BaseException):  # swallows every interruption
+                time.sleep(0.001)
+
+    def outer_body() -> None:
+        with contextlib.suppress(AttemptTimeout):  # the inner timeout, once stubborn returned
+            run_with_timeout(stubborn, LIMIT / 2)
+        time.sleep(LONG)  # the outer deadline interrupts this at once
+
+    error, elapsed = timed(lambda: run_with_timeout(outer_body, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
     assert error.timeout_sec == LIMIT
-    assert elapsed < LIMIT + SLACK
+    assert elapsed < LONG + SLACK
 
 
 # --------------------------------------------------------------------------------------------
@@ -1165,3 +1191,474 @@ def test_valid_timeout_is_returned_as_float_seconds(value: object, expected: flo
 
     assert result == expected
     assert result is None or type(result) is float
+
+
+# --------------------------------------------------------------------------------------------
+# Item 2 of issue 10: the timer can never turn itself off (property test)
+
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_tiny = st.floats(min_value=1e-6, max_value=1e-3)
+
+
+def _body(kind: str, seconds: float) -> Callable[[], Any]:
+    def body() -> Any:
+        if kind == "sleep":
+            time.sleep(seconds)
+        elif kind == "spin":
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+        elif kind == "raise":
+            raise KeyError("own")
+        elif kind == "swallow":
+            with contextlib.suppress(BaseException):
+                time.sleep(seconds)
+        return kind
+
+    return body
+
+
+@needs_itimer
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    outer=st.one_of(st.none(), _tiny),
+    inner=_tiny,
+    deadline=st.one_of(st.none(), _tiny),
+    kind=st.sampled_from(["sleep", "spin", "raise", "swallow", "return"]),
+    seconds=st.floats(min_value=0.0, max_value=2e-3),
+)
+@example(outer=None, inner=1e-6, deadline=None, kind="return", seconds=0.0)
+@example(outer=None, inner=1e-5, deadline=None, kind="sleep", seconds=1e-3)
+@example(outer=1e-6, inner=1e-6, deadline=1e-6, kind="swallow", seconds=1e-3)
+def test_no_internal_exception_escapes_and_nothing_is_left_armed(
+    outer: float | None, inner: float, deadline: float | None, kind: str, seconds: float
+) -> None:
+    handler = signal.getsignal(signal.SIGALRM)
+    func = _body(kind, seconds)
+
+    def nested() -> Any:
+        return run_with_timeout(func, inner)
+
+    def call() -> Any:
+        with deadline_scope(deadline):
+            if outer is None:
+                return nested()
+            return run_with_timeout(nested, outer)
+
+    # our timeout, or the function's own exception: nothing else may escape
+    with contextlib.suppress(AttemptTimeout, KeyError):
+        call()
+
+    assert timeout_module._leftovers() == []
+    assert timeout_module._stack == []
+    assert signal.getsignal(signal.SIGALRM) is handler
+    delay, interval = signal.getitimer(signal.ITIMER_REAL)
+    assert interval == 0.0
+    assert delay == 0.0 or delay > 1.0  # none, or pytest-timeout's own timer
+
+
+@needs_itimer
+def test_after_a_storm_of_tiny_timeouts_a_50_ms_timeout_still_fires_on_time() -> None:
+    for index in range(2000):
+        with contextlib.suppress(AttemptTimeout):
+            run_with_timeout(lambda: None, 1e-6 * (1 + index % 20))
+    assert timeout_module._leftovers() == []
+
+    error, elapsed = timed(lambda: run_with_timeout(sleeper(), 0.05))
+
+    assert isinstance(error, AttemptTimeout)
+    assert 0.045 < elapsed < 0.05 + SLACK
+
+
+@needs_itimer
+def test_interruption_is_a_timeout_error_so_client_cleanup_runs() -> None:
+    cleaned: list[str] = []
+
+    def client() -> None:
+        try:
+            time.sleep(LONG)
+        except TimeoutError:  # the clients' usual "disconnect on timeout" path
+            cleaned.append("disconnected")
+            raise RuntimeError("client error") from None
+
+    error, elapsed = timed(lambda: run_with_timeout(client, LIMIT))
+
+    assert cleaned == ["disconnected"]
+    assert isinstance(error, AttemptTimeout)
+    assert isinstance(error.__cause__, RuntimeError)  # the client's own error is the cause
+    assert elapsed < LIMIT + SLACK
+
+
+@needs_itimer
+def test_cleanup_of_the_interruption_is_not_cut_by_its_redelivery() -> None:
+    steps: list[str] = []
+
+    def client() -> None:
+        try:
+            time.sleep(LONG)
+        except TimeoutError:
+            end = time.perf_counter() + 0.004  # cleanup: 20 redelivery ticks long, < grace
+            while time.perf_counter() < end:
+                pass
+            steps.append("cleanup finished")
+            raise
+
+    error, _ = timed(lambda: run_with_timeout(client, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert steps == ["cleanup finished"]
+
+
+@needs_itimer
+def test_a_blocking_cleanup_is_cut_after_the_grace_period() -> None:
+    def client() -> None:
+        try:
+            time.sleep(LONG)
+        except TimeoutError:
+            time.sleep(LONG)  # e.g. a client's retry backoff inside its except block
+            raise
+
+    error, elapsed = timed(lambda: run_with_timeout(client, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert elapsed < LIMIT + SLACK
+
+
+@needs_itimer
+def test_a_swallowed_interruption_in_a_loop_is_redelivered_until_the_function_gives_up() -> None:
+    caught: list[BaseException] = []
+
+    def stubborn() -> str:
+        for _ in range(3):
+            try:
+                time.sleep(LONG)
+            except TimeoutError as exc:
+                caught.append(exc)
+        return "late"
+
+    error, elapsed = timed(lambda: run_with_timeout(stubborn, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert len(caught) == 3
+    assert elapsed < LIMIT + SLACK
+
+
+@needs_itimer
+def test_interruption_is_held_back_inside_a_registered_unsafe_function(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def bookkeeping() -> None:
+        end = time.perf_counter() + 2 * LIMIT
+        while time.perf_counter() < end:
+            pass
+
+    def client() -> str:
+        bookkeeping()  # may not be cut: the deadline is delivered after it
+        time.sleep(LONG)
+        return "never"
+
+    monkeypatch.setattr(timeout_module, "_unsafe_tree", {bookkeeping.__code__})
+
+    error, elapsed = timed(lambda: run_with_timeout(client, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert 2 * LIMIT <= elapsed < 2 * LIMIT + SLACK
+
+
+@needs_itimer
+def test_func_that_is_a_c_function_is_still_interrupted() -> None:
+    error, elapsed = timed(lambda: run_with_timeout(functools.partial(time.sleep, LONG), LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert elapsed < LIMIT + SLACK
+
+
+@needs_itimer
+def test_keyboard_interrupt_mid_cleanup_leaves_nothing_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_leave = timeout_module._leave
+    calls: list[int] = []
+
+    def leave_cut_once(entry: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        real_leave(entry)
+
+    monkeypatch.setattr(timeout_module, "_leave", leave_cut_once)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_with_timeout(lambda: "done", LIMIT)
+
+    assert timeout_module._leftovers() == []
+
+
+# --------------------------------------------------------------------------------------------
+# TIMEOUT_MODE
+
+
+def test_thread_mode_runs_on_a_worker_even_in_the_main_thread() -> None:
+    name = run_with_timeout(lambda: threading.current_thread().name, 1.0, "thread")
+
+    assert name.startswith(WORKER_NAME_PREFIX)
+
+
+def test_cooperative_mode_never_preempts_but_a_late_return_is_a_timeout() -> None:
+    seen: list[float | None] = []
+
+    def late() -> str:
+        seen.append(remaining_time())
+        time.sleep(2 * LIMIT)
+        return "late"
+
+    error, elapsed = timed(lambda: run_with_timeout(late, LIMIT, "cooperative"))
+
+    assert isinstance(error, AttemptTimeout)
+    assert elapsed >= 2 * LIMIT  # it ran to the end: nothing interrupted it
+    assert seen[0] is not None
+    assert 0 < seen[0] <= LIMIT
+    assert threading.current_thread() is threading.main_thread()
+
+
+def test_cooperative_mode_turns_a_late_client_error_into_a_timeout_and_keeps_early_ones() -> None:
+    def late_error() -> None:
+        time.sleep(2 * LIMIT)
+        raise ConnectionError("read timed out")
+
+    error, _ = timed(lambda: run_with_timeout(late_error, LIMIT, "cooperative"))
+    assert isinstance(error, AttemptTimeout)
+    assert isinstance(error.__cause__, ConnectionError)
+
+    with pytest.raises(KeyError):
+        run_with_timeout(functools.partial({}.__getitem__, "x"), LIMIT, "cooperative")
+    assert run_with_timeout(lambda: "fast", LIMIT, "cooperative") == "fast"
+
+
+def test_unknown_mode_is_refused_naming_the_accepted_ones() -> None:
+    with pytest.raises(ValueError, match="interrupt, thread, cooperative, got 'kill'"):
+        run_with_timeout(lambda: None, 1.0, "kill")
+
+
+async def test_async_cooperative_mode_does_not_cancel_but_reports_a_late_result() -> None:
+    saw: list[str] = []
+
+    async def late() -> str:
+        try:
+            await asyncio.sleep(2 * LIMIT)
+        except asyncio.CancelledError:
+            saw.append("cancelled")
+            raise
+        return "late"
+
+    with pytest.raises(AttemptTimeout):
+        await run_with_timeout_async(late, LIMIT, "cooperative")
+    assert saw == []
+
+    async def late_error() -> None:
+        await asyncio.sleep(2 * LIMIT)
+        raise ConnectionError("late")
+
+    with pytest.raises(AttemptTimeout):
+        await run_with_timeout_async(late_error, LIMIT, "cooperative")
+
+    async def early_error() -> None:
+        raise KeyError("own")
+
+    with pytest.raises(KeyError):
+        await run_with_timeout_async(early_error, LIMIT, "cooperative")
+
+    async def fast() -> str:
+        return "fast"
+
+    assert await run_with_timeout_async(fast, LIMIT, "cooperative") == "fast"
+    assert await run_with_timeout_async(fast, LIMIT, "thread") == "fast"
+    with pytest.raises(ValueError, match="mode must be one of"):
+        await run_with_timeout_async(fast, LIMIT, "kill")
+
+
+def test_timeout_mode_setting_is_validated_and_reaches_the_attempt() -> None:
+    import otel_resilience
+    from otel_resilience import ConfigError, ReliabilityConfig, resilient_call
+
+    with pytest.raises(ConfigError, match=r"TIMEOUT_MODE='kill'.*interrupt, thread, cooperative"):
+        ReliabilityConfig(TIMEOUT_MODE="kill")  # type: ignore[arg-type]
+    assert ReliabilityConfig().TIMEOUT_MODE == "interrupt"
+
+    otel_resilience.configure(services={"worker": {"TIMEOUT_MODE": "thread"}})
+    name = resilient_call("worker", "op", lambda: threading.current_thread().name, timeout_sec=1)
+    assert name.startswith(WORKER_NAME_PREFIX)
+    same = resilient_call("other", "op", lambda: threading.current_thread().name, timeout_sec=1)
+    assert same == threading.current_thread().name
+
+
+@needs_itimer
+def test_inner_call_cut_by_the_outer_deadline_is_not_the_inner_services_failure() -> None:
+    import otel_resilience
+    from otel_resilience import ReliabilityError, resilient_call
+
+    def inner() -> None:
+        resilient_call("inner", "op", sleeper(), timeout_sec=5, max_retries=1)
+
+    with pytest.raises(ReliabilityError) as caught:
+        resilient_call("outer", "op", inner, timeout_sec=LIMIT, max_retries=1)
+
+    assert caught.value.service_name == "outer"
+    assert caught.value.error_type.value == "timeout"
+    breaker = otel_resilience.get_circuit_breaker_manager().breaker_for("inner", "op")
+    assert breaker.failure_count == 0
+
+
+def test_sqlite_connection_used_on_a_worker_is_a_clear_bad_request_never_retried() -> None:
+    import sqlite3
+
+    import otel_resilience
+    from otel_resilience import ReliabilityError, resilient_call
+
+    connection = sqlite3.connect(":memory:")
+    attempts: list[int] = []
+
+    def query() -> Any:
+        attempts.append(1)
+        return connection.execute("SELECT 1").fetchone()
+
+    otel_resilience.configure(services={"db": {"TIMEOUT_MODE": "thread"}})
+    with pytest.raises(ReliabilityError) as caught:
+        resilient_call("db", "select", query, timeout_sec=1, max_retries=3)
+
+    assert caught.value.error_type.value == "bad_request"
+    assert "TIMEOUT_MODE=cooperative" in str(caught.value)
+    assert attempts == [1]  # not retried
+    breaker = otel_resilience.get_circuit_breaker_manager().breaker_for("db", "select")
+    assert breaker.failure_count == 0  # not counted
+
+    otel_resilience.configure(services={"db": {"TIMEOUT_MODE": "cooperative"}})
+    assert resilient_call("db", "select", query, timeout_sec=1) == (1,)
+    connection.close()
+
+
+def test_other_programming_errors_from_a_worker_pass_unchanged() -> None:
+    class ProgrammingError(Exception):
+        pass
+
+    def fail() -> None:
+        raise ProgrammingError("syntax error")
+
+    with pytest.raises(ProgrammingError):
+        run_with_timeout(fail, 1.0, "thread")
+
+
+@needs_itimer
+def test_leftovers_describes_a_stale_entry_our_handler_and_our_timer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert timeout_module._leftovers() == []
+    saved = signal.signal(signal.SIGALRM, timeout_module._on_alarm)
+    monkeypatch.setattr(timeout_module, "_stack", [timeout_module._Entry(1.0, 1.0)])
+    signal.setitimer(signal.ITIMER_REAL, 100.0, timeout_module._REDELIVER)
+    try:
+        found = timeout_module._leftovers()
+        monkeypatch.setattr(timeout_module._sig, "redelivering", True)
+        marked = timeout_module._leftovers()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, saved)
+    monkeypatch.setattr(timeout_module, "_stack", [])
+
+    assert [text.split(" (")[0] for text in found] == [
+        "deadline stack entry",
+        "our SIGALRM handler is still installed",
+        "our redelivery timer is still armed",
+    ]
+    assert marked[-1].startswith("redelivery timer still marked on")
+
+
+def test_unsafe_registry_skips_names_a_module_does_not_have(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def outer() -> Callable[[], None]:
+        def inner() -> None:
+            pass
+
+        return inner
+
+    module = type(sys)("fake_client_module")
+    module.outer = outer  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_client_module", module)
+    monkeypatch.setattr(
+        timeout_module,
+        "_UNSAFE",
+        {
+            "fake_client_module": (
+                ("missing", "tree"),
+                ("outer.<locals>.absent", "tree"),
+                ("outer.<locals>.inner", "guard"),
+                ("outer", "safe"),
+            )
+        },
+    )
+    for name in ("_unsafe_tree", "_unsafe_guard", "_safe"):
+        monkeypatch.setattr(timeout_module, name, set())
+    monkeypatch.setattr(timeout_module, "_unsafe_resolved", set())
+
+    timeout_module._resolve_unsafe()
+    timeout_module._resolve_unsafe()  # already resolved: nothing changes
+
+    assert timeout_module._unsafe_tree == set()
+    assert [c.co_name for c in timeout_module._unsafe_guard] == ["inner"]
+    assert timeout_module._safe == {outer.__code__}
+
+
+@needs_itimer
+def test_a_longer_inner_deadline_under_a_passed_outer_one_is_cut_by_the_outer() -> None:
+    order: list[str] = []
+
+    def spin_then_inner() -> None:
+        end = time.perf_counter() + 2 * LIMIT
+        with contextlib.suppress(TimeoutError):  # swallow the outer's first delivery
+            while time.perf_counter() < end:
+                pass
+        order.append("inner call starts after the outer deadline")
+        run_with_timeout(lambda: order.append("never runs"), 5.0)
+
+    error, _ = timed(lambda: run_with_timeout(spin_then_inner, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert error.timeout_sec == LIMIT
+    assert order == ["inner call starts after the outer deadline"]
+
+
+@needs_itimer
+def test_a_client_error_in_a_longer_inner_call_becomes_the_outer_timeout() -> None:
+    def client() -> None:
+        try:
+            time.sleep(LONG)
+        except TimeoutError:
+            raise ConnectionError("client's own error") from None
+
+    error, _ = timed(lambda: run_with_timeout(lambda: run_with_timeout(client, 5.0), LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert error.timeout_sec == LIMIT
+    assert isinstance(error.__cause__, ConnectionError)
+
+
+@needs_itimer
+def test_a_client_error_in_a_shorter_inner_call_after_the_outer_passed_goes_to_the_outer() -> None:
+    def client() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        try:
+            time.sleep(2 * LIMIT)  # both deadlines pass while the signal is held back
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
+        raise ConnectionError("late client error")
+
+    def outer_body() -> None:
+        run_with_timeout(client, LIMIT / 2)
+
+    error, _ = timed(lambda: run_with_timeout(outer_body, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert error.timeout_sec == LIMIT

@@ -43,6 +43,7 @@ from ._telemetry import CallObserver, get_telemetry
 from ._timeout import (
     AttemptTimeout,
     _deadline_var,
+    _Interrupted,
     deadline_scope,
     remaining_time,
     run_with_timeout,
@@ -125,7 +126,7 @@ def _check_deadline(deadline_sec: object) -> float:
 class _Settings:
     """The validated arguments of one call."""
 
-    __slots__ = ("attempts", "config", "deadline", "timeout")
+    __slots__ = ("attempts", "config", "deadline", "mode", "timeout")
 
     def __init__(
         self,
@@ -150,6 +151,7 @@ class _Settings:
         self.deadline = (
             config.DEADLINE_SEC if deadline_sec is None else _check_deadline(deadline_sec)
         )
+        self.mode = config.TIMEOUT_MODE
 
 
 #: the settings of calls that pass no per-call option, by service (dropped on config changes)
@@ -490,6 +492,7 @@ def _run(
     if budget is not None:
         budget.record_call()
     timeout = settings.timeout
+    mode = settings.mode
 
     def attempt(number: int) -> T:
         if _deadline() is not None and _deadline_passed():
@@ -503,12 +506,15 @@ def _run(
         handle = observer.attempt_start(number)
         start = time.perf_counter()
         try:
-            result = run_with_timeout(func, timeout)
+            result = run_with_timeout(func, timeout, mode)
             if type(result) is CoroutineType:
                 raise _coroutine_misuse(result)
         except _Misuse as exc:
             _abort(breaker, permit, observer, handle, exc)
             raise TypeError(str(exc)) from None
+        except _Interrupted as exc:  # an enclosing deadline cut this attempt: not our failure
+            _abort(breaker, permit, observer, handle, exc)
+            raise
         except Exception as exc:
             duration = time.perf_counter() - start
             error = _as_error(exc, service_name, endpoint, number)
@@ -643,6 +649,7 @@ async def _run_async(
     if budget is not None:
         budget.record_call()
     timeout = settings.timeout
+    mode = settings.mode
 
     # A breaker whose state lives elsewhere (the Redis backend) has asyncio twins of its
     # round trips; the in-memory one is called directly (no coroutine per operation).
@@ -660,7 +667,7 @@ async def _run_async(
         handle = observer.attempt_start(number)
         start = time.perf_counter()
         try:
-            result = await run_with_timeout_async(func, timeout)
+            result = await run_with_timeout_async(func, timeout, mode)
         except _Misuse as exc:
             _abort(breaker, permit, observer, handle, exc)
             raise TypeError(str(exc)) from None

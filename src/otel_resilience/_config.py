@@ -153,6 +153,7 @@ _SPECS: Final[dict[str, _Spec]] = {
         ),
         validate=_redact_problem,
     ),
+    "TIMEOUT_MODE": _Spec(str, choices=("interrupt", "thread", "cooperative")),
 }
 
 
@@ -233,6 +234,10 @@ class ReliabilityConfig:
     #: exception text copied into spans and errors; ``"default"`` stands for the built-in ones
     #: (URL passwords, ``api_key=``/``token=``/``password=``, bearer tokens); empty: none
     REDACT_PATTERNS: tuple[str, ...] = ("default",)
+    #: how a sync attempt is held to its timeout (docs/timeouts.md): ``interrupt`` (SIGALRM in
+    #: the main thread, a worker elsewhere), ``thread`` (always a worker) or ``cooperative``
+    #: (no preemption: ``remaining_time()`` and the client's own timeouts)
+    TIMEOUT_MODE: Literal["interrupt", "thread", "cooperative"] = "interrupt"
 
     def __post_init__(self) -> None:
         for name, spec in _SPECS.items():

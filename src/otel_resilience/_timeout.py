@@ -3,11 +3,12 @@
 Three mechanisms, one semantics (``run_with_timeout`` / ``run_with_timeout_async``):
 
 * **main thread** (POSIX): ``signal.setitimer(ITIMER_REAL)`` and a ``SIGALRM`` handler that raises
-  an internal ``BaseException`` into the running function at the deadline, so ``time.sleep``, a
-  blocking socket read or a pure-Python loop is interrupted where it stands. The handler raises a
-  token naming the deadline that expired; the frame that armed it turns it into
-  :class:`AttemptTimeout`, every other frame lets it pass, so nested deadlines work. An
-  application's own ``SIGALRM`` handler and interval timer are saved and restored around the call.
+  an internal ``TimeoutError`` (``socket.timeout``, so clients run their own cleanup) into the
+  running function at the deadline, where that is safe (see ``_UNSAFE``), and again every
+  ``_REDELIVER`` seconds until the attempt ends. The frame that armed it turns it (or what the
+  client made of it) into :class:`AttemptTimeout`; every other frame lets it pass, so nested
+  deadlines work. An application's own ``SIGALRM`` handler and interval timer are saved and
+  restored around the call.
 * **any other thread** (and the main thread when the application's own timer would fire first):
   the function runs in a small pool of reusable daemon worker threads, with a copy of the caller's
   ``contextvars`` (OpenTelemetry context, the deadline); the caller waits on a lock with a timeout
@@ -16,6 +17,9 @@ Three mechanisms, one semantics (``run_with_timeout`` / ``run_with_timeout_async
   goes back to the pool. Pass :func:`remaining_time` to clients that accept a timeout so abandoned
   work ends soon after the deadline.
 * **asyncio**: ``asyncio.timeout`` cancels the coroutine for real.
+
+``TIMEOUT_MODE`` picks per service: ``interrupt`` (the above), ``thread`` (a worker in every
+thread) or ``cooperative`` (no preemption; a late end is still a timeout).
 
 The innermost deadline in force lives in a ``ContextVar``: :func:`remaining_time` and
 :func:`current_deadline` read it, :func:`deadline_scope` tightens it without enforcing it.
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import importlib
 import inspect
 import math
@@ -37,6 +42,7 @@ import numbers
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -208,11 +214,24 @@ _SLACK: Final = 5e-4
 _MAX_ARM = 1e8
 
 
-class _Expired(BaseException):
-    """Raised by the SIGALRM handler into the main thread; ``entry`` names the deadline."""
+#: While the frame of a deadline that passed is still running, the handler runs again this
+#: often: an interruption that was swallowed, held back or never delivered is delivered again.
+_REDELIVER: Final = 2e-4
+#: How long an interruption waits for the cleanup of the previous one (an ``except``/``finally``
+#: handling it) before it cuts that cleanup too, e.g. a client's retry backoff sleeping in it.
+_GRACE: Final = 1e-2
+
+
+class _Interrupted(TimeoutError):
+    """Raised by the SIGALRM handler into the main thread when a deadline passed.
+
+    A ``TimeoutError`` (``socket.timeout``): the clients' own cleanup for a timed-out socket
+    operation runs (close the connection, don't hand it back with a reply unread). ``entry``
+    names the deadline; only the frame that armed it turns it into :class:`AttemptTimeout`.
+    """
 
     def __init__(self, entry: _Entry) -> None:
-        super().__init__("deadline passed")
+        super().__init__("deadline passed (interrupted by otel_resilience)")
         self.entry = entry
 
 
@@ -224,65 +243,302 @@ class _Entry:
     def __init__(self, deadline: float, left: float) -> None:
         self.deadline = deadline
         self.capped = left > _MAX_ARM  # the timer is armed for less than the deadline
-        self.fired = False  # the handler raised _Expired for it
-        self.state = 0  # 0 armed, 1 disarmed and popped, 2 fully left
+        self.fired = False  # the deadline passed while its frame was running
+        self.state = 0  # 0 on the stack (active), 1 disarmed and popped, 2 fully left
         self.app_timer: tuple[float, float, float] | None = None  # (delay, interval, saved at)
         self.restore_handler: Any = None  # the application's handler to put back
 
 
 class _SignalState:
-    __slots__ = ("displaced", "swallow")
+    __slots__ = ("deferred_since", "displaced", "leaving", "redelivering", "swallow")
 
     def __init__(self) -> None:
         #: What SIGALRM did before our handler took over; used for signals that are not ours.
         self.displaced: Any = _SIG_DFL
         #: Our timer expired but its signal had not been handled when the frame left.
         self.swallow = False
+        #: The timer repeats every ``_REDELIVER`` s: an armed deadline has passed.
+        self.redelivering = False
+        #: When the handler first held an interruption back for a cleanup in progress.
+        self.deferred_since: float | None = None
+        #: ``_leave`` is disarming: the handler must not arm anything (``_leave`` re-arms).
+        self.leaving = False
 
 
 #: Armed deadlines of the main thread, outermost first, strictly decreasing; the itimer is armed
-#: for the last one. Only the main thread touches it.
+#: for the last one (or repeats for redelivery). Only the main thread touches it.
 _stack: list[_Entry] = []
 _sig = _SignalState()
 
+#: Where an interruption is safe in the clients we know, by module: (qualified name, scope).
+#:
+#: * ``"tree"``: never inside the call, whatever it calls (pool bookkeeping, closing,
+#:   telemetry); ``"*"`` names every function of the module.
+#: * ``"guard"``: not inside the call, except inside a ``"safe"`` call below it (the client's
+#:   state is consistent only there: e.g. between taking a pooled connection and the ``try``
+#:   that gives it back).
+#: * ``"safe"``: a call whose own cleanup handles a ``TimeoutError`` (``except socket.timeout``,
+#:   ``except BaseException: disconnect()``): an island inside a guarded call.
+#:
+#: Resolved when the handler first runs after the module was imported; code of modules not
+#: listed here can be interrupted anywhere (see docs/timeouts.md).
+_UNSAFE: Final[dict[str, tuple[tuple[str, str], ...]]] = {
+    # code the interpreter runs in the middle of anything (where an exception is "ignored")
+    "warnings": (("*", "tree"),),
+    "weakref": (("*", "tree"),),
+    "contextlib": (
+        ("_GeneratorContextManagerBase.__init__", "tree"),
+        ("_GeneratorContextManager.__enter__", "guard"),
+        ("_GeneratorContextManager.__exit__", "guard"),
+    ),
+    # a socket created but not yet stored is lost if interrupted: connecting is bounded by
+    # the client's connect timeout instead
+    "socket": (("create_connection", "tree"),),
+    "urllib3.util.connection": (("create_connection", "tree"),),
+    # redis-py
+    "redis.client": (("Redis._execute_command", "guard"),),
+    "redis.retry": (("Retry.call_with_retry", "safe"),),
+    "redis.connection": (
+        ("ConnectionPool.get_connection", "guard"),
+        ("BlockingConnectionPool.get_connection", "guard"),
+        ("AbstractConnection.connect", "safe"),
+        # a socket created but not yet stored: connecting is bounded by socket_connect_timeout
+        ("Connection._connect", "tree"),
+        ("SSLConnection._connect", "tree"),
+        ("UnixDomainSocketConnection._connect", "tree"),
+        ("ConnectionPool.make_connection", "tree"),
+        ("ConnectionPool.release", "tree"),
+        ("BlockingConnectionPool.make_connection", "tree"),
+        ("BlockingConnectionPool.release", "tree"),
+        ("AbstractConnection.disconnect", "tree"),
+    ),
+    "redis.observability.recorder": (("*", "tree"),),
+    "redis.observability.attributes": (("*", "tree"),),
+    # requests and urllib3: a response holds its connection until its body was read
+    "requests.sessions": (("Session.send", "guard"),),
+    "requests.adapters": (("HTTPAdapter.send", "guard"),),
+    "requests.models": (
+        ("Response.content", "guard"),
+        ("Response.iter_content", "guard"),
+        ("Response.iter_content.<locals>.generate", "guard"),
+    ),
+    "requests.cookies": (("*", "tree"),),
+    "requests.hooks": (("*", "tree"),),
+    "urllib3._collections": (("*", "tree"),),
+    "urllib3.connection": (
+        ("HTTPConnection._new_conn", "tree"),
+        ("HTTPConnection.connect", "guard"),
+        ("HTTPSConnection.connect", "guard"),
+    ),
+    "urllib3.connectionpool": (
+        ("HTTPConnectionPool.urlopen", "guard"),
+        ("HTTPConnectionPool._make_request", "safe"),
+        ("HTTPConnectionPool._get_conn", "tree"),
+        ("HTTPConnectionPool._put_conn", "tree"),
+    ),
+    "urllib3.response": (
+        ("HTTPResponse.stream", "guard"),
+        ("HTTPResponse.read", "guard"),
+        ("HTTPResponse._raw_read", "guard"),
+        ("HTTPResponse._fp_read", "safe"),
+        ("HTTPResponse.release_conn", "tree"),
+        ("HTTPResponse.drain_conn", "tree"),
+        ("BaseHTTPResponse._init_decoder", "tree"),
+    ),
+    # httpx and httpcore (the OpenAI SDK): a request is queued in the pool and a connection
+    # marked active before the try blocks that undo it on errors
+    "httpx._client": (
+        ("Client.send", "guard"),
+        ("Client._send_handling_auth", "guard"),
+        ("Client._send_handling_redirects", "guard"),
+        ("Client._send_single_request", "guard"),
+        ("BoundSyncStream.__iter__", "guard"),
+    ),
+    "httpx._models": (
+        ("Response.read", "guard"),
+        ("Response.iter_bytes", "guard"),
+        ("Response.iter_raw", "guard"),
+        ("Response.close", "tree"),
+    ),
+    "httpx._transports.default": (
+        ("HTTPTransport.handle_request", "guard"),
+        ("ResponseStream.__iter__", "guard"),
+        ("ResponseStream.close", "tree"),
+    ),
+    "httpcore._sync.connection_pool": (
+        ("ConnectionPool.handle_request", "guard"),
+        ("PoolByteStream.__iter__", "guard"),
+        ("PoolByteStream.close", "tree"),
+        ("ConnectionPool._assign_requests_to_connections", "tree"),
+        ("ConnectionPool._close_connections", "tree"),
+    ),
+    "httpcore._sync.connection": (("HTTPConnection.handle_request", "guard"),),
+    "httpcore._sync.http11": (
+        ("HTTP11Connection.handle_request", "guard"),
+        ("HTTP11ConnectionByteStream.__iter__", "guard"),
+        ("HTTP11Connection._send_request_headers", "safe"),
+        ("HTTP11Connection._send_request_body", "safe"),
+        ("HTTP11Connection._receive_response_headers", "safe"),
+        ("HTTP11Connection._receive_response_body", "safe"),
+        ("HTTP11Connection._response_closed", "tree"),
+        ("HTTP11Connection.close", "tree"),
+        ("HTTP11ConnectionByteStream.close", "tree"),
+    ),
+    "httpcore._synchronization": (("*", "tree"),),
+    "httpcore._backends.sync": (("SyncBackend.connect_tcp", "tree"),),
+    "httpcore._trace": (("*", "tree"),),
+}
+# the OpenAI SDK ships its own copies of httpx and httpcore (``httpx2``, ``httpcore2``)
+_UNSAFE.update(
+    {
+        name.replace("httpx.", "httpx2.", 1).replace("httpcore.", "httpcore2.", 1): names
+        for name, names in list(_UNSAFE.items())
+        if name.startswith(("httpx.", "httpcore."))
+    }
+)
+_unsafe_tree: set[Any] = set()
+_unsafe_guard: set[Any] = set()
+_safe: set[Any] = set()
+_unsafe_files: set[str] = set()
+_unsafe_resolved: set[str] = set()
+#: functions the interpreter calls where an exception cannot propagate ("Exception ignored")
+_NEVER_NAMES: Final = frozenset({"__del__", "unraisablehook", "unraisable_hook", "excepthook"})
+
+
+def _resolve_unsafe() -> None:
+    """Add the code objects of ``_UNSAFE`` entries whose module is imported by now."""
+    sets = {"tree": _unsafe_tree, "guard": _unsafe_guard, "safe": _safe}
+    for module_name, names in _UNSAFE.items():
+        if module_name in _unsafe_resolved:
+            continue
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        _unsafe_resolved.add(module_name)
+        for qualname, scope in names:
+            if qualname == "*":
+                _unsafe_files.add(getattr(module, "__file__", None) or module_name)
+                continue
+            target: Any = module
+            outer, _, local = qualname.partition(".<locals>.")
+            for part in outer.split("."):
+                target = getattr(target, part, None)
+            if isinstance(target, property):
+                target = target.fget
+            if target is None:
+                continue
+            code = getattr(inspect.unwrap(target), "__code__", None)
+            if local:  # a nested function: its code is a constant of the outer one
+                consts = getattr(code, "co_consts", ())
+                code = next((c for c in consts if getattr(c, "co_name", None) == local), None)
+            if code is not None:
+                sets[scope].add(code)
+
+
+def _handling_ours() -> bool:
+    """Whether the code interrupted is handling (``except``/``finally``) one of our active
+    interruptions, or an exception a client raised while handling one."""
+    exc = sys.exc_info()[1]
+    depth = 0
+    while exc is not None and depth < 8:
+        if type(exc) is _Interrupted and exc.entry.state == 0:
+            return True
+        exc = exc.__context__
+        depth += 1
+    return False
+
+
+def _may_interrupt(frame: FrameType | None, now: float) -> bool:
+    """Whether raising into ``frame`` now is safe; if not, a later tick tries again."""
+    if frame is None:  # pragma: no cover - CPython always passes the interrupted frame
+        return True
+    code = frame.f_code
+    if code is _CALL_CODE:
+        pass  # running the function (a C function, called from here)
+    elif code in _OWN_CODES or (
+        code.co_filename.startswith(_PACKAGE_DIR)
+        and not code.co_filename.startswith(_DEMO_DIR)  # the demo is an application
+    ):
+        # our own bookkeeping (deadlines, breakers, telemetry): the arming frame checks
+        # ``fired`` itself; what the library calls (the function, Redis) can be interrupted
+        return False
+    if _handling_ours():
+        since = _sig.deferred_since
+        if since is None:
+            _sig.deferred_since = now
+            return False
+        if now - since < _GRACE:
+            return False
+    if len(_unsafe_resolved) < len(_UNSAFE):
+        _resolve_unsafe()
+    tree, guard, safe, files = _unsafe_tree, _unsafe_guard, _safe, _unsafe_files
+    # the garbage collector's callbacks run in the middle of anything too
+    hooks = {getattr(inspect.unwrap(cb), "__code__", None) for cb in gc.callbacks}
+    in_safe = False
+    while frame is not None:
+        code = frame.f_code
+        if code is _RUN_MAIN_CODE:
+            break
+        if (
+            code in tree
+            or code.co_filename in files
+            or code.co_name in _NEVER_NAMES
+            or code in hooks
+            or code.co_filename.startswith("<frozen importlib")  # an import, half done
+        ):
+            return False  # (also: a finaliser or an unraisable-exception hook, mid-call)
+        if code in safe:
+            in_safe = True
+        elif not in_safe and code in guard:
+            return False
+        frame = frame.f_back
+    _sig.deferred_since = None
+    return True
+
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
-    """SIGALRM handler: raise the expired deadline into the main thread.
+    """SIGALRM handler: raise the expired deadline into the main thread, when it is safe.
 
-    Our timer is one-shot and armed for the innermost (tightest) entry, so "no timer pending"
-    means it fired: the kernel's real-time timer is trusted, the clock only decides whether an
-    enclosing deadline has passed too (then the outermost one is raised, so that every frame in
-    between lets it through).
+    Our timer is armed for the innermost (tightest) entry, so "no timer pending" means it
+    fired: the kernel's real-time timer is trusted, the clock only decides whether an enclosing
+    deadline has passed too (then the outermost one is raised, so that every frame in between
+    lets it through). Once a deadline passed the timer repeats every ``_REDELIVER`` s until the
+    frame leaves, so an interruption held back (see :func:`_may_interrupt`), swallowed by the
+    function or lost (the handler did not run) is raised again.
     """
     stack = _stack
-    if stack and _getitimer(_ITIMER_REAL)[0] == 0.0:
-        _sig.swallow = False
-        target = stack[-1]
-        now = _monotonic()
-        for entry in stack:
-            if entry.deadline - now <= _SLACK:
-                target = entry
-                break
-        else:
-            if target.capped:  # the timer was shorter than the deadline: arm the rest
-                left = target.deadline - now
-                target.capped = left > _MAX_ARM
-                _setitimer(_ITIMER_REAL, min(left, _MAX_ARM))
-                return
-        if not target.fired:
-            target.fired = True
-            index = stack.index(target)
-            if index:  # keep the enclosing deadline armed, in case this one gets swallowed
-                outer = stack[index - 1]
-                left = outer.deadline - now
-                outer.capped = left > _MAX_ARM
-                _setitimer(_ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM))
-            raise _Expired(target)
-        return  # a late duplicate of a deadline already raised
-    if _sig.swallow:
-        _sig.swallow = False
+    if _sig.leaving:
+        return  # a tick that raced with disarming: _leave re-arms for what is left
+    if not stack:
+        if _sig.swallow:
+            _sig.swallow = False
+            return
+        _forward(signum, frame)
         return
-    _forward(signum, frame)
+    if not _sig.redelivering and _getitimer(_ITIMER_REAL)[0] != 0.0:
+        _forward(signum, frame)  # not our timer: it is still running
+        return
+    _sig.swallow = False
+    now = _monotonic()
+    target = stack[-1]
+    for entry in stack:
+        if entry.deadline - now <= _SLACK:
+            target = entry
+            break
+    else:
+        if target.capped and not target.fired:  # the timer was shorter than the deadline
+            left = target.deadline - now
+            target.capped = left > _MAX_ARM
+            _setitimer(_ITIMER_REAL, min(left, _MAX_ARM))
+            return
+    if not target.fired:
+        target.fired = True
+        if not _sig.redelivering:
+            _sig.redelivering = True
+            _sig.deferred_since = None
+            _setitimer(_ITIMER_REAL, _REDELIVER, _REDELIVER)
+    if _may_interrupt(frame, now):
+        raise _Interrupted(target)
 
 
 def _forward(signum: int, frame: FrameType | None) -> None:
@@ -297,13 +553,29 @@ def _forward(signum: int, frame: FrameType | None) -> None:
     # SIG_IGN: nothing to do.
 
 
+def _arm(stack: list[_Entry], now: float) -> None:
+    """Arm the timer for what is left on the stack (after an entry left it)."""
+    for entry in stack:
+        if entry.fired:  # an enclosing deadline passed: keep redelivering it
+            _sig.redelivering = True
+            _setitimer(_ITIMER_REAL, _REDELIVER, _REDELIVER)
+            return
+    _sig.redelivering = False
+    outer = stack[-1]
+    left = outer.deadline - now
+    outer.capped = left > _MAX_ARM
+    _setitimer(_ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM))
+
+
 def _leave(entry: _Entry) -> None:
-    """Disarm ``entry``, re-arm what was armed before it. Idempotent; safe to call again if a
-    signal interrupted it."""
+    """Disarm ``entry``, re-arm what was armed before it, put the application's handler and
+    timer back. Idempotent; safe to call again if a signal (SIGINT) interrupted it."""
     stack = _stack
+    _sig.leaving = True
     if entry.state == 0:
-        if _setitimer(_ITIMER_REAL, 0.0)[0] == 0.0 and not entry.fired:
-            _sig.swallow = True  # expired but not handled yet: its signal may still come
+        old = _setitimer(_ITIMER_REAL, 0.0)
+        if _sig.redelivering or old[0] == 0.0:
+            _sig.swallow = True  # a tick of ours may still be on its way
         if stack and stack[-1] is entry:
             stack.pop()
         elif entry in stack:  # entries above it were left behind by an interrupted cleanup
@@ -311,14 +583,10 @@ def _leave(entry: _Entry) -> None:
         entry.state = 1
     if entry.state == 1:
         if stack:
-            outer = stack[-1]
-            left = outer.deadline - _monotonic()
-            if left > 0.0:
-                outer.capped = left > _MAX_ARM
-                _setitimer(_ITIMER_REAL, min(left, _MAX_ARM))
-            elif not outer.fired:
-                _setitimer(_ITIMER_REAL, _TINY)
+            _arm(stack, _monotonic())
         else:
+            _sig.redelivering = False
+            _sig.deferred_since = None
             app_timer = entry.app_timer
             if app_timer is not None:
                 entry.app_timer = None
@@ -330,6 +598,55 @@ def _leave(entry: _Entry) -> None:
                 entry.restore_handler = None
                 _setsignal(_SIGALRM, handler)
         entry.state = 2
+    _sig.leaving = False
+
+
+def _enter(deadline: float) -> _Entry | None:
+    """Push and arm a deadline (the handler is ours already); ``None``: SIGALRM is not ours to
+    use (the caller runs the function on a worker instead)."""
+    stack = _stack
+    left = deadline - _monotonic()
+    entry = _Entry(deadline, left)
+    if stack:
+        stack.append(entry)
+        _setitimer(_ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM))
+        return entry
+    handler = _getsignal(_SIGALRM)
+    if handler is None:  # installed from C: we could not put it back
+        return None
+    if handler is _on_alarm:  # left behind by an interrupted cleanup
+        restore = _sig.displaced
+    else:
+        _sig.displaced = restore = handler
+        try:
+            _setsignal(_SIGALRM, _on_alarm)
+        except ValueError:  # e.g. not the main interpreter: signals are not ours to take
+            return None
+    _sig.swallow = False
+    _sig.redelivering = False
+    _sig.leaving = False
+    entry.restore_handler = restore
+    stack.append(entry)
+    app_delay, app_interval = _setitimer(
+        _ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM)
+    )
+    if app_delay:
+        if app_delay <= left:
+            # The application's own timer fires first: leave SIGALRM to it, use a thread.
+            entry.restore_handler = None
+            entry.state = 2
+            stack.pop()
+            _setitimer(_ITIMER_REAL, app_delay, app_interval)
+            _setsignal(_SIGALRM, restore)
+            return None
+        entry.app_timer = (app_delay, app_interval, _monotonic())
+    return entry
+
+
+def _call(func: Callable[[], T]) -> T:
+    """Calls the function of a main-thread deadline: the one frame of this package the handler
+    raises into (``func`` may be a C function, e.g. a ``functools.partial`` of ``time.sleep``)."""
+    return func()
 
 
 def _run_main(
@@ -340,71 +657,117 @@ def _run_main(
     named: object,
     outer: float | None,
 ) -> T:
+    """``func()`` under a main-thread deadline.
+
+    Everything from arming the timer to putting the application's timer back is inside the
+    ``try``: the handler never raises into this frame (nor into ``_enter``/``_leave``), it
+    only marks the entry ``fired``, which this frame checks; so no internal exception escapes
+    and the stack is left empty whatever happens.
+    """
     stack = _stack
-    if stack:
+    if stack and deadline >= stack[-1].deadline:
+        # An enclosing call's timer fires first; its frame handles it.
         top = stack[-1]
-        if deadline >= top.deadline:
-            # An enclosing call's timer fires first; its frame handles it.
-            _deadline_var.set(top.deadline)
-            try:
-                return func()
-            finally:
-                _deadline_var.set(outer)
-        left = deadline - _monotonic()
-        entry = _Entry(deadline, left)
-        stack.append(entry)
-        _setitimer(_ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM))
-    else:
-        handler = _getsignal(_SIGALRM)
-        if handler is None:  # installed from C: we could not put it back
-            return _run_in_worker(func, deadline, limit, requested, named)
-        if handler is _on_alarm:  # left behind by an interrupted cleanup
-            restore = _sig.displaced
-        else:
-            _sig.displaced = restore = handler
-            try:
-                _setsignal(_SIGALRM, _on_alarm)
-            except ValueError:  # e.g. not the main interpreter: signals are not ours to take
-                return _run_in_worker(func, deadline, limit, requested, named)
-        _sig.swallow = False
-        left = deadline - _monotonic()
-        entry = _Entry(deadline, left)
-        stack.append(entry)
-        app_delay, app_interval = _setitimer(
-            _ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM)
-        )
-        entry.restore_handler = restore
-        if app_delay:
-            if app_delay <= left:
-                # The application's own timer fires first: leave SIGALRM to it, use a thread.
-                entry.state = 2
-                stack.pop()
-                _setitimer(_ITIMER_REAL, app_delay, app_interval)
-                _setsignal(_SIGALRM, restore)
-                return _run_in_worker(func, deadline, limit, requested, named)
-            entry.app_timer = (app_delay, app_interval, _monotonic())
-    _deadline_var.set(deadline)
-    try:
+        _deadline_var.set(top.deadline)
         try:
-            result = func()
+            if top.fired:
+                raise _Interrupted(top)
+            return func()
+        except Exception as exc:
+            if top.fired and top.state == 0 and type(exc) is not _Interrupted:
+                raise _Interrupted(top) from exc  # the enclosing deadline cut this call
+            raise
         finally:
             _deadline_var.set(outer)
-            _leave(entry)
-    except _Expired as expired:
-        _leave(entry)
-        if expired.entry is entry:
-            raise _timeout_error(named, requested, limit) from None
+    entry: _Entry | None = None
+    try:
+        try:
+            entry = _enter(deadline)
+            if entry is None:
+                return _run_in_worker(func, deadline, limit, requested, named)
+            _deadline_var.set(deadline)
+            if not entry.fired:
+                result = _call(func)
+        finally:
+            _deadline_var.set(outer)
+            if entry is not None:
+                try:
+                    _leave(entry)
+                except BaseException:  # KeyboardInterrupt mid-cleanup: finish it, then raise
+                    _leave(entry)
+                    raise
+    except _Interrupted as exc:
+        if exc.entry is entry:  # raw (no cause), or what an inner call made of it (the cause)
+            raise _timeout_error(named, requested, limit) from exc.__cause__
         raise
-    except BaseException:
-        _leave(entry)  # a KeyboardInterrupt may have cut the first _leave short
+    except Exception as exc:
+        enclosing = _fired_enclosing()
+        if enclosing is not None:
+            raise _Interrupted(enclosing) from exc  # an enclosing deadline cut this call
+        if entry is not None and entry.fired:  # a client turned our interruption into its own
+            raise _timeout_error(named, requested, limit) from exc
         raise
-    if entry.fired:  # the function swallowed our interruption and returned late
+    if entry.fired:  # the function swallowed our interruption (or it came too late to raise)
         raise _timeout_error(named, requested, limit)
     return result
 
 
+def _fired_enclosing() -> _Entry | None:
+    """The outermost enclosing deadline that passed (its frame must hear of it), if any."""
+    for entry in _stack:
+        if entry.fired:
+            return entry
+    return None
+
+
+_RUN_MAIN_CODE: Final = _run_main.__code__
+_CALL_CODE: Final = _call.__code__
+_PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_DEMO_DIR: Final = _PACKAGE_DIR + "demo" + os.sep
+_OWN_CODES: Final = frozenset(
+    f.__code__
+    for f in (_run_main, _enter, _leave, _arm, _Entry.__init__, _fired_enclosing, _may_interrupt)
+)
+
+
+def _leftovers() -> list[str]:
+    """What a main-thread deadline left behind: stack entries, our handler, a timer of ours.
+
+    Empty when clean (for tests and the torture suite; call it in the main thread, outside any
+    deadline).
+    """
+    found = [f"deadline stack entry (deadline={e.deadline}, state={e.state})" for e in _stack]
+    if _HAS_ITIMER:
+        if _getsignal(_SIGALRM) is _on_alarm:
+            found.append("our SIGALRM handler is still installed")
+        delay, interval = _getitimer(_ITIMER_REAL)
+        if _sig.redelivering:
+            found.append(f"redelivery timer still marked on (itimer {delay}, {interval})")
+        elif interval == _REDELIVER:
+            found.append(f"our redelivery timer is still armed ({delay}, {interval})")
+    return found
+
+
 # --------------------------------------------------------------------------------------------
 # Other threads: a pool of reusable daemon workers
+
+
+class _ThreadBoundError(ValueError):
+    """An object bound to the caller's thread (a ``sqlite3`` connection) was used on a worker.
+
+    A misuse, not a failure of the service: classified ``bad_request`` (HTTP 400), so it is
+    neither retried nor counted by the breaker, and the message says what to do.
+    """
+
+    status_code = 400
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(
+            f"invalid use of a thread-bound object on a timeout worker thread ({error}): the"
+            " function ran on a worker because TIMEOUT_MODE=thread or the caller is not the"
+            " main thread; create the object inside the function, or set"
+            " TIMEOUT_MODE=cooperative for this service (docs/timeouts.md)"
+        )
 
 
 class _Job:
@@ -522,6 +885,8 @@ def _run_in_worker(
     if error is not None:
         job.error = None
         try:
+            if type(error).__name__ == "ProgrammingError" and "same thread" in str(error):
+                raise _ThreadBoundError(error) from error
             raise error
         finally:
             del error
@@ -579,7 +944,19 @@ def _limits(timeout_sec: float | None, outer: float | None) -> tuple[float, floa
     return deadline, timeout_sec
 
 
-def _run_sync(func: Callable[[], T], timeout_sec: float | None, named: object) -> T:
+#: The ``TIMEOUT_MODE`` values (docs/timeouts.md).
+MODES: Final = ("interrupt", "thread", "cooperative")
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
+
+
+def _run_sync(
+    func: Callable[[], T], timeout_sec: float | None, named: object, mode: str = "interrupt"
+) -> T:
     outer = _deadline_var.get()
     limits = _limits(timeout_sec, outer)
     if limits is None:
@@ -587,23 +964,60 @@ def _run_sync(func: Callable[[], T], timeout_sec: float | None, named: object) -
     deadline, limit = limits
     if limit <= 0.0:
         raise _timeout_error(named, timeout_sec, 0.0)
-    if _HAS_ITIMER and _get_ident() == _main_ident:
-        return _run_main(func, deadline, limit, timeout_sec, named, outer)
+    if mode == "interrupt":
+        if _HAS_ITIMER and _get_ident() == _main_ident:
+            return _run_main(func, deadline, limit, timeout_sec, named, outer)
+    elif mode == "cooperative":
+        return _run_cooperative(func, deadline, limit, timeout_sec, named, outer)
     return _run_in_worker(func, deadline, limit, timeout_sec, named)
 
 
-def run_with_timeout(func: Callable[[], T], timeout_sec: float | None) -> T:
+def _run_cooperative(
+    func: Callable[[], T],
+    deadline: float,
+    limit: float,
+    requested: float | None,
+    named: object,
+    outer: float | None,
+) -> T:
+    """``func()`` in this thread, never preempted: the attempt still ends as a timeout if it
+    returns (or fails) after its deadline."""
+    _deadline_var.set(deadline)
+    try:
+        result = func()
+    except Exception as exc:
+        if _monotonic() >= deadline:
+            raise _timeout_error(named, requested, limit) from exc
+        raise
+    finally:
+        _deadline_var.set(outer)
+    if _monotonic() >= deadline:
+        raise _timeout_error(named, requested, limit)
+    return result
+
+
+def run_with_timeout(
+    func: Callable[[], T], timeout_sec: float | None, mode: str = "interrupt"
+) -> T:
     """``func()``, or :class:`AttemptTimeout` once ``timeout_sec`` (or an enclosing deadline,
     whichever ends first) passed. Returns control on time in any thread.
 
     ``func``'s own exceptions propagate unchanged. Both limits ``None``: just ``func()``. The
-    caller validates ``timeout_sec`` (see :func:`validate_timeout`).
+    caller validates ``timeout_sec`` (see :func:`validate_timeout`). ``mode`` is the
+    ``TIMEOUT_MODE``: ``"interrupt"`` (SIGALRM in the main thread, a worker elsewhere),
+    ``"thread"`` (a worker in every thread) or ``"cooperative"`` (no preemption: ``func``
+    must honour :func:`remaining_time`; a late return is still a timeout).
     """
-    return _run_sync(func, timeout_sec, func)
+    if mode != "interrupt":
+        _check_mode(mode)
+    return _run_sync(func, timeout_sec, func, mode)
 
 
 async def _run_async(
-    func: Callable[[], Awaitable[T]], timeout_sec: float | None, named: object
+    func: Callable[[], Awaitable[T]],
+    timeout_sec: float | None,
+    named: object,
+    mode: str = "interrupt",
 ) -> T:
     outer = _deadline_var.get()
     limits = _limits(timeout_sec, outer)
@@ -613,6 +1027,18 @@ async def _run_async(
     if limit <= 0.0:
         raise _timeout_error(named, timeout_sec, 0.0)
     token = _deadline_var.set(deadline)
+    if mode == "cooperative":  # no cancellation: a late result or error is a timeout
+        try:
+            result = await func()
+        except Exception as exc:
+            if _monotonic() >= deadline:
+                raise _timeout_error(named, timeout_sec, limit) from exc
+            raise
+        finally:
+            _deadline_var.reset(token)
+        if _monotonic() >= deadline:
+            raise _timeout_error(named, timeout_sec, limit)
+        return result
     scope = asyncio.timeout(deadline - _monotonic())
     try:
         async with scope:
@@ -628,13 +1054,19 @@ async def _run_async(
     return result
 
 
-async def run_with_timeout_async(func: Callable[[], Awaitable[T]], timeout_sec: float | None) -> T:
+async def run_with_timeout_async(
+    func: Callable[[], Awaitable[T]], timeout_sec: float | None, mode: str = "interrupt"
+) -> T:
     """``await func()``, cancelled for real once the deadline passes (:class:`AttemptTimeout`).
 
     Only the expiry of this call's own deadline becomes :class:`AttemptTimeout`; a
-    ``TimeoutError`` raised by ``func`` propagates unchanged.
+    ``TimeoutError`` raised by ``func`` propagates unchanged. ``mode="cooperative"``: never
+    cancelled (a result or error after the deadline is a timeout); ``"thread"`` is the same as
+    ``"interrupt"`` here (cancellation is safe in asyncio).
     """
-    return await _run_async(func, timeout_sec, func)
+    if mode != "interrupt":
+        _check_mode(mode)
+    return await _run_async(func, timeout_sec, func, mode)
 
 
 # --------------------------------------------------------------------------------------------
