@@ -308,6 +308,7 @@ class CallMachine(RuleBasedStateMachine):
 
     @invariant()
     def no_timer_of_ours_is_left(self) -> None:
+        assert _timeout._leftovers() == []
         assert _timeout._stack == []
         assert signal.getsignal(signal.SIGALRM) == self.handler
         delay, interval = signal.getitimer(signal.ITIMER_REAL)
