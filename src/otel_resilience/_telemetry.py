@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as otel_context
@@ -400,48 +400,44 @@ class Telemetry:
             self.warn_once("state_store", "recording a state store error failed")
 
     def _observe_breakers(self, options: CallbackOptions) -> Iterable[Observation]:
-        # one observation per series: the breakers beyond the endpoint cap share the "_other"
-        # series, which reads 1 for a state when any of them is in it (an open one must show)
-        series: dict[tuple[str, str, CircuitBreakerState], tuple[int, Attributes]] = {}
-        for breaker in get_circuit_breaker_manager().breakers():
-            try:
-                current = breaker.state
-            except Exception:  # pragma: no cover - a custom breaker that cannot say its state
-                continue
-            pair = self.pair(breaker.service_name, breaker.endpoint)
-            service, endpoint = (
-                pair.metric_attrs[n.ATTR_SERVICE],
-                pair.metric_attrs[n.ATTR_ENDPOINT],
-            )
-            for state in _STATES:
-                value = int(state is current)
-                key = (service, endpoint, state)
-                seen = series.get(key)
-                if seen is None or value > seen[0]:
-                    series[key] = (value, pair.gauge_attrs[state])
-        return [Observation(value, attributes) for value, attributes in series.values()]
+        return self._one_hot(
+            lambda b: b.state, _STATES, lambda pair, state: pair.gauge_attrs[state]
+        )
 
     def _observe_overrides(self, options: CallbackOptions) -> Iterable[Observation]:
-        # as _observe_breakers: a capped "_other" series reads 1 for an override when any of its
-        # breakers has it, so a breaker forced open on purpose is visible to the alerts
-        series: dict[tuple[str, str, BreakerOverride | None], tuple[int, Attributes]] = {}
+        return self._one_hot(
+            lambda b: b.override, _OVERRIDES, lambda pair, value: pair.override_attrs[value]
+        )
+
+    def _one_hot(
+        self,
+        read: Callable[[CircuitBreaker], Any],
+        values: tuple[Any, ...],
+        attrs: Callable[[_Pair, Any], Attributes],
+    ) -> list[Observation]:
+        """One series per (pair, value) of a gauge that reads 1 for a breaker's current value.
+
+        The breakers beyond the endpoint cap share the "_other" series, which reads 1 for a
+        value when any of them has it (an open or forced-open breaker must show).
+        """
+        series: dict[tuple[str, str, Any], tuple[int, Attributes]] = {}
         for breaker in get_circuit_breaker_manager().breakers():
             try:
-                current = breaker.override
-            except Exception:  # pragma: no cover - a custom breaker that cannot say its override
+                current = read(breaker)
+            except Exception:  # pragma: no cover - a custom breaker that cannot say it
                 continue
             pair = self.pair(breaker.service_name, breaker.endpoint)
             service, endpoint = (
                 pair.metric_attrs[n.ATTR_SERVICE],
                 pair.metric_attrs[n.ATTR_ENDPOINT],
             )
-            for override in _OVERRIDES:
-                value = int(override is current)
-                key = (service, endpoint, override)
+            for value in values:
+                hot = int(value is current)
+                key = (service, endpoint, value)
                 seen = series.get(key)
-                if seen is None or value > seen[0]:
-                    series[key] = (value, pair.override_attrs[override])
-        return [Observation(value, attributes) for value, attributes in series.values()]
+                if seen is None or hot > seen[0]:
+                    series[key] = (hot, attrs(pair, value))
+        return [Observation(hot, attributes) for hot, attributes in series.values()]
 
 
 class _Pair:
