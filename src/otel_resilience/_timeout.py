@@ -220,6 +220,10 @@ _REDELIVER: Final = 2e-4
 #: How long an interruption waits for the cleanup of the previous one (an ``except``/``finally``
 #: handling it) before it cuts that cleanup too, e.g. a client's retry backoff sleeping in it.
 _GRACE: Final = 1e-2
+#: An interruption held back (a client region never safe to cut, see ``_UNSAFE``) is delivered
+#: anyway once the deadline is this far past: a region that blocks (a pool waiting for a free
+#: connection, a connect to a frozen server) must not make the attempt unbounded.
+_HOLD_MAX: Final = 1.0
 
 
 class _Interrupted(TimeoutError):
@@ -286,6 +290,7 @@ _UNSAFE: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     # code the interpreter runs in the middle of anything (where an exception is "ignored")
     "warnings": (("*", "tree"),),
     "weakref": (("*", "tree"),),
+    "_weakrefset": (("*", "tree"),),  # WeakSet's removal callbacks
     "contextlib": (
         ("_GeneratorContextManagerBase.__init__", "tree"),
         ("_GeneratorContextManager.__enter__", "guard"),
@@ -448,8 +453,11 @@ def _handling_ours() -> bool:
     return False
 
 
-def _may_interrupt(frame: FrameType | None, now: float) -> bool:
-    """Whether raising into ``frame`` now is safe; if not, a later tick tries again."""
+def _may_interrupt(frame: FrameType | None, now: float, overdue: float = 0.0) -> bool:
+    """Whether raising into ``frame`` now is safe; if not, a later tick tries again.
+
+    ``overdue``: seconds since the deadline passed; past ``_HOLD_MAX`` only the library's
+    own bookkeeping still holds the interruption back."""
     if frame is None:  # pragma: no cover - CPython always passes the interrupted frame
         return True
     code = frame.f_code
@@ -462,6 +470,9 @@ def _may_interrupt(frame: FrameType | None, now: float) -> bool:
         # our own bookkeeping (deadlines, breakers, telemetry): the arming frame checks
         # ``fired`` itself; what the library calls (the function, Redis) can be interrupted
         return False
+    if overdue >= _HOLD_MAX:
+        _sig.deferred_since = None
+        return True
     if _handling_ours():
         since = _sig.deferred_since
         if since is None:
@@ -537,7 +548,7 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
             _sig.redelivering = True
             _sig.deferred_since = None
             _setitimer(_ITIMER_REAL, _REDELIVER, _REDELIVER)
-    if _may_interrupt(frame, now):
+    if _may_interrupt(frame, now, now - target.deadline):
         raise _Interrupted(target)
 
 
