@@ -604,3 +604,22 @@ def dashboard(
             ),
         ],
     ).auto_panel_ids()
+
+
+def chaos_panel(description: str) -> Any:
+    """Chaos injections per second by kind (the same panel on both dashboards)."""
+    return timeseries(
+        "Chaos injections per second",
+        description,
+        targets(
+            (
+                or_zero(
+                    sum_rate(q.PROM_CHAOS_INJECTIONS, by=q.PROM_CHAOS_KIND),
+                    by=q.PROM_CHAOS_KIND,
+                ),
+                f"{{{{{q.PROM_CHAOS_KIND}}}}}",
+            ),
+        ),
+        "ops",
+        stacked=True,
+    )

@@ -28,6 +28,7 @@ from ._common import (
     budget_left,
     burn_rows,
     call_quantile,
+    chaos_panel,
     dashboard,
     error_ratio,
     every_sample,
@@ -271,20 +272,8 @@ def build():
             q.PROM_HEDGES,
             "hedges",
         ),
-        timeseries(
-            "Chaos injections per second",
+        chaos_panel(
             "Faults, latency and outcomes injected per second by the chaos feature, by kind.",
-            targets(
-                (
-                    or_zero(
-                        sum_rate(q.PROM_CHAOS_INJECTIONS, by=q.PROM_CHAOS_KIND),
-                        by=q.PROM_CHAOS_KIND,
-                    ),
-                    f"{{{{{q.PROM_CHAOS_KIND}}}}}",
-                ),
-            ),
-            "ops",
-            stacked=True,
         ),
     ]
     breaker = [

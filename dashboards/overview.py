@@ -29,6 +29,7 @@ from ._common import (
     breaker_state,
     burn_rows,
     call_quantile,
+    chaos_panel,
     dashboard,
     error_ratio,
     every_sample,
@@ -291,21 +292,9 @@ def build():
             "load on the dependency.",
             q.PROM_HEDGES,
         ),
-        timeseries(
-            "Chaos injections per second",
+        chaos_panel(
             "Faults, latency and outcomes injected per second by the chaos feature, by kind: "
             "anything here in production is on purpose, or a mistake.",
-            targets(
-                (
-                    or_zero(
-                        sum_rate(q.PROM_CHAOS_INJECTIONS, by=q.PROM_CHAOS_KIND),
-                        by=q.PROM_CHAOS_KIND,
-                    ),
-                    f"{{{{{q.PROM_CHAOS_KIND}}}}}",
-                ),
-            ),
-            "ops",
-            stacked=True,
         ),
     ]
     health = [
