@@ -641,16 +641,20 @@ class _Call(CallObserver):
 
     def attempt_aborted(self, handle: Any, cause: BaseException) -> None:
         span = self._end_attempt(handle)
+        if span is not None:
+            self._end_cut_short(span, cause, "attempt_aborted", "recording an aborted attempt")
+
+    def _end_cut_short(self, span: trace.Span, cause: BaseException, key: str, what: str) -> None:
+        """End a span the caller cut short (cancelled, interrupted): always ended, never raises."""
         try:
-            if span is not None:
-                try:
-                    if span.is_recording():
-                        _record_exception(span, cause, self._patterns())
-                        span.set_status(Status(StatusCode.ERROR, type(cause).__name__))
-                finally:
-                    span.end()
+            try:
+                if span.is_recording():
+                    _record_exception(span, cause, self._patterns())
+                    span.set_status(Status(StatusCode.ERROR, type(cause).__name__))
+            finally:
+                span.end()
         except Exception:
-            self._telemetry.warn_once("attempt_aborted", "recording an aborted attempt failed")
+            self._telemetry.warn_once(key, f"{what} failed")
 
     def _patterns(self) -> tuple[str, ...]:
         return _redact_patterns(self._pair.span_attrs.get(n.ATTR_SERVICE, ""))
@@ -751,17 +755,8 @@ class _Call(CallObserver):
         # the call span ends with the exception (so the attempt spans keep their parent);
         # no metric: a cancelled call says nothing about the service
         span = self._span
-        if span is None:
-            return
-        try:
-            try:
-                if span.is_recording():
-                    _record_exception(span, cause, self._patterns())
-                    span.set_status(Status(StatusCode.ERROR, type(cause).__name__))
-            finally:
-                span.end()
-        except Exception:
-            self._telemetry.warn_once("end_aborted", "ending an aborted call span failed")
+        if span is not None:
+            self._end_cut_short(span, cause, "end_aborted", "ending an aborted call span")
 
 
 _telemetry = Telemetry()
