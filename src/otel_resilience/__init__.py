@@ -6,7 +6,6 @@
 """
 
 import logging
-import sys
 
 from ._breaker import (
     BreakerOverride,
@@ -14,11 +13,10 @@ from ._breaker import (
     CircuitBreaker,
     CircuitBreakerManager,
     CircuitBreakerState,
-    get_circuit_breaker_manager,
 )
 from ._budget import RetryBudget
 from ._call import create_retry_decorator, resilient, resilient_call, resilient_call_async
-from ._config import ConfigError, ReliabilityConfig, configure, get_config
+from ._config import ConfigError, ReliabilityConfig
 from ._errors import (
     CallTimeoutError,
     CircuitOpenError,
@@ -28,6 +26,16 @@ from ._errors import (
 )
 from ._health import HealthServer, health_report
 from ._mapping import Classification, map_external_error, register_classifier
+from ._retry import TENACITY_AVAILABLE
+from ._runtime import (
+    Runtime,
+    configure,
+    default_runtime,
+    get_circuit_breaker_manager,
+    get_config,
+    reset,
+    use_runtime,
+)
 from ._setup import TelemetryHandle, configure_telemetry
 from ._telemetry import set_telemetry_providers
 from ._timeout import remaining_time, shutdown_workers, with_timeout
@@ -36,7 +44,7 @@ from ._version import __version__
 # A library never decides where logs go: without the application's logging setup, stay quiet.
 logging.getLogger("otel_resilience").addHandler(logging.NullHandler())
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plainly sorted (tests/test_public_api.py)
     "BreakerOverride",
     "BreakerStatus",
     "CallTimeoutError",
@@ -51,12 +59,15 @@ __all__ = [
     "ReliabilityConfig",
     "ReliabilityError",
     "RetryBudget",
+    "Runtime",
+    "TENACITY_AVAILABLE",
     "TelemetryHandle",
     "ThrottledError",
     "__version__",
     "configure",
     "configure_telemetry",
     "create_retry_decorator",
+    "default_runtime",
     "get_circuit_breaker_manager",
     "get_config",
     "health_report",
@@ -69,27 +80,6 @@ __all__ = [
     "resilient_call_async",
     "set_telemetry_providers",
     "shutdown_workers",
+    "use_runtime",
     "with_timeout",
 ]
-
-
-def reset() -> None:
-    """Restore every piece of global state: config, breakers, budgets, telemetry providers,
-    and stop idle timeout worker threads.
-
-    For tests and for applications that reconfigure at run time.
-    """
-    from ._budget import reset_budgets
-    from ._config import reset_config
-    from ._ratelimit import reset_rate_limiters
-    from ._telemetry import get_telemetry
-
-    reset_config()
-    get_circuit_breaker_manager().reset()
-    reset_budgets()
-    reset_rate_limiters()
-    get_telemetry().reset()
-    shutdown_workers(timeout=0)
-    redis_stores = sys.modules.get("otel_resilience._redis")  # only if Redis was ever used
-    if redis_stores is not None:
-        redis_stores.close_stores()

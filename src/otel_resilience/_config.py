@@ -29,14 +29,6 @@ from ._redis_url import ACCEPTED as _REDIS_URL_ACCEPTED
 from ._redis_url import redis_url_problem
 from ._scrub import check_pattern
 
-__all__ = [
-    "ConfigError",
-    "ReliabilityConfig",
-    "configure",
-    "get_config",
-    "reset_config",
-]
-
 BreakerMode = Literal["consecutive", "count", "time"]
 _BREAKER_MODES: Final = ("consecutive", "count", "time")
 
@@ -435,84 +427,97 @@ def _check(name: str, value: Any, spec: _Spec, *, source: str, shown: str | None
     return value
 
 
-# --- the process-wide registry ---------------------------------------------------------------
+# --- the registry (owned by a Runtime) -------------------------------------------------------
 
 
-class _Registry:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.default: ReliabilityConfig | None = None
-        self.services: dict[str, ReliabilityConfig | Mapping[str, Any]] = {}
-        self.cache: dict[str, ReliabilityConfig] = {}
-        self.generation = 0  # bumped by every change, so holders of configs can notice
+class ConfigRegistry:
+    """The default config and the per-service configs of one runtime, resolved and cached.
+
+    The environment is read once, at first use. ``on_change`` is called after every change
+    (the runtime remakes its service contexts and drops breakers whose settings changed).
+    """
+
+    def __init__(
+        self,
+        environ: Mapping[str, str] | None = None,
+        *,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self._environ = environ
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self._default: ReliabilityConfig | None = None
+        self._services: dict[str, ReliabilityConfig | Mapping[str, Any]] = {}
+        self._cache: dict[str, ReliabilityConfig] = {}
+
+    def get(self, service_name: str | None = None) -> ReliabilityConfig:
+        """The config in force for ``service_name`` (the default config when None)."""
+        found = self._cache.get(service_name or "")
+        if found is not None:
+            return found
+        return self.resolve(service_name or "")
 
     def resolve(self, service: str) -> ReliabilityConfig:
-        with self.lock:
-            found = self.cache.get(service)
-            if found is not None:
-                return found
-            if self.default is None:
-                self.default = ReliabilityConfig.from_env()
-            in_code = self.services.get(service)
-            if isinstance(in_code, ReliabilityConfig):
-                cfg = in_code
-            else:
-                cfg = self.default
-                prefix = service_env_prefix(service)
-                if any(key.startswith(prefix) for key in os.environ):
-                    overrides = ReliabilityConfig.from_env(service=service)
-                    env_fields = {
-                        f.name: getattr(overrides, f.name)
-                        for f in fields(ReliabilityConfig)
-                        if prefix + f.name in os.environ
-                    }
-                    cfg = cfg.with_overrides(env_fields)
-                if in_code is not None:
-                    cfg = cfg.with_overrides(in_code)
-            self.cache[service] = cfg
-            return cfg
+        with self._lock:
+            found = self._cache.get(service)
+            if found is None:
+                found = self._cache[service] = self._build(service)
+            return found
+
+    def _build(self, service: str) -> ReliabilityConfig:
+        env = os.environ if self._environ is None else self._environ
+        if self._default is None:
+            self._default = ReliabilityConfig.from_env(env)
+        in_code = self._services.get(service)
+        if isinstance(in_code, ReliabilityConfig):
+            return in_code
+        cfg = self._default
+        prefix = service_env_prefix(service)
+        if any(key.startswith(prefix) for key in env):
+            overrides = ReliabilityConfig.from_env(env, service=service)
+            env_fields = {
+                f.name: getattr(overrides, f.name)
+                for f in fields(ReliabilityConfig)
+                if prefix + f.name in env
+            }
+            cfg = cfg.with_overrides(env_fields)
+        if in_code is not None:
+            cfg = cfg.with_overrides(in_code)
+        return cfg
+
+    def configure(
+        self,
+        default: ReliabilityConfig | None = None,
+        *,
+        services: Mapping[str, ReliabilityConfig | Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Set the default config and/or per-service configs (see ``otel_resilience.configure``)."""
+        checked = _checked_services(default, services)
+        with self._lock:
+            if default is not None:
+                self._default = default
+            self._services.update(checked)
+            self._cache.clear()
+        self._changed()
+
+    def reset(self) -> None:
+        """Forget every configured value; the environment is read again at next use."""
+        with self._lock:
+            self._default = None
+            self._services.clear()
+            self._cache.clear()
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
 
 
-_registry = _Registry()
-
-
-def get_config(service_name: str | None = None) -> ReliabilityConfig:
-    """The config in force for ``service_name`` (the default config when None).
-
-    The environment is read once, at first use; :func:`configure` and :func:`reset_config`
-    change it at run time.
-    """
-    if service_name is None:
-        service_name = ""
-    found = _registry.cache.get(service_name)
-    if found is not None:
-        return found
-    return _registry.resolve(service_name)
-
-
-def configure(
-    default: ReliabilityConfig | None = None,
-    *,
-    services: Mapping[str, ReliabilityConfig | Mapping[str, Any]] | None = None,
-) -> None:
-    """Set the default config and/or per-service configs in code.
-
-    A service maps to a whole :class:`ReliabilityConfig` or to a mapping of fields that
-    override the default. The breakers of a service whose settings changed are made afresh
-    with the new ones at their next call; every other breaker, retry budget and rate limiter
-    keeps its state.
-
-    >>> from otel_resilience import ReliabilityConfig, configure, get_config
-    >>> configure(services={"clamav": {"CB_FAIL_THRESHOLD": 3}})
-    >>> get_config("clamav").CB_FAIL_THRESHOLD, get_config("gcs").CB_FAIL_THRESHOLD
-    (3, 5)
-    >>> configure(services={"openai": {"HTTP_RETRY": 5}})
-    Traceback (most recent call last):
-    ...
-    otel_resilience._config.ConfigError: unknown setting(s) HTTP_RETRY; accepted: ...
-    >>> from otel_resilience import reset
-    >>> reset()
-    """
+def _checked_services(
+    default: ReliabilityConfig | None,
+    services: Mapping[str, ReliabilityConfig | Mapping[str, Any]] | None,
+) -> dict[str, ReliabilityConfig | Mapping[str, Any]]:
+    """``configure``'s arguments checked (every mapping validated now, not at the first call)."""
     if default is not None and not isinstance(default, ReliabilityConfig):
         raise TypeError(f"default must be a ReliabilityConfig, got {type(default).__name__}")
     checked: dict[str, ReliabilityConfig | Mapping[str, Any]] = {}
@@ -523,41 +528,18 @@ def configure(
         if isinstance(value, ReliabilityConfig):
             checked[name] = value
         elif isinstance(value, Mapping):
-            base.with_overrides(value)  # validate now, not at the first call
+            base.with_overrides(value)
             checked[name] = dict(value)
         else:
             raise TypeError(
                 f"services[{name!r}] must be a ReliabilityConfig or a mapping of fields,"
                 f" got {type(value).__name__}"
             )
-    with _registry.lock:
-        if default is not None:
-            _registry.default = default
-        _registry.services.update(checked)
-        _registry.cache.clear()
-        _registry.generation += 1
-    _notify_change()
+    return checked
 
 
-def reset_config() -> None:
-    """Forget every configured value; the environment is read again at next use."""
-    with _registry.lock:
-        _registry.default = None
-        _registry.services.clear()
-        _registry.cache.clear()
-        _registry.generation += 1
-    _notify_change()
+def get_config(service_name: str | None = None) -> ReliabilityConfig:
+    """The config in force for ``service_name`` in the runtime in use (see ``_runtime``)."""
+    from ._runtime import default_runtime
 
-
-def config_generation() -> int:
-    """A number that changes whenever the configuration does."""
-    return _registry.generation
-
-
-#: called after every change (the breaker manager drops its breakers)
-_listeners: list[Callable[[], None]] = []
-
-
-def _notify_change() -> None:
-    for listener in tuple(_listeners):
-        listener()
+    return default_runtime().config.get(service_name)

@@ -759,14 +759,11 @@ class _Call(CallObserver):
             self._end_cut_short(span, cause, "end_aborted", "ending an aborted call span")
 
 
-_telemetry = Telemetry()
-get_circuit_breaker_manager().add_listener(_telemetry.on_transition)
-get_circuit_breaker_manager().on_created(_telemetry.on_breaker_created)
-
-
 def get_telemetry() -> Telemetry:
-    """The process-wide instrumentation."""
-    return _telemetry
+    """The instrumentation of the runtime in use."""
+    from ._runtime import default_runtime
+
+    return default_runtime().telemetry
 
 
 def set_telemetry_providers(tracer_provider: Any = None, meter_provider: Any = None) -> None:
@@ -775,4 +772,4 @@ def set_telemetry_providers(tracer_provider: Any = None, meter_provider: Any = N
     For tests (an ``InMemorySpanExporter`` and ``InMemoryMetricReader`` without touching the
     globals) and for applications that keep several providers.
     """
-    _telemetry.set_providers(tracer_provider, meter_provider)
+    get_telemetry().set_providers(tracer_provider, meter_provider)
