@@ -155,7 +155,8 @@ def test_optional_settings_can_be_turned_off_from_the_environment() -> None:
     cfg = ReliabilityConfig.from_env({"DEADLINE_SEC": "none", "CB_SLOW_CALL_SEC": ""})
     assert cfg.DEADLINE_SEC is None
     assert cfg.CB_SLOW_CALL_SEC is None
-    assert ReliabilityConfig.from_env({"DEADLINE_SEC": "2.5"}).DEADLINE_SEC == 2.5
+    env = {"DEADLINE_SEC": "2.5", "HTTP_TIMEOUT_SEC": "2"}
+    assert ReliabilityConfig.from_env(env).DEADLINE_SEC == 2.5
 
 
 def test_booleans_accept_the_usual_spellings() -> None:
@@ -378,3 +379,40 @@ def test_repr_lists_every_field() -> None:
     assert text.startswith("ReliabilityConfig(HTTP_TIMEOUT_SEC=30, HTTP_RETRIES=3,")
     for field in dataclasses.fields(ReliabilityConfig):
         assert f"{field.name}=" in text
+
+
+# --- cross-validation (settings valid alone that contradict each other) -----------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "names"),
+    [
+        ({"HTTP_TIMEOUT_SEC": 30, "DEADLINE_SEC": 10}, ("HTTP_TIMEOUT_SEC=30", "DEADLINE_SEC=10")),
+        (
+            {"CB_MODE": "time", "CB_WINDOW_SIZE": 10, "HTTP_TIMEOUT_SEC": 30},
+            ("CB_WINDOW_SIZE=10", "HTTP_TIMEOUT_SEC=30", "at least 60 s"),
+        ),
+    ],
+    ids=["timeout-longer-than-deadline", "time-window-shorter-than-two-timeouts"],
+)
+def test_contradicting_settings_are_refused_naming_both(
+    settings: dict[str, object], names: tuple[str, ...]
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        ReliabilityConfig(**settings)  # type: ignore[arg-type]
+    for name in names:
+        assert name in str(raised.value)
+
+
+def test_settings_that_agree_are_accepted() -> None:
+    assert ReliabilityConfig(HTTP_TIMEOUT_SEC=5, DEADLINE_SEC=5).DEADLINE_SEC == 5
+    assert (
+        ReliabilityConfig(CB_MODE="time", CB_WINDOW_SIZE=10, HTTP_TIMEOUT_SEC=5).CB_MODE == "time"
+    )
+
+
+def test_jitter_and_idempotency_settings_from_the_environment() -> None:
+    cfg = ReliabilityConfig.from_env({"RETRY_JITTER": "full", "RETRY_NON_IDEMPOTENT": "yes"})
+    assert (cfg.RETRY_JITTER, cfg.RETRY_NON_IDEMPOTENT) == ("full", True)
+    with pytest.raises(ConfigError, match="RETRY_JITTER='gauss' is not accepted: expected one of"):
+        ReliabilityConfig.from_env({"RETRY_JITTER": "gauss"})

@@ -225,3 +225,78 @@ def test_both_steppers_decide_alike(
         return [*decisions, plan.stop_reason]
 
     assert decide(_BuiltinStepper) == decide(_TenacityStepper)
+
+
+# --- jitter modes (RETRY_JITTER) --------------------------------------------------------------
+
+
+@given(
+    attempt=st.integers(min_value=1, max_value=120),
+    base_ms=st.integers(min_value=0, max_value=60_000),
+    max_ms=st.integers(min_value=0, max_value=3_600_000),
+    seed=st.integers(),
+)
+def test_full_jitter_stays_between_zero_and_the_capped_delay(
+    attempt: int, base_ms: int, max_ms: int, seed: int
+) -> None:
+    from otel_resilience._retry import full_jitter_delay
+
+    delay = full_jitter_delay(attempt, base_ms, max_ms, random.Random(seed))
+    assert 0.0 <= delay <= min(base_ms * 2 ** (attempt - 1), max_ms) / 1000
+
+
+@given(
+    attempts=st.integers(min_value=1, max_value=100),
+    base_ms=st.integers(min_value=0, max_value=60_000),
+    max_ms=st.integers(min_value=0, max_value=3_600_000),
+    seed=st.integers(),
+)
+def test_decorrelated_jitter_is_positive_capped_and_bounded_by_the_exponential(
+    attempts: int, base_ms: int, max_ms: int, seed: int
+) -> None:
+    from otel_resilience._retry import decorrelated_jitter_delay
+
+    rng, state = random.Random(seed), 0.0
+    for attempt in range(1, attempts + 1):
+        delay, state = decorrelated_jitter_delay(attempt, base_ms, max_ms, state, rng)
+        assert 0.0 <= delay <= max_ms / 1000
+        assert delay <= base_ms * 2.0**attempt / 1.4 / 1000 + 1e-9
+
+
+def test_decorrelated_jitter_has_a_median_first_delay_near_the_base() -> None:
+    from otel_resilience._retry import decorrelated_jitter_delay
+
+    rng = random.Random(3)
+    firsts = [decorrelated_jitter_delay(1, 1000, 30_000, 0.0, rng)[0] for _ in range(4000)]
+    assert 0.8 <= statistics.median(firsts) <= 1.2  # Polly's V2: median first retry ~ base
+
+
+@pytest.mark.parametrize(
+    ("mode", "low", "high"), [("seed", 1.0, 1.1), ("full", 0.0, 1.0), ("decorrelated", 0.0, 30.0)]
+)
+def test_retry_jitter_setting_shapes_the_backoff_of_calls(
+    mode: str, low: float, high: float
+) -> None:
+    from otel_resilience import Runtime, configure, resilient_call, use_runtime
+    from support import FakeClock
+
+    clock = FakeClock()
+    with use_runtime(Runtime(clock=clock)):
+        configure(services={"svc": {"RETRY_JITTER": mode, "HTTP_BACKOFF_MAX_MS": 30_000}})
+
+        def down() -> None:
+            raise ConnectionError("down")
+
+        for _ in range(20):
+            with pytest.raises(ReliabilityError):
+                resilient_call("svc", "op", down, max_retries=2)
+            otel_resilience_reset_breakers()
+    assert len(clock.sleeps) == 20
+    assert all(low <= s <= high for s in clock.sleeps)
+    assert len(set(clock.sleeps)) > 10  # jittered, not constant
+
+
+def otel_resilience_reset_breakers() -> None:
+    import otel_resilience
+
+    otel_resilience.get_circuit_breaker_manager().reset()

@@ -69,6 +69,7 @@ def _begin(
     timeout_sec: float | None,
     max_retries: int | None,
     deadline_sec: float | None,
+    idempotent: bool,
 ) -> Call:
     """Check the arguments and gather what one call needs (both drivers)."""
     service = service_name if type(service_name) is str else _name("service_name", service_name)
@@ -83,7 +84,10 @@ def _begin(
     context = runtime.service(service)
     settings = context.settings(timeout_sec, max_retries, deadline_sec)
     breaker = runtime.breakers.breaker_for(service, where)
-    return Call(context, where, settings, breaker, runtime.telemetry.call(service, where, breaker))
+    if idempotent is not True and idempotent is not False:
+        raise TypeError(f"idempotent must be True or False, got {idempotent!r}")
+    observer = runtime.telemetry.call(service, where, breaker)
+    return Call(context, where, settings, breaker, observer, idempotent)
 
 
 def _coroutine_misuse(result: Any) -> Misuse:
@@ -140,6 +144,7 @@ def resilient_call(
     *,
     deadline_sec: float | None = None,
     fallback: Any = NO_FALLBACK,
+    idempotent: bool = True,
 ) -> T:
     """Call ``func()`` with retries, a circuit breaker, a timeout per attempt and telemetry.
 
@@ -154,6 +159,10 @@ def resilient_call(
             ``DEADLINE_SEC``); a nested call keeps the tighter of its own and its caller's.
         fallback: a value, or a callable receiving the :class:`ReliabilityError`, that serves
             the result when the call finally fails or is rejected.
+        idempotent: False for a call that must not run twice (a POST creating something):
+            it is retried only when the failure proves the request was not processed
+            (refused connection, DNS failure, 429/503 with ``Retry-After``), unless
+            ``RETRY_NON_IDEMPOTENT`` is set (docs/retries.md).
 
     Returns:
         What ``func()`` returned (or the fallback's value).
@@ -167,7 +176,7 @@ def resilient_call(
     >>> resilient_call("inventory", "lookup", lambda: 42)
     42
     """
-    call = _begin(service_name, endpoint, func, timeout_sec, max_retries, deadline_sec)
+    call = _begin(service_name, endpoint, func, timeout_sec, max_retries, deadline_sec, idempotent)
     try:
         if call.settings.deadline is None:
             result = _drive(call, func)
@@ -230,7 +239,7 @@ def _drive(call: Call, func: Callable[[], T]) -> T:
                         breaker.record_failure(permit, duration)
                 finally:
                     call.finish_attempt_failed(error, exc, duration)
-                delay = call.next_delay(error)
+                delay = call.next_delay(error, exc)
                 if delay is None:
                     if error is exc:
                         raise
@@ -276,6 +285,7 @@ async def resilient_call_async(
     *,
     deadline_sec: float | None = None,
     fallback: Any = NO_FALLBACK,
+    idempotent: bool = True,
 ) -> T:
     """The asyncio twin of :func:`resilient_call`: ``func`` returns an awaitable.
 
@@ -290,7 +300,7 @@ async def resilient_call_async(
     'ok'
     """
     _require_asyncio()
-    call = _begin(service_name, endpoint, func, timeout_sec, max_retries, deadline_sec)
+    call = _begin(service_name, endpoint, func, timeout_sec, max_retries, deadline_sec, idempotent)
     func = _awaitable_func(func)
     try:
         if call.settings.deadline is None:
@@ -345,7 +355,7 @@ async def _drive_async(call: Call, func: Callable[[], Awaitable[T]]) -> T:
                         await breaker.record_failure_async(permit, duration)
                 finally:
                     call.finish_attempt_failed(error, exc, duration)
-                delay = call.next_delay(error)
+                delay = call.next_delay(error, exc)
                 if delay is None:
                     if error is exc:
                         raise
@@ -379,6 +389,7 @@ def resilient(
     max_retries: int | None = ...,
     deadline_sec: float | None = ...,
     fallback: Any = ...,
+    idempotent: bool = ...,
 ) -> _Decorator: ...
 @overload
 def resilient(service_name: str, endpoint: str, **options: Any) -> _Decorator: ...
@@ -394,12 +405,12 @@ def resilient(service_name: str, endpoint: str, **options: Any) -> _Decorator:
     """
     _check_name("service_name", service_name)
     _check_name("endpoint", endpoint)
-    unknown = sorted(set(options) - {"timeout_sec", "max_retries", "deadline_sec", "fallback"})
+    accepted = ("timeout_sec", "max_retries", "deadline_sec", "fallback", "idempotent")
+    unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise TypeError(
-            f"unknown option(s) {', '.join(unknown)}; accepted: timeout_sec, max_retries,"
-            " deadline_sec, fallback"
-        )
+        raise TypeError(f"unknown option(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}")
+    if options.get("idempotent", True) not in (True, False):
+        raise TypeError(f"idempotent must be True or False, got {options['idempotent']!r}")
     if options.get("timeout_sec") is not None:
         validate_timeout("timeout_sec", options["timeout_sec"])
     if options.get("max_retries") is not None:

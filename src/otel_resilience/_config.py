@@ -146,6 +146,9 @@ _SPECS: Final[dict[str, _Spec]] = {
         validate=_redact_problem,
     ),
     "TIMEOUT_MODE": _Spec(str, choices=("interrupt", "thread", "cooperative")),
+    # retry safety (issue 14)
+    "RETRY_JITTER": _Spec(str, choices=("seed", "full", "decorrelated")),
+    "RETRY_NON_IDEMPOTENT": _Spec(bool),
 }
 
 
@@ -230,6 +233,13 @@ class ReliabilityConfig:
     #: the main thread, a worker elsewhere), ``thread`` (always a worker) or ``cooperative``
     #: (no preemption: ``remaining_time()`` and the client's own timeouts)
     TIMEOUT_MODE: Literal["interrupt", "thread", "cooperative"] = "interrupt"
+    # --- retry safety (issue 14) ---
+    #: the backoff's jitter: ``seed`` (the spec's: delay plus 0-10%), ``full`` (AWS's
+    #: ``rand(0, 1) * delay``) or ``decorrelated`` (Polly's V2 decorrelated jitter)
+    RETRY_JITTER: Literal["seed", "full", "decorrelated"] = "seed"
+    #: retry a call made with ``idempotent=False`` after any transient failure; false (the
+    #: default): only when the failure proves the request was not processed (docs/retries.md)
+    RETRY_NON_IDEMPOTENT: bool = False
 
     def __post_init__(self) -> None:
         for name, spec in _SPECS.items():
@@ -245,6 +255,7 @@ class ReliabilityConfig:
                 "STATE_BACKEND='redis' needs REDIS_URL (environment: RELIABILITY_REDIS_URL),"
                 " e.g. redis://127.0.0.1:6379/0"
             )
+        _cross_check(self)
         if self.CB_MODE == "count" and self.CB_MIN_CALLS > self.CB_WINDOW_SIZE:
             raise ConfigError(
                 f"CB_MIN_CALLS={self.CB_MIN_CALLS} is not accepted with CB_MODE='count':"
@@ -305,6 +316,25 @@ class ReliabilityConfig:
     def max_attempts(self) -> int:
         """Attempts in all for one call (``HTTP_RETRIES``, at least 1)."""
         return max(1, self.HTTP_RETRIES)
+
+
+def _cross_check(config: ReliabilityConfig) -> None:
+    """Settings that are valid alone but contradict each other (the .NET standard pipeline's
+    checks): refused with both names."""
+    timeout = config.HTTP_TIMEOUT_SEC
+    deadline = config.DEADLINE_SEC
+    if deadline is not None and timeout > deadline:
+        raise ConfigError(
+            f"HTTP_TIMEOUT_SEC={timeout:g} is longer than DEADLINE_SEC={deadline:g}: an attempt"
+            " could never use its whole timeout; lower HTTP_TIMEOUT_SEC or raise DEADLINE_SEC"
+        )
+    if config.CB_MODE == "time" and 2 * timeout > config.CB_WINDOW_SIZE:
+        raise ConfigError(
+            f"CB_WINDOW_SIZE={config.CB_WINDOW_SIZE} s (CB_MODE='time') is shorter than two"
+            f" attempt timeouts (2 x HTTP_TIMEOUT_SEC={timeout:g}): the window would judge"
+            " calls before they can end; use a window of at least"
+            f" {math.ceil(2 * timeout)} s or a shorter HTTP_TIMEOUT_SEC"
+        )
 
 
 def _safe_repr(value: object) -> str:

@@ -30,6 +30,7 @@ from ._errors import (
     ReliabilityError,
     ThrottledError,
 )
+from ._idempotency import request_not_processed
 from ._mapping import _redact, _well_formed, map_external_error
 from ._retry import RetryPlan, is_retryable
 from ._runtime import CallSettings, ServiceContext
@@ -70,6 +71,7 @@ class Call:
         "endpoint",
         "error",
         "handle",
+        "idempotent",
         "observer",
         "plan",
         "service",
@@ -84,8 +86,10 @@ class Call:
         settings: CallSettings,
         breaker: CircuitBreaker,
         observer: CallObserver,
+        idempotent: bool = True,
     ) -> None:
         self.context = context
+        self.idempotent = idempotent
         self.service = context.name
         self.endpoint = endpoint
         self.settings = settings
@@ -226,11 +230,12 @@ class Call:
 
     # --- the retry decision ---------------------------------------------------------------
 
-    def next_delay(self, error: ReliabilityError) -> float | None:
+    def next_delay(self, error: ReliabilityError, exc: BaseException | None = None) -> float | None:
         """Seconds to back off before the next attempt, or None: the call ends with ``error``.
 
         The plan (tenacity's decision machine) is built at the first retryable failure only:
-        a call that succeeds, or fails for good at once, never builds it.
+        a call that succeeds, or fails for good at once, never builds it. A call made with
+        ``idempotent=False`` goes on only when ``exc`` proves the request was not processed.
         """
         self.error = error
         plan = self.plan
@@ -241,7 +246,14 @@ class Call:
             ):
                 return None
             plan = self.plan = self._new_plan()
+        if not self.idempotent and not self._may_resend(error, exc):
+            plan.stop("not_idempotent")
+            plan.log_stopped()
+            return None
         return plan.next_delay(self.attempt, error)
+
+    def _may_resend(self, error: ReliabilityError, exc: BaseException | None) -> bool:
+        return self.settings.config.RETRY_NON_IDEMPOTENT or request_not_processed(error, exc)
 
     def _new_plan(self) -> RetryPlan:
         config = self.settings.config
@@ -254,6 +266,7 @@ class Call:
             max_ms=config.HTTP_BACKOFF_MAX_MS,
             retry_after_max_sec=config.RETRY_AFTER_MAX_SEC,
             retry_unknown=config.RETRY_UNKNOWN_ERRORS,
+            jitter=config.RETRY_JITTER,
             remaining=remaining_time,
             allow_retry=None if budget is None else budget.try_retry,
             blocked=self.breaker.rejects_after,

@@ -25,6 +25,7 @@ when the retry budget refuses one; the last attempt's error is raised.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ logger = logging.getLogger("otel_resilience")
 #: the seed's jitter: up to 10% of the delay, added on top
 JITTER_FRACTION: Final = 0.1
 
-StopReason = Literal["exhausted", "deadline", "budget", "rejected"]
+StopReason = Literal["exhausted", "deadline", "budget", "rejected", "not_idempotent"]
 
 
 def backoff_delay(
@@ -59,18 +60,62 @@ def backoff_delay(
     >>> backoff_delay(20, 1000, 30_000, random.Random(0)) <= 33.0
     True
     """
-    if attempt < 1:
-        raise ValueError(f"attempt must be >= 1, got {attempt}")
-    # 2 ** (attempt - 1) grows without bound: compare exponents first to avoid huge ints
-    exponent = attempt - 1
-    if base_ms == 0:
-        delay_ms = 0
-    elif exponent >= 63:  # base * 2**63 ms is past any cap the config accepts
-        delay_ms = max_ms
-    else:
-        delay_ms = min(base_ms * (1 << exponent), max_ms)
+    delay_ms = capped_delay_ms(attempt, base_ms, max_ms)
     jitter_ms = (rng or random).randint(0, int(delay_ms * JITTER_FRACTION))
     return (delay_ms + jitter_ms) / 1000.0
+
+
+JitterMode = Literal["seed", "full", "decorrelated"]
+
+#: Polly's V2 decorrelated jitter constants (Polly.Core's RetryHelper)
+_RP_SCALING: Final = 1 / 1.4
+_P_FACTOR: Final = 4.0
+
+
+def capped_delay_ms(attempt: int, base_ms: int, max_ms: int) -> int:
+    """``min(base_ms * 2 ** (attempt - 1), max_ms)`` without building huge integers."""
+    if attempt < 1:
+        raise ValueError(f"attempt must be >= 1, got {attempt}")
+    exponent = attempt - 1
+    if base_ms == 0:
+        return 0
+    if exponent >= 63:  # base * 2**63 ms is past any cap the config accepts
+        return max_ms
+    return min(base_ms * (1 << exponent), max_ms)
+
+
+def full_jitter_delay(
+    attempt: int, base_ms: int, max_ms: int, rng: random.Random | None = None
+) -> float:
+    """AWS's "full jitter": ``rand(0, 1) * min(base * 2**(n-1), max)`` seconds.
+
+    >>> import random
+    >>> 0 <= full_jitter_delay(3, 1000, 30_000, random.Random(0)) <= 4.0
+    True
+    """
+    return (rng or random).random() * capped_delay_ms(attempt, base_ms, max_ms) / 1000.0
+
+
+def decorrelated_jitter_delay(
+    attempt: int, base_ms: int, max_ms: int, previous: float, rng: random.Random | None = None
+) -> tuple[float, float]:
+    """Polly's V2 decorrelated jitter: (seconds, the state to pass as ``previous`` next time).
+
+    Start with ``previous=0``. Delays grow about exponentially with a median first delay near
+    ``base_ms``, are decorrelated from each other and never exceed ``max_ms``.
+
+    >>> import random
+    >>> rng, state, delays = random.Random(1), 0.0, []
+    >>> for n in (1, 2, 3):
+    ...     delay, state = decorrelated_jitter_delay(n, 1000, 30_000, state, rng)
+    ...     delays.append(round(delay, 3))
+    >>> all(0 <= d <= 30 for d in delays)
+    True
+    """
+    t = (attempt - 1) + (rng or random).random()
+    nxt = 2.0 ** min(t, 1000.0) * math.tanh(math.sqrt(_P_FACTOR * t))
+    value_ms = (nxt - previous) * _RP_SCALING * base_ms
+    return min(max(value_ms, 0.0), float(max_ms)) / 1000.0, nxt
 
 
 def is_retryable(error_type: ExternalServiceError, retry_unknown: bool = True) -> bool:
@@ -91,6 +136,7 @@ class RetryPlan:
     max_ms: int
     retry_after_max_sec: float
     retry_unknown: bool = True
+    jitter: JitterMode = "seed"
     #: seconds left before the call's deadline (None: no deadline); read before each backoff
     remaining: Callable[[], float | None] | None = None
     rng: random.Random | None = None
@@ -104,6 +150,7 @@ class RetryPlan:
     #: why retrying stopped, once it has
     stop_reason: StopReason | None = field(default=None)
     _stepper: Any = field(default=None, repr=False)
+    _jitter_state: float = field(default=0.0, repr=False)
 
     def next_delay(self, attempt: int, error: ReliabilityError) -> float | None:
         """After failed attempt ``attempt``: seconds to sleep before the next, or None to stop.
@@ -129,6 +176,13 @@ class RetryPlan:
             # only a usable wait wins: a negative or NaN one (a user's own error) is ignored
             if retry_after is not None and retry_after >= 0.0:
                 return min(retry_after, self.retry_after_max_sec)
+        if self.jitter == "full":
+            return full_jitter_delay(attempt, self.base_ms, self.max_ms, self.rng)
+        if self.jitter == "decorrelated":
+            delay, self._jitter_state = decorrelated_jitter_delay(
+                attempt, self.base_ms, self.max_ms, self._jitter_state, self.rng
+            )
+            return delay
         return backoff_delay(attempt, self.base_ms, self.max_ms, self.rng)
 
     # --- the rules, shared by both steppers (in tenacity's order: retry, wait, stop, sleep) --
@@ -179,6 +233,11 @@ class RetryPlan:
         reason = self.stop_reason
         if reason == "budget":
             level, message = logging.DEBUG, "Retry budget of %s refused a retry of %s"
+        elif reason == "not_idempotent":
+            level = logging.INFO
+            message = (
+                "Not retrying %s (%s): not idempotent, and the request may have been processed"
+            )
         elif reason in ("exhausted", "deadline"):
             level, message = logging.ERROR, "All retries exhausted for %s (%s)"
         else:
