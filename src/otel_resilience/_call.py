@@ -19,8 +19,11 @@ breaker check, a timeout and (with an SDK) the telemetry.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
+import queue
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from types import CoroutineType
 from typing import Any, ParamSpec, TypeVar, cast, overload
@@ -28,6 +31,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 from ._breaker import REJECTED
 from ._engine import NO_FALLBACK, Call, Misuse
 from ._errors import ReliabilityError
+from ._hedging import HedgePolicy
 from ._runtime import _default, check_attempts, check_deadline
 from ._timeout import (
     _deadline_var,
@@ -208,57 +212,164 @@ def _drive(call: Call, func: Callable[[], T]) -> T:
     if limiter is not None and not limiter.acquire(call.max_wait()):
         raise call.throttled()
     call.admitted()
-    breaker, settings = call.breaker, call.settings
     sleep = call.context.runtime.clock.sleep
+    hedging = call.hedging
     while True:
         call.attempt += 1
         if _deadline() is not None and _deadline_passed():
             error: ReliabilityError = call.too_late()
+            delay = call.next_delay(error)
+            if delay is None:
+                raise error
         else:
-            permit = breaker.try_acquire()
-            if permit == REJECTED:  # INTERIM until the Permit value object lands
+            try:
+                result = _attempt(call, func) if hedging is None else _hedged(call, func, hedging)
+            except ReliabilityError as failure:
+                delay = call.next_delay(failure, failure.__cause__ or failure)
+                if delay is None:
+                    raise
+            else:
+                if result is not _REFUSED:
+                    return cast(T, result)
                 error = call.rejected()
                 raise error from error.__cause__
-            call.start_attempt()
-            try:
-                result = run_with_timeout(func, settings.timeout, settings.mode)
-                if type(result) is CoroutineType:
-                    raise _coroutine_misuse(result)
-            except Misuse as exc:
-                _abort(call, permit, exc)
-                raise TypeError(str(exc)) from None
-            except _Interrupted as exc:  # an enclosing deadline cut this attempt: not ours
-                _abort(call, permit, exc)
-                raise
-            except Exception as exc:
-                error, duration, neutral = call.failed(exc)
-                try:
-                    if neutral:
-                        breaker.release(permit)
-                    else:
-                        breaker.record_failure(permit, duration)
-                finally:
-                    call.finish_attempt_failed(error, exc, duration)
-                delay = call.next_delay(error, exc)
-                if delay is None:
-                    if error is exc:
-                        raise
-                    raise error from exc
-                sleep(delay)
-                continue
-            except BaseException as exc:  # KeyboardInterrupt, SystemExit: not the service's
-                _abort(call, permit, exc)
-                raise
-            duration = call.succeeded()
-            try:
-                breaker.record_success(permit, duration)
-            finally:
-                call.finish_attempt_ok(duration)
-            return result
-        delay = call.next_delay(error)
-        if delay is None:
-            raise error
         sleep(delay)
+
+
+def _attempt(call: Call, func: Callable[[], T], race: _Race | None = None) -> T | _Refused:
+    """One attempt: a breaker permit, ``func()`` under the attempt timeout, the outcome settled.
+
+    Returns the value (or ``_REFUSED`` when the breaker refused the permit); a failure is
+    raised as its ReliabilityError, with the exception as ``__cause__``.
+    """
+    breaker, settings = call.breaker, call.settings
+    permit = breaker.try_acquire()
+    if permit == REJECTED:  # INTERIM until the Permit value object lands
+        return _REFUSED
+    call.start_attempt()
+    try:
+        result = run_with_timeout(func, settings.timeout, settings.mode)
+        if type(result) is CoroutineType:
+            raise _coroutine_misuse(result)
+    except Misuse as exc:
+        _abort(call, permit, exc)
+        raise TypeError(str(exc)) from None
+    except _Interrupted as exc:  # an enclosing deadline cut this attempt: not ours
+        _abort(call, permit, exc)
+        raise
+    except Exception as exc:
+        if race is not None:
+            race.settle_failure(call)
+        error, duration, neutral = call.failed(exc)
+        try:
+            if neutral:
+                breaker.release(permit)
+            else:
+                breaker.record_failure(permit, duration)
+        finally:
+            call.finish_attempt_failed(error, exc, duration)
+        if error is exc:
+            raise
+        raise error from exc
+    except BaseException as exc:  # KeyboardInterrupt, SystemExit: not the service's fault
+        _abort(call, permit, exc)
+        raise
+    if race is not None:
+        race.settle_success(call)
+    duration = call.succeeded()
+    try:
+        breaker.record_success(permit, duration)
+    finally:
+        call.finish_attempt_ok(duration)
+    return result
+
+
+# --- hedging --------------------------------------------------------------------------------------
+
+
+class _Refused:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<refused by the breaker>"
+
+
+_REFUSED = _Refused()
+
+
+class _Race:
+    """The attempts of one hedged round: the first success wins, the others lose."""
+
+    __slots__ = ("_lock", "finished", "outcomes")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.finished = False
+        #: (branch, returned, value or exception), in the order the attempts ended
+        self.outcomes: queue.SimpleQueue[tuple[Call, bool, Any]] = queue.SimpleQueue()
+
+    def settle_success(self, branch: Call) -> None:
+        with self._lock:
+            if self.finished:
+                branch.lost = True
+            else:
+                self.finished = branch.won = True
+
+    def settle_failure(self, branch: Call) -> None:
+        with self._lock:
+            if self.finished:
+                branch.lost = True
+
+
+def _hedged(call: Call, func: Callable[[], T], hedging: HedgePolicy) -> T | _Refused:
+    """One round of a hedged sync call: the attempt on a worker thread, and after each hedge
+    delay another (within ``HEDGE_MAX_EXTRA`` and the budget) until one succeeds. Losers are
+    abandoned: they run to their end on their worker and their results are dropped."""
+    hedging.record_call()
+    delay = hedging.delay(call.endpoint)
+    if delay is None:  # not enough latencies seen yet: a plain attempt
+        return _attempt(call, func)
+    race = _Race()
+    pool = call.context.runtime.hedge_pool()
+    branches: list[Call] = []
+
+    def launch(hedge: bool) -> None:
+        branch = call.branch(hedge)
+        branches.append(branch)
+        pool.submit(contextvars.copy_context().run, _run_branch, branch, func, race)
+
+    launch(False)
+    extras, in_flight, last = 0, 1, None
+    while in_flight:
+        wait = delay if extras < hedging.max_extra else None
+        try:
+            branch, returned, value = race.outcomes.get(timeout=wait)
+        except queue.Empty:
+            if hedging.allow_hedge():
+                call.observer.hedged()
+                launch(True)
+                in_flight += 1
+                extras += 1
+            else:
+                extras = hedging.max_extra  # the budget is spent: no more hedges this round
+            continue
+        in_flight -= 1
+        if returned and branch.won:
+            return cast(T, value)
+        if not returned:
+            last = value
+    if last is None:
+        return _REFUSED
+    raise last
+
+
+def _run_branch(branch: Call, func: Callable[[], Any], race: _Race) -> None:
+    try:
+        value = _attempt(branch, func, race)
+    except BaseException as exc:  # reported to the waiting caller, who raises it
+        race.outcomes.put((branch, False, exc))
+    else:
+        race.outcomes.put((branch, True, value))
 
 
 def _abort(call: Call, permit: Any, exc: BaseException) -> None:
@@ -329,52 +440,124 @@ async def _drive_async(call: Call, func: Callable[[], Awaitable[T]]) -> T:
     if limiter is not None and not await limiter.acquire_async(call.max_wait()):
         raise call.throttled()
     call.admitted()
-    breaker, settings = call.breaker, call.settings
     sleep = call.context.runtime.clock.sleep_async
+    hedging = call.hedging
     while True:
         call.attempt += 1
         if _deadline() is not None and _deadline_passed():
             error: ReliabilityError = call.too_late()
+            delay = call.next_delay(error)
+            if delay is None:
+                raise error
         else:
-            permit = await breaker.try_acquire_async()
-            if permit == REJECTED:  # INTERIM until the Permit value object lands
+            try:
+                if hedging is None:
+                    result = await _attempt_async(call, func)
+                else:
+                    result = await _hedged_async(call, func, hedging)
+            except ReliabilityError as failure:
+                delay = call.next_delay(failure, failure.__cause__ or failure)
+                if delay is None:
+                    raise
+            else:
+                if result is not _REFUSED:
+                    return cast(T, result)
                 error = call.rejected()
                 raise error from error.__cause__
-            call.start_attempt()
-            try:
-                result = await run_with_timeout_async(func, settings.timeout, settings.mode)
-            except Misuse as exc:
-                _abort(call, permit, exc)
-                raise TypeError(str(exc)) from None
-            except Exception as exc:
-                error, duration, neutral = call.failed(exc)
-                try:
-                    if neutral:
-                        await breaker.release_async(permit)
-                    else:
-                        await breaker.record_failure_async(permit, duration)
-                finally:
-                    call.finish_attempt_failed(error, exc, duration)
-                delay = call.next_delay(error, exc)
-                if delay is None:
-                    if error is exc:
-                        raise
-                    raise error from exc
-                await sleep(delay)
-                continue
-            except BaseException as exc:  # cancellation of the caller, KeyboardInterrupt
-                _abort(call, permit, exc)
-                raise
-            duration = call.succeeded()
-            try:
-                await breaker.record_success_async(permit, duration)
-            finally:
-                call.finish_attempt_ok(duration)
-            return result
-        delay = call.next_delay(error)
-        if delay is None:
-            raise error
         await sleep(delay)
+
+
+async def _attempt_async(
+    call: Call, func: Callable[[], Awaitable[T]], race: _Race | None = None
+) -> T | _Refused:
+    """The asyncio twin of :func:`_attempt` (breaker I/O awaited, the attempt cancellable)."""
+    breaker, settings = call.breaker, call.settings
+    permit = await breaker.try_acquire_async()
+    if permit == REJECTED:  # INTERIM until the Permit value object lands
+        return _REFUSED
+    call.start_attempt()
+    try:
+        result = await run_with_timeout_async(func, settings.timeout, settings.mode)
+    except Misuse as exc:
+        _abort(call, permit, exc)
+        raise TypeError(str(exc)) from None
+    except Exception as exc:
+        if race is not None:
+            race.settle_failure(call)
+        error, duration, neutral = call.failed(exc)
+        try:
+            if neutral:
+                await breaker.release_async(permit)
+            else:
+                await breaker.record_failure_async(permit, duration)
+        finally:
+            call.finish_attempt_failed(error, exc, duration)
+        if error is exc:
+            raise
+        raise error from exc
+    except BaseException as exc:  # cancellation of the caller (or of a lost hedge)
+        _abort(call, permit, exc)
+        raise
+    if race is not None:
+        race.settle_success(call)
+    duration = call.succeeded()
+    try:
+        await breaker.record_success_async(permit, duration)
+    finally:
+        call.finish_attempt_ok(duration)
+    return result
+
+
+async def _hedged_async(
+    call: Call, func: Callable[[], Awaitable[T]], hedging: HedgePolicy
+) -> T | _Refused:
+    """One round of a hedged asyncio call: the losers are really cancelled."""
+    hedging.record_call()
+    delay = hedging.delay(call.endpoint)
+    if delay is None:
+        return await _attempt_async(call, func)
+    race = _Race()
+    tasks: dict[asyncio.Future[Any], Call] = {}
+
+    def launch(hedge: bool) -> None:
+        branch = call.branch(hedge)
+        tasks[asyncio.ensure_future(_attempt_async(branch, func, race))] = branch
+
+    launch(False)
+    extras, last = 0, None
+    try:
+        while tasks:
+            wait = delay if extras < hedging.max_extra else None
+            done, _ = await asyncio.wait(tasks, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                if hedging.allow_hedge():
+                    call.observer.hedged()
+                    launch(True)
+                    extras += 1
+                else:
+                    extras = hedging.max_extra
+                continue
+            for task in done:
+                branch = tasks.pop(task)
+                failure = task.exception()
+                if failure is None and branch.won:
+                    return cast(T, task.result())
+                if failure is not None:
+                    last = failure
+    finally:
+        for task, branch in tasks.items():  # the losers still in flight
+            branch.lost = True
+            task.cancel()
+            task.add_done_callback(_retrieve)
+    if last is None:
+        return _REFUSED
+    raise last
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Consume a cancelled loser's outcome (no "exception was never retrieved" warning)."""
+    if not task.cancelled():
+        task.exception()
 
 
 # --- decorators ---------------------------------------------------------------------------------

@@ -149,6 +149,10 @@ _SPECS: Final[dict[str, _Spec]] = {
     # retry safety (issue 14)
     "RETRY_JITTER": _Spec(str, choices=("seed", "full", "decorrelated")),
     "RETRY_NON_IDEMPOTENT": _Spec(bool),
+    "HEDGE_MAX_EXTRA": _Spec(int, 0, 4),
+    "HEDGE_DELAY_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
+    "HEDGE_DELAY_PERCENTILE": _Spec(float, 0, 99.9, low_open=True, optional=True),
+    "HEDGE_BUDGET_RATIO": _Spec(float, 0, 1),
 }
 
 
@@ -240,6 +244,14 @@ class ReliabilityConfig:
     #: retry a call made with ``idempotent=False`` after any transient failure; false (the
     #: default): only when the failure proves the request was not processed (docs/retries.md)
     RETRY_NON_IDEMPOTENT: bool = False
+    #: extra attempts a slow idempotent call may send beside its first (0: no hedging; at most 4)
+    HEDGE_MAX_EXTRA: int = 0
+    #: fixed wait before each hedge, seconds (unset: ``HEDGE_DELAY_PERCENTILE``)
+    HEDGE_DELAY_SEC: float | None = None
+    #: the wait is this percentile of the endpoint's recent successful latencies (default 95)
+    HEDGE_DELAY_PERCENTILE: float | None = None
+    #: hedges at most this share of calls (10 s window), so hedging never doubles the load
+    HEDGE_BUDGET_RATIO: float = 0.1
 
     def __post_init__(self) -> None:
         for name, spec in _SPECS.items():
@@ -327,6 +339,17 @@ def _cross_check(config: ReliabilityConfig) -> None:
         raise ConfigError(
             f"HTTP_TIMEOUT_SEC={timeout:g} is longer than DEADLINE_SEC={deadline:g}: an attempt"
             " could never use its whole timeout; lower HTTP_TIMEOUT_SEC or raise DEADLINE_SEC"
+        )
+    hedge_delay = config.HEDGE_DELAY_SEC
+    if hedge_delay is not None and config.HEDGE_DELAY_PERCENTILE is not None:
+        raise ConfigError(
+            f"HEDGE_DELAY_SEC={hedge_delay:g} and HEDGE_DELAY_PERCENTILE="
+            f"{config.HEDGE_DELAY_PERCENTILE:g} are both set: choose a fixed delay or a percentile"
+        )
+    if hedge_delay is not None and hedge_delay > timeout:
+        raise ConfigError(
+            f"HEDGE_DELAY_SEC={hedge_delay:g} is longer than the attempt timeout"
+            f" (HTTP_TIMEOUT_SEC={timeout:g}): no hedge could ever start"
         )
     if config.CB_MODE == "time" and 2 * timeout > config.CB_WINDOW_SIZE:
         raise ConfigError(

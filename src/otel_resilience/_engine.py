@@ -71,12 +71,16 @@ class Call:
         "endpoint",
         "error",
         "handle",
+        "hedge",
+        "hedging",
         "idempotent",
+        "lost",
         "observer",
         "plan",
         "service",
         "settings",
         "started",
+        "won",
     )
 
     def __init__(
@@ -101,6 +105,21 @@ class Call:
         self.error: ReliabilityError | None = None  # the last attempt's failure
         self.handle: Any = None  # the attempt span
         self.started = 0.0
+        #: the service's hedging policy, for idempotent calls only
+        self.hedging = context.hedging if idempotent else None
+        self.hedge = False  # this attempt is a hedge (a branch of a hedged call)
+        self.lost = False  # another attempt of the same round won: this one's result is dropped
+        self.won = False
+
+    def branch(self, hedge: bool) -> Call:
+        """A copy for one attempt of a hedged round: the same call, its own attempt state."""
+        twin = Call.__new__(Call)
+        for name in Call.__slots__:
+            setattr(twin, name, getattr(self, name))
+        twin.hedge = hedge
+        twin.lost = twin.won = False
+        twin.handle = None
+        return twin
 
     # --- admission of the call ------------------------------------------------------------
 
@@ -160,7 +179,7 @@ class Call:
         return self.error  # the previous attempt's failure stands
 
     def start_attempt(self) -> None:
-        self.handle = self.observer.attempt_start(self.attempt)
+        self.handle = self.observer.attempt_start(self.attempt, self.hedge)
         self.started = time.perf_counter()
 
     # --- the attempt's outcome ------------------------------------------------------------
@@ -170,7 +189,15 @@ class Call:
         return time.perf_counter() - self.started
 
     def finish_attempt_ok(self, duration: float) -> None:
-        self.observer.attempt_ok(self.handle, duration)
+        hedging = self.hedging
+        if hedging is None:
+            self.observer.attempt_ok(self.handle, duration)
+            return
+        hedging.record_success(self.endpoint, duration)
+        if self.lost:
+            self.observer.attempt_cancelled(self.handle)
+        else:
+            self.observer.attempt_ok(self.handle, duration, self.won)
 
     def failed(self, exc: Exception) -> tuple[ReliabilityError, float, bool]:
         """The attempt raised: its error, its duration and whether it is neutral (the permit is
@@ -184,11 +211,17 @@ class Call:
         self, error: ReliabilityError, exc: Exception, duration: float
     ) -> None:
         self.error = error
-        self.observer.attempt_failed(self.handle, error, exc, duration)
+        if self.lost:
+            self.observer.attempt_cancelled(self.handle)
+        else:
+            self.observer.attempt_failed(self.handle, error, exc, duration)
 
     def aborted(self, exc: BaseException) -> None:
         """The attempt ended without the service's answer (cancelled, interrupted, misuse)."""
-        self.observer.attempt_aborted(self.handle, exc)
+        if self.lost:  # a hedge that lost the race: cancelled, not a failure
+            self.observer.attempt_cancelled(self.handle)
+        else:
+            self.observer.attempt_aborted(self.handle, exc)
 
     def as_error(self, exc: BaseException) -> ReliabilityError:
         """The ReliabilityError of a failed attempt, labelled with *this* call's service.

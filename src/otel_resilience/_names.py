@@ -26,6 +26,11 @@ ATTR_BREAKER_OVERRIDE: Final = "resilience.circuit_breaker.override"
 OVERRIDE_NONE: Final = "none"
 
 EVENT_RETRY: Final = "retry"
+#: second round: hedging
+ATTR_ATTEMPT_KIND: Final = "resilience.attempt.kind"  # attempt spans: primary, retry, hedge
+ATTR_HEDGE_WINNER: Final = "resilience.hedge.winner"
+EVENT_CANCELLED: Final = "cancelled"
+HEDGES: Final = "resilience.hedges"
 
 #: value of ``resilience.endpoint`` once the cap on distinct (service, endpoint) pairs is reached
 OVERFLOW_ENDPOINT: Final = "_other"

@@ -23,12 +23,14 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Final, Protocol
 
 from ._breaker import CircuitBreakerManager
 from ._budget import RetryBudget, budget_settings
 from ._config import ConfigRegistry, ReliabilityConfig
+from ._hedging import HedgePolicy, hedging_settings
 from ._ratelimit import RateLimiter, build_rate_limiter, rate_limiter_settings
 from ._telemetry import Telemetry
 from ._timeout import validate_timeout
@@ -125,7 +127,16 @@ class CallSettings:
 class ServiceContext:
     """What every call of one service shares: its config, default settings, budget, limiter."""
 
-    __slots__ = ("budget", "config", "defaults", "generation", "limiter", "name", "runtime")
+    __slots__ = (
+        "budget",
+        "config",
+        "defaults",
+        "generation",
+        "hedging",
+        "limiter",
+        "name",
+        "runtime",
+    )
 
     def __init__(
         self,
@@ -142,6 +153,7 @@ class ServiceContext:
         self.defaults = CallSettings(config)
         self.budget = _carry_budget(config, previous, runtime.clock)
         self.limiter = _carry_limiter(name, config, previous, runtime.clock)
+        self.hedging = _carry_hedging(config, previous, runtime.clock)
 
     def settings(
         self, timeout_sec: float | None, max_retries: int | None, deadline_sec: float | None
@@ -151,8 +163,10 @@ class ServiceContext:
         return CallSettings(self.config, timeout_sec, max_retries, deadline_sec)
 
     def idle(self) -> bool:
-        return (self.budget is None or self.budget.idle()) and (
-            self.limiter is None or self.limiter.idle()
+        return (
+            (self.budget is None or self.budget.idle())
+            and (self.limiter is None or self.limiter.idle())
+            and (self.hedging is None or self.hedging.idle())
         )
 
 
@@ -179,6 +193,21 @@ def _carry_limiter(
     if old is not None and rate_limiter_settings(previous.config) == settings:  # type: ignore[union-attr]
         return old
     return build_rate_limiter(name, config, clock)
+
+
+def _carry_hedging(
+    config: ReliabilityConfig, previous: ServiceContext | None, clock: Clock
+) -> HedgePolicy | None:
+    settings = hedging_settings(config)
+    if settings is None:
+        return None
+    if (
+        previous is not None
+        and previous.hedging is not None
+        and hedging_settings(previous.config) == settings
+    ):
+        return previous.hedging
+    return HedgePolicy(config, clock.monotonic)
 
 
 class Runtime:
@@ -209,6 +238,19 @@ class Runtime:
         self._services: dict[str, ServiceContext] = {}
         self._generation = 0
         self._sweep_at = MAX_IDLE_SERVICES
+        self._hedge_pool: ThreadPoolExecutor | None = None
+
+    def hedge_pool(self) -> ThreadPoolExecutor:
+        """The worker threads that run the attempts of hedged sync calls (made at first use)."""
+        pool = self._hedge_pool
+        if pool is None:
+            with self._lock:
+                pool = self._hedge_pool
+                if pool is None:
+                    pool = self._hedge_pool = ThreadPoolExecutor(
+                        max_workers=64, thread_name_prefix="otel-resilience-hedge"
+                    )
+        return pool
 
     def __repr__(self) -> str:
         return f"<Runtime clock={self.clock!r} services={len(self._services)}>"

@@ -189,6 +189,9 @@ class _Instruments:
             unit="{call}",
             description="Calls the library's own rate limiter refused.",
         )
+        self.hedges = meter.create_counter(
+            n.HEDGES, unit="{attempt}", description="Hedged attempts started."
+        )
         self.state_store_errors = meter.create_counter(
             n.STATE_STORE_ERRORS,
             unit="{error}",
@@ -477,12 +480,14 @@ class _Pair:
         }
         self._errors: dict[str, Attributes] = {}
 
-    def attempt_attrs(self, attempt: int) -> Attributes:
-        found = self._attempts.get(attempt)
+    def attempt_attrs(self, attempt: int, hedge: bool = False) -> Attributes:
+        key = -attempt if hedge else attempt
+        found = self._attempts.get(key)
         if found is None:
-            found = {**self.span_attrs, n.ATTR_ATTEMPT: attempt}
+            kind = "hedge" if hedge else "primary" if attempt == 1 else "retry"
+            found = {**self.span_attrs, n.ATTR_ATTEMPT: attempt, n.ATTR_ATTEMPT_KIND: kind}
             if attempt <= 16:  # the usual attempt numbers; beyond, build (rare, and unbounded)
-                self._attempts[attempt] = found
+                self._attempts[key] = found
         return found
 
     def error_attrs(self, error_type: str) -> Attributes:
@@ -498,10 +503,18 @@ class CallObserver:
 
     __slots__ = ()
 
-    def attempt_start(self, attempt: int) -> Any:
+    def attempt_start(self, attempt: int, hedge: bool = False) -> Any:
         return None
 
-    def attempt_ok(self, handle: Any, duration: float) -> None:
+    def attempt_ok(self, handle: Any, duration: float, winner: bool = False) -> None:
+        return None
+
+    def attempt_cancelled(self, handle: Any) -> None:
+        """A hedge that lost the race (cancelled, or its late result dropped): not a failure."""
+        return None
+
+    def hedged(self) -> None:
+        """A hedge was started."""
         return None
 
     def attempt_failed(
@@ -577,7 +590,7 @@ class _Call(CallObserver):
                 telemetry.warn_once("span", "starting a call span failed")
         self._start = time.perf_counter()
 
-    def attempt_start(self, attempt: int) -> Any:
+    def attempt_start(self, attempt: int, hedge: bool = False) -> Any:
         if self._tracer is None:
             return None
         try:
@@ -586,7 +599,7 @@ class _Call(CallObserver):
                 self._pair.attempt_name,
                 context=parent,
                 kind=SpanKind.INTERNAL,
-                attributes=self._pair.attempt_attrs(attempt),
+                attributes=self._pair.attempt_attrs(attempt, hedge),
             )
             token = otel_context.attach(trace.set_span_in_context(span))
             return (span, token)
@@ -604,10 +617,12 @@ class _Call(CallObserver):
             self._telemetry.warn_once("detach", "detaching the attempt context failed")
         return span  # type: ignore[no-any-return]
 
-    def attempt_ok(self, handle: Any, duration: float) -> None:
+    def attempt_ok(self, handle: Any, duration: float, winner: bool = False) -> None:
         span = self._end_attempt(handle)
         try:
             if span is not None:
+                if winner:
+                    span.set_attribute(n.ATTR_HEDGE_WINNER, True)
                 span.end()
             if self._instruments is not None:
                 self._instruments.attempt_duration.record(duration, self._pair.metric_attrs)
@@ -638,6 +653,27 @@ class _Call(CallObserver):
                     instruments.timeouts.add(1, self._pair.metric_attrs)
         except Exception:
             self._telemetry.warn_once("attempt_failed", "recording a failed attempt failed")
+
+    def attempt_cancelled(self, handle: Any) -> None:
+        span = self._end_attempt(handle)
+        if span is None:
+            return
+        try:
+            try:
+                span.add_event(n.EVENT_CANCELLED)
+            finally:
+                span.end()  # status UNSET: a lost hedge is not a failure
+        except Exception:
+            self._telemetry.warn_once("attempt_cancelled", "ending a cancelled hedge failed")
+
+    def hedged(self) -> None:
+        instruments = self._instruments
+        if instruments is None:
+            return
+        try:
+            instruments.hedges.add(1, self._pair.metric_attrs)
+        except Exception:
+            self._telemetry.warn_once("hedged", "counting a hedge failed")
 
     def attempt_aborted(self, handle: Any, cause: BaseException) -> None:
         span = self._end_attempt(handle)
