@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from types import CoroutineType
 from typing import Any, Final, ParamSpec, TypeVar, cast, overload
 
+from . import _telemetry_wiring  # noqa: F401  WIRE(telemetry contract): default telemetry watches the breakers
 from ._breaker import REJECTED, CircuitBreaker, get_circuit_breaker_manager
 from ._budget import RetryBudget, get_retry_budget
 from ._config import ReliabilityConfig, get_config
