@@ -561,9 +561,11 @@ class CallObserver:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _NoCall(CallObserver):
     """The observer of every call while telemetry is off: records nothing, shared, immutable."""
+
+    __slots__ = ()
 
 
 NOOP_CALL: Final = _NoCall()
