@@ -1,7 +1,7 @@
 """Flat string constants derived from :mod:`otel_resilience.telemetry_contract`.
 
-The contract module is the one source of the names; this module only spells some of them as
-plain constants for the library's own modules. Nothing is defined here that the contract does not.
+The contract module is the one source of the names (new code reads it directly); this module only
+spells the ones the library's modules, its benchmark and its demo tests use as plain constants.
 """
 
 from __future__ import annotations
@@ -33,45 +33,17 @@ OVERRIDE_NONE: Final = _A.breaker_override.values[0]
 
 EVENT_RETRY: Final = _tc.SPANS.call.events[0].name
 
-# --- metrics (OTel name, Prometheus name) ------------------------------------------------------
-CALL_DURATION: Final = _M.call_duration.name
-ATTEMPT_DURATION: Final = _M.attempt_duration.name
-RETRIES: Final = _M.retries.name
-RETRY_DELAY: Final = _M.retry_delay.name
-RETRIES_EXHAUSTED: Final = _M.retries_exhausted.name
-TIMEOUTS: Final = _M.timeouts.name
-BREAKER_STATE: Final = _M.breaker_state.name
-BREAKER_TRANSITIONS: Final = _M.breaker_transitions.name
-BREAKER_REJECTIONS: Final = _M.breaker_rejections.name
-BREAKER_OVERRIDE: Final = _M.breaker_override.name
-RETRY_BUDGET_REJECTIONS: Final = _M.retry_budget_rejections.name
-FALLBACKS: Final = _M.fallbacks.name
-RATE_LIMITER_REJECTIONS: Final = _M.rate_limiter_rejections.name
-STATE_STORE_ERRORS: Final = _M.state_store_errors.name
-
 #: Prometheus label names
 PROM_SERVICE: Final = _A.service.label
 PROM_ENDPOINT: Final = _A.endpoint.label
-PROM_ERROR_TYPE: Final = _A.error_type.label
 PROM_BREAKER_STATE_LABEL: Final = _A.breaker_state.label
-PROM_STATE_STORE_BACKEND: Final = _A.state_store_backend.label
-PROM_BREAKER_OVERRIDE_LABEL: Final = _A.breaker_override.label
 
-#: Prometheus series names, as both the Python Prometheus exporter and the Collector write them.
+#: Prometheus series names, as both the Python Prometheus exporter and the Collector write them
 PROM_CALL_DURATION: Final = _M.call_duration.prometheus
 PROM_ATTEMPT_DURATION: Final = _M.attempt_duration.prometheus
 PROM_RETRIES: Final = _M.retries.prometheus
 PROM_RETRY_DELAY: Final = _M.retry_delay.prometheus
-PROM_RETRIES_EXHAUSTED: Final = _M.retries_exhausted.prometheus
 PROM_TIMEOUTS: Final = _M.timeouts.prometheus
 PROM_BREAKER_STATE: Final = _M.breaker_state.prometheus
 PROM_BREAKER_TRANSITIONS: Final = _M.breaker_transitions.prometheus
 PROM_BREAKER_REJECTIONS: Final = _M.breaker_rejections.prometheus
-PROM_BREAKER_OVERRIDE: Final = _M.breaker_override.prometheus
-PROM_RETRY_BUDGET_REJECTIONS: Final = _M.retry_budget_rejections.prometheus
-PROM_FALLBACKS: Final = _M.fallbacks.prometheus
-PROM_RATE_LIMITER_REJECTIONS: Final = _M.rate_limiter_rejections.prometheus
-PROM_STATE_STORE_ERRORS: Final = _M.state_store_errors.prometheus
-
-#: Prometheus metric families the library emits (histograms without their suffixes)
-PROM_METRICS: Final = tuple(m.prometheus for m in _M if m.emitted)

@@ -39,7 +39,6 @@ __all__ = [
     "Metrics",
     "Span",
     "Spans",
-    "prometheus_label",
 ]
 
 #: the instrumentation scope (meter and tracer name); its version is the package version
@@ -56,7 +55,7 @@ DURATION_BUCKETS_S: Final = (
 )  # fmt: skip
 
 
-def prometheus_label(key: str) -> str:
+def _prometheus_label(key: str) -> str:
     """The Prometheus label an OTel attribute becomes: dots turn into underscores."""
     return key.replace(".", "_")
 
@@ -88,7 +87,7 @@ class Attribute:
     @property
     def label(self) -> str:
         """The Prometheus label name (``resilience.service`` -> ``resilience_service``)."""
-        return prometheus_label(self.key)
+        return _prometheus_label(self.key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +118,7 @@ class Metric:
     @property
     def labels(self) -> tuple[str, ...]:
         """The Prometheus labels of the metric's attributes."""
-        return tuple(prometheus_label(key) for key in self.attributes)
+        return tuple(_prometheus_label(key) for key in self.attributes)
 
 
 @dataclass(frozen=True, slots=True)
