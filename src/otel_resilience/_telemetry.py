@@ -482,9 +482,11 @@ class _Pair:
         self.call_name = f"{service} {endpoint}"
         self.attempt_name = f"{service} {endpoint} attempt"
         self.span_attrs: Attributes = {n.ATTR_SERVICE: service, n.ATTR_ENDPOINT: endpoint}
-        self.call_attrs = _ByValue(
-            {s: {**self.span_attrs, n.ATTR_BREAKER_STATE: s} for s in _STATES}
-        )
+        # a plain dict (the fastest lookup: one per call); the breaker's state members are
+        # added as keys by call_attributes() the first time each is seen
+        self.call_attrs: dict[object, Attributes] = {
+            s: {**self.span_attrs, n.ATTR_BREAKER_STATE: s} for s in _STATES
+        }
         self.open_call_attrs = self.call_attrs[_OPEN]
         self._attempts: dict[int, Attributes] = {}
         self.overflowed = metric_endpoint == n.OVERFLOW_ENDPOINT and endpoint != metric_endpoint
@@ -496,6 +498,14 @@ class _Pair:
             {o: {**self.metric_attrs, n.ATTR_BREAKER_OVERRIDE: o} for o in _OVERRIDES}
         )
         self._errors: dict[str, Attributes] = {}
+
+    def call_attributes(self, state: object) -> Attributes:
+        """The call span's attributes for a breaker state (a member, or its value)."""
+        try:
+            return self.call_attrs[state]
+        except KeyError:
+            found = self.call_attrs[state] = self.call_attrs[_value(state)]
+            return found
 
     def attempt_attrs(self, attempt: int) -> Attributes:
         found = self._attempts.get(attempt)
@@ -591,11 +601,15 @@ class _Call(CallObserver):
         self._span: trace.Span | None = None
         if tracer is not None:
             try:
-                attributes = pair.call_attrs[breaker._state]
+                state = breaker._state
+                try:
+                    attributes = pair.call_attrs[state]
+                except KeyError:  # the first call of the pair in this state
+                    attributes = pair.call_attributes(state)
                 if attributes is pair.open_call_attrs:
                     # past its reset timeout an open breaker reads (and becomes) half-open:
                     # this call is then a probe, and the span says so
-                    attributes = pair.call_attrs[breaker.state]
+                    attributes = pair.call_attributes(breaker.state)
                 # cached dicts, so a call builds no attributes (samplers still see them all)
                 self._span = tracer.start_span(
                     pair.call_name, kind=SpanKind.INTERNAL, attributes=attributes
