@@ -5,7 +5,7 @@ Recording rules follow the ``level:metric:operations`` convention: ``level`` lis
 result keeps (``resilience_service_endpoint``), ``metric`` the series it comes from and
 ``operations`` what was done to it (``rate5m``, ``ratio_rate1h``). Every alert carries
 ``severity``, ``summary``, ``description``, a ``runbook_url`` into ``docs/runbooks/`` and a
-``dashboard_url``. Queries follow TELEMETRY.md: they aggregate with ``sum by`` / ``max by`` over
+``dashboard_url``. Queries follow the contract: they aggregate with ``sum by`` / ``max by`` over
 the library's labels plus ``CALLER_LABELS`` (the breaker alerts also keep ``PROCESS_LABELS``:
 a breaker lives in one process), never filter on the values of the export paths' own labels
 (``job``, ``instance``, ``otel_scope_*``), and name no ``le`` value. The alerts about the

@@ -1,6 +1,6 @@
 """Building blocks shared by the dashboards: selectors, PromQL helpers and panel factories.
 
-Every query follows TELEMETRY.md: it selects on the library's labels only (never ``job``,
+Every query follows the telemetry contract: it selects on the library's labels only (never ``job``,
 ``instance`` or ``otel_scope_*``), aggregates with ``sum by``/``max by`` so the extra labels of
 either export path fall away, never names an ``le`` value, and uses ``$__rate_interval``.
 """

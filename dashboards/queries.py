@@ -88,7 +88,7 @@ PROM_CHAOS_KIND = ATTRIBUTES.chaos_kind.label
 #: the ``error.type`` of a call a concurrency limit refused (a new ``ExternalServiceError`` value)
 (CONCURRENCY_LIMITED,) = ATTRIBUTES.error_type.reserved
 
-#: every series name of the second-round metrics (histograms with their three suffixes)
+#: every series name of the metrics above (histograms with their three suffixes)
 SECOND_ROUND_SERIES = frozenset(
     {
         PROM_BREAKER_OVERRIDE,
@@ -102,7 +102,7 @@ SECOND_ROUND_SERIES = frozenset(
 )
 SECOND_ROUND_LABELS = frozenset({PROM_BREAKER_OVERRIDE_LABEL, PROM_CHAOS_KIND})
 
-#: second-round gauges and histograms: no ``or 0`` stands in for them (no concurrency limit
+#: the gauges and histograms above, not emitted yet: no ``or 0`` stands in for them (no limit
 #: configured is "no data", the truth). The override gauge is not among them: the library
 #: exports it for every breaker.
 SECOND_ROUND_NO_DATA = (
@@ -113,6 +113,6 @@ SECOND_ROUND_NO_DATA = (
 
 
 def awaits_second_round(expr: str) -> bool:
-    """Whether ``expr`` shows "no data" until the library emits a second-round gauge or
+    """Whether ``expr`` shows "no data" until the library emits a reserved gauge or
     histogram (for a test that asks every other panel for data)."""
     return any(re.search(rf"\b{name}(_bucket)?\{{", expr) for name in SECOND_ROUND_NO_DATA)
