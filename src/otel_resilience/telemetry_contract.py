@@ -84,6 +84,11 @@ class Attribute:
     reserved: tuple[str, ...] = ()
     emitted: bool = True
 
+    def __post_init__(self) -> None:
+        both = set(self.values) & set(self.reserved)
+        if both:
+            raise ValueError(f"{self.key}: {sorted(both)} are both values and reserved values")
+
     @property
     def label(self) -> str:
         """The Prometheus label name (``resilience.service`` -> ``resilience_service``)."""
@@ -107,6 +112,24 @@ class Metric:
     prometheus: str
     buckets: tuple[float, ...] | None = None
     emitted: bool = True
+
+    def __post_init__(self) -> None:
+        histogram = self.instrument is Instrument.HISTOGRAM
+        if histogram != (self.buckets is not None):
+            raise ValueError(
+                f"{self.name}: buckets are given for histograms, and only for them"
+                f" (instrument {self.instrument.value}, buckets {self.buckets!r})"
+            )
+        if self.unit == "1":
+            raise ValueError(f"{self.name}: unit '1' is not accepted; use '' for a plain number")
+        expected = self.name.replace(".", "_") + ("_seconds" if self.unit == "s" else "")
+        if self.instrument is Instrument.COUNTER:
+            expected += "_total"
+        if self.prometheus != expected:
+            raise ValueError(
+                f"{self.name}: Prometheus name {self.prometheus!r} is not what the exporters"
+                f" write; expected {expected!r}"
+            )
 
     @property
     def series(self) -> tuple[str, ...]:

@@ -182,6 +182,37 @@ def test_prometheus_names_follow_the_exporters_rule(metric: tc.Metric) -> None:
     assert set(metric.attributes) <= {a.key for a in tc.ATTRIBUTES}
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"buckets": None}, r"resilience\.x: buckets are given for histograms.*histogram"),
+        ({"instrument": tc.Instrument.COUNTER}, r"buckets are given for histograms.*counter"),
+        ({"unit": "1", "prometheus": "resilience_x"}, r"resilience\.x: unit '1' is not accepted"),
+        ({"prometheus": "resilience_x"}, r"'resilience_x'.*expected 'resilience_x_seconds'"),
+    ],
+    ids=["histogram-without-buckets", "counter-with-buckets", "unit-1", "prometheus-name"],
+)
+def test_a_metric_that_breaks_the_rules_is_refused_naming_it(
+    changes: dict[str, Any], message: str
+) -> None:
+    fields = {
+        "name": "resilience.x",
+        "instrument": tc.Instrument.HISTOGRAM,
+        "unit": "s",
+        "description": "x",
+        "attributes": (),
+        "prometheus": "resilience_x_seconds",
+        "buckets": (1.0,),
+    }
+    with pytest.raises(ValueError, match=message):
+        tc.Metric(**{**fields, **changes})
+
+
+def test_an_attribute_value_cannot_also_be_reserved() -> None:
+    with pytest.raises(ValueError, match=r"resilience\.x: \['a'\] are both"):
+        tc.Attribute("resilience.x", "x", values=("a", "b"), reserved=("a",))
+
+
 def test_histograms_have_three_series_and_second_scale_buckets() -> None:
     assert tc.METRICS.call_duration.series == (
         "resilience_call_duration_seconds_bucket",
