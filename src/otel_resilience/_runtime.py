@@ -232,8 +232,7 @@ class Runtime:
         self.config = ConfigRegistry(environ, on_change=self._config_changed)
         self.breakers = CircuitBreakerManager(clock=self.clock.monotonic)
         self.telemetry = telemetry if telemetry is not None else Telemetry()
-        self.breakers.add_listener(self.telemetry.on_transition)
-        self.breakers.on_created(self.telemetry.on_breaker_created)
+        self.telemetry.watch_breakers(self.breakers)
         self._lock = threading.Lock()
         self._services: dict[str, ServiceContext] = {}
         self._generation = 0
@@ -346,10 +345,13 @@ def use_runtime(runtime: Runtime) -> Iterator[Runtime]:
         raise TypeError(f"use_runtime needs a Runtime, got {type(runtime).__name__}")
     previous = _default.runtime
     _default.runtime = runtime
+    # a telemetry shared with another runtime reports this one's breakers meanwhile
+    reported = runtime.telemetry.report_breakers(runtime.breakers)
     try:
         yield runtime
     finally:
         _default.runtime = previous
+        runtime.telemetry.report_breakers(reported)
 
 
 # --- the public wrappers over the runtime in use -------------------------------------------------
