@@ -3,8 +3,9 @@
 ``HEDGE_MAX_EXTRA`` extra attempts may run beside the first, each started after the hedge
 delay: ``HEDGE_DELAY_SEC`` (fixed), or the ``HEDGE_DELAY_PERCENTILE`` of the endpoint's recent
 successful attempt latencies (Finagle's BackupRequestFilter; no hedging until 20 successes have
-been seen). ``HEDGE_BUDGET_RATIO`` caps hedges at that share of calls over 10 s (a
-``RetryBudget`` with no floor), so hedging can never double the load. The drivers in ``_call``
+been seen). ``HEDGE_BUDGET_RATIO`` caps hedges at that share of calls over 10 s, plus one per
+10 s so that a quiet service can hedge at all (a ``RetryBudget``), so hedging can never double
+the load. The drivers in ``_call``
 run the attempts; this module only decides.
 """
 
@@ -83,7 +84,10 @@ class HedgePolicy:
         self.percentile = (
             config.HEDGE_DELAY_PERCENTILE if config.HEDGE_DELAY_PERCENTILE is not None else 95.0
         )
-        self.budget = RetryBudget(config.HEDGE_BUDGET_RATIO, 0.0, BUDGET_WINDOW_SEC, clock=clock)
+        # one hedge per window on top of the share, so a quiet service can hedge at all
+        self.budget = RetryBudget(
+            config.HEDGE_BUDGET_RATIO, 1 / BUDGET_WINDOW_SEC, BUDGET_WINDOW_SEC, clock=clock
+        )
         self._trackers: dict[str, LatencyTracker] = {}
         self._lock = threading.Lock()
 
