@@ -302,11 +302,13 @@ class _Race:
 
     __slots__ = ("_lock", "finished", "outcomes")
 
-    def __init__(self) -> None:
+    def __init__(self, threads: bool = False) -> None:
         self._lock = threading.Lock()
         self.finished = False
-        #: (branch, returned, value or exception), in the order the attempts ended
-        self.outcomes: queue.SimpleQueue[tuple[Call, bool, Any]] = queue.SimpleQueue()
+        #: threads: (branch, returned, value or exception), in the order the attempts ended
+        self.outcomes: queue.SimpleQueue[tuple[Call, bool, Any]] | None = (
+            queue.SimpleQueue() if threads else None
+        )
 
     def settle_success(self, branch: Call) -> None:
         with self._lock:
@@ -329,7 +331,9 @@ def _hedged(call: Call, func: Callable[[], T], hedging: HedgePolicy) -> T | _Ref
     delay = hedging.delay(call.endpoint)
     if delay is None:  # not enough latencies seen yet: a plain attempt
         return _attempt(call, func)
-    race = _Race()
+    race = _Race(threads=True)
+    outcomes = race.outcomes
+    assert outcomes is not None
     pool = call.context.runtime.hedge_pool()
     branches: list[Call] = []
 
@@ -343,7 +347,7 @@ def _hedged(call: Call, func: Callable[[], T], hedging: HedgePolicy) -> T | _Ref
     while in_flight:
         wait = delay if extras < hedging.max_extra else None
         try:
-            branch, returned, value = race.outcomes.get(timeout=wait)
+            branch, returned, value = outcomes.get(timeout=wait)
         except queue.Empty:
             if hedging.allow_hedge():
                 call.observer.hedged()
@@ -364,12 +368,14 @@ def _hedged(call: Call, func: Callable[[], T], hedging: HedgePolicy) -> T | _Ref
 
 
 def _run_branch(branch: Call, func: Callable[[], Any], race: _Race) -> None:
+    outcomes = race.outcomes
+    assert outcomes is not None
     try:
         value = _attempt(branch, func, race)
     except BaseException as exc:  # reported to the waiting caller, who raises it
-        race.outcomes.put((branch, False, exc))
+        outcomes.put((branch, False, exc))
     else:
-        race.outcomes.put((branch, True, value))
+        outcomes.put((branch, True, value))
 
 
 def _abort(call: Call, permit: Any, exc: BaseException) -> None:
@@ -511,47 +517,125 @@ async def _attempt_async(
 async def _hedged_async(
     call: Call, func: Callable[[], Awaitable[T]], hedging: HedgePolicy
 ) -> T | _Refused:
-    """One round of a hedged asyncio call: the losers are really cancelled."""
+    """One round of a hedged asyncio call. The first attempt runs in the caller's task (no task
+    is made when no hedge is needed: a timer armed for the hedge delay is all it costs); each
+    hedge is a task. A winning hedge cancels the first attempt for real (the caller's task is
+    cancelled and un-cancelled, as ``asyncio.timeout`` does); losing hedges are cancelled."""
     hedging.record_call()
     delay = hedging.delay(call.endpoint)
     if delay is None:
         return await _attempt_async(call, func)
     race = _Race()
-    tasks: dict[asyncio.Future[Any], Call] = {}
-
-    def launch(hedge: bool) -> None:
-        branch = call.branch(hedge)
-        tasks[asyncio.ensure_future(_attempt_async(branch, func, race))] = branch
-
-    launch(False)
-    extras, last = 0, None
+    hedges = _Hedges(call, func, hedging, race, delay)
     try:
-        while tasks:
-            wait = delay if extras < hedging.max_extra else None
-            done, _ = await asyncio.wait(tasks, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-            if not done:
-                if hedging.allow_hedge():
-                    call.observer.hedged()
-                    launch(True)
-                    extras += 1
-                else:
-                    extras = hedging.max_extra
-                continue
-            for task in done:
-                branch = tasks.pop(task)
-                failure = task.exception()
-                if failure is None and branch.won:
-                    return cast(T, task.result())
-                if failure is not None:
-                    last = failure
+        try:
+            value = await _attempt_async(call, func, race)
+        except asyncio.CancelledError:
+            if hedges.winner is not None and hedges.uncancel() == 0:
+                return cast(T, hedges.winner)
+            raise
+        except ReliabilityError:
+            if not hedges.pending():
+                raise
+            return cast(T, await hedges.wait())  # a hedge may still succeed
+        if call.won:
+            return value
+        if hedges.pending() or hedges.winner is not None:  # a hedge won first (or may)
+            return cast(T, await hedges.wait())
+        return value  # refused by the breaker, and no hedge in flight
     finally:
-        for task, branch in tasks.items():  # the losers still in flight
-            branch.lost = True
-            task.cancel()
-            task.add_done_callback(_retrieve)
-    if last is None:
+        hedges.stop()
+
+
+class _Hedges:
+    """The hedge tasks of one asyncio round, started by a timer after each hedge delay."""
+
+    __slots__ = (
+        "_call",
+        "_func",
+        "_hedging",
+        "_last",
+        "_race",
+        "_task",
+        "_tasks",
+        "_timer",
+        "delay",
+        "extras",
+        "winner",
+    )
+
+    def __init__(
+        self,
+        call: Call,
+        func: Callable[[], Awaitable[Any]],
+        hedging: HedgePolicy,
+        race: _Race,
+        delay: float,
+    ) -> None:
+        self._call, self._func, self._hedging, self._race = call, func, hedging, race
+        self.delay = delay
+        self.extras = 0
+        self.winner: Any = None
+        self._last: BaseException | None = None
+        self._tasks: dict[asyncio.Future[Any], Call] = {}
+        self._task = asyncio.current_task()
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            delay, self._launch
+        )
+
+    def _launch(self) -> None:
+        self._timer = None
+        if self._race.finished or not self._hedging.allow_hedge():
+            return
+        self._call.observer.hedged()
+        branch = self._call.branch(True)
+        task = asyncio.ensure_future(_attempt_async(branch, self._func, self._race))
+        self._tasks[task] = branch
+        task.add_done_callback(self._done)
+        self.extras += 1
+        if self.extras < self._hedging.max_extra:
+            self._timer = asyncio.get_running_loop().call_later(self.delay, self._launch)
+
+    def _done(self, task: asyncio.Future[Any]) -> None:
+        branch = self._tasks.get(task)
+        if branch is None or task.cancelled():
+            return
+        failure = task.exception()
+        if failure is not None:
+            self._last = failure
+        elif branch.won and self.winner is None:
+            self.winner = task.result()
+            if not self._call.lost and self._task is not None:
+                self._call.lost = True  # the first attempt, still running in the caller's task
+                self._task.cancel()
+
+    def pending(self) -> bool:
+        return any(not task.done() for task in self._tasks)
+
+    def uncancel(self) -> int:
+        return self._task.uncancel() if self._task is not None else 0
+
+    async def wait(self) -> Any:
+        """After the first attempt ended without winning: the hedges' winner, or their failure."""
+        if self._timer is not None:  # no more hedges once the first attempt has ended
+            self._timer.cancel()
+            self._timer = None
+        while self.winner is None and self.pending():
+            await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        if self.winner is not None:
+            return self.winner
+        if self._last is not None:
+            raise self._last
         return _REFUSED
-    raise last
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for task, branch in self._tasks.items():
+            if not task.done():
+                branch.lost = True
+                task.cancel()
+                task.add_done_callback(_retrieve)
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
