@@ -620,8 +620,11 @@ class _Hedges:
         if self._timer is not None:  # no more hedges once the first attempt has ended
             self._timer.cancel()
             self._timer = None
-        while self.winner is None and self.pending():
-            await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        while self.winner is None:
+            pending = [task for task in self._tasks if not task.done()]
+            if not pending:
+                break
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         if self.winner is not None:
             return self.winner
         if self._last is not None:
