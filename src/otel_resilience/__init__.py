@@ -5,6 +5,7 @@
 {'ok': True}
 """
 
+import inspect
 import logging
 import sys
 
@@ -26,17 +27,29 @@ from ._errors import (
     ReliabilityError,
     ThrottledError,
 )
-from ._health import HealthServer, health_report
-from ._mapping import Classification, map_external_error, register_classifier
+from ._health import HealthServer, health_report, health_report_from_prometheus
+from ._mapping import (
+    Classification,
+    map_external_error,
+    parse_retry_after,
+    register_classifier,
+)
 from ._setup import TelemetryHandle, configure_telemetry
 from ._telemetry import set_telemetry_providers
-from ._timeout import remaining_time, shutdown_workers, with_timeout
+from ._timeout import (
+    AttemptTimeout,
+    deadline_scope,
+    remaining_time,
+    shutdown_workers,
+    with_timeout,
+)
 from ._version import __version__
 
 # A library never decides where logs go: without the application's logging setup, stay quiet.
 logging.getLogger("otel_resilience").addHandler(logging.NullHandler())
 
 __all__ = [
+    "AttemptTimeout",
     "BreakerOverride",
     "BreakerStatus",
     "CallTimeoutError",
@@ -57,10 +70,13 @@ __all__ = [
     "configure",
     "configure_telemetry",
     "create_retry_decorator",
+    "deadline_scope",
     "get_circuit_breaker_manager",
     "get_config",
     "health_report",
+    "health_report_from_prometheus",
     "map_external_error",
+    "parse_retry_after",
     "register_classifier",
     "remaining_time",
     "reset",
@@ -93,3 +109,21 @@ def reset() -> None:
     redis_stores = sys.modules.get("otel_resilience._redis")  # only if Redis was ever used
     if redis_stores is not None:
         redis_stores.close_stores()
+
+
+def _publish() -> None:
+    """Show the public names as ``otel_resilience.X`` in tracebacks, reprs and pickles.
+
+    As httpx does: the classes and functions live in private modules, but users import (and
+    pickle, and read in tracebacks) ``otel_resilience.ReliabilityError``, not
+    ``otel_resilience._errors.ReliabilityError``. Pickling by reference keeps working because
+    every rewritten name is an attribute of this module.
+    """
+    namespace = globals()
+    for name in __all__:
+        obj = namespace[name]
+        if isinstance(obj, type) or inspect.isfunction(obj):
+            obj.__module__ = __name__
+
+
+_publish()

@@ -31,15 +31,6 @@ from ._config import ReliabilityConfig, get_config
 from ._config import _listeners as _config_listeners
 from ._log import log_event
 
-__all__ = [
-    "BreakerOverride",
-    "BreakerStatus",
-    "CircuitBreaker",
-    "CircuitBreakerManager",
-    "CircuitBreakerState",
-    "get_circuit_breaker_manager",
-]
-
 logger = logging.getLogger("otel_resilience")
 
 Clock = Callable[[], float]

@@ -18,8 +18,6 @@ from typing import Final
 
 from ._config import ReliabilityConfig
 
-__all__ = ["RetryBudget", "get_retry_budget"]
-
 
 class RetryBudget:
     """A sliding-window retry budget, shared by every call of one service.

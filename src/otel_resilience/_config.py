@@ -29,14 +29,6 @@ from ._redis_url import ACCEPTED as _REDIS_URL_ACCEPTED
 from ._redis_url import redis_url_problem
 from ._scrub import check_pattern
 
-__all__ = [
-    "ConfigError",
-    "ReliabilityConfig",
-    "configure",
-    "get_config",
-    "reset_config",
-]
-
 BreakerMode = Literal["consecutive", "count", "time"]
 _BREAKER_MODES: Final = ("consecutive", "count", "time")
 
@@ -170,7 +162,7 @@ class ReliabilityConfig:
     >>> ReliabilityConfig(CB_RESET_SEC=-1)
     Traceback (most recent call last):
     ...
-    otel_resilience._config.ConfigError: CB_RESET_SEC=-1 is not accepted: expected a number > 0 ...
+    otel_resilience.ConfigError: CB_RESET_SEC=-1 is not accepted: expected a number > 0 ...
     """
 
     #: default timeout of each attempt, in seconds (the seed's ``int``; fractions are accepted)
@@ -284,7 +276,7 @@ class ReliabilityConfig:
         >>> ReliabilityConfig.from_env({"HTTP_RETRIES": "abc"})
         Traceback (most recent call last):
         ...
-        otel_resilience._config.ConfigError: HTTP_RETRIES='abc' is not accepted: ...
+        otel_resilience.ConfigError: HTTP_RETRIES='abc' is not accepted: ...
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -509,7 +501,7 @@ def configure(
     >>> configure(services={"openai": {"HTTP_RETRY": 5}})
     Traceback (most recent call last):
     ...
-    otel_resilience._config.ConfigError: unknown setting(s) HTTP_RETRY; accepted: ...
+    otel_resilience.ConfigError: unknown setting(s) HTTP_RETRY; accepted: ...
     >>> from otel_resilience import reset
     >>> reset()
     """

@@ -96,19 +96,10 @@ class ReliabilityError(Exception):
             f" attempts={self.attempts}, retry_after={self.retry_after})"
         )
 
-    def __reduce__(self) -> tuple[object, ...]:  # picklable across processes, keywords included
-        return (
-            _rebuild,
-            (
-                type(self),
-                self.error_type,
-                self.service_name,
-                self.endpoint,
-                self.message,
-                self.attempts,
-                self.retry_after,
-            ),
-        )
+    def __reduce__(self) -> tuple[object, ...]:
+        """Picklable across processes, keywords included, by the public class name only."""
+        args = (self.error_type, self.service_name, self.endpoint, self.message)
+        return (type(self), args, {"attempts": self.attempts, "retry_after": self.retry_after})
 
     @property
     def retryable(self) -> bool:
@@ -116,20 +107,6 @@ class ReliabilityError(Exception):
         return self.error_type in TRANSIENT_ERRORS or (
             self.error_type is ExternalServiceError.UNKNOWN_ERROR
         )
-
-
-def _rebuild(
-    cls: type[ReliabilityError],
-    error_type: ExternalServiceError,
-    service_name: str,
-    endpoint: str,
-    message: str,
-    attempts: int,
-    retry_after: float | None,
-) -> ReliabilityError:
-    return cls(
-        error_type, service_name, endpoint, message, attempts=attempts, retry_after=retry_after
-    )
 
 
 class CircuitOpenError(ReliabilityError):

@@ -2,12 +2,12 @@
 
 The seed's "Circuit Breaker Status" check, for all breakers at once, as JSON-able data::
 
-    >>> from otel_resilience._health import health_report
+    >>> from otel_resilience import health_report
     >>> health_report()["status"]   # no breaker yet, so nothing is open
     'ok'
 
 :class:`HealthServer` serves the same report over HTTP (``GET /health``) for a running process, and
-:func:`breakers_from_prometheus` reads breaker states back from a Prometheus ``/metrics`` page for a
+:func:`health_report_from_prometheus` reads it back from a Prometheus ``/metrics`` page for a
 process that only exports metrics. ``otel-resilience status`` uses both. Standard library only.
 """
 
@@ -20,29 +20,12 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Final
+from types import MappingProxyType
+from typing import Any, ClassVar, Final
 
 from ._names import PROM_BREAKER_STATE, PROM_BREAKER_STATE_LABEL, PROM_ENDPOINT, PROM_SERVICE
 
-__all__ = [
-    "HEALTH_PATH",
-    "HealthServer",
-    "breaker_status",
-    "breakers_from_prometheus",
-    "health_report",
-    "overall_status",
-]
-
 HEALTH_PATH: Final = "/health"
-
-#: report fields of one breaker, in display order
-BREAKER_FIELDS: Final = (
-    "service_name",
-    "endpoint",
-    "state",
-    "failure_count",
-    "seconds_until_probe",
-)
 
 
 def breaker_status() -> list[dict[str, Any]]:
@@ -77,7 +60,7 @@ _SAMPLE: Final = re.compile(
     r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>.*)\}\s+(?P<value>\S+)"
 )
 _LABEL: Final = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
-_UNESCAPE: Final = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+_UNESCAPE: Final = MappingProxyType({"\\\\": "\\", '\\"': '"', "\\n": "\n"})
 
 
 def _labels(text: str) -> dict[str, str]:
@@ -130,6 +113,24 @@ def breakers_from_prometheus(text: str) -> list[dict[str, Any]]:
         }
         for (service, endpoint), state in sorted(states.items())
     ]
+
+
+def health_report_from_prometheus(text: str) -> dict[str, Any]:
+    """:func:`health_report` of another process, read from its Prometheus ``/metrics`` page.
+
+    Only the breaker states are exported as metrics: each breaker's ``failure_count``,
+    ``seconds_until_probe`` and ``override`` are ``None``.
+
+    >>> page = (
+    ...     'resilience_circuit_breaker_state{resilience_service="clamav",'
+    ...     'resilience_endpoint="scan",resilience_circuit_breaker_state="open"} 1.0'
+    ... )
+    >>> report = health_report_from_prometheus(page)
+    >>> report["status"], [(b["endpoint"], b["state"]) for b in report["breakers"]]
+    ('degraded', [('scan', 'open')])
+    """
+    breakers = breakers_from_prometheus(text)
+    return {"status": overall_status(breakers), "time": time.time(), "breakers": breakers}
 
 
 # --- a tiny JSON endpoint ---------------------------------------------------------------------
@@ -231,6 +232,9 @@ class HealthServer:
     True
     >>> server.close()
     """
+
+    #: the path the report is served at
+    PATH: ClassVar[str] = HEALTH_PATH
 
     def __init__(
         self,

@@ -36,16 +36,6 @@ from ._config import get_config
 from ._errors import ERROR_CLASSES, ExternalServiceError, ReliabilityError
 from ._scrub import MESSAGE_LIMIT, redact
 
-__all__ = [
-    "Classification",
-    "Classifier",
-    "classify",
-    "map_external_error",
-    "parse_retry_after",
-    "register_classifier",
-    "status_to_error_type",
-]
-
 E = ExternalServiceError
 
 

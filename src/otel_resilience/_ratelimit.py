@@ -35,7 +35,6 @@ from ._rates import _import_limits, parse_rate
 if TYPE_CHECKING:
     from ._redis import RedisStore
 
-__all__ = ["RateLimiter", "get_rate_limiter", "reset_rate_limiters"]
 
 #: shortest sleep between two tries of a waiting call
 _MIN_SLEEP_SEC = 0.001

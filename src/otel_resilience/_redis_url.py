@@ -16,8 +16,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ._redact import redact_text, url_secrets
 
-__all__ = ["ACCEPTED", "redis_url_problem"]
-
 #: what a REDIS_URL may look like, in words (for error messages)
 ACCEPTED: Final = (
     "redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or unix://[[user]:password@]"

@@ -40,7 +40,6 @@ from ._version import __version__ as _VERSION
 if TYPE_CHECKING:
     from ._errors import ReliabilityError
 
-__all__ = ["MAX_ENDPOINTS", "get_telemetry", "set_telemetry_providers"]
 
 logger = logging.getLogger("otel_resilience")
 

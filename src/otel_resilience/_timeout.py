@@ -51,18 +51,6 @@ from contextvars import Context, ContextVar, copy_context
 from types import FrameType
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
-__all__ = [
-    "AttemptTimeout",
-    "current_deadline",
-    "deadline_scope",
-    "remaining_time",
-    "run_with_timeout",
-    "run_with_timeout_async",
-    "shutdown_workers",
-    "validate_timeout",
-    "with_timeout",
-]
-
 T = TypeVar("T")
 P = ParamSpec("P")
 

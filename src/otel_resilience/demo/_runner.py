@@ -16,22 +16,21 @@ from dataclasses import dataclass, field, replace
 import httpx
 
 from .. import (
+    CircuitBreaker,
+    CircuitBreakerState,
     ExternalServiceError,
     ReliabilityConfig,
     ReliabilityError,
     configure,
     get_circuit_breaker_manager,
+    health_report,
+    parse_retry_after,
     remaining_time,
     resilient_call,
 )
-from .._breaker import CircuitBreaker, CircuitBreakerState
-from .._health import breaker_status
-from .._mapping import parse_retry_after
 from ._scenarios import NOMINAL_PERIOD_SEC, Knobs, Operation, Scenario, time_scale_for
 from ._servers import StandInServices
 from ._stats import BreakerEvent, CallOutcome, Row, Stats
-
-__all__ = ["DemoRunner", "RunOptions", "RunResult", "Snapshot"]
 
 Clock = Callable[[], float]
 
@@ -186,7 +185,7 @@ class DemoRunner:
         )
 
     def _with_breakers(self, rows: list[Row]) -> list[Row]:
-        status = {(b["service_name"], b["endpoint"]): b for b in breaker_status()}
+        status = {(b["service_name"], b["endpoint"]): b for b in health_report()["breakers"]}
         merged = []
         for row in rows:
             found = status.get((row.service, row.endpoint))

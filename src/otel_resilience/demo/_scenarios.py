@@ -11,15 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-__all__ = [
-    "NOMINAL_PERIOD_SEC",
-    "SCENARIOS",
-    "Knobs",
-    "Operation",
-    "Scenario",
-    "get_scenario",
-]
-
 #: the story of every scenario is told over this many seconds at time scale 1
 NOMINAL_PERIOD_SEC: Final = 60.0
 

@@ -12,8 +12,6 @@ from typing import Any
 from ._runner import RunResult
 from ._stats import BreakerEvent, Row
 
-__all__ = ["Episode", "episodes", "format_ms", "summary_data", "summary_lines"]
-
 #: episodes listed per breaker in the summary (a run of hours has one per outage)
 MAX_EPISODES_SHOWN = 3
 

@@ -20,8 +20,6 @@ from ._runner import RunResult, Snapshot
 from ._stats import BreakerEvent, Row
 from ._summary import endpoint_line, format_ms, summary_data, summary_lines
 
-__all__ = ["LiveView", "PlainView", "View"]
-
 STATE_STYLES = {"closed": "bold green", "open": "bold red", "half_open": "bold yellow"}
 
 
