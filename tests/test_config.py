@@ -438,7 +438,8 @@ def test_a_number_out_of_range_names_the_field_the_value_and_the_range(
     name: str, below: bool, beyond: int
 ) -> None:
     spec = _config._SPECS[name]
-    assert spec.low is not None and spec.high is not None
+    assert spec.low is not None
+    assert spec.high is not None
     value = spec.low - beyond if below else spec.high + beyond
     if value == spec.low and not spec.low_open:
         value -= 1
