@@ -7,7 +7,9 @@ the result. Neither starts a thread of its own (the live view refreshes on :meth
 from __future__ import annotations
 
 import json
-from typing import IO, Any, Protocol
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import IO, Any, Final, Protocol
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -20,7 +22,9 @@ from ._runner import RunResult, Snapshot
 from ._stats import BreakerEvent, Row
 from ._summary import endpoint_line, format_ms, summary_data, summary_lines
 
-STATE_STYLES = {"closed": "bold green", "open": "bold red", "half_open": "bold yellow"}
+STATE_STYLES: Final[Mapping[str, str]] = MappingProxyType(
+    {"closed": "bold green", "open": "bold red", "half_open": "bold yellow"}
+)
 
 
 class View(Protocol):
