@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import traceback
+import typing
 from pathlib import Path
 
 import pytest
@@ -268,6 +269,27 @@ def test_every_public_name_shows_the_root_module_and_has_a_docstring(
         return
     assert getattr(obj, "__module__", "otel_resilience") == "otel_resilience"
     assert inspect.getdoc(obj), f"{name} has no docstring"
+
+
+@pytest.mark.parametrize(("name", "obj"), _public_objects(), ids=list(otel_resilience.__all__))
+def test_type_hints_of_every_public_name_still_resolve(name: str, obj: object) -> None:
+    """``__module__`` now names the root, where the private modules' typing names are not:
+    ``typing.get_type_hints`` (dataclass tools, cattrs, pydantic) must still work."""
+    if not (isinstance(obj, type) or inspect.isfunction(obj)):
+        return
+    targets = [obj]
+    if isinstance(obj, type):
+        targets += [m for m in vars(obj).values() if inspect.isfunction(m)]
+    for target in targets:
+        typing.get_type_hints(target, include_extras=True)
+    if isinstance(obj, type) and "__annotations__" in vars(obj):
+        assert not any(isinstance(v, str) for v in vars(obj)["__annotations__"].values())
+
+
+def test_the_config_field_types_resolve_to_the_real_types() -> None:
+    hints = typing.get_type_hints(otel_resilience.ReliabilityConfig)
+    assert hints["HTTP_RETRIES"] is int
+    assert hints["CB_MODE"] == typing.Literal["consecutive", "count", "time"]
 
 
 def test_a_config_error_traceback_names_the_root_module() -> None:

@@ -8,6 +8,7 @@
 import inspect
 import logging
 import sys
+import typing
 
 from ._breaker import (
     BreakerOverride,
@@ -118,11 +119,21 @@ def _publish() -> None:
     pickle, and read in tracebacks) ``otel_resilience.ReliabilityError``, not
     ``otel_resilience._errors.ReliabilityError``. Pickling by reference keeps working because
     every rewritten name is an attribute of this module.
+
+    ``typing.get_type_hints(cls)`` evaluates a class's (string) annotations in the module named
+    by ``cls.__module__``, which would now be this one; so a class's own annotations are
+    evaluated first, in the module that wrote them (dataclass tools such as cattrs rely on it).
     """
     namespace = globals()
     for name in __all__:
         obj = namespace[name]
-        if isinstance(obj, type) or inspect.isfunction(obj):
+        if isinstance(obj, type):
+            own = inspect.get_annotations(obj)
+            if own:
+                hints = typing.get_type_hints(obj, include_extras=True)
+                obj.__annotations__ = {key: hints[key] for key in own}
+            obj.__module__ = __name__
+        elif inspect.isfunction(obj):
             obj.__module__ = __name__
 
 
