@@ -377,3 +377,14 @@ def test_a_public_exception_raised_in_another_process_unpickles_here() -> None:
     assert type(error).__module__ == "otel_resilience"
     assert error.error_type is otel_resilience.ExternalServiceError.CONNECTION_ERROR
     assert (error.service_name, error.endpoint, error.attempts) == ("gcs", "upload", 1)
+
+
+def _readme_api_names() -> set[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Public API\n", 1)[1].split("\n#", 1)[0]
+    first_cells = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    return {name for cell in first_cells for name in re.findall(r"`([A-Za-z_]+)", cell)}
+
+
+def test_the_readme_api_table_lists_every_public_name_and_no_other() -> None:
+    assert _readme_api_names() == set(otel_resilience.__all__)
