@@ -203,6 +203,23 @@ def test_the_docs_import_no_private_module(path: Path) -> None:
     assert found == []
 
 
+@pytest.mark.parametrize(
+    "path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE))
+)
+def test_the_docstring_examples_import_no_private_module(path: Path) -> None:
+    """What ``>>>`` examples show users is what they copy: only the public API."""
+    found = [
+        f"line {number}: {line.strip()}"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if line.strip().startswith(">>> ")
+        and (
+            _private_in_import_line(line.strip()[4:])
+            or _private_in_python(line.strip()[4:], f"{path.name}:{number}")
+        )
+    ]
+    assert found == []
+
+
 def _cli_and_demo_files() -> list[Path]:
     return [PACKAGE / "cli.py", *sorted((PACKAGE / "demo").glob("*.py"))]
 
