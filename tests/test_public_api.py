@@ -405,3 +405,19 @@ def _readme_api_names() -> set[str]:
 
 def test_the_readme_api_table_lists_every_public_name_and_no_other() -> None:
     assert _readme_api_names() == set(otel_resilience.__all__)
+
+
+def test_an_annotation_that_cannot_be_evaluated_is_left_as_it_was() -> None:
+    """Importing the package never fails on an annotation only a type checker can read."""
+
+    class Odd:
+        known: int
+        only_for_type_checkers: NotImportedAnywhere  # type: ignore[name-defined]  # noqa: F821
+
+    own = inspect.get_annotations(Odd)
+    assert otel_resilience._own_hints(Odd, own) == {}
+
+    class Fine:
+        number: int
+
+    assert otel_resilience._own_hints(Fine, inspect.get_annotations(Fine)) == {"number": int}

@@ -130,11 +130,21 @@ def _publish() -> None:
         if isinstance(obj, type):
             own = inspect.get_annotations(obj)
             if own:
-                hints = typing.get_type_hints(obj, include_extras=True)
-                obj.__annotations__ = {key: hints[key] for key in own}
+                obj.__annotations__ = {**own, **_own_hints(obj, own)}
             obj.__module__ = __name__
         elif inspect.isfunction(obj):
             obj.__module__ = __name__
+
+
+def _own_hints(cls: type, own: dict[str, object]) -> dict[str, object]:
+    """``cls``'s own annotations evaluated; none when one cannot be (a name imported only for
+    type checkers): ``get_type_hints`` fails on those as it did before, and importing the
+    package never does."""
+    try:
+        hints = typing.get_type_hints(cls, include_extras=True)
+    except Exception:
+        return {}
+    return {key: hints[key] for key in own}
 
 
 _publish()
