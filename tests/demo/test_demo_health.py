@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -136,3 +137,25 @@ def test_states_are_read_back_from_a_prometheus_page():
 
 def test_a_page_without_breakers_has_none():
     assert breakers_from_prometheus("resilience_retries_total 1\n# EOF\n") == []
+
+
+@pytest.mark.parametrize(
+    ("states", "status"),
+    [
+        pytest.param([("scan", "closed"), ("upload", "closed")], "ok", id="all-closed"),
+        pytest.param([("scan", "closed"), ("upload", "half_open")], "degraded", id="one-probing"),
+        pytest.param([], "ok", id="no-breakers"),
+    ],
+)
+def test_the_report_of_another_process_is_read_from_its_metrics_page(states, status):
+    from otel_resilience import health_report_from_prometheus
+
+    before = time.time()
+    page = "\n".join(_line("gcs", endpoint, state, "1.0") for endpoint, state in states)
+    report = health_report_from_prometheus(page)
+    assert set(report) == set(health_report())
+    assert report["status"] == status
+    assert before <= report["time"] <= time.time()
+    assert [(b["endpoint"], b["state"], b["failure_count"]) for b in report["breakers"]] == [
+        (endpoint, state, None) for endpoint, state in sorted(states)
+    ]
