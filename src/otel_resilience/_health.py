@@ -195,6 +195,7 @@ class _HealthHTTPServer(ThreadingHTTPServer):
         self.report = report
         self.connection_timeout = connection_timeout
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._serving: list[threading.Thread] = []  # daemons: server_close does not join them
         if ":" in address[0]:  # an IPv6 address such as "::1" or "::"
             self.address_family = socket.AF_INET6
         super().__init__(address, _HealthHandler)
@@ -203,11 +204,23 @@ class _HealthHTTPServer(ThreadingHTTPServer):
         if not self._slots.acquire(blocking=False):  # full: refuse rather than pile up threads
             self.shutdown_request(request)
             return
+        thread = threading.Thread(
+            target=self.process_request_thread, args=(request, client_address), daemon=True
+        )
+        # only the serving thread appends, and close() reads after it stopped: no lock needed
+        self._serving = [t for t in self._serving if t.is_alive()]
+        self._serving.append(thread)
         try:
-            super().process_request(request, client_address)
+            thread.start()
         except BaseException:  # pragma: no cover - the thread could not start
             self._slots.release()
             raise
+
+    def join_connections(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds in all for the connections being served to end."""
+        deadline = time.monotonic() + timeout
+        for thread in self._serving:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
@@ -287,12 +300,14 @@ class HealthServer:
         return self
 
     def close(self) -> None:
-        """Stop serving and join the server thread."""
+        """Stop serving, join the server thread, and let the connections being served end
+        (within the connection ``timeout``)."""
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
             self._thread = None
         self._server.server_close()
+        self._server.join_connections(self._server.connection_timeout)
 
     def __enter__(self) -> HealthServer:
         return self.start()

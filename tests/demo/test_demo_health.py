@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -159,3 +160,23 @@ def test_the_report_of_another_process_is_read_from_its_metrics_page(states, sta
     assert [(b["endpoint"], b["state"], b["failure_count"]) for b in report["breakers"]] == [
         (endpoint, state, None) for endpoint, state in sorted(states)
     ]
+
+
+def test_closing_the_health_server_lets_a_request_in_progress_finish_and_joins_its_thread():
+    before = all_threads()
+    serving = threading.Event()
+
+    def slow_report():
+        serving.set()
+        time.sleep(0.3)
+        return {"status": "ok", "breakers": []}
+
+    answers = []
+    with HealthServer("127.0.0.1", 0, report=slow_report) as server:
+        client = threading.Thread(target=lambda: answers.append(_get(server.url)))
+        client.start()
+        assert serving.wait(5)
+    # close() returned: the connection's thread has ended, and the client got its answer
+    assert all_threads() - before - {client} == set()
+    client.join(5)
+    assert answers == [(200, {"status": "ok", "breakers": []})]
