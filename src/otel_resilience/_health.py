@@ -13,6 +13,7 @@ process that only exports metrics. ``otel-resilience status`` uses both. Standar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -195,7 +196,9 @@ class _HealthHTTPServer(ThreadingHTTPServer):
         self.report = report
         self.connection_timeout = connection_timeout
         self._slots = threading.BoundedSemaphore(max_connections)
-        self._serving: list[threading.Thread] = []  # daemons: server_close does not join them
+        #: the connections being served and their (daemon) threads, which server_close does
+        #: not join
+        self._serving: list[tuple[threading.Thread, socket.socket]] = []
         if ":" in address[0]:  # an IPv6 address such as "::1" or "::"
             self.address_family = socket.AF_INET6
         super().__init__(address, _HealthHandler)
@@ -208,18 +211,24 @@ class _HealthHTTPServer(ThreadingHTTPServer):
             target=self.process_request_thread, args=(request, client_address), daemon=True
         )
         # only the serving thread appends, and close() reads after it stopped: no lock needed
-        self._serving = [t for t in self._serving if t.is_alive()]
-        self._serving.append(thread)
+        self._serving = [(t, r) for t, r in self._serving if t.is_alive()]
+        self._serving.append((thread, request))
         try:
             thread.start()
         except BaseException:  # pragma: no cover - the thread could not start
             self._slots.release()
             raise
 
-    def join_connections(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds in all for the connections being served to end."""
+    def end_connections(self, timeout: float) -> None:
+        """End the connections being served and join their threads (``timeout`` in all).
+
+        Reading is shut down, so an idle or trickling client is dropped at once; a request
+        already read still gets its answer.
+        """
         deadline = time.monotonic() + timeout
-        for thread in self._serving:
+        for thread, request in self._serving:
+            with contextlib.suppress(OSError):  # already closed by its thread
+                request.shutdown(socket.SHUT_RD)
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
@@ -300,14 +309,14 @@ class HealthServer:
         return self
 
     def close(self) -> None:
-        """Stop serving, join the server thread, and let the connections being served end
-        (within the connection ``timeout``)."""
+        """Stop serving and join the server thread; idle connections are dropped, a request
+        being answered is finished, and no connection thread outlives this."""
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
             self._thread = None
         self._server.server_close()
-        self._server.join_connections(self._server.connection_timeout)
+        self._server.end_connections(self._server.connection_timeout)
 
     def __enter__(self) -> HealthServer:
         return self.start()

@@ -180,3 +180,19 @@ def test_closing_the_health_server_lets_a_request_in_progress_finish_and_joins_i
     assert all_threads() - before - {client} == set()
     client.join(5)
     assert answers == [(200, {"status": "ok", "breakers": []})]
+
+
+def test_closing_the_health_server_drops_an_idle_connection_and_joins_its_thread():
+    import socket
+
+    before = all_threads()
+    server = HealthServer("127.0.0.1", 0, timeout=30).start()
+    with socket.create_connection(server.address, timeout=5) as idle:
+        time.sleep(0.1)  # accepted: a thread waits for its request
+        assert len(all_threads() - before) == 2  # the server's and the connection's
+        started = time.monotonic()
+        server.close()
+        took = time.monotonic() - started
+        assert all_threads() - before == set()
+        assert idle.recv(1) == b""  # the server closed it
+    assert took < 2.0
