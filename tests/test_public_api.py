@@ -421,3 +421,25 @@ def test_an_annotation_that_cannot_be_evaluated_is_left_as_it_was() -> None:
         number: int
 
     assert otel_resilience._own_hints(Fine, inspect.get_annotations(Fine)) == {"number": int}
+
+
+#: ``pickle.dumps(CircuitOpenError(service_name="gcs", endpoint="upload", retry_after=4.0),
+#: protocol=2)`` made by version 0.1.0
+_PICKLED_BY_0_1_0 = (
+    b"\x80\x02cotel_resilience._errors\n_rebuild\nq\x00(cotel_resilience._errors\nCircuitOpenError"
+    b"\nq\x01cotel_resilience._errors\nExternalServiceError\nq\x02X\x0c\x00\x00\x00circuit_open"
+    b"q\x03\x85q\x04Rq\x05X\x03\x00\x00\x00gcsq\x06X\x06\x00\x00\x00uploadq\x07X(\x00\x00\x00"
+    b"circuit breaker for gcs (upload) is openq\x08K\x00G@\x10\x00\x00\x00\x00\x00\x00tq\tRq\n."
+)
+
+
+def test_an_error_pickled_by_the_previous_release_still_unpickles() -> None:
+    error = pickle.loads(_PICKLED_BY_0_1_0)
+    assert type(error) is otel_resilience.CircuitOpenError
+    assert (error.service_name, error.endpoint, error.attempts, error.retry_after) == (
+        "gcs",
+        "upload",
+        0,
+        4.0,
+    )
+    assert str(error) == "circuit breaker for gcs (upload) is open [circuit_open; attempts=0]"

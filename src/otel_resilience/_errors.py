@@ -111,6 +111,21 @@ class ReliabilityError(Exception):
         )
 
 
+def _rebuild(
+    cls: type[ReliabilityError],
+    error_type: ExternalServiceError,
+    service_name: str,
+    endpoint: str,
+    message: str,
+    attempts: int,
+    retry_after: float | None,
+) -> ReliabilityError:
+    """Unpickles errors pickled by version 0.1.0 (a queue or cache may still hold some)."""
+    return cls(
+        error_type, service_name, endpoint, message, attempts=attempts, retry_after=retry_after
+    )
+
+
 class CircuitOpenError(ReliabilityError):
     """The breaker of (service, endpoint) is open: the call was rejected without an attempt."""
 
