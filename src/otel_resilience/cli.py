@@ -28,12 +28,15 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import fields, replace
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from . import HealthServer, health_report_from_prometheus
 
 if TYPE_CHECKING:
-    from .demo import Knobs, RunOptions, Scenario, View
+    from . import TelemetryHandle
+    from .demo import DemoRunner, Knobs, RunOptions, RunResult, Scenario, View
+
+    Subcommands: TypeAlias = "argparse._SubParsersAction[_Parser]"
 
 __all__ = ["main"]
 
@@ -117,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_demo_command(sub: Any) -> None:
+def _add_demo_command(sub: Subcommands) -> None:
     demo = sub.add_parser(
         "demo",
         help="run a workload against flaky stand-in services, with a live view and metrics",
@@ -192,7 +195,7 @@ def _add_endpoint_options(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--no-health", action="store_true", help="do not serve the health endpoint")
 
 
-def _add_status_command(sub: Any) -> None:
+def _add_status_command(sub: Subcommands) -> None:
     status = sub.add_parser(
         "status",
         help="show every circuit breaker of a running process",
@@ -331,7 +334,7 @@ def _demo_logging(verbose: bool, stream: IO[str] | None = None) -> Iterator[None
         logger.handlers = saved[2]
 
 
-def _telemetry(args: argparse.Namespace) -> tuple[Any, list[str]]:
+def _telemetry(args: argparse.Namespace) -> tuple[TelemetryHandle, list[str]]:
     """Start telemetry; returns the handle and lines for the header."""
     from . import configure_telemetry
 
@@ -353,7 +356,7 @@ def _telemetry(args: argparse.Namespace) -> tuple[Any, list[str]]:
     return handle, lines
 
 
-def _metrics_line(handle: Any, args: argparse.Namespace) -> str:
+def _metrics_line(handle: TelemetryHandle, args: argparse.Namespace) -> str:
     """The header line of the Prometheus endpoint; a usage error when it did not start."""
     if handle.prometheus_address is None:
         handle.shutdown()
@@ -463,7 +466,7 @@ def _make_view(args: argparse.Namespace, out: IO[str], scale: float) -> View:
     return LiveView(Console(file=out), footer=["Ctrl-C to stop"])
 
 
-def _play(runner: Any, view: View, header: list[str]) -> Any:
+def _play(runner: DemoRunner, view: View, header: list[str]) -> RunResult:
     """Run the workload into ``view``; SIGTERM stops it like Ctrl-C. Returns the run's result."""
     stopper = _Stopper()
     stopper.runner = runner
