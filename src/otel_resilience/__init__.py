@@ -5,7 +5,9 @@
 {'ok': True}
 """
 
+import inspect
 import logging
+import typing
 
 from ._breaker import (
     BreakerOverride,
@@ -24,8 +26,13 @@ from ._errors import (
     ReliabilityError,
     ThrottledError,
 )
-from ._health import HealthServer, health_report
-from ._mapping import Classification, map_external_error, register_classifier
+from ._health import HealthServer, health_report, health_report_from_prometheus
+from ._mapping import (
+    Classification,
+    map_external_error,
+    parse_retry_after,
+    register_classifier,
+)
 from ._retry import TENACITY_AVAILABLE
 from ._runtime import (
     Runtime,
@@ -38,13 +45,20 @@ from ._runtime import (
 )
 from ._setup import TelemetryHandle, configure_telemetry
 from ._telemetry import set_telemetry_providers
-from ._timeout import remaining_time, shutdown_workers, with_timeout
+from ._timeout import (
+    AttemptTimeout,
+    deadline_scope,
+    remaining_time,
+    shutdown_workers,
+    with_timeout,
+)
 from ._version import __version__
 
 # A library never decides where logs go: without the application's logging setup, stay quiet.
 logging.getLogger("otel_resilience").addHandler(logging.NullHandler())
 
 __all__ = [  # noqa: RUF022 - plainly sorted (tests/test_public_api.py)
+    "AttemptTimeout",
     "BreakerOverride",
     "BreakerStatus",
     "CallTimeoutError",
@@ -67,11 +81,14 @@ __all__ = [  # noqa: RUF022 - plainly sorted (tests/test_public_api.py)
     "configure",
     "configure_telemetry",
     "create_retry_decorator",
+    "deadline_scope",
     "default_runtime",
     "get_circuit_breaker_manager",
     "get_config",
     "health_report",
+    "health_report_from_prometheus",
     "map_external_error",
+    "parse_retry_after",
     "register_classifier",
     "remaining_time",
     "reset",
@@ -83,3 +100,41 @@ __all__ = [  # noqa: RUF022 - plainly sorted (tests/test_public_api.py)
     "use_runtime",
     "with_timeout",
 ]
+
+
+def _publish() -> None:
+    """Show the public names as ``otel_resilience.X`` in tracebacks, reprs and pickles.
+
+    As httpx does: the classes and functions live in private modules, but users import (and
+    pickle, and read in tracebacks) ``otel_resilience.ReliabilityError``, not
+    ``otel_resilience._errors.ReliabilityError``. Pickling by reference keeps working because
+    every rewritten name is an attribute of this module.
+
+    ``typing.get_type_hints(cls)`` evaluates a class's (string) annotations in the module named
+    by ``cls.__module__``, which would now be this one; so a class's own annotations are
+    evaluated first, in the module that wrote them (dataclass tools such as cattrs rely on it).
+    """
+    namespace = globals()
+    for name in __all__:
+        obj = namespace[name]
+        if isinstance(obj, type):
+            own = inspect.get_annotations(obj)
+            if own:
+                obj.__annotations__ = {**own, **_own_hints(obj, own)}
+            obj.__module__ = __name__
+        elif inspect.isfunction(obj):
+            obj.__module__ = __name__
+
+
+def _own_hints(cls: type, own: dict[str, object]) -> dict[str, object]:
+    """``cls``'s own annotations evaluated; none when one cannot be (a name imported only for
+    type checkers): ``get_type_hints`` fails on those as it did before, and importing the
+    package never does."""
+    try:
+        hints = typing.get_type_hints(cls, include_extras=True)
+    except Exception:
+        return {}
+    return {key: hints[key] for key in own}
+
+
+_publish()

@@ -30,15 +30,6 @@ from typing import Any, ClassVar, Final
 from ._config import ReliabilityConfig, get_config
 from ._log import log_event
 
-__all__ = [
-    "BreakerOverride",
-    "BreakerStatus",
-    "CircuitBreaker",
-    "CircuitBreakerManager",
-    "CircuitBreakerState",
-    "get_circuit_breaker_manager",
-]
-
 logger = logging.getLogger("otel_resilience")
 
 Clock = Callable[[], float]

@@ -40,8 +40,6 @@ from ._mapping import Classification, Classifier, _header, parse_retry_after, st
 
 E = ExternalServiceError
 
-__all__ = ["CLIENT_CLASSIFIERS", "classifier_for"]
-
 
 # --- helpers -------------------------------------------------------------------------------
 

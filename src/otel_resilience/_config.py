@@ -21,6 +21,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from ._rates import rate_problem
@@ -91,69 +92,71 @@ def _redact_problem(value: tuple[str, ...]) -> str | None:
 
 
 #: accepted values of every field, in declaration order
-_SPECS: Final[dict[str, _Spec]] = {
-    "HTTP_TIMEOUT_SEC": _Spec(float, 0, _DAY, low_open=True),
-    "HTTP_RETRIES": _Spec(int, 0, 100),
-    "HTTP_BACKOFF_BASE_MS": _Spec(int, 0, 3_600_000),
-    "CB_FAIL_THRESHOLD": _Spec(int, 1, 1_000_000),
-    "CB_RESET_SEC": _Spec(float, 0, _DAY, low_open=True),
-    "HTTP_BACKOFF_MAX_MS": _Spec(int, 0, 3_600_000),
-    "RETRY_AFTER_MAX_SEC": _Spec(float, 0, _DAY),
-    "RETRY_UNKNOWN_ERRORS": _Spec(bool),
-    "CB_HALF_OPEN_MAX_CALLS": _Spec(int, 1, 10_000),
-    "CB_MODE": _Spec(str, choices=_BREAKER_MODES),
-    "CB_WINDOW_SIZE": _Spec(int, 1, 100_000),
-    "CB_FAILURE_RATE_THRESHOLD": _Spec(float, 0, 1, low_open=True),
-    "CB_MIN_CALLS": _Spec(int, 1, 100_000),
-    "CB_SLOW_CALL_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
-    "CB_SLOW_CALL_RATE_THRESHOLD": _Spec(float, 0, 1, low_open=True),
-    "CB_MANUAL_STATE": _Spec(str, optional=True, choices=_MANUAL_STATES),
-    "DEADLINE_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
-    "RETRY_BUDGET_RATIO": _Spec(float, 0, 10, optional=True),
-    "RETRY_BUDGET_MIN_PER_SEC": _Spec(float, 0, 1_000_000),
-    "RETRY_BUDGET_WINDOW_SEC": _Spec(float, 0, 3_600, low_open=True),
-    "STATE_BACKEND": _Spec(str, choices=_BACKENDS, env="RELIABILITY_STATE_BACKEND"),
-    "REDIS_URL": _Spec(
-        str,
-        optional=True,
-        env="RELIABILITY_REDIS_URL",
-        pattern=r"(redis|rediss|unix)://\S+",
-        hint="a redis://host:port/db, rediss:// or unix:// URL",
-    ),
-    "REDIS_KEY_PREFIX": _Spec(
-        str,
-        env="RELIABILITY_REDIS_KEY_PREFIX",
-        pattern=r"[A-Za-z0-9_.:-]{1,64}",
-        hint="1 to 64 letters, digits or _ . : -",
-    ),
-    "REDIS_TIMEOUT_MS": _Spec(int, 1, 10_000, env="RELIABILITY_REDIS_TIMEOUT_MS"),
-    "REDIS_KEY_TTL_SEC": _Spec(int, 1, 30 * 86_400, env="RELIABILITY_REDIS_KEY_TTL_SEC"),
-    "RATE_LIMIT": _Spec(
-        str,
-        optional=True,
-        pattern=_RATE_PATTERN,
-        hint="a rate such as '100/second', '10 per second' or '600 per 1 minute'",
-        validate=rate_problem,  # the limiters' own parser
-    ),
-    "RATE_LIMIT_MAX_WAIT_SEC": _Spec(float, 0, 3_600),
-    "REDACT_PATTERNS": _Spec(
-        tuple,
-        hint=(
-            "a tuple of regular expressions ('default' stands for the built-in ones), or in the"
-            " environment a list separated by ';' (or ',' when no ';' is used); empty or none:"
-            " no redaction"
+_SPECS: Final[Mapping[str, _Spec]] = MappingProxyType(
+    {
+        "HTTP_TIMEOUT_SEC": _Spec(float, 0, _DAY, low_open=True),
+        "HTTP_RETRIES": _Spec(int, 0, 100),
+        "HTTP_BACKOFF_BASE_MS": _Spec(int, 0, 3_600_000),
+        "CB_FAIL_THRESHOLD": _Spec(int, 1, 1_000_000),
+        "CB_RESET_SEC": _Spec(float, 0, _DAY, low_open=True),
+        "HTTP_BACKOFF_MAX_MS": _Spec(int, 0, 3_600_000),
+        "RETRY_AFTER_MAX_SEC": _Spec(float, 0, _DAY),
+        "RETRY_UNKNOWN_ERRORS": _Spec(bool),
+        "CB_HALF_OPEN_MAX_CALLS": _Spec(int, 1, 10_000),
+        "CB_MODE": _Spec(str, choices=_BREAKER_MODES),
+        "CB_WINDOW_SIZE": _Spec(int, 1, 100_000),
+        "CB_FAILURE_RATE_THRESHOLD": _Spec(float, 0, 1, low_open=True),
+        "CB_MIN_CALLS": _Spec(int, 1, 100_000),
+        "CB_SLOW_CALL_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
+        "CB_SLOW_CALL_RATE_THRESHOLD": _Spec(float, 0, 1, low_open=True),
+        "CB_MANUAL_STATE": _Spec(str, optional=True, choices=_MANUAL_STATES),
+        "DEADLINE_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
+        "RETRY_BUDGET_RATIO": _Spec(float, 0, 10, optional=True),
+        "RETRY_BUDGET_MIN_PER_SEC": _Spec(float, 0, 1_000_000),
+        "RETRY_BUDGET_WINDOW_SEC": _Spec(float, 0, 3_600, low_open=True),
+        "STATE_BACKEND": _Spec(str, choices=_BACKENDS, env="RELIABILITY_STATE_BACKEND"),
+        "REDIS_URL": _Spec(
+            str,
+            optional=True,
+            env="RELIABILITY_REDIS_URL",
+            pattern=r"(redis|rediss|unix)://\S+",
+            hint="a redis://host:port/db, rediss:// or unix:// URL",
         ),
-        validate=_redact_problem,
-    ),
-    "TIMEOUT_MODE": _Spec(str, choices=("interrupt", "thread", "cooperative")),
-    # retry safety (issue 14)
-    "RETRY_JITTER": _Spec(str, choices=("seed", "full", "decorrelated")),
-    "RETRY_NON_IDEMPOTENT": _Spec(bool),
-    "HEDGE_MAX_EXTRA": _Spec(int, 0, 4),
-    "HEDGE_DELAY_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
-    "HEDGE_DELAY_PERCENTILE": _Spec(float, 0, 99.9, low_open=True, optional=True),
-    "HEDGE_BUDGET_RATIO": _Spec(float, 0, 1),
-}
+        "REDIS_KEY_PREFIX": _Spec(
+            str,
+            env="RELIABILITY_REDIS_KEY_PREFIX",
+            pattern=r"[A-Za-z0-9_.:-]{1,64}",
+            hint="1 to 64 letters, digits or _ . : -",
+        ),
+        "REDIS_TIMEOUT_MS": _Spec(int, 1, 10_000, env="RELIABILITY_REDIS_TIMEOUT_MS"),
+        "REDIS_KEY_TTL_SEC": _Spec(int, 1, 30 * 86_400, env="RELIABILITY_REDIS_KEY_TTL_SEC"),
+        "RATE_LIMIT": _Spec(
+            str,
+            optional=True,
+            pattern=_RATE_PATTERN,
+            hint="a rate such as '100/second', '10 per second' or '600 per 1 minute'",
+            validate=rate_problem,  # the limiters' own parser
+        ),
+        "RATE_LIMIT_MAX_WAIT_SEC": _Spec(float, 0, 3_600),
+        "REDACT_PATTERNS": _Spec(
+            tuple,
+            hint=(
+                "a tuple of regular expressions ('default' stands for the built-in ones), or in the"
+                " environment a list separated by ';' (or ',' when no ';' is used); empty or none:"
+                " no redaction"
+            ),
+            validate=_redact_problem,
+        ),
+        "TIMEOUT_MODE": _Spec(str, choices=("interrupt", "thread", "cooperative")),
+        # retry safety and hedging (issue 14)
+        "RETRY_JITTER": _Spec(str, choices=("seed", "full", "decorrelated")),
+        "RETRY_NON_IDEMPOTENT": _Spec(bool),
+        "HEDGE_MAX_EXTRA": _Spec(int, 0, 4),
+        "HEDGE_DELAY_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
+        "HEDGE_DELAY_PERCENTILE": _Spec(float, 0, 99.9, low_open=True, optional=True),
+        "HEDGE_BUDGET_RATIO": _Spec(float, 0, 1),
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +172,7 @@ class ReliabilityConfig:
     >>> ReliabilityConfig(CB_RESET_SEC=-1)
     Traceback (most recent call last):
     ...
-    otel_resilience._config.ConfigError: CB_RESET_SEC=-1 is not accepted: expected a number > 0 ...
+    otel_resilience.ConfigError: CB_RESET_SEC=-1 is not accepted: expected a number > 0 ...
     """
 
     #: default timeout of each attempt, in seconds (the seed's ``int``; fractions are accepted)
@@ -299,7 +302,7 @@ class ReliabilityConfig:
         >>> ReliabilityConfig.from_env({"HTTP_RETRIES": "abc"})
         Traceback (most recent call last):
         ...
-        otel_resilience._config.ConfigError: HTTP_RETRIES='abc' is not accepted: ...
+        otel_resilience.ConfigError: HTTP_RETRIES='abc' is not accepted: ...
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -387,28 +390,48 @@ def _split_patterns(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(separator) if item.strip())
 
 
+def _parse_bool(raw: str) -> bool:
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ValueError(raw)
+
+
+def _parse_int(raw: str) -> int:
+    if _INT_TEXT.fullmatch(raw) is None:  # int() takes "1_0", non-ASCII digits
+        raise ValueError(raw)
+    return int(raw)
+
+
+def _parse_float(raw: str) -> float:
+    if _FLOAT_TEXT.fullmatch(raw) is None:  # float() takes "1_0", "infinity"
+        raise ValueError(raw)
+    return float(raw)
+
+
+def _parse_str(raw: str) -> str:
+    return raw
+
+
+#: the text of an environment variable -> a value of the spec's kind (``ValueError`` if not)
+_PARSERS: Final[Mapping[type, Callable[[str], Any]]] = MappingProxyType(
+    {
+        bool: _parse_bool,
+        int: _parse_int,
+        float: _parse_float,
+        tuple: _split_patterns,
+        str: _parse_str,
+    }
+)
+
+
 def _parse(source: str, text: str, spec: _Spec) -> Any:
     raw = text.strip()
     if spec.optional and raw.lower() in _NONE:
         return None
     try:
-        if spec.kind is bool:
-            if raw.lower() in _TRUE:
-                return True
-            if raw.lower() in _FALSE:
-                return False
-            raise ValueError(raw)
-        if spec.kind is int:
-            if _INT_TEXT.fullmatch(raw) is None:  # int() takes "1_0", non-ASCII digits
-                raise ValueError(raw)
-            return int(raw)
-        if spec.kind is float:
-            if _FLOAT_TEXT.fullmatch(raw) is None:  # float() takes "1_0", "infinity"
-                raise ValueError(raw)
-            return float(raw)
-        if spec.kind is tuple:
-            return _split_patterns(text)
-        return raw
+        return _PARSERS[spec.kind](raw)
     except ValueError:
         raise ConfigError(
             f"{source}={text!r} is not accepted: expected {spec.describe()}"
@@ -420,64 +443,109 @@ def _from_text(source: str, text: str, spec: _Spec) -> Any:
     return _check(source, _parse(source, text, spec), spec, source=source, shown=text)
 
 
+class _Rejected(Exception):
+    """A value its spec does not accept (as far as the check got), and why when the range
+    alone does not say it."""
+
+    def __init__(self, value: object, problem: str | None = None) -> None:
+        super().__init__(problem)
+        self.value = value
+        self.problem = problem
+
+
 def _check(name: str, value: Any, spec: _Spec, *, source: str, shown: str | None = None) -> Any:
-    def bad() -> ConfigError:
-        text = _safe_repr(value) if shown is None else _safe_repr(shown)
-        return ConfigError(f"{source}={text} is not accepted: expected {spec.describe()}")
+    """``value`` as the field holds it; a :class:`ConfigError` naming ``source`` otherwise."""
+    try:
+        if value is None:
+            if spec.optional:
+                return None
+            raise _Rejected(value)
+        checker = _check_choice if spec.choices else _CHECKERS[spec.kind]
+        return checker(value, spec)
+    except _Rejected as rejected:
+        text = _safe_repr(rejected.value if shown is None else shown)
+        why = "" if rejected.problem is None else f"{rejected.problem}; "
+        raise ConfigError(
+            f"{source}={text} is not accepted: {why}expected {spec.describe()}"
+        ) from None
 
-    def unusable(problem: str) -> ConfigError:
-        text = _safe_repr(value) if shown is None else _safe_repr(shown)
-        return ConfigError(
-            f"{source}={text} is not accepted: {problem}; expected {spec.describe()}"
-        )
 
-    if value is None:
-        if spec.optional:
-            return None
-        raise bad()
-    if spec.kind is tuple:
-        if isinstance(value, str):
-            value = _split_patterns(value)
-        if not isinstance(value, tuple | list) or not all(isinstance(v, str) for v in value):
-            raise bad()
-        value = tuple(value)
-        problem = spec.validate(value) if spec.validate is not None else None
-        if problem is not None:
-            raise unusable(problem)
-        return value
-    if spec.choices:
-        if value not in spec.choices:
-            raise bad()
-        return value
-    if spec.kind is str:
-        if not isinstance(value, str) or (
-            spec.pattern is not None and re.fullmatch(spec.pattern, value, re.ASCII) is None
-        ):
-            raise bad()
-        problem = spec.validate(value) if spec.validate is not None else None
-        if problem is not None:
-            raise unusable(problem)
-        return value
-    if spec.kind is bool:
-        if not isinstance(value, bool):
-            raise bad()
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise bad()
-    # an IntEnum, a float subclass...: the plain number, so nothing odd travels further
-    value = int(value) if isinstance(value, int) else float(value)
-    if spec.kind is int:
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise bad()
-            value = int(value)
-    elif not math.isfinite(value) or (value != 0 and abs(value) < sys.float_info.min):
-        raise bad()  # subnormal numbers (5e-324) are not a setting anyone means
-    if spec.low is not None and (value < spec.low or (spec.low_open and value == spec.low)):
-        raise bad()
-    if spec.high is not None and value > spec.high:
-        raise bad()
+def _validated(value: Any, spec: _Spec) -> Any:
+    """The spec's last check of a well-formed value (e.g. a rate the limiters can parse)."""
+    problem = spec.validate(value) if spec.validate is not None else None
+    if problem is not None:
+        raise _Rejected(value, problem)
     return value
+
+
+def _check_choice(value: Any, spec: _Spec) -> Any:
+    if value not in spec.choices:
+        raise _Rejected(value)
+    return value
+
+
+def _check_tuple(value: Any, spec: _Spec) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = _split_patterns(value)
+    if not isinstance(value, tuple | list) or not all(isinstance(v, str) for v in value):
+        raise _Rejected(value)
+    return _validated(tuple(value), spec)  # type: ignore[no-any-return]
+
+
+def _check_str(value: Any, spec: _Spec) -> str:
+    if not isinstance(value, str) or (
+        spec.pattern is not None and re.fullmatch(spec.pattern, value, re.ASCII) is None
+    ):
+        raise _Rejected(value)
+    return _validated(value, spec)  # type: ignore[no-any-return]
+
+
+def _check_bool(value: Any, spec: _Spec) -> bool:
+    if not isinstance(value, bool):
+        raise _Rejected(value)
+    return value
+
+
+def _check_number(value: Any, spec: _Spec) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Rejected(value)
+    # an IntEnum, a float subclass...: the plain number, so nothing odd travels further
+    number: int | float = int(value) if isinstance(value, int) else float(value)
+    number = _whole(number) if spec.kind is int else _finite(number)
+    if not _in_range(number, spec):
+        raise _Rejected(number)
+    return number
+
+
+def _in_range(number: int | float, spec: _Spec) -> bool:
+    above_low = spec.low is None or number > spec.low or (number == spec.low and not spec.low_open)
+    return above_low and (spec.high is None or number <= spec.high)
+
+
+def _whole(number: int | float) -> int:
+    if isinstance(number, float):
+        if not number.is_integer():
+            raise _Rejected(number)
+        return int(number)
+    return number
+
+
+def _finite(number: int | float) -> int | float:
+    if not math.isfinite(number) or (number != 0 and abs(number) < sys.float_info.min):
+        raise _Rejected(number)  # subnormal numbers (5e-324) are not a setting anyone means
+    return number
+
+
+#: the check of each kind of setting (a spec with ``choices`` is checked against them instead)
+_CHECKERS: Final[Mapping[type, Callable[[Any, _Spec], Any]]] = MappingProxyType(
+    {
+        tuple: _check_tuple,
+        str: _check_str,
+        bool: _check_bool,
+        int: _check_number,
+        float: _check_number,
+    }
+)
 
 
 # --- the registry (owned by a Runtime) -------------------------------------------------------

@@ -15,7 +15,9 @@ prefer ``except CircuitOpenError``. The original exception is the ``__cause__``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
+from types import MappingProxyType
 from typing import Final
 
 
@@ -96,19 +98,10 @@ class ReliabilityError(Exception):
             f" attempts={self.attempts}, retry_after={self.retry_after})"
         )
 
-    def __reduce__(self) -> tuple[object, ...]:  # picklable across processes, keywords included
-        return (
-            _rebuild,
-            (
-                type(self),
-                self.error_type,
-                self.service_name,
-                self.endpoint,
-                self.message,
-                self.attempts,
-                self.retry_after,
-            ),
-        )
+    def __reduce__(self) -> tuple[object, ...]:
+        """Picklable across processes, keywords included, by the public class name only."""
+        args = (self.error_type, self.service_name, self.endpoint, self.message)
+        return (type(self), args, {"attempts": self.attempts, "retry_after": self.retry_after})
 
     @property
     def retryable(self) -> bool:
@@ -127,6 +120,7 @@ def _rebuild(
     attempts: int,
     retry_after: float | None,
 ) -> ReliabilityError:
+    """Unpickles errors pickled by version 0.1.0 (a queue or cache may still hold some)."""
     return cls(
         error_type, service_name, endpoint, message, attempts=attempts, retry_after=retry_after
     )
@@ -183,8 +177,10 @@ class CallTimeoutError(ReliabilityError, TimeoutError):
 
 
 #: The class :func:`map_external_error` builds for each error type.
-ERROR_CLASSES: Final[dict[ExternalServiceError, type[ReliabilityError]]] = {
-    ExternalServiceError.TIMEOUT: CallTimeoutError,
-    ExternalServiceError.CIRCUIT_OPEN: CircuitOpenError,
-    ExternalServiceError.THROTTLED: ThrottledError,
-}
+ERROR_CLASSES: Final[Mapping[ExternalServiceError, type[ReliabilityError]]] = MappingProxyType(
+    {
+        ExternalServiceError.TIMEOUT: CallTimeoutError,
+        ExternalServiceError.CIRCUIT_OPEN: CircuitOpenError,
+        ExternalServiceError.THROTTLED: ThrottledError,
+    }
+)

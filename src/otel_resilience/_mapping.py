@@ -36,16 +36,6 @@ from ._config import get_config
 from ._errors import ERROR_CLASSES, ExternalServiceError, ReliabilityError
 from ._scrub import MESSAGE_LIMIT, redact
 
-__all__ = [
-    "Classification",
-    "Classifier",
-    "classify",
-    "map_external_error",
-    "parse_retry_after",
-    "register_classifier",
-    "status_to_error_type",
-]
-
 E = ExternalServiceError
 
 
@@ -67,15 +57,16 @@ _user_lock = threading.Lock()
 def register_classifier(classifier: Classifier) -> Callable[[], None]:
     """Add a classifier consulted before the built-in rules; returns a function that removes it.
 
-    >>> from otel_resilience import ExternalServiceError, register_classifier
-    >>> from otel_resilience._mapping import Classification, classify
+    >>> from otel_resilience import Classification, ExternalServiceError, map_external_error
+    >>> from otel_resilience import register_classifier
     >>> class QuotaExceeded(Exception): ...
     >>> remove = register_classifier(
     ...     lambda exc: Classification(ExternalServiceError.RATE_LIMIT, retry_after=2.0)
     ...     if isinstance(exc, QuotaExceeded) else None
     ... )
-    >>> classify(QuotaExceeded("over quota"))
-    Classification(error_type=<ExternalServiceError.RATE_LIMIT: 'rate_limit'>, retry_after=2.0)
+    >>> error = map_external_error("openai", "chat", QuotaExceeded("over quota"))
+    >>> error.error_type, error.retry_after
+    (<ExternalServiceError.RATE_LIMIT: 'rate_limit'>, 2.0)
     >>> remove()
     """
     if not callable(classifier):

@@ -34,6 +34,7 @@ from ._rates import _import_limits, parse_rate
 if TYPE_CHECKING:
     from ._redis import RedisStore
 
+
 #: shortest sleep between two tries of a waiting call
 _MIN_SLEEP_SEC = 0.001
 

@@ -33,8 +33,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-__all__ = ["TelemetryHandle", "configure_telemetry"]
-
 logger = logging.getLogger("otel_resilience")
 
 _EXPORTERS: Final = ("otlp", "prometheus", "console", "none")

@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
     from ._errors import ReliabilityError
 
-__all__ = ["MAX_ENDPOINTS", "get_telemetry", "set_telemetry_providers"]
 
 logger = logging.getLogger("otel_resilience")
 
