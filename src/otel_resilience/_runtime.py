@@ -231,8 +231,10 @@ class Runtime:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.config = ConfigRegistry(environ, on_change=self._config_changed)
         self.breakers = CircuitBreakerManager(clock=self.clock.monotonic)
+        # a shared telemetry counts this runtime's transitions; its gauges report this
+        # runtime's breakers only while use_runtime() has it installed
         self.telemetry = telemetry if telemetry is not None else Telemetry()
-        self.telemetry.watch_breakers(self.breakers)
+        self.telemetry.watch_breakers(self.breakers, report=telemetry is None)
         self._lock = threading.Lock()
         self._services: dict[str, ServiceContext] = {}
         self._generation = 0

@@ -250,10 +250,12 @@ class Telemetry:
         if breakers is not None:
             self.watch_breakers(breakers)
 
-    def watch_breakers(self, source: BreakerSource) -> None:
-        """Report the breakers of ``source`` on the gauges and count their transitions."""
-        with self._lock:
-            self._breakers = source
+    def watch_breakers(self, source: BreakerSource, *, report: bool = True) -> None:
+        """Count the transitions of the breakers of ``source``, and (``report``) make them the
+        breakers the gauges report."""
+        if report:
+            with self._lock:
+                self._breakers = source
         source.add_listener(self.on_transition)
         source.on_created(self.on_breaker_created)
 
