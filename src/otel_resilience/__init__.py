@@ -18,6 +18,7 @@ from ._breaker import (
 )
 from ._budget import RetryBudget
 from ._call import create_retry_decorator, resilient, resilient_call, resilient_call_async
+from ._classify import Classification, Classifiers, map_external_error, register_classifier
 from ._config import ConfigError, ReliabilityConfig, configure, get_config
 from ._errors import (
     CallTimeoutError,
@@ -27,7 +28,6 @@ from ._errors import (
     ThrottledError,
 )
 from ._health import HealthServer, health_report
-from ._mapping import Classification, map_external_error, register_classifier
 from ._setup import TelemetryHandle, configure_telemetry
 from ._telemetry import set_telemetry_providers
 from ._timeout import remaining_time, shutdown_workers, with_timeout
@@ -45,6 +45,7 @@ __all__ = [
     "CircuitBreakerState",
     "CircuitOpenError",
     "Classification",
+    "Classifiers",
     "ConfigError",
     "ExternalServiceError",
     "HealthServer",
@@ -74,17 +75,19 @@ __all__ = [
 
 
 def reset() -> None:
-    """Restore every piece of global state: config, breakers, budgets, telemetry providers,
-    and stop idle timeout worker threads.
+    """Restore every piece of global state: config, registered classifiers, breakers, budgets,
+    telemetry providers, and stop idle timeout worker threads.
 
     For tests and for applications that reconfigure at run time.
     """
     from ._budget import reset_budgets
+    from ._classify import default_classifiers
     from ._config import reset_config
     from ._ratelimit import reset_rate_limiters
     from ._telemetry import get_telemetry
 
     reset_config()
+    default_classifiers().clear()
     get_circuit_breaker_manager().reset()
     reset_budgets()
     reset_rate_limiters()

@@ -25,6 +25,8 @@ from typing import Any, Final, ParamSpec, TypeVar, cast, overload
 
 from ._breaker import REJECTED, CircuitBreaker, get_circuit_breaker_manager
 from ._budget import RetryBudget, get_retry_budget
+from ._classify import map_external_error, well_formed
+from ._classify import redact_detail as _redact
 from ._config import ReliabilityConfig, get_config
 from ._config import _listeners as _config_listeners
 from ._errors import (
@@ -35,8 +37,8 @@ from ._errors import (
     ExternalServiceError,
     ReliabilityError,
     ThrottledError,
+    with_retry_policy,  # WIRE(classify)
 )
-from ._mapping import _redact, _well_formed, map_external_error
 from ._ratelimit import RateLimiter, get_rate_limiter
 from ._retry import RetryPlan, StopRetrying, is_retryable, retry_async, retry_sync
 from ._telemetry import CallObserver, get_telemetry
@@ -217,7 +219,7 @@ def _as_error(
             f" {cast(AttemptTimeout, exc).timeout_sec:g} s",
             attempts=attempt,
         )
-    if issubclass(kind, ReliabilityError) and _well_formed(exc):
+    if issubclass(kind, ReliabilityError) and well_formed(exc):
         # a nested resilient_call (or the function's own ReliabilityError): keep its class
         nested = cast(ReliabilityError, exc)
         if nested.service_name == service_name and nested.endpoint == endpoint:
@@ -518,6 +520,7 @@ def _run(
         except Exception as exc:
             duration = time.perf_counter() - start
             error = _as_error(exc, service_name, endpoint, number)
+            with_retry_policy(error, settings.config.RETRY_UNKNOWN_ERRORS)  # WIRE(classify)
             try:
                 _settle(breaker, permit, error, exc, duration)
             finally:
@@ -674,6 +677,7 @@ async def _run_async(
         except Exception as exc:
             duration = time.perf_counter() - start
             error = _as_error(exc, service_name, endpoint, number)
+            with_retry_policy(error, settings.config.RETRY_UNKNOWN_ERRORS)  # WIRE(classify)
             try:
                 if async_io:
                     await _settle_async(breaker, permit, error, exc, duration)

@@ -28,7 +28,7 @@ from typing import Any, Final, Literal, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
 
-from ._errors import TRANSIENT_ERRORS, ExternalServiceError, ReliabilityError
+from ._errors import ReliabilityError, is_retryable
 from ._log import log_event
 
 __all__ = ["RetryPlan", "backoff_delay", "is_retryable", "retry_async", "retry_sync"]
@@ -66,13 +66,6 @@ def backoff_delay(
         delay_ms = min(base_ms * (1 << exponent), max_ms)
     jitter_ms = (rng or random).randint(0, int(delay_ms * JITTER_FRACTION))
     return (delay_ms + jitter_ms) / 1000.0
-
-
-def is_retryable(error_type: ExternalServiceError, retry_unknown: bool = True) -> bool:
-    """Whether a failure of this type is worth another attempt."""
-    return error_type in TRANSIENT_ERRORS or (
-        retry_unknown and error_type is ExternalServiceError.UNKNOWN_ERROR
-    )
 
 
 @dataclass(slots=True)

@@ -31,9 +31,9 @@ from ._breaker import (
     CircuitBreakerState,
     get_circuit_breaker_manager,
 )
+from ._classify import safe_str
 from ._config import get_config
 from ._log import log_event
-from ._mapping import safe_str
 from ._scrub import MESSAGE_LIMIT, STACKTRACE_LIMIT, redact
 from ._version import __version__ as _VERSION
 

@@ -16,7 +16,7 @@ with warnings.catch_warnings():  # google-api-core asks for grpcio-status, an op
     warnings.simplefilter("ignore", ImportWarning)
     from google.api_core import exceptions as gexc
 
-from otel_resilience._clients import CLIENT_CLASSIFIERS
+from otel_resilience._classify import CLIENT_CLASSIFIERS
 
 from ._cases import TIMEOUT_SEC, E, Fault, assert_classified, expect_hits
 

@@ -25,8 +25,8 @@ from .. import (
     resilient_call,
 )
 from .._breaker import CircuitBreaker, CircuitBreakerState
+from .._classify import parse_retry_after
 from .._health import breaker_status
-from .._mapping import parse_retry_after
 from ._scenarios import NOMINAL_PERIOD_SEC, Knobs, Operation, Scenario, time_scale_for
 from ._servers import StandInServices
 from ._stats import BreakerEvent, CallOutcome, Row, Stats
