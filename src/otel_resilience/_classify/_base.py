@@ -94,22 +94,25 @@ def exception_types(module: str, *names: str) -> tuple[type[BaseException], ...]
     mod = sys.modules.get(module)
     if mod is None:
         return ()
-    found: list[type[BaseException]] = []
-    for name in names:
-        cls = getattr(mod, name, None)
-        if isinstance(cls, type) and issubclass(cls, BaseException):
-            found.append(cls)
-    return tuple(found)
+    return tuple(filter(_is_exception_class, (getattr(mod, name, None) for name in names)))
+
+
+def _is_exception_class(cls: object) -> TypeGuard[type[BaseException]]:
+    return isinstance(cls, type) and issubclass(cls, BaseException)
 
 
 def by_rules(exc: BaseException, rules: Iterable[Rule]) -> Classification | None:
     """The verdict of the first rule whose classes ``exc`` is an instance of (None: no rule)."""
     for module, names, verdict in rules:
         if isinstance(exc, exception_types(module, *names)):
-            if isinstance(verdict, ExternalServiceError):
-                return Classification(verdict)
-            return verdict(exc)
+            return _apply(verdict, exc)
     return None
+
+
+def _apply(verdict: Verdict, exc: BaseException) -> Classification | None:
+    if isinstance(verdict, ExternalServiceError):
+        return Classification(verdict)
+    return verdict(exc)
 
 
 def chain(exc: BaseException) -> Iterable[BaseException]:

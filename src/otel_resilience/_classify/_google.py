@@ -68,10 +68,16 @@ def _call_retry_after(exc: BaseException) -> float | None:
     return headers_retry_after(getattr(response, "headers", None))
 
 
-def _call_error_type(exc: BaseException) -> ExternalServiceError:
+def _grpc_status_type(exc: BaseException) -> ExternalServiceError | None:
     name = getattr(getattr(exc, "grpc_status_code", None), "name", None)
-    by_grpc = grpc_error_type(name, getattr(exc, "message", "")) if isinstance(name, str) else None
-    return by_grpc or status_error_type(getattr(exc, "code", None)) or E.UNKNOWN_ERROR
+    return grpc_error_type(name, getattr(exc, "message", "")) if isinstance(name, str) else None
+
+
+def _call_error_type(exc: BaseException) -> ExternalServiceError:
+    """By the gRPC status code when set, else by the HTTP ``code``."""
+    return (
+        _grpc_status_type(exc) or status_error_type(getattr(exc, "code", None)) or E.UNKNOWN_ERROR
+    )
 
 
 def _api_call_error(exc: BaseException) -> Classification:

@@ -96,9 +96,7 @@ def parse_retry_after(value: object, *, now: float | None = None) -> float | Non
 def _as_text(value: object) -> str | None:
     if isinstance(value, bytes):
         value = value.decode("latin-1", "replace")
-    if not isinstance(value, str):
-        return None
-    return str.strip(value) or None
+    return str.strip(value) if isinstance(value, str) else None
 
 
 def _parse_retry_after(value: object, now: float | None) -> float | None:
@@ -107,7 +105,7 @@ def _parse_retry_after(value: object, now: float | None) -> float | None:
     if isinstance(value, int | float):
         return float(value)
     text = _as_text(value)
-    return None if text is None else _parse_text(text, now)
+    return _parse_text(text, now) if text else None
 
 
 def _parse_text(text: str, now: float | None) -> float | None:

@@ -65,6 +65,11 @@ def _registry(classifiers: Classifiers | None) -> Classifiers:
     return classifiers
 
 
+def _detail(error: BaseException, config: ReliabilityConfig | None) -> str:
+    """The exception's redacted message, else its type name."""
+    return _redact(safe_str(error), config) or type(error).__name__
+
+
 def _retry_unknown(config: ReliabilityConfig | None) -> bool:
     return True if config is None else config.RETRY_UNKNOWN_ERRORS
 
@@ -96,13 +101,12 @@ def map_external_error(
     found = registry.classify(error)
     config = _config(service_name)
     cls = ERROR_CLASSES.get(found.error_type, ReliabilityError)
-    detail = _redact(safe_str(error), config) or type(error).__name__
-    message = f"{found.error_type.value} calling {service_name} ({endpoint}): {detail}"
+    message = f"{found.error_type.value} calling {service_name} ({endpoint}): "
     mapped = cls(
         found.error_type,
         service_name,
         endpoint,
-        message,
+        message + _detail(error, config),
         attempts=attempts,
         retry_after=found.retry_after,
     )

@@ -8,7 +8,8 @@ from __future__ import annotations
 import errno
 import re
 import socket
-from typing import Final
+from types import MappingProxyType
+from typing import Any, Final
 
 from .._errors import ExternalServiceError
 from ._base import Classification, attr, safe_str
@@ -16,30 +17,27 @@ from ._http import find_retry_after, find_status, status_to_error_type
 
 E = ExternalServiceError
 
-_TIMEOUT_ERRNOS: Final = frozenset({errno.ETIMEDOUT})
-_CONNECTION_ERRNOS: Final = frozenset(
-    {
-        errno.ECONNREFUSED,
-        errno.ECONNRESET,
-        errno.ECONNABORTED,
-        errno.EPIPE,
-        errno.EHOSTUNREACH,
-        errno.ENETUNREACH,
-        errno.ENETDOWN,
-        errno.EHOSTDOWN,
-        errno.ENOTCONN,
-        errno.EADDRNOTAVAIL,
-    }
+_CONNECTION_ERRNOS: Final = (
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.EPIPE,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.ENETDOWN,
+    errno.EHOSTDOWN,
+    errno.ENOTCONN,
+    errno.EADDRNOTAVAIL,
+)
+#: ``OSError.errno`` -> error type (a driver's own OSError subclass carries them too)
+_ERRNOS: Final = MappingProxyType(
+    {errno.ETIMEDOUT: E.TIMEOUT, **dict.fromkeys(_CONNECTION_ERRNOS, E.CONNECTION_ERROR)}
 )
 
 
 def _by_errno(exc: OSError) -> ExternalServiceError | None:
-    code = attr(exc, "errno")
-    if code in _TIMEOUT_ERRNOS:
-        return E.TIMEOUT
-    if code in _CONNECTION_ERRNOS:
-        return E.CONNECTION_ERROR
-    return None
+    code: Any = attr(exc, "errno")  # anything may be there; an unhashable value raises
+    return _ERRNOS.get(code)
 
 
 def by_type(exc: BaseException) -> ExternalServiceError | None:
