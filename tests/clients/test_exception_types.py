@@ -21,8 +21,7 @@ import requests
 import urllib3
 
 from otel_resilience import ExternalServiceError
-from otel_resilience._classify import CLIENT_CLASSIFIERS, classifier_for
-from otel_resilience._classify import Classification
+from otel_resilience._classify import CLIENT_CLASSIFIERS, Classification, classifier_for
 
 with warnings.catch_warnings():  # google-api-core asks for grpcio-status, an optional extra
     warnings.simplefilter("ignore", ImportWarning)

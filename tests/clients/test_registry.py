@@ -9,8 +9,7 @@ import httpx
 import pytest
 
 from otel_resilience import ExternalServiceError
-from otel_resilience._classify import CLIENT_CLASSIFIERS, classifier_for
-from otel_resilience._classify import classify
+from otel_resilience._classify import CLIENT_CLASSIFIERS, classifier_for, classify
 
 E = ExternalServiceError
 LIBRARIES = ["httpx", "requests", "aiohttp", "grpc", "botocore", "openai", "google", "redis"]
