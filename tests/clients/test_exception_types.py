@@ -207,3 +207,28 @@ def test_nested_google_retry_errors_are_judged_by_the_innermost_cause() -> None:
 
     inner = gexc.RetryError("inner", gexc.TooManyRequests("slow down"))
     assert classify(gexc.RetryError("outer", inner)).error_type is ExternalServiceError.RATE_LIMIT
+
+
+def test_a_grpc_status_code_without_an_error_type_is_no_evidence() -> None:
+    assert CLIENT_CLASSIFIERS["grpc"](_rpc_error("OK", [])) is None
+
+
+def test_grpc_retry_hints_skip_what_they_cannot_read() -> None:
+    from google.protobuf import any_pb2
+    from google.rpc import error_details_pb2, status_pb2
+
+    from otel_resilience._classify._rpc import metadata_retry_after, retry_info_delay
+
+    class RetryInfo:  # a parsed detail whose delay is not a protobuf Duration
+        retry_delay = "soon"
+
+    assert retry_info_delay([object(), RetryInfo()]) is None
+    other = any_pb2.Any()
+    other.Pack(error_details_pb2.ErrorInfo(reason="QUOTA"))
+    blob = status_pb2.Status(code=8, details=[other]).SerializeToString()
+    assert metadata_retry_after([("grpc-status-details-bin", blob)]) is None  # no RetryInfo
+    assert metadata_retry_after([(7, "x"), ("retry-after", "2")]) == 2.0  # a non-str key
+
+
+def test_a_grpc_exception_that_is_not_an_rpc_error_is_no_evidence() -> None:
+    assert CLIENT_CLASSIFIERS["grpc"](grpc.FutureTimeoutError()) is None

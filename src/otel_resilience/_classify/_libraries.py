@@ -75,7 +75,7 @@ def library_for(
         package = module.partition(".")[0]
         if package in libraries:
             return package
-    return None
+    return None  # pragma: no cover - the last class of any MRO, object, is a builtin
 
 
 def classifier_for(exc: BaseException) -> Classifier | None:
