@@ -127,9 +127,14 @@ def test_the_package_is_simple_by_radon(structure: ModuleType) -> None:
     assert figures.radon_average <= 2.5
 
 
-def test_the_client_table_is_read_only() -> None:
+def test_the_client_and_error_class_tables_are_read_only(structure: ModuleType) -> None:
+    from otel_resilience._errors import ERROR_CLASSES
+
     with pytest.raises(TypeError):
         CLIENT_CLASSIFIERS["vendor"] = lambda exc: None  # type: ignore[index]
+    with pytest.raises(TypeError):
+        ERROR_CLASSES[E.UNKNOWN_ERROR] = ReliabilityError  # type: ignore[index]
+    assert "otel_resilience._errors.ERROR_CLASSES" not in structure.measure().mutable_globals
 
 
 # --- registries are objects -----------------------------------------------------------------

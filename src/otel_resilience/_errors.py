@@ -15,7 +15,9 @@ prefer ``except CircuitOpenError``. The original exception is the ``__cause__``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
+from types import MappingProxyType
 from typing import Final
 
 
@@ -209,8 +211,10 @@ class CallTimeoutError(ReliabilityError, TimeoutError):
 
 
 #: The class :func:`map_external_error` builds for each error type.
-ERROR_CLASSES: Final[dict[ExternalServiceError, type[ReliabilityError]]] = {
-    ExternalServiceError.TIMEOUT: CallTimeoutError,
-    ExternalServiceError.CIRCUIT_OPEN: CircuitOpenError,
-    ExternalServiceError.THROTTLED: ThrottledError,
-}
+ERROR_CLASSES: Final[Mapping[ExternalServiceError, type[ReliabilityError]]] = MappingProxyType(
+    {
+        ExternalServiceError.TIMEOUT: CallTimeoutError,
+        ExternalServiceError.CIRCUIT_OPEN: CircuitOpenError,
+        ExternalServiceError.THROTTLED: ThrottledError,
+    }
+)
