@@ -18,6 +18,13 @@ from ._breaker import (
 )
 from ._budget import RetryBudget
 from ._call import create_retry_decorator, resilient, resilient_call, resilient_call_async
+from ._classify import (
+    Classification,
+    Classifiers,
+    map_external_error,
+    parse_retry_after,
+    register_classifier,
+)
 from ._config import ConfigError, ReliabilityConfig
 from ._errors import (
     CallTimeoutError,
@@ -27,12 +34,6 @@ from ._errors import (
     ThrottledError,
 )
 from ._health import HealthServer, health_report, health_report_from_prometheus
-from ._mapping import (
-    Classification,
-    map_external_error,
-    parse_retry_after,
-    register_classifier,
-)
 from ._retry import TENACITY_AVAILABLE
 from ._runtime import (
     Runtime,
@@ -67,6 +68,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted (tests/test_public_api.py)
     "CircuitBreakerState",
     "CircuitOpenError",
     "Classification",
+    "Classifiers",
     "ConfigError",
     "ExternalServiceError",
     "HealthServer",

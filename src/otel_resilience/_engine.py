@@ -21,6 +21,7 @@ import time
 from typing import Any, Final, cast
 
 from ._breaker import CircuitBreaker
+from ._classify import map_external_error, redact_detail, well_formed
 from ._errors import (
     CLIENT_ERRORS,
     ERROR_CLASSES,
@@ -29,10 +30,11 @@ from ._errors import (
     ExternalServiceError,
     ReliabilityError,
     ThrottledError,
+    is_retryable,
+    with_retry_policy,
 )
 from ._idempotency import request_not_processed
-from ._mapping import _redact, _well_formed, map_external_error
-from ._retry import RetryPlan, is_retryable
+from ._retry import RetryPlan
 from ._runtime import CallSettings, ServiceContext
 from ._telemetry import CallObserver
 from ._timeout import AttemptTimeout, remaining_time
@@ -203,7 +205,7 @@ class Call:
         """The attempt raised: its error, its duration and whether it is neutral (the permit is
         given back, nothing recorded) or a failure of the service."""
         duration = time.perf_counter() - self.started
-        error = self.as_error(exc)
+        error = with_retry_policy(self.as_error(exc), self.settings.config.RETRY_UNKNOWN_ERRORS)
         neutral = error.error_type in _NEUTRAL or _never_started(exc)
         return error, duration, neutral
 
@@ -240,7 +242,7 @@ class Call:
                 f" {cast(AttemptTimeout, exc).timeout_sec:g} s",
                 attempts=number,
             )
-        if issubclass(kind, ReliabilityError) and _well_formed(exc):
+        if issubclass(kind, ReliabilityError) and well_formed(exc):
             return self._nested(cast(ReliabilityError, exc))
         return map_external_error(service, endpoint, exc, attempts=number)
 
@@ -251,7 +253,7 @@ class Call:
             nested.attempts = number
             return nested
         cls = ERROR_CLASSES.get(nested.error_type, ReliabilityError)
-        detail = _redact(nested.message, service)
+        detail = redact_detail(nested.message, service)
         return cls(
             nested.error_type,
             service,

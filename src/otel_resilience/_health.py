@@ -158,7 +158,7 @@ class _HealthHandler(BaseHTTPRequestHandler):
         try:
             data = json.dumps(self.server.report(), default=str).encode()
         except Exception as exc:  # the endpoint reports its own failure instead of dying
-            from ._mapping import safe_str
+            from ._classify import safe_str
             from ._scrub import DEFAULT, MESSAGE_LIMIT, redact
 
             error = redact(f"{type(exc).__name__}: {safe_str(exc)}", (DEFAULT,), MESSAGE_LIMIT)

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from ._errors import TRANSIENT_ERRORS, ExternalServiceError, ReliabilityError
+from ._errors import ReliabilityError, is_retryable
 from ._log import log_event
 
 try:  # the seed's promise: without tenacity the same decisions are made by a built-in stepper
@@ -116,13 +116,6 @@ def decorrelated_jitter_delay(
     nxt = 2.0 ** min(t, 1000.0) * math.tanh(math.sqrt(_P_FACTOR * t))
     value_ms = (nxt - previous) * _RP_SCALING * base_ms
     return min(max(value_ms, 0.0), float(max_ms)) / 1000.0, nxt
-
-
-def is_retryable(error_type: ExternalServiceError, retry_unknown: bool = True) -> bool:
-    """Whether a failure of this type is worth another attempt."""
-    return error_type in TRANSIENT_ERRORS or (
-        retry_unknown and error_type is ExternalServiceError.UNKNOWN_ERROR
-    )
 
 
 @dataclass(slots=True)

@@ -32,9 +32,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _names as n
 from . import telemetry_contract as contract
+from ._classify import safe_str
 from ._config import get_config
 from ._log import log_event
-from ._mapping import safe_str
 from ._scrub import MESSAGE_LIMIT, STACKTRACE_LIMIT, redact
 from ._version import __version__ as _VERSION
 
