@@ -14,7 +14,7 @@ from otel_resilience import (
     CircuitBreakerState,
     ReliabilityConfig,
 )
-from otel_resilience._breaker import ADMITTED, PROBE, REJECTED, is_probe
+from otel_resilience._breakers import ADMITTED, REJECTED, probe_permit
 from support import FakeClock
 
 CLOSED, OPEN, HALF_OPEN = (
@@ -81,7 +81,7 @@ def test_half_open_after_reset_timeout_then_probe_success_closes() -> None:
     clock.advance(0.1)
     assert breaker.state is HALF_OPEN
     permit = breaker.try_acquire()
-    assert is_probe(permit)
+    assert permit.probe
     breaker.record_success(permit)
     assert breaker.state is CLOSED
 
@@ -103,7 +103,7 @@ def test_half_open_admits_only_the_configured_number_of_probes() -> None:
     fail(breaker)
     clock.advance(1)
     permits = [breaker.try_acquire() for _ in range(5)]
-    assert permits == [PROBE + 1, PROBE + 1, REJECTED, REJECTED, REJECTED]
+    assert permits == [probe_permit(1), probe_permit(1), REJECTED, REJECTED, REJECTED]
     breaker.record_success(permits[0])
     assert breaker.state is HALF_OPEN  # needs both probes to succeed
     breaker.record_success(permits[1])
@@ -118,7 +118,7 @@ def test_a_released_probe_frees_its_slot() -> None:
     permit = breaker.try_acquire()
     assert breaker.try_acquire() == REJECTED
     breaker.release(permit)  # e.g. the probe got a 404: the slot is free again
-    assert is_probe(breaker.try_acquire())
+    assert breaker.try_acquire().probe
 
 
 def test_a_late_probe_of_an_earlier_period_does_not_count() -> None:
@@ -132,7 +132,7 @@ def test_a_late_probe_of_an_earlier_period_does_not_count() -> None:
     current = breaker.try_acquire()
     breaker.record_success(late)  # answers now: must neither close nor free a slot
     assert breaker.state is HALF_OPEN
-    assert is_probe(breaker.try_acquire())  # the second slot of this period
+    assert breaker.try_acquire().probe  # the second slot of this period
     assert breaker.try_acquire() == REJECTED
     breaker.record_success(current)
     assert breaker.state is HALF_OPEN
@@ -334,7 +334,7 @@ class BreakerModel(RuleBasedStateMachine):
         if self.state == "closed":
             assert permit == ADMITTED
         elif self.state == "half_open" and self.probes_out < self.probes:
-            assert permit == PROBE + self.period
+            assert permit == probe_permit(self.period)
             self.probes_out += 1
         else:
             assert permit == REJECTED
@@ -350,8 +350,8 @@ class BreakerModel(RuleBasedStateMachine):
             self.breaker.record_success(permit)
         else:
             self.breaker.record_failure(permit)
-        if permit >= PROBE:
-            if self.state != "half_open" or permit != PROBE + self.period:
+        if permit.probe:
+            if self.state != "half_open" or permit != probe_permit(self.period):
                 return  # a probe of an earlier half-open period
             self.probes_out -= 1
             if not ok:
@@ -428,7 +428,7 @@ class WindowModel(RuleBasedStateMachine):
             self.breaker.record_success(permit, duration)
         slow = duration >= self.slow_sec
         if self.state == "half_open":
-            assert is_probe(permit)
+            assert permit.probe
             if failed or slow:
                 self.state, self.opened_at = "open", self.clock.now
             else:

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from types import CoroutineType
 from typing import Any, Final, ParamSpec, TypeVar, cast, overload
 
-from ._breaker import REJECTED, CircuitBreaker, get_circuit_breaker_manager
+from ._breakers import CircuitBreaker, Permit, get_circuit_breaker_manager
 from ._budget import RetryBudget, get_retry_budget
 from ._config import ReliabilityConfig, get_config
 from ._config import _listeners as _config_listeners
@@ -237,7 +237,11 @@ def _as_error(
 
 
 def _settle(
-    breaker: CircuitBreaker, permit: int, error: ReliabilityError, exc: Exception, duration: float
+    breaker: CircuitBreaker,
+    permit: Permit,
+    error: ReliabilityError,
+    exc: Exception,
+    duration: float,
 ) -> None:
     if error.error_type in _NEUTRAL or _never_started(exc):
         breaker.release(permit)  # neither failure nor success
@@ -246,7 +250,11 @@ def _settle(
 
 
 async def _settle_async(
-    breaker: CircuitBreaker, permit: int, error: ReliabilityError, exc: Exception, duration: float
+    breaker: CircuitBreaker,
+    permit: Permit,
+    error: ReliabilityError,
+    exc: Exception,
+    duration: float,
 ) -> None:
     """:func:`_settle` on a breaker with asyncio round trips (the Redis backend)."""
     if error.error_type in _NEUTRAL or _never_started(exc):
@@ -498,7 +506,7 @@ def _run(
         if _deadline() is not None and _deadline_passed():
             raise _too_late(service_name, endpoint, number)
         permit = breaker.try_acquire()
-        if permit == REJECTED:
+        if not permit.admitted:  # WIRE(breakers): Permit value object
             observer.rejected()
             if number == 1:
                 raise _rejection(service_name, endpoint, breaker)
@@ -551,7 +559,7 @@ def _run(
 
 
 def _abort(
-    breaker: CircuitBreaker, permit: int, observer: CallObserver, handle: Any, exc: BaseException
+    breaker: CircuitBreaker, permit: Permit, observer: CallObserver, handle: Any, exc: BaseException
 ) -> None:
     """An attempt that ended without the service's answer: give the permit back, end its span."""
     try:
@@ -659,7 +667,7 @@ async def _run_async(
         if _deadline() is not None and _deadline_passed():
             raise _too_late(service_name, endpoint, number)
         permit = await breaker.try_acquire_async() if async_io else breaker.try_acquire()
-        if permit == REJECTED:
+        if not permit.admitted:  # WIRE(breakers): Permit value object
             observer.rejected()
             if number == 1:
                 raise _rejection(service_name, endpoint, breaker)

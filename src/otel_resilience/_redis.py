@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._log import log_event
 from ._redact import redact_text, redact_url, url_secrets
-from ._telemetry import get_telemetry
 
 if TYPE_CHECKING:
     import redis
@@ -96,6 +95,14 @@ def import_redis() -> Any:
     return redis
 
 
+def _count_error(backend: str) -> None:
+    """The default ``on_error``: ``resilience.state_store.errors`` (telemetry imported on
+    the first failure, not with this module; the Runtime will pass its own callback)."""
+    from ._telemetry import get_telemetry
+
+    get_telemetry().count_state_store_error(backend)
+
+
 class _LoopClient:
     """An event loop's asyncio client, its scripts, and the guard that closes it."""
 
@@ -128,7 +135,14 @@ class RedisStore:
     own client (redis.asyncio connections belong to the loop that opened them).
     """
 
-    def __init__(self, url: str, timeout_ms: int, *, cooldown_sec: float = COOLDOWN_SEC) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout_ms: int,
+        *,
+        cooldown_sec: float = COOLDOWN_SEC,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
         redis_mod = import_redis()
         from redis.backoff import NoBackoff
         from redis.retry import Retry
@@ -139,6 +153,8 @@ class RedisStore:
         self._redis = redis_mod
         self.timeout_sec = timeout_ms / 1000
         self.cooldown_sec = cooldown_sec
+        #: told the backend's name ("redis") at each failed command (telemetry counts them)
+        self.on_error = on_error if on_error is not None else _count_error
         # A stale pooled connection (the server restarted) is retried once on a new one; a
         # timeout is never retried, so one command costs at most about one REDIS_TIMEOUT_MS.
         self._pool_kwargs: dict[str, Any] = {
@@ -221,7 +237,7 @@ class RedisStore:
             self._outage = True
             self._failed_at = time.monotonic()
             self._down_until = self._failed_at + self.cooldown_sec
-        get_telemetry().count_state_store_error("redis")
+        self.on_error("redis")
         if first:
             log_event(
                 logger,

@@ -24,9 +24,9 @@ from otel_resilience import (
     get_circuit_breaker_manager,
     resilient_call,
 )
-from otel_resilience._breaker import ADMITTED, REJECTED
+from otel_resilience._breakers import ADMITTED, REJECTED
+from otel_resilience._breakers._redis import RedisCircuitBreaker
 from otel_resilience._redis import COOLDOWN_SEC, RedisStore, get_store
-from otel_resilience._redis_breaker import RedisCircuitBreaker
 from support import FakeClock, counter_points
 
 pytestmark = pytest.mark.integration
@@ -145,10 +145,10 @@ def test_breaker_opened_during_an_outage_is_pushed_to_redis_when_it_is_back(
     with pytest.raises(CircuitOpenError):
         resilient_call("payments", "charge", down)
 
-    assert rclient.hget(breaker.key, "s") == b"1"  # re-synced: every process sees OPEN now
+    assert rclient.hget(breaker.backend.key, "s") == b"1"  # re-synced: every process sees OPEN now
     other = RedisCircuitBreaker("charge", 2, 60, service_name="payments", config=breaker.config)
     assert other.try_acquire() == REJECTED
-    pttl = rclient.pttl(breaker.key)
+    pttl = rclient.pttl(breaker.backend.key)
     assert 0 < pttl <= 86_400_000
 
 
@@ -167,7 +167,7 @@ def test_failure_count_of_an_outage_is_merged_into_redis(
 
     assert breaker.try_acquire() == ADMITTED
 
-    assert rclient.hget(breaker.key, "f") == b"3"
+    assert rclient.hget(breaker.backend.key, "f") == b"3"
 
 
 def test_local_fallback_moves_open_to_half_open_on_the_local_clock(
