@@ -315,7 +315,7 @@ class Machine:
     def _probe_success(self, permit: Permit, slow: bool, now: float, events: Events) -> None:
         if not self.current_probe(permit):
             return
-        self.probes_in_flight -= 1
+        self._probe_back()
         if slow:
             self.open(now, events)
             return
@@ -332,7 +332,7 @@ class Machine:
         self.last_failure_time = now
         if permit.probe:
             if self.current_probe(permit):
-                self.probes_in_flight -= 1
+                self._probe_back()
                 self.open(now, events)
         elif self.state is _CLOSED:
             if self.window is None:
@@ -347,6 +347,11 @@ class Machine:
     def release(self, permit: Permit) -> None:
         """Give back a permit whose call neither failed nor succeeded."""
         if self.current_probe(permit):
+            self._probe_back()
+
+    def _probe_back(self) -> None:
+        # never below zero: a permit given back twice frees one slot (as the Redis script does)
+        if self.probes_in_flight > 0:
             self.probes_in_flight -= 1
 
     def window_outcome(self, failed: bool, slow: bool, now: float) -> bool:
