@@ -476,3 +476,117 @@ def test_manager_listeners_can_be_removed_from_every_breaker() -> None:
     manager.get_breaker("c", "z").force_open()
     manager.remove_listener(listener)  # a second removal is harmless
     assert seen == ["x:open"]
+
+
+# --- the package's parts: Permit, the machine, injected clock and config, lazy registration ---
+
+
+def test_permit_is_a_frozen_value_with_one_rejected_instance() -> None:
+    import dataclasses
+
+    from otel_resilience._breakers import Permit
+
+    probe = probe_permit(3)
+    assert (probe.admitted, probe.probe, probe.period) == (True, True, 3)
+    assert probe == Permit(True, True, 3)
+    assert (REJECTED.admitted, ADMITTED.admitted, ADMITTED.probe) == (False, True, False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        probe.admitted = False  # type: ignore[misc]
+    assert not hasattr(probe, "__dict__")  # slots
+    breaker = CircuitBreaker("scan", failure_threshold=1, clock=FakeClock())
+    breaker.force_open()
+    assert breaker.try_acquire() is REJECTED
+
+
+def test_the_machine_takes_now_and_returns_its_transitions() -> None:
+    from otel_resilience._breakers._machine import Machine, Settings
+
+    machine = Machine(Settings(threshold=1, reset_sec=5, max_probes=1))
+    permit, events = machine.acquire(now=100.0)
+    assert (permit, events) == (ADMITTED, [])
+    assert machine.failure(permit, 0.0, now=100.0) == [(CLOSED, OPEN)]
+    assert machine.acquire(now=104.9) == (REJECTED, [])
+    assert machine.rejects_after(0.05, now=104.9)
+    assert not machine.rejects_after(0.1, now=104.9)
+    probe, events = machine.acquire(now=105.0)
+    assert (probe, events) == (probe_permit(1), [(OPEN, HALF_OPEN)])
+    assert machine.success(probe, 0.0, now=106.0) == [(HALF_OPEN, CLOSED)]
+    assert machine.idle()
+
+
+def test_memory_breakers_have_trivial_async_twins() -> None:
+    import asyncio
+
+    clock = FakeClock()
+    breaker = make(clock, CB_FAIL_THRESHOLD=1)
+    assert breaker.async_io is False
+
+    async def run() -> None:
+        permit = await breaker.try_acquire_async()
+        await breaker.record_failure_async(permit, 0.0)
+        assert breaker.state is OPEN
+        clock.advance(60)
+        probe = await breaker.try_acquire_async()
+        await breaker.release_async(probe)
+        assert breaker.state is HALF_OPEN
+        probe = await breaker.try_acquire_async()
+        await breaker.record_success_async(probe, 0.0)
+
+    asyncio.run(run())
+    assert breaker.state is CLOSED
+    assert breaker.sync() is CLOSED  # nothing to read from elsewhere
+
+
+def test_the_manager_gives_its_clock_and_config_source_to_its_breakers() -> None:
+    clock = FakeClock()
+    configs = {"clamav": ReliabilityConfig(CB_FAIL_THRESHOLD=1, CB_RESET_SEC=5)}
+    manager = CircuitBreakerManager(clock=clock, config_source=configs.__getitem__)
+    assert manager.clock is clock
+    breaker = manager.breaker_for("clamav", "scan")
+    fail(breaker)
+    assert breaker.state is OPEN
+    clock.advance(5)  # the manager's fake clock drives the reset timeout
+    assert breaker.state is HALF_OPEN
+    configs["clamav"] = ReliabilityConfig(CB_FAIL_THRESHOLD=3)
+    manager.drop_changed()  # the owner (the Runtime) calls it when the config changed
+    fresh = manager.breaker_for("clamav", "scan")
+    assert fresh is not breaker
+    assert fresh.failure_threshold == 3
+    del configs["clamav"]
+    manager.drop_changed()  # a config that no longer loads drops the breaker too
+    assert manager.breakers() == []
+
+
+def test_a_manager_registers_on_config_changes_only_when_asked_and_once() -> None:
+    from otel_resilience import _config
+
+    before = list(_config._listeners)
+    plain = CircuitBreakerManager()
+    plain.breaker_for("gcs", "upload")
+    assert _config._listeners == before  # nothing registered: its owner calls drop_changed
+    calls: list[CircuitBreakerManager] = []
+    watched = CircuitBreakerManager(on_first_breaker=calls.append)
+    assert calls == []  # not at construction
+    watched.breaker_for("gcs", "upload")
+    watched.breaker_for("gcs", "download")
+    assert calls == [watched]
+
+
+def test_importing_the_library_registers_no_config_listener() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import otel_resilience\n"
+        "from otel_resilience import _config, get_circuit_breaker_manager, configure\n"
+        "m = get_circuit_breaker_manager()\n"
+        "assert m.drop_changed not in _config._listeners, _config._listeners\n"
+        "b = m.get_breaker('gcs', 'upload')\n"
+        "m.get_breaker('gcs', 'download')\n"
+        "assert _config._listeners.count(m.drop_changed) == 1, _config._listeners\n"
+        "configure(services={'gcs': {'CB_FAIL_THRESHOLD': 2}})\n"
+        "assert m.get_breaker('gcs', 'upload') is not b\n"  # still follows configure()
+        "assert m.get_breaker('gcs', 'upload').failure_threshold == 2\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

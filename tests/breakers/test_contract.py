@@ -196,7 +196,8 @@ def test_half_open_admits_one_probe_at_a_time(make: Make) -> None:
     assert h.breaker.try_acquire() is REJECTED  # not yet
     h.advance(1)
     probe = h.breaker.try_acquire()
-    assert probe.admitted and probe.probe
+    assert probe.admitted
+    assert probe.probe
     assert h.breaker.try_acquire() is REJECTED  # the one probe is out
     assert h.breaker.state is HALF_OPEN
     assert h.transitions == [("closed", "open"), ("open", "half_open")]
@@ -233,7 +234,8 @@ def test_two_probes_must_both_succeed(make: Make) -> None:
     h = _opened(make, CB_HALF_OPEN_MAX_CALLS=2)
     h.advance(RESET_SEC)
     first, second = h.breaker.try_acquire(), h.breaker.try_acquire()
-    assert first.probe and second.probe
+    assert first.probe
+    assert second.probe
     assert h.breaker.try_acquire() is REJECTED
     h.breaker.record_success(first)
     assert h.breaker.state is HALF_OPEN

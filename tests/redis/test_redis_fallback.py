@@ -214,3 +214,16 @@ def test_after_a_cool_down_one_caller_tries_redis_and_the_others_stay_local() ->
     assert [store.available(), store.available()] == [True, False]  # one trial per cool-down
     assert store.errors == 1
     assert store.in_outage
+
+
+def test_a_store_reports_each_failed_command_to_its_on_error_callback(
+    metric_reader: InMemoryMetricReader,
+) -> None:
+    reported: list[str] = []
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", 50, on_error=reported.append)
+    assert store.run("return 1", (), ()) is None  # nothing listens on that port
+    assert reported == ["redis"]
+    assert store.errors == 1
+    # the callback replaces the default one (which counts resilience.state_store.errors)
+    assert counter_points(metric_reader, "resilience.state_store.errors") == {}
+    store.close()
