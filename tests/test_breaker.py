@@ -590,3 +590,46 @@ def test_importing_the_library_registers_no_config_listener() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_machine_on_its_own_manual_states_stale_permits_and_windows() -> None:
+    from otel_resilience._breakers._machine import Machine, Settings
+
+    machine = Machine(Settings(threshold=1, reset_sec=5))
+    assert not machine.rejects_after(100, now=0.0)  # closed
+    machine.disable()
+    assert machine.acquire(now=0.0) == (ADMITTED, [])
+    assert machine.success(ADMITTED, 0.0, now=0.0) == []
+    assert machine.failure(ADMITTED, 0.0, now=0.0) == []  # disabled: nothing recorded
+    assert machine.failure_count == 0
+    assert machine.reset() == []
+    assert machine.force_open(now=1.0) == [(CLOSED, OPEN)]
+    assert machine.force_open(now=2.0) == []  # already open: opened again, no transition
+    assert machine.opened_at == 2.0
+    assert machine.seconds_until_probe(now=100.0) is None  # forced open never probes
+    assert machine.reset() == [(OPEN, CLOSED)]
+    machine.release(probe_permit(0))  # a probe permit while closed: nothing to give back
+    assert machine.probes_in_flight == 0
+
+    window = Machine(Settings(mode="count", window_size=2, min_calls=2, failure_rate=1.0))
+    assert not window.window_outcome(True, False, now=0.0)  # one call: below min_calls
+    assert window.window_outcome(True, False, now=0.0)
+    window.open(0.0, [])
+    assert not window.window_outcome(True, False, now=0.0)  # open: the window waits
+    assert window.failure_count == 3
+
+
+def test_repr_names_the_backend_and_the_manager_iterates_and_evicts_idle_breakers() -> None:
+    breaker = CircuitBreaker("scan", service_name="clamav")
+    assert repr(breaker) == (
+        "CircuitBreaker(service_name='clamav', endpoint='scan', state=closed, failure_count=0)"
+    )
+    manager = CircuitBreakerManager()
+    manager.max_idle_breakers = 2
+    manager._sweep_at = 2
+    busy = manager.breaker_for("s", "busy")
+    fail(busy)
+    idle = manager.breaker_for("s", "idle")
+    assert list(manager) == [busy, idle]
+    manager.breaker_for("s", "third")  # the third sweeps: the idle one goes, the busy one stays
+    assert [b.endpoint for b in manager] == ["busy", "third"]

@@ -557,3 +557,13 @@ async def test_async_manual_states_need_no_round_trip(
     await fleet[1].record_success_async(ADMITTED)
     assert fleet[0].sync() is OPEN
     assert trips == []
+
+
+def test_repr_of_a_redis_breaker_names_its_key(redis_url: str) -> None:
+    config = ReliabilityConfig(STATE_BACKEND="redis", REDIS_URL=redis_url)
+    breaker = RedisCircuitBreaker("charge", service_name="payments", config=config)
+    assert repr(breaker) == (
+        "CircuitBreaker(service_name='payments', endpoint='charge', state=closed,"
+        " failure_count=0, key='otel_resilience:cb:payments:charge')"
+    )
+    assert breaker.async_io is True
