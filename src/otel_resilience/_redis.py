@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Sequence
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Final
 
 from ._log import log_event
@@ -49,6 +51,7 @@ __all__ = [
     "MAX_CONNECTIONS",
     "POOL_WAIT_SEC",
     "RedisStore",
+    "Stores",
     "close_stores",
     "get_store",
     "import_redis",
@@ -70,15 +73,17 @@ MAX_CONNECTIONS: Final = 100
 LOOP_MAX_CONNECTIONS: Final = 32
 
 
-class _Busy:
+class _Busy(Enum):
     """The reply of a command that found no free connection in time (not an outage)."""
+
+    BUSY = "BUSY"
 
     def __repr__(self) -> str:
         return "BUSY"
 
 
 #: what :meth:`RedisStore.run` returns when every pooled connection stayed in use too long
-BUSY: Final = _Busy()
+BUSY: Final = _Busy.BUSY
 
 _INSTALL_HINT: Final = (
     "the redis state backend and shared rate limits need the 'redis' and 'limits' packages:"
@@ -96,11 +101,15 @@ def import_redis() -> Any:
 
 
 def _count_error(backend: str) -> None:
-    """The default ``on_error``: ``resilience.state_store.errors`` (telemetry imported on
-    the first failure, not with this module; the Runtime will pass its own callback)."""
-    from ._telemetry import get_telemetry
+    """The default ``on_error``: count ``resilience.state_store.errors``.
 
-    get_telemetry().count_state_store_error(backend)
+    A stopgap until the Runtime gives its stores telemetry's callback: telemetry is looked up,
+    not imported (it imports the breakers, which import this module), and the package's import
+    has always loaded it.
+    """
+    telemetry = sys.modules.get("otel_resilience._telemetry")
+    if telemetry is not None:
+        telemetry.get_telemetry().count_state_store_error(backend)
 
 
 class _LoopClient:
@@ -414,34 +423,54 @@ class RedisStore:
         self.pool.disconnect()
 
 
-_stores: dict[tuple[str, int], RedisStore] = {}
-_stores_lock = threading.Lock()
+class Stores:
+    """The stores of one owner (the process's default below; the Runtime will own one), one per
+    URL and timeout, created on first use and shared by breakers and limiters."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stores: dict[tuple[str, int], RedisStore] = {}
+
+    def get(self, url: str, timeout_ms: int) -> RedisStore:
+        """The store for ``url`` and ``timeout_ms``."""
+        found = self._stores.get((url, timeout_ms))
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._stores.get((url, timeout_ms))
+            if found is None:
+                found = self._stores[(url, timeout_ms)] = RedisStore(url, timeout_ms)
+            return found
+
+    def all(self) -> list[RedisStore]:
+        """Every store created so far."""
+        return list(self._stores.values())
+
+    def close(self) -> None:
+        """Close and forget every store."""
+        with self._lock:
+            found = list(self._stores.values())
+            self._stores.clear()
+        for store in found:
+            store.close()
+
+
+_default_stores = Stores()
 
 
 def get_store(url: str, timeout_ms: int) -> RedisStore:
     """The process's store for ``url`` (created on first use; shared by breakers and limiters)."""
-    found = _stores.get((url, timeout_ms))
-    if found is not None:
-        return found
-    with _stores_lock:
-        found = _stores.get((url, timeout_ms))
-        if found is None:
-            found = _stores[(url, timeout_ms)] = RedisStore(url, timeout_ms)
-        return found
+    return _default_stores.get(url, timeout_ms)
 
 
 def stores() -> list[RedisStore]:
     """Every store created in this process."""
-    return list(_stores.values())
+    return _default_stores.all()
 
 
 def close_stores() -> None:
     """Close and forget every store (tests; applications shutting down)."""
-    with _stores_lock:
-        found = list(_stores.values())
-        _stores.clear()
-    for store in found:
-        store.close()
+    _default_stores.close()
 
 
 def _finish_guard(entry: _LoopClient) -> None:
