@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Final
 
 from ._machine import ADMITTED, CircuitBreakerState, Events, Machine, Permit
 
 __all__ = ["Clock", "Fire", "MemoryBackend"]
+
+_OPEN: Final = CircuitBreakerState.OPEN
 
 Clock = Callable[[], float]
 #: reports transitions (log + listeners), called with no lock held
@@ -39,7 +42,7 @@ class MemoryBackend:
     def state(self) -> CircuitBreakerState:
         """The current state (an expired OPEN becomes HALF_OPEN now)."""
         machine = self.machine
-        if machine.state is CircuitBreakerState.OPEN and machine.half_open_due(self.clock()):
+        if machine.state is _OPEN and machine.half_open_due(self.clock()):
             with self.lock:
                 events = machine.tick(self.clock())
             self.fire(events)
