@@ -150,12 +150,9 @@ class RedisStore:
         timeout_ms: int,
         *,
         cooldown_sec: float = COOLDOWN_SEC,
-        on_error: Callable[[str], None] | None = None,
+        on_error: Callable[[str], None] = _count_error,
     ) -> None:
         redis_mod = import_redis()
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
         self.url = url
         self.safe_url = redact_url(url)
         self._secrets = url_secrets(url)
@@ -163,20 +160,8 @@ class RedisStore:
         self.timeout_sec = timeout_ms / 1000
         self.cooldown_sec = cooldown_sec
         #: told the backend's name ("redis") at each failed command (telemetry counts them)
-        self.on_error = on_error if on_error is not None else _count_error
-        # A stale pooled connection (the server restarted) is retried once on a new one; a
-        # timeout is never retried, so one command costs at most about one REDIS_TIMEOUT_MS.
-        self._pool_kwargs: dict[str, Any] = {
-            "socket_timeout": self.timeout_sec,
-            "socket_connect_timeout": self.timeout_sec,
-            "health_check_interval": 0,
-            "max_connections": MAX_CONNECTIONS,
-        }
-        self._retry_errors = (redis_mod.exceptions.ConnectionError,)
-        retry = Retry(NoBackoff(), 1, supported_errors=self._retry_errors)
-        self.pool: redis.ConnectionPool = redis_mod.ConnectionPool.from_url(
-            url, retry=retry, **self._pool_kwargs
-        )
+        self.on_error = on_error
+        self.pool: redis.ConnectionPool = self._new_pool(redis_mod, url)
         # one slot per connection: a command waits for a slot, never for the pool (redis-py
         # 8 pools raise at once past max_connections, which is not the server failing)
         self._slots = threading.BoundedSemaphore(self.pool.max_connections)
@@ -198,6 +183,25 @@ class RedisStore:
         self.errors = 0
         #: commands that found no free connection within ``pool_wait_sec`` (not errors)
         self.busy = 0
+
+    def _new_pool(self, redis_mod: Any, url: str) -> redis.ConnectionPool:
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        # A stale pooled connection (the server restarted) is retried once on a new one; a
+        # timeout is never retried, so one command costs at most about one REDIS_TIMEOUT_MS.
+        self._pool_kwargs: dict[str, Any] = {
+            "socket_timeout": self.timeout_sec,
+            "socket_connect_timeout": self.timeout_sec,
+            "health_check_interval": 0,
+            "max_connections": MAX_CONNECTIONS,
+        }
+        self._retry_errors = (redis_mod.exceptions.ConnectionError,)
+        retry = Retry(NoBackoff(), 1, supported_errors=self._retry_errors)
+        pool: redis.ConnectionPool = redis_mod.ConnectionPool.from_url(
+            url, retry=retry, **self._pool_kwargs
+        )
+        return pool
 
     def __repr__(self) -> str:
         return f"RedisStore({self.safe_url!r}, in_outage={self._outage})"
