@@ -535,6 +535,7 @@ def test_memory_breakers_have_trivial_async_twins() -> None:
     asyncio.run(run())
     assert breaker.state is CLOSED
     assert breaker.sync() is CLOSED  # nothing to read from elsewhere
+    assert breaker.backend.try_acquire() is ADMITTED  # the backend alone: the same fast path
 
 
 def test_the_manager_gives_its_clock_and_config_source_to_its_breakers() -> None:

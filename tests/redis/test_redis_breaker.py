@@ -567,3 +567,23 @@ def test_repr_of_a_redis_breaker_names_its_key(redis_url: str) -> None:
         " failure_count=0, key='otel_resilience:cb:payments:charge')"
     )
     assert breaker.async_io is True
+
+
+async def test_releasing_a_non_probe_permit_asynchronously_costs_no_round_trip(
+    async_clients: str,
+) -> None:
+    config = ReliabilityConfig(STATE_BACKEND="redis", REDIS_URL=async_clients)
+    breaker = RedisCircuitBreaker("charge", service_name="payments", config=config)
+    permit = await breaker.try_acquire_async()
+    runs: list[object] = []
+    store = breaker.backend.store
+    real = store.run_async
+
+    async def counting(*args: object, **kwargs: object) -> object:
+        runs.append(args)
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    store.run_async = counting  # type: ignore[method-assign]
+    await breaker.release_async(permit)
+    assert runs == []
+    assert breaker.state is CircuitBreakerState.CLOSED
