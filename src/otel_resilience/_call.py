@@ -28,7 +28,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from types import CoroutineType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from ._breaker import REJECTED
 from ._engine import NO_FALLBACK, Call, Misuse
 from ._errors import ReliabilityError
 from ._hedging import HedgePolicy
@@ -244,7 +243,7 @@ def _attempt(call: Call, func: Callable[[], T], race: _Race | None = None) -> T 
     """
     breaker, settings = call.breaker, call.settings
     permit = breaker.try_acquire()
-    if permit == REJECTED:  # INTERIM until the Permit value object lands
+    if not permit.admitted:
         return _REFUSED
     call.start_attempt()
     try:
@@ -479,7 +478,7 @@ async def _attempt_async(
     """The asyncio twin of :func:`_attempt` (breaker I/O awaited, the attempt cancellable)."""
     breaker, settings = call.breaker, call.settings
     permit = await breaker.try_acquire_async()
-    if permit == REJECTED:  # INTERIM until the Permit value object lands
+    if not permit.admitted:
         return _REFUSED
     call.start_attempt()
     try:
