@@ -188,10 +188,7 @@ def resilient_call(
             with deadline_scope(call.settings.deadline):
                 result = _drive(call, func)
     except ReliabilityError as error:
-        call.ended_failed(error)
-        if fallback is NO_FALLBACK:
-            raise
-        value = call.fallback_value(error, fallback)
+        value = call.served(error, fallback)
         if type(value) is CoroutineType:
             value.close()
             raise TypeError(
@@ -361,40 +358,59 @@ def _hedged(call: Call, func: Callable[[], T], hedging: HedgePolicy) -> T | _Ref
     delay = hedging.delay(call.endpoint)
     if delay is None:  # not enough latencies seen yet: a plain attempt
         return _attempt(call, func)
-    race = _Race(threads=True)
-    outcomes = race.outcomes
-    assert outcomes is not None
-    pool = call.context.runtime.hedge_pool()
-    branches: list[Call] = []
+    round_ = _ThreadRound(call, func, hedging, delay)
+    return cast("T | _Refused", round_.run())
 
-    def launch(hedge: bool) -> None:
-        branch = call.branch(hedge)
-        branches.append(branch)
-        pool.submit(contextvars.copy_context().run, _run_branch, branch, func, race)
 
-    launch(False)
-    extras, in_flight, last = 0, 1, None
-    while in_flight:
-        wait = delay if extras < hedging.max_extra else None
-        try:
-            branch, returned, value = outcomes.get(timeout=wait)
-        except queue.Empty:
-            if hedging.allow_hedge():
-                call.observer.hedged()
-                launch(True)
-                in_flight += 1
-                extras += 1
-            else:
-                extras = hedging.max_extra  # the budget is spent: no more hedges this round
-            continue
-        in_flight -= 1
-        if returned and branch.won:
-            return cast(T, value)
-        if not returned:
-            last = value
-    if last is None:
-        return _REFUSED
-    raise last
+class _ThreadRound:
+    """The attempts of one hedged sync round, each on a worker thread."""
+
+    __slots__ = ("_call", "_func", "_hedging", "_race", "delay", "extras", "in_flight", "last")
+
+    def __init__(
+        self, call: Call, func: Callable[[], Any], hedging: HedgePolicy, delay: float
+    ) -> None:
+        self._call, self._func, self._hedging = call, func, hedging
+        self._race = _Race(threads=True)
+        self.delay = delay
+        self.extras = 0
+        self.in_flight = 0
+        self.last: BaseException | None = None
+
+    def _launch(self, hedge: bool) -> None:
+        branch = self._call.branch(hedge)
+        pool = self._call.context.runtime.hedge_pool()
+        pool.submit(contextvars.copy_context().run, _run_branch, branch, self._func, self._race)
+        self.in_flight += 1
+
+    def _hedge(self) -> None:
+        """The hedge delay passed with no answer: another attempt, if the budget allows."""
+        if self._hedging.allow_hedge():
+            self._call.observer.hedged()
+            self._launch(True)
+            self.extras += 1
+        else:
+            self.extras = self._hedging.max_extra  # the budget is spent: no more this round
+
+    def run(self) -> Any:
+        outcomes = self._race.outcomes
+        assert outcomes is not None
+        self._launch(False)
+        while self.in_flight:
+            wait = self.delay if self.extras < self._hedging.max_extra else None
+            try:
+                branch, returned, value = outcomes.get(timeout=wait)
+            except queue.Empty:
+                self._hedge()
+                continue
+            self.in_flight -= 1
+            if returned and branch.won:
+                return value
+            if not returned:
+                self.last = value
+        if self.last is None:
+            return _REFUSED
+        raise self.last
 
 
 def _run_branch(branch: Call, func: Callable[[], Any], race: _Race) -> None:
@@ -456,10 +472,7 @@ async def resilient_call_async(
             with deadline_scope(call.settings.deadline):
                 result = await _drive_async(call, func)
     except ReliabilityError as error:
-        call.ended_failed(error)
-        if fallback is NO_FALLBACK:
-            raise
-        value = call.fallback_value(error, fallback)
+        value = call.served(error, fallback)
         if inspect.isawaitable(value):
             value = await value
         return cast(T, value)

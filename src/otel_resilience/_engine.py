@@ -331,6 +331,14 @@ class Call:
                 observer.budget_rejected(error)
         observer.end_failed(error, error.attempts)
 
+    def served(self, error: ReliabilityError, fallback: Any) -> Any:
+        """The call failed for good: its telemetry, then the fallback's value (maybe an
+        awaitable, for the async driver to await), or ``error`` raised when there is none."""
+        self.ended_failed(error)
+        if fallback is NO_FALLBACK:
+            raise error
+        return self.fallback_value(error, fallback)
+
     def fallback_value(self, error: ReliabilityError, fallback: Any) -> Any:
         """What the fallback serves (maybe an awaitable, for the async driver to await)."""
         self.observer.fallback(error)
