@@ -41,6 +41,7 @@ from ._ratelimit import RateLimiter, get_rate_limiter
 from ._retry import RetryPlan, StopRetrying, is_retryable, retry_async, retry_sync
 from ._telemetry import CallObserver, get_telemetry
 from ._timeout import (
+    MODES,  # WIRE(integrations)
     AttemptTimeout,
     _deadline_var,
     _Interrupted,
@@ -152,6 +153,18 @@ class _Settings:
             config.DEADLINE_SEC if deadline_sec is None else _check_deadline(deadline_sec)
         )
         self.mode = config.TIMEOUT_MODE
+
+
+def _with_mode(settings: _Settings, mode: str) -> _Settings:  # WIRE(integrations)
+    """``settings`` with a per-call ``timeout_mode`` (a copy: cached settings are shared)."""
+    if mode not in MODES:  # WIRE(integrations)
+        accepted = ", ".join(MODES)  # WIRE(integrations)
+        raise ValueError(f"timeout_mode must be one of {accepted}, got {mode!r}")  # WIRE
+    copy = object.__new__(_Settings)  # WIRE(integrations)
+    for name in _Settings.__slots__:  # WIRE(integrations)
+        setattr(copy, name, getattr(settings, name))  # WIRE(integrations)
+    copy.mode = mode  # type: ignore[assignment]  # WIRE(integrations)
+    return copy  # WIRE(integrations)
 
 
 #: the settings of calls that pass no per-call option, by service (dropped on config changes)
@@ -413,6 +426,7 @@ def resilient_call(
     *,
     deadline_sec: float | None = None,
     fallback: Any = NO_FALLBACK,
+    timeout_mode: str | None = None,  # WIRE(integrations)
 ) -> T:
     """Call ``func()`` with retries, a circuit breaker, a timeout per attempt and telemetry.
 
@@ -427,6 +441,8 @@ def resilient_call(
             ``DEADLINE_SEC``); a nested call keeps the tighter of its own and its caller's.
         fallback: a value, or a callable receiving the :class:`ReliabilityError`, that serves
             the result when the call finally fails or is rejected.
+        timeout_mode: ``TIMEOUT_MODE`` for this call only (``"cooperative"``: the function
+            passes :func:`remaining_time` to its client, as the integrations do).
 
     Returns:
         What ``func()`` returned (or the fallback's value).
@@ -447,6 +463,8 @@ def resilient_call(
     settings, breaker, budget, observer = _prepare(
         service_name, endpoint, func, timeout_sec, max_retries, deadline_sec
     )
+    if timeout_mode is not None:  # WIRE(integrations)
+        settings = _with_mode(settings, timeout_mode)  # WIRE(integrations)
     try:
         if settings.deadline is None:
             result, attempts = _run(
@@ -586,6 +604,7 @@ async def resilient_call_async(
     *,
     deadline_sec: float | None = None,
     fallback: Any = NO_FALLBACK,
+    timeout_mode: str | None = None,  # WIRE(integrations)
 ) -> T:
     """The asyncio twin of :func:`resilient_call`: ``func`` returns an awaitable.
 
@@ -607,6 +626,8 @@ async def resilient_call_async(
     settings, breaker, budget, observer = _prepare(
         service_name, endpoint, func, timeout_sec, max_retries, deadline_sec
     )
+    if timeout_mode is not None:  # WIRE(integrations)
+        settings = _with_mode(settings, timeout_mode)  # WIRE(integrations)
     func = _awaitable_func(func)
     try:
         if settings.deadline is None:
