@@ -21,6 +21,7 @@ openai             exception type, then ``status_code``; ``retry-after-ms`` / ``
 google             ``google.api_core`` errors by gRPC status, then HTTP ``code``;
                    ``RetryInfo`` details; ``google.auth`` errors by type
 redis              exception type (``redis.exceptions`` and ``redis.asyncio`` share them)
+clamd              exception type (a ``ConnectionError`` caused by a timeout is a timeout)
 =================  ===========================================================================
 
 See ``docs/classifiers.md`` for the full table.
@@ -35,6 +36,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Final
 
+from ._classify_clamd import classify_clamd  # WIRE(integrations)
 from ._errors import ExternalServiceError
 from ._mapping import Classification, Classifier, _header, parse_retry_after, status_to_error_type
 
@@ -574,6 +576,7 @@ CLIENT_CLASSIFIERS: dict[str, Classifier] = {
     "openai": _classify_openai,
     "google": _classify_google,
     "redis": _classify_redis,
+    "clamd": classify_clamd,  # WIRE(integrations)
 }
 
 
