@@ -42,6 +42,7 @@ from ._retry import RetryPlan, StopRetrying, is_retryable, retry_async, retry_sy
 from ._telemetry import CallObserver, get_telemetry
 from ._timeout import (
     AttemptTimeout,
+    _check_mode,  # WIRE(integrations)
     _deadline_var,
     _Interrupted,
     deadline_scope,
@@ -413,6 +414,7 @@ def resilient_call(
     *,
     deadline_sec: float | None = None,
     fallback: Any = NO_FALLBACK,
+    timeout_mode: str | None = None,  # WIRE(integrations)
 ) -> T:
     """Call ``func()`` with retries, a circuit breaker, a timeout per attempt and telemetry.
 
@@ -427,6 +429,8 @@ def resilient_call(
             ``DEADLINE_SEC``); a nested call keeps the tighter of its own and its caller's.
         fallback: a value, or a callable receiving the :class:`ReliabilityError`, that serves
             the result when the call finally fails or is rejected.
+        timeout_mode: the ``TIMEOUT_MODE`` of this call (default: the service's); the HTTP
+            integrations pass ``"cooperative"``, as they set the client's own I/O timeout.
 
     Returns:
         What ``func()`` returned (or the fallback's value).
@@ -444,18 +448,19 @@ def resilient_call(
         service_name = _name("service_name", service_name)
     if type(endpoint) is not str:
         endpoint = _name("endpoint", endpoint)
+    mode = None if timeout_mode is None else _check_mode(timeout_mode)  # WIRE(integrations)
     settings, breaker, budget, observer = _prepare(
         service_name, endpoint, func, timeout_sec, max_retries, deadline_sec
     )
     try:
         if settings.deadline is None:
             result, attempts = _run(
-                service_name, endpoint, func, settings, breaker, observer, budget
+                service_name, endpoint, func, settings, breaker, observer, budget, mode
             )
         else:
             with deadline_scope(settings.deadline):
                 result, attempts = _run(
-                    service_name, endpoint, func, settings, breaker, observer, budget
+                    service_name, endpoint, func, settings, breaker, observer, budget, mode
                 )
     except ReliabilityError as error:
         observer.end_failed(error, error.attempts)
@@ -484,6 +489,7 @@ def _run(
     breaker: CircuitBreaker,
     observer: CallObserver,
     budget: RetryBudget | None,
+    timeout_mode: str | None,  # WIRE(integrations)
 ) -> tuple[T, int]:
     limiter: RateLimiter | None = get_rate_limiter(service_name, settings.config)
     if limiter is not None and not limiter.acquire(_max_wait(settings.config)):
@@ -492,7 +498,7 @@ def _run(
     if budget is not None:
         budget.record_call()
     timeout = settings.timeout
-    mode = settings.mode
+    mode = timeout_mode or settings.mode  # WIRE(integrations)
 
     def attempt(number: int) -> T:
         if _deadline() is not None and _deadline_passed():
@@ -586,6 +592,7 @@ async def resilient_call_async(
     *,
     deadline_sec: float | None = None,
     fallback: Any = NO_FALLBACK,
+    timeout_mode: str | None = None,  # WIRE(integrations)
 ) -> T:
     """The asyncio twin of :func:`resilient_call`: ``func`` returns an awaitable.
 
@@ -604,6 +611,7 @@ async def resilient_call_async(
         service_name = _name("service_name", service_name)
     if type(endpoint) is not str:
         endpoint = _name("endpoint", endpoint)
+    mode = None if timeout_mode is None else _check_mode(timeout_mode)  # WIRE(integrations)
     settings, breaker, budget, observer = _prepare(
         service_name, endpoint, func, timeout_sec, max_retries, deadline_sec
     )
@@ -611,12 +619,12 @@ async def resilient_call_async(
     try:
         if settings.deadline is None:
             result, attempts = await _run_async(
-                service_name, endpoint, func, settings, breaker, observer, budget
+                service_name, endpoint, func, settings, breaker, observer, budget, mode
             )
         else:
             with deadline_scope(settings.deadline):
                 result, attempts = await _run_async(
-                    service_name, endpoint, func, settings, breaker, observer, budget
+                    service_name, endpoint, func, settings, breaker, observer, budget, mode
                 )
     except ReliabilityError as error:
         observer.end_failed(error, error.attempts)
@@ -641,6 +649,7 @@ async def _run_async(
     breaker: CircuitBreaker,
     observer: CallObserver,
     budget: RetryBudget | None,
+    timeout_mode: str | None,  # WIRE(integrations)
 ) -> tuple[T, int]:
     limiter: RateLimiter | None = get_rate_limiter(service_name, settings.config)
     if limiter is not None and not await limiter.acquire_async(_max_wait(settings.config)):
@@ -649,7 +658,7 @@ async def _run_async(
     if budget is not None:
         budget.record_call()
     timeout = settings.timeout
-    mode = settings.mode
+    mode = timeout_mode or settings.mode  # WIRE(integrations)
 
     # A breaker whose state lives elsewhere (the Redis backend) has asyncio twins of its
     # round trips; the in-memory one is called directly (no coroutine per operation).
