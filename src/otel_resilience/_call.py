@@ -41,8 +41,8 @@ from ._ratelimit import RateLimiter, get_rate_limiter
 from ._retry import RetryPlan, StopRetrying, is_retryable, retry_async, retry_sync
 from ._telemetry import CallObserver, get_telemetry
 from ._timeout import (
-    MODES,  # WIRE(integrations)
     AttemptTimeout,
+    _check_mode,  # WIRE(integrations)
     _deadline_var,
     _Interrupted,
     deadline_scope,
@@ -153,18 +153,6 @@ class _Settings:
             config.DEADLINE_SEC if deadline_sec is None else _check_deadline(deadline_sec)
         )
         self.mode = config.TIMEOUT_MODE
-
-
-def _with_mode(settings: _Settings, mode: str) -> _Settings:  # WIRE(integrations)
-    """``settings`` with a per-call ``timeout_mode`` (a copy: cached settings are shared)."""
-    if mode not in MODES:  # WIRE(integrations)
-        accepted = ", ".join(MODES)  # WIRE(integrations)
-        raise ValueError(f"timeout_mode must be one of {accepted}, got {mode!r}")  # WIRE
-    copy = object.__new__(_Settings)  # WIRE(integrations)
-    for name in _Settings.__slots__:  # WIRE(integrations)
-        setattr(copy, name, getattr(settings, name))  # WIRE(integrations)
-    copy.mode = mode  # type: ignore[assignment]  # WIRE(integrations)
-    return copy  # WIRE(integrations)
 
 
 #: the settings of calls that pass no per-call option, by service (dropped on config changes)
@@ -441,8 +429,8 @@ def resilient_call(
             ``DEADLINE_SEC``); a nested call keeps the tighter of its own and its caller's.
         fallback: a value, or a callable receiving the :class:`ReliabilityError`, that serves
             the result when the call finally fails or is rejected.
-        timeout_mode: ``TIMEOUT_MODE`` for this call only (``"cooperative"``: the function
-            passes :func:`remaining_time` to its client, as the integrations do).
+        timeout_mode: the ``TIMEOUT_MODE`` of this call (default: the service's); the HTTP
+            integrations pass ``"cooperative"``, as they set the client's own I/O timeout.
 
     Returns:
         What ``func()`` returned (or the fallback's value).
@@ -460,20 +448,19 @@ def resilient_call(
         service_name = _name("service_name", service_name)
     if type(endpoint) is not str:
         endpoint = _name("endpoint", endpoint)
+    mode = None if timeout_mode is None else _check_mode(timeout_mode)  # WIRE(integrations)
     settings, breaker, budget, observer = _prepare(
         service_name, endpoint, func, timeout_sec, max_retries, deadline_sec
     )
-    if timeout_mode is not None:  # WIRE(integrations)
-        settings = _with_mode(settings, timeout_mode)  # WIRE(integrations)
     try:
         if settings.deadline is None:
             result, attempts = _run(
-                service_name, endpoint, func, settings, breaker, observer, budget
+                service_name, endpoint, func, settings, breaker, observer, budget, mode
             )
         else:
             with deadline_scope(settings.deadline):
                 result, attempts = _run(
-                    service_name, endpoint, func, settings, breaker, observer, budget
+                    service_name, endpoint, func, settings, breaker, observer, budget, mode
                 )
     except ReliabilityError as error:
         observer.end_failed(error, error.attempts)
@@ -502,6 +489,7 @@ def _run(
     breaker: CircuitBreaker,
     observer: CallObserver,
     budget: RetryBudget | None,
+    timeout_mode: str | None,  # WIRE(integrations)
 ) -> tuple[T, int]:
     limiter: RateLimiter | None = get_rate_limiter(service_name, settings.config)
     if limiter is not None and not limiter.acquire(_max_wait(settings.config)):
@@ -510,7 +498,7 @@ def _run(
     if budget is not None:
         budget.record_call()
     timeout = settings.timeout
-    mode = settings.mode
+    mode = timeout_mode or settings.mode  # WIRE(integrations)
 
     def attempt(number: int) -> T:
         if _deadline() is not None and _deadline_passed():
@@ -623,21 +611,20 @@ async def resilient_call_async(
         service_name = _name("service_name", service_name)
     if type(endpoint) is not str:
         endpoint = _name("endpoint", endpoint)
+    mode = None if timeout_mode is None else _check_mode(timeout_mode)  # WIRE(integrations)
     settings, breaker, budget, observer = _prepare(
         service_name, endpoint, func, timeout_sec, max_retries, deadline_sec
     )
-    if timeout_mode is not None:  # WIRE(integrations)
-        settings = _with_mode(settings, timeout_mode)  # WIRE(integrations)
     func = _awaitable_func(func)
     try:
         if settings.deadline is None:
             result, attempts = await _run_async(
-                service_name, endpoint, func, settings, breaker, observer, budget
+                service_name, endpoint, func, settings, breaker, observer, budget, mode
             )
         else:
             with deadline_scope(settings.deadline):
                 result, attempts = await _run_async(
-                    service_name, endpoint, func, settings, breaker, observer, budget
+                    service_name, endpoint, func, settings, breaker, observer, budget, mode
                 )
     except ReliabilityError as error:
         observer.end_failed(error, error.attempts)
@@ -662,6 +649,7 @@ async def _run_async(
     breaker: CircuitBreaker,
     observer: CallObserver,
     budget: RetryBudget | None,
+    timeout_mode: str | None,  # WIRE(integrations)
 ) -> tuple[T, int]:
     limiter: RateLimiter | None = get_rate_limiter(service_name, settings.config)
     if limiter is not None and not await limiter.acquire_async(_max_wait(settings.config)):
@@ -670,7 +658,7 @@ async def _run_async(
     if budget is not None:
         budget.record_call()
     timeout = settings.timeout
-    mode = settings.mode
+    mode = timeout_mode or settings.mode  # WIRE(integrations)
 
     # A breaker whose state lives elsewhere (the Redis backend) has asyncio twins of its
     # round trips; the in-memory one is called directly (no coroutine per operation).
