@@ -76,6 +76,13 @@ class Emulator:
         self._log_file.close()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that gave up (its attempt timed out) hung up: nothing to report
+
+
 class FaultProxy:
     """HTTP in front of the emulator: each request takes the next planned action (``pass``,
     ``503``, ``429;retry-after=2``, ...; ``pass`` once the plan is empty, or ``default``)."""
@@ -132,7 +139,7 @@ class FaultProxy:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
