@@ -70,25 +70,34 @@ def endpoint_of(request: Any) -> str:
     'get'
     """
     url = urlsplit(request.url or "")
-    method = (request.method or "GET").upper()
     kind, parts = _object_path(url.path)
     if kind:
         return kind
     if "alt=media" in url.query.split("&"):
         return "download"
+    return _json_api_endpoint((request.method or "GET").upper(), parts)
+
+
+def _json_api_endpoint(method: str, parts: list[str]) -> str:
+    """The endpoint of ``/storage/v1/...`` split into ``parts`` (after ``storage/v1``)."""
     if parts[:1] != ["b"]:
         return "other"
-    if len(parts) <= 2:  # /b, /b/{bucket}
+    if len(parts) <= 2 or parts[2] != "o":  # /b, /b/{bucket}, /b/{bucket}/iam, ...
         return "bucket"
-    if parts[2] != "o":  # /b/{bucket}/iam, /b/{bucket}/acl, ...
-        return "bucket"
-    if len(parts) == 3:
+    if len(parts) == 3:  # /b/{bucket}/o
         return "list" if method == "GET" else "upload"
-    if len(parts) > 4 and parts[4] in ("rewriteTo", "copyTo"):
+    return _object_endpoint(method, parts[4] if len(parts) > 4 else None)
+
+
+def _object_endpoint(method: str, verb: str | None) -> str:
+    """The endpoint of ``/b/{bucket}/o/{object}`` (``verb``: the segment after it, if any)."""
+    if verb in ("rewriteTo", "copyTo"):
         return "copy"
-    if len(parts) > 4 and parts[4] == "compose":
+    if verb == "compose":
         return "compose"
-    return {"GET": "get", "HEAD": "get", "DELETE": "delete"}.get(method, "update")
+    if method in ("GET", "HEAD"):
+        return "get"
+    return "delete" if method == "DELETE" else "update"
 
 
 def is_repeatable(request: Any) -> bool:

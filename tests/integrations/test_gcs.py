@@ -269,6 +269,8 @@ BASE = "https://storage.googleapis.com"
         ("POST", "/storage/v1/b/b/o/a/compose", "compose", False),
         ("POST", "/storage/v1/b?project=p", "bucket", False),
         ("GET", "/storage/v1/b/b/iam", "bucket", True),
+        ("GET", "/storage/v1/b/b/o/a/acl", "get", True),
+        ("POST", "/storage/v1/b/b/o/a/acl", "update", False),
         ("GET", "/batch/storage/v1", "other", True),
     ],
 )
