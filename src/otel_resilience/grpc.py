@@ -27,6 +27,7 @@ import grpc
 import grpc.aio
 
 from ._call import resilient_call, resilient_call_async
+from ._errors import ExternalServiceError, ReliabilityError
 from ._timeout import remaining_time, validate_timeout
 
 __all__ = [
@@ -100,6 +101,18 @@ class _Options:
         return caller_timeout if caller_timeout > 0 else 1e-9  # already due: times out at once
 
 
+def _local_error(service: str, endpoint: str, exc: BaseException) -> ReliabilityError:
+    """A failure before anything was sent (a request the serializer refused, a closed
+    channel): the caller's mistake, so neither retried nor counted against the breaker."""
+    return ReliabilityError(
+        ExternalServiceError.BAD_REQUEST,
+        service,
+        endpoint,
+        f"bad_request calling {service} ({endpoint}): the RPC could not be sent:"
+        f" {type(exc).__name__}: {exc}",
+    )
+
+
 def _metadata(metadata: Any, number: int, aio: bool) -> Any:
     """The caller's metadata, plus ``grpc-previous-rpc-attempts`` on a retry."""
     if number == 1:
@@ -150,8 +163,12 @@ class ResilienceInterceptor(grpc.UnaryUnaryClientInterceptor):
                 metadata=_metadata(client_call_details.metadata, next(numbers), aio=False),
             )
             outcome = continuation(details, request)
-            outcome.result()  # raises the RPC's error (the continuation returns it)
-            return outcome
+            failure = outcome.exception()  # the RPC's error, or a local one grpc wrapped
+            if failure is None:
+                return outcome
+            if isinstance(failure, grpc.RpcError):
+                raise failure
+            raise _local_error(service, endpoint, failure) from failure
 
         return resilient_call(
             service,
@@ -191,8 +208,13 @@ class AsyncResilienceInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
                 timeout=remaining_time(),
                 metadata=_metadata(client_call_details.metadata, next(numbers), aio=True),
             )
-            call = await continuation(details, request)
-            await call  # raises the RPC's error
+            try:
+                call = await continuation(details, request)
+                await call  # raises the RPC's error
+            except grpc.RpcError:
+                raise
+            except Exception as exc:
+                raise _local_error(service, endpoint, exc) from exc
             return call
 
         return await resilient_call_async(

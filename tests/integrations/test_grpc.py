@@ -432,3 +432,31 @@ async def test_timeout_mode_is_validated():
         otel_resilience.resilient_call("m", "e", lambda: 1, timeout_mode="never")
     with pytest.raises(ValueError, match="must be one of interrupt, thread, cooperative"):
         await otel_resilience.resilient_call_async("m", "e", asyncio.sleep, timeout_mode="x")
+
+
+# --- local failures: nothing was sent -----------------------------------------------------------
+
+
+def test_a_request_the_serializer_refuses_fails_once_without_breaker_count(backend: GrpcBackend):
+    _fast(CB_FAIL_THRESHOLD=1)
+    with resilient_channel(backend.target) as channel:
+        for _ in range(2):
+            with pytest.raises(ReliabilityError, match="could not be sent: TypeError") as caught:
+                channel.unary_unary(SAY)("text, not bytes")
+            assert caught.value.error_type is E.BAD_REQUEST
+            assert caught.value.attempts == 1
+            assert isinstance(caught.value.__cause__, TypeError)
+    assert backend.count() == 0
+    status = get_circuit_breaker_manager().breaker_for(SERVICE, ENDPOINT).status()
+    assert (status.state, status.failure_count) == ("closed", 0)
+
+
+async def test_aio_a_request_the_serializer_refuses_fails_once(backend: GrpcBackend):
+    _fast(CB_FAIL_THRESHOLD=1)
+    async with resilient_aio_channel(backend.target) as channel:
+        with pytest.raises(ReliabilityError, match="could not be sent: TypeError") as caught:
+            await channel.unary_unary(SAY)("text, not bytes")
+    assert caught.value.error_type is E.BAD_REQUEST
+    assert caught.value.attempts == 1
+    assert backend.count() == 0
+    assert get_circuit_breaker_manager().breaker_for(SERVICE, ENDPOINT).status().failure_count == 0
