@@ -262,7 +262,7 @@ class ResilientTransport(_Base):
             if response.status_code < 400 and not exchange.buffer:
                 return exchange.verdict(response, None)
             try:
-                raw = b"".join(response.iter_raw())
+                raw = b"".join(response.stream)  # raw bytes, as sent (Content-Encoding kept)
             finally:
                 response.close()
             return exchange.verdict(response, raw)
@@ -351,7 +351,7 @@ class AsyncResilientTransport(_Base):
             if response.status_code < 400 and not exchange.buffer:
                 return exchange.verdict(response, None)
             try:
-                raw = b"".join([chunk async for chunk in response.aiter_raw()])
+                raw = b"".join([chunk async for chunk in response.stream])
             finally:
                 await response.aclose()
             return exchange.verdict(response, raw)
