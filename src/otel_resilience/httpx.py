@@ -64,10 +64,22 @@ def _library(obj: object) -> Any:
 class _Exchange:
     """One request's attempts: their I/O timeouts, resend count and verdict on each response."""
 
-    __slots__ = ("_endpoint", "_own", "_policy", "_service", "number", "pending", "request")
+    __slots__ = (
+        "_endpoint",
+        "_own",
+        "_policy",
+        "_service",
+        "buffer",
+        "number",
+        "pending",
+        "request",
+    )
 
-    def __init__(self, request: Any, policy: HttpPolicy, service: str, endpoint: str) -> None:
+    def __init__(
+        self, request: Any, policy: HttpPolicy, service: str, endpoint: str, buffer: bool
+    ) -> None:
         self.request = request
+        self.buffer = buffer
         self._policy = policy
         self._service = service
         self._endpoint = endpoint
@@ -89,7 +101,8 @@ class _Exchange:
         return self.discard()
 
     def verdict(self, response: Any, raw: bytes | None) -> Any:
-        """``response`` when it is a success; raises :class:`ResponseFailure` otherwise."""
+        """``response`` (or its buffered copy, given its ``raw`` body) when it is a success;
+        raises :class:`ResponseFailure` otherwise."""
         if raw is None:
             self.pending = response
             return response
@@ -102,6 +115,8 @@ class _Exchange:
             extensions=response.extensions,
             request=self.request,
         )
+        if status < 400:
+            return buffered
         body = b""
         if status == 429:
             try:  # the body as the client would decode it (Content-Encoding)
@@ -129,7 +144,7 @@ def _replayable(request: Any) -> bool:
 
 
 class _Base:
-    __slots__ = ("_inner", "_policy")
+    __slots__ = ("_buffer", "_inner", "_policy")
 
     def __init__(
         self,
@@ -141,8 +156,15 @@ class _Base:
         deadline_sec: float | None,
         idempotent: bool | Callable[[Any], bool] | None,
         max_routes: int,
+        buffer: bool | Callable[[Any], bool],
+        route: Callable[[str, str], str],
     ) -> None:
+        if not (isinstance(buffer, bool) or callable(buffer)):
+            raise TypeError(
+                f"buffer must be True, False or a callable receiving the request, got {buffer!r}"
+            )
         self._inner = inner
+        self._buffer = buffer
         self._policy = HttpPolicy(
             service,
             endpoint,
@@ -151,7 +173,7 @@ class _Base:
             deadline_sec=deadline_sec,
             idempotent=idempotent,
             max_routes=max_routes,
-            route=route_of,
+            route=route,
         )
 
     def _plan(self, request: Any) -> tuple[str, str, int | None, _Exchange]:
@@ -163,7 +185,10 @@ class _Base:
         attempts = policy.attempts_for(request, method, request.headers)
         if not _replayable(request):
             attempts = 1
-        return service, endpoint, attempts, _Exchange(request, policy, service, endpoint)
+        buffer = self._buffer
+        if not isinstance(buffer, bool):
+            buffer = bool(buffer(request))
+        return service, endpoint, attempts, _Exchange(request, policy, service, endpoint, buffer)
 
 
 class ResilientTransport(_Base):
@@ -180,6 +205,11 @@ class ResilientTransport(_Base):
         idempotent: None (by method and ``Idempotency-Key``), True, False, or a callable given
             the request.
         max_routes: distinct default endpoint names before ``_other``.
+        route: how a default endpoint name is made from (method, path); default
+            ``"GET /users/{id}"``.
+        buffer: read a successful response's body inside the attempt (True, or a callable
+            given the request), so a slow or broken body is retried within the attempt's time;
+            default False: the body streams to the caller after the attempt ended.
     """
 
     __slots__ = ()
@@ -195,6 +225,8 @@ class ResilientTransport(_Base):
         deadline_sec: float | None = None,
         idempotent: bool | Callable[[Any], bool] | None = None,
         max_routes: int = DEFAULT_MAX_ROUTES,
+        buffer: bool | Callable[[Any], bool] = False,
+        route: Callable[[str, str], str] = route_of,
     ) -> None:
         if transport is None:
             import httpx
@@ -214,6 +246,8 @@ class ResilientTransport(_Base):
             deadline_sec,
             idempotent,
             max_routes,
+            buffer,
+            route,
         )
 
     def handle_request(self, request: Any) -> Any:
@@ -225,10 +259,10 @@ class ResilientTransport(_Base):
             if late is not None:
                 late.close()
             response = inner.handle_request(request)
-            if response.status_code < 400:
+            if response.status_code < 400 and not exchange.buffer:
                 return exchange.verdict(response, None)
             try:
-                raw = b"".join(response.iter_raw())
+                raw = b"".join(response.stream)  # raw bytes, as sent (Content-Encoding kept)
             finally:
                 response.close()
             return exchange.verdict(response, raw)
@@ -280,6 +314,8 @@ class AsyncResilientTransport(_Base):
         deadline_sec: float | None = None,
         idempotent: bool | Callable[[Any], bool] | None = None,
         max_routes: int = DEFAULT_MAX_ROUTES,
+        buffer: bool | Callable[[Any], bool] = False,
+        route: Callable[[str, str], str] = route_of,
     ) -> None:
         if transport is None:
             import httpx
@@ -299,6 +335,8 @@ class AsyncResilientTransport(_Base):
             deadline_sec,
             idempotent,
             max_routes,
+            buffer,
+            route,
         )
 
     async def handle_async_request(self, request: Any) -> Any:
@@ -310,10 +348,10 @@ class AsyncResilientTransport(_Base):
             if late is not None:
                 await late.aclose()
             response = await inner.handle_async_request(request)
-            if response.status_code < 400:
+            if response.status_code < 400 and not exchange.buffer:
                 return exchange.verdict(response, None)
             try:
-                raw = b"".join([chunk async for chunk in response.aiter_raw()])
+                raw = b"".join([chunk async for chunk in response.stream])
             finally:
                 await response.aclose()
             return exchange.verdict(response, raw)

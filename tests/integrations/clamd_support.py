@@ -150,6 +150,15 @@ class Proxy:
             self.resets = count
             self.connections = 0
 
+    def settled_connections(self, expected: int, within: float = 3.0) -> int:
+        """The count once it reached ``expected`` (or ``within`` passed): a connection can be
+        made (in the kernel's backlog) before this proxy's thread accepts it."""
+        end = time.monotonic() + within
+        while self.connections < expected and time.monotonic() < end:
+            time.sleep(0.02)
+        time.sleep(0.1)  # and no more come
+        return self.connections
+
     def _serve(self) -> None:
         while True:
             try:

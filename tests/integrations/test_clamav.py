@@ -232,7 +232,7 @@ def test_a_frozen_daemon_times_out_on_time(
     clamd_server.thaw()
     assert isinstance(error, CallTimeoutError)
     assert error.attempts == 2
-    assert proxy.connections == 2
+    assert proxy.settled_connections(2) == 2
     assert 0.9 <= elapsed < 2.5  # two attempts of 0.5 s (the backoff is on the fake clock)
     after = {t.ident for t in threading.enumerate() if t.name.startswith(WORKER_NAME_PREFIX)}
     assert after <= workers  # cooperative: no timeout worker thread was started

@@ -221,7 +221,7 @@ def test_a_frozen_server_times_out_on_time(
     assert isinstance(error, CallTimeoutError)
     assert error.attempts == 2
     assert 0.9 <= elapsed < 2.5  # two attempts of 0.5 s (the backoff is on the fake clock)
-    assert gcs.count(DOWNLOAD) == 2
+    assert gcs.settled_count(DOWNLOAD) == 2
 
 
 def test_a_timed_out_upload_is_not_retried_and_may_still_be_written(
