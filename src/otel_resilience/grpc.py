@@ -13,9 +13,12 @@ What each RPC gets (sync channels and ``grpc.aio`` alike)::
         └── attempt 2: metadata grpc-previous-rpc-attempts=1, ...
 
 Only unary-unary RPCs are intercepted; streaming RPCs pass through untouched (a stream cannot be
-re-sent once messages flowed). A final failure raises the :class:`~otel_resilience.ReliabilityError`
-of the last attempt, the last ``grpc.RpcError`` as its ``__cause__``. Only this module imports
-``grpc`` (the extra ``otel-resilience[grpc]``); ``import otel_resilience`` does not.
+re-sent once messages flowed). After the last attempt the caller gets what the HTTP integrations
+give: the server's answer when there was one (the last ``grpc.RpcError``: ``NOT_FOUND``,
+``RESOURCE_EXHAUSTED``, ...), a :class:`~otel_resilience.ReliabilityError` when there was none
+(a timeout, no connection, an open breaker), the last ``grpc.RpcError`` as its ``__cause__``.
+Only this module imports ``grpc`` (the extra ``otel-resilience[grpc]``); ``import
+otel_resilience`` does not.
 """
 
 from __future__ import annotations
@@ -101,6 +104,20 @@ class _Options:
         return caller_timeout if caller_timeout > 0 else 1e-9  # already due: times out at once
 
 
+#: failures in which no server answered: the caller gets the ReliabilityError
+_NO_ANSWER: Final = frozenset({ExternalServiceError.TIMEOUT, ExternalServiceError.CONNECTION_ERROR})
+
+
+def _servers_answer(error: ReliabilityError) -> grpc.RpcError | None:
+    """The last attempt's ``grpc.RpcError`` when a server answered it with a status, as the HTTP
+    integrations return the last response; None when none did (a timeout, no connection, a
+    call the breaker or the rate limiter refused, a request that could not be sent)."""
+    cause = error.__cause__
+    if error.error_type in _NO_ANSWER or not isinstance(cause, grpc.RpcError):
+        return None
+    return cause
+
+
 def _local_error(service: str, endpoint: str, exc: BaseException) -> ReliabilityError:
     """A failure before anything was sent (a request the serializer refused, a closed
     channel): the caller's mistake, so neither retried nor counted against the breaker."""
@@ -170,15 +187,21 @@ class ResilienceInterceptor(grpc.UnaryUnaryClientInterceptor):
                 raise failure
             raise _local_error(service, endpoint, failure) from failure
 
-        return resilient_call(
-            service,
-            endpoint,
-            attempt,
-            timeout_sec=options.timeout_sec,
-            max_retries=options.max_retries,
-            deadline_sec=options.deadline(client_call_details.timeout),
-            timeout_mode="cooperative",
-        )
+        try:
+            return resilient_call(
+                service,
+                endpoint,
+                attempt,
+                timeout_sec=options.timeout_sec,
+                max_retries=options.max_retries,
+                deadline_sec=options.deadline(client_call_details.timeout),
+                timeout_mode="cooperative",
+            )
+        except ReliabilityError as error:
+            answer = _servers_answer(error)
+            if answer is None:
+                raise
+            raise answer from None
 
 
 class AsyncResilienceInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
@@ -217,15 +240,21 @@ class AsyncResilienceInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
                 raise _local_error(service, endpoint, exc) from exc
             return call
 
-        return await resilient_call_async(
-            service,
-            endpoint,
-            attempt,
-            timeout_sec=options.timeout_sec,
-            max_retries=options.max_retries,
-            deadline_sec=options.deadline(client_call_details.timeout),
-            timeout_mode="cooperative",
-        )
+        try:
+            return await resilient_call_async(
+                service,
+                endpoint,
+                attempt,
+                timeout_sec=options.timeout_sec,
+                max_retries=options.max_retries,
+                deadline_sec=options.deadline(client_call_details.timeout),
+                timeout_mode="cooperative",
+            )
+        except ReliabilityError as error:
+            answer = _servers_answer(error)
+            if answer is None:
+                raise
+            raise answer from None
 
 
 def _channel_options(options: Sequence[tuple[str, Any]] | None) -> list[tuple[str, Any]]:

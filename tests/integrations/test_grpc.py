@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 from typing import Any
@@ -107,18 +108,17 @@ def test_pushback_metadata_replaces_the_backoff(backend: GrpcBackend, clock: Fak
     assert backend.count() == 2
 
 
-def test_exhausted_retries_raise_the_reliability_error_of_the_last_rpc(
-    backend: GrpcBackend, otel: Otel
-):
+def test_exhausted_retries_raise_the_servers_last_status(backend: GrpcBackend, otel: Otel):
+    """The server answered: the caller gets its last answer, as from a plain channel."""
     _fast(HTTP_RETRIES=3)
     backend.plan(default="UNAVAILABLE")
-    with resilient_channel(backend.target) as channel, pytest.raises(ReliabilityError) as caught:
+    with resilient_channel(backend.target) as channel, pytest.raises(grpc.RpcError) as caught:
         _say(channel)
-    assert caught.value.error_type is E.SERVER_ERROR
-    assert caught.value.attempts == 3
-    assert isinstance(caught.value.__cause__, grpc.RpcError)
-    assert caught.value.__cause__.code() == grpc.StatusCode.UNAVAILABLE
+    assert not isinstance(caught.value, ReliabilityError)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert caught.value.details() == "planned UNAVAILABLE"
     assert backend.count() == 3
+    assert (otel.span("demo.Echo Say").attributes or {})["resilience.attempts"] == 3
     metrics = otel.metrics()
     failed = attrs(SERVICE, ENDPOINT, error_type="server_error")
     assert recorded(metrics, "resilience.call.duration") == {failed: 1}
@@ -135,9 +135,9 @@ def test_a_future_call_is_resilient_too(backend: GrpcBackend):
         assert channel.unary_unary(SAY).future(b"f").result() == b"echo:f"
         backend.plan(default="NOT_FOUND")
         future = channel.unary_unary(SAY).future(b"f")
-        with pytest.raises(ReliabilityError) as caught:
+        with pytest.raises(grpc.RpcError) as caught:
             future.result()
-    assert caught.value.error_type is E.NOT_FOUND
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert backend.count() == 1
 
 
@@ -146,10 +146,9 @@ def test_non_retryable_status_fails_once_without_breaker_count(backend: GrpcBack
     backend.plan(default="INVALID_ARGUMENT")
     with resilient_channel(backend.target) as channel:
         for _ in range(3):
-            with pytest.raises(ReliabilityError) as caught:
+            with pytest.raises(grpc.RpcError) as caught:
                 _say(channel)
-            assert caught.value.error_type is E.BAD_REQUEST
-            assert caught.value.attempts == 1
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert backend.count() == 3  # one RPC per call, and the breaker never opened
     status = get_circuit_breaker_manager().breaker_for(SERVICE, ENDPOINT).status()
     assert (status.state, status.failure_count) == ("closed", 0)
@@ -163,10 +162,11 @@ def test_outage_opens_the_breaker_and_recovery_closes_it(backend: GrpcBackend, c
     backend.plan(default="UNAVAILABLE")
     with resilient_channel(backend.target) as channel:
         for _ in range(2):
-            with pytest.raises(ReliabilityError):
+            with pytest.raises(grpc.RpcError):
                 _say(channel)
-        with pytest.raises(CircuitOpenError):
+        with pytest.raises(CircuitOpenError) as rejected:  # no RPC, no answer: our error
             _say(channel)
+        assert rejected.value.__cause__ is None
         assert backend.count() == 2  # the rejected call sent nothing
 
         backend.plan(default="ok")
@@ -176,7 +176,7 @@ def test_outage_opens_the_breaker_and_recovery_closes_it(backend: GrpcBackend, c
     assert backend.count() == 1
 
 
-def test_the_channels_own_retry_policy_is_off(backend: GrpcBackend):
+def test_the_channels_own_retry_policy_is_off(backend: GrpcBackend, otel: Otel):
     """A service config asking gRPC for 5 attempts on UNAVAILABLE adds none under ours."""
     _fast(HTTP_RETRIES=2)
     service_config = {
@@ -197,10 +197,10 @@ def test_the_channels_own_retry_policy_is_off(backend: GrpcBackend):
     options = [("grpc.service_config", json.dumps(service_config))]
     with (
         resilient_channel(backend.target, options=options) as channel,
-        pytest.raises(ReliabilityError) as caught,
+        pytest.raises(grpc.RpcError),
     ):
         _say(channel)
-    assert caught.value.attempts == 2
+    assert (otel.span("demo.Echo Say").attributes or {})["resilience.attempts"] == 2
     assert backend.count() == 2
 
 
@@ -364,9 +364,9 @@ async def test_aio_non_retryable_status_fails_once(backend: GrpcBackend):
     _fast()
     backend.plan(default="PERMISSION_DENIED")
     async with resilient_aio_channel(backend.target) as channel:
-        with pytest.raises(ReliabilityError) as caught:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
             await channel.unary_unary(SAY)(b"hi")
-    assert caught.value.error_type is E.PERMISSION_DENIED
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert backend.count() == 1
 
 
@@ -460,3 +460,29 @@ async def test_aio_a_request_the_serializer_refuses_fails_once(backend: GrpcBack
     assert caught.value.attempts == 1
     assert backend.count() == 0
     assert get_circuit_breaker_manager().breaker_for(SERVICE, ENDPOINT).status().failure_count == 0
+
+
+# --- no answer: a ReliabilityError ---------------------------------------------------------------
+
+
+async def _call_nothing(target: str, aio: bool) -> None:
+    if aio:
+        async with resilient_aio_channel(target) as channel:
+            await channel.unary_unary(SAY)(b"hi")
+    else:
+        with resilient_channel(target) as channel:
+            _say(channel)
+
+
+@pytest.mark.parametrize("aio", [False, True], ids=["sync", "aio"])
+async def test_no_server_is_a_connection_error(aio: bool):
+    _fast(HTTP_RETRIES=2)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, not listening: refused
+        target = f"127.0.0.1:{sock.getsockname()[1]}"
+        with pytest.raises(ReliabilityError) as caught:
+            await _call_nothing(target, aio)
+    assert caught.value.error_type is E.CONNECTION_ERROR
+    assert caught.value.attempts == 2
+    assert isinstance(caught.value.__cause__, grpc.RpcError)
+    assert caught.value.__cause__.code() == grpc.StatusCode.UNAVAILABLE
