@@ -28,8 +28,8 @@ from typing import IO, Any, Final
 
 import clamd  # type: ignore[import-untyped]
 
-from ._call import resilient_call
-from ._timeout import remaining_time
+from ._call import _check_attempts, resilient_call
+from ._timeout import remaining_time, validate_timeout
 
 __all__ = ["ClamdScanner", "ScanResponse", "ScanResult"]
 
@@ -152,13 +152,15 @@ class ClamdScanner:
             raise ValueError(f"port must be an integer from 1 to 65535, got {port!r}")
         if not isinstance(service_name, str) or not service_name:
             raise TypeError(f"service_name must be a non-empty string, got {service_name!r}")
+        if max_retries is not None:
+            _check_attempts(max_retries)  # raises naming max_retries and the accepted range
         self.host = host
         self.port = port
         self.service_name = service_name
         self._options: dict[str, Any] = {
-            "timeout_sec": timeout_sec,
+            "timeout_sec": validate_timeout("timeout_sec", timeout_sec),
             "max_retries": max_retries,
-            "deadline_sec": deadline_sec,
+            "deadline_sec": validate_timeout("deadline_sec", deadline_sec),
             "timeout_mode": "cooperative",
         }
 

@@ -31,8 +31,10 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 from google.cloud import storage  # type: ignore[import-untyped]
 
+from ._call import _check_attempts
 from ._errors import ERROR_CLASSES, ExternalServiceError, ReliabilityError
 from ._mapping import status_to_error_type
+from ._timeout import validate_timeout
 from .requests import ResilientAdapter
 
 __all__ = ["endpoint_of", "is_repeatable", "storage_client"]
@@ -177,6 +179,10 @@ def storage_client(
     """
     if not isinstance(service_name, str) or not service_name:
         raise TypeError(f"service_name must be a non-empty string, got {service_name!r}")
+    validate_timeout("timeout_sec", timeout_sec)
+    validate_timeout("deadline_sec", deadline_sec)
+    if max_retries is not None:
+        _check_attempts(max_retries)  # raises naming max_retries and the accepted range
     if "_http" in client_kwargs:
         raise TypeError(
             "_http is not accepted: storage_client adapts the client's own authorized session;"

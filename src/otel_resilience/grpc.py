@@ -29,7 +29,7 @@ from typing import Any, Final
 import grpc
 import grpc.aio
 
-from ._call import resilient_call, resilient_call_async
+from ._call import _check_attempts, resilient_call, resilient_call_async
 from ._errors import ExternalServiceError, ReliabilityError
 from ._timeout import remaining_time, validate_timeout
 
@@ -88,6 +88,8 @@ class _Options:
         self.service_name = service_name
         self.names = method_names if names is None else names
         self.timeout_sec = validate_timeout("timeout_sec", timeout_sec)
+        if max_retries is not None:
+            _check_attempts(max_retries)  # raises naming max_retries and the accepted range
         self.max_retries = max_retries
         self.deadline_sec = validate_timeout("deadline_sec", deadline_sec)
 

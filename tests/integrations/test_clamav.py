@@ -248,8 +248,11 @@ def test_a_frozen_daemon_times_out_on_time(
         ({"port": 0}, ValueError, "port must be an integer from 1 to 65535"),
         ({"port": True}, ValueError, "port must be"),
         ({"service_name": ""}, TypeError, "service_name must be"),
+        ({"timeout_sec": 0}, ValueError, "timeout_sec"),
+        ({"max_retries": 101}, ValueError, "max_retries must be an integer from 0 to 100"),
+        ({"deadline_sec": -1}, ValueError, "deadline_sec"),
     ],
-    ids=["host", "port-zero", "port-bool", "service"],
+    ids=["host", "port-zero", "port-bool", "service", "timeout", "retries", "deadline"],
 )
 def test_bad_arguments_are_refused(kwargs: dict[str, Any], error: type, match: str):
     with pytest.raises(error, match=match):

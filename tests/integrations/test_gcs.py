@@ -280,6 +280,20 @@ def test_endpoints_and_repeatability(method: str, path: str, endpoint: str, repe
     assert is_repeatable(request) is repeatable
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"timeout_sec": -1}, "timeout_sec"),
+        ({"max_retries": 500}, "max_retries must be an integer from 0 to 100"),
+        ({"deadline_sec": 0}, "deadline_sec"),
+    ],
+    ids=["timeout", "retries", "deadline"],
+)
+def test_bad_limits_are_refused_before_a_client_is_made(kwargs: dict[str, Any], match: str):
+    with pytest.raises(ValueError, match=match):
+        storage_client(project="p", credentials=AnonymousCredentials(), **kwargs)
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(TypeError, match="service_name must be a non-empty string"):
         storage_client(project="p", credentials=AnonymousCredentials(), service_name="")

@@ -331,8 +331,10 @@ def test_method_names(method: str | bytes, names: tuple[str, str]):
         ({"service_name": ""}, "service_name must be a non-empty string"),
         ({"names": "x"}, "names must be a callable"),
         ({"timeout_sec": -1}, "timeout_sec"),
+        ({"max_retries": -1}, "max_retries must be an integer from 0 to 100"),
+        ({"deadline_sec": 0}, "deadline_sec"),
     ],
-    ids=["empty-service", "names-not-callable", "bad-timeout"],
+    ids=["empty-service", "names-not-callable", "bad-timeout", "bad-retries", "bad-deadline"],
 )
 @pytest.mark.parametrize("cls", [ResilienceInterceptor, AsyncResilienceInterceptor])
 def test_bad_arguments_are_refused(cls: type, kwargs: dict[str, Any], match: str):
