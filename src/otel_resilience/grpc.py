@@ -99,25 +99,32 @@ class _Options:
         )
         return (self.service_name or service, endpoint)
 
-    def deadline(self, caller_timeout: float | None) -> float | None:
-        """The deadline of the whole call: the caller's RPC timeout, else the configured one."""
+    def call_options(self, caller_timeout: float | None) -> dict[str, Any]:
+        """The options of one RPC's resilient call; its deadline is the caller's RPC timeout,
+        else the configured one."""
         if caller_timeout is None:
-            return self.deadline_sec
-        return caller_timeout if caller_timeout > 0 else 1e-9  # already due: times out at once
+            deadline = self.deadline_sec
+        else:  # an RPC already due times out at once
+            deadline = caller_timeout if caller_timeout > 0 else 1e-9
+        return {
+            "timeout_sec": self.timeout_sec,
+            "max_retries": self.max_retries,
+            "deadline_sec": deadline,
+            "timeout_mode": "cooperative",
+        }
 
 
 #: failures in which no server answered: the caller gets the ReliabilityError
 _NO_ANSWER: Final = frozenset({ExternalServiceError.TIMEOUT, ExternalServiceError.CONNECTION_ERROR})
 
 
-def _servers_answer(error: ReliabilityError) -> grpc.RpcError | None:
-    """The last attempt's ``grpc.RpcError`` when a server answered it with a status, as the HTTP
-    integrations return the last response; None when none did (a timeout, no connection, a
-    call the breaker or the rate limiter refused, a request that could not be sent)."""
+def _raise_servers_answer(error: ReliabilityError) -> None:
+    """Raise the last attempt's ``grpc.RpcError`` when a server answered it with a status (as
+    the HTTP integrations return the last response); return when none did (a timeout, no
+    connection, a call the breaker or the rate limiter refused, a request not sent)."""
     cause = error.__cause__
-    if error.error_type in _NO_ANSWER or not isinstance(cause, grpc.RpcError):
-        return None
-    return cause
+    if error.error_type not in _NO_ANSWER and isinstance(cause, grpc.RpcError):
+        raise cause from None
 
 
 def _local_error(service: str, endpoint: str, exc: BaseException) -> ReliabilityError:
@@ -191,19 +198,11 @@ class ResilienceInterceptor(grpc.UnaryUnaryClientInterceptor):
 
         try:
             return resilient_call(
-                service,
-                endpoint,
-                attempt,
-                timeout_sec=options.timeout_sec,
-                max_retries=options.max_retries,
-                deadline_sec=options.deadline(client_call_details.timeout),
-                timeout_mode="cooperative",
+                service, endpoint, attempt, **options.call_options(client_call_details.timeout)
             )
         except ReliabilityError as error:
-            answer = _servers_answer(error)
-            if answer is None:
-                raise
-            raise answer from None
+            _raise_servers_answer(error)
+            raise
 
 
 class AsyncResilienceInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
@@ -244,19 +243,11 @@ class AsyncResilienceInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
 
         try:
             return await resilient_call_async(
-                service,
-                endpoint,
-                attempt,
-                timeout_sec=options.timeout_sec,
-                max_retries=options.max_retries,
-                deadline_sec=options.deadline(client_call_details.timeout),
-                timeout_mode="cooperative",
+                service, endpoint, attempt, **options.call_options(client_call_details.timeout)
             )
         except ReliabilityError as error:
-            answer = _servers_answer(error)
-            if answer is None:
-                raise
-            raise answer from None
+            _raise_servers_answer(error)
+            raise
 
 
 def _channel_options(options: Sequence[tuple[str, Any]] | None) -> list[tuple[str, Any]]:
