@@ -10,6 +10,8 @@ to (no OpenTelemetry SDK configured, default config):
   2. requests.Session + ResilientAdapter / bare requests.Session                target <= 1.10
   3. against the peers users reach for today, on the same server:
      httpx-retries RetryTransport, urllib3 Retry on an HTTPAdapter, tenacity around the call
+  4. the transport's own cost without any I/O: httpx.MockTransport, with and without
+     ResilientTransport around it (microseconds the integration adds to every request)
 """
 
 from __future__ import annotations
@@ -38,25 +40,21 @@ from otel_resilience.httpx import ResilientTransport
 from otel_resilience.requests import ResilientAdapter
 
 
-def per_request_us(send: Callable[[], object], n: int, rounds: int = 7) -> float:
-    for _ in range(max(20, n // 10)):  # warm up: connections open, caches filled
-        send()
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(n):
-            send()
-        samples.append((time.perf_counter() - start) / n * 1e6)
-    return statistics.median(samples)
-
-
 def interleaved(cases: dict[str, Callable[[], object]], n: int) -> dict[str, float]:
-    """Each case measured in turn, three times over: machine noise hits them all alike."""
+    """Short batches of each case in turn, many times over: machine noise and drift hit them
+    all alike; the median batch of each case is its figure."""
     found: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(3):
+    for send in cases.values():  # warm up: connections open, caches filled
+        for _ in range(max(20, n // 10)):
+            send()
+    batch = max(10, n // 10)
+    for _ in range(30):
         for name, send in cases.items():
-            found[name].append(per_request_us(send, n))
-    return {name: min(values) for name, values in found.items()}
+            start = time.perf_counter()
+            for _ in range(batch):
+                send()
+            found[name].append((time.perf_counter() - start) / batch * 1e6)
+    return {name: statistics.median(values) for name, values in found.items()}
 
 
 def main() -> int:
@@ -94,7 +92,22 @@ def main() -> int:
         for session in (bare_requests, ours_requests, peer_requests):
             session.close()
 
-    print(f"median us per GET on 127.0.0.1 ({n} requests x 7 rounds, best of 3 interleaved runs)")
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"{}")
+
+    mock_bare = httpx.Client(transport=httpx.MockTransport(answer))
+    mock_ours = httpx.Client(transport=ResilientTransport(httpx.MockTransport(answer)))
+    no_io = interleaved(
+        {
+            "bare": lambda: mock_bare.get("http://svc.test/ok"),
+            "ours": lambda: mock_ours.get("http://svc.test/ok"),
+        },
+        n * 10,
+    )
+    mock_bare.close()
+    mock_ours.close()
+
+    print(f"median us per GET on 127.0.0.1 (30 interleaved batches of {max(10, n // 10)} each)")
     for name, value in results.items():
         print(f"  {name:32s} {value:8.1f}")
     print("ratios")
@@ -106,6 +119,9 @@ def main() -> int:
             key = f"{lib} + {peer}"
             if key in results:
                 print(f"  {lib} + {ours} / {lib} + {peer}: {mine / results[key]:.3f}")
+    print("without I/O (httpx.MockTransport)")
+    print(f"  bare {no_io['bare']:.1f} us, with ResilientTransport {no_io['ours']:.1f} us:")
+    print(f"  the integration adds {no_io['ours'] - no_io['bare']:.1f} us per request")
     return 0
 
 

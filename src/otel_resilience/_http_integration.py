@@ -65,6 +65,8 @@ def is_id_like(segment: str) -> bool:
     >>> [is_id_like(s) for s in ("users", "42", "v1", "file-abc123")]
     [False, True, False, True]
     """
+    if len(segment) < 16 and segment.isalpha():  # the common case: a route word
+        return False
     if segment.isdigit() or _UUID.match(segment) or _HEX.match(segment):
         return True
     return len(segment) >= 8 and _DIGIT.search(segment) is not None
