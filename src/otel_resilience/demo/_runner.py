@@ -252,8 +252,7 @@ class DemoRunner:
                     self._stop.set()
                     for worker in workers:
                         worker.join()
-                    for llm in self._llms.values():
-                        llm.close()
+                    self._close_llm_clients()
                 elapsed = self.elapsed()
         finally:
             self._listening = False
@@ -332,6 +331,10 @@ class DemoRunner:
             for op in self._operations
             if op.service == "openai"
         }
+
+    def _close_llm_clients(self) -> None:
+        for llm in self._llms.values():
+            llm.close()
 
     def _call_llm(self, op: Operation, document: int) -> CallOutcome:
         import openai
