@@ -65,6 +65,8 @@ def is_id_like(segment: str) -> bool:
     >>> [is_id_like(s) for s in ("users", "42", "v1", "file-abc123")]
     [False, True, False, True]
     """
+    if len(segment) < 16 and segment.isalpha():  # the common case: a route word
+        return False
     if segment.isdigit() or _UUID.match(segment) or _HEX.match(segment):
         return True
     return len(segment) >= 8 and _DIGIT.search(segment) is not None
@@ -188,6 +190,25 @@ class ResponseFailure(ReliabilityError):
         self.response = response
 
 
+def _check_options(
+    service: object, endpoint: object, idempotent: object, max_routes: object
+) -> None:
+    """Refuse a bad option of :class:`HttpPolicy`, naming it and what is accepted."""
+    for name, value in (("service", service), ("endpoint", endpoint)):
+        if not (value is None or callable(value) or (isinstance(value, str) and value)):
+            raise TypeError(
+                f"{name} must be a non-empty string, a callable receiving the request, or"
+                f" None, got {value!r}"
+            )
+    if not (idempotent is None or isinstance(idempotent, bool) or callable(idempotent)):
+        raise TypeError(
+            "idempotent must be None (by method), True, False or a callable receiving the"
+            f" request, got {idempotent!r}"
+        )
+    if isinstance(max_routes, bool) or not isinstance(max_routes, int) or max_routes < 1:
+        raise ValueError(f"max_routes must be an integer >= 1, got {max_routes!r}")
+
+
 class HttpPolicy:
     """Naming, attempts and the verdict on responses for one integration object.
 
@@ -228,19 +249,7 @@ class HttpPolicy:
         max_routes: int = DEFAULT_MAX_ROUTES,
         route: Callable[[str, str], str] = route_of,
     ) -> None:
-        for name, value in (("service", service), ("endpoint", endpoint)):
-            if not (value is None or callable(value) or (isinstance(value, str) and value)):
-                raise TypeError(
-                    f"{name} must be a non-empty string, a callable receiving the request, or"
-                    f" None, got {value!r}"
-                )
-        if not (idempotent is None or isinstance(idempotent, bool) or callable(idempotent)):
-            raise TypeError(
-                "idempotent must be None (by method), True, False or a callable receiving the"
-                f" request, got {idempotent!r}"
-            )
-        if isinstance(max_routes, bool) or not isinstance(max_routes, int) or max_routes < 1:
-            raise ValueError(f"max_routes must be an integer >= 1, got {max_routes!r}")
+        _check_options(service, endpoint, idempotent, max_routes)
         self.service = service
         self.endpoint = endpoint
         self.timeout_sec = timeout_sec

@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import io
 import os
+import select
 import socket
 from dataclasses import dataclass
 from typing import IO, Any, Final
@@ -33,8 +34,8 @@ from ._timeout import remaining_time, validate_timeout
 
 __all__ = ["ClamdScanner", "ScanResponse", "ScanResult"]
 
-#: the ``INSTREAM`` chunk size (the daemon's ``StreamMaxLength`` bounds the total, not chunks)
-_CHUNK: Final = 64 * 1024
+#: sends (clamd sends 1 KiB chunks) between two looks for an early answer from the daemon
+_LOOK_EVERY: Final = 32
 
 
 class ScanResult(enum.Enum):
@@ -59,11 +60,12 @@ class ScanResponse:
 class _DeadlineSocket:
     """A socket whose every blocking operation waits at most what is left of the attempt."""
 
-    __slots__ = ("_refused", "_sock")
+    __slots__ = ("_refused", "_sends", "_sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._refused = False
+        self._sends = 0
 
     def _limit(self) -> None:
         left = remaining_time()
@@ -74,6 +76,12 @@ class _DeadlineSocket:
     def send(self, data: bytes) -> int:
         if self._refused:
             return len(data)
+        self._sends += 1
+        if self._sends % _LOOK_EVERY == 0 and self._answered():
+            # the daemon answered mid-stream (its size limit): sending more would make it
+            # reset the connection, and the reset can discard that answer
+            self._refused = True
+            return len(data)
         self._limit()
         try:
             self._sock.sendall(data)  # clamd ignores partial sends; send all of it
@@ -82,6 +90,10 @@ class _DeadlineSocket:
             # is waiting to be read): send nothing more and let clamd read that answer
             self._refused = True
         return len(data)
+
+    def _answered(self) -> bool:
+        readable, _, _ = select.select([self._sock], [], [], 0)
+        return bool(readable)
 
     def makefile(self, mode: str) -> Any:
         """The reader clamd reads its answer from (it only ever asks for ``"rb"``)."""

@@ -110,44 +110,15 @@ class ResilientAdapter(requests.adapters.HTTPAdapter):
         policy = self._policy
         url = urlsplit(request.url or "")
         method = request.method or "GET"
-        authority = url.netloc.rpartition("@")[2]
-        service = policy.service_for(request, authority)
+        service = policy.service_for(request, url.netloc.rpartition("@")[2])
         endpoint = policy.endpoint_for(request, method, url.path)
         attempts = policy.attempts_for(request, method, request.headers)
         if not _replayable(request):
             attempts = 1
-        own_connect, own_read = _own_timeouts(timeout)
-        send = super().send
-        number = 0
-        pending: list[requests.Response] = []
-
-        def attempt() -> requests.Response:
-            nonlocal number
-            number += 1
-            mark_resend(number)
-            while pending:  # a success that came after its attempt's end
-                pending.pop().close()
-            left = remaining_time()
-            io: Any = (io_timeout(own_connect, left), io_timeout(own_read, left))
-            response = send(
-                request,
-                stream=stream,
-                timeout=io,
-                verify=verify,
-                cert=cert,
-                proxies=proxies,
-            )
-            status = response.status_code
-            if status < 400:
-                pending.append(response)
-                return response
-            body = response.content  # buffered: the connection goes back to the pool
-            raise policy.failure(
-                service, endpoint, status, response.reason or "", response.headers, body, response
-            )
-
+        options = {"stream": stream, "verify": verify, "cert": cert, "proxies": proxies}
+        attempt = _Attempt(super().send, request, options, timeout, policy, service, endpoint)
         try:
-            response = resilient_call(
+            return resilient_call(
                 service,
                 endpoint,
                 attempt,
@@ -159,7 +130,71 @@ class ResilientAdapter(requests.adapters.HTTPAdapter):
         except ResponseFailure as failure:
             return failure.response  # type: ignore[no-any-return]
         except ReliabilityError:
-            while pending:
-                pending.pop().close()
+            attempt.discard_late()
             raise
-        return response
+
+
+class _Attempt:
+    """One request's attempts: each sends it once with the attempt's timeouts and judges the
+    response (the shared HTTP policy)."""
+
+    __slots__ = (
+        "_endpoint",
+        "_number",
+        "_options",
+        "_own",
+        "_pending",
+        "_policy",
+        "_request",
+        "_send",
+        "_service",
+    )
+
+    def __init__(
+        self,
+        send: Callable[..., requests.Response],
+        request: requests.PreparedRequest,
+        options: dict[str, Any],
+        timeout: Any,
+        policy: HttpPolicy,
+        service: str,
+        endpoint: str,
+    ) -> None:
+        self._send = send
+        self._request = request
+        self._options = options
+        self._own = _own_timeouts(timeout)
+        self._policy = policy
+        self._service = service
+        self._endpoint = endpoint
+        self._number = 0
+        #: a success not handed back yet (closed if its attempt still ends as a timeout)
+        self._pending: requests.Response | None = None
+
+    def discard_late(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.close()
+
+    def __call__(self) -> requests.Response:
+        self._number += 1
+        mark_resend(self._number)
+        self.discard_late()  # a success that came after its attempt's end
+        left = remaining_time()
+        connect, read = self._own
+        io: Any = (io_timeout(connect, left), io_timeout(read, left))
+        response = self._send(self._request, timeout=io, **self._options)
+        status = response.status_code
+        if status < 400:
+            self._pending = response
+            return response
+        body = response.content  # buffered: the connection goes back to the pool
+        raise self._policy.failure(
+            self._service,
+            self._endpoint,
+            status,
+            response.reason or "",
+            response.headers,
+            body,
+            response,
+        )

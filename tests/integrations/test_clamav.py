@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import threading
@@ -337,3 +338,25 @@ def test_the_classifier_passes_on_other_exceptions():
     from otel_resilience._classify_clamd import classify_clamd
 
     assert classify_clamd(ValueError("timeout")) is None
+
+
+def test_the_socket_stops_sending_once_the_daemon_answered_mid_stream():
+    from otel_resilience.clamav import _DeadlineSocket
+
+    ours, theirs = socket.socketpair()
+    theirs.sendall(b"INSTREAM size limit exceeded. ERROR\n")  # the answer, before the end
+    wrapped = _DeadlineSocket(ours)
+    for _ in range(40):
+        assert wrapped.send(b"c" * 1024) == 1024
+    theirs.settimeout(1)
+    received = b""
+    with contextlib.suppress(TimeoutError):
+        while chunk := theirs.recv(65536):
+            received += chunk
+            if len(received) >= 31 * 1024:
+                theirs.settimeout(0.2)
+    assert len(received) == 31 * 1024  # the 32nd send saw the answer; nothing after it went out
+    with wrapped.makefile("rb") as answer:
+        assert answer.readline() == b"INSTREAM size limit exceeded. ERROR\n"
+    wrapped.close()
+    theirs.close()

@@ -186,3 +186,18 @@ def test_a_frozen_server_times_out_on_time(
     assert 0.95 <= elapsed < 1.6
     service = frozen_fault_server.url.removeprefix("http://")
     assert otel.attempts_reported(service) == 3  # the warm-up and the two timed-out attempts
+
+
+def test_metrics_follow_the_telemetry_contract(driver_class: type[Driver], server, otel):
+    from support import counter_points
+
+    driver_class().send("GET", f"{server.url}/flaky/m?fail=1")
+
+    service = _authority(server)
+    base = (("resilience.endpoint", "GET /flaky/m"), ("resilience.service", service))
+    retries = counter_points(otel.reader, "resilience.retries")
+    assert retries == {tuple(sorted((*base, ("error.type", "server_error")))): 1}
+    calls = otel.histogram_counts("resilience.call.duration")
+    assert calls == {base: 1}  # a success after a retry: no error.type
+    attempts = otel.histogram_counts("resilience.attempt.duration")
+    assert attempts == {base: 1, tuple(sorted((*base, ("error.type", "server_error")))): 1}
