@@ -299,3 +299,22 @@ def test_bad_arguments_are_refused():
         storage_client(project="p", credentials=AnonymousCredentials(), service_name="")
     with pytest.raises(TypeError, match="_http is not accepted"):
         storage_client(project="p", credentials=AnonymousCredentials(), _http=requests.Session())
+
+
+def test_a_refused_connection_is_a_connection_error_not_120_s_of_sdk_retries():
+    """google-cloud-storage alone retries a refused connection for up to 120 s."""
+    import socket
+
+    _fast(HTTP_RETRIES=3)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, not listening: refused
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        client = storage_client(
+            project="p", credentials=AnonymousCredentials(), client_options={"api_endpoint": url}
+        )
+        start = time.monotonic()
+        with pytest.raises(ReliabilityError) as caught:
+            client.bucket("b").blob("a").download_as_bytes()
+    assert time.monotonic() - start < 2.0
+    assert caught.value.error_type is E.CONNECTION_ERROR
+    assert caught.value.attempts == 3
