@@ -488,3 +488,23 @@ async def test_no_server_is_a_connection_error(aio: bool):
     assert caught.value.attempts == 2
     assert isinstance(caught.value.__cause__, grpc.RpcError)
     assert caught.value.__cause__.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_span_made_inside_the_attempt_nests_under_it(backend: GrpcBackend, otel: Otel):
+    tracer = otel.tracer_provider.get_tracer("test")
+
+    class Tracing(grpc.aio.UnaryUnaryClientInterceptor):
+        async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+            with tracer.start_as_current_span("grpc client"):
+                call = await continuation(details, request)
+                await call
+                return call
+
+    _fast()
+    backend.plan("UNAVAILABLE")
+    async with resilient_aio_channel(backend.target, interceptors=[Tracing()]) as channel:
+        assert await channel.unary_unary(SAY)(b"hi") == b"echo:hi"
+    attempts = {s.context.span_id for s in otel.spans() if s.name == "demo.Echo Say attempt"}
+    clients = [s for s in otel.spans() if s.name == "grpc client"]
+    assert len(attempts) == len(clients) == 2
+    assert {s.parent.span_id for s in clients if s.parent} == attempts
