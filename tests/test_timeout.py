@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import otel_resilience
 import otel_resilience._timeout as timeout_module
 from otel_resilience._timeout import (
     WORKER_NAME_PREFIX,
@@ -135,7 +136,7 @@ def _clean_state() -> Iterator[None]:
     _workers_before.update(worker_threads())
     handler = signal.getsignal(signal.SIGALRM) if hasattr(signal, "SIGALRM") else None
     yield
-    assert timeout_module._stack == [], "a main-thread deadline was left armed"
+    assert timeout_module._interrupter.stack == [], "a main-thread deadline was left armed"
     assert current_deadline() is None
     if hasattr(signal, "SIGALRM"):
         assert signal.getsignal(signal.SIGALRM) is handler, "SIGALRM handler not restored"
@@ -794,7 +795,7 @@ def test_sigalrm_handler_unknown_to_python_makes_the_main_thread_use_a_worker(
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
 def test_forked_child_starts_with_a_fresh_worker_pool_and_no_armed_deadlines() -> None:
     in_thread(lambda: run_with_timeout(lambda: None, 1.0))  # leaves an idle worker here
-    assert timeout_module._pool.idle == 1
+    assert timeout_module._interrupter.pool.idle == 1
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # 3.12: fork with threads
@@ -955,7 +956,7 @@ def test_abandoned_worker_returns_to_the_pool_when_its_function_ends() -> None:
             run_with_timeout(lambda: release.wait(5), 0.05)
         busy = len(worker_threads())
         release.set()
-        assert wait_for(lambda: timeout_module._pool.idle == 1, 1.0)
+        assert wait_for(lambda: timeout_module._interrupter.pool.idle == 1, 1.0)
         name = run_with_timeout(lambda: threading.current_thread().name, 1.0)
         return f"{busy} {len(worker_threads())} {name}"
 
@@ -1002,7 +1003,7 @@ def test_shutdown_workers_counts_a_worker_still_busy_and_it_exits_when_done() ->
     assert still_running >= 1  # (plus any worker other test modules left busy)
     assert len(busy) == 1
     assert wait_for(lambda: not busy[0].is_alive(), 1.0)  # exits instead of going idle
-    assert timeout_module._pool.idle == 0
+    assert timeout_module._interrupter.pool.idle == 0
 
 
 def test_idle_worker_exits_after_its_idle_time(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1011,7 +1012,7 @@ def test_idle_worker_exits_after_its_idle_time(monkeypatch: pytest.MonkeyPatch) 
     in_thread(lambda: run_with_timeout(lambda: None, 1.0))
 
     assert wait_for(lambda: worker_threads() == [], 1.0)
-    assert timeout_module._pool.idle == 0
+    assert timeout_module._interrupter.pool.idle == 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -1098,7 +1099,7 @@ def test_with_timeout_preserves_the_functions_metadata() -> None:
 def test_with_timeout_none_reads_the_configured_default_at_call_time() -> None:
     from otel_resilience._config import ReliabilityConfig, configure, reset_config
 
-    @with_timeout()
+    @otel_resilience.with_timeout()
     def slow() -> None:
         time.sleep(LONG)
 
@@ -1113,24 +1114,54 @@ def test_with_timeout_none_reads_the_configured_default_at_call_time() -> None:
     assert elapsed < LIMIT + SLACK
 
 
-def test_with_timeout_none_falls_back_to_30_seconds_without_a_config_module(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def missing(name: str) -> None:
-        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-    monkeypatch.setattr(timeout_module, "_config_module", None)
-    monkeypatch.setattr(timeout_module.importlib, "import_module", missing)
-
-    assert timeout_module._default_timeout() == 30.0
+def test_with_timeout_none_falls_back_to_30_seconds_without_a_default_source() -> None:
+    from otel_resilience._config import ReliabilityConfig, configure, reset_config
 
     @with_timeout()
     def probe() -> float | None:
         return remaining_time()
 
-    left = probe()
+    configure(ReliabilityConfig(HTTP_TIMEOUT_SEC=LIMIT))  # the deadline module never reads it
+    try:
+        left = probe()
+    finally:
+        reset_config()
+
     assert left is not None
     assert 29.9 < left <= 30.0
+
+
+def test_with_timeout_none_asks_the_default_source_at_each_call() -> None:
+    defaults = [5.0, LIMIT]
+
+    @with_timeout(default_timeout=lambda: defaults.pop(0))
+    def slow() -> float | None:
+        left = remaining_time()
+        time.sleep(LONG)
+        return left
+
+    left = slow()
+    error, elapsed = timed(slow)
+
+    assert left is not None
+    assert 4.9 < left <= 5.0
+    assert isinstance(error, AttemptTimeout)
+    assert str(error) == f"Function slow timed out after {LIMIT} seconds"
+    assert elapsed < LIMIT + SLACK
+    assert defaults == []
+
+
+def test_with_timeout_given_seconds_never_asks_the_default_source() -> None:
+    def no_default() -> float:
+        raise AssertionError("the default was read although seconds were given")
+
+    @with_timeout(5, default_timeout=no_default)
+    def probe() -> float | None:
+        return remaining_time()
+
+    left = probe()
+    assert left is not None
+    assert 4.9 < left <= 5.0
 
 
 BAD_TIMEOUTS = [
@@ -1252,7 +1283,7 @@ def test_no_internal_exception_escapes_and_nothing_is_left_armed(
         call()
 
     assert timeout_module._leftovers() == []
-    assert timeout_module._stack == []
+    assert timeout_module._interrupter.stack == []
     assert signal.getsignal(signal.SIGALRM) is handler
     delay, interval = signal.getitimer(signal.ITIMER_REAL)
     assert interval == 0.0
@@ -1361,7 +1392,7 @@ def test_interruption_is_held_back_inside_a_registered_unsafe_function(
         time.sleep(LONG)
         return "never"
 
-    monkeypatch.setattr(timeout_module, "_unsafe_tree", {bookkeeping.__code__})
+    monkeypatch.setattr(timeout_module._interrupter.regions, "tree", {bookkeeping.__code__})
 
     error, elapsed = timed(lambda: run_with_timeout(client, LIMIT))
 
@@ -1378,19 +1409,31 @@ def test_func_that_is_a_c_function_is_still_interrupted() -> None:
 
 
 @needs_itimer
+def test_a_c_function_in_a_longer_inner_call_is_cut_by_the_outer_deadline() -> None:
+    def outer_body() -> None:
+        run_with_timeout(functools.partial(time.sleep, LONG), 10.0)
+
+    error, elapsed = timed(lambda: run_with_timeout(outer_body, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert error.timeout_sec == LIMIT
+    assert elapsed < LIMIT + SLACK  # it ran the whole sleep before (LONG)
+
+
+@needs_itimer
 def test_keyboard_interrupt_mid_cleanup_leaves_nothing_behind(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real_leave = timeout_module._leave
+    real_leave = timeout_module._Interrupter.leave
     calls: list[int] = []
 
-    def leave_cut_once(entry: Any) -> None:
+    def leave_cut_once(self: Any, entry: Any) -> None:
         calls.append(1)
         if len(calls) == 1:
             raise KeyboardInterrupt
-        real_leave(entry)
+        real_leave(self, entry)
 
-    monkeypatch.setattr(timeout_module, "_leave", leave_cut_once)
+    monkeypatch.setattr(timeout_module._Interrupter, "leave", leave_cut_once)
 
     with pytest.raises(KeyboardInterrupt):
         run_with_timeout(lambda: "done", LIMIT)
@@ -1556,18 +1599,20 @@ def test_other_programming_errors_from_a_worker_pass_unchanged() -> None:
 def test_leftovers_describes_a_stale_entry_our_handler_and_our_timer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    interrupter = timeout_module._interrupter
     assert timeout_module._leftovers() == []
-    saved = signal.signal(signal.SIGALRM, timeout_module._on_alarm)
-    monkeypatch.setattr(timeout_module, "_stack", [timeout_module._Entry(1.0, 1.0)])
+    saved = signal.signal(signal.SIGALRM, interrupter.handler)
+    stale = timeout_module._Call(1.0, 1.0, None, "f", None)
+    monkeypatch.setattr(interrupter, "stack", [stale])
     signal.setitimer(signal.ITIMER_REAL, 100.0, timeout_module._REDELIVER)
     try:
         found = timeout_module._leftovers()
-        monkeypatch.setattr(timeout_module._sig, "redelivering", True)
+        monkeypatch.setattr(interrupter, "redelivering", True)
         marked = timeout_module._leftovers()
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, saved)
-    monkeypatch.setattr(timeout_module, "_stack", [])
+    monkeypatch.setattr(interrupter, "stack", [])
 
     assert [text.split(" (")[0] for text in found] == [
         "deadline stack entry",
@@ -1588,29 +1633,40 @@ def test_unsafe_registry_skips_names_a_module_does_not_have(
 
     module = type(sys)("fake_client_module")
     module.outer = outer  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "fake_client_module", module)
-    monkeypatch.setattr(
-        timeout_module,
-        "_UNSAFE",
+    regions = timeout_module._Regions(
         {
             "fake_client_module": (
                 ("missing", "tree"),
                 ("outer.<locals>.absent", "tree"),
                 ("outer.<locals>.inner", "guard"),
                 ("outer", "safe"),
-            )
-        },
+            ),
+            "not_imported_module": (("*", "tree"),),
+        }
     )
-    for name in ("_unsafe_tree", "_unsafe_guard", "_safe"):
-        monkeypatch.setattr(timeout_module, name, set())
-    monkeypatch.setattr(timeout_module, "_unsafe_resolved", set())
+    regions.resolve()
+    assert regions.resolved == set()  # not imported yet: looked up again later
+    monkeypatch.setitem(sys.modules, "fake_client_module", module)
 
-    timeout_module._resolve_unsafe()
-    timeout_module._resolve_unsafe()  # already resolved: nothing changes
+    regions.resolve()
+    regions.resolve()  # already resolved: nothing changes
 
-    assert timeout_module._unsafe_tree == set()
-    assert [c.co_name for c in timeout_module._unsafe_guard] == ["inner"]
-    assert timeout_module._safe == {outer.__code__}
+    assert regions.resolved == {"fake_client_module"}
+    assert regions.tree == set()
+    assert regions.files == set()
+    assert [c.co_name for c in regions.guard] == ["inner"]
+    assert regions.safe == {outer.__code__}
+
+
+def test_unsafe_table_is_read_only_and_covers_the_vendored_httpx_copies() -> None:
+    table = timeout_module._UNSAFE
+
+    with pytest.raises(TypeError):
+        table["somewhere"] = ()  # type: ignore[index]
+    for name, names in table.items():
+        if name.startswith(("httpx.", "httpcore.")):
+            copy = name.replace("httpx.", "httpx2.", 1).replace("httpcore.", "httpcore2.", 1)
+            assert table[copy] == names
 
 
 @needs_itimer

@@ -30,8 +30,9 @@ from ._health import HealthServer, health_report
 from ._mapping import Classification, map_external_error, register_classifier
 from ._setup import TelemetryHandle, configure_telemetry
 from ._telemetry import set_telemetry_providers
-from ._timeout import remaining_time, shutdown_workers, with_timeout
+from ._timeout import remaining_time, shutdown_workers
 from ._version import __version__
+from ._with_timeout import with_timeout  # WIRE(timeout): bound to the config here
 
 # A library never decides where logs go: without the application's logging setup, stay quiet.
 logging.getLogger("otel_resilience").addHandler(logging.NullHandler())
