@@ -250,20 +250,6 @@ class _Call:
             raise self.error() from exc
 
 
-def _limits(timeout_sec: float | None, outer: float | None) -> tuple[float, float] | None:
-    """(deadline, limit in seconds) of a call from its timeout and the enclosing deadline, the
-    tighter one winning; None when neither is set."""
-    if timeout_sec is None:
-        if outer is None:
-            return None
-        return outer, outer - _monotonic()
-    now = _monotonic()
-    deadline = now + timeout_sec
-    if outer is not None and outer < deadline:
-        return outer, outer - now
-    return deadline, timeout_sec
-
-
 #: The ``TIMEOUT_MODE`` values (docs/timeouts.md).
 MODES: Final = ("interrupt", "thread", "cooperative")
 
@@ -281,10 +267,15 @@ def _start(timeout_sec: float | None, named: object, mode: str) -> _Call | None:
     if mode != "interrupt":
         _check_mode(mode)
     outer = _deadline_var.get()
-    limits = _limits(timeout_sec, outer)
-    if limits is None:
-        return None
-    deadline, limit = limits
+    if timeout_sec is None:
+        if outer is None:
+            return None
+        deadline, limit = outer, outer - _monotonic()
+    else:  # the tighter of the timeout and the enclosing deadline wins
+        now = _monotonic()
+        deadline, limit = now + timeout_sec, timeout_sec
+        if outer is not None and outer < deadline:
+            deadline, limit = outer, outer - now
     if limit <= 0.0:
         raise _timeout_error(named, timeout_sec, 0.0)
     return _Call(deadline, limit, timeout_sec, named, outer)
@@ -646,13 +637,34 @@ class _Interrupter:
 
     def run_main(self, func: Callable[[], T], call: _Call) -> T:
         """``func()`` under a main-thread deadline: :class:`AttemptTimeout` for ours, an
-        ``_Interrupted`` passed on for an enclosing one."""
+        ``_Interrupted`` passed on for an enclosing one.
+
+        Everything from arming the timer to putting the application's timer back is inside the
+        ``try``: the handler never raises into this frame (nor into ``_enter``/``leave``), it
+        only marks the call ``fired``, which this frame checks; so no internal exception
+        escapes and the stack is left empty whatever happens.
+        """
         stack = self.stack
         if stack and call.deadline >= stack[-1].deadline:
             # An enclosing call's timer fires first; its frame handles it.
             return self._run_under(func, stack[-1], call.outer)
+        armed = False
         try:
-            result = self._run_armed(func, call)
+            try:
+                armed = self._enter(call)
+                if not armed:  # SIGALRM is not ours to use: a worker runs the call
+                    return self.pool.run(func, call)
+                _deadline_var.set(call.deadline)
+                if not call.fired:  # else it passed before the function could start
+                    result = _call(func)
+            finally:
+                _deadline_var.set(call.outer)
+                if armed:
+                    try:
+                        self.leave(call)
+                    except BaseException:  # KeyboardInterrupt mid-cleanup: finish it, then raise
+                        self.leave(call)
+                        raise
         except Exception as exc:
             instead = self._failure(exc, call)
             if instead is None:
@@ -661,32 +673,6 @@ class _Interrupter:
         if call.fired:  # the function swallowed our interruption (or it came too late to raise)
             raise call.error()
         return result
-
-    def _run_armed(self, func: Callable[[], T], call: _Call) -> T:
-        """Arm, run, disarm.
-
-        Everything from arming the timer to putting the application's timer back is inside the
-        ``try``: the handler never raises into this frame (nor into ``_enter``/``leave``), it
-        only marks the call ``fired``, which ``run_main`` checks; so no internal exception
-        escapes and the stack is left empty whatever happens.
-        """
-        armed = False
-        try:
-            armed = self._enter(call)
-            if not armed:  # SIGALRM is not ours to use: a worker runs the call
-                return self.pool.run(func, call)
-            _deadline_var.set(call.deadline)
-            if call.fired:  # passed before the function could start: run_main reports it
-                return cast(T, None)
-            return _call(func)
-        finally:
-            _deadline_var.set(call.outer)
-            if armed:
-                try:
-                    self.leave(call)
-                except BaseException:  # KeyboardInterrupt mid-cleanup: finish it, then raise
-                    self.leave(call)
-                    raise
 
     def _run_under(self, func: Callable[[], T], top: _Call, outer: float | None) -> T:
         """``func()`` inside an enclosing deadline that ends first: nothing is armed, the
@@ -1098,7 +1084,7 @@ _interrupter: Final = _Interrupter(_UNSAFE)
 
 _CALL_CODE: Final = _call.__code__
 #: The frames that call the function: the walk over the interrupted frames stops there.
-_ARMED_CODE: Final = _Interrupter._run_armed.__code__
+_ARMED_CODE: Final = _Interrupter.run_main.__code__
 _UNDER_CODE: Final = _Interrupter._run_under.__code__
 _PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _DEMO_DIR: Final = _PACKAGE_DIR + "demo" + os.sep
