@@ -1746,3 +1746,60 @@ def test_an_interruption_held_back_by_a_region_that_blocks_is_delivered_after_th
     elapsed = time.monotonic() - started
     assert elapsed < 1.5  # the hold cap (1 s) past a 0.02 s timeout, not the 5 s hook
     assert timeout_module._leftovers() == []
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 11: the decisions before a call are written once for sync and async (property test)
+
+
+def _sync_probe() -> float | None:
+    return remaining_time()
+
+
+async def _async_probe() -> float | None:
+    return remaining_time()
+
+
+_sync_probe.__name__ = _async_probe.__name__ = "probe"  # the error messages name it alike
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    timeout=st.one_of(st.none(), st.integers(1, 1000), st.floats(1.0, 1e6)),
+    outer=st.one_of(st.none(), st.floats(-5.0, 0.0), st.floats(1.0, 1e6)),
+    mode=st.sampled_from([*timeout_module.MODES, "kill"]),
+)
+@example(timeout=None, outer=None, mode="interrupt")  # no limit at all: called directly
+@example(timeout=5, outer=0.0, mode="thread")  # the enclosing deadline just passed
+@example(timeout=5, outer=-1.0, mode="cooperative")
+@example(timeout=30, outer=2.5, mode="interrupt")  # the enclosing one is tighter
+@example(timeout=None, outer=None, mode="kill")  # a bad mode is refused even without a limit
+def test_sync_and_async_take_the_same_decisions(
+    clock: FakeClock, timeout: float | None, outer: float | None, mode: str
+) -> None:
+    def outcome(run: Callable[[], Any]) -> tuple[str, object]:
+        try:
+            with deadline_scope(outer):
+                return "value", run()
+        except AttemptTimeout as exc:
+            return "timeout", (str(exc), exc.timeout_sec)
+        except ValueError as exc:
+            return "refused", str(exc)
+
+    sync = outcome(lambda: run_with_timeout(_sync_probe, timeout, mode))
+    in_async = outcome(lambda: asyncio.run(run_with_timeout_async(_async_probe, timeout, mode)))
+
+    assert sync == in_async
+    limits = [s for s in (timeout, outer) if s is not None]
+    if mode == "kill":
+        assert sync == ("refused", "mode must be one of interrupt, thread, cooperative, got 'kill'")
+    elif limits and min(limits) <= 0.0:
+        passed = "Function probe timed out: the deadline had already passed"
+        assert sync == ("timeout", (passed, 0.0))
+    else:  # the frozen clock: what is left is the tighter limit
+        assert sync[0] == "value"
+        assert sync[1] == (None if not limits else pytest.approx(min(limits), rel=1e-9))
