@@ -1482,6 +1482,26 @@ def test_cooperative_mode_turns_a_late_client_error_into_a_timeout_and_keeps_ear
     assert run_with_timeout(lambda: "fast", LIMIT, "cooperative") == "fast"
 
 
+def test_cooperative_mode_lets_a_late_keyboard_interrupt_through_and_restores_the_deadline(
+    clock: FakeClock,
+) -> None:
+    def interrupted_late() -> None:
+        clock.advance(2 * LIMIT)  # the deadline passed while the function ran
+        raise KeyboardInterrupt
+
+    async def cancelled_late() -> None:
+        clock.advance(2 * LIMIT)
+        raise asyncio.CancelledError
+
+    with deadline_scope(10.0) as outer:
+        with pytest.raises(KeyboardInterrupt):
+            run_with_timeout(interrupted_late, LIMIT, "cooperative")
+        assert current_deadline() == outer
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(run_with_timeout_async(cancelled_late, LIMIT, "cooperative"))
+        assert current_deadline() == outer
+
+
 def test_unknown_mode_is_refused_naming_the_accepted_ones() -> None:
     with pytest.raises(ValueError, match="interrupt, thread, cooperative, got 'kill'"):
         run_with_timeout(lambda: None, 1.0, "kill")
