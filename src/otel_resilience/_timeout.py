@@ -773,26 +773,23 @@ class _Interrupter:
         """Disarm ``entry``, re-arm what was armed before it, put the application's handler and
         timer back. Idempotent; safe to call again if a signal (SIGINT) interrupted it."""
         self.leaving = True
+        stack = self.stack
         if entry.state == 0:
-            self._disarm(entry)
+            old = _setitimer(_ITIMER_REAL, 0.0)
+            if self.redelivering or old[0] == 0.0:
+                self.swallow = True  # a tick of ours may still be on its way
+            if stack and stack[-1] is entry:
+                stack.pop()
+            elif entry in stack:  # entries above it were left behind by an interrupted cleanup
+                del stack[stack.index(entry) :]
+            entry.state = 1
         if entry.state == 1:
-            if self.stack:
-                self._arm(self.stack, _monotonic())
+            if stack:
+                self._arm(stack, _monotonic())
             else:
                 self._give_back(entry)
             entry.state = 2
         self.leaving = False
-
-    def _disarm(self, entry: _Call) -> None:
-        old = _setitimer(_ITIMER_REAL, 0.0)
-        if self.redelivering or old[0] == 0.0:
-            self.swallow = True  # a tick of ours may still be on its way
-        stack = self.stack
-        if stack and stack[-1] is entry:
-            stack.pop()
-        elif entry in stack:  # entries above it were left behind by an interrupted cleanup
-            del stack[stack.index(entry) :]
-        entry.state = 1
 
     def _give_back(self, entry: _Call) -> None:
         """The outermost deadline left: the application's timer and handler again."""
