@@ -730,9 +730,17 @@ class _Interrupter:
             stack.append(call)
             _setitimer(_ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM))
             return True
-        restore = self._take_signal()
-        if restore is None:
+        restore = _getsignal(_SIGALRM)
+        if restore is None:  # installed from C: we could not put it back
             return False
+        if restore is self.handler:  # left behind by an interrupted cleanup
+            restore = self.displaced
+        else:
+            self.displaced = restore
+            try:
+                _setsignal(_SIGALRM, self.handler)
+            except ValueError:  # e.g. not the main interpreter: signals are not ours to take
+                return False
         self.swallow = False
         self.redelivering = False
         self.leaving = False
@@ -753,21 +761,6 @@ class _Interrupter:
         _setitimer(_ITIMER_REAL, app_delay, app_interval)
         _setsignal(_SIGALRM, restore)
         return False
-
-    def _take_signal(self) -> Any:
-        """Install our handler; the application's one to put back afterwards, or None when
-        SIGALRM is not ours to take."""
-        handler = _getsignal(_SIGALRM)
-        if handler is None:  # installed from C: we could not put it back
-            return None
-        if handler is self.handler:  # left behind by an interrupted cleanup
-            return self.displaced
-        self.displaced = handler
-        try:
-            _setsignal(_SIGALRM, self.handler)
-        except ValueError:  # e.g. not the main interpreter: signals are not ours to take
-            return None
-        return handler
 
     def leave(self, entry: _Call) -> None:
         """Disarm ``entry``, re-arm what was armed before it, put the application's handler and
