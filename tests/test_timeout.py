@@ -1401,43 +1401,6 @@ def test_interruption_is_held_back_inside_a_registered_unsafe_function(
 
 
 @needs_itimer
-def test_an_interruption_inside_logging_never_leaves_its_lock_held_for_other_threads() -> None:
-    import logging
-    import random
-
-    rng = random.Random(1)
-
-    def log_setup() -> None:
-        while True:  # getLogger takes logging's module lock each time
-            logging.getLogger("otel_resilience.tests.timeout")
-
-    def lock_is_free() -> bool:
-        box: list[bool] = []
-
-        def probe() -> None:
-            got = logging._lock.acquire(timeout=0.5)  # type: ignore[attr-defined]
-            if got:
-                logging._lock.release()  # type: ignore[attr-defined]
-            box.append(got)
-
-        thread = threading.Thread(target=probe)
-        thread.start()
-        thread.join()
-        return box[0]
-
-    held_after: list[int] = []
-    for index in range(800):
-        with contextlib.suppress(AttemptTimeout):
-            run_with_timeout(log_setup, rng.uniform(2e-5, 5e-4))
-        if index % 200 == 199 and not lock_is_free():
-            held_after.append(index + 1)
-            break
-
-    assert held_after == [], "logging's lock stayed held by the main thread (others hang)"
-    assert timeout_module._leftovers() == []
-
-
-@needs_itimer
 def test_func_that_is_a_c_function_is_still_interrupted() -> None:
     error, elapsed = timed(lambda: run_with_timeout(functools.partial(time.sleep, LONG), LIMIT))
 

@@ -364,11 +364,6 @@ _UNSAFE: Final = _with_vendored_copies(
         "warnings": (("*", "tree"),),
         "weakref": (("*", "tree"),),
         "_weakrefset": (("*", "tree"),),  # WeakSet's removal callbacks
-        # logging takes its module lock and handler locks before the ``try`` that releases
-        # them: cut there, the lock stays held by this thread and every other thread that
-        # logs (redis-py and httpx do, on each connection and request) hangs
-        "logging": (("*", "tree"),),
-        "logging.handlers": (("*", "tree"),),
         "contextlib": (
             ("_GeneratorContextManagerBase.__init__", "tree"),
             ("_GeneratorContextManager.__enter__", "guard"),
