@@ -245,6 +245,9 @@ def _attempt(call: Call, func: Callable[[], T], race: _Race | None = None) -> T 
     if not permit.admitted:
         return _REFUSED
     call.start_attempt()
+    injector = call.context.injector  # WIRE(chaos)
+    if injector is not None:  # WIRE(chaos)
+        func = injector.wrap(func, call)  # WIRE(chaos)
     try:
         result = run_with_timeout(func, settings.timeout, settings.mode)
         if type(result) is CoroutineType:
@@ -524,6 +527,9 @@ async def _attempt_async(
     if not permit.admitted:
         return _REFUSED
     call.start_attempt()
+    injector = call.context.injector  # WIRE(chaos)
+    if injector is not None:  # WIRE(chaos)
+        func = injector.wrap_async(func, call)  # WIRE(chaos)
     try:
         result = await run_with_timeout_async(func, settings.timeout, settings.mode)
     except Exception as exc:
