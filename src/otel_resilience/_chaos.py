@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from . import telemetry_contract as contract
 from ._config import _CHAOS_ERRORS, ConfigError, ReliabilityConfig
 from ._errors import ERROR_CLASSES, ExternalServiceError, ReliabilityError
+from ._timeout import AttemptTimeout, remaining_time
 
 if TYPE_CHECKING:
     from ._engine import Call
@@ -266,7 +267,10 @@ class Injector:
         def attempt() -> T:
             if latency:
                 _record(call, "latency")
-                sleep(latency)
+                seconds, cut = _capped(latency)
+                sleep(seconds)
+                if cut:
+                    raise _timed_out(latency, call)
             _raise(error, call)
             return func()
 
@@ -284,11 +288,31 @@ class Injector:
         async def attempt() -> T:
             if latency:
                 _record(call, "latency")
-                await sleep(latency)
+                seconds, cut = _capped(latency)
+                await sleep(seconds)
+                if cut:
+                    raise _timed_out(latency, call)
             _raise(error, call)
             return await func()
 
         return attempt
+
+
+def _capped(latency: float) -> tuple[float, bool]:
+    """The latency to sleep, cut to what is left of the attempt's time, and whether it was cut:
+    the library's own frames are never interrupted (docs/timeouts.md), so the wrapper ends a
+    latency that outlasts the attempt itself."""
+    left = remaining_time()
+    if left is None or latency < left:
+        return latency, False
+    return left, True
+
+
+def _timed_out(latency: float, call: Call) -> AttemptTimeout:
+    timeout = call.settings.timeout
+    return AttemptTimeout(
+        f"attempt timed out: {latency:g} s of injected latency", timeout or latency
+    )
 
 
 def _raise(error: BaseException | str | None, call: Call) -> None:
