@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from otel_resilience import cli
-from otel_resilience._drill import DRILL_SERVICE, DRILLS, Watch, find_drill, run_drill
+from otel_resilience.drill import DRILL_SERVICE, DRILLS, Watch, find_drill, run_drill
 
 DRILL = find_drill("ResilienceErrorBudgetBurn")
 LABELS = {
@@ -205,7 +205,7 @@ def test_the_cli_sets_up_export_and_runs_the_drill(
     export: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import otel_resilience
-    from otel_resilience import _drill
+    from otel_resilience import drill as _drill
 
     seen: dict[str, Any] = {}
 
@@ -237,7 +237,7 @@ def test_the_cli_sets_up_export_and_runs_the_drill(
 
 
 def test_the_helpers_of_the_workload_and_the_watch(tmp_path: Path) -> None:
-    from otel_resilience._drill import _answer, _get
+    from otel_resilience.drill import _answer, _get
 
     assert _answer() == "ok"
     answer = tmp_path / "alerts.json"

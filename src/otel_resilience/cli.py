@@ -162,8 +162,8 @@ def _add_drill_command(sub: Subcommands) -> None:
 def run_drill(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     """``otel-resilience drill``: list the drills, or run one."""
     from . import configure_telemetry
-    from ._drill import Watch, find_drill, list_drills
-    from ._drill import run_drill as drive
+    from .drill import Watch, find_drill, list_drills
+    from .drill import run_drill as drive
 
     out = sys.stdout if out is None else out
     if args.list:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_resilience._drill import DRILLS
+from otel_resilience.drill import DRILLS
 
 from .servers import (
     ROOT,
@@ -50,7 +50,7 @@ def test_list_shows_every_drill() -> None:
 
 @pytest.mark.parametrize("drill", DRILLS, ids=lambda d: d.alert)
 def test_each_drill_fires_its_alert_and_reaches_alertmanager(drill: object, tmp_path: Path) -> None:
-    from otel_resilience._drill import Drill
+    from otel_resilience.drill import Drill
 
     assert isinstance(drill, Drill)
     promtool = require("promtool")

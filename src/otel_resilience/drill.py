@@ -1,4 +1,4 @@
-"""Alert drills: ``otel-resilience drill <AlertName>`` (issue 16, docs/chaos.md).
+"""Alert drills: what ``otel-resilience drill <AlertName>`` runs (issue 16, docs/chaos.md).
 
 A drill runs a short workload of real resilient calls with chaos injected (``CHAOS_*`` settings,
 so the production refusal applies), shaped to make one shipped alert fire; it exports the metrics
@@ -19,6 +19,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import IO, Any, Final
+
+__all__ = [
+    "DRILLS",
+    "DRILL_SERVICE",
+    "Drill",
+    "Watch",
+    "Workload",
+    "find_drill",
+    "list_drills",
+    "run_drill",
+]
 
 #: the service name of every drill's calls (its endpoint is the drill's name)
 DRILL_SERVICE: Final = "otel-resilience-drill"
