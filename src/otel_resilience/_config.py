@@ -24,6 +24,7 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
+from ._errors import ExternalServiceError
 from ._rates import rate_problem
 from ._redact import redact_url
 from ._redis_url import ACCEPTED as _REDIS_URL_ACCEPTED
@@ -79,6 +80,10 @@ def _fmt(value: float | None) -> str:
 _DAY: Final = 86_400.0
 _BACKENDS: Final = ("memory", "redis")
 _MANUAL_STATES: Final = ("forced_open", "disabled", "metrics_only")
+#: the error types an injected chaos fault may have (the library's own decisions excluded)
+_CHAOS_ERRORS: Final = tuple(
+    e.value for e in ExternalServiceError if e.value not in ("circuit_open", "throttled")
+)
 #: the rate notation of the ``limits`` library: "100/second", "10 per second", "5 per 2 minutes"
 _RATE_PATTERN: Final = r"\s*[0-9]+\s*(/|per)\s*([0-9]+\s*)?(second|minute|hour|day)s?\s*"
 
@@ -155,6 +160,13 @@ _SPECS: Final[Mapping[str, _Spec]] = MappingProxyType(
         "HEDGE_DELAY_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
         "HEDGE_DELAY_PERCENTILE": _Spec(float, 0, 99.9, low_open=True, optional=True),
         "HEDGE_BUDGET_RATIO": _Spec(float, 0, 1),
+        # chaos injection for staging (issue 16)
+        "CHAOS_ENABLED": _Spec(bool),
+        "CHAOS_FORCE": _Spec(bool),
+        "CHAOS_FAULT_RATE": _Spec(float, 0, 1),
+        "CHAOS_FAULT_ERROR": _Spec(str, choices=_CHAOS_ERRORS),
+        "CHAOS_LATENCY_SEC": _Spec(float, 0, _DAY),
+        "CHAOS_LATENCY_RATE": _Spec(float, 0, 1),
     }
 )
 
@@ -255,6 +267,20 @@ class ReliabilityConfig:
     HEDGE_DELAY_PERCENTILE: float | None = None
     #: hedges at most this share of calls (10 s window), so hedging never doubles the load
     HEDGE_BUDGET_RATIO: float = 0.1
+    # --- chaos injection for staging (issue 16, docs/chaos.md) ---
+    #: inject faults and latency into this service's attempts (off by default; refused when
+    #: ``OTEL_RESOURCE_ATTRIBUTES`` says ``deployment.environment=production`` unless forced)
+    CHAOS_ENABLED: bool = False
+    #: allow ``CHAOS_ENABLED`` in a ``deployment.environment=production`` process
+    CHAOS_FORCE: bool = False
+    #: share of attempts (0-1) that fail with ``CHAOS_FAULT_ERROR`` instead of being made
+    CHAOS_FAULT_RATE: float = 0.0
+    #: the error type an injected fault has (an ``ExternalServiceError`` value)
+    CHAOS_FAULT_ERROR: str = "connection_error"
+    #: seconds of latency added inside the attempt (so it counts against the attempt timeout)
+    CHAOS_LATENCY_SEC: float = 0.0
+    #: share of attempts (0-1) that get ``CHAOS_LATENCY_SEC`` of latency
+    CHAOS_LATENCY_RATE: float = 1.0
 
     def __post_init__(self) -> None:
         for name, spec in _SPECS.items():

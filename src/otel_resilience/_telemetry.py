@@ -213,6 +213,7 @@ class _Instruments:
     rate_limiter_rejections: Any
     hedges: Any
     state_store_errors: Any
+    chaos_injections: Any  # emitted by _chaos
 
     def __init__(self, meter: metrics.Meter, telemetry: Telemetry) -> None:
         callbacks: dict[str, _Callback] = {

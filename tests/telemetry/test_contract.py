@@ -232,14 +232,12 @@ def test_the_reserved_names_are_marked_not_emitted() -> None:
         "resilience.concurrency_limit.in_flight",
         "resilience.concurrency_limit.rejections",
         "resilience.concurrency_limit.wait.duration",
-        "resilience.chaos.injections",
     }
     assert tc.METRICS.breaker_override.emitted
     assert tc.METRICS.hedges.emitted  # hedging records it
-    assert {a.key for a in tc.ATTRIBUTES if not a.emitted} == {
-        "resilience.chaos.kind",
-        "http.request.resend_count",
-    }
+    assert tc.METRICS.chaos_injections.emitted  # chaos injection records it
+    assert {a.key for a in tc.ATTRIBUTES if not a.emitted} == {"http.request.resend_count"}
+    assert tc.ATTRIBUTES.chaos_kind.reserved == ("outcome",)
     assert tc.ATTRIBUTES.error_type.reserved == ("concurrency_limited",)
 
 
