@@ -162,11 +162,6 @@ def test_rate_limits_throttle_in_test_mode() -> None:
         assert mode.calls("maps")[-1].error_type == "throttled"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect (reported): the local rate limiter's window is the `limits` library's"
-    " MemoryStorage on wall time; only its waits sleep on the runtime's clock",
-)
 def test_the_fake_clock_drives_rate_limit_windows() -> None:
     with set_testing(environ={}) as mode:
         mode.configure(maps={"RATE_LIMIT": "2/minute"})
