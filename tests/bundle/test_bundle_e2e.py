@@ -107,6 +107,9 @@ NOT_EXERCISED = {
     METRICS.state_store_errors.prometheus: (
         "needs a failing Redis state store; the workload keeps state local"
     ),
+    METRICS.chaos_injections.prometheus: (
+        "needs chaos injection (CHAOS_* or the testing kit's faults); the workload injects none"
+    ),
 }
 #: needs the library's rate limiter; the workload drives embeddings/embed only when it exists
 NEEDS_RATE_LIMITER = {METRICS.rate_limiter_rejections.prometheus}
