@@ -10,8 +10,10 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Final
 
 import httpx
 
@@ -134,20 +136,21 @@ class DemoRunner:
     # -- configuration -----------------------------------------------------------------------
     def service_configs(self) -> dict[str, ReliabilityConfig]:
         """Per-service settings, scaled so breakers open and recover within the run."""
+        services = dict.fromkeys(op.service for op in self._operations)
+        return {service: self._service_config(service) for service in services}
+
+    def _service_config(self, service: str) -> ReliabilityConfig:
         s = self.scenario
-        configs: dict[str, ReliabilityConfig] = {}
-        for service in dict.fromkeys(op.service for op in self._operations):
-            timeout = max(op.timeout_sec for op in self._operations if op.service == service)
-            configs[service] = ReliabilityConfig(
-                HTTP_TIMEOUT_SEC=timeout * self.scale,
-                HTTP_RETRIES=3,
-                HTTP_BACKOFF_BASE_MS=max(1, round(s.backoff_base_ms * self.scale)),
-                HTTP_BACKOFF_MAX_MS=max(1, round(10 * s.backoff_base_ms * self.scale)),
-                CB_FAIL_THRESHOLD=s.breaker_threshold,
-                CB_RESET_SEC=s.breaker_reset_sec * self.scale,
-                RETRY_AFTER_MAX_SEC=10.0,
-            )
-        return configs
+        timeout = max(op.timeout_sec for op in self._operations if op.service == service)
+        return ReliabilityConfig(
+            HTTP_TIMEOUT_SEC=timeout * self.scale,
+            HTTP_RETRIES=3,
+            HTTP_BACKOFF_BASE_MS=max(1, round(s.backoff_base_ms * self.scale)),
+            HTTP_BACKOFF_MAX_MS=max(1, round(10 * s.backoff_base_ms * self.scale)),
+            CB_FAIL_THRESHOLD=s.breaker_threshold,
+            CB_RESET_SEC=s.breaker_reset_sec * self.scale,
+            RETRY_AFTER_MAX_SEC=10.0,
+        )
 
     # -- control -----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -178,26 +181,18 @@ class DemoRunner:
             scenario=self.scenario,
             rows=rows,
             events=recent,
-            outage_window=self.scenario.outage_window(self.scale) if self.knobs.av_outage else None,
+            outage_window=self._outage_window(),
             antivirus_down=services.antivirus_down() if services is not None else False,
             events_total=total,
             period_sec=NOMINAL_PERIOD_SEC * self.scale,
         )
 
+    def _outage_window(self) -> tuple[float, float] | None:
+        return self.scenario.outage_window(self.scale) if self.knobs.av_outage else None
+
     def _with_breakers(self, rows: list[Row]) -> list[Row]:
         status = {(b["service_name"], b["endpoint"]): b for b in health_report()["breakers"]}
-        merged = []
-        for row in rows:
-            found = status.get((row.service, row.endpoint))
-            if found is not None:
-                row = replace(
-                    row,
-                    breaker_state=found["state"],
-                    failure_count=found["failure_count"],
-                    seconds_until_probe=found["seconds_until_probe"],
-                )
-            merged.append(row)
-        return merged
+        return [_merged(row, status.get((row.service, row.endpoint))) for row in rows]
 
     # -- the run -----------------------------------------------------------------------------
     def run(
@@ -271,26 +266,39 @@ class DemoRunner:
                 for op in self._operations
             },
             interrupted=interrupted,
-            outage_window=self.scenario.outage_window(self.scale) if self.knobs.av_outage else None,
+            outage_window=self._outage_window(),
             server_counters=dict(services.counters),
         )
 
     def _wait(self, on_tick: Callable[[DemoRunner], None] | None, tick_sec: float) -> None:
-        duration = self.options.duration_sec
         next_tick = tick_sec
         while not self._stop.is_set():
-            elapsed = self.elapsed()
-            if duration and elapsed >= duration:
+            until = self._until(next_tick)
+            if until is None:  # the run's duration is over
                 return
-            until = next_tick - elapsed
-            if duration:
-                until = min(until, duration - elapsed)
             if until > 0:
                 self._stop.wait(until)
-            if self.elapsed() >= next_tick:
-                next_tick += tick_sec
-                if on_tick is not None:
-                    on_tick(self)
+            next_tick = self._tick(next_tick, tick_sec, on_tick)
+
+    def _until(self, next_tick: float) -> float | None:
+        """Seconds to the next tick or the end of the run, whichever is first; None: ended."""
+        duration = self.options.duration_sec
+        elapsed = self.elapsed()
+        if not duration:
+            return next_tick - elapsed
+        if elapsed >= duration:
+            return None
+        return min(next_tick - elapsed, duration - elapsed)
+
+    def _tick(
+        self, next_tick: float, tick_sec: float, on_tick: Callable[[DemoRunner], None] | None
+    ) -> float:
+        """The time of the next tick, calling ``on_tick`` when the one at ``next_tick`` is due."""
+        if self.elapsed() < next_tick:
+            return next_tick
+        if on_tick is not None:
+            on_tick(self)
+        return next_tick + tick_sec
 
     def _on_transition(
         self, breaker: CircuitBreaker, old: CircuitBreakerState, new: CircuitBreakerState
@@ -340,14 +348,12 @@ class DemoRunner:
             if exc.error_type is ExternalServiceError.TIMEOUT:
                 seen.timed_out.add(max(1, exc.attempts))
         duration = self._clock() - started
-        # attempts timed out by the library itself (before httpx noticed) count once each
-        timeouts = len({n for n in seen.timed_out if n <= max(attempts, 1)})
         return CallOutcome(
             service=op.service,
             endpoint=op.endpoint,
             duration_sec=duration,
             attempts=attempts,
-            timeouts=timeouts if attempts else 0,
+            timeouts=_timeouts(seen.timed_out, attempts),
             error_type=error_type,
             retry_after_waits=tuple(seen.waits),
         )
@@ -374,28 +380,57 @@ class _Attempt:
 
     def __call__(self) -> int:
         seen = self.seen
-        now = self._clock()
-        if seen.retry_after is not None:  # the previous attempt was told when to come back
-            seen.waits.append((seen.retry_after, now - seen.answered_at))
-            seen.retry_after = None
+        self._note_wait()
         seen.count += 1
         number = seen.count
-        budget = remaining_time()
-        http_timeout = budget if budget is not None and budget > 0 else self._timeout
         try:
-            response = _request(*self._request, http_timeout)
+            response = _request(*self._request, self._http_timeout())
             response.raise_for_status()
         except httpx.HTTPStatusError as exc:
-            left = remaining_time()
-            # an attempt the library already gave up on (timed out) cannot steer the retry
-            if exc.response.status_code == 429 and (left is None or left > 0):
-                seen.retry_after = parse_retry_after(exc.response.headers.get("Retry-After"))
-                seen.answered_at = self._clock()
+            self._note_retry_after(exc.response)
             raise
         except httpx.TimeoutException:
             seen.timed_out.add(number)
             raise
         return response.status_code
+
+    def _note_wait(self) -> None:
+        """The previous attempt was told when to come back: how long did it wait?"""
+        seen = self.seen
+        if seen.retry_after is not None:
+            seen.waits.append((seen.retry_after, self._clock() - seen.answered_at))
+            seen.retry_after = None
+
+    def _http_timeout(self) -> float:
+        budget = remaining_time()
+        return budget if budget is not None and budget > 0 else self._timeout
+
+    def _note_retry_after(self, response: httpx.Response) -> None:
+        left = remaining_time()
+        # an attempt the library already gave up on (timed out) cannot steer the retry
+        if response.status_code == 429 and (left is None or left > 0):
+            self.seen.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            self.seen.answered_at = self._clock()
+
+
+def _merged(row: Row, found: dict[str, Any] | None) -> Row:
+    """``row`` with its breaker's live status, when the health report has it."""
+    if found is None:
+        return row
+    return replace(
+        row,
+        breaker_state=found["state"],
+        failure_count=found["failure_count"],
+        seconds_until_probe=found["seconds_until_probe"],
+    )
+
+
+def _timeouts(timed_out: set[int], attempts: int) -> int:
+    """Timed-out attempts among the call's first ``attempts``; attempts timed out by the library
+    itself (before httpx noticed) count once each."""
+    if not attempts:
+        return 0
+    return sum(number <= attempts for number in timed_out)
 
 
 def _request(
@@ -407,15 +442,41 @@ def _request(
     timeout: float,
 ) -> httpx.Response:
     """The HTTP request of one attempt of ``op``."""
-    base = urls[op.service]
-    if op.service == "openai":
-        body = {
-            "model": "stand-in",
-            "messages": [{"role": "user", "content": f"Summarise document {document}"}],
-        }
-        return client.post(f"{base}/v1/chat/completions", json=body, timeout=timeout)
-    if op.endpoint == "upload":
-        return client.put(f"{base}/upload/doc-{document}", content=payload, timeout=timeout)
-    if op.endpoint == "download":
-        return client.get(f"{base}/download/doc-{document}", timeout=timeout)
+    send = _BY_SERVICE.get(op.service) or _BY_ENDPOINT.get(op.endpoint, _scan)
+    return send(client, urls[op.service], document, payload, timeout)
+
+
+def _chat(
+    client: httpx.Client, base: str, document: int, payload: bytes, timeout: float
+) -> httpx.Response:
+    body = {
+        "model": "stand-in",
+        "messages": [{"role": "user", "content": f"Summarise document {document}"}],
+    }
+    return client.post(f"{base}/v1/chat/completions", json=body, timeout=timeout)
+
+
+def _upload(
+    client: httpx.Client, base: str, document: int, payload: bytes, timeout: float
+) -> httpx.Response:
+    return client.put(f"{base}/upload/doc-{document}", content=payload, timeout=timeout)
+
+
+def _download(
+    client: httpx.Client, base: str, document: int, payload: bytes, timeout: float
+) -> httpx.Response:
+    return client.get(f"{base}/download/doc-{document}", timeout=timeout)
+
+
+def _scan(
+    client: httpx.Client, base: str, document: int, payload: bytes, timeout: float
+) -> httpx.Response:
     return client.post(f"{base}/scan", content=payload, timeout=timeout)
+
+
+_Send = Callable[[httpx.Client, str, int, bytes, float], httpx.Response]
+#: the request of each operation: by service (the LLM), else by endpoint, else a scan
+_BY_SERVICE: Final[Mapping[str, _Send]] = MappingProxyType({"openai": _chat})
+_BY_ENDPOINT: Final[Mapping[str, _Send]] = MappingProxyType(
+    {"upload": _upload, "download": _download}
+)
