@@ -54,12 +54,13 @@ def status_error_type(value: object) -> ExternalServiceError | None:
 
 def find_status(exc: BaseException) -> int | None:
     """An HTTP status on the exception or its ``.response`` (``status_code``, ``status``)."""
-    for holder in (exc, attr(exc, "response")):  # attr(None, ...) is None: no status
-        for name in ("status_code", "status"):
-            status = valid_status(attr(holder, name))
-            if status is not None:
-                return status
-    return None
+    # attr(None, ...) is None: no status
+    values = (
+        attr(holder, name)
+        for holder in (exc, attr(exc, "response"))
+        for name in ("status_code", "status")
+    )
+    return next(filter(None, map(valid_status, values)), None)
 
 
 def too_many_errors(exc: BaseException) -> Classification:
