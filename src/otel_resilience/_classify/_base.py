@@ -49,13 +49,14 @@ def attr(obj: object, name: str) -> object:
 
 def clean_seconds(seconds: object) -> float | None:
     """A finite number >= 0, or None (NaN, infinities and non-numbers are not a delay)."""
-    result = _as_float(seconds) if _is_number(seconds) else None
+    result = _as_float(seconds) if is_number(seconds) else None
     if result is None or not math.isfinite(result):
         return None
     return max(0.0, result)
 
 
-def _is_number(value: object) -> TypeGuard[int | float]:
+def is_number(value: object) -> TypeGuard[int | float]:
+    """An int or a float, not a bool."""
     return not isinstance(value, bool) and isinstance(value, int | float)
 
 
