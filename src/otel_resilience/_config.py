@@ -83,7 +83,7 @@ _NOUNS: Final[Mapping[type, str]] = MappingProxyType({int: "an integer"})
 
 
 def _fmt(value: float | None) -> str:
-    if value is None:  # no high bound (unused), or no low bound (every bounded spec has one)
+    if value is None:  # pragma: no cover - every bounded spec has both bounds
         return "?"
     return str(int(value)) if float(value).is_integer() else str(value)
 

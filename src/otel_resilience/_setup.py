@@ -259,14 +259,15 @@ def _otlp_endpoint(signal: str, protocol: str, env: Mapping[str, str]) -> str | 
     None leaves the exporter's default. Passed explicitly so an ``environ`` mapping is honoured.
     """
     specific = env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT", "").strip()
-    if specific:
-        return specific
+    return specific or _endpoint_from_base(signal, protocol, env)
+
+
+def _endpoint_from_base(signal: str, protocol: str, env: Mapping[str, str]) -> str | None:
+    """``OTEL_EXPORTER_OTLP_ENDPOINT`` as the signal's endpoint (HTTP: with its path)."""
     base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
     if not base:
         return None
-    if protocol == "grpc":
-        return base
-    return f"{base.rstrip('/')}/v1/{signal.lower()}"
+    return base if protocol == "grpc" else f"{base.rstrip('/')}/v1/{signal.lower()}"
 
 
 def _resource_attributes(env: Mapping[str, str]) -> dict[str, str]:
@@ -581,10 +582,18 @@ def _prometheus_reader(
         _problem(handle, f"Prometheus exporter missing; {_INSTALL_HINT}")
         return None
     bind_host = host or env.get("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1")
-    bind_port = _port(port, env)
     registry = CollectorRegistry()
+    if not _serve(handle, start_http_server, registry, (bind_host, _port(port, env))):
+        return None
+    return PrometheusMetricReader(registry=registry)
+
+
+def _serve(handle: TelemetryHandle, start: Any, registry: Any, address: tuple[str, int]) -> bool:
+    """Serve ``registry`` on ``address`` with ``start`` (prometheus_client's
+    ``start_http_server``); False, a problem recorded, when the port cannot be had."""
+    bind_host, bind_port = address
     try:
-        server, thread = start_http_server(bind_port, addr=bind_host, registry=registry)
+        server, thread = start(bind_port, addr=bind_host, registry=registry)
     except OSError as exc:
         _problem(
             handle,
@@ -592,7 +601,7 @@ def _prometheus_reader(
             " metrics are not exported there (set OTEL_EXPORTER_PROMETHEUS_PORT or"
             " prometheus_port to another port)",
         )
-        return None
+        return False
     handle._server, handle._server_thread = server, thread
     handle.prometheus_address = (bind_host, server.server_address[1])
-    return PrometheusMetricReader(registry=registry)
+    return True
