@@ -116,13 +116,14 @@ def _is_pair(item: object) -> TypeGuard[tuple[object, object]]:
 
 def _metadata(metadata: object) -> dict[str, object]:
     """The first ``_MAX_METADATA`` entries of trailing metadata, by lower-case key."""
-    found: dict[str, object] = {}
-    if isinstance(metadata, Iterable):
-        for item in itertools.islice(metadata, _MAX_METADATA):
-            key, value = _entry(item)
-            if isinstance(key, str):
-                found[key.lower()] = value
-    return found
+    entries = map(_entry, _first_entries(metadata))
+    return {key.lower(): value for key, value in entries if isinstance(key, str)}
+
+
+def _first_entries(metadata: object) -> Iterable[object]:
+    if not isinstance(metadata, Iterable):
+        return ()
+    return itertools.islice(metadata, _MAX_METADATA)
 
 
 def _pushback(millis: object) -> float | None:
