@@ -54,25 +54,37 @@ class _Spec:
     validate: Callable[[Any], str | None] | None = None
 
     def describe(self) -> str:
+        return self._accepted() + (", or unset/none to turn it off" if self.optional else "")
+
+    def _accepted(self) -> str:
         if self.choices:
-            text = "one of " + ", ".join(self.choices)
-        elif self.hint:
-            text = self.hint
-        elif self.kind is bool:
-            text = "a boolean (true/false, 1/0, yes/no, on/off)"
-        else:
-            noun = "an integer" if self.kind is int else "a number"
-            if self.high is None:
-                text = f"{noun} {'>' if self.low_open else '>='} {_fmt(self.low)}"
-            elif self.low_open:
-                text = f"{noun} > {_fmt(self.low)} and <= {_fmt(self.high)}"
-            else:
-                text = f"{noun} from {_fmt(self.low)} to {_fmt(self.high)}"
-        return text + (", or unset/none to turn it off" if self.optional else "")
+            return "one of " + ", ".join(self.choices)
+        if self.hint:
+            return self.hint
+        if self.kind is bool:
+            return "a boolean (true/false, 1/0, yes/no, on/off)"
+        return self._range()
+
+    def _range(self) -> str:
+        words = _RANGE_WORDS[self.high is None, self.low_open]
+        noun = _NOUNS.get(self.kind, "a number")
+        return words.format(noun=noun, low=_fmt(self.low), high=_fmt(self.high))
+
+
+#: the words of a numeric range, by (no high bound, low bound excluded)
+_RANGE_WORDS: Final = MappingProxyType(
+    {
+        (True, True): "{noun} > {low}",
+        (True, False): "{noun} >= {low}",
+        (False, True): "{noun} > {low} and <= {high}",
+        (False, False): "{noun} from {low} to {high}",
+    }
+)
+_NOUNS: Final[Mapping[type, str]] = MappingProxyType({int: "an integer"})
 
 
 def _fmt(value: float | None) -> str:
-    if value is None:  # pragma: no cover - every bounded spec has a low bound
+    if value is None:  # pragma: no cover - every bounded spec has both bounds
         return "?"
     return str(int(value)) if float(value).is_integer() else str(value)
 
@@ -89,11 +101,7 @@ _RATE_PATTERN: Final = r"\s*[0-9]+\s*(/|per)\s*([0-9]+\s*)?(second|minute|hour|d
 
 
 def _redact_problem(value: tuple[str, ...]) -> str | None:
-    for pattern in value:
-        problem = check_pattern(pattern)
-        if problem is not None:
-            return problem
-    return None
+    return next(filter(None, map(check_pattern, value)), None)
 
 
 #: accepted values of every field, in declaration order
@@ -284,25 +292,9 @@ class ReliabilityConfig:
 
     def __post_init__(self) -> None:
         for name, spec in _SPECS.items():
-            value = _check(name, getattr(self, name), spec, source=name)
-            object.__setattr__(self, name, value)
-        if self.REDIS_URL is not None and (problem := redis_url_problem(self.REDIS_URL)):
-            raise ConfigError(
-                f"REDIS_URL={redact_url(self.REDIS_URL)!r} (environment: RELIABILITY_REDIS_URL)"
-                f" is not accepted: {problem}; expected {_REDIS_URL_ACCEPTED}"
-            )
-        if self.STATE_BACKEND == "redis" and self.REDIS_URL is None:
-            raise ConfigError(
-                "STATE_BACKEND='redis' needs REDIS_URL (environment: RELIABILITY_REDIS_URL),"
-                " e.g. redis://127.0.0.1:6379/0"
-            )
+            object.__setattr__(self, name, _check(name, getattr(self, name), spec, source=name))
+        _check_redis_url(self.REDIS_URL)
         _cross_check(self)
-        if self.CB_MODE == "count" and self.CB_MIN_CALLS > self.CB_WINDOW_SIZE:
-            raise ConfigError(
-                f"CB_MIN_CALLS={self.CB_MIN_CALLS} is not accepted with CB_MODE='count':"
-                f" expected at most CB_WINDOW_SIZE ({self.CB_WINDOW_SIZE}), or the window"
-                " could never hold enough calls to open"
-            )
 
     def __repr__(self) -> str:
         # field by field as the dataclass would, with the passwords of URLs masked
@@ -331,17 +323,10 @@ class ReliabilityConfig:
         otel_resilience.ConfigError: HTTP_RETRIES='abc' is not accepted: ...
         """
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for name, spec in _SPECS.items():
-            var = spec.env or name
-            if var in env:
-                values[name] = _from_text(var, env[var], spec)
+        values = _from_env(env, _VARIABLES)
         if service is not None:
             prefix = service_env_prefix(service)
-            for name, spec in _SPECS.items():
-                var = prefix + name
-                if var in env:
-                    values[name] = _from_text(var, env[var], spec)
+            values |= _from_env(env, {name: prefix + name for name in _SPECS})
         return cls(**values)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> ReliabilityConfig:
@@ -359,27 +344,61 @@ class ReliabilityConfig:
         return max(1, self.HTTP_RETRIES)
 
 
+def _check_redis_url(url: str | None) -> None:
+    if url is None:
+        return
+    problem = redis_url_problem(url)
+    if problem:
+        raise ConfigError(
+            f"REDIS_URL={redact_url(url)!r} (environment: RELIABILITY_REDIS_URL)"
+            f" is not accepted: {problem}; expected {_REDIS_URL_ACCEPTED}"
+        )
+
+
 def _cross_check(config: ReliabilityConfig) -> None:
     """Settings that are valid alone but contradict each other (the .NET standard pipeline's
     checks): refused with both names."""
-    timeout = config.HTTP_TIMEOUT_SEC
-    deadline = config.DEADLINE_SEC
+    for check in _CROSS_CHECKS:
+        check(config)
+
+
+def _backend_has_url(config: ReliabilityConfig) -> None:
+    if config.STATE_BACKEND == "redis" and config.REDIS_URL is None:
+        raise ConfigError(
+            "STATE_BACKEND='redis' needs REDIS_URL (environment: RELIABILITY_REDIS_URL),"
+            " e.g. redis://127.0.0.1:6379/0"
+        )
+
+
+def _timeout_within_deadline(config: ReliabilityConfig) -> None:
+    timeout, deadline = config.HTTP_TIMEOUT_SEC, config.DEADLINE_SEC
     if deadline is not None and timeout > deadline:
         raise ConfigError(
             f"HTTP_TIMEOUT_SEC={timeout:g} is longer than DEADLINE_SEC={deadline:g}: an attempt"
             " could never use its whole timeout; lower HTTP_TIMEOUT_SEC or raise DEADLINE_SEC"
         )
-    hedge_delay = config.HEDGE_DELAY_SEC
-    if hedge_delay is not None and config.HEDGE_DELAY_PERCENTILE is not None:
+
+
+def _one_hedge_delay(config: ReliabilityConfig) -> None:
+    hedge_delay, percentile = config.HEDGE_DELAY_SEC, config.HEDGE_DELAY_PERCENTILE
+    if hedge_delay is not None and percentile is not None:
         raise ConfigError(
             f"HEDGE_DELAY_SEC={hedge_delay:g} and HEDGE_DELAY_PERCENTILE="
-            f"{config.HEDGE_DELAY_PERCENTILE:g} are both set: choose a fixed delay or a percentile"
+            f"{percentile:g} are both set: choose a fixed delay or a percentile"
         )
+
+
+def _hedge_within_timeout(config: ReliabilityConfig) -> None:
+    hedge_delay, timeout = config.HEDGE_DELAY_SEC, config.HTTP_TIMEOUT_SEC
     if hedge_delay is not None and hedge_delay > timeout:
         raise ConfigError(
             f"HEDGE_DELAY_SEC={hedge_delay:g} is longer than the attempt timeout"
             f" (HTTP_TIMEOUT_SEC={timeout:g}): no hedge could ever start"
         )
+
+
+def _window_holds_two_timeouts(config: ReliabilityConfig) -> None:
+    timeout = config.HTTP_TIMEOUT_SEC
     if config.CB_MODE == "time" and 2 * timeout > config.CB_WINDOW_SIZE:
         raise ConfigError(
             f"CB_WINDOW_SIZE={config.CB_WINDOW_SIZE} s (CB_MODE='time') is shorter than two"
@@ -387,6 +406,26 @@ def _cross_check(config: ReliabilityConfig) -> None:
             " calls before they can end; use a window of at least"
             f" {math.ceil(2 * timeout)} s or a shorter HTTP_TIMEOUT_SEC"
         )
+
+
+def _window_holds_min_calls(config: ReliabilityConfig) -> None:
+    if config.CB_MODE == "count" and config.CB_MIN_CALLS > config.CB_WINDOW_SIZE:
+        raise ConfigError(
+            f"CB_MIN_CALLS={config.CB_MIN_CALLS} is not accepted with CB_MODE='count':"
+            f" expected at most CB_WINDOW_SIZE ({config.CB_WINDOW_SIZE}), or the window"
+            " could never hold enough calls to open"
+        )
+
+
+#: the checks of settings against each other, in the order their errors take precedence
+_CROSS_CHECKS: Final[tuple[Callable[[ReliabilityConfig], None], ...]] = (
+    _backend_has_url,
+    _timeout_within_deadline,
+    _one_hedge_delay,
+    _hedge_within_timeout,
+    _window_holds_two_timeouts,
+    _window_holds_min_calls,
+)
 
 
 def _safe_repr(value: object) -> str:
@@ -412,16 +451,22 @@ def _split_patterns(text: str) -> tuple[str, ...]:
     raw = text.strip()
     if raw.lower() in _NONE:
         return ()
-    separator = ";" if ";" in raw else ","
-    return tuple(item.strip() for item in raw.split(separator) if item.strip())
+    return tuple(filter(None, (item.strip() for item in raw.split(_separator(raw)))))
+
+
+def _separator(raw: str) -> str:
+    return ";" if ";" in raw else ","
+
+
+#: the boolean of each accepted word
+_BOOLEANS: Final = MappingProxyType(dict.fromkeys(_TRUE, True) | dict.fromkeys(_FALSE, False))
 
 
 def _parse_bool(raw: str) -> bool:
-    if raw.lower() in _TRUE:
-        return True
-    if raw.lower() in _FALSE:
-        return False
-    raise ValueError(raw)
+    try:
+        return _BOOLEANS[raw.lower()]
+    except KeyError:
+        raise ValueError(raw) from None
 
 
 def _parse_int(raw: str) -> int:
@@ -469,6 +514,19 @@ def _from_text(source: str, text: str, spec: _Spec) -> Any:
     return _check(source, _parse(source, text, spec), spec, source=source, shown=text)
 
 
+def _from_env(env: Mapping[str, str], variables: Mapping[str, str]) -> dict[str, Any]:
+    """The fields whose variable (``variables``: field name -> variable) is set in ``env``."""
+    return {
+        name: _from_text(var, env[var], _SPECS[name])
+        for name, var in variables.items()
+        if var in env
+    }
+
+
+#: the environment variable of each field
+_VARIABLES: Final = MappingProxyType({name: spec.env or name for name, spec in _SPECS.items()})
+
+
 class _Rejected(Exception):
     """A value its spec does not accept (as far as the check got), and why when the range
     alone does not say it."""
@@ -482,18 +540,27 @@ class _Rejected(Exception):
 def _check(name: str, value: Any, spec: _Spec, *, source: str, shown: str | None = None) -> Any:
     """``value`` as the field holds it; a :class:`ConfigError` naming ``source`` otherwise."""
     try:
-        if value is None:
-            if spec.optional:
-                return None
-            raise _Rejected(value)
-        checker = _check_choice if spec.choices else _CHECKERS[spec.kind]
-        return checker(value, spec)
+        return _checked_value(value, spec)
     except _Rejected as rejected:
-        text = _safe_repr(rejected.value if shown is None else shown)
-        why = "" if rejected.problem is None else f"{rejected.problem}; "
-        raise ConfigError(
-            f"{source}={text} is not accepted: {why}expected {spec.describe()}"
-        ) from None
+        raise ConfigError(_rejection(source, rejected, spec, shown)) from None
+
+
+def _checked_value(value: Any, spec: _Spec) -> Any:
+    if value is None:
+        return _unset(spec)
+    checker = _check_choice if spec.choices else _CHECKERS[spec.kind]
+    return checker(value, spec)
+
+
+def _unset(spec: _Spec) -> None:
+    if not spec.optional:
+        raise _Rejected(None)
+
+
+def _rejection(source: str, rejected: _Rejected, spec: _Spec, shown: str | None) -> str:
+    text = _safe_repr(rejected.value if shown is None else shown)
+    why = "" if rejected.problem is None else f"{rejected.problem}; "
+    return f"{source}={text} is not accepted: {why}expected {spec.describe()}"
 
 
 def _validated(value: Any, spec: _Spec) -> Any:
@@ -513,17 +580,23 @@ def _check_choice(value: Any, spec: _Spec) -> Any:
 def _check_tuple(value: Any, spec: _Spec) -> tuple[str, ...]:
     if isinstance(value, str):
         value = _split_patterns(value)
-    if not isinstance(value, tuple | list) or not all(isinstance(v, str) for v in value):
+    if not _strings(value):
         raise _Rejected(value)
     return _validated(tuple(value), spec)  # type: ignore[no-any-return]
 
 
+def _strings(value: object) -> bool:
+    return isinstance(value, tuple | list) and all(isinstance(v, str) for v in value)
+
+
 def _check_str(value: Any, spec: _Spec) -> str:
-    if not isinstance(value, str) or (
-        spec.pattern is not None and re.fullmatch(spec.pattern, value, re.ASCII) is None
-    ):
+    if not isinstance(value, str) or not _matches(value, spec.pattern):
         raise _Rejected(value)
     return _validated(value, spec)  # type: ignore[no-any-return]
+
+
+def _matches(value: str, pattern: str | None) -> bool:
+    return pattern is None or re.fullmatch(pattern, value, re.ASCII) is not None
 
 
 def _check_bool(value: Any, spec: _Spec) -> bool:
@@ -533,19 +606,25 @@ def _check_bool(value: Any, spec: _Spec) -> bool:
 
 
 def _check_number(value: Any, spec: _Spec) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Rejected(value)
-    # an IntEnum, a float subclass...: the plain number, so nothing odd travels further
-    number: int | float = int(value) if isinstance(value, int) else float(value)
-    number = _whole(number) if spec.kind is int else _finite(number)
+    number = _KIND_CHECKS[spec.kind](_plain_number(value))
     if not _in_range(number, spec):
         raise _Rejected(number)
     return number
 
 
+def _plain_number(value: Any) -> int | float:
+    """An IntEnum, a float subclass...: the plain number, so nothing odd travels further."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Rejected(value)
+    return int(value) if isinstance(value, int) else float(value)
+
+
 def _in_range(number: int | float, spec: _Spec) -> bool:
-    above_low = spec.low is None or number > spec.low or (number == spec.low and not spec.low_open)
-    return above_low and (spec.high is None or number <= spec.high)
+    return _above_low(number, spec) and (spec.high is None or number <= spec.high)
+
+
+def _above_low(number: int | float, spec: _Spec) -> bool:
+    return spec.low is None or number > spec.low or (number == spec.low and not spec.low_open)
 
 
 def _whole(number: int | float) -> int:
@@ -571,6 +650,10 @@ _CHECKERS: Final[Mapping[type, Callable[[Any, _Spec], Any]]] = MappingProxyType(
         int: _check_number,
         float: _check_number,
     }
+)
+#: a plain number -> the number a setting of that kind holds (``_Rejected`` if none)
+_KIND_CHECKS: Final[Mapping[type, Callable[[int | float], int | float]]] = MappingProxyType(
+    {int: _whole, float: _finite}
 )
 
 
@@ -665,21 +748,29 @@ def _checked_services(
     services: Mapping[str, ReliabilityConfig | Mapping[str, Any]] | None,
 ) -> dict[str, ReliabilityConfig | Mapping[str, Any]]:
     """``configure``'s arguments checked (every mapping validated now, not at the first call)."""
-    if default is not None and not isinstance(default, ReliabilityConfig):
+    base = _checked_default(default)
+    return {name: _checked_service(base, name, value) for name, value in (services or {}).items()}
+
+
+def _checked_default(default: ReliabilityConfig | None) -> ReliabilityConfig:
+    if default is None:
+        return ReliabilityConfig()
+    if not isinstance(default, ReliabilityConfig):
         raise TypeError(f"default must be a ReliabilityConfig, got {type(default).__name__}")
-    checked: dict[str, ReliabilityConfig | Mapping[str, Any]] = {}
-    base = default or ReliabilityConfig()
-    for name, value in (services or {}).items():
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"service names must be non-empty strings, got {name!r}")
-        if isinstance(value, ReliabilityConfig):
-            checked[name] = value
-        elif isinstance(value, Mapping):
-            base.with_overrides(value)
-            checked[name] = dict(value)
-        else:
-            raise TypeError(
-                f"services[{name!r}] must be a ReliabilityConfig or a mapping of fields,"
-                f" got {type(value).__name__}"
-            )
-    return checked
+    return default
+
+
+def _checked_service(
+    base: ReliabilityConfig, name: object, value: object
+) -> ReliabilityConfig | Mapping[str, Any]:
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"service names must be non-empty strings, got {name!r}")
+    if isinstance(value, ReliabilityConfig):
+        return value
+    if isinstance(value, Mapping):
+        base.with_overrides(value)
+        return dict(value)
+    raise TypeError(
+        f"services[{name!r}] must be a ReliabilityConfig or a mapping of fields,"
+        f" got {type(value).__name__}"
+    )

@@ -13,7 +13,8 @@ with ``type()`` and attributes with guarded lookups: a hostile exception cannot 
 
 from __future__ import annotations
 
-from typing import Final, cast
+from collections.abc import Iterator
+from typing import Final, TypeGuard
 
 from ._errors import ExternalServiceError, ReliabilityError
 
@@ -40,6 +41,8 @@ NOT_SENT: Final = frozenset(
 
 #: the library's own refusals (a nested call that was never attempted)
 _REFUSED: Final = frozenset({E.CIRCUIT_OPEN, E.THROTTLED})
+#: answers that refuse the request when they say when to come back (``Retry-After``)
+_COME_BACK_LATER: Final = frozenset({E.RATE_LIMIT, E.SERVER_ERROR})
 
 #: how far down an exception chain to look
 _MAX_DEPTH: Final = 8
@@ -47,15 +50,21 @@ _MAX_DEPTH: Final = 8
 
 def request_not_processed(error: ReliabilityError, exc: BaseException | None) -> bool:
     """True when the failed attempt provably did not reach (or was refused by) the service."""
+    if _refused(error):
+        return True
+    return exc is not None and any(map(_not_sent, _chain(exc)))
+
+
+def _refused(error: ReliabilityError) -> bool:
+    """The library refused the call, or the server answered "come back later" (no work done)."""
     kind = error.error_type
     if kind in _REFUSED:
         return True
-    if kind in (E.RATE_LIMIT, E.SERVER_ERROR) and error.retry_after is not None:
-        return True  # the server answered "come back later": it did not do the work
-    return exc is not None and _chain_proves_not_sent(exc)
+    return kind in _COME_BACK_LATER and error.retry_after is not None
 
 
-def _chain_proves_not_sent(exc: BaseException) -> bool:
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it wraps, each once, at most ``_MAX_DEPTH`` links down."""
     seen: set[int] = set()
     todo: list[tuple[BaseException, int]] = [(exc, 0)]
     while todo:
@@ -63,24 +72,31 @@ def _chain_proves_not_sent(exc: BaseException) -> bool:
         if id(current) in seen or depth > _MAX_DEPTH:
             continue
         seen.add(id(current))
-        if _not_sent_type(type(current)):
-            return True
+        yield current
         todo.extend((linked, depth + 1) for linked in _linked(current))
-    return False
 
 
-def _not_sent_type(kind: type) -> bool:
-    return any(f"{klass.__module__}.{klass.__qualname__}" in NOT_SENT for klass in kind.__mro__)
+def _not_sent(exc: BaseException) -> bool:
+    return any(
+        f"{klass.__module__}.{klass.__qualname__}" in NOT_SENT for klass in type(exc).__mro__
+    )
 
 
 def _linked(exc: BaseException) -> list[BaseException]:
     """The exceptions an exception wraps: its cause, context, ``reason`` and arguments."""
+    linked = (exc.__cause__, exc.__context__, _reason(exc), *_args(exc))
+    return list(filter(_is_exception, linked))
+
+
+def _is_exception(item: object) -> TypeGuard[BaseException]:
+    return issubclass(type(item), BaseException)
+
+
+def _args(exc: BaseException) -> tuple[object, ...]:
     try:
-        args = tuple(BaseException.__getattribute__(exc, "args"))
+        return tuple(BaseException.__getattribute__(exc, "args"))
     except Exception:  # a hostile exception's args
-        args = ()
-    linked = (exc.__cause__, exc.__context__, _reason(exc), *args)
-    return [cast(BaseException, item) for item in linked if issubclass(type(item), BaseException)]
+        return ()
 
 
 def _reason(exc: BaseException) -> object:

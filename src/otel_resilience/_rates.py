@@ -39,16 +39,29 @@ def parse_rate(rate: str) -> Any:
     build their item with it. ``limits.parse`` alone reads ``100/0 seconds`` as 100 per second
     and takes any amount; both are refused here.
     """
+    _check_text(rate)
+    item = _limits_for_rate().parse(rate)
+    _check_item(item)
+    return item
+
+
+def _check_text(rate: str) -> None:
+    """What ``limits.parse`` does not refuse by itself: other text, a window of 0 units."""
     match = _RATE_TEXT.fullmatch(rate)
     if match is None:
         raise ValueError("not a rate")
-    if match.group(2) is not None and int(match.group(2)) == 0:
+    if int(match.group(2) or 1) == 0:
         raise ValueError("a window of 0 units admits nothing")
+
+
+def _limits_for_rate() -> Any:
     try:
-        limits = _import_limits()
+        return _import_limits()
     except ImportError as exc:
         raise ValueError(str(exc)) from None
-    item = limits.parse(rate)
+
+
+def _check_item(item: Any) -> None:
     if not 1 <= item.amount <= MAX_RATE_AMOUNT:
         raise ValueError(f"the amount must be from 1 to {MAX_RATE_AMOUNT:,}, got {item.amount:,}")
     if item.get_expiry() > MAX_RATE_WINDOW_SEC:
@@ -56,7 +69,6 @@ def parse_rate(rate: str) -> Any:
             f"the window must be at most {MAX_RATE_WINDOW_SEC // 86_400} days,"
             f" got {item.get_expiry():,} s"
         )
-    return item
 
 
 def rate_problem(rate: str) -> str | None:

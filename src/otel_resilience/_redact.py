@@ -32,27 +32,44 @@ def redact_url(url: str) -> str:
     >>> redact_url("rediss://cache:6380/0?password=pw&ssl_cert_reqs=none")
     'rediss://cache:6380/0?password=***&ssl_cert_reqs=none'
     """
+    scheme, sep, rest = _split_scheme(url)
+    # query secrets first: an "@" in ?password=... must not pass for the end of a user info
+    rest = _SECRET_PARAMS.sub(_mask_param, rest)
+    return scheme + sep + _mask_userinfo(rest)
+
+
+def _split_scheme(url: str) -> tuple[str, str, str]:
     scheme, sep, rest = url.partition("://")
     if not sep:
-        scheme, rest = "", url
-    # query secrets first: an "@" in ?password=... must not pass for the end of a user info
-    rest = _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}={MASK}", rest)
+        return "", "", url
+    return scheme, sep, rest
+
+
+def _mask_param(match: re.Match[str]) -> str:
+    return f"{match.group(1)}={MASK}"
+
+
+def _mask_userinfo(rest: str) -> str:
+    """``rest`` (the URL after its scheme) with the user info up to the last ``@`` masked."""
     at = rest.rfind("@")
-    if at >= 0:
-        user, colon, _password = rest[:at].partition(":")
-        # "user:password@": keep the user name; "secret@" alone may be a password: mask it
-        userinfo = f"{user}:{MASK}" if colon and "/" not in user else MASK
-        rest = f"{userinfo}@{rest[at + 1 :]}"
-    return scheme + sep + rest
+    if at < 0:
+        return rest
+    return f"{_masked_userinfo(rest[:at])}@{rest[at + 1 :]}"
+
+
+def _masked_userinfo(userinfo: str) -> str:
+    user, colon, _password = userinfo.partition(":")
+    # "user:password@": keep the user name; "secret@" alone may be a password: mask it
+    return f"{user}:{MASK}" if colon and "/" not in user else MASK
 
 
 def url_secrets(url: str) -> tuple[str, ...]:
     """The passwords written in ``url`` (user info, as typed and decoded, and ``?password=``),
     longest first: what to mask in text that may quote them without the URL around them."""
     parts = urlsplit(url)
-    found = {parts.password or "", unquote(parts.password or "")}
-    found.update(parse_qs(parts.query).get("password", ()))
-    return tuple(sorted((x for x in found if x), key=len, reverse=True))
+    password = parts.password or ""
+    found = {password, unquote(password), *parse_qs(parts.query).get("password", ())}
+    return tuple(sorted(filter(None, found), key=len, reverse=True))
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:

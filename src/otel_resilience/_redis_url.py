@@ -52,38 +52,51 @@ def _probe_redis() -> Any:
 @functools.lru_cache(maxsize=64)
 def redis_url_problem(url: str) -> str | None:
     """What is wrong with ``url`` (words without its secrets), or None when redis-py can use it."""
+    problem = _problem(url)
+    return None if problem is None else _scrub(problem, url)
+
+
+def _problem(url: str) -> str | None:
     try:
-        problem = _check_with_urllib(url)
-        if problem is None:
-            redis = _probe_redis()
-            if redis is not None:
-                problem = _check_with_redis(redis, url)
+        return _check_with_urllib(url) or _check_with_installed_redis(url)
     except ValueError as exc:  # urllib: "Port could not be cast to integer value as 'x'"
-        problem = str(exc)
-    if problem is None:
-        return None
-    return _scrub(problem, url)
+        return str(exc)
 
 
 def _check_with_urllib(url: str) -> str | None:
     parts = urlsplit(url)
+    # the scheme first: the address check depends on it
+    return _scheme_problem(parts, url) or _query_problem(parts) or _address_problem(parts)
+
+
+def _scheme_problem(parts: SplitResult, url: str) -> str | None:
     if parts.scheme not in _SCHEMES or not url.startswith(parts.scheme + "://"):
         return "the scheme must be redis://, rediss:// or unix://"
-    address = _socket_problem if parts.scheme == "unix" else _host_problem
-    return _query_problem(parts) or address(parts)
+    return None
 
 
 def _query_problem(parts: SplitResult) -> str | None:
     query = parse_qs(parts.query, keep_blank_values=True)
-    for name, convert in _NUMBERS.items():
-        for value in query.get(name, ()):
-            try:
-                number = convert(value)
-            except ValueError:
-                return f"the query parameter {name}={value!r} is not a number"
-            if number < 0:
-                return f"the query parameter {name}={value!r} is negative"
+    problems = (
+        _number_problem(name, convert, value)
+        for name, convert in _NUMBERS.items()
+        for value in query.get(name, ())
+    )
+    return next(filter(None, problems), None)
+
+
+def _number_problem(name: str, convert: Callable[[str], float], value: str) -> str | None:
+    try:
+        number = convert(value)
+    except ValueError:
+        return f"the query parameter {name}={value!r} is not a number"
+    if number < 0:
+        return f"the query parameter {name}={value!r} is negative"
     return None
+
+
+def _address_problem(parts: SplitResult) -> str | None:
+    return _ADDRESS_CHECKS[parts.scheme](parts)
 
 
 def _socket_problem(parts: SplitResult) -> str | None:
@@ -95,11 +108,25 @@ def _host_problem(parts: SplitResult) -> str | None:
         return "the host is missing"
     if parts.port == 0:  # ValueError for a port that is not a number from 0 to 65535
         return "the port must be from 1 to 65535"
-    db = unquote(parts.path)
-    if db not in ("", "/") and re.fullmatch(r"/[0-9]+", db) is None:
-        shown = db[1:] if db.startswith("/") else db
-        return f"the database {shown!r} is not a number >= 0"
-    return None
+    return _db_problem(unquote(parts.path))
+
+
+def _db_problem(db: str) -> str | None:
+    if db in ("", "/") or re.fullmatch(r"/[0-9]+", db) is not None:
+        return None
+    return f"the database {db.removeprefix('/')!r} is not a number >= 0"
+
+
+#: the check of the address part of each scheme's URL
+_ADDRESS_CHECKS: Final[Mapping[str, Callable[[SplitResult], str | None]]] = MappingProxyType(
+    {"redis": _host_problem, "rediss": _host_problem, "unix": _socket_problem}
+)
+
+
+def _check_with_installed_redis(url: str) -> str | None:
+    """redis-py's own verdict, when the optional extra is installed."""
+    redis = _probe_redis()
+    return None if redis is None else _check_with_redis(redis, url)
 
 
 def _check_with_redis(redis: Any, url: str) -> str | None:

@@ -9,8 +9,9 @@ library only: the config module uses it to validate the setting.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 from ._redact import MASK
@@ -48,19 +49,21 @@ DEFAULT_PATTERNS: Final = (
 
 def expand(patterns: Iterable[str]) -> tuple[str, ...]:
     """The patterns with ``default`` replaced by :data:`DEFAULT_PATTERNS`."""
-    found: list[str] = []
-    for pattern in patterns:
-        if pattern == DEFAULT:
-            found.extend(DEFAULT_PATTERNS)
-        else:
-            found.append(pattern)
-    return tuple(found)
+    return tuple(itertools.chain.from_iterable(map(_expanded, patterns)))
+
+
+def _expanded(pattern: str) -> tuple[str, ...]:
+    return DEFAULT_PATTERNS if pattern == DEFAULT else (pattern,)
 
 
 def check_pattern(pattern: str) -> str | None:
     """Why ``pattern`` cannot be a redaction pattern, or None when it can."""
     if pattern == DEFAULT:
         return None
+    return _regex_problem(pattern)
+
+
+def _regex_problem(pattern: str) -> str | None:
     try:
         compiled = re.compile(pattern)
     except (re.error, RecursionError, OverflowError) as exc:
@@ -77,21 +80,33 @@ def compile_patterns(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
 
 
 def _mask(match: re.Match[str]) -> str:
-    groups = match.re.groups
-    if groups == 0:
+    if match.re.groups == 0:
         return MASK
-    text, base = match.group(0), match.start(0)
+    return _mask_groups(match)
+
+
+def _mask_groups(match: re.Match[str]) -> str:
+    text = match.group(0)
     parts: list[str] = []
     position = 0
-    for index in range(1, groups + 1):
+    for start, end in _secret_spans(match):
+        parts.append(text[position:start])
+        parts.append(MASK)
+        position = end
+    parts.append(text[position:])
+    return "".join(parts)
+
+
+def _secret_spans(match: re.Match[str]) -> Iterator[tuple[int, int]]:
+    """The spans of the groups that took part, relative to the match, outermost first."""
+    base = match.start(0)
+    position = 0
+    for index in range(1, match.re.groups + 1):
         start, end = match.span(index)
         if start < 0 or start - base < position:  # did not take part, or nested in the last
             continue
-        parts.append(text[position : start - base])
-        parts.append(MASK)
+        yield start - base, end - base
         position = end - base
-    parts.append(text[position:])
-    return "".join(parts)
 
 
 def redact(text: str, patterns: tuple[str, ...], limit: int | None = None) -> str:
@@ -109,13 +124,20 @@ def redact(text: str, patterns: tuple[str, ...], limit: int | None = None) -> st
     """
     if not text:
         return text
-    hidden = 0
-    if limit is not None and len(text) > limit:
-        hidden = len(text) - limit
-        text = text[: limit + _MARGIN]
-    if patterns:
-        for compiled in compile_patterns(patterns):
-            text = compiled.sub(_mask, text)
+    kept, hidden = _cut(text, limit)
+    for compiled in compile_patterns(patterns):
+        kept = compiled.sub(_mask, kept)
+    return _with_hidden(kept, limit, hidden)
+
+
+def _cut(text: str, limit: int | None) -> tuple[str, int]:
+    """The part of ``text`` worth redacting and how many characters lie past ``limit``."""
+    if limit is None or len(text) <= limit:
+        return text, 0
+    return text[: limit + _MARGIN], len(text) - limit
+
+
+def _with_hidden(text: str, limit: int | None, hidden: int) -> str:
     if hidden:
-        text = f"{text[:limit]}… ({hidden} more characters)"
+        return f"{text[:limit]}… ({hidden} more characters)"
     return text

@@ -21,6 +21,8 @@ for the last export, then gives up on a collector that does not answer.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
 import math
 import os
@@ -29,8 +31,9 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final
 
 logger = logging.getLogger("otel_resilience")
@@ -79,35 +82,39 @@ class TelemetryHandle:
             budget = _check_seconds("timeout_sec", timeout_sec)
         self._stop_providers(budget)
         self._stop_server()
-        for log, flt in self._filters:
-            log.removeFilter(flt)
-        self._filters.clear()
+        self._remove_filters()
 
     def _stop_providers(self, budget: float) -> None:
         """Shut both providers down at once, against one deadline ``budget`` seconds away."""
         deadline = time.monotonic() + budget
-        started = []
-        if self.tracer_provider is not None:
-            started.append(_stopping(self.tracer_provider.shutdown, self.tracer_provider))
-        if self.meter_provider is not None:
-            meter_provider = self.meter_provider
-            started.append(
-                _stopping(
-                    lambda: meter_provider.shutdown(timeout_millis=budget * 1000), meter_provider
-                )
-            )
-        workers = [worker for worker in started if worker is not None]
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
-        if any(worker.is_alive() for worker in workers):
-            logger.warning(
-                "telemetry: shutting down did not finish within %g s (is the collector down?);"
-                " the telemetry still pending is dropped",
-                budget,
-            )
-            for exporter in self._exporters:
-                exporter.abandon()
+        if not _joined(_started(self._shutdowns(budget)), deadline):
+            self._abandon(budget)
         self.tracer_provider = self.meter_provider = None
+
+    def _shutdowns(self, budget: float) -> list[tuple[Callable[[], object], Any]]:
+        """The shutdown call of each provider we installed, and the provider."""
+        shutdowns: list[tuple[Callable[[], object], Any]] = []
+        if self.tracer_provider is not None:
+            shutdowns.append((self.tracer_provider.shutdown, self.tracer_provider))
+        if self.meter_provider is not None:
+            stop = functools.partial(self.meter_provider.shutdown, timeout_millis=budget * 1000)
+            shutdowns.append((stop, self.meter_provider))
+        return shutdowns
+
+    def _abandon(self, budget: float) -> None:
+        """Drop what the exporters still hold: the last export did not finish in time."""
+        logger.warning(
+            "telemetry: shutting down did not finish within %g s (is the collector down?);"
+            " the telemetry still pending is dropped",
+            budget,
+        )
+        for exporter in self._exporters:
+            exporter.abandon()
+
+    def _remove_filters(self) -> None:
+        for log, flt in self._filters:
+            log.removeFilter(flt)
+        self._filters.clear()
 
     def _stop_server(self) -> None:
         """Stop the Prometheus pull endpoint, if serving."""
@@ -119,6 +126,18 @@ class TelemetryHandle:
             self._server_thread.join(timeout=5)
         self._server = self._server_thread = None
         self.prometheus_address = None
+
+
+def _started(shutdowns: list[tuple[Callable[[], object], Any]]) -> list[threading.Thread]:
+    """Each shutdown started on its own thread; the threads (none for those that ran inline)."""
+    return list(filter(None, (_stopping(stop, provider) for stop, provider in shutdowns)))
+
+
+def _joined(workers: list[threading.Thread], deadline: float) -> bool:
+    """True when every worker finished by ``deadline`` (a ``time.monotonic()`` reading)."""
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+    return not any(worker.is_alive() for worker in workers)
 
 
 def _stopping(shutdown: Any, provider: Any) -> threading.Thread | None:
@@ -149,12 +168,8 @@ _MAX_SECONDS: Final = 86_400.0
 
 def _check_seconds(source: str, value: object) -> float:
     try:
-        if isinstance(value, bool) or (
-            isinstance(value, str) and _SECONDS_TEXT.fullmatch(value) is None
-        ):
-            raise ValueError(value)  # float() takes "1_0", "infinity" and non-ASCII digits
-        seconds = float(value)  # type: ignore[arg-type]
-        if not (math.isfinite(seconds) and 0 < seconds <= _MAX_SECONDS):
+        seconds = float(_number_like(value, _SECONDS_TEXT))
+        if not _seconds_in_range(seconds):
             raise ValueError(value)
     except (TypeError, ValueError, OverflowError):
         raise ValueError(
@@ -162,6 +177,22 @@ def _check_seconds(source: str, value: object) -> float:
             f" <= {_MAX_SECONDS:g}"
         ) from None
     return seconds
+
+
+def _seconds_in_range(seconds: float) -> bool:
+    return math.isfinite(seconds) and 0 < seconds <= _MAX_SECONDS
+
+
+def _number_like(value: object, text: re.Pattern[str]) -> Any:
+    """``value`` for ``float()``/``int()``; ValueError for a bool or text not matching ``text``.
+
+    ``float()`` and ``int()`` alone take "1_0", "infinity" and non-ASCII digits.
+    """
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, str) and text.fullmatch(value) is None:
+        raise ValueError(value)
+    return value
 
 
 class _OnceFilter(logging.Filter):
@@ -189,21 +220,26 @@ class _OnceFilter(logging.Filter):
 def _exporter_list(
     name: str, value: str | Sequence[str] | None, env: Mapping[str, str]
 ) -> list[str]:
-    raw: Sequence[str]
-    if value is None:
-        raw = env.get(name, "otlp").split(",")
-    elif isinstance(value, str):
-        raw = value.split(",")
-    else:
-        raw = value
-    chosen = [item.strip().lower() for item in raw if item.strip()]
-    for item in chosen:
-        if item not in _EXPORTERS:
-            raise ValueError(
-                f"{name}={item!r} is not accepted: expected a comma-separated list of"
-                f" {', '.join(_EXPORTERS)}"
-            )
+    chosen = [_exporter(name, item) for item in _raw_exporters(name, value, env) if item.strip()]
     return [item for item in chosen if item != "none"]
+
+
+def _raw_exporters(
+    name: str, value: str | Sequence[str] | None, env: Mapping[str, str]
+) -> Sequence[str]:
+    """The exporters as given: the argument, else the variable ``name``, else ``otlp``."""
+    text = env.get(name, "otlp") if value is None else value
+    return text.split(",") if isinstance(text, str) else text
+
+
+def _exporter(name: str, item: str) -> str:
+    kind = item.strip().lower()
+    if kind not in _EXPORTERS:
+        raise ValueError(
+            f"{name}={kind!r} is not accepted: expected a comma-separated list of"
+            f" {', '.join(_EXPORTERS)}"
+        )
+    return kind
 
 
 def _protocol(signal: str, env: Mapping[str, str]) -> str:
@@ -223,42 +259,52 @@ def _otlp_endpoint(signal: str, protocol: str, env: Mapping[str, str]) -> str | 
     None leaves the exporter's default. Passed explicitly so an ``environ`` mapping is honoured.
     """
     specific = env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT", "").strip()
-    if specific:
-        return specific
+    return specific or _endpoint_from_base(signal, protocol, env)
+
+
+def _endpoint_from_base(signal: str, protocol: str, env: Mapping[str, str]) -> str | None:
+    """``OTEL_EXPORTER_OTLP_ENDPOINT`` as the signal's endpoint (HTTP: with its path)."""
     base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
     if not base:
         return None
-    if protocol == "grpc":
-        return base
-    return f"{base.rstrip('/')}/v1/{signal.lower()}"
+    return base if protocol == "grpc" else f"{base.rstrip('/')}/v1/{signal.lower()}"
 
 
 def _resource_attributes(env: Mapping[str, str]) -> dict[str, str]:
     """``OTEL_RESOURCE_ATTRIBUTES`` (``key=value,...``, values percent-encoded) from ``env``."""
-    found: dict[str, str] = {}
-    for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
-        key, sep, value = item.partition("=")
-        if sep and key.strip():
-            found[key.strip()] = urllib.parse.unquote(value.strip())
-    return found
+    pairs = (_attribute(item) for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","))
+    return dict(filter(None, pairs))
+
+
+def _attribute(item: str) -> tuple[str, str] | None:
+    """One ``key=value`` item (the value percent-decoded); None when it has no key."""
+    key, sep, value = item.partition("=")
+    if sep and key.strip():
+        return key.strip(), urllib.parse.unquote(value.strip())
+    return None
+
+
+_PORT_TEXT: Final = re.compile(r"\s*[0-9]+\s*", re.ASCII)
 
 
 def _port(value: int | str | None, env: Mapping[str, str]) -> int:
-    source = "prometheus_port"
-    if value is None:
-        source = "OTEL_EXPORTER_PROMETHEUS_PORT"
-        value = env.get(source, "9464")
+    source, given = _port_source(value, env)
     try:
-        if isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value, re.ASCII) is None:
-            raise ValueError(value)  # int() takes "1_0" and non-ASCII digits
-        port = int(value)
-        if isinstance(value, bool) or not 0 <= port <= 65535:
-            raise ValueError(value)
+        port = int(_number_like(given, _PORT_TEXT))
+        if not 0 <= port <= 65535:
+            raise ValueError(given)
     except (TypeError, ValueError):
         raise ValueError(
-            f"{source}={value!r} is not accepted: expected a port number from 0 to 65535"
+            f"{source}={given!r} is not accepted: expected a port number from 0 to 65535"
         ) from None
     return port
+
+
+def _port_source(value: int | str | None, env: Mapping[str, str]) -> tuple[str, object]:
+    """Where the Prometheus port comes from (argument or variable), and its value."""
+    if value is None:
+        return "OTEL_EXPORTER_PROMETHEUS_PORT", env.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464")
+    return "prometheus_port", value
 
 
 def configure_telemetry(
@@ -290,10 +336,7 @@ def configure_telemetry(
     metric_kinds = _exporter_list("OTEL_METRICS_EXPORTER", metrics_exporter, env)
     # every value is checked before anything is installed: a bad one leaves no half setup
     _check_exporters(traces, metric_kinds, prometheus_port, env)
-    if metric_export_interval_sec is not None:
-        metric_export_interval_sec = _check_seconds(
-            "metric_export_interval_sec", metric_export_interval_sec
-        )
+    interval_ms = _interval_ms(metric_export_interval_sec)
     handle = TelemetryHandle(
         traces_exporters=tuple(traces),
         metrics_exporters=tuple(metric_kinds),
@@ -304,10 +347,17 @@ def configure_telemetry(
     if traces:
         _install_tracer_provider(traces, env, handle, resource)
     if metric_kinds:
-        reader_args = (prometheus_host, prometheus_port, metric_export_interval_sec)
+        reader_args = (prometheus_host, prometheus_port, interval_ms)
         _install_meter_provider(metric_kinds, env, handle, resource, reader_args)
     _log_once(handle)
     return handle
+
+
+def _interval_ms(interval_sec: float | None) -> float | None:
+    """The metric export interval in milliseconds (None: the SDK's default)."""
+    if interval_sec is None:
+        return None
+    return _check_seconds("metric_export_interval_sec", interval_sec) * 1000
 
 
 def _check_exporters(
@@ -347,15 +397,29 @@ def _sdk() -> Any:
 def _resource(service_name: str | None, env: Mapping[str, str], *, from_environ: bool) -> Any:
     """The SDK resource: a fresh instance id, the ``OTEL_*`` resource variables, the name."""
     resource_class = _sdk()
+    # reads OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+    resource = resource_class.create(_base_attributes(env, from_environ=from_environ))
+    name = _service_name(service_name, env, from_environ=from_environ)
+    if name is not None:
+        resource = resource.merge(resource_class.create({"service.name": name}))
+    return resource
+
+
+def _base_attributes(env: Mapping[str, str], *, from_environ: bool) -> dict[str, Any]:
     attributes: dict[str, Any] = {"service.instance.id": str(uuid.uuid4())}
     if from_environ:  # the SDK's detector reads os.environ only
         attributes.update(_resource_attributes(env))
-    resource = resource_class.create(attributes)  # reads OTEL_SERVICE_NAME, ..._ATTRIBUTES
-    if service_name is None and from_environ and "OTEL_SERVICE_NAME" in env:
-        service_name = env["OTEL_SERVICE_NAME"]
-    if service_name is not None:
-        resource = resource.merge(resource_class.create({"service.name": service_name}))
-    return resource
+    return attributes
+
+
+def _service_name(
+    service_name: str | None, env: Mapping[str, str], *, from_environ: bool
+) -> str | None:
+    """The argument, else ``OTEL_SERVICE_NAME`` of an ``environ`` mapping (the SDK reads
+    os.environ's itself)."""
+    if service_name is None and from_environ:
+        return env.get("OTEL_SERVICE_NAME")
+    return service_name
 
 
 def _install_tracer_provider(
@@ -369,10 +433,8 @@ def _install_tracer_provider(
         logger.info("telemetry: the application set a tracer provider already; keeping it")
         return
     tracer_provider = TracerProvider(resource=resource)
-    for kind in traces:
-        processor = _span_processor(kind, env, handle)
-        if processor is not None:
-            tracer_provider.add_span_processor(processor)
+    for processor in filter(None, [_span_processor(kind, env, handle) for kind in traces]):
+        tracer_provider.add_span_processor(processor)
     trace.set_tracer_provider(tracer_provider)
     handle.tracer_provider = tracer_provider
 
@@ -386,7 +448,7 @@ def _install_meter_provider(
 ) -> None:
     """Install an SDK meter provider with the chosen readers, unless the app set one.
 
-    ``reader_args``: Prometheus host and port, export interval (seconds).
+    ``reader_args``: Prometheus host and port, export interval (milliseconds).
     """
     from opentelemetry import metrics
     from opentelemetry.sdk.metrics import MeterProvider
@@ -396,12 +458,8 @@ def _install_meter_provider(
     if not _is_noop_meter_provider(metrics.get_meter_provider()):
         logger.info("telemetry: the application set a meter provider already; keeping it")
         return
-    readers = []
-    for kind in metric_kinds:
-        reader = _metric_reader(kind, env, handle, *reader_args)
-        if reader is not None:
-            readers.append(reader)
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    readers = [_metric_reader(kind, env, handle, *reader_args) for kind in metric_kinds]
+    meter_provider = MeterProvider(resource=resource, metric_readers=list(filter(None, readers)))
     metrics.set_meter_provider(meter_provider)
     handle.meter_provider = meter_provider
 
@@ -437,20 +495,46 @@ def _span_processor(kind: str, env: Mapping[str, str], handle: TelemetryHandle) 
 
     if kind == "console":
         return SimpleSpanProcessor(_safe_span(handle, ConsoleSpanExporter(), "console"))
-    exporter: Any
-    try:
-        if _protocol("TRACES", env) == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc import trace_exporter as grpc_traces
-
-            exporter = grpc_traces.OTLPSpanExporter(endpoint=_otlp_endpoint("TRACES", "grpc", env))
-        else:
-            from opentelemetry.exporter.otlp.proto.http import trace_exporter as http_traces
-
-            exporter = http_traces.OTLPSpanExporter(endpoint=_otlp_endpoint("TRACES", "http", env))
-    except ImportError:  # pragma: no cover - needs a venv without the extra
-        _problem(handle, f"OTLP span exporter missing; {_INSTALL_HINT}")
+    exporter = _otlp_exporter("TRACES", env, handle)
+    if exporter is None:  # pragma: no cover - needs a venv without the extra
         return None
     return BatchSpanProcessor(_safe_span(handle, exporter, "otlp"))
+
+
+#: the OTLP exporter of each signal and protocol: (module, class), and its name in a problem
+_OTLP_EXPORTERS: Final = MappingProxyType(
+    {
+        ("TRACES", "grpc"): (
+            "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+            "OTLPSpanExporter",
+        ),
+        ("TRACES", "http/protobuf"): (
+            "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+            "OTLPSpanExporter",
+        ),
+        ("METRICS", "grpc"): (
+            "opentelemetry.exporter.otlp.proto.grpc.metric_exporter",
+            "OTLPMetricExporter",
+        ),
+        ("METRICS", "http/protobuf"): (
+            "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+            "OTLPMetricExporter",
+        ),
+    }
+)
+_OTLP_NOUNS: Final = MappingProxyType({"TRACES": "span", "METRICS": "metric"})
+
+
+def _otlp_exporter(signal: str, env: Mapping[str, str], handle: TelemetryHandle) -> Any:
+    """The OTLP exporter of ``signal`` over the configured protocol; None (a problem) if missing."""
+    protocol = _protocol(signal, env)
+    module_name, class_name = _OTLP_EXPORTERS[signal, protocol]
+    try:
+        exporter_class = getattr(importlib.import_module(module_name), class_name)
+        return exporter_class(endpoint=_otlp_endpoint(signal, protocol, env))
+    except ImportError:  # pragma: no cover - needs a venv without the extra
+        _problem(handle, f"OTLP {_OTLP_NOUNS[signal]} exporter missing; {_INSTALL_HINT}")
+        return None
 
 
 def _safe_span(handle: TelemetryHandle, exporter: Any, name: str) -> Any:
@@ -467,7 +551,7 @@ def _metric_reader(
     handle: TelemetryHandle,
     host: str | None,
     port: int | None,
-    interval_sec: float | None,
+    interval_ms: float | None,
 ) -> Any:
     from opentelemetry.sdk.metrics.export import (
         ConsoleMetricExporter,
@@ -476,28 +560,13 @@ def _metric_reader(
 
     from ._safe import SafeMetricExporter
 
-    interval_ms: float | None = None if interval_sec is None else interval_sec * 1000
     if kind == "prometheus":
         return _prometheus_reader(env, handle, host, port)
-    if kind == "console":
-        exporter: Any = ConsoleMetricExporter()
-    else:
-        try:
-            if _protocol("METRICS", env) == "grpc":
-                from opentelemetry.exporter.otlp.proto.grpc import metric_exporter as grpc_m
-
-                exporter = grpc_m.OTLPMetricExporter(
-                    endpoint=_otlp_endpoint("METRICS", "grpc", env)
-                )
-            else:
-                from opentelemetry.exporter.otlp.proto.http import metric_exporter as http_m
-
-                exporter = http_m.OTLPMetricExporter(
-                    endpoint=_otlp_endpoint("METRICS", "http", env)
-                )
-        except ImportError:  # pragma: no cover - needs a venv without the extra
-            _problem(handle, f"OTLP metric exporter missing; {_INSTALL_HINT}")
-            return None
+    exporter = (
+        ConsoleMetricExporter() if kind == "console" else _otlp_exporter("METRICS", env, handle)
+    )
+    if exporter is None:  # pragma: no cover - needs a venv without the extra
+        return None
     safe = SafeMetricExporter(exporter, kind, on_recover=handle._log_filter.reset)
     handle._exporters.append(safe)
     return PeriodicExportingMetricReader(safe, export_interval_millis=interval_ms)
@@ -513,10 +582,18 @@ def _prometheus_reader(
         _problem(handle, f"Prometheus exporter missing; {_INSTALL_HINT}")
         return None
     bind_host = host or env.get("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1")
-    bind_port = _port(port, env)
     registry = CollectorRegistry()
+    if not _serve(handle, start_http_server, registry, (bind_host, _port(port, env))):
+        return None
+    return PrometheusMetricReader(registry=registry)
+
+
+def _serve(handle: TelemetryHandle, start: Any, registry: Any, address: tuple[str, int]) -> bool:
+    """Serve ``registry`` on ``address`` with ``start`` (prometheus_client's
+    ``start_http_server``); False, a problem recorded, when the port cannot be had."""
+    bind_host, bind_port = address
     try:
-        server, thread = start_http_server(bind_port, addr=bind_host, registry=registry)
+        server, thread = start(bind_port, addr=bind_host, registry=registry)
     except OSError as exc:
         _problem(
             handle,
@@ -524,7 +601,7 @@ def _prometheus_reader(
             " metrics are not exported there (set OTEL_EXPORTER_PROMETHEUS_PORT or"
             " prometheus_port to another port)",
         )
-        return None
+        return False
     handle._server, handle._server_thread = server, thread
     handle.prometheus_address = (bind_host, server.server_address[1])
-    return PrometheusMetricReader(registry=registry)
+    return True

@@ -29,8 +29,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import fields, replace
-from types import FrameType
-from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeAlias
+from types import FrameType, MappingProxyType
+from typing import IO, TYPE_CHECKING, Any, Final, NoReturn, TypeAlias, TypeGuard
 
 from . import HealthServer, health_report_from_prometheus
 
@@ -351,8 +351,13 @@ def _knob_value(current: object, text: str) -> Any:
     """A number, or for a tuple-valued knob ``a,b`` (or ``a:b``; empty = None)."""
     if not isinstance(current, tuple) and current is not None:
         return float(text)
-    parts = [float(p) for p in text.replace(":", ",").split(",")] if text else []
-    return tuple(parts) if parts else None
+    return _tuple_knob(text)
+
+
+def _tuple_knob(text: str) -> tuple[float, ...] | None:
+    if not text:
+        return None
+    return tuple(float(p) for p in text.replace(":", ",").split(","))
 
 
 class _Stopper:
@@ -416,21 +421,41 @@ def _telemetry(args: argparse.Namespace) -> tuple[TelemetryHandle, list[str]]:
     from . import configure_telemetry
 
     otlp = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    exporters = ([] if args.no_metrics else ["prometheus"]) + (["otlp"] if otlp else [])
     handle = configure_telemetry(
         service_name=os.environ.get("OTEL_SERVICE_NAME") or "otel-resilience-demo",
-        metrics_exporter=",".join(exporters) or "none",
+        metrics_exporter=_METRICS_EXPORTERS[bool(args.no_metrics), bool(otlp)],
         traces_exporter="otlp" if otlp else "none",
         prometheus_host=args.metrics_host,
         prometheus_port=args.metrics_port,
-        # OTLP every 5 s unless OTEL_METRIC_EXPORT_INTERVAL says otherwise: a demo is short
-        metric_export_interval_sec=None if "OTEL_METRIC_EXPORT_INTERVAL" in os.environ else 5.0,
+        metric_export_interval_sec=_export_interval(),
     )
+    return handle, _telemetry_lines(handle, args, otlp)
+
+
+#: the metrics exporters of the demo, by (--no-metrics, an OTLP endpoint is set)
+_METRICS_EXPORTERS: Final = MappingProxyType(
+    {
+        (False, False): "prometheus",
+        (False, True): "prometheus,otlp",
+        (True, False): "none",
+        (True, True): "otlp",
+    }
+)
+
+
+def _export_interval() -> float | None:
+    """OTLP every 5 s unless OTEL_METRIC_EXPORT_INTERVAL says otherwise: a demo is short."""
+    return None if "OTEL_METRIC_EXPORT_INTERVAL" in os.environ else 5.0
+
+
+def _telemetry_lines(
+    handle: TelemetryHandle, args: argparse.Namespace, otlp: str | None
+) -> list[str]:
     lines = [] if args.no_metrics else [_metrics_line(handle, args)]
     if otlp:
         lines.append(f"OTLP export to {otlp}")
     lines.extend(f"telemetry: {problem}" for problem in handle.problems)
-    return handle, lines
+    return lines
 
 
 def _metrics_line(handle: TelemetryHandle, args: argparse.Namespace) -> str:
@@ -482,22 +507,26 @@ def _require_demo_extra() -> None:
 
 def _check_ports(args: argparse.Namespace) -> int:
     """The health port; a usage error naming the flag when a port is out of range or taken."""
+    health_port = _health_port(args)
+    if not args.no_metrics:
+        _require_free(args.metrics_host, args.metrics_port, "--metrics-port")
+    if not args.no_health:
+        _require_free(args.metrics_host, health_port, "--health-port (or --no-health)")
+    return health_port
+
+
+def _health_port(args: argparse.Namespace) -> int:
     health_port: int = args.health_port or (args.metrics_port + 1)
     if health_port > 65535:
         raise UsageError(
             f"health port {health_port} is out of range; choose one with --health-port"
         )
-    if not args.no_metrics and not _port_free(args.metrics_host, args.metrics_port):
-        raise UsageError(
-            f"port {args.metrics_port} on {args.metrics_host} is in use;"
-            " choose another with --metrics-port"
-        )
-    if not args.no_health and not _port_free(args.metrics_host, health_port):
-        raise UsageError(
-            f"port {health_port} on {args.metrics_host} is in use;"
-            " choose another with --health-port (or --no-health)"
-        )
     return health_port
+
+
+def _require_free(host: str, port: int, flag: str) -> None:
+    if not _port_free(host, port):
+        raise UsageError(f"port {port} on {host} is in use; choose another with {flag}")
 
 
 def _run_options(args: argparse.Namespace, scenario: Scenario, knobs: Knobs | None) -> RunOptions:
@@ -563,11 +592,17 @@ def _play(runner: DemoRunner, view: View, header: list[str]) -> RunResult:
 
 def _health_url_for(metrics_url: str) -> str:
     parts = urllib.parse.urlsplit(metrics_url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    host = parts.hostname or DEFAULT_METRICS_HOST
-    if ":" in host:
-        host = f"[{host}]"
+    port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 80)
+    host = _bracketed(parts.hostname or DEFAULT_METRICS_HOST)
     return f"{parts.scheme}://{host}:{port + 1}{HealthServer.PATH}"
+
+
+_DEFAULT_PORTS: Final = MappingProxyType({"http": 80, "https": 443})
+
+
+def _bracketed(host: str) -> str:
+    """``host`` as a URL writes it (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def _metrics_url(url: str) -> str:
@@ -592,18 +627,34 @@ def fetch_status(
     Raises ``OSError`` (with the metrics URL in the message) when neither answers.
     """
     health = health_url or _health_url_for(url)
+    report = _health_status(health, timeout)
+    if report is not None:
+        return report
+    return _metrics_status(_metrics_url(url), timeout)
+
+
+def _health_status(health: str, timeout: float) -> dict[str, Any] | None:
+    """The status from the health endpoint; None when it is not there (or not ours)."""
     try:
         report = json.loads(_get(health, timeout))
-        if isinstance(report, dict) and isinstance(report.get("breakers"), list):
-            return {
-                "source": "health",
-                "url": health,
-                "status": str(report.get("status", "unknown")),
-                "breakers": report["breakers"],
-            }
     except (OSError, ValueError):
-        pass  # not there (or not ours): read the metrics instead
-    metrics = _metrics_url(url)
+        return None  # read the metrics instead
+    if not _is_health_report(report):
+        return None
+    return {
+        "source": "health",
+        "url": health,
+        "status": str(report.get("status", "unknown")),
+        "breakers": report["breakers"],
+    }
+
+
+def _is_health_report(report: object) -> TypeGuard[dict[str, Any]]:
+    return isinstance(report, dict) and isinstance(report.get("breakers"), list)
+
+
+def _metrics_status(metrics: str, timeout: float) -> dict[str, Any]:
+    """The status read from /metrics; ``OSError`` naming the URL when it does not answer."""
     try:
         text = _get(metrics, timeout)
     except urllib.error.HTTPError as exc:
@@ -627,28 +678,35 @@ def format_status(report: dict[str, Any]) -> list[str]:
     if not breakers:
         lines.append("no circuit breakers yet (no call has been made)")
         return lines
-    header = ("SERVICE", "ENDPOINT", "STATE", "FAILURES", "NEXT PROBE")
-    table = [header]
-    for b in breakers:
-        probe = b.get("seconds_until_probe")
-        failures = b.get("failure_count")
-        table.append(
-            (
-                str(b.get("service_name", "")),
-                str(b.get("endpoint", "")),
-                str(b.get("state", "")),
-                "-" if failures is None else str(failures),
-                "-" if probe is None else f"{float(probe):.1f}s",
-            )
-        )
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines.extend(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in table
-    )
+    lines.extend(_table([_STATUS_HEADER, *map(_status_row, breakers)]))
     if report["source"] == "metrics":
         lines.append("(from /metrics: failure counts and probe times need the health endpoint)")
     return lines
+
+
+_STATUS_HEADER: Final = ("SERVICE", "ENDPOINT", "STATE", "FAILURES", "NEXT PROBE")
+
+
+def _status_row(b: dict[str, Any]) -> tuple[str, ...]:
+    probe = b.get("seconds_until_probe")
+    failures = b.get("failure_count")
+    return (
+        str(b.get("service_name", "")),
+        str(b.get("endpoint", "")),
+        str(b.get("state", "")),
+        "-" if failures is None else str(failures),
+        "-" if probe is None else f"{float(probe):.1f}s",
+    )
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    """``rows`` as lines of left-aligned columns two spaces apart."""
+    widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
+    return [_table_line(row, widths) for row in rows]
+
+
+def _table_line(row: tuple[str, ...], widths: list[int]) -> str:
+    return "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
 
 
 def run_status(args: argparse.Namespace, out: IO[str] | None = None) -> int:

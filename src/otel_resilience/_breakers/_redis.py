@@ -57,7 +57,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -278,9 +278,16 @@ def _plausible(values: list[int]) -> bool:
     """States are 0-2, restored 0 or 1, only a half-open breaker gives probe permits, nothing
     is negative."""
     first = len(values) - 5  # the acquire's reply starts with the permit
-    if min(values) < 0 or max(values[first], values[first + 3]) > 2 or values[-1] > 1:
-        return False
-    return not (first and values[0] >= _PROBE and values[1] != _code(_HALF_OPEN))
+    return _in_bounds(values, first) and not _stray_probe(values, first)
+
+
+def _in_bounds(values: list[int], first: int) -> bool:
+    return min(values) >= 0 and max(values[first], values[first + 3]) <= 2 and values[-1] <= 1
+
+
+def _stray_probe(values: list[int], first: int) -> bool:
+    """An acquire's probe permit from a breaker that is not half-open."""
+    return bool(first) and values[0] >= _PROBE and values[1] != _code(_HALF_OPEN)
 
 
 class RedisBackend:
@@ -402,11 +409,10 @@ class RedisBackend:
 
     def sync(self) -> None:
         """Read the shared state into the local mirror now (one round trip)."""
-        override = self.machine.override
-        if override is None or override is BreakerOverride.METRICS_ONLY:
+        if self.machine.override in (None, BreakerOverride.METRICS_ONLY):
             args = self._acquire_args(admit=False)
             reply = self.store.run(ACQUIRE, (self.key,), args)
-            if reply is not None and reply is not BUSY:
+            if reply not in (None, BUSY):
                 self._after_acquire(reply, args)
 
     # --- before and after the round trips -----------------------------------------------------
@@ -446,7 +452,10 @@ class RedisBackend:
             self.pending_sync = False
             self.synced_epoch = self.store.epoch
         self._mirror(*values[1:])
-        permit = _permit(values[0])
+        return self._metrics_only(_permit(values[0]))
+
+    def _metrics_only(self, permit: Permit) -> Permit:
+        """A breaker in ``metrics_only`` admits what the shared state rejects."""
         if not permit.admitted and self.machine.override is BreakerOverride.METRICS_ONLY:
             return ADMITTED
         return permit
@@ -473,14 +482,21 @@ class RedisBackend:
         return (*self._local(), _permit_code(permit), machine.settings.max_probes, int(slow))
 
     def _after_success(self, reply: Any, permit: Permit, duration: float) -> None:
+        values = self._shared(reply, lambda: self.local.record_success(permit, duration))
+        if values is not None:
+            self._mirror(*values)
+
+    def _shared(self, reply: Any, fallback: Callable[[], object]) -> list[int] | None:
+        """A 5-value script reply as ints; None when there is none to mirror: BUSY (not
+        recorded, the shared state stays as it is, see BUSY) or no usable reply (``fallback``,
+        the in-memory backend's own step, has run)."""
         if reply is BUSY:
-            return  # not recorded: the shared state stays as it is (see BUSY)
+            return None
         values = _ints(reply, 5)
         if values is None:
             self._fallen_back(reply)
-            self.local.record_success(permit, duration)
-            return
-        self._mirror(*values)
+            fallback()
+        return values
 
     def _failure_args(self, permit: Permit, duration: float) -> tuple[int, ...] | None:
         machine = self.machine
@@ -492,25 +508,15 @@ class RedisBackend:
         return (*self._local(), _permit_code(permit), self.threshold)
 
     def _after_failure(self, reply: Any, permit: Permit, duration: float) -> None:
-        if reply is BUSY:
-            return
-        values = _ints(reply, 5)
-        if values is None:
-            self._fallen_back(reply)
-            self.local.record_failure(permit, duration)
-            return
-        self.machine.last_failure_time = self.clock()
-        self._mirror(*values)
+        values = self._shared(reply, lambda: self.local.record_failure(permit, duration))
+        if values is not None:
+            self.machine.last_failure_time = self.clock()
+            self._mirror(*values)
 
     def _after_release(self, reply: Any, permit: Permit) -> None:
-        if reply is BUSY:
-            return
-        values = _ints(reply, 5)
-        if values is None:
-            self._fallen_back(reply)
-            self.local.release(permit)
-            return
-        self._mirror(*values)
+        values = self._shared(reply, lambda: self.local.release(permit))
+        if values is not None:
+            self._mirror(*values)
 
     def _window_outcome(self, *, failed: bool, slow: bool) -> None:
         """Window modes: add the outcome to this process's window; open for all if it trips."""
@@ -520,13 +526,12 @@ class RedisBackend:
             return
         # a failure with a threshold of 1 opens the shared breaker if it is still closed
         reply = self.store.run(FAILURE, (self.key,), (*self._local(), _permit_code(ADMITTED), 1))
-        if reply is BUSY:
-            return  # the window still holds the rates: the next outcome trips again
-        values = _ints(reply, 5)
+        # BUSY: the window still holds the rates, the next outcome trips again
+        values = self._shared(reply, self._open_locally)
         if values is not None:
             self._mirror(*values)
-            return
-        self._fallen_back(reply)
+
+    def _open_locally(self) -> None:
         events: Events = []
         with self.lock:
             if self.machine.state is _CLOSED:
@@ -547,21 +552,39 @@ class RedisBackend:
             "resilience_endpoint": self.endpoint,
         }
         if restored:
-            log_event(
-                logger,
-                logging.WARNING,
-                "Circuit breaker %s: its shared state was missing from Redis (restarted,"
-                " flushed or evicted), wrote back %s from this process",
-                self.endpoint,
-                _STATES[old_code].name,
-                extra=extra,
-            )
+            self._log_restored(old_code, extra)
         new = _STATES[state_code]
-        opened_at = None
-        if new is _OPEN:
-            opened_at = self.clock() - (self.reset_ms - wait_ms) / 1000
+        opened_at = self._opened_at(new, wait_ms)
         with self.lock:
             previous = self.machine.adopt(new, failures, opened_at)
+        self._announce(old_code, state_code, previous, extra)
+
+    def _log_restored(self, old_code: int, extra: dict[str, object]) -> None:
+        log_event(
+            logger,
+            logging.WARNING,
+            "Circuit breaker %s: its shared state was missing from Redis (restarted,"
+            " flushed or evicted), wrote back %s from this process",
+            self.endpoint,
+            _STATES[old_code].name,
+            extra=extra,
+        )
+
+    def _opened_at(self, new: CircuitBreakerState, wait_ms: int) -> float | None:
+        """When an OPEN shared state opened, on this process's clock (None: not open)."""
+        if new is not _OPEN:
+            return None
+        return self.clock() - (self.reset_ms - wait_ms) / 1000
+
+    def _announce(
+        self,
+        old_code: int,
+        state_code: int,
+        previous: CircuitBreakerState,
+        extra: dict[str, object],
+    ) -> None:
+        """Fire the transition this process made; log one another process made."""
+        new = _STATES[state_code]
         if old_code != state_code:
             self.fire([(_STATES[old_code], new)])
         elif new is not previous:

@@ -49,15 +49,22 @@ def attr(obj: object, name: str) -> object:
 
 def clean_seconds(seconds: object) -> float | None:
     """A finite number >= 0, or None (NaN, infinities and non-numbers are not a delay)."""
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        return None
-    try:
-        result = float(seconds)
-    except (OverflowError, ValueError):  # an int too large for a float
-        return None
-    if not math.isfinite(result):
+    result = _as_float(seconds) if is_number(seconds) else None
+    if result is None or not math.isfinite(result):
         return None
     return max(0.0, result)
+
+
+def is_number(value: object) -> TypeGuard[int | float]:
+    """An int or a float, not a bool."""
+    return not isinstance(value, bool) and isinstance(value, int | float)
+
+
+def _as_float(number: int | float) -> float | None:
+    try:
+        return float(number)
+    except (OverflowError, ValueError):  # an int too large for a float
+        return None
 
 
 def checked(found: object) -> Classification | None:
@@ -65,7 +72,7 @@ def checked(found: object) -> Classification | None:
     if not _is_classification(found):
         return None
     retry_after = found.retry_after
-    cleaned = None if retry_after is None else clean_seconds(retry_after)
+    cleaned = clean_seconds(retry_after)  # None stays None
     return found if cleaned == retry_after else Classification(found.error_type, cleaned)
 
 
@@ -78,15 +85,16 @@ def _is_classification(found: object) -> TypeGuard[Classification]:
 
 def safe_str(exc: BaseException) -> str:
     """``str(exc)``, or its ``repr``, or its type name: whichever does not raise first."""
-    for render in (str, repr):  # both return a str or raise (TypeError for a non-str)
+    for render in (str, repr, _type_name):  # each returns a str or raises
         try:
             return render(exc)
         except Exception:
             continue
-    try:
-        return type(exc).__name__
-    except Exception:  # pragma: no cover - a type always has a name
-        return "exception"
+    return "exception"  # pragma: no cover - a type always has a name
+
+
+def _type_name(exc: BaseException) -> str:
+    return type(exc).__name__
 
 
 def exception_types(module: str, *names: str) -> tuple[type[BaseException], ...]:
@@ -122,7 +130,11 @@ def chain(exc: BaseException) -> Iterable[BaseException]:
     while current is not None and id(current) not in seen and len(seen) < _MAX_CHAIN:
         seen.add(id(current))
         yield current
-        current = current.__cause__ or current.__context__
+        current = _raised_from(current)
+
+
+def _raised_from(exc: BaseException) -> BaseException | None:
+    return exc.__cause__ or exc.__context__
 
 
 def connection_or_timeout(exc: BaseException) -> Classification:

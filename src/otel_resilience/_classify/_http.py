@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType
-from typing import Final
+from typing import Final, TypeGuard
 
 from .._errors import ExternalServiceError
-from ._base import Classification, attr, clean_seconds
+from ._base import Classification, attr, clean_seconds, is_number
 
 E = ExternalServiceError
 
@@ -41,9 +42,13 @@ def status_to_error_type(status: int) -> ExternalServiceError | None:
 
 def valid_status(value: object) -> int | None:
     """``value`` when it is an int HTTP status (100-599), else None."""
-    if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+    if _is_int(value) and 100 <= value <= 599:
         return int(value)
     return None
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def status_error_type(value: object) -> ExternalServiceError | None:
@@ -54,12 +59,13 @@ def status_error_type(value: object) -> ExternalServiceError | None:
 
 def find_status(exc: BaseException) -> int | None:
     """An HTTP status on the exception or its ``.response`` (``status_code``, ``status``)."""
-    for holder in (exc, attr(exc, "response")):  # attr(None, ...) is None: no status
-        for name in ("status_code", "status"):
-            status = valid_status(attr(holder, name))
-            if status is not None:
-                return status
-    return None
+    # attr(None, ...) is None: no status
+    values = (
+        attr(holder, name)
+        for holder in (exc, attr(exc, "response"))
+        for name in ("status_code", "status")
+    )
+    return next(filter(None, map(valid_status, values)), None)
 
 
 def too_many_errors(exc: BaseException) -> Classification:
@@ -100,11 +106,9 @@ def _as_text(value: object) -> str | None:
 
 
 def _parse_retry_after(value: object, now: float | None) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
+    if is_number(value):
         return float(value)
-    text = _as_text(value)
+    text = _as_text(value)  # None for a bool (not a delay) and other types
     return _parse_text(text, now) if text else None
 
 
@@ -129,10 +133,15 @@ def header(headers: object, name: str) -> object:
     if not callable(get):
         return None
     try:
-        value = get(name)
-        return get(name.lower()) if value is None else value
+        return _get_either(get, name)
     except Exception:  # a foreign headers object that misbehaves is no reason to fail
         return None
+
+
+def _get_either(get: Callable[[str], object], name: str) -> object:
+    """``get(name)``, else ``get(name.lower())``."""
+    value = get(name)
+    return get(name.lower()) if value is None else value
 
 
 def find_retry_after(exc: BaseException) -> float | None:

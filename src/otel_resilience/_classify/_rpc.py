@@ -6,7 +6,7 @@ import importlib
 import itertools
 from collections.abc import Iterable
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from .._errors import ExternalServiceError
 from ._http import parse_retry_after
@@ -73,13 +73,23 @@ def _status_details_delay(blob: object) -> float | None:
     """The ``RetryInfo`` delay inside a serialized ``google.rpc.Status``, if protobufs exist."""
     if not isinstance(blob, bytes):
         return None
+    protos = _rpc_protos()
+    return None if protos is None else _unpacked_delay(protos, blob)
+
+
+def _rpc_protos() -> tuple[Any, Any] | None:
+    """``google.rpc``'s ``status_pb2`` and ``error_details_pb2``, or None."""
     try:
         status_pb2 = importlib.import_module("google.rpc.status_pb2")
         error_details_pb2 = importlib.import_module("google.rpc.error_details_pb2")
     except ImportError:  # googleapis-common-protos is optional
         return None
+    return status_pb2, error_details_pb2
+
+
+def _unpacked_delay(protos: tuple[Any, Any], blob: bytes) -> float | None:
     try:
-        return _packed_retry_delay(status_pb2, error_details_pb2, blob)
+        return _packed_retry_delay(*protos, blob)
     except Exception:  # a malformed blob is no hint, and no reason to lose the status code
         return None
 
@@ -94,21 +104,26 @@ def _packed_retry_delay(status_pb2: Any, error_details_pb2: Any, blob: bytes) ->
 
 def _entry(item: object) -> tuple[object, object]:
     """(key, value) of one metadata entry: a ``_Metadatum`` or a 2-tuple."""
-    key, value = getattr(item, "key", None), getattr(item, "value", None)
-    if key is None and isinstance(item, tuple) and len(item) == 2:
-        key, value = item
-    return key, value
+    key = getattr(item, "key", None)
+    if key is None and _is_pair(item):
+        return item
+    return key, getattr(item, "value", None)
+
+
+def _is_pair(item: object) -> TypeGuard[tuple[object, object]]:
+    return isinstance(item, tuple) and len(item) == 2
 
 
 def _metadata(metadata: object) -> dict[str, object]:
     """The first ``_MAX_METADATA`` entries of trailing metadata, by lower-case key."""
-    found: dict[str, object] = {}
-    if isinstance(metadata, Iterable):
-        for item in itertools.islice(metadata, _MAX_METADATA):
-            key, value = _entry(item)
-            if isinstance(key, str):
-                found[key.lower()] = value
-    return found
+    entries = map(_entry, _first_entries(metadata))
+    return {key.lower(): value for key, value in entries if isinstance(key, str)}
+
+
+def _first_entries(metadata: object) -> Iterable[object]:
+    if not isinstance(metadata, Iterable):
+        return ()
+    return itertools.islice(metadata, _MAX_METADATA)
 
 
 def _pushback(millis: object) -> float | None:

@@ -6,8 +6,11 @@ the rich view renders the same data as tables.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from ._runner import RunResult
 from ._stats import BreakerEvent, Row
@@ -42,32 +45,37 @@ def episodes(events: list[BreakerEvent]) -> list[Episode]:
     current: dict[tuple[str, str], Episode] = {}
     done: list[Episode] = []
     for ev in sorted(events, key=lambda e: e.at_sec):
-        key = (ev.service, ev.endpoint)
-        found = current.get(key)
-        if ev.new == "open" and found is None:
-            current[key] = Episode(ev.service, ev.endpoint, ev.at_sec, ev.failure_count)
-        elif ev.new == "open" and found is not None and ev.old == "half_open":
-            current[key] = Episode(
-                found.service,
-                found.endpoint,
-                found.opened_at,
-                found.failures_at_open,
-                found.failed_probes + 1,
-            )
-        elif ev.new == "closed" and found is not None:
-            done.append(
-                Episode(
-                    found.service,
-                    found.endpoint,
-                    found.opened_at,
-                    found.failures_at_open,
-                    found.failed_probes,
-                    ev.at_sec,
-                )
-            )
-            del current[key]
+        step = _EPISODE_STEPS.get(ev.new)
+        if step is not None:
+            step(ev, current, done)
     done.extend(current.values())
     return sorted(done, key=lambda e: e.opened_at)
+
+
+_Open = dict[tuple[str, str], Episode]
+
+
+def _opened(ev: BreakerEvent, current: _Open, done: list[Episode]) -> None:
+    """A breaker opened: a new episode, or a failed probe of the current one."""
+    key = (ev.service, ev.endpoint)
+    found = current.get(key)
+    if found is None:
+        current[key] = Episode(ev.service, ev.endpoint, ev.at_sec, ev.failure_count)
+    elif ev.old == "half_open":
+        current[key] = dataclasses.replace(found, failed_probes=found.failed_probes + 1)
+
+
+def _closed(ev: BreakerEvent, current: _Open, done: list[Episode]) -> None:
+    """A breaker closed: its episode (if it opened during the run) is done."""
+    found = current.pop((ev.service, ev.endpoint), None)
+    if found is not None:
+        done.append(dataclasses.replace(found, closed_at=ev.at_sec))
+
+
+#: what each new state does to the episodes (other transitions change nothing)
+_EPISODE_STEPS: Final[Mapping[str, Callable[[BreakerEvent, _Open, list[Episode]], None]]] = (
+    MappingProxyType({"open": _opened, "closed": _closed})
+)
 
 
 def format_ms(seconds: float | None) -> str:
@@ -96,7 +104,6 @@ def _row_data(row: Row) -> dict[str, Any]:
 
 def summary_data(result: RunResult) -> dict[str, Any]:
     """Everything the summary says, as JSON-able data."""
-    window = result.outage_window
     return {
         "scenario": result.scenario.name,
         "elapsed_sec": round(result.elapsed_sec, 3),
@@ -104,12 +111,16 @@ def summary_data(result: RunResult) -> dict[str, Any]:
         "interrupted": result.interrupted,
         "calls": sum(r.calls for r in result.rows),
         "succeeded": sum(r.succeeded for r in result.rows),
-        "outage_window_sec": [round(t, 3) for t in window] if window else None,
-        "endpoints": [_row_data(r) for r in result.rows],
-        "breakers": [_episode_data(e) for e in episodes(result.events)],
-        "transitions": [_transition_data(ev) for ev in result.events],
+        "outage_window_sec": _outage_data(result.outage_window),
+        "endpoints": list(map(_row_data, result.rows)),
+        "breakers": list(map(_episode_data, episodes(result.events))),
+        "transitions": list(map(_transition_data, result.events)),
         "retry_after": _retry_after_data(result),
     }
+
+
+def _outage_data(window: tuple[float, float] | None) -> list[float] | None:
+    return [round(t, 3) for t in window] if window else None
 
 
 def _episode_data(e: Episode) -> dict[str, Any]:
@@ -136,18 +147,23 @@ def _transition_data(ev: BreakerEvent) -> dict[str, Any]:
 
 def _retry_after_data(result: RunResult) -> dict[str, Any]:
     """Per endpoint: the server's ``Retry-After`` values and how long the retries waited."""
-    found = {}
-    for (service, endpoint), waits in result.retry_after_waits.items():
-        if waits:
-            waited = [w[1] for w in waits]
-            found[f"{service}/{endpoint}"] = {
-                "retries": len(waits),
-                "retry_after_sec": sorted({w[0] for w in waits}),
-                "waited_min_sec": round(min(waited), 3),
-                "waited_max_sec": round(max(waited), 3),
-                "honoured": sum(1 for told_s, waited_s in waits if waited_s >= told_s * 0.95),
-            }
-    return found
+    return {
+        f"{service}/{endpoint}": _waits_data(waits)
+        for (service, endpoint), waits in result.retry_after_waits.items()
+        if waits
+    }
+
+
+def _waits_data(waits: list[tuple[float, float]]) -> dict[str, Any]:
+    """One endpoint's (Retry-After told, seconds waited) pairs, summed up."""
+    told, waited = zip(*waits, strict=True)
+    return {
+        "retries": len(waits),
+        "retry_after_sec": sorted(set(told)),
+        "waited_min_sec": round(min(waited), 3),
+        "waited_max_sec": round(max(waited), 3),
+        "honoured": sum(waited_s >= told_s * 0.95 for told_s, waited_s in waits),
+    }
 
 
 def endpoint_line(row: Row) -> str:
@@ -163,20 +179,28 @@ def endpoint_line(row: Row) -> str:
 def summary_lines(result: RunResult) -> list[str]:
     """The summary as plain text lines."""
     data = summary_data(result)
-    calls, ok = data["calls"], data["succeeded"]
-    pct = f"{100.0 * ok / calls:.1f}%" if calls else "-"
-    how = "interrupted after" if result.interrupted else "ran for"
-    lines = [
-        f"Summary: scenario {result.scenario.name!r} {how} {result.elapsed_sec:.1f}s"
-        f" (time scale {result.time_scale:.3g}): {calls} calls, {ok} succeeded ({pct})",
-    ]
+    lines = [_headline(result, data["calls"], data["succeeded"])]
     lines.extend("  " + endpoint_line(row) for row in result.rows)
-    if result.outage_window:
-        start, end = result.outage_window
-        lines.append(f"  antivirus outage window: {start:.1f}s to {end:.1f}s of each period")
+    lines.extend(_outage_lines(result.outage_window))
     lines.extend(_breaker_lines(result))
     lines.extend(_retry_after_lines(data["retry_after"]))
     return lines
+
+
+def _headline(result: RunResult, calls: int, ok: int) -> str:
+    pct = f"{100.0 * ok / calls:.1f}%" if calls else "-"
+    how = "interrupted after" if result.interrupted else "ran for"
+    return (
+        f"Summary: scenario {result.scenario.name!r} {how} {result.elapsed_sec:.1f}s"
+        f" (time scale {result.time_scale:.3g}): {calls} calls, {ok} succeeded ({pct})"
+    )
+
+
+def _outage_lines(window: tuple[float, float] | None) -> list[str]:
+    if not window:
+        return []
+    start, end = window
+    return [f"  antivirus outage window: {start:.1f}s to {end:.1f}s of each period"]
 
 
 def _breaker_lines(result: RunResult) -> list[str]:
@@ -187,28 +211,43 @@ def _breaker_lines(result: RunResult) -> list[str]:
     last_of = {(ep.service, ep.endpoint): ep for ep in found}
     lines, shown = _latest_episodes(found)
     for ep in sorted(shown, key=lambda e: e.opened_at):
-        lines.append(_episode_line(ep))
-        if last_of[(ep.service, ep.endpoint)] is ep:
-            lines.extend(_failed_fast_line(ep, result.rows))
+        is_last = last_of[(ep.service, ep.endpoint)] is ep
+        lines.extend(_episode_lines(ep, result.rows, is_last=is_last))
+    return lines
+
+
+def _episode_lines(ep: Episode, rows: list[Row], *, is_last: bool) -> list[str]:
+    """An episode's line; after a breaker's last one, how many calls it failed fast."""
+    lines = [_episode_line(ep)]
+    if is_last:
+        lines.extend(_failed_fast_line(ep, rows))
     return lines
 
 
 def _latest_episodes(found: list[Episode]) -> tuple[list[str], list[Episode]]:
     """The last :data:`MAX_EPISODES_SHOWN` episodes of each breaker, and a line per breaker
     that had more saying how many are not listed."""
+    lines: list[str] = []
+    shown: list[Episode] = []
+    for (service, endpoint), eps in _per_breaker(found).items():
+        lines.extend(_not_listed_lines(f"{service}/{endpoint}", len(eps)))
+        shown.extend(eps[-MAX_EPISODES_SHOWN:])
+    return lines, shown
+
+
+def _per_breaker(found: list[Episode]) -> dict[tuple[str, str], list[Episode]]:
     per_breaker: dict[tuple[str, str], list[Episode]] = {}
     for ep in found:
         per_breaker.setdefault((ep.service, ep.endpoint), []).append(ep)
-    lines, shown = [], []
-    for (service, endpoint), eps in per_breaker.items():
-        if len(eps) > MAX_EPISODES_SHOWN:  # a long run: the count, then the latest few
-            earlier = len(eps) - MAX_EPISODES_SHOWN
-            lines.append(
-                f"  breaker {service}/{endpoint} opened {len(eps)} times;"
-                f" {earlier} earlier episode(s) not listed"
-            )
-        shown.extend(eps[-MAX_EPISODES_SHOWN:])
-    return lines, shown
+    return per_breaker
+
+
+def _not_listed_lines(name: str, count: int) -> list[str]:
+    if count <= MAX_EPISODES_SHOWN:
+        return []
+    # a long run: the count, then the latest few
+    earlier = count - MAX_EPISODES_SHOWN
+    return [f"  breaker {name} opened {count} times; {earlier} earlier episode(s) not listed"]
 
 
 def _episode_line(ep: Episode) -> str:
