@@ -22,6 +22,7 @@ from ._config import ConfigError, ReliabilityConfig, configure, get_config
 from ._errors import (
     CallTimeoutError,
     CircuitOpenError,
+    ConcurrencyLimitedError,
     ExternalServiceError,
     ReliabilityError,
     ThrottledError,
@@ -45,6 +46,7 @@ __all__ = [
     "CircuitBreakerState",
     "CircuitOpenError",
     "Classification",
+    "ConcurrencyLimitedError",
     "ConfigError",
     "ExternalServiceError",
     "HealthServer",
@@ -80,6 +82,7 @@ def reset() -> None:
     For tests and for applications that reconfigure at run time.
     """
     from ._budget import reset_budgets
+    from ._call import _load  # WIRE(load control)
     from ._config import reset_config
     from ._ratelimit import reset_rate_limiters
     from ._telemetry import get_telemetry
@@ -88,6 +91,7 @@ def reset() -> None:
     get_circuit_breaker_manager().reset()
     reset_budgets()
     reset_rate_limiters()
+    _load.reset()  # WIRE(load control)
     get_telemetry().reset()
     shutdown_workers(timeout=0)
     redis_stores = sys.modules.get("otel_resilience._redis")  # only if Redis was ever used

@@ -36,6 +36,7 @@ from ._errors import (
     ReliabilityError,
     ThrottledError,
 )
+from ._load import LoadControl  # WIRE(load control)
 from ._mapping import _redact, _well_formed, map_external_error
 from ._ratelimit import RateLimiter, get_rate_limiter
 from ._retry import RetryPlan, StopRetrying, is_retryable, retry_async, retry_sync
@@ -69,10 +70,15 @@ _telemetry = get_telemetry()
 #: the deadline in force (a ContextVar read: the whole cost of the check on calls without one)
 _deadline = _deadline_var.get
 _E_TIMEOUT = ExternalServiceError.TIMEOUT
+_load = LoadControl()  # WIRE(load control): the runtime's limiters and learnt rates
+_telemetry.load_control = _load  # WIRE(load control)
 
 #: failures that say nothing about the service's health: the permit is given back, nothing is
 #: recorded (the caller's own mistakes, and a nested call refused by the library's rate limiter)
-_NEUTRAL: Final = CLIENT_ERRORS | {ExternalServiceError.THROTTLED}
+_NEUTRAL: Final = CLIENT_ERRORS | {
+    ExternalServiceError.THROTTLED,
+    ExternalServiceError.CONCURRENCY_LIMITED,  # WIRE(load control)
+}
 
 
 class _Misuse(TypeError):
@@ -535,6 +541,9 @@ def _run(
             observer.attempt_ok(handle, duration)
         return result
 
+    gate = _load.gate(service_name, settings.config)  # WIRE(load control)
+    if gate is not None:  # WIRE(load control)
+        attempt = gate.wrap(attempt, endpoint, observer)  # WIRE(load control)
     try:
         return attempt(1), 1
     except ReliabilityError as first:  # a rejection (circuit_open) is never retried
@@ -698,6 +707,9 @@ async def _run_async(
             observer.attempt_ok(handle, duration)
         return result
 
+    gate = _load.gate(service_name, settings.config)  # WIRE(load control)
+    if gate is not None:  # WIRE(load control)
+        attempt = gate.wrap_async(attempt, endpoint, observer)  # WIRE(load control)
     try:
         return await attempt(1), 1
     except ReliabilityError as first:

@@ -86,6 +86,7 @@ def _fmt(value: float | None) -> str:
 _DAY: Final = 86_400.0
 _BACKENDS: Final = ("memory", "redis")
 _MANUAL_STATES: Final = ("forced_open", "disabled", "metrics_only")
+_LOAD_MODES: Final = ("fixed", "adaptive")
 #: the rate notation of the ``limits`` library: "100/second", "10 per second", "5 per 2 minutes"
 _RATE_PATTERN: Final = r"\s*[0-9]+\s*(/|per)\s*([0-9]+\s*)?(second|minute|hour|day)s?\s*"
 
@@ -154,6 +155,13 @@ _SPECS: Final[dict[str, _Spec]] = {
         validate=_redact_problem,
     ),
     "TIMEOUT_MODE": _Spec(str, choices=("interrupt", "thread", "cooperative")),
+    # load control (issue 13): concurrency limit and adaptive rate, docs/load-control.md
+    "CONCURRENCY_LIMIT": _Spec(int, 1, 100_000, optional=True),
+    "CONCURRENCY_LIMIT_MODE": _Spec(str, choices=_LOAD_MODES),
+    "CONCURRENCY_LIMIT_MIN": _Spec(int, 1, 100_000),
+    "CONCURRENCY_LIMIT_MAX": _Spec(int, 1, 100_000),
+    "CONCURRENCY_LIMIT_MAX_WAIT_SEC": _Spec(float, 0, 3_600),
+    "RATE_LIMIT_MODE": _Spec(str, choices=_LOAD_MODES),
 }
 
 
@@ -238,6 +246,23 @@ class ReliabilityConfig:
     #: the main thread, a worker elsewhere), ``thread`` (always a worker) or ``cooperative``
     #: (no preemption: ``remaining_time()`` and the client's own timeouts)
     TIMEOUT_MODE: Literal["interrupt", "thread", "cooperative"] = "interrupt"
+    # --- load control (issue 13; docs/load-control.md) ----------------------------------------
+    #: calls in flight to the service at once (each attempt holds a slot); unset: no limit
+    #: (``fixed``), or the adaptive limit's starting point (default 20, within MIN..MAX)
+    CONCURRENCY_LIMIT: int | None = None
+    #: ``fixed`` (``CONCURRENCY_LIMIT`` as set) or ``adaptive`` (the limit follows the
+    #: service's latency and overload errors, between ``CONCURRENCY_LIMIT_MIN`` and ``_MAX``)
+    CONCURRENCY_LIMIT_MODE: Literal["fixed", "adaptive"] = "fixed"
+    #: lowest limit the adaptive mode may reach
+    CONCURRENCY_LIMIT_MIN: int = 1
+    #: highest limit the adaptive mode may reach
+    CONCURRENCY_LIMIT_MAX: int = 200
+    #: how long an attempt waits for a free slot before failing ``concurrency_limited`` (0: at
+    #: once); never longer than the call's deadline
+    CONCURRENCY_LIMIT_MAX_WAIT_SEC: float = 0.0
+    #: ``fixed`` (``RATE_LIMIT`` only) or ``adaptive`` (a local rate learnt from the service's
+    #: 429s, ``Retry-After`` and rate-limit headers, under ``RATE_LIMIT`` when that is set)
+    RATE_LIMIT_MODE: Literal["fixed", "adaptive"] = "fixed"
 
     def __post_init__(self) -> None:
         for name, spec in _SPECS.items():
@@ -259,6 +284,40 @@ class ReliabilityConfig:
                 f" expected at most CB_WINDOW_SIZE ({self.CB_WINDOW_SIZE}), or the window"
                 " could never hold enough calls to open"
             )
+        self._check_load_control()
+
+    def _check_load_control(self) -> None:
+        """The cross-checks of the load-control settings (issue 13)."""
+        low, high = self.CONCURRENCY_LIMIT_MIN, self.CONCURRENCY_LIMIT_MAX
+        if low > high:
+            raise ConfigError(
+                f"CONCURRENCY_LIMIT_MIN={low} is not accepted: expected at most"
+                f" CONCURRENCY_LIMIT_MAX ({high})"
+            )
+        start = self.CONCURRENCY_LIMIT
+        adaptive = self.CONCURRENCY_LIMIT_MODE == "adaptive"
+        if adaptive and start is not None and not low <= start <= high:
+            raise ConfigError(
+                f"CONCURRENCY_LIMIT={start} is not accepted with"
+                f" CONCURRENCY_LIMIT_MODE='adaptive': expected a starting limit from"
+                f" CONCURRENCY_LIMIT_MIN ({low}) to CONCURRENCY_LIMIT_MAX ({high})"
+            )
+        deadline = self.DEADLINE_SEC
+        if deadline is None:
+            return
+        concurrency_on = start is not None or self.CONCURRENCY_LIMIT_MODE == "adaptive"
+        rate_on = self.RATE_LIMIT is not None or self.RATE_LIMIT_MODE == "adaptive"
+        for name, on in (
+            ("CONCURRENCY_LIMIT_MAX_WAIT_SEC", concurrency_on),
+            ("RATE_LIMIT_MAX_WAIT_SEC", rate_on),
+        ):
+            wait = getattr(self, name)
+            if on and wait > deadline:
+                raise ConfigError(
+                    f"{name}={_fmt(wait)} is not accepted with DEADLINE_SEC={_fmt(deadline)}:"
+                    " expected a wait no longer than the deadline (a call could never wait"
+                    " that long)"
+                )
 
     def __repr__(self) -> str:
         # field by field as the dataclass would, with the passwords of URLs masked

@@ -45,6 +45,10 @@ RETRY_BUDGET_REJECTIONS: Final = "resilience.retry_budget.rejections"
 FALLBACKS: Final = "resilience.fallbacks"
 RATE_LIMITER_REJECTIONS: Final = "resilience.rate_limiter.rejections"
 STATE_STORE_ERRORS: Final = "resilience.state_store.errors"
+CONCURRENCY_LIMIT: Final = "resilience.concurrency_limit.limit"  # WIRE(load control)
+CONCURRENCY_IN_FLIGHT: Final = "resilience.concurrency_limit.in_flight"  # WIRE(load control)
+CONCURRENCY_REJECTIONS: Final = "resilience.concurrency_limit.rejections"  # WIRE(load control)
+CONCURRENCY_WAIT: Final = "resilience.concurrency_limit.wait.duration"  # WIRE(load control)
 
 #: second-scale histogram boundaries (the SDK's defaults are millisecond-scale)
 DURATION_BUCKETS_S: Final = (
@@ -81,6 +85,14 @@ PROM_RETRY_BUDGET_REJECTIONS: Final = "resilience_retry_budget_rejections_total"
 PROM_FALLBACKS: Final = "resilience_fallbacks_total"
 PROM_RATE_LIMITER_REJECTIONS: Final = "resilience_rate_limiter_rejections_total"
 PROM_STATE_STORE_ERRORS: Final = "resilience_state_store_errors_total"
+PROM_CONCURRENCY_LIMIT: Final = "resilience_concurrency_limit_limit"  # WIRE(load control)
+PROM_CONCURRENCY_IN_FLIGHT: Final = "resilience_concurrency_limit_in_flight"  # WIRE(load control)
+PROM_CONCURRENCY_REJECTIONS: Final = (
+    "resilience_concurrency_limit_rejections_total"  # WIRE(load control)
+)
+PROM_CONCURRENCY_WAIT: Final = (
+    "resilience_concurrency_limit_wait_duration_seconds"  # WIRE(load control)
+)
 
 #: Prometheus metric families (histograms without their ``_bucket``/``_sum``/``_count`` suffix)
 PROM_METRICS: Final = (
@@ -98,4 +110,8 @@ PROM_METRICS: Final = (
     PROM_FALLBACKS,
     PROM_RATE_LIMITER_REJECTIONS,
     PROM_STATE_STORE_ERRORS,
+    PROM_CONCURRENCY_LIMIT,  # WIRE(load control)
+    PROM_CONCURRENCY_IN_FLIGHT,  # WIRE(load control)
+    PROM_CONCURRENCY_REJECTIONS,  # WIRE(load control)
+    PROM_CONCURRENCY_WAIT,  # WIRE(load control)
 )

@@ -199,6 +199,23 @@ class _Instruments:
             callbacks=[telemetry._observe_breakers],
             description="Circuit breaker state: 1 for the current state, 0 for the others.",
         )
+        self.concurrency_rejections = meter.create_counter(  # WIRE(load control)
+            n.CONCURRENCY_REJECTIONS,
+            unit="{call}",
+            description="Attempts a concurrency limit refused.",
+        )
+        self.concurrency_wait = meter.create_histogram(  # WIRE(load control)
+            n.CONCURRENCY_WAIT,
+            unit="s",
+            description="Time attempts waited for a concurrency-limit slot (those that waited).",
+            explicit_bucket_boundaries_advisory=buckets,
+        )
+        meter.create_observable_gauge(  # WIRE(load control)
+            n.CONCURRENCY_LIMIT, callbacks=[telemetry._observe_limits], unit="{call}"
+        )
+        meter.create_observable_up_down_counter(  # WIRE(load control)
+            n.CONCURRENCY_IN_FLIGHT, callbacks=[telemetry._observe_in_flight], unit="{call}"
+        )
         meter.create_observable_gauge(
             n.BREAKER_OVERRIDE,
             callbacks=[telemetry._observe_overrides],
@@ -225,6 +242,7 @@ class Telemetry:
         self._max_endpoints = MAX_ENDPOINTS
         self._warned: set[str] = set()
         self._monotonic = time.perf_counter
+        self.load_control: Any = None  # WIRE(load control): has .limiters()
 
     # --- providers ----------------------------------------------------------------------------
 
@@ -404,6 +422,29 @@ class Telemetry:
             lambda b: b.state, _STATES, lambda pair, state: pair.gauge_attrs[state]
         )
 
+    def _observe_limits(
+        self, options: CallbackOptions
+    ) -> Iterable[Observation]:  # WIRE(load control)
+        return self._observe_load(lambda limiter, count: limiter.limit, max)
+
+    def _observe_in_flight(
+        self, options: CallbackOptions
+    ) -> Iterable[Observation]:  # WIRE(load control)
+        return self._observe_load(lambda limiter, count: count, lambda a, b: a + b)
+
+    def _observe_load(self, value: Any, merge: Any) -> list[Observation]:  # WIRE(load control)
+        """One series per (service, endpoint) a concurrency limiter has seen (pairs past the
+        endpoint cap merge into ``_other``: the highest limit, the sum of in-flight calls)."""
+        found: dict[tuple[str, str], tuple[int, Attributes]] = {}
+        for limiter in self.load_control.limiters() if self.load_control is not None else ():
+            for endpoint, count in limiter.endpoints():
+                attrs = self.pair(limiter.service_name, endpoint).metric_attrs
+                key = (attrs[n.ATTR_SERVICE], attrs[n.ATTR_ENDPOINT])
+                seen = found.get(key)
+                point = value(limiter, count)
+                found[key] = (point if seen is None else merge(seen[0], point), attrs)
+        return [Observation(point, attrs) for point, attrs in found.values()]
+
     def _observe_overrides(self, options: CallbackOptions) -> Iterable[Observation]:
         return self._one_hot(
             lambda b: b.override, _OVERRIDES, lambda pair, value: pair.override_attrs[value]
@@ -450,6 +491,7 @@ class _Pair:
         "call_attrs",
         "call_name",
         "gauge_attrs",
+        "load_zeroed",  # WIRE(load control)
         "metric_attrs",
         "overflowed",
         "override_attrs",
@@ -476,6 +518,7 @@ class _Pair:
             for o in _OVERRIDES
         }
         self._errors: dict[str, Attributes] = {}
+        self.load_zeroed: object = None  # WIRE(load control): the instruments it was zeroed on
 
     def attempt_attrs(self, attempt: int) -> Attributes:
         found = self._attempts.get(attempt)
@@ -519,6 +562,15 @@ class CallObserver:
         return None
 
     def throttled(self) -> None:
+        return None
+
+    def concurrency_seen(self) -> None:  # WIRE(load control)
+        return None
+
+    def concurrency_rejected(self) -> None:  # WIRE(load control)
+        return None
+
+    def concurrency_waited(self, seconds: float) -> None:  # WIRE(load control)
         return None
 
     def exhausted(self, error: ReliabilityError) -> None:
@@ -694,6 +746,29 @@ class _Call(CallObserver):
             self._instruments.rate_limiter_rejections.add(1, self._pair.metric_attrs)
         except Exception:
             self._telemetry.warn_once("throttled", "recording a rate limiter rejection failed")
+
+    def concurrency_seen(self) -> None:  # WIRE(load control): start rejections at 0
+        instruments, pair = self._instruments, self._pair
+        if instruments is not None and pair.load_zeroed is not instruments:
+            pair.load_zeroed = instruments
+            try:
+                instruments.concurrency_rejections.add(0, pair.metric_attrs)
+            except Exception:
+                self._telemetry.warn_once("concurrency", "recording a concurrency limit failed")
+
+    def concurrency_rejected(self) -> None:  # WIRE(load control)
+        if self._instruments is not None:
+            try:
+                self._instruments.concurrency_rejections.add(1, self._pair.metric_attrs)
+            except Exception:
+                self._telemetry.warn_once("concurrency", "recording a concurrency limit failed")
+
+    def concurrency_waited(self, seconds: float) -> None:  # WIRE(load control)
+        if self._instruments is not None:
+            try:
+                self._instruments.concurrency_wait.record(seconds, self._pair.metric_attrs)
+            except Exception:
+                self._telemetry.warn_once("concurrency", "recording a concurrency limit failed")
 
     def _count_error(self, name: str, error: ReliabilityError) -> None:
         if self._instruments is None:
