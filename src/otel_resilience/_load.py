@@ -254,20 +254,15 @@ def _build_limiter(service: str, settings: tuple[Any, ...]) -> ConcurrencyLimite
     return ConcurrencyLimiter(service, VegasLimit(start, low, high))
 
 
-def _build_rate(service: str, settings: tuple[Any, ...]) -> AdaptiveRate:
-    ceiling = None
-    if settings[1] is not None:
-        from ._rates import parse_rate
-
-        item = parse_rate(settings[1])
-        ceiling = item.amount / item.get_expiry()
-    return AdaptiveRate(service, ceiling)
-
-
 class LoadControl:
-    """The gates of every service (one per service and process)."""
+    """The gates of every service (one per service and process).
 
-    def __init__(self) -> None:
+    ``rate_clock`` (keyword arguments of :class:`AdaptiveRate`: ``clock``, ``wall``, ``sleep``,
+    ``sleep_async``) lets tests run the learnt rates on a fake clock.
+    """
+
+    def __init__(self, **rate_clock: Any) -> None:
+        self._rate_clock = rate_clock
         self._lock = threading.Lock()
         #: per service: the config last seen, the settings built from, the gate
         self._gates: dict[str, tuple[ReliabilityConfig, tuple[object, ...], Gate]] = {}
@@ -310,12 +305,21 @@ class LoadControl:
                 if rate_settings is not None:
                     if found is not None and before[1] == rate_settings:
                         rate = found[2].rate
-                    rate = rate or _build_rate(service_name, rate_settings)
+                    rate = rate or self._build_rate(service_name, rate_settings)
                 if len(self._gates) >= MAX_IDLE_GATES:
                     self._drop_idle()
                 gate = Gate(service_name, limiter, rate, config)
             self._gates[service_name] = (config, settings, gate)
             return gate
+
+    def _build_rate(self, service: str, settings: tuple[Any, ...]) -> AdaptiveRate:
+        ceiling = None
+        if settings[1] is not None:
+            from ._rates import parse_rate
+
+            item = parse_rate(settings[1])
+            ceiling = item.amount / item.get_expiry()
+        return AdaptiveRate(service, ceiling, **self._rate_clock)
 
     def _drop_idle(self) -> None:
         """Drop the gates that would behave the same rebuilt (lock held)."""

@@ -115,6 +115,7 @@ ERROR_TYPES = frozenset(
         "unknown_error",
         "circuit_open",
         "throttled",
+        "concurrency_limited",  # WIRE(load control)
     }
 )
 
