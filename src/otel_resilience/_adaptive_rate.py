@@ -46,6 +46,8 @@ __all__ = ["AdaptiveRate", "Cubic", "RateClocker", "parse_rate_headers"]
 MIN_RATE: Final = 0.5
 #: the rate never exceeds this multiple of the measured sending rate (botocore's)
 MAX_RATE_ADJUST_SCALE: Final = 2.0
+#: the shortest sleep between two tries of a waiting attempt
+MIN_SLEEP_SEC: Final = 0.001
 #: the longest pause a header may impose (a broken reset value must not stall a service for days)
 MAX_PAUSE_SEC: Final = 3_600.0
 
@@ -99,6 +101,12 @@ class RateClocker:
             self._count = 0
             self._last_bucket = bucket
         return self.rate
+
+    def estimate(self, now: float) -> float:
+        """The measured rate, or before the first full bucket the rate counted so far."""
+        if self.rate > 0.0:
+            return self.rate
+        return self._count / max(now - self._last_bucket, self.BUCKET_SEC)
 
 
 # --- headers ------------------------------------------------------------------------------------
@@ -266,7 +274,7 @@ class AdaptiveRate:
                 return True
             if self._clock() + wait > deadline:
                 return False
-            self._sleep(wait)
+            self._sleep(max(wait, MIN_SLEEP_SEC))
 
     async def acquire_async(self, max_wait: float) -> bool:
         """The asyncio twin of :meth:`acquire`."""
@@ -277,7 +285,7 @@ class AdaptiveRate:
                 return True
             if self._clock() + wait > deadline:
                 return False
-            await self._sleep_async(wait)  # type: ignore[misc]
+            await self._sleep_async(max(wait, MIN_SLEEP_SEC))  # type: ignore[misc]
 
     # --- learning ------------------------------------------------------------------------------
 
@@ -291,7 +299,8 @@ class AdaptiveRate:
             if throttled and error.retry_after is not None:
                 pause = max(pause or 0.0, min(error.retry_after, MAX_PAUSE_SEC))
         with self._lock:
-            measured = self._clocker.record(now)
+            self._clocker.record(now)
+            measured = self._clocker.estimate(now)
             if ceiling is not None:
                 self._header_ceiling = ceiling
             if pause is not None:
