@@ -377,3 +377,33 @@ def test_the_learnt_rate_survives_a_change_of_other_settings(fake_load: FakeCloc
     assert second is not None
     assert second.rate is first.rate
     assert second.limiter is not None
+
+
+def test_headers_as_bytes_and_errors_without_headers() -> None:
+    assert parse_rate_headers({"RateLimit-Policy": b"10;w=2"}) == (5.0, None)
+    clock = FakeClock(0.0)
+    rate = _rate(clock)
+    bare = ReliabilityError(E.RATE_LIMIT, "s", "e")  # no cause: nothing to read
+    rate.on_attempt(bare)
+    plain = ReliabilityError(E.SERVER_ERROR, "s", "e")
+    plain.__cause__ = ValueError("no headers here")
+    rate.on_attempt(plain)
+    assert rate.throttles == 1
+
+
+def test_an_asyncio_caller_that_cannot_wait_fails_fast_as_throttled(fake_load: FakeClock) -> None:
+    configure(services={"llm": {"RATE_LIMIT_MODE": "adaptive"}})
+    server = QuotaStandIn(fake_load, rate=5.0, burst=1)
+
+    async def call() -> str:
+        return server()
+
+    async def main() -> None:
+        await resilient_call_async("llm", "chat", call, max_retries=1)
+        with pytest.raises(ReliabilityError, match="rate_limit"):
+            await resilient_call_async("llm", "chat", call, max_retries=1)
+        with pytest.raises(ThrottledError):
+            await resilient_call_async("llm", "chat", call, max_retries=1)
+
+    asyncio.run(main())
+    assert len(server.log) == 2

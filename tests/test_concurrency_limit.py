@@ -735,3 +735,113 @@ def test_load_control_settings_from_the_environment() -> None:
     assert ReliabilityConfig.from_env({"CONCURRENCY_LIMIT": "none"}).CONCURRENCY_LIMIT is None
     with pytest.raises(ConfigError, match="CONCURRENCY_LIMIT='many'"):
         ReliabilityConfig.from_env({"CONCURRENCY_LIMIT": "many"})
+
+
+def test_free_slots_are_taken_at_once_by_the_waiting_acquires_too() -> None:
+    limiter = ConcurrencyLimiter("s", FixedLimit(2))
+    assert limiter.acquire(1.0, "a") is not None
+
+    async def main() -> Slot | None:
+        return await limiter.acquire_async(1.0, "a")
+
+    assert asyncio.run(main()) is not None
+    assert limiter.in_flight == 2
+    assert FixedLimit(3).update(0.1, 3, Outcome.OVERLOAD) == 3
+
+
+def test_endpoint_entries_past_the_cap_are_forgotten_once_idle() -> None:
+    from otel_resilience import _concurrency
+
+    limiter = ConcurrencyLimiter("s", FixedLimit(1000))
+    slots = [limiter.try_acquire(f"e{i}") for i in range(_concurrency._ENDPOINTS_KEPT + 5)]
+    for slot in slots:
+        assert slot is not None
+        limiter.release(slot, Outcome.OK, 0.01)
+    assert len(limiter.endpoints()) == _concurrency._ENDPOINTS_KEPT
+    assert limiter.in_flight == 0
+
+
+def test_an_attempt_whose_deadline_passed_before_it_started_is_no_overload_sample() -> None:
+    configure(services={"llm": {"CONCURRENCY_LIMIT_MODE": "adaptive"}})
+    gate = _gate("llm")
+    limiter = _limiter("llm")
+    slot = limiter.try_acquire("chat")
+    late = otel_resilience.CallTimeoutError(E.TIMEOUT, "llm", "chat", attempts=1)
+    gate.settle(slot, late, 0.0, number=2)  # attempt 2 never started
+    assert limiter.limit == 20
+    assert limiter.in_flight == 0
+    slot = limiter.try_acquire("chat")
+    gate.settle(
+        slot, otel_resilience.CallTimeoutError(E.TIMEOUT, "llm", "chat", attempts=2), 1.0, 2
+    )
+    assert limiter.limit == 18  # a real timeout: overload, cut to 90%
+
+
+def test_changing_the_rate_mode_keeps_the_concurrency_limiter() -> None:
+    configure(services={"llm": {"CONCURRENCY_LIMIT": 2}})
+    before = _limiter("llm")
+    configure(services={"llm": {"CONCURRENCY_LIMIT": 2, "RATE_LIMIT_MODE": "adaptive"}})
+    assert _limiter("llm") is before
+    assert _gate("llm").rate is not None
+
+
+class _Broken:
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("exporter bug")
+
+    record = add
+
+
+def test_broken_instruments_change_nothing_and_are_logged_once(
+    metric_reader: InMemoryMetricReader,
+    held: threading.Event,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    instruments = otel_resilience._telemetry.get_telemetry().instruments()
+    assert instruments is not None
+    instruments.concurrency_rejections = _Broken()
+    instruments.concurrency_wait = _Broken()
+    configure(services={"llm": {"CONCURRENCY_LIMIT": 1, "CONCURRENCY_LIMIT_MAX_WAIT_SEC": 0.01}})
+    thread = _run_threads(1, lambda: resilient_call("llm", "chat", lambda: held.wait(5)))[0]
+    while _limiter("llm").in_flight < 1:
+        time.sleep(0.001)
+    for _ in range(3):
+        with pytest.raises(ConcurrencyLimitedError, match="after waiting"):
+            resilient_call("llm", "chat", lambda: "x")
+    held.set()
+    thread.join(5)
+    warnings = [r for r in caplog.records if "concurrency limit failed" in r.getMessage()]
+    assert len(warnings) == 1
+    assert _limiter("llm").in_flight == 0
+
+
+def test_an_asyncio_wait_that_ends_without_a_slot_is_refused_and_measured(
+    metric_reader: InMemoryMetricReader,
+) -> None:
+    configure(services={"llm": {"CONCURRENCY_LIMIT": 1, "CONCURRENCY_LIMIT_MAX_WAIT_SEC": 0.02}})
+
+    async def main() -> None:
+        running = asyncio.ensure_future(resilient_call_async("llm", "chat", asyncio.Event().wait))
+        await asyncio.sleep(0.01)
+        with pytest.raises(ConcurrencyLimitedError, match="after waiting"):
+            await resilient_call_async("llm", "chat", asyncio.Event().wait)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    asyncio.run(main())
+    waits = _by_pair(_metric(metric_reader, "resilience.concurrency_limit.wait.duration"))
+    assert waits[("llm", "chat")].count == 1
+    assert _limiter("llm").in_flight == 0
+
+
+def test_an_interrupted_attempt_with_only_an_adaptive_rate_holds_nothing() -> None:
+    configure(services={"llm": {"RATE_LIMIT_MODE": "adaptive"}})
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        resilient_call("llm", "chat", interrupted)
+    assert _gate("llm").limiter is None
+    assert resilient_call("llm", "chat", lambda: "ok") == "ok"
