@@ -193,7 +193,7 @@ def test_outcomes_of_errors() -> None:
 
 
 def test_vegas_grows_while_nothing_queues_and_shrinks_when_latency_says_calls_queue() -> None:
-    vegas = VegasLimit(20, 1, 200, seed=1)
+    vegas = VegasLimit(20, 1, 200, window=1, seed=1)
     vegas.update(0.010, 20, Outcome.OK)  # the first sample is the no-load latency
     assert vegas.rtt_noload == 0.010
     grown = vegas.update(0.010, 20, Outcome.OK)
@@ -211,8 +211,8 @@ def test_vegas_grows_while_nothing_queues_and_shrinks_when_latency_says_calls_qu
 
 
 def test_vegas_holds_the_limit_when_the_queue_estimate_is_in_its_sweet_spot() -> None:
-    vegas = VegasLimit(100, 1, 1000, seed=1)
-    vegas.update(0.010, 100, Outcome.OK)
+    vegas = VegasLimit(100, 1, 1000, window=1, seed=1)
+    assert vegas.update(0.010, 0, Outcome.OK) == 100  # idle: only the no-load latency learnt
     # queue = ceil(100 * (1 - 10/10.45)) = 5: between 3*log10(100)=6? no: between log and 3log
     assert vegas.update(0.01045, 100, Outcome.OK) == 102
     # queue = ceil(102 * (1 - 0.010/0.0108)) = 8: between 3 log and 6 log -> unchanged
@@ -220,7 +220,7 @@ def test_vegas_holds_the_limit_when_the_queue_estimate_is_in_its_sweet_spot() ->
 
 
 def test_vegas_probes_the_no_load_latency_afresh_now_and_then() -> None:
-    vegas = VegasLimit(1, 1, 1, seed=3)  # limit 1: a probe every 15..30 samples
+    vegas = VegasLimit(1, 1, 1, window=1, seed=3)  # limit 1: a probe every 15..30 samples
     vegas.update(0.010, 1, Outcome.OK)
     for _ in range(40):
         vegas.update(0.050, 1, Outcome.OK)
@@ -633,19 +633,20 @@ def test_adaptive_limit_shrinks_on_overload_and_is_exported(
                 "CONCURRENCY_LIMIT_MODE": "adaptive",
                 "CONCURRENCY_LIMIT_MIN": 2,
                 "CONCURRENCY_LIMIT_MAX": 50,
+                "CB_FAIL_THRESHOLD": 1000,
             }
         }
     )
     assert resilient_call("llm", "chat", lambda: "ok") == "ok"
     assert _limiter("llm").limit == 20  # the default start
-    for _ in range(5):
+    for _ in range(40):  # two windows of 20 samples, each with overload: two cuts
         with pytest.raises(ReliabilityError):
             resilient_call(
                 "llm", "chat", lambda: (_ for _ in ()).throw(ServerError()), max_retries=1
             )
-    assert _limiter("llm").limit == 11  # 20 * 0.9**5 = 11.8
+    assert _limiter("llm").limit == 16  # 20 * 0.9 * 0.9 = 16.2
     limits = _by_pair(_metric(metric_reader, "resilience.concurrency_limit.limit"))
-    assert limits[("llm", "chat")].value == 11
+    assert limits[("llm", "chat")].value == 16
 
 
 def test_changing_another_setting_keeps_the_limiter_and_changing_the_limit_rebuilds_it() -> None:
@@ -767,14 +768,19 @@ def test_an_attempt_whose_deadline_passed_before_it_started_is_no_overload_sampl
     limiter = _limiter("llm")
     slot = limiter.try_acquire("chat")
     late = otel_resilience.CallTimeoutError(E.TIMEOUT, "llm", "chat", attempts=1)
-    gate.settle(slot, late, 0.0, number=2)  # attempt 2 never started
-    assert limiter.limit == 20
+    gate.settle(slot, late, 0.0, number=2)  # attempt 2 never started: not a sample
     assert limiter.in_flight == 0
-    slot = limiter.try_acquire("chat")
-    gate.settle(
-        slot, otel_resilience.CallTimeoutError(E.TIMEOUT, "llm", "chat", attempts=2), 1.0, 2
-    )
-    assert limiter.limit == 18  # a real timeout: overload, cut to 90%
+
+    def timeout() -> None:
+        slot = limiter.try_acquire("chat")
+        error = otel_resilience.CallTimeoutError(E.TIMEOUT, "llm", "chat", attempts=2)
+        gate.settle(slot, error, 1.0, 2)
+
+    for _ in range(19):
+        timeout()
+    assert limiter.limit == 20  # 19 samples: the window of 20 is not full
+    timeout()
+    assert limiter.limit == 18  # real timeouts: overload, cut to 90%
 
 
 def test_changing_the_rate_mode_keeps_the_concurrency_limiter() -> None:

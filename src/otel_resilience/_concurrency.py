@@ -81,13 +81,25 @@ class FixedLimit:
 
 class VegasLimit:
     """Netflix's ``VegasLimit`` (queue estimate from the minimum latency), with a 0.9 cut on
-    overload. Not thread-safe on its own: the limiter calls it under its lock."""
+    overload, updated once per window of samples as TCP Vegas updates once per round trip.
+
+    A window holds ``window`` samples (default: as many as the limit, one round of the limit);
+    its mean latency gives the queue estimate, an overload outcome in it the 0.9 cut (once per
+    window, so a burst of timeouts is one cut, not one per timeout). Not thread-safe on its own:
+    the limiter calls it under its lock.
+    """
 
     __slots__ = (
+        "_count",
         "_estimate",
+        "_in_flight",
+        "_overload",
         "_probe_at",
         "_probe_count",
         "_random",
+        "_sum",
+        "_window",
+        "_window_min",
         "high",
         "limit",
         "low",
@@ -99,15 +111,32 @@ class VegasLimit:
     #: the cut on an overload outcome
     BACKOFF: Final = 0.9
 
-    def __init__(self, initial: int, low: int, high: int, *, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        initial: int,
+        low: int,
+        high: int,
+        *,
+        window: int | None = None,
+        seed: int | None = None,
+    ) -> None:
         self.low = low
         self.high = high
         self._estimate = float(min(high, max(low, initial)))
         self.limit = int(self._estimate)
         self.rtt_noload = 0.0
+        self._window = window
         self._probe_count = 0
         self._random = random.Random(seed)
         self._probe_at = self._next_probe()
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self._count = 0
+        self._sum = 0.0
+        self._window_min = math.inf
+        self._in_flight = 0
+        self._overload = False
 
     def _next_probe(self) -> float:
         return self._random.uniform(0.5, 1.0) * self.PROBE_MULTIPLIER * self._estimate
@@ -116,21 +145,39 @@ class VegasLimit:
         """Feed one sample: ``in_flight`` is the number in flight when the attempt started."""
         if outcome is Outcome.NEUTRAL:
             return self.limit
-        estimate = self._estimate
+        self._count += 1
+        self._in_flight = max(self._in_flight, in_flight)
         if outcome is Outcome.OVERLOAD:
-            return self._set(estimate * self.BACKOFF)
-        self._probe_count += 1
+            self._overload = True
+        else:
+            self._sum += latency
+            self._window_min = min(self._window_min, latency)
+            if self.rtt_noload <= 0.0 or latency < self.rtt_noload:
+                self.rtt_noload = latency
+        window = self._window if self._window is not None else max(1, self.limit)
+        if self._count < window:
+            return self.limit
+        return self._end_window()
+
+    def _end_window(self) -> int:
+        ok = self._count - (1 if self._overload else 0)
+        mean = self._sum / ok if ok > 0 and self._sum > 0 else 0.0
+        overload, in_flight, lowest = self._overload, self._in_flight, self._window_min
+        self._probe_count += self._count
+        self._reset_window()
+        if overload:
+            return self._set(self._estimate * self.BACKOFF)
         if self._probe_count >= self._probe_at:
+            # now and then the no-load latency is measured afresh: a service that became
+            # slower for good must not read as congested for ever
             self._probe_count = 0
             self._probe_at = self._next_probe()
-            self.rtt_noload = latency
+            self.rtt_noload = lowest
             return self.limit
-        if self.rtt_noload <= 0.0 or latency < self.rtt_noload:
-            self.rtt_noload = latency
+        estimate = self._estimate
+        if mean <= 0.0 or in_flight * 2 < estimate:  # not using the limit: no evidence to grow
             return self.limit
-        if in_flight * 2 < estimate:  # not using the limit: no evidence to grow it
-            return self.limit
-        queue = math.ceil(estimate * (1.0 - self.rtt_noload / latency))
+        queue = math.ceil(estimate * (1.0 - self.rtt_noload / mean))
         log = max(1.0, math.log10(estimate))
         if queue <= log:
             new = estimate + 6 * log  # nothing queues: grow fast (Vegas' beta)
