@@ -407,3 +407,20 @@ def test_an_asyncio_caller_that_cannot_wait_fails_fast_as_throttled(fake_load: F
 
     asyncio.run(main())
     assert len(server.log) == 2
+
+
+def test_throttles_of_attempts_sent_before_the_last_cut_do_not_cut_again() -> None:
+    clock = FakeClock(0.0)
+    rate = _rate(clock)
+    for _ in range(200):
+        rate.on_attempt(None)
+        clock.advance(0.01)
+    rate.on_attempt(_throttle(), latency=0.05)
+    first = rate.rate
+    clock.advance(0.01)
+    rate.on_attempt(_throttle(), latency=0.05)  # sent 40 ms before the cut: no second cut
+    assert rate.rate == first
+    assert rate.throttles == 2
+    clock.advance(0.5)
+    rate.on_attempt(_throttle(), latency=0.05)  # sent after the cut: the rate is too high
+    assert rate.rate < first

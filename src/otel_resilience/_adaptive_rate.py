@@ -241,6 +241,7 @@ class AdaptiveRate:
         self._paused_until = 0.0
         self._header_ceiling: float | None = None
         self.throttles = 0
+        self._last_cut = -math.inf
 
     def __repr__(self) -> str:
         shown = f"{self.rate:.3g}/s" if self.enabled else "unlimited"
@@ -289,8 +290,13 @@ class AdaptiveRate:
 
     # --- learning ------------------------------------------------------------------------------
 
-    def on_attempt(self, error: ReliabilityError | None) -> None:
-        """Learn from one attempt's outcome (None: it succeeded)."""
+    def on_attempt(self, error: ReliabilityError | None, latency: float = 0.0) -> None:
+        """Learn from one attempt's outcome (None: it succeeded) that took ``latency`` s.
+
+        A throttle of an attempt sent before the last cut says nothing new (it went out at the
+        old rate): it is counted and its pause kept, but the rate is not cut again, as TCP cuts
+        its window once per round trip however many losses it sees.
+        """
         now = self._clock()
         throttled = error is not None and error.error_type is ExternalServiceError.RATE_LIMIT
         ceiling = pause = None
@@ -305,8 +311,12 @@ class AdaptiveRate:
                 self._header_ceiling = ceiling
             if pause is not None:
                 self._paused_until = max(self._paused_until, now + pause)
+            if throttled and now - latency < self._last_cut:
+                self.throttles += 1
+                return
             if throttled:
                 self.throttles += 1
+                self._last_cut = now
                 used = measured if not self.enabled else min(measured, self.rate)
                 new = self._cubic.throttled(used, now)
                 if not self.enabled:

@@ -175,7 +175,7 @@ class Gate:
         else:
             outcome = outcome_of(error)
             if self.rate is not None:
-                self.rate.on_attempt(error)
+                self.rate.on_attempt(error, latency)
         if slot is not None:
             assert self.limiter is not None
             self.limiter.release(slot, outcome, latency)
