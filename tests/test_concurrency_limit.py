@@ -347,7 +347,7 @@ def test_threads_past_the_limit_are_refused_without_an_attempt(
             outcomes.append(f"{error.error_type.value}/{error.attempts}")
 
     threads = _run_threads(3, worker)
-    while _limiter("llm").in_flight < 3:
+    while running[0] < 3:  # all three inside the service
         time.sleep(0.001)
     refused = _run_threads(5, worker)
     for thread in refused:
@@ -851,3 +851,63 @@ def test_an_interrupted_attempt_with_only_an_adaptive_rate_holds_nothing() -> No
         resilient_call("llm", "chat", interrupted)
     assert _gate("llm").limiter is None
     assert resilient_call("llm", "chat", lambda: "ok") == "ok"
+
+
+def test_adaptive_wrapper_paths_each_give_the_place_back() -> None:
+    from otel_resilience._telemetry import NOOP_CALL
+
+    configure(
+        services={
+            "llm": {
+                "CONCURRENCY_LIMIT_MODE": "adaptive",
+                "CONCURRENCY_LIMIT": 1,
+                "CONCURRENCY_LIMIT_MAX_WAIT_SEC": 5,
+            }
+        }
+    )
+    gate = _gate("llm")
+    limiter = _limiter("llm")
+
+    def too_late(number: int) -> None:  # the deadline passed between admission and start
+        raise otel_resilience.CallTimeoutError(E.TIMEOUT, "llm", "chat", attempts=number - 1)
+
+    with pytest.raises(otel_resilience.CallTimeoutError):
+        gate.wrap(too_late, "chat", NOOP_CALL)(2)
+
+    def interrupted(number: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        gate.wrap(interrupted, "chat", NOOP_CALL)(1)
+    assert limiter.in_flight == 0
+    assert limiter.algorithm.rtt_noload == 0.0  # neither was a latency sample
+
+    release = threading.Event()
+    holder = threading.Thread(target=lambda: resilient_call("llm", "chat", lambda: release.wait(5)))
+    holder.start()
+    while limiter.in_flight < 1:
+        time.sleep(0.001)
+    threading.Timer(0.05, release.set).start()
+    assert resilient_call("llm", "chat", lambda: "after the wait") == "after the wait"
+    holder.join(5)
+    assert limiter.in_flight == 0
+
+
+def test_a_limit_and_an_adaptive_rate_together() -> None:
+    configure(services={"llm": {"CONCURRENCY_LIMIT": 2, "RATE_LIMIT_MODE": "adaptive"}})
+    assert resilient_call("llm", "chat", lambda: "ok") == "ok"
+    assert _limiter("llm").in_flight == 0
+    assert _gate("llm").rate is not None
+
+
+def test_the_fast_pair_forgets_idle_endpoints_past_the_cap() -> None:
+    from otel_resilience import _concurrency
+
+    limiter = ConcurrencyLimiter("s", FixedLimit(1000))
+    names = [f"e{i}" for i in range(_concurrency._ENDPOINTS_KEPT + 5)]
+    for name in names:
+        assert limiter.enter(name)
+    for name in names:
+        limiter.leave(name)
+    assert len(limiter.endpoints()) == _concurrency._ENDPOINTS_KEPT
+    assert limiter.in_flight == 0

@@ -375,6 +375,52 @@ class ConcurrencyLimiter:
         for waiter in granted:
             waiter.wake()
 
+    # --- the fast pair of a fixed limit (no slot object, no sample) --------------------------
+
+    def enter(self, endpoint: str) -> int:
+        """:meth:`try_acquire` without a :class:`Slot` (the wrappers' fast path): the number in
+        flight with this one when a place was taken, else 0. Give it back with :meth:`leave`,
+        exactly once (the caller's ``try/finally`` guarantees it)."""
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._in_flight >= self.algorithm.limit or self._waiters:
+                return 0
+            self._in_flight += 1
+            counts = self._endpoints
+            counts[endpoint] = counts.get(endpoint, 0) + 1
+            return self._in_flight
+        finally:
+            lock.release()
+
+    def leave(
+        self,
+        endpoint: str,
+        in_flight: int = 0,
+        outcome: Outcome = Outcome.NEUTRAL,
+        latency: float = 0.0,
+    ) -> None:
+        """Give back a place taken by :meth:`enter` (``in_flight``: what it returned)."""
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._in_flight -= 1
+            counts = self._endpoints
+            left = counts[endpoint] - 1
+            if left or len(counts) <= _ENDPOINTS_KEPT:
+                counts[endpoint] = left
+            else:
+                del counts[endpoint]
+            if self.adaptive and outcome is not Outcome.NEUTRAL:
+                self.algorithm.update(latency, in_flight, outcome)
+        finally:
+            lock.release()
+        if self._waiters:  # callers queue: hand them the place (the grant checks again)
+            with lock:
+                granted = self._grant()
+            for waiter in granted:
+                waiter.wake()
+
     def _grant(self) -> list[_Waiter]:
         """Hand free slots to the first waiters (lock held); they are woken outside the lock."""
         granted = []

@@ -56,6 +56,7 @@ DEFAULT_INITIAL_LIMIT: Final = 20
 MAX_IDLE_GATES: Final = 1000
 
 _perf = time.perf_counter
+_OK: Final = Outcome.OK
 
 
 def _wait(configured: float) -> float:
@@ -70,7 +71,15 @@ def _wait(configured: float) -> float:
 class Gate:
     """The load control of one service: its limiter and/or its adaptive rate."""
 
-    __slots__ = ("concurrency_wait", "limiter", "rate", "rate_wait", "service_name")
+    __slots__ = (
+        "_adaptive",
+        "_fixed",
+        "concurrency_wait",
+        "limiter",
+        "rate",
+        "rate_wait",
+        "service_name",
+    )
 
     def __init__(
         self,
@@ -84,6 +93,9 @@ class Gate:
         self.rate = rate
         self.concurrency_wait = config.CONCURRENCY_LIMIT_MAX_WAIT_SEC
         self.rate_wait = config.RATE_LIMIT_MAX_WAIT_SEC
+        #: the limiter when it is all there is and it is fixed (the cheapest wrapper)
+        self._fixed = limiter if rate is None and limiter and not limiter.adaptive else None
+        self._adaptive = limiter if rate is None and limiter and limiter.adaptive else None
 
     # --- refusals -----------------------------------------------------------------------------
 
@@ -190,22 +202,69 @@ class Gate:
 
     def wrap(self, attempt: F, endpoint: str, observer: CallObserver) -> F:
         """``attempt`` (a function of the attempt number) gated by :meth:`admit`/:meth:`settle`."""
+        limiter = self._fixed
+        if limiter is not None:  # a fixed limit alone: no latency, no outcome, just the place
+            enter, leave = limiter.enter, limiter.leave
+
+            def gated_fixed(number: int) -> Any:
+                observer.concurrency_seen()
+                if enter(endpoint):
+                    try:
+                        return attempt(number)
+                    finally:
+                        leave(endpoint)
+                slot = self.admit(number, endpoint, observer)  # wait for one, or be refused
+                try:
+                    return attempt(number)
+                finally:
+                    self.abandon(slot)
+
+            return cast(F, gated_fixed)
+        limiter = self._adaptive
+        if limiter is not None:  # an adaptive limit alone: a sample per attempt, no slot object
+            enter, leave = limiter.enter, limiter.leave
+
+            def gated_adaptive(number: int) -> Any:
+                observer.concurrency_seen()
+                taken = enter(endpoint)
+                if not taken:
+                    slot = self.admit(number, endpoint, observer)  # wait for one, or be refused
+                    return self._gated(attempt, number, slot)
+                start = _perf()
+                try:
+                    result = attempt(number)
+                except ReliabilityError as error:
+                    if type(error) is CallTimeoutError and error.attempts < number:
+                        leave(endpoint)  # its deadline passed before it could start
+                    else:
+                        leave(endpoint, taken, outcome_of(error), _perf() - start)
+                    raise
+                except BaseException:
+                    leave(endpoint)
+                    raise
+                leave(endpoint, taken, _OK, _perf() - start)
+                return result
+
+            return cast(F, gated_adaptive)
 
         def gated(number: int) -> Any:
-            slot = self.admit(number, endpoint, observer)
-            start = _perf()
-            try:
-                result = attempt(number)
-            except ReliabilityError as error:
-                self.settle(slot, error, _perf() - start, number)
-                raise
-            except BaseException:
-                self.abandon(slot)
-                raise
-            self.settle(slot, None, _perf() - start)
-            return result
+            return self._gated(attempt, number, self.admit(number, endpoint, observer))
 
         return cast(F, gated)
+
+    def _gated(self, attempt: Callable[[int], Any], number: int, slot: Slot | None) -> Any:
+        """Run one admitted attempt and settle it (the general, synchronous path)."""
+        start = _perf()
+        try:
+            result = attempt(number)
+        except ReliabilityError as error:
+            self.settle(slot, error, _perf() - start, number)
+            raise
+        except BaseException:
+            self.abandon(slot)
+            raise
+        self.settle(slot, None, _perf() - start)
+        return result
 
     def wrap_async(self, attempt: F, endpoint: str, observer: CallObserver) -> F:
         """The asyncio twin of :meth:`wrap`."""
