@@ -99,6 +99,16 @@ EXPECTED_LABELS = {
 #: metrics the workload cannot produce, and why
 NOT_EXERCISED = {
     n.PROM_STATE_STORE_ERRORS: "needs a failing Redis state store; the workload keeps state local",
+    # WIRE(load control): the workload configures no concurrency limit
+    **dict.fromkeys(
+        (
+            n.PROM_CONCURRENCY_LIMIT,
+            n.PROM_CONCURRENCY_IN_FLIGHT,
+            n.PROM_CONCURRENCY_REJECTIONS,
+            n.PROM_CONCURRENCY_WAIT,
+        ),
+        "needs a service with a concurrency limit; the workload configures none",
+    ),
 }
 #: needs the library's rate limiter; the workload drives embeddings/embed only when it exists
 NEEDS_RATE_LIMITER = {n.PROM_RATE_LIMITER_REJECTIONS}
