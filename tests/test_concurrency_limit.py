@@ -600,6 +600,12 @@ def test_limit_and_in_flight_gauges_per_endpoint(
     assert isinstance(in_flight_data, Sum)
     assert not in_flight_data.is_monotonic
     assert isinstance(kinds["resilience.concurrency_limit.rejections"], Sum)
+    units = {
+        m.name: m.unit for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics
+    }
+    assert units["resilience.concurrency_limit.limit"] == "{call}"
+    assert units["resilience.concurrency_limit.in_flight"] == "{call}"
+    assert units["resilience.concurrency_limit.rejections"] == "{call}"
 
 
 def test_past_the_endpoint_cap_gauges_merge_into_other(
