@@ -148,25 +148,26 @@ def run_threads(service: str, seconds: float, offered: float, tally: Tally) -> N
 
 
 async def run_tasks(service: str, seconds: float, offered: float, tally: Tally) -> None:
-    requests: asyncio.Queue[asyncio.Future[None]] = asyncio.Queue(maxsize=QUEUE_MAX)
+    # The stand-in runs on its own threads, as a dependency runs in its own process: its
+    # capacity must not depend on how busy the callers' event loop is.
+    server = ThreadStandIn()
+    loop = asyncio.get_running_loop()
 
-    async def serve() -> None:
-        while True:
-            done = await requests.get()
-            await asyncio.sleep(SERVICE_SEC)
-            if not done.done():
-                done.set_result(None)
+    def answered(done: asyncio.Future[None]) -> None:
+        if not done.done():
+            done.set_result(None)
 
     async def request() -> str:
-        done = asyncio.get_running_loop().create_future()
+        done = loop.create_future()
+        signal = threading.Event()
+        signal.set = lambda: loop.call_soon_threadsafe(answered, done)  # type: ignore[method-assign]
         try:
-            requests.put_nowait(done)
-        except asyncio.QueueFull:
+            server.queue.put_nowait(signal)
+        except queue.Full:
             raise Unavailable("503 Service Unavailable") from None
         await asyncio.shield(done)  # the attempt timeout cancels the wait, not the request
         return "ok"
 
-    workers = [asyncio.ensure_future(serve()) for _ in range(CAPACITY)]
     interval = TASKS / (offered * CAPACITY_PER_SEC)
     end = time.perf_counter() + seconds
 
@@ -187,9 +188,7 @@ async def run_tasks(service: str, seconds: float, offered: float, tally: Tally) 
                 tally.failed(error.error_type.value)
 
     await asyncio.gather(*(client(i) for i in range(TASKS)))
-    for worker in workers:
-        worker.cancel()
-    await asyncio.gather(*workers, return_exceptions=True)
+    server.stop()
 
 
 # --- the cases ------------------------------------------------------------------------------------
