@@ -94,7 +94,11 @@ class Gate:
         self.concurrency_wait = config.CONCURRENCY_LIMIT_MAX_WAIT_SEC
         self.rate_wait = config.RATE_LIMIT_MAX_WAIT_SEC
         #: the limiter when it is all there is and it is fixed (the cheapest wrapper)
-        self._fixed = limiter if rate is None and limiter and not limiter.adaptive else None
+        self._fixed = (
+            (limiter.enter, limiter.leave)
+            if rate is None and limiter and not limiter.adaptive
+            else None
+        )
         self._adaptive = limiter if rate is None and limiter and limiter.adaptive else None
 
     # --- refusals -----------------------------------------------------------------------------
@@ -202,9 +206,9 @@ class Gate:
 
     def wrap(self, attempt: F, endpoint: str, observer: CallObserver) -> F:
         """``attempt`` (a function of the attempt number) gated by :meth:`admit`/:meth:`settle`."""
-        limiter = self._fixed
-        if limiter is not None:  # a fixed limit alone: no latency, no outcome, just the place
-            enter, leave = limiter.enter, limiter.leave
+        pair = self._fixed
+        if pair is not None:  # a fixed limit alone: no latency, no outcome, just the place
+            enter, leave = pair
 
             def gated_fixed(number: int) -> Any:
                 observer.concurrency_seen()
@@ -219,7 +223,7 @@ class Gate:
                 finally:
                     self.abandon(slot)
 
-            return cast(F, gated_fixed)
+            return gated_fixed  # type: ignore[return-value]
         limiter = self._adaptive
         if limiter is not None:  # an adaptive limit alone: a sample per attempt, no slot object
             enter, leave = limiter.enter, limiter.leave
