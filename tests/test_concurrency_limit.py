@@ -235,6 +235,7 @@ class LimiterMachine(RuleBasedStateMachine):
     """
 
     slots = Bundle("slots")
+    places = Bundle("places")  # taken with the fast pair (enter/leave): (endpoint, in flight)
 
     @initialize(adaptive=st.booleans(), low=st.integers(1, 4), span=st.integers(0, 6))
     def start(self, adaptive: bool, low: int, span: int) -> None:
@@ -244,6 +245,7 @@ class LimiterMachine(RuleBasedStateMachine):
         self.adaptive = adaptive
         self.out: set[int] = set()
         self.released: set[int] = set()
+        self.entered = 0
 
     @rule(target=slots, endpoint=st.sampled_from(["a", "b"]))
     def acquire(self, endpoint: str) -> Any:
@@ -269,11 +271,33 @@ class LimiterMachine(RuleBasedStateMachine):
         self.out.discard(id(slot))
         self.released.add(id(slot))
 
+    @rule(target=places, endpoint=st.sampled_from(["a", "b"]))
+    def enter(self, endpoint: str) -> Any:
+        before = self.limiter.in_flight
+        taken = self.limiter.enter(endpoint)
+        if not taken:
+            assert before >= self.limiter.limit
+            return None
+        assert taken == self.limiter.in_flight == before + 1 <= self.limiter.limit
+        self.entered += 1
+        return (endpoint, taken)
+
+    @rule(
+        place=consumes(places),
+        outcome=st.sampled_from(list(Outcome)),
+        latency=st.floats(0.001, 1.0),
+    )
+    def leave(self, place: tuple[str, int] | None, outcome: Outcome, latency: float) -> None:
+        if place is None:
+            return
+        self.limiter.leave(place[0], place[1], outcome, latency)
+        self.entered -= 1
+
     @precondition(lambda self: hasattr(self, "limiter"))
     @invariant()
     def counts_agree(self) -> None:
         limiter = self.limiter
-        assert limiter.in_flight == len(self.out) >= 0
+        assert limiter.in_flight == len(self.out) + self.entered >= 0
         assert sum(count for _, count in limiter.endpoints()) == limiter.in_flight
         assert self.low <= limiter.limit <= self.high
         if not self.adaptive:
