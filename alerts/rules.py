@@ -1,10 +1,11 @@
-"""The recording and alerting rules, built from ``alerts.config`` and ``otel_resilience._names``.
+"""The recording and alerting rules, built from ``alerts.config`` and the telemetry contract
+(``otel_resilience.telemetry_contract``).
 
 Recording rules follow the ``level:metric:operations`` convention: ``level`` lists the labels the
 result keeps (``resilience_service_endpoint``), ``metric`` the series it comes from and
 ``operations`` what was done to it (``rate5m``, ``ratio_rate1h``). Every alert carries
 ``severity``, ``summary``, ``description``, a ``runbook_url`` into ``docs/runbooks/`` and a
-``dashboard_url``. Queries follow TELEMETRY.md: they aggregate with ``sum by`` / ``max by`` over
+``dashboard_url``. Queries follow the contract: they aggregate with ``sum by`` / ``max by`` over
 the library's labels plus ``CALLER_LABELS`` (the breaker alerts also keep ``PROCESS_LABELS``:
 a breaker lives in one process), never filter on the values of the export paths' own labels
 (``job``, ``instance``, ``otel_scope_*``), and name no ``le`` value. The alerts about the
@@ -19,16 +20,22 @@ from typing import Any
 
 import yaml
 
-from otel_resilience import _names as n
+from otel_resilience.telemetry_contract import ATTRIBUTES, METRICS, OVERFLOW_ENDPOINT
 
 from . import config as c
 
-S = n.PROM_SERVICE
-E = n.PROM_ENDPOINT
-ET = n.PROM_ERROR_TYPE
-ST = n.PROM_BREAKER_STATE_LABEL
-OV = n.PROM_BREAKER_OVERRIDE_LABEL
-BACKEND = n.PROM_STATE_STORE_BACKEND
+S = ATTRIBUTES.service.label
+E = ATTRIBUTES.endpoint.label
+ET = ATTRIBUTES.error_type.label
+ST = ATTRIBUTES.breaker_state.label
+OV = ATTRIBUTES.breaker_override.label
+BACKEND = ATTRIBUTES.state_store_backend.label
+RETRIES = METRICS.retries.prometheus
+TIMEOUTS = METRICS.timeouts.prometheus
+BREAKER_STATE = METRICS.breaker_state.prometheus
+TRANSITIONS = METRICS.breaker_transitions.prometheus
+EXHAUSTED = METRICS.retries_exhausted.prometheus
+STORE_ERRORS = METRICS.state_store_errors.prometheus
 
 
 def _unique(*labels: str) -> tuple[str, ...]:
@@ -47,9 +54,9 @@ BY_PROCESS = ", ".join(PROCESS)
 BY_BACKEND = ", ".join(_unique(*CALLER, BACKEND))
 LEVEL = "_".join((*CALLER, "resilience_service_endpoint"))  # the labels it keeps
 
-CALLS = f"{n.PROM_CALL_DURATION}_count"
-CALL_BUCKETS = f"{n.PROM_CALL_DURATION}_bucket"
-ATTEMPTS = f"{n.PROM_ATTEMPT_DURATION}_count"
+CALLS = f"{METRICS.call_duration.prometheus}_count"
+CALL_BUCKETS = f"{METRICS.call_duration.prometheus}_bucket"
+ATTEMPTS = f"{METRICS.attempt_duration.prometheus}_count"
 FAILED = f'{ET}!=""'
 
 
@@ -87,12 +94,12 @@ CALL_RATE = call_rate("5m")
 CALL_ERROR_RATE_BY_TYPE = f"{LEVEL}_{ET}:{CALLS}:rate5m"
 REACHED_CALL_RATE = f"{LEVEL}:resilience_calls_reached:rate5m"
 ATTEMPT_RATE = f"{LEVEL}:{ATTEMPTS}:rate5m"
-RETRY_RATE = f"{LEVEL}:{n.PROM_RETRIES}:rate5m"
-TIMEOUT_RATE = f"{LEVEL}:{n.PROM_TIMEOUTS}:rate5m"
-EXHAUSTED_RATE = f"{LEVEL}:{n.PROM_RETRIES_EXHAUSTED}:rate5m"
+RETRY_RATE = f"{LEVEL}:{RETRIES}:rate5m"
+TIMEOUT_RATE = f"{LEVEL}:{TIMEOUTS}:rate5m"
+EXHAUSTED_RATE = f"{LEVEL}:{EXHAUSTED}:rate5m"
 ATTEMPTS_PER_CALL = f"{LEVEL}:resilience_attempts_per_call:ratio_rate5m"
 BUCKET_RATE = f"{LEVEL}_le:{CALL_BUCKETS}:rate5m"
-LATENCY_QUANTILE = f"{LEVEL}_quantile:{n.PROM_CALL_DURATION}:histogram_quantile5m"
+LATENCY_QUANTILE = f"{LEVEL}_quantile:{METRICS.call_duration.prometheus}:histogram_quantile5m"
 #: fraction of the error budget of ``SLO_PERIOD`` left (1 = untouched, 0 = spent, < 0 = overspent)
 BUDGET_REMAINING = f"{LEVEL}:resilience_call_error_budget:remaining{c.SLO_PERIOD}"
 
@@ -142,11 +149,14 @@ def _recording_rules() -> list[dict[str, Any]]:
         {"record": ATTEMPT_RATE, "expr": f"sum by ({BY}) (rate({ATTEMPTS}[5m]))"},
         # over the calls that reached the dependency: a rejected call makes no attempt
         {"record": ATTEMPTS_PER_CALL, "expr": f"{ATTEMPT_RATE}\n/\n{REACHED_CALL_RATE}"},
-        {"record": RETRY_RATE, "expr": f"sum by ({BY}) (rate({n.PROM_RETRIES}[5m]))"},
-        {"record": TIMEOUT_RATE, "expr": f"sum by ({BY}) (rate({n.PROM_TIMEOUTS}[5m]))"},
+        {"record": RETRY_RATE, "expr": f"sum by ({BY}) (rate({RETRIES}[5m]))"},
+        {
+            "record": TIMEOUT_RATE,
+            "expr": f"sum by ({BY}) (rate({TIMEOUTS}[5m]))",
+        },
         {
             "record": EXHAUSTED_RATE,
-            "expr": f"sum by ({BY}) (rate({n.PROM_RETRIES_EXHAUSTED}[5m]))",
+            "expr": f"sum by ({BY}) (rate({EXHAUSTED}[5m]))",
         },
         {
             "record": BUCKET_RATE,
@@ -231,7 +241,7 @@ ENOUGH_TRAFFIC = _floor("5m")
 
 def _overridden(by: str, values: tuple[str, ...]) -> str:
     """Series of the breakers an operator put in one of ``values`` on purpose."""
-    selector = f'{n.PROM_BREAKER_OVERRIDE}{{{OV}=~"{_alternatives(values)}"}}'
+    selector = f'{METRICS.breaker_override.prometheus}{{{OV}=~"{_alternatives(values)}"}}'
     return f"max by ({by}) ({selector}) == 1"
 
 
@@ -272,9 +282,9 @@ def _burn_alert(row: c.BurnRateWindow) -> Alert:
 def _stopped_reporting() -> str:
     window = c.STOPPED_REPORTING_WINDOW
     return (
-        f"group by ({BY_DEPENDENCY}) (max_over_time({n.PROM_BREAKER_STATE}[{window}]))\n"
+        f"group by ({BY_DEPENDENCY}) (max_over_time({BREAKER_STATE}[{window}]))\n"
         f"unless on ({BY_DEPENDENCY})\n"
-        f"group by ({BY_DEPENDENCY}) ({n.PROM_BREAKER_STATE})"
+        f"group by ({BY_DEPENDENCY}) ({BREAKER_STATE})"
     )
 
 
@@ -292,10 +302,10 @@ def _collector_rate(prefix: str, by: str) -> str:
 
 
 def _overflow() -> str:
-    other = f'{E}="{n.OVERFLOW_ENDPOINT}"'
+    other = f'{E}="{OVERFLOW_ENDPOINT}"'
     return (
         f"group by ({BY_DEPENDENCY}) ({CALLS}{{{other}}})\n"
-        f"or\ngroup by ({BY_DEPENDENCY}) ({n.PROM_BREAKER_STATE}{{{other}}})"
+        f"or\ngroup by ({BY_DEPENDENCY}) ({BREAKER_STATE}{{{other}}})"
     )
 
 
@@ -378,10 +388,10 @@ ALERTS: tuple[Alert, ...] = (
         name="ResilienceCircuitBreakerOpensFrequently",
         expr=(
             f"(\n  sum by ({BY_PROCESS}) (\n"
-            f'    increase({n.PROM_BREAKER_TRANSITIONS}{{{ST}="open"}}[{c.BREAKER_OPENS_WINDOW}])\n'
+            f'    increase({TRANSITIONS}{{{ST}="open"}}[{c.BREAKER_OPENS_WINDOW}])\n'
             f"  ) >= {c.BREAKER_OPENS_THRESHOLD}\n"
             f"  and on ({BY_PROCESS})\n  sum by ({BY_PROCESS}) (\n"
-            f'    increase({n.PROM_BREAKER_TRANSITIONS}{{{ST}="closed"}}'
+            f'    increase({TRANSITIONS}{{{ST}="closed"}}'
             f"[{c.BREAKER_OPENS_WINDOW}])\n"
             f"  ) >= {c.BREAKER_OPENS_THRESHOLD - 1}\n)\n"
             f"unless on ({BY_PROCESS})\n{OVERRIDDEN_BREAKER}"
@@ -402,9 +412,9 @@ ALERTS: tuple[Alert, ...] = (
         name="ResilienceCircuitBreakerStuckOpen",
         expr=(
             f"(\n  max by ({BY_PROCESS}) (\n    max_over_time("
-            f'{n.PROM_BREAKER_STATE}{{{ST}="open"}}[{c.BREAKER_STUCK_SMOOTHING}])\n  ) == 1\n'
+            f'{BREAKER_STATE}{{{ST}="open"}}[{c.BREAKER_STUCK_SMOOTHING}])\n  ) == 1\n'
             f"  unless on ({BY_PROCESS})\n  sum by ({BY_PROCESS}) (\n    increase("
-            f'{n.PROM_BREAKER_TRANSITIONS}{{{ST}="closed"}}[{c.BREAKER_STUCK_SMOOTHING}])\n'
+            f'{TRANSITIONS}{{{ST}="closed"}}[{c.BREAKER_STUCK_SMOOTHING}])\n'
             f"  ) > 0\n)\nunless on ({BY_PROCESS})\n{OVERRIDDEN_BREAKER}"
         ),
         for_=c.BREAKER_STUCK_FOR,
@@ -478,7 +488,7 @@ ALERTS: tuple[Alert, ...] = (
     ),
     Alert(
         name="ResilienceStateStoreErrors",
-        expr=f"sum by ({BY_BACKEND}) (rate({n.PROM_STATE_STORE_ERRORS}[5m])) > 0",
+        expr=f"sum by ({BY_BACKEND}) (rate({STORE_ERRORS}[5m])) > 0",
         for_=c.STATE_STORE_ERRORS_FOR,
         severity="warning",
         summary=f"The {_label(BACKEND)} breaker state store is failing{FOR_CALLER}.",
@@ -496,10 +506,10 @@ ALERTS: tuple[Alert, ...] = (
         expr=_overflow(),
         for_=c.ENDPOINT_OVERFLOW_FOR,
         severity="warning",
-        summary=f'{_label(S)} reports endpoints as "{n.OVERFLOW_ENDPOINT}".',
+        summary=f'{_label(S)} reports endpoints as "{OVERFLOW_ENDPOINT}".',
         description=(
             "The application reached its cap of distinct (service, endpoint) pairs: metrics of "
-            f'new endpoints of {_label(S)}{FOR_CALLER} go to {E}="{n.OVERFLOW_ENDPOINT}", so '
+            f'new endpoints of {_label(S)}{FOR_CALLER} go to {E}="{OVERFLOW_ENDPOINT}", so '
             "their alerts and panels are merged. Endpoint names are probably built from IDs."
         ),
         runbook="endpoint-overflow",

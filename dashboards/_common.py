@@ -1,6 +1,6 @@
 """Building blocks shared by the dashboards: selectors, PromQL helpers and panel factories.
 
-Every query follows TELEMETRY.md: it selects on the library's labels only (never ``job``,
+Every query follows the telemetry contract: it selects on the library's labels only (never ``job``,
 ``instance`` or ``otel_scope_*``), aggregates with ``sum by``/``max by`` so the extra labels of
 either export path fall away, never names an ``le`` value, and uses ``$__rate_interval``.
 """
@@ -26,15 +26,18 @@ from grafanalib.core import (
     TimeSeries,
 )
 
-from otel_resilience import _names as n
+from otel_resilience.telemetry_contract import ATTRIBUTES, METRICS
 
 from . import config
 from . import queries as q
 
-S = n.PROM_SERVICE
-E = n.PROM_ENDPOINT
-ET = n.PROM_ERROR_TYPE
-ST = n.PROM_BREAKER_STATE_LABEL
+S = ATTRIBUTES.service.label
+E = ATTRIBUTES.endpoint.label
+ET = ATTRIBUTES.error_type.label
+ST = ATTRIBUTES.breaker_state.label
+RETRIES = METRICS.retries.prometheus
+BREAKER_STATE = METRICS.breaker_state.prometheus
+TRANSITIONS = METRICS.breaker_transitions.prometheus
 #: a dependency (service and endpoint), and who calls it (``alerts.config.CALLER_LABELS``)
 CALLER = tuple(knobs.CALLER_LABELS)
 BY = ", ".join([S, E, *CALLER])
@@ -43,11 +46,11 @@ RATE = "$__rate_interval"
 STEP = "$__interval"
 WHO = " ".join(f"{{{{{label}}}}}" for label in (S, E, *CALLER))
 
-CALLS = f"{n.PROM_CALL_DURATION}_count"
-CALL_BUCKETS = f"{n.PROM_CALL_DURATION}_bucket"
-ATTEMPTS = f"{n.PROM_ATTEMPT_DURATION}_count"
-ATTEMPT_BUCKETS = f"{n.PROM_ATTEMPT_DURATION}_bucket"
-RETRY_DELAY_BUCKETS = f"{n.PROM_RETRY_DELAY}_bucket"
+CALLS = f"{METRICS.call_duration.prometheus}_count"
+CALL_BUCKETS = f"{METRICS.call_duration.prometheus}_bucket"
+ATTEMPTS = f"{METRICS.attempt_duration.prometheus}_count"
+ATTEMPT_BUCKETS = f"{METRICS.attempt_duration.prometheus}_bucket"
+RETRY_DELAY_BUCKETS = f"{METRICS.retry_delay.prometheus}_bucket"
 FAILED = f'{ET}!=""'
 #: calls that failed with an error that burns the error budget (the alerts' definition)
 BUDGET_FAILED = (FAILED, f'{ET}!~"{"|".join(knobs.SLO_EXCLUDED_ERROR_TYPES)}"')
@@ -163,7 +166,7 @@ def error_ratio(by: str | None = BY, window: str = RATE, failed: Sequence[str] =
 def attempts_per_call(by: str | None = BY) -> str:
     """1 + retries per call that reached the dependency: never below 1, whatever the rates'
     extrapolation does, and calls the library refused (no attempt at all) do not dilute it."""
-    retries = or_zero(sum_rate(n.PROM_RETRIES, by=by), by)
+    retries = or_zero(sum_rate(RETRIES, by=by), by)
     return f"1 + {ratio(retries, sum_rate(CALLS, REACHED, by=by))}"
 
 
@@ -200,12 +203,12 @@ def breaker_state(by: str = BY) -> str:
     """0 closed, 1 half-open, 2 open: the worst state over the processes sharing a breaker name
     and over the whole step (``max_over_time``), and open as well when the breaker opened within
     the step, even if every scrape saw it closed."""
-    metric = n.PROM_BREAKER_STATE
+    metric = BREAKER_STATE
 
     def worst(state: str) -> str:
         return f"max by ({by}) (max_over_time({metric}{sel(is_(ST, state))}[{RATE}]))"
 
-    opened = f"sum by ({by}) (increase({n.PROM_BREAKER_TRANSITIONS}{sel(is_(ST, 'open'))}[{RATE}]))"
+    opened = f"sum by ({by}) (increase({TRANSITIONS}{sel(is_(ST, 'open'))}[{RATE}]))"
     return (
         f"{STATE_CODES['open']} * ({worst('open')} > 0)\n"
         f"or\n({opened} > 0) * 0 + {STATE_CODES['open']}\n"
@@ -381,7 +384,7 @@ def retries_by_error_type() -> TimeSeries:
     return by_error_type(
         "Retries per second by error type",
         "Retries per second, by the error_type of the attempt that was retried.",
-        n.PROM_RETRIES,
+        RETRIES,
         "ops",
         runbook="high-retry-rate",
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alerts import config as knobs
 
-from otel_resilience import _names as n
+from otel_resilience.telemetry_contract import METRICS
 
 from . import queries as q
 from ._common import (
@@ -50,6 +50,9 @@ from ._common import (
 
 BUDGET = 1 - knobs.SLO_OBJECTIVE
 REJECTED = ", ".join(REJECTED_TYPES)
+TIMEOUTS = METRICS.timeouts.prometheus
+TRANSITIONS = METRICS.breaker_transitions.prometheus
+EXHAUSTED = METRICS.retries_exhausted.prometheus
 
 
 def _outcomes() -> str:
@@ -226,7 +229,7 @@ def build():
         timeseries(
             "Exhausted retries by error type",
             "Calls per second that failed after their last allowed retry, by error_type.",
-            targets((or_zero(sum_rate(n.PROM_RETRIES_EXHAUSTED, by=ET), by=ET), ERROR_TYPE)),
+            targets((or_zero(sum_rate(EXHAUSTED, by=ET), by=ET), ERROR_TYPE)),
             "reqps",
             stacked=True,
             runbook="retries-exhausted",
@@ -234,7 +237,7 @@ def build():
         per_second(
             "Timeouts per second",
             "Attempts per second that ran out of time and were abandoned.",
-            n.PROM_TIMEOUTS,
+            TIMEOUTS,
             "timeouts",
             runbook="excessive-timeouts",
         ),
@@ -242,7 +245,7 @@ def build():
             "Retries refused by the retry budget",
             "Retries per second the retry budget refused: the call failed instead of adding "
             "load to a dependency failing for many callers.",
-            n.PROM_RETRY_BUDGET_REJECTIONS,
+            METRICS.retry_budget_rejections.prometheus,
             "refused retries",
             runbook="high-retry-rate",
         ),
@@ -251,13 +254,13 @@ def build():
         per_second(
             "Fallbacks per second",
             "Calls per second whose failure a fallback turned into a result.",
-            n.PROM_FALLBACKS,
+            METRICS.fallbacks.prometheus,
             "fallbacks",
         ),
         per_second(
             "Rate limiter rejections per second",
             "Calls per second the library's own rate limiter refused (error_type throttled).",
-            n.PROM_RATE_LIMITER_REJECTIONS,
+            METRICS.rate_limiter_rejections.prometheus,
             "throttled",
         ),
         per_second(
@@ -288,7 +291,7 @@ def build():
             "Transitions by new state",
             "Breaker state changes within each step (bar), by the state entered; each change "
             "is counted in exactly one bar.",
-            targets((increments(n.PROM_BREAKER_TRANSITIONS, by=ST), f"→ {{{{{ST}}}}}")),
+            targets((increments(TRANSITIONS, by=ST), f"→ {{{{{ST}}}}}")),
             "short",
             bars=True,
             runbook="circuit-breaker-opens-frequently",
@@ -296,7 +299,7 @@ def build():
         per_second(
             "Rejections per second",
             "Calls per second the breaker rejected without trying (error_type circuit_open).",
-            n.PROM_BREAKER_REJECTIONS,
+            METRICS.breaker_rejections.prometheus,
             "rejected",
             runbook="circuit-breaker-stuck-open",
         ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alerts import config as knobs
 
-from otel_resilience import _names as n
+from otel_resilience.telemetry_contract import ATTRIBUTES, METRICS, OVERFLOW_ENDPOINT
 
 from . import queries as q
 from ._common import (
@@ -51,7 +51,11 @@ from ._common import (
 )
 
 OPENED = is_(ST, "open")
-STATE_STORE_BACKEND = n.PROM_STATE_STORE_BACKEND
+STATE_STORE_BACKEND = ATTRIBUTES.state_store_backend.label
+TIMEOUTS = METRICS.timeouts.prometheus
+TRANSITIONS = METRICS.breaker_transitions.prometheus
+EXHAUSTED = METRICS.retries_exhausted.prometheus
+STORE_ERRORS = METRICS.state_store_errors.prometheus
 REJECTED = ", ".join(REJECTED_TYPES)
 
 
@@ -133,7 +137,7 @@ def build():
             "Share of calls that failed with a transient error after their last allowed retry. "
             f"Dashed line: ResilienceRetriesExhausted's threshold "
             f"({knobs.EXHAUSTED_RATIO_THRESHOLD:.0%}).",
-            targets((ratio(or_zero(sum_rate(n.PROM_RETRIES_EXHAUSTED)), sum_rate(CALLS)), WHO)),
+            targets((ratio(or_zero(sum_rate(EXHAUSTED)), sum_rate(CALLS)), WHO)),
             "percentunit",
             thresholds=[("red", knobs.EXHAUSTED_RATIO_THRESHOLD)],
             links=True,
@@ -159,14 +163,14 @@ def build():
         per_second(
             "Timeouts per second",
             "Attempts per second that ran out of time (the call's timeout_sec) and were abandoned.",
-            n.PROM_TIMEOUTS,
+            TIMEOUTS,
             runbook="excessive-timeouts",
         ),
         timeseries(
             "Timed-out attempts (share of attempts)",
             "Share of attempts that timed out. Dashed line: ResilienceExcessiveTimeouts' threshold "
             f"({knobs.TIMEOUT_RATIO_THRESHOLD:.0%}).",
-            targets((ratio(or_zero(sum_rate(n.PROM_TIMEOUTS)), sum_rate(ATTEMPTS)), WHO)),
+            targets((ratio(or_zero(sum_rate(TIMEOUTS)), sum_rate(ATTEMPTS)), WHO)),
             "percentunit",
             thresholds=[("red", knobs.TIMEOUT_RATIO_THRESHOLD)],
             links=True,
@@ -188,7 +192,10 @@ def build():
             "State changes of each breaker within each step (bar), by the new state; each "
             "change is counted in exactly one bar.",
             targets(
-                (increments(n.PROM_BREAKER_TRANSITIONS, by=f"{BY}, {ST}"), f"{WHO} → {{{{{ST}}}}}")
+                (
+                    increments(TRANSITIONS, by=f"{BY}, {ST}"),
+                    f"{WHO} → {{{{{ST}}}}}",
+                )
             ),
             "short",
             bars=True,
@@ -203,7 +210,7 @@ def build():
             targets(
                 (
                     every_sample(
-                        f"sum by ({BY}) (increase({n.PROM_BREAKER_TRANSITIONS}"
+                        f"sum by ({BY}) (increase({TRANSITIONS}"
                         f"{sel(OPENED)}[{knobs.BREAKER_OPENS_WINDOW}]))",
                         knobs.BREAKER_OPENS_WINDOW,
                     ),
@@ -219,7 +226,7 @@ def build():
             "Rejected by open breaker per second",
             "Calls per second an open (or half-open and busy) breaker rejected without trying: "
             "they fail at once with error_type circuit_open.",
-            n.PROM_BREAKER_REJECTIONS,
+            METRICS.breaker_rejections.prometheus,
             runbook="circuit-breaker-stuck-open",
         ),
         state_timeline(
@@ -239,20 +246,20 @@ def build():
             "Retries refused by the retry budget",
             "Retries per second the retry budget refused (the dependency was failing for many "
             "callers at once, so the library did not add load): the call failed instead.",
-            n.PROM_RETRY_BUDGET_REJECTIONS,
+            METRICS.retry_budget_rejections.prometheus,
             runbook="high-retry-rate",
         ),
         per_second(
             "Fallbacks per second",
             "Calls per second whose failure a fallback turned into a result: the caller got an "
             "answer, but not the dependency's.",
-            n.PROM_FALLBACKS,
+            METRICS.fallbacks.prometheus,
         ),
         per_second(
             "Rate limiter rejections per second",
             "Calls per second the library's own rate limiter refused (error_type throttled): "
             "the application calls faster than the limit it set for the dependency.",
-            n.PROM_RATE_LIMITER_REJECTIONS,
+            METRICS.rate_limiter_rejections.prometheus,
         ),
         per_second(
             "Concurrency limit rejections per second",
@@ -300,16 +307,16 @@ def build():
     health = [
         timeseries(
             "Calls to the overflow endpoint _other",
-            f"Calls per second recorded under endpoint {n.OVERFLOW_ENDPOINT!r}: the cap on "
+            f"Calls per second recorded under endpoint {OVERFLOW_ENDPOINT!r}: the cap on "
             "distinct (service, endpoint) pairs was reached, so endpoint names past it are "
             "merged there. Anything above 0 hides dependencies from every other panel.",
             targets(
                 (
                     or_zero(
-                        sum_rate(CALLS, is_(E, n.OVERFLOW_ENDPOINT), by=n.PROM_SERVICE),
-                        by=n.PROM_SERVICE,
+                        sum_rate(CALLS, is_(E, OVERFLOW_ENDPOINT), by=ATTRIBUTES.service.label),
+                        by=ATTRIBUTES.service.label,
                     ),
-                    f"{{{{{n.PROM_SERVICE}}}}}",
+                    f"{{{{{ATTRIBUTES.service.label}}}}}",
                 )
             ),
             "reqps",
@@ -320,7 +327,7 @@ def build():
             "backend: while it fails, each process falls back to its own state.",
             targets(
                 (
-                    f"sum by ({STATE_STORE_BACKEND}) (rate({n.PROM_STATE_STORE_ERRORS}[{RATE}]))"
+                    f"sum by ({STATE_STORE_BACKEND}) (rate({STORE_ERRORS}[{RATE}]))"
                     f"\nor on ()\nvector(0)",
                     f"{{{{{STATE_STORE_BACKEND}}}}}",
                 )

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from otel_resilience import _names as _n
+from otel_resilience.telemetry_contract import ATTRIBUTES, METRICS
 
 HERE = Path(__file__).resolve().parent
 
@@ -71,38 +71,24 @@ def _quarter(duration: str) -> str:
     return f"{max(1, int(match.group(1)) // 4)}s"
 
 
-# --- names of the second-round metrics (TELEMETRY.md, "second round") ----------------------------
-# The library does not emit these yet, so ``otel_resilience._names`` may not define them: the
-# dashboards take the name from there when it does, else the contract's string below, so that the
-# panels are ready (and show "no data", which is the truth) until the metrics land.
-def _name(attribute: str, contract: str) -> str:
-    value = getattr(_n, attribute, contract)
-    return value if isinstance(value, str) else contract
-
-
-PROM_BREAKER_OVERRIDE = _name("PROM_BREAKER_OVERRIDE", "resilience_circuit_breaker_override")
+# --- names of the metrics the library does not emit yet (``emitted=False`` in the contract) -------
+# The dashboards query them already, so the panels are ready (and show "no data", which is the
+# truth) until the metrics land.
+PROM_BREAKER_OVERRIDE = METRICS.breaker_override.prometheus
 #: the override gauge's label (the attribute ``resilience.circuit_breaker.override``)
-PROM_BREAKER_OVERRIDE_LABEL = _name(
-    "PROM_BREAKER_OVERRIDE_LABEL", "resilience_circuit_breaker_override"
-)
-PROM_CONCURRENCY_LIMIT = _name("PROM_CONCURRENCY_LIMIT", "resilience_concurrency_limit_limit")
-PROM_CONCURRENCY_IN_FLIGHT = _name(
-    "PROM_CONCURRENCY_IN_FLIGHT", "resilience_concurrency_limit_in_flight"
-)
-PROM_CONCURRENCY_REJECTIONS = _name(
-    "PROM_CONCURRENCY_REJECTIONS", "resilience_concurrency_limit_rejections_total"
-)
-PROM_CONCURRENCY_WAIT = _name(
-    "PROM_CONCURRENCY_WAIT", "resilience_concurrency_limit_wait_duration_seconds"
-)
-PROM_HEDGES = _name("PROM_HEDGES", "resilience_hedges_total")
-PROM_CHAOS_INJECTIONS = _name("PROM_CHAOS_INJECTIONS", "resilience_chaos_injections_total")
+PROM_BREAKER_OVERRIDE_LABEL = ATTRIBUTES.breaker_override.label
+PROM_CONCURRENCY_LIMIT = METRICS.concurrency_limit.prometheus
+PROM_CONCURRENCY_IN_FLIGHT = METRICS.concurrency_in_flight.prometheus
+PROM_CONCURRENCY_REJECTIONS = METRICS.concurrency_rejections.prometheus
+PROM_CONCURRENCY_WAIT = METRICS.concurrency_wait.prometheus
+PROM_HEDGES = METRICS.hedges.prometheus
+PROM_CHAOS_INJECTIONS = METRICS.chaos_injections.prometheus
 #: the chaos counter's label (the attribute ``resilience.chaos.kind``)
-PROM_CHAOS_KIND = _name("PROM_CHAOS_KIND", "resilience_chaos_kind")
+PROM_CHAOS_KIND = ATTRIBUTES.chaos_kind.label
 #: the ``error.type`` of a call a concurrency limit refused (a new ``ExternalServiceError`` value)
-CONCURRENCY_LIMITED = "concurrency_limited"
+(CONCURRENCY_LIMITED,) = ATTRIBUTES.error_type.reserved
 
-#: every series name of the second-round metrics (histograms with their three suffixes)
+#: every series name of the metrics above (histograms with their three suffixes)
 SECOND_ROUND_SERIES = frozenset(
     {
         PROM_BREAKER_OVERRIDE,
@@ -116,7 +102,7 @@ SECOND_ROUND_SERIES = frozenset(
 )
 SECOND_ROUND_LABELS = frozenset({PROM_BREAKER_OVERRIDE_LABEL, PROM_CHAOS_KIND})
 
-#: second-round gauges and histograms: no ``or 0`` stands in for them (no concurrency limit
+#: the gauges and histograms above, not emitted yet: no ``or 0`` stands in for them (no limit
 #: configured is "no data", the truth). The override gauge is not among them: the library
 #: exports it for every breaker.
 SECOND_ROUND_NO_DATA = (
@@ -127,6 +113,6 @@ SECOND_ROUND_NO_DATA = (
 
 
 def awaits_second_round(expr: str) -> bool:
-    """Whether ``expr`` shows "no data" until the library emits a second-round gauge or
+    """Whether ``expr`` shows "no data" until the library emits a reserved gauge or
     histogram (for a test that asks every other panel for data)."""
     return any(re.search(rf"\b{name}(_bucket)?\{{", expr) for name in SECOND_ROUND_NO_DATA)

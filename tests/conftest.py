@@ -9,7 +9,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import otel_resilience
-from otel_resilience import _call, _timeout
+from otel_resilience import _timeout
 from support import FakeClock
 
 
@@ -33,14 +33,15 @@ def metric_reader() -> Iterator[InMemoryMetricReader]:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
     """A fake clock behind breakers, deadlines and backoff sleeps (nothing really sleeps).
 
-    Attempt timeouts still use real time: the clock only replaces what the library reads.
+    An isolated runtime on the fake clock (sharing the telemetry of the one in use, so
+    ``metric_reader`` works in either order). Attempt timeouts still use real time: the clock
+    only replaces what the library reads.
     """
     fake = FakeClock()
-    monkeypatch.setattr(otel_resilience.get_circuit_breaker_manager(), "_clock", fake)
     monkeypatch.setattr(_timeout, "_monotonic", fake)
-    monkeypatch.setattr(_call, "_sleep", fake.sleep)
-    monkeypatch.setattr(_call, "_async_sleep", fake.async_sleep)
-    return fake
+    shared = otel_resilience.default_runtime().telemetry
+    with otel_resilience.use_runtime(otel_resilience.Runtime(clock=fake, telemetry=shared)):
+        yield fake

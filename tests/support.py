@@ -18,6 +18,9 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
+    def monotonic(self) -> float:
+        return self.now
+
     def advance(self, seconds: float) -> None:
         self.now += seconds
 
@@ -25,8 +28,10 @@ class FakeClock:
         self.sleeps.append(seconds)
         self.now += seconds
 
-    async def async_sleep(self, seconds: float) -> None:
+    async def sleep_async(self, seconds: float) -> None:
         self.sleep(seconds)
+
+    async_sleep = sleep_async
 
 
 def require_binary(path: str, what: str) -> str:
@@ -56,3 +61,14 @@ def counter_points(reader: object, name: str) -> dict[tuple[tuple[str, object], 
                         key = tuple(sorted((point.attributes or {}).items()))
                         found[key] = int(point.value)
     return found
+
+
+def limiter_for(service: str, config: object) -> object:
+    """A service's rate limiter built from ``config`` on the clock of the runtime in use."""
+    from otel_resilience import ReliabilityConfig, default_runtime
+    from otel_resilience._ratelimit import build_rate_limiter
+
+    assert isinstance(config, ReliabilityConfig)
+    if config.RATE_LIMIT is None:
+        return None
+    return build_rate_limiter(service, config, default_runtime().clock)

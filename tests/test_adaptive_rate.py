@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +20,6 @@ from otel_resilience import (
     resilient_call,
     resilient_call_async,
 )
-from otel_resilience import _call as call_module
 from otel_resilience._adaptive_rate import (
     MIN_RATE,
     AdaptiveRate,
@@ -215,7 +215,7 @@ def test_the_rate_never_exceeds_twice_the_measured_rate() -> None:
 
 def test_an_async_acquire_waits_on_the_event_loop() -> None:
     clock = FakeClock(0.0)
-    rate = AdaptiveRate("s", clock=clock, sleep=clock.sleep, sleep_async=clock.async_sleep)
+    rate = AdaptiveRate("s", clock=clock, sleep=clock.sleep, sleep_async=clock.sleep_async)
     rate.on_attempt(_throttle())
 
     async def main() -> tuple[bool, bool]:
@@ -262,18 +262,19 @@ class QuotaStandIn:
 
 
 @pytest.fixture
-def fake_load(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """The library's learnt rates on a fake clock."""
+def fake_load() -> Iterator[FakeClock]:
+    """An isolated runtime whose backoff, breakers and learnt rates run on a fake clock."""
     clock = FakeClock(0.0)
-    control = LoadControl(
+    shared = otel_resilience.default_runtime().telemetry
+    runtime = otel_resilience.Runtime(clock=clock, telemetry=shared)
+    runtime.load = LoadControl(
         clock=clock,
         wall=lambda: 1_800_000_000.0 + clock.now,
         sleep=clock.sleep,
-        sleep_async=clock.async_sleep,
+        sleep_async=clock.sleep_async,
     )
-    monkeypatch.setattr(call_module, "_load", control)
-    monkeypatch.setattr(otel_resilience._telemetry.get_telemetry(), "load_control", control)
-    return clock
+    with otel_resilience.use_runtime(runtime):
+        yield clock
 
 
 def test_the_adaptive_rate_converges_on_a_hidden_quota(
@@ -293,7 +294,7 @@ def test_the_adaptive_rate_converges_on_a_hidden_quota(
     accepted, share_429 = server.window(10.0, 30.0)
     assert 50 * 0.85 <= accepted <= 50 * 1.15, (accepted, outcomes)
     assert share_429 < 0.05, (share_429, outcomes)
-    limiter = call_module._load.gate("llm", otel_resilience.get_config("llm"))
+    limiter = otel_resilience.default_runtime().service("llm").gate
     assert limiter is not None
     assert limiter.rate is not None
     assert 50 * 0.6 <= limiter.rate.rate <= 50 * 1.3
@@ -361,7 +362,7 @@ def test_the_adaptive_rate_in_asyncio(fake_load: FakeClock) -> None:
 
 def test_rate_limit_is_the_ceiling_of_the_learnt_rate(fake_load: FakeClock) -> None:
     configure(services={"llm": {"RATE_LIMIT_MODE": "adaptive", "RATE_LIMIT": "10/second"}})
-    gate = call_module._load.gate("llm", otel_resilience.get_config("llm"))
+    gate = otel_resilience.default_runtime().service("llm").gate
     assert gate is not None
     assert gate.rate is not None
     assert gate.rate.ceiling == 10.0
@@ -370,9 +371,9 @@ def test_rate_limit_is_the_ceiling_of_the_learnt_rate(fake_load: FakeClock) -> N
 
 def test_the_learnt_rate_survives_a_change_of_other_settings(fake_load: FakeClock) -> None:
     configure(services={"llm": {"RATE_LIMIT_MODE": "adaptive"}})
-    first = call_module._load.gate("llm", otel_resilience.get_config("llm"))
+    first = otel_resilience.default_runtime().service("llm").gate
     configure(services={"llm": {"RATE_LIMIT_MODE": "adaptive", "CONCURRENCY_LIMIT": 3}})
-    second = call_module._load.gate("llm", otel_resilience.get_config("llm"))
+    second = otel_resilience.default_runtime().service("llm").gate
     assert first is not None
     assert second is not None
     assert second.rate is first.rate

@@ -25,6 +25,7 @@ CLOSED, OPEN, HALF_OPEN = (
 
 
 def make(clock: FakeClock, **config: object) -> CircuitBreaker:
+    config.setdefault("HTTP_TIMEOUT_SEC", 1)  # a time window must hold two attempt timeouts
     cfg = ReliabilityConfig(**config)  # type: ignore[arg-type]
     return CircuitBreaker(
         "scan", cfg.CB_FAIL_THRESHOLD, cfg.CB_RESET_SEC, service_name="clamav", config=cfg,

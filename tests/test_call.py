@@ -312,7 +312,9 @@ def test_deadline_stops_retries_before_a_backoff_would_pass_it(clock: FakeClock)
 
 
 def test_deadline_from_config(clock: FakeClock) -> None:
-    configure(services={"s": {"DEADLINE_SEC": 0.5, "HTTP_BACKOFF_BASE_MS": 1000}})
+    configure(
+        services={"s": {"DEADLINE_SEC": 0.5, "HTTP_TIMEOUT_SEC": 0.5, "HTTP_BACKOFF_BASE_MS": 1000}}
+    )
     func = Flaky(*[HTTPError(503)] * 10)
     with pytest.raises(ReliabilityError):
         resilient_call("s", "e", func, max_retries=10)

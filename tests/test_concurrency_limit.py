@@ -33,7 +33,6 @@ from otel_resilience import (
     resilient_call,
     resilient_call_async,
 )
-from otel_resilience import _call as call_module
 from otel_resilience._concurrency import (
     ConcurrencyLimiter,
     FixedLimit,
@@ -43,6 +42,7 @@ from otel_resilience._concurrency import (
     outcome_of,
 )
 from otel_resilience._load import Gate
+from support import FakeClock
 
 E = ExternalServiceError
 SERVICE_KEY = "resilience.service"
@@ -54,7 +54,7 @@ class ServerError(Exception):
 
 
 def _gate(service: str) -> Gate:
-    gate = call_module._load.gate(service, otel_resilience.get_config(service))
+    gate = otel_resilience.default_runtime().service(service).gate
     assert gate is not None
     return gate
 
@@ -505,14 +505,23 @@ def test_each_retry_takes_a_slot_and_a_retry_the_limit_refuses_ends_the_call(
     assert calls == [1, 1, 1]  # every attempt held the one slot
 
     taken: list[Slot | None] = []
-    monkeypatch.setattr(
-        call_module, "_sleep", lambda s: taken.append(_limiter("svc").try_acquire())
-    )
+
+    class GrabbingClock(FakeClock):
+        """Backoff on a fake clock; while the call backs off, someone else takes the slot."""
+
+        def sleep(self, seconds: float) -> None:
+            taken.append(_limiter("svc").try_acquire())
+            super().sleep(seconds)
+
+    shared = otel_resilience.default_runtime().telemetry
+    runtime = otel_resilience.Runtime(clock=GrabbingClock(), telemetry=shared)
     calls.clear()
-    with pytest.raises(ConcurrencyLimitedError) as caught:
-        resilient_call("svc", "op", flaky, max_retries=3)
-    assert len(calls) == 1
-    assert caught.value.attempts == 1
+    with otel_resilience.use_runtime(runtime):
+        configure(services={"svc": {"CONCURRENCY_LIMIT": 1, "HTTP_BACKOFF_BASE_MS": 1}})
+        with pytest.raises(ConcurrencyLimitedError) as caught:
+            resilient_call("svc", "op", flaky, max_retries=3)
+        assert len(calls) == 1
+        assert caught.value.attempts == 1
     assert taken
     assert taken[0] is not None
 
@@ -635,7 +644,7 @@ def test_limit_and_in_flight_gauges_per_endpoint(
 def test_past_the_endpoint_cap_gauges_merge_into_other(
     metric_reader: InMemoryMetricReader, held: threading.Event
 ) -> None:
-    otel_resilience._telemetry.get_telemetry().set_max_endpoints(1)
+    otel_resilience.default_runtime().telemetry.set_max_endpoints(1)
     configure(services={"llm": {"CONCURRENCY_LIMIT": 5}})
     threads = [
         threading.Thread(target=lambda e=e: resilient_call("llm", e, lambda: held.wait(5)))
@@ -690,7 +699,7 @@ def test_changing_another_setting_keeps_the_limiter_and_changing_the_limit_rebui
     assert _limiter("llm") is not before
     assert _limiter("llm").limit == 3
     configure(services={"llm": {"CONCURRENCY_LIMIT": None}})
-    assert call_module._load.gate("llm", otel_resilience.get_config("llm")) is None
+    assert otel_resilience.default_runtime().service("llm").gate is None
 
 
 def test_idle_gates_are_dropped_past_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -731,11 +740,21 @@ def test_idle_gates_are_dropped_past_the_cap(monkeypatch: pytest.MonkeyPatch) ->
             r"CONCURRENCY_LIMIT=500 is not accepted with CONCURRENCY_LIMIT_MODE='adaptive'",
         ),
         (
-            {"CONCURRENCY_LIMIT": 4, "CONCURRENCY_LIMIT_MAX_WAIT_SEC": 20, "DEADLINE_SEC": 10},
+            {
+                "CONCURRENCY_LIMIT": 4,
+                "CONCURRENCY_LIMIT_MAX_WAIT_SEC": 20,
+                "DEADLINE_SEC": 10,
+                "HTTP_TIMEOUT_SEC": 5,
+            },
             r"CONCURRENCY_LIMIT_MAX_WAIT_SEC=20 is not accepted with DEADLINE_SEC=10",
         ),
         (
-            {"RATE_LIMIT_MODE": "adaptive", "RATE_LIMIT_MAX_WAIT_SEC": 20, "DEADLINE_SEC": 10},
+            {
+                "RATE_LIMIT_MODE": "adaptive",
+                "RATE_LIMIT_MAX_WAIT_SEC": 20,
+                "DEADLINE_SEC": 10,
+                "HTTP_TIMEOUT_SEC": 5,
+            },
             r"RATE_LIMIT_MAX_WAIT_SEC=20 is not accepted with DEADLINE_SEC=10",
         ),
     ],
@@ -746,9 +765,11 @@ def test_bad_load_control_settings_are_named(values: dict[str, Any], match: str)
 
 
 def test_a_long_wait_is_accepted_when_its_feature_is_off_or_no_deadline_is_set() -> None:
-    ReliabilityConfig(CONCURRENCY_LIMIT_MAX_WAIT_SEC=20, DEADLINE_SEC=10)
+    ReliabilityConfig(CONCURRENCY_LIMIT_MAX_WAIT_SEC=20, DEADLINE_SEC=10, HTTP_TIMEOUT_SEC=5)
     ReliabilityConfig(CONCURRENCY_LIMIT=2, CONCURRENCY_LIMIT_MAX_WAIT_SEC=20)
-    ReliabilityConfig(CONCURRENCY_LIMIT=2, CONCURRENCY_LIMIT_MAX_WAIT_SEC=10, DEADLINE_SEC=10)
+    ReliabilityConfig(
+        CONCURRENCY_LIMIT=2, CONCURRENCY_LIMIT_MAX_WAIT_SEC=10, DEADLINE_SEC=10, HTTP_TIMEOUT_SEC=5
+    )
 
 
 def test_load_control_settings_from_the_environment() -> None:
@@ -833,7 +854,7 @@ def test_broken_instruments_change_nothing_and_are_logged_once(
     held: threading.Event,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    instruments = otel_resilience._telemetry.get_telemetry().instruments()
+    instruments = otel_resilience.default_runtime().telemetry.instruments()
     assert instruments is not None
     instruments.concurrency_rejections = _Broken()
     instruments.concurrency_wait = _Broken()

@@ -155,7 +155,8 @@ def test_optional_settings_can_be_turned_off_from_the_environment() -> None:
     cfg = ReliabilityConfig.from_env({"DEADLINE_SEC": "none", "CB_SLOW_CALL_SEC": ""})
     assert cfg.DEADLINE_SEC is None
     assert cfg.CB_SLOW_CALL_SEC is None
-    assert ReliabilityConfig.from_env({"DEADLINE_SEC": "2.5"}).DEADLINE_SEC == 2.5
+    env = {"DEADLINE_SEC": "2.5", "HTTP_TIMEOUT_SEC": "2"}
+    assert ReliabilityConfig.from_env(env).DEADLINE_SEC == 2.5
 
 
 def test_booleans_accept_the_usual_spellings() -> None:
@@ -378,3 +379,138 @@ def test_repr_lists_every_field() -> None:
     assert text.startswith("ReliabilityConfig(HTTP_TIMEOUT_SEC=30, HTTP_RETRIES=3,")
     for field in dataclasses.fields(ReliabilityConfig):
         assert f"{field.name}=" in text
+
+
+# --- cross-validation (settings valid alone that contradict each other) -----------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "names"),
+    [
+        ({"HTTP_TIMEOUT_SEC": 30, "DEADLINE_SEC": 10}, ("HTTP_TIMEOUT_SEC=30", "DEADLINE_SEC=10")),
+        (
+            {"CB_MODE": "time", "CB_WINDOW_SIZE": 10, "HTTP_TIMEOUT_SEC": 30},
+            ("CB_WINDOW_SIZE=10", "HTTP_TIMEOUT_SEC=30", "at least 60 s"),
+        ),
+    ],
+    ids=["timeout-longer-than-deadline", "time-window-shorter-than-two-timeouts"],
+)
+def test_contradicting_settings_are_refused_naming_both(
+    settings: dict[str, object], names: tuple[str, ...]
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        ReliabilityConfig(**settings)  # type: ignore[arg-type]
+    for name in names:
+        assert name in str(raised.value)
+
+
+def test_settings_that_agree_are_accepted() -> None:
+    assert ReliabilityConfig(HTTP_TIMEOUT_SEC=5, DEADLINE_SEC=5).DEADLINE_SEC == 5
+    assert (
+        ReliabilityConfig(CB_MODE="time", CB_WINDOW_SIZE=10, HTTP_TIMEOUT_SEC=5).CB_MODE == "time"
+    )
+
+
+def test_jitter_and_idempotency_settings_from_the_environment() -> None:
+    cfg = ReliabilityConfig.from_env({"RETRY_JITTER": "full", "RETRY_NON_IDEMPOTENT": "yes"})
+    assert (cfg.RETRY_JITTER, cfg.RETRY_NON_IDEMPOTENT) == ("full", True)
+    with pytest.raises(ConfigError, match="RETRY_JITTER='gauss' is not accepted: expected one of"):
+        ReliabilityConfig.from_env({"RETRY_JITTER": "gauss"})
+
+
+# --- the table of specs, parsers and checkers -----------------------------------------------------
+
+from types import MappingProxyType  # noqa: E402
+
+from hypothesis import example, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from otel_resilience import _config  # noqa: E402
+
+_NUMERIC = sorted(name for name, spec in _config._SPECS.items() if spec.kind in (int, float))
+
+
+def test_every_kind_of_setting_has_a_parser_and_a_checker() -> None:
+    kinds = {spec.kind for spec in _config._SPECS.values()}
+    assert kinds <= set(_config._PARSERS)
+    assert kinds <= set(_config._CHECKERS)
+    assert set(_config._SPECS) == {f.name for f in dataclasses.fields(ReliabilityConfig)}
+
+
+@pytest.mark.parametrize("table", ["_SPECS", "_PARSERS", "_CHECKERS"])
+def test_the_config_tables_are_read_only(table: str) -> None:
+    mapping = getattr(_config, table)
+    assert isinstance(mapping, MappingProxyType)
+    with pytest.raises(TypeError):
+        mapping["HTTP_RETRIES"] = None
+
+
+def _in_range(name: str) -> st.SearchStrategy[int | float]:
+    spec = _config._SPECS[name]
+    if spec.kind is int:
+        return st.integers(int(spec.low or 0), int(spec.high or 10**6))
+    return st.floats(spec.low or 0.0, spec.high, exclude_min=spec.low_open).filter(
+        lambda v: v == 0 or abs(v) >= 2.3e-308
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), name=st.sampled_from(_NUMERIC))
+def test_a_number_in_range_is_kept_in_code_and_from_the_environment(
+    data: st.DataObject, name: str
+) -> None:
+    value = data.draw(_in_range(name))
+    # settings cross-checked with another get a companion that agrees (tested on their own)
+    companions = {
+        "DEADLINE_SEC": "HTTP_TIMEOUT_SEC",
+        "HEDGE_DELAY_SEC": "HTTP_TIMEOUT_SEC",
+        "CONCURRENCY_LIMIT_MIN": "CONCURRENCY_LIMIT_MAX",  # WIRE(load control)
+    }
+    others: dict[str, object] = {}
+    if name in companions and value > 0:
+        others[companions[name]] = value
+    in_code = getattr(ReliabilityConfig(**{name: value}, **others), name)  # type: ignore[arg-type]
+    assert in_code == value
+    assert type(in_code) is type(value)
+    variable = _config._SPECS[name].env or name
+    env = {variable: repr(value), **{k: repr(v) for k, v in others.items()}}
+    from_env = getattr(ReliabilityConfig.from_env(env), name)
+    assert from_env == value
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=st.sampled_from(_NUMERIC), below=st.booleans(), beyond=st.integers(1, 10**9))
+@example(name="CB_RESET_SEC", below=True, beyond=0)  # the open low bound itself
+@example(name="HTTP_RETRIES", below=False, beyond=1)
+def test_a_number_out_of_range_names_the_field_the_value_and_the_range(
+    name: str, below: bool, beyond: int
+) -> None:
+    spec = _config._SPECS[name]
+    assert spec.low is not None
+    assert spec.high is not None
+    value = spec.low - beyond if below else spec.high + beyond
+    if value == spec.low and not spec.low_open:
+        value -= 1
+    with pytest.raises(ConfigError) as caught:
+        ReliabilityConfig(**{name: value})
+    message = str(caught.value)
+    assert message.startswith(f"{name}={value!r} is not accepted: ")
+    assert message.endswith(f"expected {spec.describe()}")
+
+
+def test_a_whole_float_for_an_integer_setting_is_shown_as_the_integer_it_became() -> None:
+    assert ReliabilityConfig(HTTP_RETRIES=7.0).HTTP_RETRIES == 7
+    with pytest.raises(
+        ConfigError, match=r"^HTTP_RETRIES=200 is not accepted: expected an integer"
+    ):
+        ReliabilityConfig(HTTP_RETRIES=200.0)
+    with pytest.raises(ConfigError, match=r"^HTTP_RETRIES=2\.5 is not accepted"):
+        ReliabilityConfig(HTTP_RETRIES=2.5)
+
+
+def test_a_validator_problem_comes_before_the_accepted_values() -> None:
+    with pytest.raises(ConfigError) as caught:
+        ReliabilityConfig(REDACT_PATTERNS=("(",))
+    message = str(caught.value)
+    assert message.startswith("REDACT_PATTERNS=('(',) is not accepted: ")
+    assert "; expected a tuple of regular expressions" in message

@@ -48,9 +48,11 @@ def test_python_blocks_in_docs_run(path: Path, monkeypatch: pytest.MonkeyPatch) 
 
     A block whose text contains ``# not run`` is skipped (e.g. one that needs a live service).
     """
-    from otel_resilience import _call
+    import otel_resilience
+    from support import FakeClock
 
-    monkeypatch.setattr(_call, "_sleep", lambda seconds: None)
+    runtime = otel_resilience.Runtime(clock=FakeClock())  # backoff does not really sleep
+    monkeypatch.setattr(otel_resilience._runtime._default, "runtime", runtime)
     namespace: dict[str, object] = {"__name__": f"docs_{path.stem}"}
     for index, block in enumerate(_python_blocks(path)):
         try:

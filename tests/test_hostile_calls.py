@@ -74,9 +74,7 @@ def test_a_rate_limit_wait_ends_at_the_deadline(clock: FakeClock) -> None:
     configure(services={"quota": {"RATE_LIMIT": "1/minute", "RATE_LIMIT_MAX_WAIT_SEC": 30}})
     assert resilient_call("quota", "op", lambda: 1) == 1
     waits: list[float] = []
-    limiter = otel_resilience._ratelimit.get_rate_limiter(
-        "quota", otel_resilience.get_config("quota")
-    )
+    limiter = otel_resilience.default_runtime().service("quota").limiter
     assert limiter is not None
     original = limiter.acquire
 
@@ -146,15 +144,11 @@ def test_configuring_another_service_keeps_a_retry_budget_and_its_history(
     configure(services={"budgeted": {"RETRY_BUDGET_RATIO": 0.1, "RETRY_BUDGET_MIN_PER_SEC": 0}})
     for _ in range(5):
         resilient_call("budgeted", "op", lambda: 1)
-    budget = otel_resilience._budget.get_retry_budget(
-        "budgeted", otel_resilience.get_config("budgeted")
-    )
+    budget = otel_resilience.default_runtime().service("budgeted").budget
     assert budget is not None
     assert budget.calls == 5
     configure(services={"unrelated": {"HTTP_RETRIES": 1}})
-    again = otel_resilience._budget.get_retry_budget(
-        "budgeted", otel_resilience.get_config("budgeted")
-    )
+    again = otel_resilience.default_runtime().service("budgeted").budget
     assert again is budget
     assert again.calls == 5
 
@@ -430,23 +424,21 @@ def test_a_nested_errors_message_is_redacted_for_the_outer_call() -> None:
 
 
 def test_idle_budgets_and_limiters_are_dropped_and_busy_ones_kept(clock: FakeClock) -> None:
-    from otel_resilience import ReliabilityConfig, _budget, _ratelimit
+    from otel_resilience import ReliabilityConfig, _runtime
 
     configure(
         ReliabilityConfig(RETRY_BUDGET_RATIO=0.2, RETRY_BUDGET_WINDOW_SEC=10, RATE_LIMIT="1/minute")
     )
     resilient_call("busy", "op", lambda: "ok")  # its limiter's only slot is taken
-    budget = _budget.get_retry_budget("busy", otel_resilience.get_config("busy"))
-    limiter = _ratelimit.get_rate_limiter("busy", otel_resilience.get_config("busy"))
-    budgets = {f"idle-{i}": None for i in range(_budget.MAX_IDLE_BUDGETS + 10)}
-    for name in budgets:
-        _budget.get_retry_budget(name, otel_resilience.get_config(name))
-        _ratelimit.get_rate_limiter(name, otel_resilience.get_config(name))
-    assert len(_budget._budgets) <= _budget.MAX_IDLE_BUDGETS + 1
-    assert len(_ratelimit._limiters) <= _ratelimit.MAX_IDLE_LIMITERS + 1
+    runtime = otel_resilience.default_runtime()
+    busy = runtime.service("busy")
+    budget, limiter = busy.budget, busy.limiter
+    for index in range(_runtime.MAX_IDLE_SERVICES + 10):
+        runtime.service(f"idle-{index}")
+    assert len(runtime._services) <= _runtime.MAX_IDLE_SERVICES + 1
     # the busy service kept its history: same budget, and its limiter still refuses
-    assert _budget.get_retry_budget("busy", otel_resilience.get_config("busy")) is budget
-    assert _ratelimit.get_rate_limiter("busy", otel_resilience.get_config("busy")) is limiter
+    assert runtime.service("busy").budget is budget
+    assert runtime.service("busy").limiter is limiter
     with pytest.raises(ThrottledError):
         resilient_call("busy", "op", lambda: "ok")
 

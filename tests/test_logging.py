@@ -102,7 +102,7 @@ def test_a_record_factory_setting_service_name_does_not_break_retries_or_breaker
     retry = records[0]
     assert retry.resilience_error_type == "connection_error"
     assert retry.resilience_retry_delay_s == pytest.approx(0.01, rel=0.11)
-    assert retry.funcName == "_before_sleep"  # the record points at the library, not the helper
+    assert retry.funcName == "announce"  # the record points at the library, not the helper
     assert records[-1].resilience_stop_reason == "exhausted"
 
 

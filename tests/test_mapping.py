@@ -20,8 +20,8 @@ from otel_resilience import (
     map_external_error,
     register_classifier,
 )
+from otel_resilience._classify import classify, parse_retry_after, status_to_error_type
 from otel_resilience._errors import ERROR_CLASSES
-from otel_resilience._mapping import classify, parse_retry_after, status_to_error_type
 from support import FakeClock
 
 E = ExternalServiceError
@@ -263,10 +263,8 @@ def test_errno_of_an_oserror_subclass() -> None:
     assert classify(DriverError(errno.ENOSPC, "disk full")).error_type is E.UNKNOWN_ERROR
 
 
-def test_a_broken_client_classifier_falls_back_to_the_generic_rules(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from otel_resilience import _clients
+def test_a_broken_client_classifier_falls_back_to_the_generic_rules() -> None:
+    from otel_resilience._classify import CLIENT_CLASSIFIERS, Classifiers
 
     class VendorError(Exception):
         status_code = 503
@@ -276,8 +274,8 @@ def test_a_broken_client_classifier_falls_back_to_the_generic_rules(
     def broken(exc: BaseException) -> Classification | None:
         raise RuntimeError("bug in the vendor classifier")
 
-    monkeypatch.setitem(_clients.CLIENT_CLASSIFIERS, "vendor_sdk", broken)
-    assert classify(VendorError("unavailable")).error_type is E.SERVER_ERROR
+    registry = Classifiers(libraries={**CLIENT_CLASSIFIERS, "vendor_sdk": broken})
+    assert classify(VendorError("unavailable"), registry).error_type is E.SERVER_ERROR
 
 
 # --- classification is total: nothing raised while classifying reaches the caller -----------
@@ -386,7 +384,7 @@ def test_an_exception_whose_class_attribute_raises_maps_to_unknown() -> None:
 
 
 def test_an_exception_whose_class_attribute_raises_in_the_client_lookup() -> None:
-    from otel_resilience import _mapping
+    from otel_resilience._classify import _registry as _mapping
 
     class ClassRaises(Exception):
         @property  # type: ignore[misc]
@@ -443,21 +441,20 @@ def test_a_reliability_error_with_a_bad_delay_is_cleaned() -> None:
     assert classify(err) == Classification(E.UNKNOWN_ERROR, None)
 
 
-def test_a_client_classifier_returning_an_infinite_delay_is_cleaned(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from otel_resilience import _clients
+def test_a_client_classifier_returning_an_infinite_delay_is_cleaned() -> None:
+    from otel_resilience._classify import CLIENT_CLASSIFIERS, Classifiers
 
     class VendorError(Exception):
         pass
 
     VendorError.__module__ = "vendor_sdk.errors"
-    monkeypatch.setitem(
-        _clients.CLIENT_CLASSIFIERS,
-        "vendor_sdk",
-        lambda exc: Classification(E.RATE_LIMIT, float("inf")),
+    registry = Classifiers(
+        libraries={
+            **CLIENT_CLASSIFIERS,
+            "vendor_sdk": lambda exc: Classification(E.RATE_LIMIT, float("inf")),
+        }
     )
-    assert classify(VendorError("x")) == Classification(E.RATE_LIMIT, None)
+    assert classify(VendorError("x"), registry) == Classification(E.RATE_LIMIT, None)
 
 
 def test_the_client_classifiers_are_total_on_hostile_real_client_errors() -> None:

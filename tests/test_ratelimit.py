@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import limits.storage.memory
 import pytest
@@ -19,8 +19,8 @@ from otel_resilience import (
     resilient_call,
     resilient_call_async,
 )
-from otel_resilience._ratelimit import LocalRateLimiter, get_rate_limiter
-from support import counter_points
+from otel_resilience._ratelimit import LocalRateLimiter
+from support import counter_points, limiter_for
 
 
 class FakeTime:
@@ -45,20 +45,19 @@ class FakeTime:
         self.sleeps.append(seconds)
         self.advance(seconds)
 
-    async def async_sleep(self, seconds: float) -> None:
+    async def sleep_async(self, seconds: float) -> None:
         self.sleep(seconds)
 
 
 @pytest.fixture
-def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    """The limiter's clocks and sleeps, and the ``limits`` memory storage's clock, faked."""
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTime]:
+    """An isolated runtime on a fake clock, and the ``limits`` memory storage's clock, faked."""
     fake = FakeTime()
-    monkeypatch.setattr(_ratelimit, "_monotonic", fake.monotonic)
     monkeypatch.setattr(_ratelimit, "_wall", fake.wall)
-    monkeypatch.setattr(_ratelimit, "_sleep", fake.sleep)
-    monkeypatch.setattr(_ratelimit, "_async_sleep", fake.async_sleep)
     monkeypatch.setattr(limits.storage.memory, "time", types.SimpleNamespace(time=fake.wall))
-    return fake
+    shared = otel_resilience.default_runtime().telemetry
+    with otel_resilience.use_runtime(otel_resilience.Runtime(clock=fake, telemetry=shared)):
+        yield fake
 
 
 @pytest.mark.parametrize(
@@ -66,9 +65,8 @@ def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     [("3/second", 3), ("5 per minute", 5), ("2 per 10 seconds", 2)],
     ids=["per-second", "per-minute", "per-10-seconds"],
 )
-@pytest.mark.usefixtures("fake_time")
-def test_limiter_admits_the_rate_then_refuses(rate: str, allowed: int) -> None:
-    limiter = LocalRateLimiter("payments", rate)
+def test_limiter_admits_the_rate_then_refuses(rate: str, allowed: int, fake_time: FakeTime) -> None:
+    limiter = LocalRateLimiter("payments", rate, clock=fake_time)
 
     taken = [limiter.acquire(0) for _ in range(allowed + 2)]
 
@@ -76,7 +74,7 @@ def test_limiter_admits_the_rate_then_refuses(rate: str, allowed: int) -> None:
 
 
 def test_waiting_caller_gets_the_slot_when_the_window_frees(fake_time: FakeTime) -> None:
-    limiter = LocalRateLimiter("payments", "2/second")
+    limiter = LocalRateLimiter("payments", "2/second", clock=fake_time)
     assert limiter.acquire(0)
     fake_time.advance(0.25)
     assert limiter.acquire(0)
@@ -89,7 +87,7 @@ def test_waiting_caller_gets_the_slot_when_the_window_frees(fake_time: FakeTime)
 
 
 def test_caller_fails_at_once_when_no_slot_frees_in_its_wait(fake_time: FakeTime) -> None:
-    limiter = LocalRateLimiter("payments", "1/second")
+    limiter = LocalRateLimiter("payments", "1/second", clock=fake_time)
     assert limiter.acquire(0)
 
     assert not limiter.acquire(max_wait_sec=0.5)
@@ -98,7 +96,7 @@ def test_caller_fails_at_once_when_no_slot_frees_in_its_wait(fake_time: FakeTime
 
 
 async def test_async_waiting_uses_the_async_sleep(fake_time: FakeTime) -> None:
-    limiter = LocalRateLimiter("payments", "1/second")
+    limiter = LocalRateLimiter("payments", "1/second", clock=fake_time)
     assert await limiter.acquire_async(0)
 
     assert not await limiter.acquire_async(0.5)
@@ -110,8 +108,8 @@ async def test_async_waiting_uses_the_async_sleep(fake_time: FakeTime) -> None:
 @pytest.mark.usefixtures("fake_time")
 def test_services_have_separate_limits() -> None:
     config = ReliabilityConfig(RATE_LIMIT="1/second")
-    first = get_rate_limiter("payments", config)
-    second = get_rate_limiter("search", config)
+    first = limiter_for("payments", config)
+    second = limiter_for("search", config)
     assert first is not None
     assert second is not None
 
@@ -119,16 +117,20 @@ def test_services_have_separate_limits() -> None:
 
 
 def test_one_limiter_per_service_until_the_config_changes() -> None:
-    config = ReliabilityConfig(RATE_LIMIT="10/second")
-    limiter = get_rate_limiter("payments", config)
+    runtime = otel_resilience.default_runtime()
+    otel_resilience.configure(services={"payments": {"RATE_LIMIT": "10/second"}})
+    limiter = runtime.service("payments").limiter
 
     assert isinstance(limiter, LocalRateLimiter)
-    assert get_rate_limiter("payments", ReliabilityConfig(RATE_LIMIT="10/second")) is limiter
-    changed = get_rate_limiter("payments", ReliabilityConfig(RATE_LIMIT="20/second"))
+    otel_resilience.configure(services={"payments": {"RATE_LIMIT": "10/second", "HTTP_RETRIES": 2}})
+    assert runtime.service("payments").limiter is limiter
+    otel_resilience.configure(services={"payments": {"RATE_LIMIT": "20/second"}})
+    changed = runtime.service("payments").limiter
     assert isinstance(changed, LocalRateLimiter)
     assert changed is not limiter
     assert changed.rate == "20/second"
-    assert get_rate_limiter("payments", ReliabilityConfig()) is None
+    otel_resilience.configure(services={"payments": {"RATE_LIMIT": None}})
+    assert runtime.service("payments").limiter is None
 
 
 @pytest.mark.usefixtures("fake_time")

@@ -1096,7 +1096,8 @@ def test_with_timeout_preserves_the_functions_metadata() -> None:
 
 
 def test_with_timeout_none_reads_the_configured_default_at_call_time() -> None:
-    from otel_resilience._config import ReliabilityConfig, configure, reset_config
+    from otel_resilience import ReliabilityConfig, configure
+    from otel_resilience import reset as reset_config
 
     @with_timeout()
     def slow() -> None:

@@ -200,12 +200,15 @@ def _mutable_kind(value: ast.expr | None, classes: dict[str, bool]) -> str | Non
 
 
 def _frozen_classes(tree: ast.Module) -> dict[str, bool]:
-    """Classes of a module: name -> whether instances are immutable (frozen dataclass, Enum, NamedTuple)."""
+    """A module's classes: name -> whether instances are immutable (frozen, Enum, NamedTuple)."""
     out: dict[str, bool] = {}
     for node in tree.body:
         if not isinstance(node, ast.ClassDef):
             continue
-        frozen = any(_call_name(b) in {"Enum", "IntEnum", "StrEnum", "NamedTuple", "Exception"} for b in node.bases)
+        frozen = any(
+            _call_name(b) in {"Enum", "IntEnum", "StrEnum", "NamedTuple", "Exception"}
+            for b in node.bases
+        )
         for deco in node.decorator_list:
             if isinstance(deco, ast.Call):
                 for kw in deco.keywords:
@@ -265,7 +268,11 @@ def _twins(funcs: dict[str, ast.AST], source: list[str], mod: str) -> tuple[list
         if base.endswith("_async"):
             stem = base[: -len("_async")]
             candidates += [stem, f"{stem}_sync"]
-        if base.startswith("a") and f"{prefix}{base[1:]}" in names and isinstance(funcs[name], ast.AsyncFunctionDef):
+        if (
+            base.startswith("a")
+            and f"{prefix}{base[1:]}" in names
+            and isinstance(funcs[name], ast.AsyncFunctionDef)
+        ):
             candidates.append(base[1:])
         if base.startswith("_a") and isinstance(funcs[name], ast.AsyncFunctionDef):
             candidates.append("_" + base[2:])
@@ -303,7 +310,9 @@ def _functions(tree: ast.Module) -> dict[str, ast.AST]:
 
 def _all_names(tree: ast.Module) -> list[str]:
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
             try:
                 return list(ast.literal_eval(node.value))
             except ValueError:
@@ -326,7 +335,8 @@ def _radon(files: list[Path], fig: Figures) -> None:
                 count += 1
                 if cc_rank(item.complexity) >= "C":
                     fig.radon_c_or_worse.append(
-                        f"{module_name(path)}:{item.lineno} {item.name} {cc_rank(item.complexity)} ({item.complexity})"
+                        f"{module_name(path)}:{item.lineno} {item.name}"
+                        f" {cc_rank(item.complexity)} ({item.complexity})"
                     )
     fig.radon_blocks = count
     fig.radon_average = round(total / count, 2) if count else 0.0
@@ -381,7 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"import cycles: {len(fig.import_cycles)}")
     for cyc in fig.import_cycles:
         print(f"  {' <-> '.join(cyc)}")
-    print(f"module-level mutable objects: {len(fig.mutable_globals)} (+ {len(fig.module_locks)} module locks)")
+    print(
+        f"module-level mutable objects: {len(fig.mutable_globals)}"
+        f" (+ {len(fig.module_locks)} module locks)"
+    )
     for name in fig.mutable_globals + fig.module_locks:
         print(f"  {name}")
     print(f"radon average complexity: {fig.radon_average} over {fig.radon_blocks} blocks")
@@ -394,7 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sync/async twin lines: {fig.twin_shared_lines} in {len(fig.twin_pairs)} pairs")
     for item in fig.twin_pairs:
         print(f"  {item}")
-    print(f"public API: {fig.public_names} names; private modules' __all__ not re-exported: {fig.private_all_names}")
+    print(
+        f"public API: {fig.public_names} names;"
+        f" private modules' __all__ not re-exported: {fig.private_all_names}"
+    )
     return 0
 
 

@@ -5,8 +5,9 @@
 {'ok': True}
 """
 
+import inspect
 import logging
-import sys
+import typing
 
 from ._breaker import (
     BreakerOverride,
@@ -14,11 +15,17 @@ from ._breaker import (
     CircuitBreaker,
     CircuitBreakerManager,
     CircuitBreakerState,
-    get_circuit_breaker_manager,
 )
 from ._budget import RetryBudget
 from ._call import create_retry_decorator, resilient, resilient_call, resilient_call_async
-from ._config import ConfigError, ReliabilityConfig, configure, get_config
+from ._classify import (
+    Classification,
+    Classifiers,
+    map_external_error,
+    parse_retry_after,
+    register_classifier,
+)
+from ._config import ConfigError, ReliabilityConfig
 from ._errors import (
     CallTimeoutError,
     CircuitOpenError,
@@ -27,17 +34,33 @@ from ._errors import (
     ReliabilityError,
     ThrottledError,
 )
-from ._health import HealthServer, health_report
-from ._mapping import Classification, map_external_error, register_classifier
+from ._health import HealthServer, health_report, health_report_from_prometheus
+from ._retry import TENACITY_AVAILABLE
+from ._runtime import (
+    Runtime,
+    configure,
+    default_runtime,
+    get_circuit_breaker_manager,
+    get_config,
+    reset,
+    use_runtime,
+)
 from ._setup import TelemetryHandle, configure_telemetry
 from ._telemetry import set_telemetry_providers
-from ._timeout import remaining_time, shutdown_workers, with_timeout
+from ._timeout import (
+    AttemptTimeout,
+    deadline_scope,
+    remaining_time,
+    shutdown_workers,
+    with_timeout,
+)
 from ._version import __version__
 
 # A library never decides where logs go: without the application's logging setup, stay quiet.
 logging.getLogger("otel_resilience").addHandler(logging.NullHandler())
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plainly sorted (tests/test_public_api.py)
+    "AttemptTimeout",
     "BreakerOverride",
     "BreakerStatus",
     "CallTimeoutError",
@@ -46,6 +69,7 @@ __all__ = [
     "CircuitBreakerState",
     "CircuitOpenError",
     "Classification",
+    "Classifiers",
     "ConcurrencyLimitedError",
     "ConfigError",
     "ExternalServiceError",
@@ -53,16 +77,22 @@ __all__ = [
     "ReliabilityConfig",
     "ReliabilityError",
     "RetryBudget",
+    "Runtime",
+    "TENACITY_AVAILABLE",
     "TelemetryHandle",
     "ThrottledError",
     "__version__",
     "configure",
     "configure_telemetry",
     "create_retry_decorator",
+    "deadline_scope",
+    "default_runtime",
     "get_circuit_breaker_manager",
     "get_config",
     "health_report",
+    "health_report_from_prometheus",
     "map_external_error",
+    "parse_retry_after",
     "register_classifier",
     "remaining_time",
     "reset",
@@ -71,29 +101,44 @@ __all__ = [
     "resilient_call_async",
     "set_telemetry_providers",
     "shutdown_workers",
+    "use_runtime",
     "with_timeout",
 ]
 
 
-def reset() -> None:
-    """Restore every piece of global state: config, breakers, budgets, telemetry providers,
-    and stop idle timeout worker threads.
+def _publish() -> None:
+    """Show the public names as ``otel_resilience.X`` in tracebacks, reprs and pickles.
 
-    For tests and for applications that reconfigure at run time.
+    As httpx does: the classes and functions live in private modules, but users import (and
+    pickle, and read in tracebacks) ``otel_resilience.ReliabilityError``, not
+    ``otel_resilience._errors.ReliabilityError``. Pickling by reference keeps working because
+    every rewritten name is an attribute of this module.
+
+    ``typing.get_type_hints(cls)`` evaluates a class's (string) annotations in the module named
+    by ``cls.__module__``, which would now be this one; so a class's own annotations are
+    evaluated first, in the module that wrote them (dataclass tools such as cattrs rely on it).
     """
-    from ._budget import reset_budgets
-    from ._call import _load  # WIRE(load control)
-    from ._config import reset_config
-    from ._ratelimit import reset_rate_limiters
-    from ._telemetry import get_telemetry
+    namespace = globals()
+    for name in __all__:
+        obj = namespace[name]
+        if isinstance(obj, type):
+            own = inspect.get_annotations(obj)
+            if own:
+                obj.__annotations__ = {**own, **_own_hints(obj, own)}
+            obj.__module__ = __name__
+        elif inspect.isfunction(obj):
+            obj.__module__ = __name__
 
-    reset_config()
-    get_circuit_breaker_manager().reset()
-    reset_budgets()
-    reset_rate_limiters()
-    _load.reset()  # WIRE(load control)
-    get_telemetry().reset()
-    shutdown_workers(timeout=0)
-    redis_stores = sys.modules.get("otel_resilience._redis")  # only if Redis was ever used
-    if redis_stores is not None:
-        redis_stores.close_stores()
+
+def _own_hints(cls: type, own: dict[str, object]) -> dict[str, object]:
+    """``cls``'s own annotations evaluated; none when one cannot be (a name imported only for
+    type checkers): ``get_type_hints`` fails on those as it did before, and importing the
+    package never does."""
+    try:
+        hints = typing.get_type_hints(cls, include_extras=True)
+    except Exception:
+        return {}
+    return {key: hints[key] for key in own}
+
+
+_publish()

@@ -38,9 +38,6 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 from ._errors import ExternalServiceError, ReliabilityError
-from ._mapping import _attr, _header
-
-__all__ = ["AdaptiveRate", "Cubic", "RateClocker", "parse_rate_headers"]
 
 #: the lowest rate the bucket goes down to, per second (botocore's)
 MIN_RATE: Final = 0.5
@@ -110,6 +107,27 @@ class RateClocker:
 
 
 # --- headers ------------------------------------------------------------------------------------
+
+
+def _attr(obj: object, name: str) -> object:
+    """``getattr(obj, name, None)`` that survives a property raising anything."""
+    try:
+        return getattr(obj, name, None)
+    except Exception:
+        return None
+
+
+def _header(headers: object, name: str) -> object:
+    """A header's value from any headers object with ``get`` (case-insensitive or not)."""
+    get = _attr(headers, "get")
+    if not callable(get):
+        return None
+    try:
+        value = get(name)
+        return get(name.lower()) if value is None else value
+    except Exception:  # a foreign headers object that misbehaves is no reason to fail
+        return None
+
 
 _DURATION: Final = re.compile(r"(?:([0-9.]+)h)?(?:([0-9.]+)m(?!s))?(?:([0-9.]+)s)?(?:([0-9.]+)ms)?")
 _POLICY_WINDOW: Final = re.compile(r"w=([0-9.]+)")

@@ -28,17 +28,7 @@ from enum import Enum
 from typing import Any, ClassVar, Final
 
 from ._config import ReliabilityConfig, get_config
-from ._config import _listeners as _config_listeners
 from ._log import log_event
-
-__all__ = [
-    "BreakerOverride",
-    "BreakerStatus",
-    "CircuitBreaker",
-    "CircuitBreakerManager",
-    "CircuitBreakerState",
-    "get_circuit_breaker_manager",
-]
 
 logger = logging.getLogger("otel_resilience")
 
@@ -693,10 +683,8 @@ def _changed(breaker: CircuitBreaker) -> bool:
         return True
 
 
-_manager = CircuitBreakerManager()
-_config_listeners.append(_manager.drop_changed)
-
-
 def get_circuit_breaker_manager() -> CircuitBreakerManager:
-    """The process-wide breaker registry."""
-    return _manager
+    """The breakers of the runtime in use (the process's default runtime)."""
+    from ._runtime import default_runtime
+
+    return default_runtime().breakers

@@ -14,11 +14,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Final
 
 from ._config import ReliabilityConfig
-
-__all__ = ["RetryBudget", "get_retry_budget"]
 
 
 class RetryBudget:
@@ -93,51 +90,10 @@ class RetryBudget:
             return True
 
 
-#: per service: the config last seen, the settings the budget was built from, and the budget
-_budgets: dict[str, tuple[ReliabilityConfig, tuple[float, float, float], RetryBudget]] = {}
-_lock = threading.Lock()
-#: budgets kept before idle ones (an empty window) are dropped; a dropped one is made afresh
-#: at its service's next call, so endless distinct service names cost bounded memory
-MAX_IDLE_BUDGETS: Final = 1000
-_sweep_at = MAX_IDLE_BUDGETS
-
-
-def get_retry_budget(service_name: str, config: ReliabilityConfig) -> RetryBudget | None:
-    """The budget of a service, or None when its config has no ``RETRY_BUDGET_RATIO``.
-
-    One budget per service and process. It is rebuilt (empty) only when the service's budget
-    settings change, so configuring another service, or another setting, keeps its history.
-    """
+def budget_settings(config: ReliabilityConfig) -> tuple[float, float, float] | None:
+    """What a service's budget is built from (None: no budget). The runtime keeps a budget
+    while these are unchanged, so configuring another setting keeps its history."""
     ratio = config.RETRY_BUDGET_RATIO
     if ratio is None:
         return None
-    found = _budgets.get(service_name)
-    if found is not None and found[0] is config:  # the usual case: the same config object
-        return found[2]
-    settings = (ratio, config.RETRY_BUDGET_MIN_PER_SEC, config.RETRY_BUDGET_WINDOW_SEC)
-    with _lock:
-        found = _budgets.get(service_name)
-        if found is not None and found[1] == settings:
-            budget = found[2]
-        else:
-            if len(_budgets) >= _sweep_at:
-                _drop_idle()
-            budget = RetryBudget(*settings)
-        _budgets[service_name] = (config, settings, budget)
-        return budget
-
-
-def _drop_idle() -> None:
-    """Drop idle budgets (lock held); sweep again once the count has doubled (amortised)."""
-    global _sweep_at
-    for name in [name for name, (_, _, budget) in _budgets.items() if budget.idle()]:
-        del _budgets[name]
-    _sweep_at = max(MAX_IDLE_BUDGETS, 2 * len(_budgets))
-
-
-def reset_budgets() -> None:
-    """Forget every budget (they start empty at next use)."""
-    global _sweep_at
-    with _lock:
-        _budgets.clear()
-        _sweep_at = MAX_IDLE_BUDGETS
+    return (ratio, config.RETRY_BUDGET_MIN_PER_SEC, config.RETRY_BUDGET_WINDOW_SEC)

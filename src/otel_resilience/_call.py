@@ -1,6 +1,10 @@
-"""The calls: the one place that orders rate limit -> breaker -> retry -> attempt timeout.
+"""The calls: :func:`resilient_call` and :func:`resilient_call_async`, the engine's two drivers.
 
-One call of :func:`resilient_call`::
+Every decision of a call (classification, retry, settling, errors, telemetry) is made once in
+:class:`~otel_resilience._engine.Call`. This module only does what differs between a thread and
+an event loop: wait for a rate-limit slot, take a breaker permit, run the attempt under its
+timeout, record the outcome in the breaker, and sleep before a retry -- each either called or
+awaited. One call::
 
     call span "{service} {endpoint}"
     ├── breaker admits? no -> CircuitOpenError (no attempt)
@@ -15,34 +19,21 @@ breaker check, a timeout and (with an SDK) the telemetry.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
-import math
-import time
+import queue
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from types import CoroutineType
-from typing import Any, Final, ParamSpec, TypeVar, cast, overload
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from ._breaker import REJECTED, CircuitBreaker, get_circuit_breaker_manager
-from ._budget import RetryBudget, get_retry_budget
-from ._config import ReliabilityConfig, get_config
-from ._config import _listeners as _config_listeners
-from ._errors import (
-    CLIENT_ERRORS,
-    ERROR_CLASSES,
-    CallTimeoutError,
-    CircuitOpenError,
-    ExternalServiceError,
-    ReliabilityError,
-    ThrottledError,
-)
-from ._load import LoadControl  # WIRE(load control)
-from ._mapping import _redact, _well_formed, map_external_error
-from ._ratelimit import RateLimiter, get_rate_limiter
-from ._retry import RetryPlan, StopRetrying, is_retryable, retry_async, retry_sync
-from ._telemetry import CallObserver, get_telemetry
+from ._breaker import REJECTED
+from ._engine import NO_FALLBACK, Call, Misuse
+from ._errors import ReliabilityError
+from ._hedging import HedgePolicy
+from ._runtime import _default, check_attempts, check_deadline
 from ._timeout import (
-    AttemptTimeout,
     _deadline_var,
     _Interrupted,
     deadline_scope,
@@ -52,37 +43,11 @@ from ._timeout import (
     validate_timeout,
 )
 
-__all__ = ["create_retry_decorator", "resilient", "resilient_call", "resilient_call_async"]
-
 T = TypeVar("T")
 P = ParamSpec("P")
 
-
-class _NoFallback:
-    def __repr__(self) -> str:
-        return "<no fallback>"
-
-
-NO_FALLBACK: Final = _NoFallback()
-
-_manager = get_circuit_breaker_manager()
-_telemetry = get_telemetry()
 #: the deadline in force (a ContextVar read: the whole cost of the check on calls without one)
 _deadline = _deadline_var.get
-_E_TIMEOUT = ExternalServiceError.TIMEOUT
-_load = LoadControl()  # WIRE(load control): the runtime's limiters and learnt rates
-_telemetry.load_control = _load  # WIRE(load control)
-
-#: failures that say nothing about the service's health: the permit is given back, nothing is
-#: recorded (the caller's own mistakes, and a nested call refused by the library's rate limiter)
-_NEUTRAL: Final = CLIENT_ERRORS | {
-    ExternalServiceError.THROTTLED,
-    ExternalServiceError.CONCURRENCY_LIMITED,  # WIRE(load control)
-}
-
-
-class _Misuse(TypeError):
-    """A programming error found while running an attempt: not the service's failure."""
 
 
 def _name(name: str, value: object) -> str:
@@ -101,191 +66,37 @@ def _check_name(name: str, value: object) -> None:
         raise TypeError(f"{name} must be a non-empty string, got {value!r}")
 
 
-#: the most attempts one call may make (the bound of ``HTTP_RETRIES`` too)
-MAX_ATTEMPTS: Final = 100
-
-
-def _check_attempts(max_retries: object) -> int:
-    if (
-        isinstance(max_retries, bool)
-        or not isinstance(max_retries, int)
-        or not 0 <= max_retries <= MAX_ATTEMPTS
-    ):
-        raise ValueError(
-            f"max_retries must be an integer from 0 to {MAX_ATTEMPTS} (attempts in all; 0 and 1"
-            f" mean a single attempt), got {max_retries!r}"
-        )
-    return max(1, max_retries)
-
-
-def _check_deadline(deadline_sec: object) -> float:
-    if (
-        isinstance(deadline_sec, bool)
-        or not isinstance(deadline_sec, int | float)
-        or not math.isfinite(deadline_sec)
-        or deadline_sec <= 0
-    ):
-        raise ValueError(f"deadline_sec must be a number of seconds > 0, got {deadline_sec!r}")
-    return float(deadline_sec)
-
-
-class _Settings:
-    """The validated arguments of one call."""
-
-    __slots__ = ("attempts", "config", "deadline", "mode", "timeout")
-
-    def __init__(
-        self,
-        service_name: str,
-        endpoint: str,
-        timeout_sec: float | None,
-        max_retries: int | None,
-        deadline_sec: float | None,
-    ) -> None:
-        if not isinstance(service_name, str) or not service_name:
-            _check_name("service_name", service_name)
-        if not isinstance(endpoint, str) or not endpoint:
-            _check_name("endpoint", endpoint)
-        config = get_config(service_name)
-        self.config = config
-        self.timeout = (
-            config.HTTP_TIMEOUT_SEC
-            if timeout_sec is None
-            else validate_timeout("timeout_sec", timeout_sec)
-        )
-        self.attempts = config.max_attempts if max_retries is None else _check_attempts(max_retries)
-        self.deadline = (
-            config.DEADLINE_SEC if deadline_sec is None else _check_deadline(deadline_sec)
-        )
-        self.mode = config.TIMEOUT_MODE
-
-
-#: the settings of calls that pass no per-call option, by service (dropped on config changes)
-_default_settings: dict[str, _Settings] = {}
-_config_listeners.append(_default_settings.clear)
-
-
-def _settings(
-    service_name: str,
-    endpoint: str,
-    timeout_sec: float | None,
-    max_retries: int | None,
-    deadline_sec: float | None,
-) -> _Settings:
-    if (
-        timeout_sec is None
-        and max_retries is None
-        and deadline_sec is None
-        and type(service_name) is str
-        and type(endpoint) is str
-        and endpoint
-    ):
-        found = _default_settings.get(service_name)
-        if found is None:
-            found = _Settings(service_name, endpoint, None, None, None)
-            _default_settings[service_name] = found
-        return found
-    return _Settings(service_name, endpoint, timeout_sec, max_retries, deadline_sec)
-
-
-def _prepare(
-    service_name: str,
-    endpoint: str,
+def _begin(
+    service_name: object,
+    endpoint: object,
     func: object,
     timeout_sec: float | None,
     max_retries: int | None,
     deadline_sec: float | None,
-) -> tuple[_Settings, CircuitBreaker, RetryBudget | None, CallObserver]:
-    """Check the arguments and gather what one call needs (sync and async alike)."""
+    idempotent: bool,
+) -> Call:
+    """Check the arguments and gather what one call needs (both drivers)."""
+    service = service_name if type(service_name) is str else _name("service_name", service_name)
+    where = endpoint if type(endpoint) is str else _name("endpoint", endpoint)
+    if not service:
+        _check_name("service_name", service)
+    if not where:
+        _check_name("endpoint", where)
     if not callable(func):
         raise TypeError(f"func must be callable, got {type(func).__name__}: {func!r}")
-    settings = _settings(service_name, endpoint, timeout_sec, max_retries, deadline_sec)
-    breaker = _manager.breaker_for(service_name, endpoint)
-    budget = get_retry_budget(service_name, settings.config)
-    return settings, breaker, budget, _telemetry.call(service_name, endpoint, breaker)
+    runtime = _default.runtime
+    context = runtime.service(service)
+    settings = context.settings(timeout_sec, max_retries, deadline_sec)
+    breaker = runtime.breakers.breaker_for(service, where)
+    if idempotent is not True and idempotent is not False:
+        raise TypeError(f"idempotent must be True or False, got {idempotent!r}")
+    observer = runtime.telemetry.call(service, where, breaker)
+    return Call(context, where, settings, breaker, observer, idempotent)
 
 
-def _as_error(
-    exc: BaseException, service_name: str, endpoint: str, attempt: int
-) -> ReliabilityError:
-    """The ReliabilityError of a failed attempt, labelled with *this* call's service.
-
-    Types are tested on ``type(exc)``: ``isinstance`` would read an exception's own
-    ``__class__``, which a hostile exception can make raise.
-    """
-    kind = type(exc)
-    if issubclass(kind, AttemptTimeout):
-        return CallTimeoutError(
-            _E_TIMEOUT,
-            service_name,
-            endpoint,
-            f"timeout calling {service_name} ({endpoint}): no answer within"
-            f" {cast(AttemptTimeout, exc).timeout_sec:g} s",
-            attempts=attempt,
-        )
-    if issubclass(kind, ReliabilityError) and _well_formed(exc):
-        # a nested resilient_call (or the function's own ReliabilityError): keep its class
-        nested = cast(ReliabilityError, exc)
-        if nested.service_name == service_name and nested.endpoint == endpoint:
-            nested.attempts = attempt
-            return nested
-        cls = ERROR_CLASSES.get(nested.error_type, ReliabilityError)
-        detail = _redact(nested.message, service_name)
-        return cls(
-            nested.error_type,
-            service_name,
-            endpoint,
-            f"{nested.error_type.value} calling {service_name} ({endpoint}): {detail}",
-            attempts=attempt,
-            retry_after=nested.retry_after,
-        )
-    return map_external_error(service_name, endpoint, exc, attempts=attempt)
-
-
-def _settle(
-    breaker: CircuitBreaker, permit: int, error: ReliabilityError, exc: Exception, duration: float
-) -> None:
-    if error.error_type in _NEUTRAL or _never_started(exc):
-        breaker.release(permit)  # neither failure nor success
-    else:
-        breaker.record_failure(permit, duration)
-
-
-async def _settle_async(
-    breaker: CircuitBreaker, permit: int, error: ReliabilityError, exc: Exception, duration: float
-) -> None:
-    """:func:`_settle` on a breaker with asyncio round trips (the Redis backend)."""
-    if error.error_type in _NEUTRAL or _never_started(exc):
-        await breaker.release_async(permit)
-    else:
-        await breaker.record_failure_async(permit, duration)
-
-
-def _never_started(exc: Exception) -> bool:
-    """The attempt's deadline had passed before it could start: the service was not called."""
-    return issubclass(type(exc), AttemptTimeout) and cast(AttemptTimeout, exc).timeout_sec <= 0.0
-
-
-def _deadline_passed() -> bool:
-    """Whether the deadline in force has passed (checked before taking a permit; the callers
-    first test ``_deadline() is not None``, which is all a call without a deadline pays)."""
-    return remaining_time() == 0.0
-
-
-def _too_late(service_name: str, endpoint: str, number: int) -> CallTimeoutError:
-    return CallTimeoutError(
-        _E_TIMEOUT,
-        service_name,
-        endpoint,
-        f"timeout calling {service_name} ({endpoint}): the deadline passed before attempt"
-        f" {number} could start",
-        attempts=number - 1,
-    )
-
-
-def _coroutine_misuse(result: Any) -> _Misuse:
+def _coroutine_misuse(result: Any) -> Misuse:
     result.close()  # never awaited: close it, so no "was never awaited" warning follows
-    return _Misuse(
+    return Misuse(
         "func returned a coroutine: resilient_call runs sync functions; await"
         " resilient_call_async(...) for coroutine functions, or use @resilient on the async def"
     )
@@ -299,7 +110,7 @@ def _awaitable_func(func: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[
     def checked() -> Awaitable[T]:
         value = func()
         if not inspect.isawaitable(value):
-            raise _Misuse(
+            raise Misuse(
                 f"func returned {type(value).__name__}, not an awaitable: resilient_call_async"
                 " needs a coroutine function (or a callable returning an awaitable); use"
                 " resilient_call for sync functions"
@@ -319,92 +130,10 @@ def _require_asyncio() -> None:
         ) from None
 
 
-def _rejection(service_name: str, endpoint: str, breaker: CircuitBreaker) -> CircuitOpenError:
-    status = breaker.status()
-    return CircuitOpenError(
-        ExternalServiceError.CIRCUIT_OPEN,
-        service_name,
-        endpoint,
-        f"circuit breaker for {service_name} ({endpoint}) is {status.state}; call rejected",
-        attempts=0,
-        retry_after=status.seconds_until_probe,
-    )
-
-
-def _throttled(service_name: str, endpoint: str, limit: str | None) -> ThrottledError:
-    return ThrottledError(
-        ExternalServiceError.THROTTLED,
-        service_name,
-        endpoint,
-        f"rate limit {limit} of {service_name} reached; call to {endpoint} refused",
-        attempts=0,
-    )
-
-
-def _max_wait(config: ReliabilityConfig) -> float:
-    """How long a call may wait for a rate-limit slot: never past its deadline."""
-    wait = config.RATE_LIMIT_MAX_WAIT_SEC
-    left = remaining_time()
-    return wait if left is None or left >= wait else left
-
-
-def _plan(
-    settings: _Settings,
-    service_name: str,
-    endpoint: str,
-    observer: CallObserver,
-    budget: RetryBudget | None,
-    breaker: CircuitBreaker,
-) -> RetryPlan:
-    config: ReliabilityConfig = settings.config
-    return RetryPlan(
-        service_name=service_name,
-        endpoint=endpoint,
-        max_attempts=settings.attempts,
-        base_ms=config.HTTP_BACKOFF_BASE_MS,
-        max_ms=config.HTTP_BACKOFF_MAX_MS,
-        retry_after_max_sec=config.RETRY_AFTER_MAX_SEC,
-        retry_unknown=config.RETRY_UNKNOWN_ERRORS,
-        remaining=remaining_time,
-        sleep=_sleep,
-        async_sleep=_async_sleep,
-        allow_retry=None if budget is None else budget.try_retry,
-        blocked=breaker.rejects_after,
-        on_retry=observer.retry,
-    )
-
-
-def _worth_retrying(first: ReliabilityError, settings: _Settings) -> bool:
-    return settings.attempts > 1 and is_retryable(
-        first.error_type, settings.config.RETRY_UNKNOWN_ERRORS
-    )
-
-
-def _fallback_value(observer: CallObserver, error: ReliabilityError, fallback: Any) -> Any:
-    """What the fallback serves (maybe an awaitable, for the async path to await)."""
-    observer.fallback(error)
-    return fallback(error) if callable(fallback) else fallback
-
-
-def _finish_failure(
-    plan: RetryPlan | None, error: ReliabilityError, observer: CallObserver
-) -> None:
-    if plan is not None:
-        if plan.stop_reason in ("exhausted", "deadline"):
-            observer.exhausted(error)
-        elif plan.stop_reason == "budget":
-            observer.budget_rejected(error)
-
-
-# The sleeps are module attributes so tests can replace them with a fake clock's.
-def _sleep(seconds: float) -> None:
-    time.sleep(seconds)
-
-
-async def _async_sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
+def _deadline_passed() -> bool:
+    """Whether the deadline in force has passed (checked before taking a permit; the callers
+    first test ``_deadline() is not None``, which is all a call without a deadline pays)."""
+    return remaining_time() == 0.0
 
 
 # --- sync ---------------------------------------------------------------------------------------
@@ -419,6 +148,7 @@ def resilient_call(
     *,
     deadline_sec: float | None = None,
     fallback: Any = NO_FALLBACK,
+    idempotent: bool = True,
 ) -> T:
     """Call ``func()`` with retries, a circuit breaker, a timeout per attempt and telemetry.
 
@@ -433,6 +163,10 @@ def resilient_call(
             ``DEADLINE_SEC``); a nested call keeps the tighter of its own and its caller's.
         fallback: a value, or a callable receiving the :class:`ReliabilityError`, that serves
             the result when the call finally fails or is rejected.
+        idempotent: False for a call that must not run twice (a POST creating something):
+            it is retried only when the failure proves the request was not processed
+            (refused connection, DNS failure, 429/503 with ``Retry-After``), unless
+            ``RETRY_NON_IDEMPOTENT`` is set (docs/retries.md).
 
     Returns:
         What ``func()`` returned (or the fallback's value).
@@ -446,28 +180,18 @@ def resilient_call(
     >>> resilient_call("inventory", "lookup", lambda: 42)
     42
     """
-    if type(service_name) is not str:
-        service_name = _name("service_name", service_name)
-    if type(endpoint) is not str:
-        endpoint = _name("endpoint", endpoint)
-    settings, breaker, budget, observer = _prepare(
-        service_name, endpoint, func, timeout_sec, max_retries, deadline_sec
-    )
+    call = _begin(service_name, endpoint, func, timeout_sec, max_retries, deadline_sec, idempotent)
     try:
-        if settings.deadline is None:
-            result, attempts = _run(
-                service_name, endpoint, func, settings, breaker, observer, budget
-            )
+        if call.settings.deadline is None:
+            result = _drive(call, func)
         else:
-            with deadline_scope(settings.deadline):
-                result, attempts = _run(
-                    service_name, endpoint, func, settings, breaker, observer, budget
-                )
+            with deadline_scope(call.settings.deadline):
+                result = _drive(call, func)
     except ReliabilityError as error:
-        observer.end_failed(error, error.attempts)
+        call.ended_failed(error)
         if fallback is NO_FALLBACK:
             raise
-        value = _fallback_value(observer, error, fallback)
+        value = call.fallback_value(error, fallback)
         if type(value) is CoroutineType:
             value.close()
             raise TypeError(
@@ -476,111 +200,204 @@ def resilient_call(
             ) from error
         return cast(T, value)
     except BaseException as exc:  # interrupted (KeyboardInterrupt, SystemExit): not a failure
-        observer.end_aborted(exc)
+        call.ended_aborted(exc)
         raise
-    observer.end_ok(attempts)
+    call.ended_ok()
     return result
 
 
-def _run(
-    service_name: str,
-    endpoint: str,
-    func: Callable[[], T],
-    settings: _Settings,
-    breaker: CircuitBreaker,
-    observer: CallObserver,
-    budget: RetryBudget | None,
-) -> tuple[T, int]:
-    limiter: RateLimiter | None = get_rate_limiter(service_name, settings.config)
-    if limiter is not None and not limiter.acquire(_max_wait(settings.config)):
-        observer.throttled()
-        raise _throttled(service_name, endpoint, settings.config.RATE_LIMIT)
-    if budget is not None:
-        budget.record_call()
-    timeout = settings.timeout
-    mode = settings.mode
-
-    def attempt(number: int) -> T:
+def _drive(call: Call, func: Callable[[], T]) -> T:
+    """The sync driver: the engine's decisions, with blocking I/O and sleeps."""
+    limiter = call.context.limiter
+    if limiter is not None and not limiter.acquire(call.max_wait()):
+        raise call.throttled()
+    call.admitted()
+    sleep = call.context.runtime.clock.sleep
+    hedging = call.hedging
+    while True:
+        call.attempt += 1
         if _deadline() is not None and _deadline_passed():
-            raise _too_late(service_name, endpoint, number)
-        permit = breaker.try_acquire()
-        if permit == REJECTED:
-            observer.rejected()
-            if number == 1:
-                raise _rejection(service_name, endpoint, breaker)
-            raise StopRetrying("rejected")
-        handle = observer.attempt_start(number)
-        start = time.perf_counter()
-        try:
-            result = run_with_timeout(func, timeout, mode)
-            if type(result) is CoroutineType:
-                raise _coroutine_misuse(result)
-        except _Misuse as exc:
-            _abort(breaker, permit, observer, handle, exc)
-            raise TypeError(str(exc)) from None
-        except _Interrupted as exc:  # an enclosing deadline cut this attempt: not our failure
-            _abort(breaker, permit, observer, handle, exc)
-            raise
-        except Exception as exc:
-            duration = time.perf_counter() - start
-            error = _as_error(exc, service_name, endpoint, number)
+            error: ReliabilityError = call.too_late()
+            delay = call.next_delay(error)
+            if delay is None:
+                raise error
+        else:
             try:
-                _settle(breaker, permit, error, exc, duration)
-            finally:
-                observer.attempt_failed(handle, error, exc, duration)
-            if error is exc:
-                raise
-            raise error from exc
-        except BaseException as exc:  # KeyboardInterrupt, SystemExit: not the service's fault
-            _abort(breaker, permit, observer, handle, exc)
-            raise
-        duration = time.perf_counter() - start
-        try:
-            breaker.record_success(permit, duration)
-        finally:
-            observer.attempt_ok(handle, duration)
-        return result
+                result = _attempt(call, func) if hedging is None else _hedged(call, func, hedging)
+            except ReliabilityError as failure:
+                delay = call.next_delay(failure, failure.__cause__ or failure)
+                if delay is None:
+                    raise
+            else:
+                if result is not _REFUSED:
+                    return cast(T, result)
+                error = call.rejected()
+                raise error from error.__cause__
+        sleep(delay)
 
-    gate = _load.gate(service_name, settings.config)  # WIRE(load control)
-    if gate is not None:  # WIRE(load control)
-        attempt = gate.wrap(attempt, endpoint, observer)  # WIRE(load control)
+
+def _attempt(call: Call, func: Callable[[], T], race: _Race | None = None) -> T | _Refused:
+    """One attempt through the service's load control (concurrency limit, adaptive rate)."""
+    gate = call.context.gate  # WIRE(load control)
+    if gate is None:  # WIRE(load control)
+        return _attempt_once(call, func, race)  # WIRE(load control)
+    args = (call.attempt, call.endpoint, call.observer, _REFUSED)  # WIRE(load control)
+    result: T | _Refused = gate.run(*args, _attempt_once, call, func, race)  # WIRE(load control)
+    return result  # WIRE(load control)
+
+
+def _attempt_once(call: Call, func: Callable[[], T], race: _Race | None = None) -> T | _Refused:
+    """One attempt: a breaker permit, ``func()`` under the attempt timeout, the outcome settled.
+
+    Returns the value (or ``_REFUSED`` when the breaker refused the permit); a failure is
+    raised as its ReliabilityError, with the exception as ``__cause__``.
+    """
+    breaker, settings = call.breaker, call.settings
+    permit = breaker.try_acquire()
+    if permit == REJECTED:  # INTERIM until the Permit value object lands
+        return _REFUSED
+    call.start_attempt()
     try:
-        return attempt(1), 1
-    except ReliabilityError as first:  # a rejection (circuit_open) is never retried
-        if not _worth_retrying(first, settings):
-            raise
-        failure = first
-    plan = _plan(settings, service_name, endpoint, observer, budget, breaker)
-    counter = _AttemptCounter(attempt)
-    try:
-        return retry_sync(plan, failure, counter), counter.last
-    except ReliabilityError as error:
-        _finish_failure(plan, error, observer)
+        result = run_with_timeout(func, settings.timeout, settings.mode)
+        if type(result) is CoroutineType:
+            raise _coroutine_misuse(result)
+    except Misuse as exc:
+        _abort(call, permit, exc)
+        raise TypeError(str(exc)) from None
+    except _Interrupted as exc:  # an enclosing deadline cut this attempt: not ours
+        _abort(call, permit, exc)
         raise
-
-
-def _abort(
-    breaker: CircuitBreaker, permit: int, observer: CallObserver, handle: Any, exc: BaseException
-) -> None:
-    """An attempt that ended without the service's answer: give the permit back, end its span."""
+    except Exception as exc:
+        if race is not None:
+            race.settle_failure(call)
+        error, duration, neutral = call.failed(exc)
+        try:
+            if neutral:
+                breaker.release(permit)
+            else:
+                breaker.record_failure(permit, duration)
+        finally:
+            call.finish_attempt_failed(error, exc, duration)
+        if error is exc:
+            raise
+        raise error from exc
+    except BaseException as exc:  # KeyboardInterrupt, SystemExit: not the service's fault
+        _abort(call, permit, exc)
+        raise
+    if race is not None:
+        race.settle_success(call)
+    duration = call.succeeded()
     try:
-        breaker.release(permit)
+        breaker.record_success(permit, duration)
     finally:
-        observer.attempt_aborted(handle, exc)
+        call.finish_attempt_ok(duration)
+    return result
 
 
-class _AttemptCounter:
-    """Wraps an attempt function (sync or async) to remember the last attempt number it ran."""
+# --- hedging --------------------------------------------------------------------------------------
 
-    __slots__ = ("_attempt", "last")
 
-    def __init__(self, attempt: Callable[[int], Any]) -> None:
-        self._attempt = attempt
-        self.last = 1
+class _Refused:
+    __slots__ = ()
 
-    def __call__(self, number: int) -> Any:
-        self.last = number
-        return self._attempt(number)
+    def __repr__(self) -> str:
+        return "<refused by the breaker>"
+
+
+_REFUSED = _Refused()
+
+
+class _Race:
+    """The attempts of one hedged round: the first success wins, the others lose."""
+
+    __slots__ = ("_lock", "finished", "outcomes")
+
+    def __init__(self, threads: bool = False) -> None:
+        self._lock = threading.Lock()
+        self.finished = False
+        #: threads: (branch, returned, value or exception), in the order the attempts ended
+        self.outcomes: queue.SimpleQueue[tuple[Call, bool, Any]] | None = (
+            queue.SimpleQueue() if threads else None
+        )
+
+    def settle_success(self, branch: Call) -> None:
+        with self._lock:
+            if self.finished:
+                branch.lost = True
+            else:
+                self.finished = branch.won = True
+
+    def settle_failure(self, branch: Call) -> None:
+        with self._lock:
+            if self.finished:
+                branch.lost = True
+
+
+def _hedged(call: Call, func: Callable[[], T], hedging: HedgePolicy) -> T | _Refused:
+    """One round of a hedged sync call: the attempt on a worker thread, and after each hedge
+    delay another (within ``HEDGE_MAX_EXTRA`` and the budget) until one succeeds. Losers are
+    abandoned: they run to their end on their worker and their results are dropped."""
+    hedging.record_call()
+    delay = hedging.delay(call.endpoint)
+    if delay is None:  # not enough latencies seen yet: a plain attempt
+        return _attempt(call, func)
+    race = _Race(threads=True)
+    outcomes = race.outcomes
+    assert outcomes is not None
+    pool = call.context.runtime.hedge_pool()
+    branches: list[Call] = []
+
+    def launch(hedge: bool) -> None:
+        branch = call.branch(hedge)
+        branches.append(branch)
+        pool.submit(contextvars.copy_context().run, _run_branch, branch, func, race)
+
+    launch(False)
+    extras, in_flight, last = 0, 1, None
+    while in_flight:
+        wait = delay if extras < hedging.max_extra else None
+        try:
+            branch, returned, value = outcomes.get(timeout=wait)
+        except queue.Empty:
+            if hedging.allow_hedge():
+                call.observer.hedged()
+                launch(True)
+                in_flight += 1
+                extras += 1
+            else:
+                extras = hedging.max_extra  # the budget is spent: no more hedges this round
+            continue
+        in_flight -= 1
+        if returned and branch.won:
+            return cast(T, value)
+        if not returned:
+            last = value
+    if last is None:
+        return _REFUSED
+    raise last
+
+
+def _run_branch(branch: Call, func: Callable[[], Any], race: _Race) -> None:
+    outcomes = race.outcomes
+    assert outcomes is not None
+    try:
+        value = _attempt(branch, func, race)
+    except BaseException as exc:  # reported to the waiting caller, who raises it
+        outcomes.put((branch, False, exc))
+    else:
+        outcomes.put((branch, True, value))
+
+
+def _abort(call: Call, permit: Any, exc: BaseException) -> None:
+    """An attempt that ended without the service's answer: give the permit back, end its span.
+
+    Sync in both drivers: a cancelled task must not await (the Redis backend's release is a
+    short blocking round trip on its own connection).
+    """
+    try:
+        call.breaker.release(permit)
+    finally:
+        call.aborted(exc)
 
 
 # --- async --------------------------------------------------------------------------------------
@@ -595,6 +412,7 @@ async def resilient_call_async(
     *,
     deadline_sec: float | None = None,
     fallback: Any = NO_FALLBACK,
+    idempotent: bool = True,
 ) -> T:
     """The asyncio twin of :func:`resilient_call`: ``func`` returns an awaitable.
 
@@ -609,120 +427,248 @@ async def resilient_call_async(
     'ok'
     """
     _require_asyncio()
-    if type(service_name) is not str:
-        service_name = _name("service_name", service_name)
-    if type(endpoint) is not str:
-        endpoint = _name("endpoint", endpoint)
-    settings, breaker, budget, observer = _prepare(
-        service_name, endpoint, func, timeout_sec, max_retries, deadline_sec
-    )
+    call = _begin(service_name, endpoint, func, timeout_sec, max_retries, deadline_sec, idempotent)
     func = _awaitable_func(func)
     try:
-        if settings.deadline is None:
-            result, attempts = await _run_async(
-                service_name, endpoint, func, settings, breaker, observer, budget
-            )
+        if call.settings.deadline is None:
+            result = await _drive_async(call, func)
         else:
-            with deadline_scope(settings.deadline):
-                result, attempts = await _run_async(
-                    service_name, endpoint, func, settings, breaker, observer, budget
-                )
+            with deadline_scope(call.settings.deadline):
+                result = await _drive_async(call, func)
     except ReliabilityError as error:
-        observer.end_failed(error, error.attempts)
+        call.ended_failed(error)
         if fallback is NO_FALLBACK:
             raise
-        value = _fallback_value(observer, error, fallback)
+        value = call.fallback_value(error, fallback)
         if inspect.isawaitable(value):
             value = await value
         return cast(T, value)
     except BaseException as exc:  # cancelled (asyncio.CancelledError) or interrupted
-        observer.end_aborted(exc)
+        call.ended_aborted(exc)
         raise
-    observer.end_ok(attempts)
+    call.ended_ok()
     return result
 
 
-async def _run_async(
-    service_name: str,
-    endpoint: str,
-    func: Callable[[], Awaitable[T]],
-    settings: _Settings,
-    breaker: CircuitBreaker,
-    observer: CallObserver,
-    budget: RetryBudget | None,
-) -> tuple[T, int]:
-    limiter: RateLimiter | None = get_rate_limiter(service_name, settings.config)
-    if limiter is not None and not await limiter.acquire_async(_max_wait(settings.config)):
-        observer.throttled()
-        raise _throttled(service_name, endpoint, settings.config.RATE_LIMIT)
-    if budget is not None:
-        budget.record_call()
-    timeout = settings.timeout
-    mode = settings.mode
-
-    # A breaker whose state lives elsewhere (the Redis backend) has asyncio twins of its
-    # round trips; the in-memory one is called directly (no coroutine per operation).
-    async_io = breaker.async_io
-
-    async def attempt(number: int) -> T:
+async def _drive_async(call: Call, func: Callable[[], Awaitable[T]]) -> T:
+    """The asyncio driver: the same decisions as :func:`_drive`, with awaited I/O and sleeps."""
+    limiter = call.context.limiter
+    if limiter is not None and not await limiter.acquire_async(call.max_wait()):
+        raise call.throttled()
+    call.admitted()
+    sleep = call.context.runtime.clock.sleep_async
+    hedging = call.hedging
+    while True:
+        call.attempt += 1
         if _deadline() is not None and _deadline_passed():
-            raise _too_late(service_name, endpoint, number)
-        permit = await breaker.try_acquire_async() if async_io else breaker.try_acquire()
-        if permit == REJECTED:
-            observer.rejected()
-            if number == 1:
-                raise _rejection(service_name, endpoint, breaker)
-            raise StopRetrying("rejected")
-        handle = observer.attempt_start(number)
-        start = time.perf_counter()
-        try:
-            result = await run_with_timeout_async(func, timeout, mode)
-        except _Misuse as exc:
-            _abort(breaker, permit, observer, handle, exc)
-            raise TypeError(str(exc)) from None
-        except Exception as exc:
-            duration = time.perf_counter() - start
-            error = _as_error(exc, service_name, endpoint, number)
+            error: ReliabilityError = call.too_late()
+            delay = call.next_delay(error)
+            if delay is None:
+                raise error
+        else:
             try:
-                if async_io:
-                    await _settle_async(breaker, permit, error, exc, duration)
+                if hedging is None:
+                    result = await _attempt_async(call, func)
                 else:
-                    _settle(breaker, permit, error, exc, duration)
-            finally:
-                observer.attempt_failed(handle, error, exc, duration)
-            if error is exc:
-                raise
-            raise error from exc
-        except BaseException as exc:  # cancellation of the caller, KeyboardInterrupt
-            # sync even for Redis: no await while being cancelled
-            _abort(breaker, permit, observer, handle, exc)
-            raise
-        duration = time.perf_counter() - start
-        try:
-            if async_io:
-                await breaker.record_success_async(permit, duration)
+                    result = await _hedged_async(call, func, hedging)
+            except ReliabilityError as failure:
+                delay = call.next_delay(failure, failure.__cause__ or failure)
+                if delay is None:
+                    raise
             else:
-                breaker.record_success(permit, duration)
-        finally:
-            observer.attempt_ok(handle, duration)
-        return result
+                if result is not _REFUSED:
+                    return cast(T, result)
+                error = call.rejected()
+                raise error from error.__cause__
+        await sleep(delay)
 
-    gate = _load.gate(service_name, settings.config)  # WIRE(load control)
-    if gate is not None:  # WIRE(load control)
-        attempt = gate.wrap_async(attempt, endpoint, observer)  # WIRE(load control)
+
+async def _attempt_async(
+    call: Call, func: Callable[[], Awaitable[T]], race: _Race | None = None
+) -> T | _Refused:
+    """The asyncio twin of :func:`_attempt`."""
+    gate = call.context.gate  # WIRE(load control)
+    if gate is None:  # WIRE(load control)
+        return await _attempt_once_async(call, func, race)  # WIRE(load control)
+    args = (call.attempt, call.endpoint, call.observer, _REFUSED)  # WIRE(load control)
+    result: T | _Refused = await gate.run_async(
+        *args, _attempt_once_async, call, func, race
+    )  # WIRE(load control)
+    return result  # WIRE(load control)
+
+
+async def _attempt_once_async(
+    call: Call, func: Callable[[], Awaitable[T]], race: _Race | None = None
+) -> T | _Refused:
+    """The asyncio twin of :func:`_attempt_once` (breaker I/O awaited, the attempt cancellable)."""
+    breaker, settings = call.breaker, call.settings
+    permit = await breaker.try_acquire_async()
+    if permit == REJECTED:  # INTERIM until the Permit value object lands
+        return _REFUSED
+    call.start_attempt()
     try:
-        return await attempt(1), 1
-    except ReliabilityError as first:
-        if not _worth_retrying(first, settings):
+        result = await run_with_timeout_async(func, settings.timeout, settings.mode)
+    except Misuse as exc:
+        _abort(call, permit, exc)
+        raise TypeError(str(exc)) from None
+    except Exception as exc:
+        if race is not None:
+            race.settle_failure(call)
+        error, duration, neutral = call.failed(exc)
+        try:
+            if neutral:
+                await breaker.release_async(permit)
+            else:
+                await breaker.record_failure_async(permit, duration)
+        finally:
+            call.finish_attempt_failed(error, exc, duration)
+        if error is exc:
             raise
-        failure = first
-    plan = _plan(settings, service_name, endpoint, observer, budget, breaker)
-    counter = _AttemptCounter(attempt)
-    try:
-        return await retry_async(plan, failure, counter), counter.last
-    except ReliabilityError as error:
-        _finish_failure(plan, error, observer)
+        raise error from exc
+    except BaseException as exc:  # cancellation of the caller (or of a lost hedge)
+        _abort(call, permit, exc)
         raise
+    if race is not None:
+        race.settle_success(call)
+    duration = call.succeeded()
+    try:
+        await breaker.record_success_async(permit, duration)
+    finally:
+        call.finish_attempt_ok(duration)
+    return result
+
+
+async def _hedged_async(
+    call: Call, func: Callable[[], Awaitable[T]], hedging: HedgePolicy
+) -> T | _Refused:
+    """One round of a hedged asyncio call. The first attempt runs in the caller's task (no task
+    is made when no hedge is needed: a timer armed for the hedge delay is all it costs); each
+    hedge is a task. A winning hedge cancels the first attempt for real (the caller's task is
+    cancelled and un-cancelled, as ``asyncio.timeout`` does); losing hedges are cancelled."""
+    hedging.record_call()
+    delay = hedging.delay(call.endpoint)
+    if delay is None:
+        return await _attempt_async(call, func)
+    race = _Race()
+    hedges = _Hedges(call, func, hedging, race, delay)
+    try:
+        try:
+            value = await _attempt_async(call, func, race)
+        except asyncio.CancelledError:
+            if hedges.winner is not None and hedges.uncancel() == 0:
+                return cast(T, hedges.winner)
+            raise
+        except ReliabilityError:
+            if not hedges.pending():
+                raise
+            return cast(T, await hedges.wait())  # a hedge may still succeed
+        if call.won:
+            return value
+        if hedges.pending() or hedges.winner is not None:  # a hedge won first (or may)
+            return cast(T, await hedges.wait())
+        return value  # refused by the breaker, and no hedge in flight
+    finally:
+        hedges.stop()
+
+
+class _Hedges:
+    """The hedge tasks of one asyncio round, started by a timer after each hedge delay."""
+
+    __slots__ = (
+        "_call",
+        "_func",
+        "_hedging",
+        "_last",
+        "_race",
+        "_task",
+        "_tasks",
+        "_timer",
+        "delay",
+        "extras",
+        "winner",
+    )
+
+    def __init__(
+        self,
+        call: Call,
+        func: Callable[[], Awaitable[Any]],
+        hedging: HedgePolicy,
+        race: _Race,
+        delay: float,
+    ) -> None:
+        self._call, self._func, self._hedging, self._race = call, func, hedging, race
+        self.delay = delay
+        self.extras = 0
+        self.winner: Any = None
+        self._last: BaseException | None = None
+        self._tasks: dict[asyncio.Future[Any], Call] = {}
+        self._task = asyncio.current_task()
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            delay, self._launch
+        )
+
+    def _launch(self) -> None:
+        self._timer = None
+        if self._race.finished or not self._hedging.allow_hedge():
+            return
+        self._call.observer.hedged()
+        branch = self._call.branch(True)
+        task = asyncio.ensure_future(_attempt_async(branch, self._func, self._race))
+        self._tasks[task] = branch
+        task.add_done_callback(self._done)
+        self.extras += 1
+        if self.extras < self._hedging.max_extra:
+            self._timer = asyncio.get_running_loop().call_later(self.delay, self._launch)
+
+    def _done(self, task: asyncio.Future[Any]) -> None:
+        branch = self._tasks.get(task)
+        if branch is None or task.cancelled():
+            return
+        failure = task.exception()
+        if failure is not None:
+            self._last = failure
+        elif branch.won and self.winner is None:
+            self.winner = task.result()
+            if not self._call.lost and self._task is not None:
+                self._call.lost = True  # the first attempt, still running in the caller's task
+                self._task.cancel()
+
+    def pending(self) -> bool:
+        return any(not task.done() for task in self._tasks)
+
+    def uncancel(self) -> int:
+        return self._task.uncancel() if self._task is not None else 0
+
+    async def wait(self) -> Any:
+        """After the first attempt ended without winning: the hedges' winner, or their failure."""
+        if self._timer is not None:  # no more hedges once the first attempt has ended
+            self._timer.cancel()
+            self._timer = None
+        while self.winner is None:
+            pending = [task for task in self._tasks if not task.done()]
+            if not pending:
+                break
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if self.winner is not None:
+            return self.winner
+        if self._last is not None:
+            raise self._last
+        return _REFUSED
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for task, branch in self._tasks.items():
+            if not task.done():
+                branch.lost = True
+                task.cancel()
+                task.add_done_callback(_retrieve)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Consume a cancelled loser's outcome (no "exception was never retrieved" warning)."""
+    if not task.cancelled():
+        task.exception()
 
 
 # --- decorators ---------------------------------------------------------------------------------
@@ -737,6 +683,7 @@ def resilient(
     max_retries: int | None = ...,
     deadline_sec: float | None = ...,
     fallback: Any = ...,
+    idempotent: bool = ...,
 ) -> _Decorator: ...
 @overload
 def resilient(service_name: str, endpoint: str, **options: Any) -> _Decorator: ...
@@ -752,18 +699,18 @@ def resilient(service_name: str, endpoint: str, **options: Any) -> _Decorator:
     """
     _check_name("service_name", service_name)
     _check_name("endpoint", endpoint)
-    unknown = sorted(set(options) - {"timeout_sec", "max_retries", "deadline_sec", "fallback"})
+    accepted = ("timeout_sec", "max_retries", "deadline_sec", "fallback", "idempotent")
+    unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise TypeError(
-            f"unknown option(s) {', '.join(unknown)}; accepted: timeout_sec, max_retries,"
-            " deadline_sec, fallback"
-        )
+        raise TypeError(f"unknown option(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}")
+    if options.get("idempotent", True) not in (True, False):
+        raise TypeError(f"idempotent must be True or False, got {options['idempotent']!r}")
     if options.get("timeout_sec") is not None:
         validate_timeout("timeout_sec", options["timeout_sec"])
     if options.get("max_retries") is not None:
-        _check_attempts(options["max_retries"])
+        check_attempts(options["max_retries"])
     if options.get("deadline_sec") is not None:
-        _check_deadline(options["deadline_sec"])
+        check_deadline(options["deadline_sec"])
     return _Decorator(service_name, endpoint, options)
 
 

@@ -32,15 +32,6 @@ from typing import Final
 
 from ._errors import ExternalServiceError, ReliabilityError
 
-__all__ = [
-    "ConcurrencyLimiter",
-    "FixedLimit",
-    "Outcome",
-    "Slot",
-    "VegasLimit",
-    "outcome_of",
-]
-
 
 class Outcome(Enum):
     """How an attempt that held a slot ended, as the adaptive limit reads it."""

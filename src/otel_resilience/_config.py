@@ -21,6 +21,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from ._rates import rate_problem
@@ -28,14 +29,6 @@ from ._redact import redact_url
 from ._redis_url import ACCEPTED as _REDIS_URL_ACCEPTED
 from ._redis_url import redis_url_problem
 from ._scrub import check_pattern
-
-__all__ = [
-    "ConfigError",
-    "ReliabilityConfig",
-    "configure",
-    "get_config",
-    "reset_config",
-]
 
 BreakerMode = Literal["consecutive", "count", "time"]
 _BREAKER_MODES: Final = ("consecutive", "count", "time")
@@ -100,69 +93,78 @@ def _redact_problem(value: tuple[str, ...]) -> str | None:
 
 
 #: accepted values of every field, in declaration order
-_SPECS: Final[dict[str, _Spec]] = {
-    "HTTP_TIMEOUT_SEC": _Spec(float, 0, _DAY, low_open=True),
-    "HTTP_RETRIES": _Spec(int, 0, 100),
-    "HTTP_BACKOFF_BASE_MS": _Spec(int, 0, 3_600_000),
-    "CB_FAIL_THRESHOLD": _Spec(int, 1, 1_000_000),
-    "CB_RESET_SEC": _Spec(float, 0, _DAY, low_open=True),
-    "HTTP_BACKOFF_MAX_MS": _Spec(int, 0, 3_600_000),
-    "RETRY_AFTER_MAX_SEC": _Spec(float, 0, _DAY),
-    "RETRY_UNKNOWN_ERRORS": _Spec(bool),
-    "CB_HALF_OPEN_MAX_CALLS": _Spec(int, 1, 10_000),
-    "CB_MODE": _Spec(str, choices=_BREAKER_MODES),
-    "CB_WINDOW_SIZE": _Spec(int, 1, 100_000),
-    "CB_FAILURE_RATE_THRESHOLD": _Spec(float, 0, 1, low_open=True),
-    "CB_MIN_CALLS": _Spec(int, 1, 100_000),
-    "CB_SLOW_CALL_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
-    "CB_SLOW_CALL_RATE_THRESHOLD": _Spec(float, 0, 1, low_open=True),
-    "CB_MANUAL_STATE": _Spec(str, optional=True, choices=_MANUAL_STATES),
-    "DEADLINE_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
-    "RETRY_BUDGET_RATIO": _Spec(float, 0, 10, optional=True),
-    "RETRY_BUDGET_MIN_PER_SEC": _Spec(float, 0, 1_000_000),
-    "RETRY_BUDGET_WINDOW_SEC": _Spec(float, 0, 3_600, low_open=True),
-    "STATE_BACKEND": _Spec(str, choices=_BACKENDS, env="RELIABILITY_STATE_BACKEND"),
-    "REDIS_URL": _Spec(
-        str,
-        optional=True,
-        env="RELIABILITY_REDIS_URL",
-        pattern=r"(redis|rediss|unix)://\S+",
-        hint="a redis://host:port/db, rediss:// or unix:// URL",
-    ),
-    "REDIS_KEY_PREFIX": _Spec(
-        str,
-        env="RELIABILITY_REDIS_KEY_PREFIX",
-        pattern=r"[A-Za-z0-9_.:-]{1,64}",
-        hint="1 to 64 letters, digits or _ . : -",
-    ),
-    "REDIS_TIMEOUT_MS": _Spec(int, 1, 10_000, env="RELIABILITY_REDIS_TIMEOUT_MS"),
-    "REDIS_KEY_TTL_SEC": _Spec(int, 1, 30 * 86_400, env="RELIABILITY_REDIS_KEY_TTL_SEC"),
-    "RATE_LIMIT": _Spec(
-        str,
-        optional=True,
-        pattern=_RATE_PATTERN,
-        hint="a rate such as '100/second', '10 per second' or '600 per 1 minute'",
-        validate=rate_problem,  # the limiters' own parser
-    ),
-    "RATE_LIMIT_MAX_WAIT_SEC": _Spec(float, 0, 3_600),
-    "REDACT_PATTERNS": _Spec(
-        tuple,
-        hint=(
-            "a tuple of regular expressions ('default' stands for the built-in ones), or in the"
-            " environment a list separated by ';' (or ',' when no ';' is used); empty or none:"
-            " no redaction"
+_SPECS: Final[Mapping[str, _Spec]] = MappingProxyType(
+    {
+        "HTTP_TIMEOUT_SEC": _Spec(float, 0, _DAY, low_open=True),
+        "HTTP_RETRIES": _Spec(int, 0, 100),
+        "HTTP_BACKOFF_BASE_MS": _Spec(int, 0, 3_600_000),
+        "CB_FAIL_THRESHOLD": _Spec(int, 1, 1_000_000),
+        "CB_RESET_SEC": _Spec(float, 0, _DAY, low_open=True),
+        "HTTP_BACKOFF_MAX_MS": _Spec(int, 0, 3_600_000),
+        "RETRY_AFTER_MAX_SEC": _Spec(float, 0, _DAY),
+        "RETRY_UNKNOWN_ERRORS": _Spec(bool),
+        "CB_HALF_OPEN_MAX_CALLS": _Spec(int, 1, 10_000),
+        "CB_MODE": _Spec(str, choices=_BREAKER_MODES),
+        "CB_WINDOW_SIZE": _Spec(int, 1, 100_000),
+        "CB_FAILURE_RATE_THRESHOLD": _Spec(float, 0, 1, low_open=True),
+        "CB_MIN_CALLS": _Spec(int, 1, 100_000),
+        "CB_SLOW_CALL_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
+        "CB_SLOW_CALL_RATE_THRESHOLD": _Spec(float, 0, 1, low_open=True),
+        "CB_MANUAL_STATE": _Spec(str, optional=True, choices=_MANUAL_STATES),
+        "DEADLINE_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
+        "RETRY_BUDGET_RATIO": _Spec(float, 0, 10, optional=True),
+        "RETRY_BUDGET_MIN_PER_SEC": _Spec(float, 0, 1_000_000),
+        "RETRY_BUDGET_WINDOW_SEC": _Spec(float, 0, 3_600, low_open=True),
+        "STATE_BACKEND": _Spec(str, choices=_BACKENDS, env="RELIABILITY_STATE_BACKEND"),
+        "REDIS_URL": _Spec(
+            str,
+            optional=True,
+            env="RELIABILITY_REDIS_URL",
+            pattern=r"(redis|rediss|unix)://\S+",
+            hint="a redis://host:port/db, rediss:// or unix:// URL",
         ),
-        validate=_redact_problem,
-    ),
-    "TIMEOUT_MODE": _Spec(str, choices=("interrupt", "thread", "cooperative")),
-    # load control (issue 13): concurrency limit and adaptive rate, docs/load-control.md
-    "CONCURRENCY_LIMIT": _Spec(int, 1, 100_000, optional=True),
-    "CONCURRENCY_LIMIT_MODE": _Spec(str, choices=_LOAD_MODES),
-    "CONCURRENCY_LIMIT_MIN": _Spec(int, 1, 100_000),
-    "CONCURRENCY_LIMIT_MAX": _Spec(int, 1, 100_000),
-    "CONCURRENCY_LIMIT_MAX_WAIT_SEC": _Spec(float, 0, 3_600),
-    "RATE_LIMIT_MODE": _Spec(str, choices=_LOAD_MODES),
-}
+        "REDIS_KEY_PREFIX": _Spec(
+            str,
+            env="RELIABILITY_REDIS_KEY_PREFIX",
+            pattern=r"[A-Za-z0-9_.:-]{1,64}",
+            hint="1 to 64 letters, digits or _ . : -",
+        ),
+        "REDIS_TIMEOUT_MS": _Spec(int, 1, 10_000, env="RELIABILITY_REDIS_TIMEOUT_MS"),
+        "REDIS_KEY_TTL_SEC": _Spec(int, 1, 30 * 86_400, env="RELIABILITY_REDIS_KEY_TTL_SEC"),
+        "RATE_LIMIT": _Spec(
+            str,
+            optional=True,
+            pattern=_RATE_PATTERN,
+            hint="a rate such as '100/second', '10 per second' or '600 per 1 minute'",
+            validate=rate_problem,  # the limiters' own parser
+        ),
+        "RATE_LIMIT_MAX_WAIT_SEC": _Spec(float, 0, 3_600),
+        "REDACT_PATTERNS": _Spec(
+            tuple,
+            hint=(
+                "a tuple of regular expressions ('default' stands for the built-in ones), or in the"
+                " environment a list separated by ';' (or ',' when no ';' is used); empty or none:"
+                " no redaction"
+            ),
+            validate=_redact_problem,
+        ),
+        "TIMEOUT_MODE": _Spec(str, choices=("interrupt", "thread", "cooperative")),
+        # retry safety and hedging (issue 14)
+        "RETRY_JITTER": _Spec(str, choices=("seed", "full", "decorrelated")),
+        "RETRY_NON_IDEMPOTENT": _Spec(bool),
+        "HEDGE_MAX_EXTRA": _Spec(int, 0, 4),
+        "HEDGE_DELAY_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
+        "HEDGE_DELAY_PERCENTILE": _Spec(float, 0, 99.9, low_open=True, optional=True),
+        "HEDGE_BUDGET_RATIO": _Spec(float, 0, 1),
+        # load control (issue 13): concurrency limit and adaptive rate, docs/load-control.md
+        "CONCURRENCY_LIMIT": _Spec(int, 1, 100_000, optional=True),
+        "CONCURRENCY_LIMIT_MODE": _Spec(str, choices=_LOAD_MODES),
+        "CONCURRENCY_LIMIT_MIN": _Spec(int, 1, 100_000),
+        "CONCURRENCY_LIMIT_MAX": _Spec(int, 1, 100_000),
+        "CONCURRENCY_LIMIT_MAX_WAIT_SEC": _Spec(float, 0, 3_600),
+        "RATE_LIMIT_MODE": _Spec(str, choices=_LOAD_MODES),
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +180,7 @@ class ReliabilityConfig:
     >>> ReliabilityConfig(CB_RESET_SEC=-1)
     Traceback (most recent call last):
     ...
-    otel_resilience._config.ConfigError: CB_RESET_SEC=-1 is not accepted: expected a number > 0 ...
+    otel_resilience.ConfigError: CB_RESET_SEC=-1 is not accepted: expected a number > 0 ...
     """
 
     #: default timeout of each attempt, in seconds (the seed's ``int``; fractions are accepted)
@@ -246,6 +248,21 @@ class ReliabilityConfig:
     #: the main thread, a worker elsewhere), ``thread`` (always a worker) or ``cooperative``
     #: (no preemption: ``remaining_time()`` and the client's own timeouts)
     TIMEOUT_MODE: Literal["interrupt", "thread", "cooperative"] = "interrupt"
+    # --- retry safety (issue 14) ---
+    #: the backoff's jitter: ``seed`` (the spec's: delay plus 0-10%), ``full`` (AWS's
+    #: ``rand(0, 1) * delay``) or ``decorrelated`` (Polly's V2 decorrelated jitter)
+    RETRY_JITTER: Literal["seed", "full", "decorrelated"] = "seed"
+    #: retry a call made with ``idempotent=False`` after any transient failure; false (the
+    #: default): only when the failure proves the request was not processed (docs/retries.md)
+    RETRY_NON_IDEMPOTENT: bool = False
+    #: extra attempts a slow idempotent call may send beside its first (0: no hedging; at most 4)
+    HEDGE_MAX_EXTRA: int = 0
+    #: fixed wait before each hedge, seconds (unset: ``HEDGE_DELAY_PERCENTILE``)
+    HEDGE_DELAY_SEC: float | None = None
+    #: the wait is this percentile of the endpoint's recent successful latencies (default 95)
+    HEDGE_DELAY_PERCENTILE: float | None = None
+    #: hedges at most this share of calls (10 s window), so hedging never doubles the load
+    HEDGE_BUDGET_RATIO: float = 0.1
     # --- load control (issue 13; docs/load-control.md) ----------------------------------------
     #: calls in flight to the service at once (each attempt holds a slot); unset: no limit
     #: (``fixed``), or the adaptive limit's starting point (default 20, within MIN..MAX)
@@ -278,46 +295,13 @@ class ReliabilityConfig:
                 "STATE_BACKEND='redis' needs REDIS_URL (environment: RELIABILITY_REDIS_URL),"
                 " e.g. redis://127.0.0.1:6379/0"
             )
+        _cross_check(self)
         if self.CB_MODE == "count" and self.CB_MIN_CALLS > self.CB_WINDOW_SIZE:
             raise ConfigError(
                 f"CB_MIN_CALLS={self.CB_MIN_CALLS} is not accepted with CB_MODE='count':"
                 f" expected at most CB_WINDOW_SIZE ({self.CB_WINDOW_SIZE}), or the window"
                 " could never hold enough calls to open"
             )
-        self._check_load_control()
-
-    def _check_load_control(self) -> None:
-        """The cross-checks of the load-control settings (issue 13)."""
-        low, high = self.CONCURRENCY_LIMIT_MIN, self.CONCURRENCY_LIMIT_MAX
-        if low > high:
-            raise ConfigError(
-                f"CONCURRENCY_LIMIT_MIN={low} is not accepted: expected at most"
-                f" CONCURRENCY_LIMIT_MAX ({high})"
-            )
-        start = self.CONCURRENCY_LIMIT
-        adaptive = self.CONCURRENCY_LIMIT_MODE == "adaptive"
-        if adaptive and start is not None and not low <= start <= high:
-            raise ConfigError(
-                f"CONCURRENCY_LIMIT={start} is not accepted with"
-                f" CONCURRENCY_LIMIT_MODE='adaptive': expected a starting limit from"
-                f" CONCURRENCY_LIMIT_MIN ({low}) to CONCURRENCY_LIMIT_MAX ({high})"
-            )
-        deadline = self.DEADLINE_SEC
-        if deadline is None:
-            return
-        concurrency_on = start is not None or self.CONCURRENCY_LIMIT_MODE == "adaptive"
-        rate_on = self.RATE_LIMIT is not None or self.RATE_LIMIT_MODE == "adaptive"
-        for name, on in (
-            ("CONCURRENCY_LIMIT_MAX_WAIT_SEC", concurrency_on),
-            ("RATE_LIMIT_MAX_WAIT_SEC", rate_on),
-        ):
-            wait = getattr(self, name)
-            if on and wait > deadline:
-                raise ConfigError(
-                    f"{name}={_fmt(wait)} is not accepted with DEADLINE_SEC={_fmt(deadline)}:"
-                    " expected a wait no longer than the deadline (a call could never wait"
-                    " that long)"
-                )
 
     def __repr__(self) -> str:
         # field by field as the dataclass would, with the passwords of URLs masked
@@ -343,7 +327,7 @@ class ReliabilityConfig:
         >>> ReliabilityConfig.from_env({"HTTP_RETRIES": "abc"})
         Traceback (most recent call last):
         ...
-        otel_resilience._config.ConfigError: HTTP_RETRIES='abc' is not accepted: ...
+        otel_resilience.ConfigError: HTTP_RETRIES='abc' is not accepted: ...
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -374,6 +358,70 @@ class ReliabilityConfig:
         return max(1, self.HTTP_RETRIES)
 
 
+def _cross_check(config: ReliabilityConfig) -> None:
+    """Settings that are valid alone but contradict each other (the .NET standard pipeline's
+    checks): refused with both names."""
+    timeout = config.HTTP_TIMEOUT_SEC
+    deadline = config.DEADLINE_SEC
+    if deadline is not None and timeout > deadline:
+        raise ConfigError(
+            f"HTTP_TIMEOUT_SEC={timeout:g} is longer than DEADLINE_SEC={deadline:g}: an attempt"
+            " could never use its whole timeout; lower HTTP_TIMEOUT_SEC or raise DEADLINE_SEC"
+        )
+    hedge_delay = config.HEDGE_DELAY_SEC
+    if hedge_delay is not None and config.HEDGE_DELAY_PERCENTILE is not None:
+        raise ConfigError(
+            f"HEDGE_DELAY_SEC={hedge_delay:g} and HEDGE_DELAY_PERCENTILE="
+            f"{config.HEDGE_DELAY_PERCENTILE:g} are both set: choose a fixed delay or a percentile"
+        )
+    if hedge_delay is not None and hedge_delay > timeout:
+        raise ConfigError(
+            f"HEDGE_DELAY_SEC={hedge_delay:g} is longer than the attempt timeout"
+            f" (HTTP_TIMEOUT_SEC={timeout:g}): no hedge could ever start"
+        )
+    if config.CB_MODE == "time" and 2 * timeout > config.CB_WINDOW_SIZE:
+        raise ConfigError(
+            f"CB_WINDOW_SIZE={config.CB_WINDOW_SIZE} s (CB_MODE='time') is shorter than two"
+            f" attempt timeouts (2 x HTTP_TIMEOUT_SEC={timeout:g}): the window would judge"
+            " calls before they can end; use a window of at least"
+            f" {math.ceil(2 * timeout)} s or a shorter HTTP_TIMEOUT_SEC"
+        )
+    _check_load_control(config)
+
+
+def _check_load_control(config: ReliabilityConfig) -> None:
+    """The cross-checks of the load-control settings (issue 13)."""
+    low, high = config.CONCURRENCY_LIMIT_MIN, config.CONCURRENCY_LIMIT_MAX
+    if low > high:
+        raise ConfigError(
+            f"CONCURRENCY_LIMIT_MIN={low} is not accepted: expected at most"
+            f" CONCURRENCY_LIMIT_MAX ({high})"
+        )
+    start = config.CONCURRENCY_LIMIT
+    adaptive = config.CONCURRENCY_LIMIT_MODE == "adaptive"
+    if adaptive and start is not None and not low <= start <= high:
+        raise ConfigError(
+            f"CONCURRENCY_LIMIT={start} is not accepted with CONCURRENCY_LIMIT_MODE='adaptive':"
+            f" expected a starting limit from CONCURRENCY_LIMIT_MIN ({low}) to"
+            f" CONCURRENCY_LIMIT_MAX ({high})"
+        )
+    deadline = config.DEADLINE_SEC
+    if deadline is None:
+        return
+    concurrency_on = start is not None or adaptive
+    rate_on = config.RATE_LIMIT is not None or config.RATE_LIMIT_MODE == "adaptive"
+    for name, on in (
+        ("CONCURRENCY_LIMIT_MAX_WAIT_SEC", concurrency_on),
+        ("RATE_LIMIT_MAX_WAIT_SEC", rate_on),
+    ):
+        wait = getattr(config, name)
+        if on and wait > deadline:
+            raise ConfigError(
+                f"{name}={_fmt(wait)} is not accepted with DEADLINE_SEC={_fmt(deadline)}:"
+                " expected a wait no longer than the deadline (a call could never wait that long)"
+            )
+
+
 def _safe_repr(value: object) -> str:
     return repr(redact_url(value)) if isinstance(value, str) else repr(value)
 
@@ -401,28 +449,48 @@ def _split_patterns(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(separator) if item.strip())
 
 
+def _parse_bool(raw: str) -> bool:
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ValueError(raw)
+
+
+def _parse_int(raw: str) -> int:
+    if _INT_TEXT.fullmatch(raw) is None:  # int() takes "1_0", non-ASCII digits
+        raise ValueError(raw)
+    return int(raw)
+
+
+def _parse_float(raw: str) -> float:
+    if _FLOAT_TEXT.fullmatch(raw) is None:  # float() takes "1_0", "infinity"
+        raise ValueError(raw)
+    return float(raw)
+
+
+def _parse_str(raw: str) -> str:
+    return raw
+
+
+#: the text of an environment variable -> a value of the spec's kind (``ValueError`` if not)
+_PARSERS: Final[Mapping[type, Callable[[str], Any]]] = MappingProxyType(
+    {
+        bool: _parse_bool,
+        int: _parse_int,
+        float: _parse_float,
+        tuple: _split_patterns,
+        str: _parse_str,
+    }
+)
+
+
 def _parse(source: str, text: str, spec: _Spec) -> Any:
     raw = text.strip()
     if spec.optional and raw.lower() in _NONE:
         return None
     try:
-        if spec.kind is bool:
-            if raw.lower() in _TRUE:
-                return True
-            if raw.lower() in _FALSE:
-                return False
-            raise ValueError(raw)
-        if spec.kind is int:
-            if _INT_TEXT.fullmatch(raw) is None:  # int() takes "1_0", non-ASCII digits
-                raise ValueError(raw)
-            return int(raw)
-        if spec.kind is float:
-            if _FLOAT_TEXT.fullmatch(raw) is None:  # float() takes "1_0", "infinity"
-                raise ValueError(raw)
-            return float(raw)
-        if spec.kind is tuple:
-            return _split_patterns(text)
-        return raw
+        return _PARSERS[spec.kind](raw)
     except ValueError:
         raise ConfigError(
             f"{source}={text!r} is not accepted: expected {spec.describe()}"
@@ -434,144 +502,202 @@ def _from_text(source: str, text: str, spec: _Spec) -> Any:
     return _check(source, _parse(source, text, spec), spec, source=source, shown=text)
 
 
+class _Rejected(Exception):
+    """A value its spec does not accept (as far as the check got), and why when the range
+    alone does not say it."""
+
+    def __init__(self, value: object, problem: str | None = None) -> None:
+        super().__init__(problem)
+        self.value = value
+        self.problem = problem
+
+
 def _check(name: str, value: Any, spec: _Spec, *, source: str, shown: str | None = None) -> Any:
-    def bad() -> ConfigError:
-        text = _safe_repr(value) if shown is None else _safe_repr(shown)
-        return ConfigError(f"{source}={text} is not accepted: expected {spec.describe()}")
+    """``value`` as the field holds it; a :class:`ConfigError` naming ``source`` otherwise."""
+    try:
+        if value is None:
+            if spec.optional:
+                return None
+            raise _Rejected(value)
+        checker = _check_choice if spec.choices else _CHECKERS[spec.kind]
+        return checker(value, spec)
+    except _Rejected as rejected:
+        text = _safe_repr(rejected.value if shown is None else shown)
+        why = "" if rejected.problem is None else f"{rejected.problem}; "
+        raise ConfigError(
+            f"{source}={text} is not accepted: {why}expected {spec.describe()}"
+        ) from None
 
-    def unusable(problem: str) -> ConfigError:
-        text = _safe_repr(value) if shown is None else _safe_repr(shown)
-        return ConfigError(
-            f"{source}={text} is not accepted: {problem}; expected {spec.describe()}"
-        )
 
-    if value is None:
-        if spec.optional:
-            return None
-        raise bad()
-    if spec.kind is tuple:
-        if isinstance(value, str):
-            value = _split_patterns(value)
-        if not isinstance(value, tuple | list) or not all(isinstance(v, str) for v in value):
-            raise bad()
-        value = tuple(value)
-        problem = spec.validate(value) if spec.validate is not None else None
-        if problem is not None:
-            raise unusable(problem)
-        return value
-    if spec.choices:
-        if value not in spec.choices:
-            raise bad()
-        return value
-    if spec.kind is str:
-        if not isinstance(value, str) or (
-            spec.pattern is not None and re.fullmatch(spec.pattern, value, re.ASCII) is None
-        ):
-            raise bad()
-        problem = spec.validate(value) if spec.validate is not None else None
-        if problem is not None:
-            raise unusable(problem)
-        return value
-    if spec.kind is bool:
-        if not isinstance(value, bool):
-            raise bad()
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise bad()
-    # an IntEnum, a float subclass...: the plain number, so nothing odd travels further
-    value = int(value) if isinstance(value, int) else float(value)
-    if spec.kind is int:
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise bad()
-            value = int(value)
-    elif not math.isfinite(value) or (value != 0 and abs(value) < sys.float_info.min):
-        raise bad()  # subnormal numbers (5e-324) are not a setting anyone means
-    if spec.low is not None and (value < spec.low or (spec.low_open and value == spec.low)):
-        raise bad()
-    if spec.high is not None and value > spec.high:
-        raise bad()
+def _validated(value: Any, spec: _Spec) -> Any:
+    """The spec's last check of a well-formed value (e.g. a rate the limiters can parse)."""
+    problem = spec.validate(value) if spec.validate is not None else None
+    if problem is not None:
+        raise _Rejected(value, problem)
     return value
 
 
-# --- the process-wide registry ---------------------------------------------------------------
+def _check_choice(value: Any, spec: _Spec) -> Any:
+    if value not in spec.choices:
+        raise _Rejected(value)
+    return value
 
 
-class _Registry:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.default: ReliabilityConfig | None = None
-        self.services: dict[str, ReliabilityConfig | Mapping[str, Any]] = {}
-        self.cache: dict[str, ReliabilityConfig] = {}
-        self.generation = 0  # bumped by every change, so holders of configs can notice
+def _check_tuple(value: Any, spec: _Spec) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = _split_patterns(value)
+    if not isinstance(value, tuple | list) or not all(isinstance(v, str) for v in value):
+        raise _Rejected(value)
+    return _validated(tuple(value), spec)  # type: ignore[no-any-return]
+
+
+def _check_str(value: Any, spec: _Spec) -> str:
+    if not isinstance(value, str) or (
+        spec.pattern is not None and re.fullmatch(spec.pattern, value, re.ASCII) is None
+    ):
+        raise _Rejected(value)
+    return _validated(value, spec)  # type: ignore[no-any-return]
+
+
+def _check_bool(value: Any, spec: _Spec) -> bool:
+    if not isinstance(value, bool):
+        raise _Rejected(value)
+    return value
+
+
+def _check_number(value: Any, spec: _Spec) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Rejected(value)
+    # an IntEnum, a float subclass...: the plain number, so nothing odd travels further
+    number: int | float = int(value) if isinstance(value, int) else float(value)
+    number = _whole(number) if spec.kind is int else _finite(number)
+    if not _in_range(number, spec):
+        raise _Rejected(number)
+    return number
+
+
+def _in_range(number: int | float, spec: _Spec) -> bool:
+    above_low = spec.low is None or number > spec.low or (number == spec.low and not spec.low_open)
+    return above_low and (spec.high is None or number <= spec.high)
+
+
+def _whole(number: int | float) -> int:
+    if isinstance(number, float):
+        if not number.is_integer():
+            raise _Rejected(number)
+        return int(number)
+    return number
+
+
+def _finite(number: int | float) -> int | float:
+    if not math.isfinite(number) or (number != 0 and abs(number) < sys.float_info.min):
+        raise _Rejected(number)  # subnormal numbers (5e-324) are not a setting anyone means
+    return number
+
+
+#: the check of each kind of setting (a spec with ``choices`` is checked against them instead)
+_CHECKERS: Final[Mapping[type, Callable[[Any, _Spec], Any]]] = MappingProxyType(
+    {
+        tuple: _check_tuple,
+        str: _check_str,
+        bool: _check_bool,
+        int: _check_number,
+        float: _check_number,
+    }
+)
+
+
+# --- the registry (owned by a Runtime) -------------------------------------------------------
+
+
+class ConfigRegistry:
+    """The default config and the per-service configs of one runtime, resolved and cached.
+
+    The environment is read once, at first use. ``on_change`` is called after every change
+    (the runtime remakes its service contexts and drops breakers whose settings changed).
+    """
+
+    def __init__(
+        self,
+        environ: Mapping[str, str] | None = None,
+        *,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self._environ = environ
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self._default: ReliabilityConfig | None = None
+        self._services: dict[str, ReliabilityConfig | Mapping[str, Any]] = {}
+        self._cache: dict[str, ReliabilityConfig] = {}
+
+    def get(self, service_name: str | None = None) -> ReliabilityConfig:
+        """The config in force for ``service_name`` (the default config when None)."""
+        found = self._cache.get(service_name or "")
+        if found is not None:
+            return found
+        return self.resolve(service_name or "")
 
     def resolve(self, service: str) -> ReliabilityConfig:
-        with self.lock:
-            found = self.cache.get(service)
-            if found is not None:
-                return found
-            if self.default is None:
-                self.default = ReliabilityConfig.from_env()
-            in_code = self.services.get(service)
-            if isinstance(in_code, ReliabilityConfig):
-                cfg = in_code
-            else:
-                cfg = self.default
-                prefix = service_env_prefix(service)
-                if any(key.startswith(prefix) for key in os.environ):
-                    overrides = ReliabilityConfig.from_env(service=service)
-                    env_fields = {
-                        f.name: getattr(overrides, f.name)
-                        for f in fields(ReliabilityConfig)
-                        if prefix + f.name in os.environ
-                    }
-                    cfg = cfg.with_overrides(env_fields)
-                if in_code is not None:
-                    cfg = cfg.with_overrides(in_code)
-            self.cache[service] = cfg
-            return cfg
+        with self._lock:
+            found = self._cache.get(service)
+            if found is None:
+                found = self._cache[service] = self._build(service)
+            return found
+
+    def _build(self, service: str) -> ReliabilityConfig:
+        env = os.environ if self._environ is None else self._environ
+        if self._default is None:
+            self._default = ReliabilityConfig.from_env(env)
+        in_code = self._services.get(service)
+        if isinstance(in_code, ReliabilityConfig):
+            return in_code
+        cfg = self._default
+        prefix = service_env_prefix(service)
+        if any(key.startswith(prefix) for key in env):
+            overrides = ReliabilityConfig.from_env(env, service=service)
+            env_fields = {
+                f.name: getattr(overrides, f.name)
+                for f in fields(ReliabilityConfig)
+                if prefix + f.name in env
+            }
+            cfg = cfg.with_overrides(env_fields)
+        if in_code is not None:
+            cfg = cfg.with_overrides(in_code)
+        return cfg
+
+    def configure(
+        self,
+        default: ReliabilityConfig | None = None,
+        *,
+        services: Mapping[str, ReliabilityConfig | Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Set the default config and/or per-service configs (see ``otel_resilience.configure``)."""
+        checked = _checked_services(default, services)
+        with self._lock:
+            if default is not None:
+                self._default = default
+            self._services.update(checked)
+            self._cache.clear()
+        self._changed()
+
+    def reset(self) -> None:
+        """Forget every configured value; the environment is read again at next use."""
+        with self._lock:
+            self._default = None
+            self._services.clear()
+            self._cache.clear()
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
 
 
-_registry = _Registry()
-
-
-def get_config(service_name: str | None = None) -> ReliabilityConfig:
-    """The config in force for ``service_name`` (the default config when None).
-
-    The environment is read once, at first use; :func:`configure` and :func:`reset_config`
-    change it at run time.
-    """
-    if service_name is None:
-        service_name = ""
-    found = _registry.cache.get(service_name)
-    if found is not None:
-        return found
-    return _registry.resolve(service_name)
-
-
-def configure(
-    default: ReliabilityConfig | None = None,
-    *,
-    services: Mapping[str, ReliabilityConfig | Mapping[str, Any]] | None = None,
-) -> None:
-    """Set the default config and/or per-service configs in code.
-
-    A service maps to a whole :class:`ReliabilityConfig` or to a mapping of fields that
-    override the default. The breakers of a service whose settings changed are made afresh
-    with the new ones at their next call; every other breaker, retry budget and rate limiter
-    keeps its state.
-
-    >>> from otel_resilience import ReliabilityConfig, configure, get_config
-    >>> configure(services={"clamav": {"CB_FAIL_THRESHOLD": 3}})
-    >>> get_config("clamav").CB_FAIL_THRESHOLD, get_config("gcs").CB_FAIL_THRESHOLD
-    (3, 5)
-    >>> configure(services={"openai": {"HTTP_RETRY": 5}})
-    Traceback (most recent call last):
-    ...
-    otel_resilience._config.ConfigError: unknown setting(s) HTTP_RETRY; accepted: ...
-    >>> from otel_resilience import reset
-    >>> reset()
-    """
+def _checked_services(
+    default: ReliabilityConfig | None,
+    services: Mapping[str, ReliabilityConfig | Mapping[str, Any]] | None,
+) -> dict[str, ReliabilityConfig | Mapping[str, Any]]:
+    """``configure``'s arguments checked (every mapping validated now, not at the first call)."""
     if default is not None and not isinstance(default, ReliabilityConfig):
         raise TypeError(f"default must be a ReliabilityConfig, got {type(default).__name__}")
     checked: dict[str, ReliabilityConfig | Mapping[str, Any]] = {}
@@ -582,41 +708,18 @@ def configure(
         if isinstance(value, ReliabilityConfig):
             checked[name] = value
         elif isinstance(value, Mapping):
-            base.with_overrides(value)  # validate now, not at the first call
+            base.with_overrides(value)
             checked[name] = dict(value)
         else:
             raise TypeError(
                 f"services[{name!r}] must be a ReliabilityConfig or a mapping of fields,"
                 f" got {type(value).__name__}"
             )
-    with _registry.lock:
-        if default is not None:
-            _registry.default = default
-        _registry.services.update(checked)
-        _registry.cache.clear()
-        _registry.generation += 1
-    _notify_change()
+    return checked
 
 
-def reset_config() -> None:
-    """Forget every configured value; the environment is read again at next use."""
-    with _registry.lock:
-        _registry.default = None
-        _registry.services.clear()
-        _registry.cache.clear()
-        _registry.generation += 1
-    _notify_change()
+def get_config(service_name: str | None = None) -> ReliabilityConfig:
+    """The config in force for ``service_name`` in the runtime in use (see ``_runtime``)."""
+    from ._runtime import default_runtime
 
-
-def config_generation() -> int:
-    """A number that changes whenever the configuration does."""
-    return _registry.generation
-
-
-#: called after every change (the breaker manager drops its breakers)
-_listeners: list[Callable[[], None]] = []
-
-
-def _notify_change() -> None:
-    for listener in tuple(_listeners):
-        listener()
+    return default_runtime().config.get(service_name)

@@ -16,7 +16,9 @@ prefer ``except CircuitOpenError``. The original exception is the ``__cause__``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
+from types import MappingProxyType
 from typing import Final
 
 
@@ -59,6 +61,16 @@ CLIENT_ERRORS: Final = frozenset(
 )
 
 
+def is_retryable(error_type: ExternalServiceError, retry_unknown: bool = True) -> bool:
+    """Whether a failure of this type is worth another attempt.
+
+    ``retry_unknown`` is the service's ``RETRY_UNKNOWN_ERRORS``.
+    """
+    return error_type in TRANSIENT_ERRORS or (
+        retry_unknown and error_type is ExternalServiceError.UNKNOWN_ERROR
+    )
+
+
 class ReliabilityError(Exception):
     """A call to an external service failed.
 
@@ -69,6 +81,10 @@ class ReliabilityError(Exception):
         attempts: how many attempts ran (0 when the call was rejected before any attempt).
         retry_after: seconds the service asked us to wait (``Retry-After``), if it said so.
     """
+
+    #: the ``RETRY_UNKNOWN_ERRORS`` of the service whose call built this error (see
+    #: :func:`with_retry_policy`); an error built elsewhere follows the default config
+    _retry_unknown: bool = True
 
     def __init__(
         self,
@@ -98,26 +114,32 @@ class ReliabilityError(Exception):
             f" attempts={self.attempts}, retry_after={self.retry_after})"
         )
 
-    def __reduce__(self) -> tuple[object, ...]:  # picklable across processes, keywords included
-        return (
-            _rebuild,
-            (
-                type(self),
-                self.error_type,
-                self.service_name,
-                self.endpoint,
-                self.message,
-                self.attempts,
-                self.retry_after,
-            ),
-        )
+    def __reduce__(self) -> tuple[object, ...]:
+        """Picklable across processes, keywords and the retry policy included, by the public
+        class name only."""
+        args = (self.error_type, self.service_name, self.endpoint, self.message)
+        state = {
+            "attempts": self.attempts,
+            "retry_after": self.retry_after,
+            "_retry_unknown": self._retry_unknown,
+        }
+        return (type(self), args, state)
 
     @property
     def retryable(self) -> bool:
-        """Whether the failure is transient (``UNKNOWN_ERROR`` counts, per the default config)."""
-        return self.error_type in TRANSIENT_ERRORS or (
-            self.error_type is ExternalServiceError.UNKNOWN_ERROR
-        )
+        """Whether the failure is transient: what the retries of its call decided.
+
+        ``UNKNOWN_ERROR`` counts unless the service that built the error has
+        ``RETRY_UNKNOWN_ERRORS`` off.
+        """
+        return is_retryable(self.error_type, self._retry_unknown)
+
+
+def with_retry_policy(error: ReliabilityError, retry_unknown: bool) -> ReliabilityError:
+    """``error``, marked with its service's ``RETRY_UNKNOWN_ERRORS`` so that ``.retryable``
+    agrees with the retry decision of its call."""
+    error._retry_unknown = retry_unknown
+    return error
 
 
 def _rebuild(
@@ -128,10 +150,13 @@ def _rebuild(
     message: str,
     attempts: int,
     retry_after: float | None,
+    retry_unknown: bool = True,
 ) -> ReliabilityError:
-    return cls(
+    """Unpickles errors pickled by version 0.1.0 (a queue or cache may still hold some)."""
+    error = cls(
         error_type, service_name, endpoint, message, attempts=attempts, retry_after=retry_after
     )
+    return with_retry_policy(error, retry_unknown)
 
 
 class CircuitOpenError(ReliabilityError):
@@ -212,9 +237,11 @@ class CallTimeoutError(ReliabilityError, TimeoutError):
 
 
 #: The class :func:`map_external_error` builds for each error type.
-ERROR_CLASSES: Final[dict[ExternalServiceError, type[ReliabilityError]]] = {
-    ExternalServiceError.TIMEOUT: CallTimeoutError,
-    ExternalServiceError.CIRCUIT_OPEN: CircuitOpenError,
-    ExternalServiceError.THROTTLED: ThrottledError,
-    ExternalServiceError.CONCURRENCY_LIMITED: ConcurrencyLimitedError,
-}
+ERROR_CLASSES: Final[Mapping[ExternalServiceError, type[ReliabilityError]]] = MappingProxyType(
+    {
+        ExternalServiceError.TIMEOUT: CallTimeoutError,
+        ExternalServiceError.CIRCUIT_OPEN: CircuitOpenError,
+        ExternalServiceError.THROTTLED: ThrottledError,
+        ExternalServiceError.CONCURRENCY_LIMITED: ConcurrencyLimitedError,
+    }
+)

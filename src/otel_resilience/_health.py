@@ -2,17 +2,18 @@
 
 The seed's "Circuit Breaker Status" check, for all breakers at once, as JSON-able data::
 
-    >>> from otel_resilience._health import health_report
+    >>> from otel_resilience import health_report
     >>> health_report()["status"]   # no breaker yet, so nothing is open
     'ok'
 
 :class:`HealthServer` serves the same report over HTTP (``GET /health``) for a running process, and
-:func:`breakers_from_prometheus` reads breaker states back from a Prometheus ``/metrics`` page for a
+:func:`health_report_from_prometheus` reads it back from a Prometheus ``/metrics`` page for a
 process that only exports metrics. ``otel-resilience status`` uses both. Standard library only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -20,29 +21,12 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Final
+from types import MappingProxyType
+from typing import Any, ClassVar, Final
 
 from ._names import PROM_BREAKER_STATE, PROM_BREAKER_STATE_LABEL, PROM_ENDPOINT, PROM_SERVICE
 
-__all__ = [
-    "HEALTH_PATH",
-    "HealthServer",
-    "breaker_status",
-    "breakers_from_prometheus",
-    "health_report",
-    "overall_status",
-]
-
 HEALTH_PATH: Final = "/health"
-
-#: report fields of one breaker, in display order
-BREAKER_FIELDS: Final = (
-    "service_name",
-    "endpoint",
-    "state",
-    "failure_count",
-    "seconds_until_probe",
-)
 
 
 def breaker_status() -> list[dict[str, Any]]:
@@ -77,7 +61,7 @@ _SAMPLE: Final = re.compile(
     r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>.*)\}\s+(?P<value>\S+)"
 )
 _LABEL: Final = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
-_UNESCAPE: Final = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+_UNESCAPE: Final = MappingProxyType({"\\\\": "\\", '\\"': '"', "\\n": "\n"})
 
 
 def _labels(text: str) -> dict[str, str]:
@@ -132,6 +116,24 @@ def breakers_from_prometheus(text: str) -> list[dict[str, Any]]:
     ]
 
 
+def health_report_from_prometheus(text: str) -> dict[str, Any]:
+    """:func:`health_report` of another process, read from its Prometheus ``/metrics`` page.
+
+    Only the breaker states are exported as metrics: each breaker's ``failure_count``,
+    ``seconds_until_probe`` and ``override`` are ``None``.
+
+    >>> page = (
+    ...     'resilience_circuit_breaker_state{resilience_service="clamav",'
+    ...     'resilience_endpoint="scan",resilience_circuit_breaker_state="open"} 1.0'
+    ... )
+    >>> report = health_report_from_prometheus(page)
+    >>> report["status"], [(b["endpoint"], b["state"]) for b in report["breakers"]]
+    ('degraded', [('scan', 'open')])
+    """
+    breakers = breakers_from_prometheus(text)
+    return {"status": overall_status(breakers), "time": time.time(), "breakers": breakers}
+
+
 # --- a tiny JSON endpoint ---------------------------------------------------------------------
 
 
@@ -156,7 +158,7 @@ class _HealthHandler(BaseHTTPRequestHandler):
         try:
             data = json.dumps(self.server.report(), default=str).encode()
         except Exception as exc:  # the endpoint reports its own failure instead of dying
-            from ._mapping import safe_str
+            from ._classify import safe_str
             from ._scrub import DEFAULT, MESSAGE_LIMIT, redact
 
             error = redact(f"{type(exc).__name__}: {safe_str(exc)}", (DEFAULT,), MESSAGE_LIMIT)
@@ -194,6 +196,9 @@ class _HealthHTTPServer(ThreadingHTTPServer):
         self.report = report
         self.connection_timeout = connection_timeout
         self._slots = threading.BoundedSemaphore(max_connections)
+        #: the connections being served and their (daemon) threads, which server_close does
+        #: not join
+        self._serving: list[tuple[threading.Thread, socket.socket]] = []
         if ":" in address[0]:  # an IPv6 address such as "::1" or "::"
             self.address_family = socket.AF_INET6
         super().__init__(address, _HealthHandler)
@@ -202,11 +207,29 @@ class _HealthHTTPServer(ThreadingHTTPServer):
         if not self._slots.acquire(blocking=False):  # full: refuse rather than pile up threads
             self.shutdown_request(request)
             return
+        thread = threading.Thread(
+            target=self.process_request_thread, args=(request, client_address), daemon=True
+        )
+        # only the serving thread appends, and close() reads after it stopped: no lock needed
+        self._serving = [(t, r) for t, r in self._serving if t.is_alive()]
+        self._serving.append((thread, request))
         try:
-            super().process_request(request, client_address)
+            thread.start()
         except BaseException:  # pragma: no cover - the thread could not start
             self._slots.release()
             raise
+
+    def end_connections(self, timeout: float) -> None:
+        """End the connections being served and join their threads (``timeout`` in all).
+
+        Reading is shut down, so an idle or trickling client is dropped at once; a request
+        already read still gets its answer.
+        """
+        deadline = time.monotonic() + timeout
+        for thread, request in self._serving:
+            with contextlib.suppress(OSError):  # already closed by its thread
+                request.shutdown(socket.SHUT_RD)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
@@ -231,6 +254,9 @@ class HealthServer:
     True
     >>> server.close()
     """
+
+    #: the path the report is served at
+    PATH: ClassVar[str] = HEALTH_PATH
 
     def __init__(
         self,
@@ -283,12 +309,14 @@ class HealthServer:
         return self
 
     def close(self) -> None:
-        """Stop serving and join the server thread."""
+        """Stop serving and join the server thread; idle connections are dropped, a request
+        being answered is finished, and no connection thread outlives this."""
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
             self._thread = None
         self._server.server_close()
+        self._server.end_connections(self._server.connection_timeout)
 
     def __enter__(self) -> HealthServer:
         return self.start()

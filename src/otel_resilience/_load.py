@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from ._adaptive_rate import AdaptiveRate
 from ._concurrency import ConcurrencyLimiter, FixedLimit, Outcome, Slot, VegasLimit, outcome_of
-from ._config import ReliabilityConfig
 from ._errors import (
     CallTimeoutError,
     ConcurrencyLimitedError,
@@ -42,9 +41,8 @@ from ._errors import (
 from ._timeout import _deadline_var, remaining_time
 
 if TYPE_CHECKING:
+    from ._config import ReliabilityConfig
     from ._telemetry import CallObserver
-
-__all__ = ["Gate", "LoadControl"]
 
 T = TypeVar("T")
 #: an attempt function (of the attempt number); the gated one has the same type
@@ -57,6 +55,8 @@ MAX_IDLE_GATES: Final = 1000
 
 _perf = time.perf_counter
 _OK: Final = Outcome.OK
+#: a result no attempt returns (``wrap``'s "refused" marker)
+_NOTHING: Final = object()
 
 
 def _wait(configured: float) -> float:
@@ -202,90 +202,147 @@ class Gate:
             assert self.limiter is not None
             self.limiter.release(slot, Outcome.NEUTRAL, 0.0)
 
-    # --- around an attempt function -----------------------------------------------------------
+    # --- around an attempt ---------------------------------------------------------------------
 
-    def wrap(self, attempt: F, endpoint: str, observer: CallObserver) -> F:
-        """``attempt`` (a function of the attempt number) gated by :meth:`admit`/:meth:`settle`."""
+    def run(
+        self,
+        number: int,
+        endpoint: str,
+        observer: CallObserver,
+        refused: object,
+        attempt: Callable[..., Any],
+        *args: Any,
+    ) -> Any:
+        """``attempt(*args)`` as attempt ``number``, admitted and settled; a result that ``is
+        refused`` (the breaker said no: nothing was sent) settles as neutral."""
         pair = self._fixed
         if pair is not None:  # a fixed limit alone: no latency, no outcome, just the place
             enter, leave = pair
-
-            def gated_fixed(number: int) -> Any:
-                observer.concurrency_seen()
-                if enter(endpoint):
-                    try:
-                        return attempt(number)
-                    finally:
-                        leave(endpoint)
-                slot = self.admit(number, endpoint, observer)  # wait for one, or be refused
+            observer.concurrency_seen()
+            if enter(endpoint):
+                observer.concurrency_held(1)
                 try:
-                    return attempt(number)
+                    return attempt(*args)
                 finally:
-                    self.abandon(slot)
-
-            return gated_fixed  # type: ignore[return-value]
+                    leave(endpoint)
+                    observer.concurrency_held(-1)
+            slot = self.admit(number, endpoint, observer)  # wait for one, or be refused
+            observer.concurrency_held(1)
+            try:
+                return attempt(*args)
+            finally:
+                self.abandon(slot)
+                observer.concurrency_held(-1)
         limiter = self._adaptive
         if limiter is not None:  # an adaptive limit alone: a sample per attempt, no slot object
-            enter, leave = limiter.enter, limiter.leave
-
-            def gated_adaptive(number: int) -> Any:
-                observer.concurrency_seen()
-                taken = enter(endpoint)
-                if not taken:
-                    slot = self.admit(number, endpoint, observer)  # wait for one, or be refused
-                    return self._gated(attempt, number, slot)
-                start = _perf()
+            observer.concurrency_seen()
+            taken = limiter.enter(endpoint)
+            if taken:
+                observer.concurrency_held(1)
                 try:
-                    result = attempt(number)
-                except ReliabilityError as error:
-                    if type(error) is CallTimeoutError and error.attempts < number:
-                        leave(endpoint)  # its deadline passed before it could start
-                    else:
-                        leave(endpoint, taken, outcome_of(error), _perf() - start)
-                    raise
-                except BaseException:
-                    leave(endpoint)
-                    raise
-                leave(endpoint, taken, _OK, _perf() - start)
-                return result
+                    return self._sampled(limiter, taken, number, endpoint, refused, attempt, args)
+                finally:
+                    observer.concurrency_held(-1)
+        slot = self.admit(number, endpoint, observer)
+        if slot is None:  # an adaptive rate alone
+            return self._settled(slot, number, refused, attempt, args)
+        observer.concurrency_held(1)
+        try:
+            return self._settled(slot, number, refused, attempt, args)
+        finally:
+            observer.concurrency_held(-1)
 
-            return cast(F, gated_adaptive)
+    def _sampled(
+        self,
+        limiter: ConcurrencyLimiter,
+        taken: int,
+        number: int,
+        endpoint: str,
+        refused: object,
+        attempt: Callable[..., Any],
+        args: tuple[Any, ...],
+    ) -> Any:
+        """Run an attempt holding a place of an adaptive limit; its latency is a sample."""
+        leave = limiter.leave
+        start = _perf()
+        try:
+            result = attempt(*args)
+        except ReliabilityError as error:
+            if type(error) is CallTimeoutError and error.attempts < number:
+                leave(endpoint)  # its deadline passed before it could start
+            else:
+                leave(endpoint, taken, outcome_of(error), _perf() - start)
+            raise
+        except BaseException:
+            leave(endpoint)
+            raise
+        if result is refused:
+            leave(endpoint)
+        else:
+            leave(endpoint, taken, _OK, _perf() - start)
+        return result
 
-        def gated(number: int) -> Any:
-            return self._gated(attempt, number, self.admit(number, endpoint, observer))
-
-        return cast(F, gated)
-
-    def _gated(self, attempt: Callable[[int], Any], number: int, slot: Slot | None) -> Any:
+    def _settled(
+        self,
+        slot: Slot | None,
+        number: int,
+        refused: object,
+        attempt: Callable[..., Any],
+        args: tuple[Any, ...],
+    ) -> Any:
         """Run one admitted attempt and settle it (the general, synchronous path)."""
         start = _perf()
         try:
-            result = attempt(number)
+            result = attempt(*args)
         except ReliabilityError as error:
             self.settle(slot, error, _perf() - start, number)
             raise
         except BaseException:
             self.abandon(slot)
             raise
-        self.settle(slot, None, _perf() - start)
+        if result is refused:
+            self.abandon(slot)
+        else:
+            self.settle(slot, None, _perf() - start)
         return result
 
-    def wrap_async(self, attempt: F, endpoint: str, observer: CallObserver) -> F:
-        """The asyncio twin of :meth:`wrap`."""
-
-        async def gated(number: int) -> Any:
-            slot = await self.admit_async(number, endpoint, observer)
-            start = _perf()
-            try:
-                result = await attempt(number)
-            except ReliabilityError as error:
-                self.settle(slot, error, _perf() - start, number)
-                raise
-            except BaseException:
-                self.abandon(slot)
-                raise
+    async def run_async(
+        self,
+        number: int,
+        endpoint: str,
+        observer: CallObserver,
+        refused: object,
+        attempt: Callable[..., Awaitable[Any]],
+        *args: Any,
+    ) -> Any:
+        """The asyncio twin of :meth:`run`."""
+        slot = await self.admit_async(number, endpoint, observer)
+        held = slot is not None
+        if held:
+            observer.concurrency_held(1)
+        start = _perf()
+        try:
+            result = await attempt(*args)
+        except ReliabilityError as error:
+            self.settle(slot, error, _perf() - start, number)
+            raise
+        except BaseException:
+            self.abandon(slot)
+            raise
+        finally:
+            if held:
+                observer.concurrency_held(-1)
+        if result is refused:
+            self.abandon(slot)
+        else:
             self.settle(slot, None, _perf() - start)
-            return result
+        return result
+
+    def wrap(self, attempt: F, endpoint: str, observer: CallObserver) -> F:
+        """``attempt`` (a function of the attempt number) gated by :meth:`run`."""
+
+        def gated(number: int) -> Any:
+            return self.run(number, endpoint, observer, _NOTHING, attempt, number)
 
         return cast(F, gated)
 

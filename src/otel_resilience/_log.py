@@ -14,8 +14,6 @@ import contextlib
 import logging
 from typing import Final
 
-__all__ = ["EXTRA_KEYS", "log_event"]
-
 #: the ``extra`` keys the library sets on its records (documented in docs/telemetry.md)
 EXTRA_KEYS: Final = (
     "resilience_service",

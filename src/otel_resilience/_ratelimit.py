@@ -25,7 +25,6 @@ window frees up, never longer than the time left) and otherwise fails at once wi
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -35,7 +34,6 @@ from ._rates import _import_limits, parse_rate
 if TYPE_CHECKING:
     from ._redis import RedisStore
 
-__all__ = ["RateLimiter", "get_rate_limiter", "reset_rate_limiters"]
 
 #: shortest sleep between two tries of a waiting call
 _MIN_SLEEP_SEC = 0.001
@@ -57,27 +55,38 @@ class RateLimiter(Protocol):
         ...
 
 
-# Clocks and sleeps are module attributes so tests can replace them with a fake clock's.
-def _monotonic() -> float:
-    return time.monotonic()
-
-
 def _wall() -> float:
     return time.time()
 
 
-def _sleep(seconds: float) -> None:
-    time.sleep(seconds)
+class Clock(Protocol):
+    """The runtime's clock, as the limiters use it."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+    async def sleep_async(self, seconds: float) -> None: ...
 
 
-async def _async_sleep(seconds: float) -> None:
-    await asyncio.sleep(seconds)
+class _RealClock:
+    __slots__ = ()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    async def sleep_async(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 class _Waiting:
     """The waiting loop shared by both limiters: ``_try()`` says (taken, seconds to wait)."""
 
     rate: str
+    _clock: Clock
 
     def _try(self) -> tuple[bool, float]:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -87,34 +96,37 @@ class _Waiting:
 
     def acquire(self, max_wait_sec: float) -> bool:
         """Take a slot, waiting up to ``max_wait_sec``; False when none came in time."""
-        deadline = _monotonic() + max_wait_sec
+        clock = self._clock
+        deadline = clock.monotonic() + max_wait_sec
         while True:
             taken, wait = self._try()
             if taken:
                 return True
-            left = deadline - _monotonic()
+            left = deadline - clock.monotonic()
             if left <= 0 or wait > left:  # no slot frees up in time: fail now, not later
                 return False
-            _sleep(max(wait, _MIN_SLEEP_SEC))
+            clock.sleep(max(wait, _MIN_SLEEP_SEC))
 
     async def acquire_async(self, max_wait_sec: float) -> bool:
         """The asyncio twin of :meth:`acquire` (the event loop runs while it waits)."""
-        deadline = _monotonic() + max_wait_sec
+        clock = self._clock
+        deadline = clock.monotonic() + max_wait_sec
         while True:
             taken, wait = await self._try_async()
             if taken:
                 return True
-            left = deadline - _monotonic()
+            left = deadline - clock.monotonic()
             if left <= 0 or wait > left:
                 return False
-            await _async_sleep(max(wait, _MIN_SLEEP_SEC))
+            await clock.sleep_async(max(wait, _MIN_SLEEP_SEC))
 
 
 class LocalRateLimiter(_Waiting):
     """A rate limit for this process alone (``limits`` moving window in memory)."""
 
-    def __init__(self, service_name: str, rate: str) -> None:
+    def __init__(self, service_name: str, rate: str, *, clock: Clock | None = None) -> None:
         limits = _import_limits()
+        self._clock = clock or _RealClock()
         self.service_name = service_name
         self.rate = rate
         self._item = parse_rate(rate)
@@ -138,8 +150,17 @@ class LocalRateLimiter(_Waiting):
 class RedisRateLimiter(_Waiting):
     """A rate limit shared by every process through Redis, with a local fallback."""
 
-    def __init__(self, service_name: str, rate: str, store: RedisStore, key_prefix: str) -> None:
+    def __init__(
+        self,
+        service_name: str,
+        rate: str,
+        store: RedisStore,
+        key_prefix: str,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
         limits = _import_limits()
+        self._clock = clock or _RealClock()
         self.service_name = service_name
         self.rate = rate
         self.store = store
@@ -149,7 +170,7 @@ class RedisRateLimiter(_Waiting):
         )
         self.storage = storage
         self._limiter = limits.strategies.MovingWindowRateLimiter(storage)
-        self._local = LocalRateLimiter(service_name, rate)
+        self._local = LocalRateLimiter(service_name, rate, clock=clock)
         from ._redis import BUSY
 
         self._busy = BUSY  # a reply meaning "no free connection in time": the local limit decides
@@ -205,17 +226,12 @@ class RedisRateLimiter(_Waiting):
 
 _FAILED: Final = object()  # a store reply meaning "Redis failed" (nil is a script's "no")
 
-#: per service: the config last seen, the settings the limiter was built from, the limiter
-_limiters: dict[str, tuple[ReliabilityConfig, tuple[object, ...], RateLimiter]] = {}
-_lock = threading.Lock()
-#: limiters kept before idle ones (nothing taken in the window) are dropped; a dropped one is
-#: made afresh at its service's next call, so endless distinct service names cost bounded memory
-MAX_IDLE_LIMITERS: Final = 1000
-_sweep_at = MAX_IDLE_LIMITERS
 
-
-def _settings(config: ReliabilityConfig) -> tuple[object, ...]:
-    """What a limiter is built from: other settings can change without losing its window."""
+def rate_limiter_settings(config: ReliabilityConfig) -> tuple[object, ...] | None:
+    """What a limiter is built from (None: no limit): other settings can change without
+    losing its window."""
+    if config.RATE_LIMIT is None:
+        return None
     return (
         config.RATE_LIMIT,
         config.STATE_BACKEND,
@@ -225,52 +241,13 @@ def _settings(config: ReliabilityConfig) -> tuple[object, ...]:
     )
 
 
-def _build(service_name: str, config: ReliabilityConfig) -> RateLimiter:
+def build_rate_limiter(service_name: str, config: ReliabilityConfig, clock: Clock) -> RateLimiter:
+    """The limiter of a service, waiting on ``clock``."""
     rate = config.RATE_LIMIT
     assert rate is not None
     if config.STATE_BACKEND == "redis" and config.REDIS_URL is not None:
         from ._redis import get_store
 
         store = get_store(config.REDIS_URL, config.REDIS_TIMEOUT_MS)
-        return RedisRateLimiter(service_name, rate, store, config.REDIS_KEY_PREFIX)
-    return LocalRateLimiter(service_name, rate)
-
-
-def get_rate_limiter(service_name: str, config: ReliabilityConfig) -> RateLimiter | None:
-    """The limiter of a service, or None when its config sets no ``RATE_LIMIT``.
-
-    One limiter per service and process, rebuilt (with an empty window) only when the settings
-    it is built from change.
-    """
-    if config.RATE_LIMIT is None:
-        return None
-    found = _limiters.get(service_name)
-    if found is not None and found[0] is config:  # the usual case: the same config object
-        return found[2]
-    settings = _settings(config)
-    with _lock:
-        found = _limiters.get(service_name)
-        if found is not None and found[1] == settings:
-            limiter = found[2]
-        else:
-            if len(_limiters) >= _sweep_at:
-                _drop_idle()
-            limiter = _build(service_name, config)
-        _limiters[service_name] = (config, settings, limiter)
-        return limiter
-
-
-def _drop_idle() -> None:
-    """Drop idle limiters (lock held); sweep again once the count has doubled (amortised)."""
-    global _sweep_at
-    for name in [name for name, (_, _, limiter) in _limiters.items() if limiter.idle()]:
-        del _limiters[name]
-    _sweep_at = max(MAX_IDLE_LIMITERS, 2 * len(_limiters))
-
-
-def reset_rate_limiters() -> None:
-    """Forget every limiter (they start with an empty window at next use)."""
-    global _sweep_at
-    with _lock:
-        _limiters.clear()
-        _sweep_at = MAX_IDLE_LIMITERS
+        return RedisRateLimiter(service_name, rate, store, config.REDIS_KEY_PREFIX, clock=clock)
+    return LocalRateLimiter(service_name, rate, clock=clock)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-__all__ = ["MAX_RATE_AMOUNT", "MAX_RATE_WINDOW_SEC", "parse_rate", "rate_problem"]
-
 
 def _import_limits() -> Any:
     try:

@@ -10,8 +10,6 @@ from collections.abc import Iterable
 from typing import Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["MASK", "redact_text", "redact_url", "url_secrets"]
-
 MASK: Final = "***"
 
 #: a URL inside some text (an error message that quotes one)

@@ -43,17 +43,6 @@ if TYPE_CHECKING:
     import redis
     import redis.asyncio
 
-__all__ = [
-    "BUSY",
-    "COOLDOWN_SEC",
-    "LOOP_MAX_CONNECTIONS",
-    "MAX_CONNECTIONS",
-    "POOL_WAIT_SEC",
-    "RedisStore",
-    "close_stores",
-    "get_store",
-    "import_redis",
-]
 
 logger = logging.getLogger("otel_resilience")
 

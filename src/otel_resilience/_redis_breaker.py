@@ -73,8 +73,6 @@ from ._config import ConfigError, ReliabilityConfig
 from ._log import log_event
 from ._redis import BUSY, RedisStore, get_store
 
-__all__ = ["RedisCircuitBreaker", "breaker_key"]
-
 logger = logging.getLogger("otel_resilience")
 
 _CLOSED = CircuitBreakerState.CLOSED

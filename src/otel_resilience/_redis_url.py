@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, Final
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from ._redact import redact_text, url_secrets
-
-__all__ = ["ACCEPTED", "redis_url_problem"]
 
 #: what a REDIS_URL may look like, in words (for error messages)
 ACCEPTED: Final = (
@@ -26,16 +26,18 @@ ACCEPTED: Final = (
 
 _SCHEMES: Final = ("redis", "rediss", "unix")
 #: query parameters redis-py converts to numbers (a wrong one fails at the first connection)
-_NUMBERS: Final = {
-    "db": int,
-    "socket_timeout": float,
-    "socket_connect_timeout": float,
-    "socket_read_size": int,
-    "max_connections": int,
-    "health_check_interval": int,
-    "timeout": float,
-    "protocol": int,
-}
+_NUMBERS: Final[Mapping[str, Callable[[str], float]]] = MappingProxyType(
+    {
+        "db": int,
+        "socket_timeout": float,
+        "socket_connect_timeout": float,
+        "socket_read_size": int,
+        "max_connections": int,
+        "health_check_interval": int,
+        "timeout": float,
+        "protocol": int,
+    }
+)
 
 
 def _probe_redis() -> Any:
@@ -67,6 +69,11 @@ def _check_with_urllib(url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in _SCHEMES or not url.startswith(parts.scheme + "://"):
         return "the scheme must be redis://, rediss:// or unix://"
+    address = _socket_problem if parts.scheme == "unix" else _host_problem
+    return _query_problem(parts) or address(parts)
+
+
+def _query_problem(parts: SplitResult) -> str | None:
     query = parse_qs(parts.query, keep_blank_values=True)
     for name, convert in _NUMBERS.items():
         for value in query.get(name, ()):
@@ -76,14 +83,17 @@ def _check_with_urllib(url: str) -> str | None:
                 return f"the query parameter {name}={value!r} is not a number"
             if number < 0:
                 return f"the query parameter {name}={value!r} is negative"
-    if parts.scheme == "unix":
-        if not unquote(parts.path):
-            return "a unix:// URL needs the socket's path"
-        return None
+    return None
+
+
+def _socket_problem(parts: SplitResult) -> str | None:
+    return None if unquote(parts.path) else "a unix:// URL needs the socket's path"
+
+
+def _host_problem(parts: SplitResult) -> str | None:
     if not parts.hostname:
         return "the host is missing"
-    port = parts.port  # ValueError for a port that is not a number from 0 to 65535
-    if port == 0:
+    if parts.port == 0:  # ValueError for a port that is not a number from 0 to 65535
         return "the port must be from 1 to 65535"
     db = unquote(parts.path)
     if db not in ("", "/") and re.fullmatch(r"/[0-9]+", db) is None:

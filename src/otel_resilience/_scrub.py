@@ -15,15 +15,6 @@ from typing import Final
 
 from ._redact import MASK
 
-__all__ = [
-    "DEFAULT",
-    "DEFAULT_PATTERNS",
-    "MESSAGE_LIMIT",
-    "STACKTRACE_LIMIT",
-    "compile_patterns",
-    "redact",
-]
-
 #: characters of an exception message kept in errors and spans (the rest is cut, and counted)
 MESSAGE_LIMIT: Final = 8_192
 #: characters of a formatted traceback kept in a span's exception event

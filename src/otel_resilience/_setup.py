@@ -33,8 +33,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-__all__ = ["TelemetryHandle", "configure_telemetry"]
-
 logger = logging.getLogger("otel_resilience")
 
 _EXPORTERS: Final = ("otlp", "prometheus", "console", "none")
@@ -79,6 +77,14 @@ class TelemetryHandle:
         budget = self.shutdown_timeout_sec
         if timeout_sec is not None:
             budget = _check_seconds("timeout_sec", timeout_sec)
+        self._stop_providers(budget)
+        self._stop_server()
+        for log, flt in self._filters:
+            log.removeFilter(flt)
+        self._filters.clear()
+
+    def _stop_providers(self, budget: float) -> None:
+        """Shut both providers down at once, against one deadline ``budget`` seconds away."""
         deadline = time.monotonic() + budget
         started = []
         if self.tracer_provider is not None:
@@ -91,7 +97,7 @@ class TelemetryHandle:
                 )
             )
         workers = [worker for worker in started if worker is not None]
-        for worker in workers:  # both at once, against one deadline
+        for worker in workers:
             worker.join(max(0.0, deadline - time.monotonic()))
         if any(worker.is_alive() for worker in workers):
             logger.warning(
@@ -102,16 +108,17 @@ class TelemetryHandle:
             for exporter in self._exporters:
                 exporter.abandon()
         self.tracer_provider = self.meter_provider = None
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            if self._server_thread is not None:
-                self._server_thread.join(timeout=5)
-            self._server = self._server_thread = None
-            self.prometheus_address = None
-        for log, flt in self._filters:
-            log.removeFilter(flt)
-        self._filters.clear()
+
+    def _stop_server(self) -> None:
+        """Stop the Prometheus pull endpoint, if serving."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._server_thread is not None:
+            self._server_thread.join(timeout=5)
+        self._server = self._server_thread = None
+        self.prometheus_address = None
 
 
 def _stopping(shutdown: Any, provider: Any) -> threading.Thread | None:
@@ -281,83 +288,122 @@ def configure_telemetry(
     env = os.environ if environ is None else environ
     traces = _exporter_list("OTEL_TRACES_EXPORTER", traces_exporter, env)
     metric_kinds = _exporter_list("OTEL_METRICS_EXPORTER", metrics_exporter, env)
+    # every value is checked before anything is installed: a bad one leaves no half setup
+    _check_exporters(traces, metric_kinds, prometheus_port, env)
+    if metric_export_interval_sec is not None:
+        metric_export_interval_sec = _check_seconds(
+            "metric_export_interval_sec", metric_export_interval_sec
+        )
+    handle = TelemetryHandle(
+        traces_exporters=tuple(traces),
+        metrics_exporters=tuple(metric_kinds),
+        shutdown_timeout_sec=_shutdown_budget(shutdown_timeout_sec, env),
+    )
+    resource = _resource(service_name, env, from_environ=environ is not None)
+    handle._log_filter = _OnceFilter()
+    if traces:
+        _install_tracer_provider(traces, env, handle, resource)
+    if metric_kinds:
+        reader_args = (prometheus_host, prometheus_port, metric_export_interval_sec)
+        _install_meter_provider(metric_kinds, env, handle, resource, reader_args)
+    _log_once(handle)
+    return handle
+
+
+def _check_exporters(
+    traces: list[str], metric_kinds: list[str], port: int | None, env: Mapping[str, str]
+) -> None:
+    """Refuse a traces exporter, protocol or Prometheus port that is not accepted."""
     if "prometheus" in traces:
         raise ValueError(
             "OTEL_TRACES_EXPORTER='prometheus' is not accepted: Prometheus has no traces"
         )
-    # every value is checked before anything is installed: a bad one leaves no half setup
     if "otlp" in traces:
         _protocol("TRACES", env)
     if "otlp" in metric_kinds:
         _protocol("METRICS", env)
     if "prometheus" in metric_kinds:
-        _port(prometheus_port, env)
-    if metric_export_interval_sec is not None:
-        metric_export_interval_sec = _check_seconds(
-            "metric_export_interval_sec", metric_export_interval_sec
-        )
-    if shutdown_timeout_sec is not None:
-        shutdown_budget = _check_seconds("shutdown_timeout_sec", shutdown_timeout_sec)
-    elif env.get(SHUTDOWN_TIMEOUT_ENV, "").strip():
-        shutdown_budget = _check_seconds(SHUTDOWN_TIMEOUT_ENV, env[SHUTDOWN_TIMEOUT_ENV].strip())
-    else:
-        shutdown_budget = DEFAULT_SHUTDOWN_TIMEOUT_SEC
+        _port(port, env)
+
+
+def _shutdown_budget(value: float | None, env: Mapping[str, str]) -> float:
+    """The shutdown bound: the argument, else the environment variable, else the default."""
+    if value is not None:
+        return _check_seconds("shutdown_timeout_sec", value)
+    if env.get(SHUTDOWN_TIMEOUT_ENV, "").strip():
+        return _check_seconds(SHUTDOWN_TIMEOUT_ENV, env[SHUTDOWN_TIMEOUT_ENV].strip())
+    return DEFAULT_SHUTDOWN_TIMEOUT_SEC
+
+
+def _sdk() -> Any:
+    """The SDK's ``Resource`` (importing the SDK), or ImportError naming the extra."""
     try:
-        from opentelemetry import metrics, trace
-        from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
     except ImportError as exc:  # pragma: no cover - exercised in a venv without the extra
         raise ImportError(_INSTALL_HINT) from exc
+    return Resource
 
-    handle = TelemetryHandle(
-        traces_exporters=tuple(traces),
-        metrics_exporters=tuple(metric_kinds),
-        shutdown_timeout_sec=shutdown_budget,
-    )
-    handle._log_filter = _OnceFilter()
 
+def _resource(service_name: str | None, env: Mapping[str, str], *, from_environ: bool) -> Any:
+    """The SDK resource: a fresh instance id, the ``OTEL_*`` resource variables, the name."""
+    resource_class = _sdk()
     attributes: dict[str, Any] = {"service.instance.id": str(uuid.uuid4())}
-    if environ is not None:  # the SDK's detector reads os.environ only
+    if from_environ:  # the SDK's detector reads os.environ only
         attributes.update(_resource_attributes(env))
-    resource = Resource.create(attributes)  # reads OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+    resource = resource_class.create(attributes)  # reads OTEL_SERVICE_NAME, ..._ATTRIBUTES
+    if service_name is None and from_environ and "OTEL_SERVICE_NAME" in env:
+        service_name = env["OTEL_SERVICE_NAME"]
     if service_name is not None:
-        resource = resource.merge(Resource.create({"service.name": service_name}))
-    elif "OTEL_SERVICE_NAME" in env and environ is not None:
-        resource = resource.merge(Resource.create({"service.name": env["OTEL_SERVICE_NAME"]}))
+        resource = resource.merge(resource_class.create({"service.name": service_name}))
+    return resource
 
-    # --- traces ---------------------------------------------------------------------------
-    if traces:
-        if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-            tracer_provider = TracerProvider(resource=resource)
-            for kind in traces:
-                processor = _span_processor(kind, env, handle)
-                if processor is not None:
-                    tracer_provider.add_span_processor(processor)
-            trace.set_tracer_provider(tracer_provider)
-            handle.tracer_provider = tracer_provider
-        else:
-            logger.info("telemetry: the application set a tracer provider already; keeping it")
 
-    # --- metrics --------------------------------------------------------------------------
-    if metric_kinds:
-        from ._telemetry import _is_noop_meter_provider
+def _install_tracer_provider(
+    traces: list[str], env: Mapping[str, str], handle: TelemetryHandle, resource: Any
+) -> None:
+    """Install an SDK tracer provider with the chosen exporters, unless the app set one."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
 
-        if _is_noop_meter_provider(metrics.get_meter_provider()):
-            readers = []
-            for kind in metric_kinds:
-                reader = _metric_reader(
-                    kind, env, handle, prometheus_host, prometheus_port, metric_export_interval_sec
-                )
-                if reader is not None:
-                    readers.append(reader)
-            meter_provider = MeterProvider(resource=resource, metric_readers=readers)
-            metrics.set_meter_provider(meter_provider)
-            handle.meter_provider = meter_provider
-        else:
-            logger.info("telemetry: the application set a meter provider already; keeping it")
-    _log_once(handle)
-    return handle
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        logger.info("telemetry: the application set a tracer provider already; keeping it")
+        return
+    tracer_provider = TracerProvider(resource=resource)
+    for kind in traces:
+        processor = _span_processor(kind, env, handle)
+        if processor is not None:
+            tracer_provider.add_span_processor(processor)
+    trace.set_tracer_provider(tracer_provider)
+    handle.tracer_provider = tracer_provider
+
+
+def _install_meter_provider(
+    metric_kinds: list[str],
+    env: Mapping[str, str],
+    handle: TelemetryHandle,
+    resource: Any,
+    reader_args: tuple[str | None, int | None, float | None],
+) -> None:
+    """Install an SDK meter provider with the chosen readers, unless the app set one.
+
+    ``reader_args``: Prometheus host and port, export interval (seconds).
+    """
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from ._telemetry import _is_noop_meter_provider
+
+    if not _is_noop_meter_provider(metrics.get_meter_provider()):
+        logger.info("telemetry: the application set a meter provider already; keeping it")
+        return
+    readers = []
+    for kind in metric_kinds:
+        reader = _metric_reader(kind, env, handle, *reader_args)
+        if reader is not None:
+            readers.append(reader)
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    metrics.set_meter_provider(meter_provider)
+    handle.meter_provider = meter_provider
 
 
 _NOISY_LOGGERS: Final = ("opentelemetry.exporter", "opentelemetry.sdk")

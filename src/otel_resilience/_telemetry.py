@@ -1,9 +1,14 @@
-"""OpenTelemetry instrumentation of every call (names from :mod:`._names`, per TELEMETRY.md).
+"""OpenTelemetry instrumentation of every call, built from :mod:`.telemetry_contract`.
 
 The only module of the core that imports opentelemetry, and it imports the API only. Providers are
-the global ones unless injected with :func:`set_telemetry_providers`; while no SDK provider is set
-(the API's proxy providers), calls skip span and metric work entirely, so the library costs what
-it would without telemetry. Instruments are created once per meter provider.
+the global ones unless injected (``Telemetry(tracer_provider=..., meter_provider=...)``, or
+:func:`set_telemetry_providers` for the default instance); while no SDK provider is set (the API's
+proxy providers), calls skip span and metric work entirely, so the library costs what it would
+without telemetry. Instruments are created once per meter provider, one per metric the contract
+marks as emitted.
+
+Breakers are read through the small :class:`BreakerSource` protocol (the breaker manager is one),
+so this module does not import the breakers.
 
 Telemetry must never break or slow a call: every recording step is guarded, and a failure is
 logged once per kind of step, not per call.
@@ -16,7 +21,8 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -25,22 +31,17 @@ from opentelemetry.metrics import _internal as _metrics_internal
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _names as n
-from ._breaker import (
-    BreakerOverride,
-    CircuitBreaker,
-    CircuitBreakerState,
-    get_circuit_breaker_manager,
-)
+from . import telemetry_contract as contract
+from ._classify import safe_str
 from ._config import get_config
 from ._log import log_event
-from ._mapping import safe_str
 from ._scrub import MESSAGE_LIMIT, STACKTRACE_LIMIT, redact
 from ._version import __version__ as _VERSION
 
 if TYPE_CHECKING:
+    from ._breaker import CircuitBreaker
     from ._errors import ReliabilityError
 
-__all__ = ["MAX_ENDPOINTS", "get_telemetry", "set_telemetry_providers"]
 
 logger = logging.getLogger("otel_resilience")
 
@@ -52,18 +53,48 @@ SERIES_PER_PAIR: Final = 4
 #: capped pair and the ``_other`` pair keep all their gauge series inside the SDK's limit
 MAX_ENDPOINTS: Final = SDK_CARDINALITY_LIMIT // SERIES_PER_PAIR - 1
 
-_STATES: Final = tuple(CircuitBreakerState)
+#: every breaker state (the values of the state attribute)
+_STATES: Final = contract.ATTRIBUTES.breaker_state.values
+_OPEN: Final = "open"
+#: every value of the override gauge's attribute; ``none`` is normal operation
+_OVERRIDES: Final = contract.ATTRIBUTES.breaker_override.values
 #: overflowed pairs cached before they are dropped (they are rebuilt cheaply when seen again)
 _OVERFLOW_PAIRS_KEPT: Final = 1000
-#: every value of the override gauge's attribute; ``None`` (normal operation) is ``none``
-_OVERRIDES: Final[tuple[BreakerOverride | None, ...]] = (None, *BreakerOverride)
-
-
-def _override_value(override: BreakerOverride | None) -> str:
-    return n.OVERRIDE_NONE if override is None else override.value
-
 
 Attributes = dict[str, Any]
+
+
+class BreakerSource(Protocol):
+    """What telemetry needs of a breaker manager: the breakers, and their news."""
+
+    def breakers(self) -> Iterable[CircuitBreaker]: ...  # pragma: no cover - a protocol
+
+    def add_listener(  # pragma: no cover - a protocol
+        self, listener: Callable[[CircuitBreaker, Any, Any], None]
+    ) -> None: ...
+
+    def on_created(  # pragma: no cover - a protocol
+        self, callback: Callable[[CircuitBreaker], None]
+    ) -> None: ...
+
+
+def _value(member: object) -> str:
+    """The attribute value of a breaker state or override (``None``: no override)."""
+    if member is None:
+        return n.OVERRIDE_NONE
+    return str(getattr(member, "value", member))
+
+
+class _ByValue(dict[Any, Attributes]):
+    """Attribute dicts keyed by attribute value; an enum member (or ``None``) finds the entry of
+    its value on first lookup and is then a key itself, so steady-state lookups are dict hits."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: object) -> Attributes:
+        found = self[_value(key)]
+        self[key] = found
+        return found
 
 
 def _is_noop_tracer_provider(provider: object) -> bool:
@@ -132,107 +163,86 @@ def _record_exception(span: trace.Span, cause: BaseException, patterns: tuple[st
     return message
 
 
+_Callback = Callable[[CallbackOptions], Iterable[Observation]]
+
+
+def _create(meter: metrics.Meter, metric: contract.Metric, callback: _Callback | None) -> Any:
+    """The instrument of one contract metric."""
+    kind, unit = metric.instrument, metric.unit
+    if kind is contract.Instrument.OBSERVABLE_GAUGE:
+        if callback is None:
+            raise ValueError(f"{metric.name}: an observable gauge needs a callback")
+        return meter.create_observable_gauge(
+            metric.name, callbacks=[callback], unit=unit, description=metric.description
+        )
+    if kind is contract.Instrument.HISTOGRAM:
+        return meter.create_histogram(
+            metric.name,
+            unit=unit,
+            description=metric.description,
+            explicit_bucket_boundaries_advisory=list(metric.buckets or ()),
+        )
+    create: Callable[..., Any] = meter.create_counter
+    if kind is contract.Instrument.UP_DOWN_COUNTER:
+        create = meter.create_up_down_counter
+    return create(metric.name, unit=unit, description=metric.description)
+
+
 class _Instruments:
-    """Every instrument of TELEMETRY.md, created once for one meter provider."""
+    """One instrument per emitted metric of the contract (attribute = the contract's field name),
+    created once for one meter provider."""
+
+    __slots__ = tuple(f for f, m in contract.METRICS._asdict().items() if m.emitted)
+
+    call_duration: Any
+    attempt_duration: Any
+    retries: Any
+    retry_delay: Any
+    retries_exhausted: Any
+    timeouts: Any
+    breaker_state: Any
+    breaker_transitions: Any
+    breaker_rejections: Any
+    breaker_override: Any
+    retry_budget_rejections: Any
+    fallbacks: Any
+    rate_limiter_rejections: Any
+    hedges: Any
+    concurrency_limit: Any  # WIRE(load control)
+    concurrency_in_flight: Any  # WIRE(load control)
+    concurrency_rejections: Any  # WIRE(load control)
+    concurrency_wait: Any  # WIRE(load control)
+    state_store_errors: Any
 
     def __init__(self, meter: metrics.Meter, telemetry: Telemetry) -> None:
-        buckets = list(n.DURATION_BUCKETS_S)
-        self.call_duration = meter.create_histogram(
-            n.CALL_DURATION,
-            unit="s",
-            description="Duration of resilient calls, retries and backoff included.",
-            explicit_bucket_boundaries_advisory=buckets,
-        )
-        self.attempt_duration = meter.create_histogram(
-            n.ATTEMPT_DURATION,
-            unit="s",
-            description="Duration of single attempts of resilient calls.",
-            explicit_bucket_boundaries_advisory=buckets,
-        )
-        self.retries = meter.create_counter(
-            n.RETRIES, unit="{retry}", description="Retries scheduled, by the retried error type."
-        )
-        self.retry_delay = meter.create_histogram(
-            n.RETRY_DELAY,
-            unit="s",
-            description="Backoff slept before a retry.",
-            explicit_bucket_boundaries_advisory=buckets,
-        )
-        self.retries_exhausted = meter.create_counter(
-            n.RETRIES_EXHAUSTED,
-            unit="{call}",
-            description="Calls that failed after using up their attempts or deadline.",
-        )
-        self.timeouts = meter.create_counter(
-            n.TIMEOUTS, unit="{timeout}", description="Attempts that ended in a timeout."
-        )
-        self.transitions = meter.create_counter(
-            n.BREAKER_TRANSITIONS,
-            unit="{transition}",
-            description="Circuit breaker state transitions, by the new state.",
-        )
-        self.rejections = meter.create_counter(
-            n.BREAKER_REJECTIONS,
-            unit="{call}",
-            description="Calls or attempts an open circuit breaker rejected.",
-        )
-        self.budget_rejections = meter.create_counter(
-            n.RETRY_BUDGET_REJECTIONS,
-            unit="{retry}",
-            description="Retries the retry budget refused.",
-        )
-        self.fallbacks = meter.create_counter(
-            n.FALLBACKS, unit="{call}", description="Failed calls served by a fallback."
-        )
-        self.rate_limiter_rejections = meter.create_counter(
-            n.RATE_LIMITER_REJECTIONS,
-            unit="{call}",
-            description="Calls the library's own rate limiter refused.",
-        )
-        self.state_store_errors = meter.create_counter(
-            n.STATE_STORE_ERRORS,
-            unit="{error}",
-            description="Errors talking to the shared breaker state store.",
-        )
-        meter.create_observable_gauge(
-            n.BREAKER_STATE,
-            callbacks=[telemetry._observe_breakers],
-            description="Circuit breaker state: 1 for the current state, 0 for the others.",
-        )
-        self.concurrency_rejections = meter.create_counter(  # WIRE(load control)
-            n.CONCURRENCY_REJECTIONS,
-            unit="{call}",
-            description="Attempts a concurrency limit refused.",
-        )
-        self.concurrency_wait = meter.create_histogram(  # WIRE(load control)
-            n.CONCURRENCY_WAIT,
-            unit="s",
-            description="Time attempts waited for a concurrency-limit slot (those that waited).",
-            explicit_bucket_boundaries_advisory=buckets,
-        )
-        meter.create_observable_gauge(  # WIRE(load control)
-            n.CONCURRENCY_LIMIT, callbacks=[telemetry._observe_limits], unit="{call}"
-        )
-        meter.create_observable_up_down_counter(  # WIRE(load control)
-            n.CONCURRENCY_IN_FLIGHT, callbacks=[telemetry._observe_in_flight], unit="{call}"
-        )
-        meter.create_observable_gauge(
-            n.BREAKER_OVERRIDE,
-            callbacks=[telemetry._observe_overrides],
-            description=(
-                "Circuit breaker manual override (CB_MANUAL_STATE, force_open, disable, "
-                "metrics_only): 1 for the active one (none: normal operation), 0 for the others."
-            ),
-        )
+        callbacks: dict[str, _Callback] = {
+            "breaker_state": telemetry._observe_breakers,
+            "breaker_override": telemetry._observe_overrides,
+            "concurrency_limit": telemetry._observe_limits,  # WIRE(load control)
+        }
+        for field in self.__slots__:
+            metric = getattr(contract.METRICS, field)
+            setattr(self, field, _create(meter, metric, callbacks.get(field)))
 
 
 class Telemetry:
-    """Resolves providers, caches instruments and attributes, hands out call observers."""
+    """Resolves providers, caches instruments and attributes, hands out call observers.
 
-    def __init__(self) -> None:
+    ``tracer_provider`` and ``meter_provider`` default to the global ones (looked up at each
+    call, so an application may install them later); ``breakers`` is the manager whose breakers
+    the gauges report and whose transitions are counted (see :meth:`watch_breakers`).
+    """
+
+    def __init__(
+        self,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+        *,
+        breakers: BreakerSource | None = None,
+    ) -> None:
         self._lock = threading.Lock()
-        self._tracer_provider: Any = None  # injected; None: the global one
-        self._meter_provider: Any = None
+        self._tracer_provider: Any = tracer_provider  # None: the global one
+        self._meter_provider: Any = meter_provider
         self._tracer_key: object = _STALE
         self._tracer: trace.Tracer | None = None
         self._meter_key: object = _STALE
@@ -241,8 +251,29 @@ class Telemetry:
         self._metric_pairs = 0
         self._max_endpoints = MAX_ENDPOINTS
         self._warned: set[str] = set()
-        self._monotonic = time.perf_counter
+        self._breakers: BreakerSource | None = None
         self.load_control: Any = None  # WIRE(load control): has .limiters()
+        if breakers is not None:
+            self.watch_breakers(breakers)
+
+    def watch_breakers(self, source: BreakerSource, *, report: bool = True) -> None:
+        """Count the transitions of the breakers of ``source``, and (``report``) make them the
+        breakers the gauges report."""
+        if report:
+            with self._lock:
+                self._breakers = source
+        source.add_listener(self.on_transition)
+        source.on_created(self.on_breaker_created)
+
+    def report_breakers(self, source: BreakerSource | None) -> BreakerSource | None:
+        """Make ``source`` the breakers the gauges report; returns the previous source."""
+        with self._lock:
+            previous, self._breakers = self._breakers, source
+        return previous
+
+    def _each_breaker(self) -> Iterable[CircuitBreaker]:
+        source = self._breakers
+        return () if source is None else source.breakers()
 
     # --- providers ----------------------------------------------------------------------------
 
@@ -281,7 +312,7 @@ class Telemetry:
             return self._instruments
         instruments = self._resolve_meter(provider)
         if instruments is not None:
-            for breaker in get_circuit_breaker_manager().breakers():
+            for breaker in self._each_breaker():
                 self._zero_breaker_counters(instruments, breaker)
         return instruments
 
@@ -365,15 +396,13 @@ class Telemetry:
             return NOOP_CALL
         return _Call(self, self.pair(service, endpoint), tracer, instruments, breaker)
 
-    def on_transition(
-        self, breaker: CircuitBreaker, old: CircuitBreakerState, new: CircuitBreakerState
-    ) -> None:
+    def on_transition(self, breaker: CircuitBreaker, old: object, new: object) -> None:
         instruments = self.instruments()
         if instruments is None:
             return
         pair = self.pair(breaker.service_name, breaker.endpoint)
         try:
-            instruments.transitions.add(1, pair.state_attrs[new])
+            instruments.breaker_transitions.add(1, pair.state_attrs[new])
         except Exception:
             self.warn_once("transition", "recording a breaker transition failed")
 
@@ -391,22 +420,11 @@ class Telemetry:
         pair = self.pair(breaker.service_name, breaker.endpoint)
         try:
             for state in _STATES:
-                instruments.transitions.add(0, pair.state_attrs[state])
-            instruments.rejections.add(0, pair.metric_attrs)
+                instruments.breaker_transitions.add(0, pair.state_attrs[state])
+            instruments.breaker_rejections.add(0, pair.metric_attrs)
+            instruments.hedges.add(0, pair.metric_attrs)
         except Exception:
             self.warn_once("zero", "starting a breaker's counters at 0 failed")
-
-    def count(self, name: str, service: str, endpoint: str, error_type: str | None = None) -> None:
-        """Add 1 to one of the later capabilities' counters (rate limiter, budget, fallback)."""
-        instruments = self.instruments()
-        if instruments is None:
-            return
-        pair = self.pair(service, endpoint)
-        try:
-            counter = getattr(instruments, name)
-            counter.add(1, pair.error_attrs(error_type) if error_type else pair.metric_attrs)
-        except Exception:
-            self.warn_once(name, f"recording {name} failed")
 
     def count_state_store_error(self, backend: str) -> None:
         instruments = self.instruments()
@@ -419,30 +437,20 @@ class Telemetry:
 
     def _observe_breakers(self, options: CallbackOptions) -> Iterable[Observation]:
         return self._one_hot(
-            lambda b: b.state, _STATES, lambda pair, state: pair.gauge_attrs[state]
+            lambda b: b.state, _STATES, lambda pair, value: pair.state_attrs[value]
         )
 
-    def _observe_limits(
-        self, options: CallbackOptions
-    ) -> Iterable[Observation]:  # WIRE(load control)
-        return self._observe_load(lambda limiter, count: limiter.limit, max)
-
-    def _observe_in_flight(
-        self, options: CallbackOptions
-    ) -> Iterable[Observation]:  # WIRE(load control)
-        return self._observe_load(lambda limiter, count: count, lambda a, b: a + b)
-
-    def _observe_load(self, value: Any, merge: Any) -> list[Observation]:  # WIRE(load control)
-        """One series per (service, endpoint) a concurrency limiter has seen (pairs past the
-        endpoint cap merge into ``_other``: the highest limit, the sum of in-flight calls)."""
+    def _observe_limits(self, options: CallbackOptions) -> list[Observation]:  # WIRE(load control)
+        """The limit of each service with a concurrency limiter, on each (service, endpoint) it
+        has seen (pairs past the endpoint cap merge into ``_other``)."""
         found: dict[tuple[str, str], tuple[int, Attributes]] = {}
         for limiter in self.load_control.limiters() if self.load_control is not None else ():
-            for endpoint, count in limiter.endpoints():
+            for endpoint, _in_flight in limiter.endpoints():
                 attrs = self.pair(limiter.service_name, endpoint).metric_attrs
                 key = (attrs[n.ATTR_SERVICE], attrs[n.ATTR_ENDPOINT])
                 seen = found.get(key)
-                point = value(limiter, count)
-                found[key] = (point if seen is None else merge(seen[0], point), attrs)
+                point = limiter.limit
+                found[key] = (point if seen is None else max(seen[0], point), attrs)
         return [Observation(point, attrs) for point, attrs in found.values()]
 
     def _observe_overrides(self, options: CallbackOptions) -> Iterable[Observation]:
@@ -452,19 +460,19 @@ class Telemetry:
 
     def _one_hot(
         self,
-        read: Callable[[CircuitBreaker], Any],
-        values: tuple[Any, ...],
-        attrs: Callable[[_Pair, Any], Attributes],
+        read: Callable[[CircuitBreaker], object],
+        values: tuple[str, ...],
+        attrs: Callable[[_Pair, str], Attributes],
     ) -> list[Observation]:
         """One series per (pair, value) of a gauge that reads 1 for a breaker's current value.
 
         The breakers beyond the endpoint cap share the "_other" series, which reads 1 for a
         value when any of them has it (an open or forced-open breaker must show).
         """
-        series: dict[tuple[str, str, Any], tuple[int, Attributes]] = {}
-        for breaker in get_circuit_breaker_manager().breakers():
+        series: dict[tuple[str, str, str], tuple[int, Attributes]] = {}
+        for breaker in self._each_breaker():
             try:
-                current = read(breaker)
+                current = _value(read(breaker))
             except Exception:  # pragma: no cover - a custom breaker that cannot say it
                 continue
             pair = self.pair(breaker.service_name, breaker.endpoint)
@@ -473,7 +481,7 @@ class Telemetry:
                 pair.metric_attrs[n.ATTR_ENDPOINT],
             )
             for value in values:
-                hot = int(value is current)
+                hot = int(value == current)
                 key = (service, endpoint, value)
                 seen = series.get(key)
                 if seen is None or hot > seen[0]:
@@ -490,9 +498,9 @@ class _Pair:
         "attempt_name",
         "call_attrs",
         "call_name",
-        "gauge_attrs",
         "load_zeroed",  # WIRE(load control)
         "metric_attrs",
+        "open_call_attrs",
         "overflowed",
         "override_attrs",
         "span_attrs",
@@ -503,29 +511,40 @@ class _Pair:
         self.call_name = f"{service} {endpoint}"
         self.attempt_name = f"{service} {endpoint} attempt"
         self.span_attrs: Attributes = {n.ATTR_SERVICE: service, n.ATTR_ENDPOINT: endpoint}
-        self.call_attrs = {
-            s: {**self.span_attrs, n.ATTR_BREAKER_STATE: s.value} for s in CircuitBreakerState
+        # a plain dict (the fastest lookup: one per call); the breaker's state members are
+        # added as keys by call_attributes() the first time each is seen
+        self.call_attrs: dict[object, Attributes] = {
+            s: {**self.span_attrs, n.ATTR_BREAKER_STATE: s} for s in _STATES
         }
+        self.open_call_attrs = self.call_attrs[_OPEN]
         self._attempts: dict[int, Attributes] = {}
         self.overflowed = metric_endpoint == n.OVERFLOW_ENDPOINT and endpoint != metric_endpoint
         self.metric_attrs: Attributes = {n.ATTR_SERVICE: service, n.ATTR_ENDPOINT: metric_endpoint}
-        self.state_attrs = {
-            s: {**self.metric_attrs, n.ATTR_BREAKER_STATE: s.value} for s in CircuitBreakerState
-        }
-        self.gauge_attrs = self.state_attrs
-        self.override_attrs = {
-            o: {**self.metric_attrs, n.ATTR_BREAKER_OVERRIDE: _override_value(o)}
-            for o in _OVERRIDES
-        }
+        self.state_attrs = _ByValue(
+            {s: {**self.metric_attrs, n.ATTR_BREAKER_STATE: s} for s in _STATES}
+        )
+        self.override_attrs = _ByValue(
+            {o: {**self.metric_attrs, n.ATTR_BREAKER_OVERRIDE: o} for o in _OVERRIDES}
+        )
         self._errors: dict[str, Attributes] = {}
         self.load_zeroed: object = None  # WIRE(load control): the instruments it was zeroed on
 
-    def attempt_attrs(self, attempt: int) -> Attributes:
-        found = self._attempts.get(attempt)
+    def call_attributes(self, state: object) -> Attributes:
+        """The call span's attributes for a breaker state (a member, or its value)."""
+        try:
+            return self.call_attrs[state]
+        except KeyError:
+            found = self.call_attrs[state] = self.call_attrs[_value(state)]
+            return found
+
+    def attempt_attrs(self, attempt: int, hedge: bool = False) -> Attributes:
+        key = -attempt if hedge else attempt
+        found = self._attempts.get(key)
         if found is None:
-            found = {**self.span_attrs, n.ATTR_ATTEMPT: attempt}
+            kind = "hedge" if hedge else "primary" if attempt == 1 else "retry"
+            found = {**self.span_attrs, n.ATTR_ATTEMPT: attempt, n.ATTR_ATTEMPT_KIND: kind}
             if attempt <= 16:  # the usual attempt numbers; beyond, build (rare, and unbounded)
-                self._attempts[attempt] = found
+                self._attempts[key] = found
         return found
 
     def error_attrs(self, error_type: str) -> Attributes:
@@ -541,10 +560,18 @@ class CallObserver:
 
     __slots__ = ()
 
-    def attempt_start(self, attempt: int) -> Any:
+    def attempt_start(self, attempt: int, hedge: bool = False) -> Any:
         return None
 
-    def attempt_ok(self, handle: Any, duration: float) -> None:
+    def attempt_ok(self, handle: Any, duration: float, winner: bool = False) -> None:
+        return None
+
+    def attempt_cancelled(self, handle: Any) -> None:
+        """A hedge that lost the race (cancelled, or its late result dropped): not a failure."""
+        return None
+
+    def hedged(self) -> None:
+        """A hedge was started."""
         return None
 
     def attempt_failed(
@@ -570,6 +597,9 @@ class CallObserver:
     def concurrency_rejected(self) -> None:  # WIRE(load control)
         return None
 
+    def concurrency_held(self, delta: int) -> None:  # WIRE(load control): +1 taken, -1 given
+        return None
+
     def concurrency_waited(self, seconds: float) -> None:  # WIRE(load control)
         return None
 
@@ -593,7 +623,14 @@ class CallObserver:
         return None
 
 
-NOOP_CALL: Final = CallObserver()
+@dataclass(frozen=True)
+class _NoCall(CallObserver):
+    """The observer of every call while telemetry is off: records nothing, shared, immutable."""
+
+    __slots__ = ()
+
+
+NOOP_CALL: Final = _NoCall()
 
 
 class _Call(CallObserver):
@@ -617,19 +654,23 @@ class _Call(CallObserver):
         if tracer is not None:
             try:
                 state = breaker._state
-                if state is CircuitBreakerState.OPEN:
+                try:
+                    attributes = pair.call_attrs[state]
+                except KeyError:  # the first call of the pair in this state
+                    attributes = pair.call_attributes(state)
+                if attributes is pair.open_call_attrs:
                     # past its reset timeout an open breaker reads (and becomes) half-open:
                     # this call is then a probe, and the span says so
-                    state = breaker.state
+                    attributes = pair.call_attributes(breaker.state)
                 # cached dicts, so a call builds no attributes (samplers still see them all)
                 self._span = tracer.start_span(
-                    pair.call_name, kind=SpanKind.INTERNAL, attributes=pair.call_attrs[state]
+                    pair.call_name, kind=SpanKind.INTERNAL, attributes=attributes
                 )
             except Exception:
                 telemetry.warn_once("span", "starting a call span failed")
         self._start = time.perf_counter()
 
-    def attempt_start(self, attempt: int) -> Any:
+    def attempt_start(self, attempt: int, hedge: bool = False) -> Any:
         if self._tracer is None:
             return None
         try:
@@ -638,7 +679,7 @@ class _Call(CallObserver):
                 self._pair.attempt_name,
                 context=parent,
                 kind=SpanKind.INTERNAL,
-                attributes=self._pair.attempt_attrs(attempt),
+                attributes=self._pair.attempt_attrs(attempt, hedge),
             )
             token = otel_context.attach(trace.set_span_in_context(span))
             return (span, token)
@@ -656,10 +697,12 @@ class _Call(CallObserver):
             self._telemetry.warn_once("detach", "detaching the attempt context failed")
         return span  # type: ignore[no-any-return]
 
-    def attempt_ok(self, handle: Any, duration: float) -> None:
+    def attempt_ok(self, handle: Any, duration: float, winner: bool = False) -> None:
         span = self._end_attempt(handle)
         try:
             if span is not None:
+                if winner:
+                    span.set_attribute(n.ATTR_HEDGE_WINNER, True)
                 span.end()
             if self._instruments is not None:
                 self._instruments.attempt_duration.record(duration, self._pair.metric_attrs)
@@ -690,6 +733,27 @@ class _Call(CallObserver):
                     instruments.timeouts.add(1, self._pair.metric_attrs)
         except Exception:
             self._telemetry.warn_once("attempt_failed", "recording a failed attempt failed")
+
+    def attempt_cancelled(self, handle: Any) -> None:
+        span = self._end_attempt(handle)
+        if span is None:
+            return
+        try:
+            try:
+                span.add_event(n.EVENT_CANCELLED)
+            finally:
+                span.end()  # status UNSET: a lost hedge is not a failure
+        except Exception:
+            self._telemetry.warn_once("attempt_cancelled", "ending a cancelled hedge failed")
+
+    def hedged(self) -> None:
+        instruments = self._instruments
+        if instruments is None:
+            return
+        try:
+            instruments.hedges.add(1, self._pair.metric_attrs)
+        except Exception:
+            self._telemetry.warn_once("hedged", "counting a hedge failed")
 
     def attempt_aborted(self, handle: Any, cause: BaseException) -> None:
         span = self._end_attempt(handle)
@@ -735,7 +799,7 @@ class _Call(CallObserver):
         if self._instruments is None:
             return
         try:
-            self._instruments.rejections.add(1, self._pair.metric_attrs)
+            self._instruments.breaker_rejections.add(1, self._pair.metric_attrs)
         except Exception:
             self._telemetry.warn_once("rejected", "recording a rejection failed")
 
@@ -763,6 +827,13 @@ class _Call(CallObserver):
             except Exception:
                 self._telemetry.warn_once("concurrency", "recording a concurrency limit failed")
 
+    def concurrency_held(self, delta: int) -> None:  # WIRE(load control)
+        if self._instruments is not None:
+            try:
+                self._instruments.concurrency_in_flight.add(delta, self._pair.metric_attrs)
+            except Exception:
+                self._telemetry.warn_once("concurrency", "recording a concurrency limit failed")
+
     def concurrency_waited(self, seconds: float) -> None:  # WIRE(load control)
         if self._instruments is not None:
             try:
@@ -783,7 +854,7 @@ class _Call(CallObserver):
         self._count_error("retries_exhausted", error)
 
     def budget_rejected(self, error: ReliabilityError) -> None:
-        self._count_error("budget_rejections", error)
+        self._count_error("retry_budget_rejections", error)
 
     def fallback(self, error: ReliabilityError) -> None:
         self._count_error("fallbacks", error)
@@ -834,14 +905,11 @@ class _Call(CallObserver):
             self._end_cut_short(span, cause, "end_aborted", "ending an aborted call span")
 
 
-_telemetry = Telemetry()
-get_circuit_breaker_manager().add_listener(_telemetry.on_transition)
-get_circuit_breaker_manager().on_created(_telemetry.on_breaker_created)
-
-
 def get_telemetry() -> Telemetry:
-    """The process-wide instrumentation."""
-    return _telemetry
+    """The instrumentation of the runtime in use."""
+    from ._runtime import default_runtime
+
+    return default_runtime().telemetry
 
 
 def set_telemetry_providers(tracer_provider: Any = None, meter_provider: Any = None) -> None:
@@ -850,4 +918,4 @@ def set_telemetry_providers(tracer_provider: Any = None, meter_provider: Any = N
     For tests (an ``InMemorySpanExporter`` and ``InMemoryMetricReader`` without touching the
     globals) and for applications that keep several providers.
     """
-    _telemetry.set_providers(tracer_provider, meter_provider)
+    get_telemetry().set_providers(tracer_provider, meter_provider)

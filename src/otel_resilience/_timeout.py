@@ -51,18 +51,6 @@ from contextvars import Context, ContextVar, copy_context
 from types import FrameType
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
-__all__ = [
-    "AttemptTimeout",
-    "current_deadline",
-    "deadline_scope",
-    "remaining_time",
-    "run_with_timeout",
-    "run_with_timeout_async",
-    "shutdown_workers",
-    "validate_timeout",
-    "with_timeout",
-]
-
 T = TypeVar("T")
 P = ParamSpec("P")
 
@@ -81,7 +69,8 @@ _deadline_var: ContextVar[float | None] = ContextVar("otel_resilience_deadline",
 
 
 class AttemptTimeout(TimeoutError):
-    """A deadline set by :func:`run_with_timeout` (or :func:`with_timeout`) passed.
+    """An attempt's time ran out: what :func:`with_timeout` raises (``resilient_call`` turns it
+    into :class:`CallTimeoutError`). A builtin ``TimeoutError``.
 
     Attributes:
         timeout_sec: the limit that applied, in seconds: the requested timeout, or what was left
@@ -124,11 +113,11 @@ def remaining_time() -> float | None:
 
 @contextmanager
 def deadline_scope(seconds: float | None) -> Iterator[float | None]:
-    """Tighten the deadline seen by :func:`remaining_time` and :func:`run_with_timeout`.
+    """Tighten the deadline seen by :func:`remaining_time` and by the calls made in the block.
 
     Sets the deadline to ``min(current deadline, now + seconds)`` for the block and yields it.
-    Nothing is enforced here: a :func:`run_with_timeout` inside the block enforces it. ``None``
-    keeps the enclosing deadline.
+    Nothing is enforced here: an attempt (``resilient_call``, ``with_timeout``) inside the block
+    enforces it. ``None`` keeps the enclosing deadline.
     """
     if seconds is None:
         yield _deadline_var.get()

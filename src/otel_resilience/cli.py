@@ -28,12 +28,15 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import fields, replace
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeAlias
 
-from ._health import HEALTH_PATH, breakers_from_prometheus, overall_status
+from . import HealthServer, health_report_from_prometheus
 
 if TYPE_CHECKING:
-    from .demo._scenarios import Knobs
+    from . import TelemetryHandle
+    from .demo import DemoRunner, Knobs, RunOptions, RunResult, Scenario, View
+
+    Subcommands: TypeAlias = "argparse._SubParsersAction[_Parser]"
 
 __all__ = ["main"]
 
@@ -112,7 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    _add_demo_command(sub)
+    _add_status_command(sub)
+    return parser
 
+
+def _add_demo_command(sub: Subcommands) -> None:
     demo = sub.add_parser(
         "demo",
         help="run a workload against flaky stand-in services, with a live view and metrics",
@@ -122,6 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
             " resilient_call. Serves Prometheus metrics and breaker health while it runs."
         ),
     )
+    _add_workload_options(demo)
+    _add_endpoint_options(demo)
+    demo.add_argument("--plain", action="store_true", help="plain line output even on a terminal")
+    demo.add_argument(
+        "-v", "--verbose", action="store_true", help="show the library's log (retries, breakers)"
+    )
+    # for tests and tinkering; documented in docs/demo.md
+    demo.add_argument("--time-scale", type=_time_scale, default=None, help=argparse.SUPPRESS)
+    demo.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)
+    demo.add_argument("--knob", action="append", default=[], help=argparse.SUPPRESS)
+    demo.add_argument("--summary-json", default=None, help=argparse.SUPPRESS)
+
+
+def _add_workload_options(demo: argparse.ArgumentParser) -> None:
     demo.add_argument(
         "--duration",
         type=_duration,
@@ -143,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="worker threads making calls (default 8)",
     )
+
+
+def _add_endpoint_options(demo: argparse.ArgumentParser) -> None:
     demo.add_argument(
         "--metrics-host",
         default=DEFAULT_METRICS_HOST,
@@ -168,16 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-metrics", action="store_true", help="do not serve the Prometheus endpoint"
     )
     demo.add_argument("--no-health", action="store_true", help="do not serve the health endpoint")
-    demo.add_argument("--plain", action="store_true", help="plain line output even on a terminal")
-    demo.add_argument(
-        "-v", "--verbose", action="store_true", help="show the library's log (retries, breakers)"
-    )
-    # for tests and tinkering; documented in docs/demo.md
-    demo.add_argument("--time-scale", type=_time_scale, default=None, help=argparse.SUPPRESS)
-    demo.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)
-    demo.add_argument("--knob", action="append", default=[], help=argparse.SUPPRESS)
-    demo.add_argument("--summary-json", default=None, help=argparse.SUPPRESS)
 
+
+def _add_status_command(sub: Subcommands) -> None:
     status = sub.add_parser(
         "status",
         help="show every circuit breaker of a running process",
@@ -203,7 +221,6 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--timeout", type=_duration, default=3.0, metavar="SECONDS", help=argparse.SUPPRESS
     )
-    return parser
 
 
 # --- demo --------------------------------------------------------------------------------------
@@ -231,28 +248,34 @@ def _port_free(host: str, port: int) -> bool:
 
 def _parse_knobs(assignments: list[str], base: Knobs) -> Knobs:
     """Apply ``--knob name=value`` to the scenario's knobs."""
-    known = {f.name: f for f in fields(base)}
-    changes: dict[str, Any] = {}
-    for item in assignments:
-        name, sep, text = item.partition("=")
-        name = name.strip().replace("-", "_")
-        if not sep or name not in known:
-            raise UsageError(
-                f"--knob {item!r}: expected NAME=VALUE with NAME one of {', '.join(known)}"
-            )
-        current = getattr(base, name)
-        try:
-            if isinstance(current, tuple) or current is None:
-                parts = [float(p) for p in text.replace(":", ",").split(",")] if text else []
-                changes[name] = tuple(parts) if parts else None
-            else:
-                changes[name] = float(text)
-        except ValueError:
-            raise UsageError(f"--knob {item!r}: {text!r} is not a number") from None
+    known = [f.name for f in fields(base)]
+    changes = dict(_knob_change(item, known, base) for item in assignments)
     try:
         return replace(base, **changes)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"--knob: {exc}") from None
+
+
+def _knob_change(item: str, known: list[str], base: Knobs) -> tuple[str, Any]:
+    """``(name, value)`` of one ``--knob NAME=VALUE``, the value typed like the knob's."""
+    name, sep, text = item.partition("=")
+    name = name.strip().replace("-", "_")
+    if not sep or name not in known:
+        raise UsageError(
+            f"--knob {item!r}: expected NAME=VALUE with NAME one of {', '.join(known)}"
+        )
+    try:
+        return name, _knob_value(getattr(base, name), text)
+    except ValueError:
+        raise UsageError(f"--knob {item!r}: {text!r} is not a number") from None
+
+
+def _knob_value(current: object, text: str) -> Any:
+    """A number, or for a tuple-valued knob ``a,b`` (or ``a:b``; empty = None)."""
+    if not isinstance(current, tuple) and current is not None:
+        return float(text)
+    parts = [float(p) for p in text.replace(":", ",").split(",")] if text else []
+    return tuple(parts) if parts else None
 
 
 class _Stopper:
@@ -311,16 +334,12 @@ def _demo_logging(verbose: bool, stream: IO[str] | None = None) -> Iterator[None
         logger.handlers = saved[2]
 
 
-def _telemetry(args: argparse.Namespace) -> tuple[Any, list[str]]:
+def _telemetry(args: argparse.Namespace) -> tuple[TelemetryHandle, list[str]]:
     """Start telemetry; returns the handle and lines for the header."""
     from . import configure_telemetry
 
-    otlp = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
-    exporters = []
-    if not args.no_metrics:
-        exporters.append("prometheus")
-    if otlp:
-        exporters.append("otlp")
+    otlp = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    exporters = ([] if args.no_metrics else ["prometheus"]) + (["otlp"] if otlp else [])
     handle = configure_telemetry(
         service_name=os.environ.get("OTEL_SERVICE_NAME") or "otel-resilience-demo",
         metrics_exporter=",".join(exporters) or "none",
@@ -330,25 +349,51 @@ def _telemetry(args: argparse.Namespace) -> tuple[Any, list[str]]:
         # OTLP every 5 s unless OTEL_METRIC_EXPORT_INTERVAL says otherwise: a demo is short
         metric_export_interval_sec=None if "OTEL_METRIC_EXPORT_INTERVAL" in os.environ else 5.0,
     )
-    lines = []
-    if not args.no_metrics:
-        address = handle.prometheus_address
-        if address is None:
-            handle.shutdown()
-            problems = "; ".join(handle.problems) or "the exporter did not start"
-            raise UsageError(
-                f"cannot serve metrics on {args.metrics_host}:{args.metrics_port} ({problems});"
-                " choose another with --metrics-port"
-            )
-        lines.append(f"metrics: http://{args.metrics_host}:{args.metrics_port}/metrics")
+    lines = [] if args.no_metrics else [_metrics_line(handle, args)]
     if otlp:
-        lines.append(f"OTLP export to {os.environ['OTEL_EXPORTER_OTLP_ENDPOINT']}")
+        lines.append(f"OTLP export to {otlp}")
     lines.extend(f"telemetry: {problem}" for problem in handle.problems)
     return handle, lines
 
 
+def _metrics_line(handle: TelemetryHandle, args: argparse.Namespace) -> str:
+    """The header line of the Prometheus endpoint; a usage error when it did not start."""
+    if handle.prometheus_address is None:
+        handle.shutdown()
+        problems = "; ".join(handle.problems) or "the exporter did not start"
+        raise UsageError(
+            f"cannot serve metrics on {args.metrics_host}:{args.metrics_port} ({problems});"
+            " choose another with --metrics-port"
+        )
+    return f"metrics: http://{args.metrics_host}:{args.metrics_port}/metrics"
+
+
 def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     out = sys.stdout if out is None else out
+    _require_demo_extra()
+    from .demo import DemoRunner, get_scenario
+
+    scenario = get_scenario(args.scenario)
+    knobs = _parse_knobs(args.knob, scenario.knobs) if args.knob else None
+    health_port = _check_ports(args)
+    runner = DemoRunner(_run_options(args, scenario, knobs))
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_demo_logging(args.verbose))
+        handle, lines = _telemetry(args)
+        stack.callback(handle.shutdown)
+        if not args.no_health:
+            health = stack.enter_context(_health_server(args.metrics_host, health_port))
+            lines.append(f"health:  {health.url}   (otel-resilience status)")
+        view = _make_view(args, out, runner.scale)
+        result = _play(runner, view, [*_header(args, scenario, runner.scale), *lines])
+        if args.summary_json:
+            from .demo import write_summary_json
+
+            write_summary_json(result, args.summary_json)
+    return EXIT_OK
+
+
+def _require_demo_extra() -> None:
     try:
         import httpx  # noqa: F401 - only checking the extra is installed
         import rich  # noqa: F401
@@ -356,13 +401,11 @@ def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         raise UsageError(
             f"the demo needs {exc.name}: pip install 'otel-resilience[demo]'"
         ) from None
-    from .demo._runner import DemoRunner, RunOptions
-    from .demo._scenarios import get_scenario
-    from .demo._view import LiveView, PlainView, View, write_summary_json
 
-    scenario = get_scenario(args.scenario)
-    knobs = _parse_knobs(args.knob, scenario.knobs) if args.knob else None
-    health_port = args.health_port or (args.metrics_port + 1)
+
+def _check_ports(args: argparse.Namespace) -> int:
+    """The health port; a usage error naming the flag when a port is out of range or taken."""
+    health_port: int = args.health_port or (args.metrics_port + 1)
     if health_port > 65535:
         raise UsageError(
             f"health port {health_port} is out of range; choose one with --health-port"
@@ -377,7 +420,13 @@ def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
             f"port {health_port} on {args.metrics_host} is in use;"
             " choose another with --health-port (or --no-health)"
         )
-    options = RunOptions(
+    return health_port
+
+
+def _run_options(args: argparse.Namespace, scenario: Scenario, knobs: Knobs | None) -> RunOptions:
+    from .demo import RunOptions
+
+    return RunOptions(
         scenario=scenario,
         duration_sec=args.duration,
         concurrency=args.concurrency,
@@ -385,52 +434,51 @@ def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         seed=args.seed,
         knobs=knobs,
     )
-    runner = DemoRunner(options)
-    plain = args.plain or not out.isatty()
 
-    from ._health import HealthServer
 
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(_demo_logging(args.verbose))
-        handle, lines = _telemetry(args)
-        stack.callback(handle.shutdown)
-        if not args.no_health:
-            try:
-                health = HealthServer(args.metrics_host, health_port)
-            except OSError as exc:
-                raise UsageError(
-                    f"port {health_port} on {args.metrics_host} is in use ({exc.strerror});"
-                    " choose another with --health-port (or --no-health)"
-                ) from None
-            stack.enter_context(health)
-            lines.append(f"health:  {health.url}   (otel-resilience status)")
-        length = f"{args.duration:g}s" if args.duration else "until Ctrl-C"
-        header = [
-            f"otel-resilience demo: scenario {scenario.name!r}, {length},"
-            f" {args.concurrency} workers (time scale {runner.scale:.3g})",
-            scenario.description,
-            *lines,
-        ]
-        view: View
-        if plain:
-            view = PlainView(out, interval_sec=max(1.0, 10.0 * runner.scale))
-        else:
-            from rich.console import Console
+def _health_server(host: str, port: int) -> HealthServer:
+    try:
+        return HealthServer(host, port)
+    except OSError as exc:
+        raise UsageError(
+            f"port {port} on {host} is in use ({exc.strerror});"
+            " choose another with --health-port (or --no-health)"
+        ) from None
 
-            view = LiveView(Console(file=out), footer=["Ctrl-C to stop"])
-        stopper = _Stopper()
-        stopper.runner = runner
-        with stopper.installed():
-            view.start(header)
-            try:
-                result = runner.run(lambda r: view.tick(r.snapshot()), tick_sec=1.0)
-            except BaseException:
-                view.abort()  # never leave the terminal in live mode
-                raise
-            view.finish(result)
-        if args.summary_json:
-            write_summary_json(result, args.summary_json)
-    return EXIT_OK
+
+def _header(args: argparse.Namespace, scenario: Scenario, scale: float) -> list[str]:
+    length = f"{args.duration:g}s" if args.duration else "until Ctrl-C"
+    return [
+        f"otel-resilience demo: scenario {scenario.name!r}, {length},"
+        f" {args.concurrency} workers (time scale {scale:.3g})",
+        scenario.description,
+    ]
+
+
+def _make_view(args: argparse.Namespace, out: IO[str], scale: float) -> View:
+    """Plain lines when asked or when ``out`` is not a terminal, else the live view."""
+    from .demo import LiveView, PlainView
+
+    if args.plain or not out.isatty():
+        return PlainView(out, interval_sec=max(1.0, 10.0 * scale))
+    from rich.console import Console
+
+    return LiveView(Console(file=out), footer=["Ctrl-C to stop"])
+
+
+def _play(runner: DemoRunner, view: View, header: list[str]) -> RunResult:
+    """Run the workload into ``view``; SIGTERM stops it like Ctrl-C. Returns the run's result."""
+    stopper = _Stopper()
+    stopper.runner = runner
+    with stopper.installed():
+        view.start(header)
+        try:
+            result = runner.run(lambda r: view.tick(r.snapshot()), tick_sec=1.0)
+        except BaseException:
+            view.abort()  # never leave the terminal in live mode
+            raise
+        view.finish(result)
+    return result
 
 
 # --- status ------------------------------------------------------------------------------------
@@ -442,7 +490,7 @@ def _health_url_for(metrics_url: str) -> str:
     host = parts.hostname or DEFAULT_METRICS_HOST
     if ":" in host:
         host = f"[{host}]"
-    return f"{parts.scheme}://{host}:{port + 1}{HEALTH_PATH}"
+    return f"{parts.scheme}://{host}:{port + 1}{HealthServer.PATH}"
 
 
 def _metrics_url(url: str) -> str:
@@ -470,12 +518,11 @@ def fetch_status(
     try:
         report = json.loads(_get(health, timeout))
         if isinstance(report, dict) and isinstance(report.get("breakers"), list):
-            breakers = report["breakers"]
             return {
                 "source": "health",
                 "url": health,
-                "status": overall_status(breakers),
-                "breakers": breakers,
+                "status": str(report.get("status", "unknown")),
+                "breakers": report["breakers"],
             }
     except (OSError, ValueError):
         pass  # not there (or not ours): read the metrics instead
@@ -487,12 +534,12 @@ def fetch_status(
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise OSError(f"cannot reach {metrics} ({reason})") from None
-    breakers = breakers_from_prometheus(text)
+    report = health_report_from_prometheus(text)
     return {
         "source": "metrics",
         "url": metrics,
-        "status": overall_status(breakers),
-        "breakers": breakers,
+        "status": report["status"],
+        "breakers": report["breakers"],
     }
 
 

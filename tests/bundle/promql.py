@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from otel_resilience import _names as n
+from otel_resilience.telemetry_contract import METRICS
 
 KEYWORDS = frozenset(
     {"and", "or", "unless", "by", "without", "on", "ignoring", "bool", "offset",
@@ -22,16 +22,9 @@ RANGE = re.compile(r"\[([^\]]*)\]")
 IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 #: the library's Prometheus labels: the only ones a query may select or group on
-LIBRARY_LABELS = frozenset(
-    {n.PROM_SERVICE, n.PROM_ENDPOINT, n.PROM_ERROR_TYPE, n.PROM_BREAKER_STATE_LABEL,
-     n.PROM_BREAKER_OVERRIDE_LABEL, n.PROM_STATE_STORE_BACKEND}
-)  # fmt: skip
+LIBRARY_LABELS = frozenset(label for m in METRICS if m.emitted for label in m.labels)
 #: every series name the library emits (histograms with their three suffixes)
-HISTOGRAMS = (n.PROM_CALL_DURATION, n.PROM_ATTEMPT_DURATION, n.PROM_RETRY_DELAY)
-LIBRARY_SERIES = frozenset(
-    [m for m in n.PROM_METRICS if m not in HISTOGRAMS]
-    + [f"{h}{suffix}" for h in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")]
-)
+LIBRARY_SERIES = frozenset(series for m in METRICS if m.emitted for series in m.series)
 
 
 def metrics(expr: str) -> set[str]:

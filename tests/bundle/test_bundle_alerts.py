@@ -16,7 +16,7 @@ import yaml
 from alerts import config as knobs
 from alerts import rules
 
-from otel_resilience import _names as n
+from otel_resilience.telemetry_contract import ATTRIBUTES
 
 from . import promql
 from .servers import (
@@ -35,7 +35,7 @@ RULE_FILES = [ALERTS_DIR / rules.RECORDING_FILE, ALERTS_DIR / rules.ALERTING_FIL
 TEST_FILES = sorted((ALERTS_DIR / "tests").glob("*.test.yml"))
 RUNBOOKS = ROOT / "docs" / "runbooks"
 ALERTMANAGER_CONFIG = ROOT / "deploy/alertmanager/alertmanager.yml"
-S, E = n.PROM_SERVICE, n.PROM_ENDPOINT
+S, E = ATTRIBUTES.service.label, ATTRIBUTES.endpoint.label
 
 
 def _rules(path: Path) -> list[dict]:

@@ -47,7 +47,7 @@ import yaml
 from alerts import rules
 from dashboards import queries
 
-from otel_resilience import _names as n
+from otel_resilience.telemetry_contract import ATTRIBUTES, METRICS
 
 from .servers import (
     ROOT,
@@ -68,50 +68,47 @@ from .servers import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(240)]
 
-S, E, ET, ST = n.PROM_SERVICE, n.PROM_ENDPOINT, n.PROM_ERROR_TYPE, n.PROM_BREAKER_STATE_LABEL
-OV = n.PROM_BREAKER_OVERRIDE_LABEL
+S, E, ET, ST = (
+    ATTRIBUTES.service.label,
+    ATTRIBUTES.endpoint.label,
+    ATTRIBUTES.error_type.label,
+    ATTRIBUTES.breaker_state.label,
+)
+OV = ATTRIBUTES.breaker_override.label
 #: labels of either export path that no dashboard or alert relies on
 EXPORT_LABELS = {"__name__", "job", "instance", "otel_scope_name", "otel_scope_version",
                  "otel_scope_schema_url"}  # fmt: skip
 
 #: metric family -> labels its series carry (error_type only on failures, le on buckets)
 EXPECTED_LABELS = {
-    f"{n.PROM_CALL_DURATION}_bucket": {S, E, ET, "le"},
-    f"{n.PROM_CALL_DURATION}_count": {S, E, ET},
-    f"{n.PROM_CALL_DURATION}_sum": {S, E, ET},
-    f"{n.PROM_ATTEMPT_DURATION}_bucket": {S, E, ET, "le"},
-    f"{n.PROM_ATTEMPT_DURATION}_count": {S, E, ET},
-    f"{n.PROM_ATTEMPT_DURATION}_sum": {S, E, ET},
-    n.PROM_RETRIES: {S, E, ET},
-    f"{n.PROM_RETRY_DELAY}_bucket": {S, E, "le"},
-    f"{n.PROM_RETRY_DELAY}_count": {S, E},
-    f"{n.PROM_RETRY_DELAY}_sum": {S, E},
-    n.PROM_RETRIES_EXHAUSTED: {S, E, ET},
-    n.PROM_TIMEOUTS: {S, E},
-    n.PROM_BREAKER_STATE: {S, E, ST},
-    n.PROM_BREAKER_TRANSITIONS: {S, E, ST},
-    n.PROM_BREAKER_REJECTIONS: {S, E},
-    n.PROM_BREAKER_OVERRIDE: {S, E, OV},
-    n.PROM_RETRY_BUDGET_REJECTIONS: {S, E, ET},
-    n.PROM_FALLBACKS: {S, E, ET},
-    n.PROM_RATE_LIMITER_REJECTIONS: {S, E},
+    f"{METRICS.call_duration.prometheus}_bucket": {S, E, ET, "le"},
+    f"{METRICS.call_duration.prometheus}_count": {S, E, ET},
+    f"{METRICS.call_duration.prometheus}_sum": {S, E, ET},
+    f"{METRICS.attempt_duration.prometheus}_bucket": {S, E, ET, "le"},
+    f"{METRICS.attempt_duration.prometheus}_count": {S, E, ET},
+    f"{METRICS.attempt_duration.prometheus}_sum": {S, E, ET},
+    METRICS.retries.prometheus: {S, E, ET},
+    f"{METRICS.retry_delay.prometheus}_bucket": {S, E, "le"},
+    f"{METRICS.retry_delay.prometheus}_count": {S, E},
+    f"{METRICS.retry_delay.prometheus}_sum": {S, E},
+    METRICS.retries_exhausted.prometheus: {S, E, ET},
+    METRICS.timeouts.prometheus: {S, E},
+    METRICS.breaker_state.prometheus: {S, E, ST},
+    METRICS.breaker_transitions.prometheus: {S, E, ST},
+    METRICS.breaker_rejections.prometheus: {S, E},
+    METRICS.breaker_override.prometheus: {S, E, OV},
+    METRICS.retry_budget_rejections.prometheus: {S, E, ET},
+    METRICS.fallbacks.prometheus: {S, E, ET},
+    METRICS.rate_limiter_rejections.prometheus: {S, E},
 }
 #: metrics the workload cannot produce, and why
 NOT_EXERCISED = {
-    n.PROM_STATE_STORE_ERRORS: "needs a failing Redis state store; the workload keeps state local",
-    # WIRE(load control): the workload configures no concurrency limit
-    **dict.fromkeys(
-        (
-            n.PROM_CONCURRENCY_LIMIT,
-            n.PROM_CONCURRENCY_IN_FLIGHT,
-            n.PROM_CONCURRENCY_REJECTIONS,
-            n.PROM_CONCURRENCY_WAIT,
-        ),
-        "needs a service with a concurrency limit; the workload configures none",
+    METRICS.state_store_errors.prometheus: (
+        "needs a failing Redis state store; the workload keeps state local"
     ),
 }
 #: needs the library's rate limiter; the workload drives embeddings/embed only when it exists
-NEEDS_RATE_LIMITER = {n.PROM_RATE_LIMITER_REJECTIONS}
+NEEDS_RATE_LIMITER = {METRICS.rate_limiter_rejections.prometheus}
 
 #: dependencies that misbehave but must not raise any alert: shop is healthy, billing's breaker is
 #: forced open on purpose (every call rejected, its override gauge says why)
@@ -312,9 +309,9 @@ def test_every_library_metric_is_scraped_with_its_labels(stack):
     families = {m for m in expected if not m.endswith(("_bucket", "_count", "_sum"))} | {
         m.rsplit("_", 1)[0] for m in expected if m.endswith(("_bucket", "_count", "_sum"))
     }
-    assert families | set(NOT_EXERCISED) | (NEEDS_RATE_LIMITER - set(expected)) == set(
-        n.PROM_METRICS
-    )
+    assert families | set(NOT_EXERCISED) | (NEEDS_RATE_LIMITER - set(expected)) == {
+        m.prometheus for m in METRICS if m.emitted
+    }
 
     def instances(metric: str) -> set[str]:
         return {s.get("instance", "") for s in stack.prom.series(metric)}
@@ -333,7 +330,7 @@ def test_every_library_metric_is_scraped_with_its_labels(stack):
             # on the OTLP path job/instance come from each process's resource)
             assert {"job", "instance"} <= set(s), f"{stack.path} {metric}: {s}"
             assert s["job"] == JOBS[stack.path], f"{metric}: {s}"
-    states = {s[ST] for s in stack.prom.series(n.PROM_BREAKER_STATE)}
+    states = {s[ST] for s in stack.prom.series(METRICS.breaker_state.prometheus)}
     assert states == {"closed", "half_open", "open"}
 
 
@@ -347,7 +344,7 @@ def test_every_dashboard_query_returns_data(stack):
     # a few seconds of scrapes first, so that every rate() has two samples in its window
     wait_until(
         lambda: stack.prom.query(
-            f"count(count_over_time({n.PROM_BREAKER_STATE}[{RATE_INTERVAL}]) > 3)"
+            f"count(count_over_time({METRICS.breaker_state.prometheus}[{RATE_INTERVAL}]) > 3)"
         ),
         30,
         what="a few scrapes",

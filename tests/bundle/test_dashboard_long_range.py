@@ -16,15 +16,15 @@ import time
 import pytest
 from dashboards import queries
 
-from otel_resilience import _names as n
+from otel_resilience.telemetry_contract import ATTRIBUTES, METRICS
 
 from .servers import Prom, require, run, start_prometheus
 from .test_dashboard_steps import grafana
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-S, E, ET = n.PROM_SERVICE, n.PROM_ENDPOINT, n.PROM_ERROR_TYPE
-CALLS = f"{n.PROM_CALL_DURATION}_count"
+S, E, ET = ATTRIBUTES.service.label, ATTRIBUTES.endpoint.label, ATTRIBUTES.error_type.label
+CALLS = f"{METRICS.call_duration.prometheus}_count"
 SCRAPE = 15
 SIX_HOURS = 6 * 3600
 BURST = 180  # errors, one per second for three minutes

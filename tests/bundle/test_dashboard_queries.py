@@ -19,16 +19,17 @@ import pytest
 import yaml
 from dashboards import queries
 
-from otel_resilience import _names as n
+from otel_resilience.telemetry_contract import ATTRIBUTES, METRICS
 
 from .servers import run
 
 OVERVIEW = queries.load("resilience-overview.json")
 DEPENDENCY = queries.load("resilience-dependency.json")
-A = {n.PROM_SERVICE: "llm", n.PROM_ENDPOINT: "chat"}
-CALLS = f"{n.PROM_CALL_DURATION}_count"
-BUCKETS = f"{n.PROM_CALL_DURATION}_bucket"
-ATTEMPTS = f"{n.PROM_ATTEMPT_DURATION}_count"
+A = {ATTRIBUTES.service.label: "llm", ATTRIBUTES.endpoint.label: "chat"}
+CALLS = f"{METRICS.call_duration.prometheus}_count"
+BUCKETS = f"{METRICS.call_duration.prometheus}_bucket"
+ATTEMPTS = f"{METRICS.attempt_duration.prometheus}_count"
+TRANSITIONS = METRICS.breaker_transitions.prometheus
 #: the scrape interval of the synthetic series; $__rate_interval = 4 of them, $__interval one
 SCRAPE = "15s"
 RATE_INTERVAL = "1m"
@@ -102,7 +103,7 @@ def test_attempts_per_call_counts_retries_per_call_that_reached(promtool, tmp_pa
         series(CALLS, "0+10x40"),
         series(CALLS, "0+30x40", error_type="throttled"),
         series(ATTEMPTS, "0+15x40"),
-        series(n.PROM_RETRIES, "0+5x40", error_type="timeout"),
+        series(METRICS.retries.prometheus, "0+5x40", error_type="timeout"),
     ]
     cases = [(expr(OVERVIEW, "Attempts per call (retry amplification)"), "5m", {WHO: 1.5})]
     evaluate(promtool, tmp_path, inputs, cases)
@@ -126,11 +127,11 @@ def test_latency_quantiles_leave_out_the_calls_the_breaker_rejected(promtool, tm
 
 def _breaker(open_values: str) -> list[dict[str, str]]:
     closed = " ".join("0" if v == "1" else "1" for v in open_values.split())
-    st = n.PROM_BREAKER_STATE_LABEL
+    st = ATTRIBUTES.breaker_state.label
     return [
-        series(n.PROM_BREAKER_STATE, open_values, **{st: "open"}),
-        series(n.PROM_BREAKER_STATE, "0x12", **{st: "half_open"}),
-        series(n.PROM_BREAKER_STATE, closed, **{st: "closed"}),
+        series(METRICS.breaker_state.prometheus, open_values, **{st: "open"}),
+        series(METRICS.breaker_state.prometheus, "0x12", **{st: "half_open"}),
+        series(METRICS.breaker_state.prometheus, closed, **{st: "closed"}),
     ]
 
 
@@ -144,9 +145,9 @@ def test_the_breaker_state_shows_an_opening_shorter_than_a_step(promtool, tmp_pa
 
 def test_the_breaker_state_shows_an_opening_no_scrape_saw(promtool, tmp_path):
     # the breaker opened and closed between two scrapes: only the transition counter knows
-    st = n.PROM_BREAKER_STATE_LABEL
+    st = ATTRIBUTES.breaker_state.label
     inputs = _breaker("0 0 0 0 0 0 0 0 0 0 0 0 0")
-    inputs.append(series(n.PROM_BREAKER_TRANSITIONS, "1 1 1 1 2 2 2 2 2 2 2 2", **{st: "open"}))
+    inputs.append(series(TRANSITIONS, "1 1 1 1 2 2 2 2 2 2 2 2", **{st: "open"}))
     state = expr(DEPENDENCY, "Breaker state")
     evaluate(promtool, tmp_path, inputs, [(state, "1m15s", {WHO: 2}), (state, "3m", {WHO: 0})])
 
@@ -157,8 +158,8 @@ def test_the_breaker_state_shows_an_opening_no_scrape_saw(promtool, tmp_path):
 )
 def test_transition_bars_count_each_transition_once(promtool, tmp_path, doc, title, who):
     # opened at 1m and at 1m45s and at 3m (3 transitions); the bars are 1m steps
-    st = n.PROM_BREAKER_STATE_LABEL
-    inputs = [series(n.PROM_BREAKER_TRANSITIONS, "0 0 0 0 1 1 1 2 2 2 2 2 3 3 3 3 3 3 3 3 3",
+    st = ATTRIBUTES.breaker_state.label
+    inputs = [series(TRANSITIONS, "0 0 0 0 1 1 1 2 2 2 2 2 3 3 3 3 3 3 3 3 3",
                      **{st: "open"})]  # fmt: skip
     bars = expr(doc, title, interval="1m")
     key = labels(**who, **{st: "open"})
@@ -168,8 +169,8 @@ def test_transition_bars_count_each_transition_once(promtool, tmp_path, doc, tit
 
 
 def test_a_reset_counter_counts_from_its_restart(promtool, tmp_path):
-    st = n.PROM_BREAKER_STATE_LABEL
-    inputs = [series(n.PROM_BREAKER_TRANSITIONS, "5 5 5 5 0 0 0 1 1 1 1 1 1", **{st: "open"})]
+    st = ATTRIBUTES.breaker_state.label
+    inputs = [series(TRANSITIONS, "5 5 5 5 0 0 0 1 1 1 1 1 1", **{st: "open"})]
     bars = expr(DEPENDENCY, "Transitions by new state", interval="1m")
     key = labels(**{st: "open"})
     evaluate(promtool, tmp_path, inputs, [(bars, "1m", {key: 0}), (bars, "2m", {key: 1})])
@@ -225,14 +226,14 @@ def test_the_budget_left_is_spent_only_by_budget_burning_errors(promtool, tmp_pa
     alerts); a dependency without a failure has all of it (1, not "no data")."""
     budget = expr(DEPENDENCY, "Error budget left (30d)")
     assert "[30d]" in budget
-    quiet = {n.PROM_SERVICE: "shop", n.PROM_ENDPOINT: "checkout"}
+    quiet = {ATTRIBUTES.service.label: "shop", ATTRIBUTES.endpoint.label: "checkout"}
     inputs = [
         series(CALLS, "0+1996x40"),
-        series(CALLS, "0+1x40", **{n.PROM_ERROR_TYPE: "server_error"}),
-        series(CALLS, "0+2x40", **{n.PROM_ERROR_TYPE: "bad_request"}),
-        series(CALLS, "0+1x40", **{n.PROM_ERROR_TYPE: "throttled"}),
+        series(CALLS, "0+1x40", **{ATTRIBUTES.error_type.label: "server_error"}),
+        series(CALLS, "0+2x40", **{ATTRIBUTES.error_type.label: "bad_request"}),
+        series(CALLS, "0+1x40", **{ATTRIBUTES.error_type.label: "throttled"}),
         series(CALLS, "0+100x40", **quiet),
-        series(CALLS, "0+5x40", **quiet, **{n.PROM_ERROR_TYPE: "not_found"}),
+        series(CALLS, "0+5x40", **quiet, **{ATTRIBUTES.error_type.label: "not_found"}),
     ]
     shop = budget.replace('resilience_service=~".*"', 'resilience_service=~"shop"')
     llm = budget.replace('resilience_service=~".*"', 'resilience_service=~"llm"')

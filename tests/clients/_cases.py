@@ -8,8 +8,7 @@ import pytest
 
 from faultserver import FaultServer
 from otel_resilience import ExternalServiceError
-from otel_resilience._clients import CLIENT_CLASSIFIERS
-from otel_resilience._mapping import Classification, classify
+from otel_resilience._classify import CLIENT_CLASSIFIERS, Classification, classify
 
 E = ExternalServiceError
 

@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 
 from faultserver import FaultServer
-from otel_resilience._mapping import Classification, classify
+from otel_resilience._classify import Classification, classify
 
 from ._cases import (
     HTTP_FAULTS,

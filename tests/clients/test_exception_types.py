@@ -21,8 +21,7 @@ import requests
 import urllib3
 
 from otel_resilience import ExternalServiceError
-from otel_resilience._clients import CLIENT_CLASSIFIERS, classifier_for
-from otel_resilience._mapping import Classification
+from otel_resilience._classify import CLIENT_CLASSIFIERS, Classification, classifier_for
 
 with warnings.catch_warnings():  # google-api-core asks for grpcio-status, an optional extra
     warnings.simplefilter("ignore", ImportWarning)
@@ -148,13 +147,13 @@ def test_a_library_that_was_never_imported_is_never_matched(monkeypatch: pytest.
 def test_grpc_status_details_are_ignored_without_googleapis_protos(
     monkeypatch: pytest.MonkeyPatch,
 ):
-    from otel_resilience import _clients
+    from otel_resilience._classify._rpc import metadata_retry_after
 
     monkeypatch.setitem(sys.modules, "google.rpc.status_pb2", None)  # import fails
 
-    assert _clients._grpc_retry_after([("grpc-status-details-bin", b"\x08\x08")]) is None
-    assert _clients._grpc_retry_after([("retry-after", "4")]) == 4.0
-    assert _clients._grpc_retry_after(None) is None
+    assert metadata_retry_after([("grpc-status-details-bin", b"\x08\x08")]) is None
+    assert metadata_retry_after([("retry-after", "4")]) == 4.0
+    assert metadata_retry_after(None) is None
 
 
 def _rpc_error(code_name: str, metadata: object) -> BaseException:
@@ -175,7 +174,7 @@ def _rpc_error(code_name: str, metadata: object) -> BaseException:
 
 def test_a_malformed_grpc_status_details_blob_keeps_the_status_code() -> None:
     from otel_resilience import ExternalServiceError
-    from otel_resilience._mapping import classify
+    from otel_resilience._classify import classify
 
     metadata = [("grpc-status-details-bin", b"\xff\xfe not a protobuf")]
     found = classify(_rpc_error("RESOURCE_EXHAUSTED", metadata))
@@ -187,7 +186,7 @@ def test_endless_grpc_trailing_metadata_is_read_bounded() -> None:
     import itertools
 
     from otel_resilience import ExternalServiceError
-    from otel_resilience._mapping import classify
+    from otel_resilience._classify import classify
 
     endless = ((f"k{i}", "v") for i in itertools.count())
     found = classify(_rpc_error("UNAVAILABLE", endless))  # used to loop forever
@@ -195,7 +194,7 @@ def test_endless_grpc_trailing_metadata_is_read_bounded() -> None:
 
 
 def test_google_retry_errors_caused_by_each_other_are_a_timeout() -> None:
-    from otel_resilience._mapping import classify
+    from otel_resilience._classify import classify
 
     first = gexc.RetryError("first", None)
     second = gexc.RetryError("second", first)
@@ -204,7 +203,32 @@ def test_google_retry_errors_caused_by_each_other_are_a_timeout() -> None:
 
 
 def test_nested_google_retry_errors_are_judged_by_the_innermost_cause() -> None:
-    from otel_resilience._mapping import classify
+    from otel_resilience._classify import classify
 
     inner = gexc.RetryError("inner", gexc.TooManyRequests("slow down"))
     assert classify(gexc.RetryError("outer", inner)).error_type is ExternalServiceError.RATE_LIMIT
+
+
+def test_a_grpc_status_code_without_an_error_type_is_no_evidence() -> None:
+    assert CLIENT_CLASSIFIERS["grpc"](_rpc_error("OK", [])) is None
+
+
+def test_grpc_retry_hints_skip_what_they_cannot_read() -> None:
+    from google.protobuf import any_pb2
+    from google.rpc import error_details_pb2, status_pb2
+
+    from otel_resilience._classify._rpc import metadata_retry_after, retry_info_delay
+
+    class RetryInfo:  # a parsed detail whose delay is not a protobuf Duration
+        retry_delay = "soon"
+
+    assert retry_info_delay([object(), RetryInfo()]) is None
+    other = any_pb2.Any()
+    other.Pack(error_details_pb2.ErrorInfo(reason="QUOTA"))
+    blob = status_pb2.Status(code=8, details=[other]).SerializeToString()
+    assert metadata_retry_after([("grpc-status-details-bin", blob)]) is None  # no RetryInfo
+    assert metadata_retry_after([(7, "x"), ("retry-after", "2")]) == 2.0  # a non-str key
+
+
+def test_a_grpc_exception_that_is_not_an_rpc_error_is_no_evidence() -> None:
+    assert CLIENT_CLASSIFIERS["grpc"](grpc.FutureTimeoutError()) is None

@@ -16,7 +16,7 @@ with warnings.catch_warnings():  # google-api-core asks for grpcio-status, an op
     warnings.simplefilter("ignore", ImportWarning)
     from google.api_core import exceptions as gexc
 
-from otel_resilience._clients import CLIENT_CLASSIFIERS
+from otel_resilience._classify import CLIENT_CLASSIFIERS
 
 from ._cases import TIMEOUT_SEC, E, Fault, assert_classified, expect_hits
 
@@ -97,6 +97,36 @@ def test_google_retry_error_is_classified_by_its_last_cause(fault_server: FaultS
     error = gexc.RetryError("Timeout of 1.0s exceeded", cause=gexc.from_http_response(response))
 
     assert_classified(error, "google", Fault("-", E.SERVER_ERROR))
+
+
+def test_a_retry_error_cause_goes_through_the_registry_of_the_call():
+    from otel_resilience._classify import Classification, Classifiers, classify
+
+    class QuotaError(Exception):  # the application's own error, retried by google's retry
+        pass
+
+    registry = Classifiers()
+    registry.register(
+        lambda exc: Classification(E.RATE_LIMIT, 3.0) if isinstance(exc, QuotaError) else None
+    )
+    error = gexc.RetryError("Timeout of 1.0s exceeded", cause=QuotaError("over"))
+
+    assert classify(error, registry) == Classification(E.RATE_LIMIT, 3.0)
+    assert classify(error) == Classification(E.UNKNOWN_ERROR)  # not registered by default
+
+
+def test_a_retry_error_of_another_library_s_cause_is_classified_through_the_whole_chain():
+    import httpx
+
+    from otel_resilience._classify import Classification, classify
+
+    error = gexc.RetryError("Timeout of 1.0s exceeded", cause=httpx.ReadTimeout("slow"))
+
+    assert classify(error) == Classification(E.TIMEOUT)  # httpx's classifier decided
+    # google's classifier on its own falls back to the built-in rules for a foreign cause
+    assert CLIENT_CLASSIFIERS["google"](
+        gexc.RetryError("x", cause=ConnectionResetError("reset"))
+    ) == Classification(E.CONNECTION_ERROR)
 
 
 def test_google_retry_error_without_a_cause_is_a_timeout():

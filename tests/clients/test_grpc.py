@@ -114,7 +114,7 @@ def test_grpc_successful_call_reaches_the_server(grpc_server: GrpcFaultServer):
 
 
 def test_every_grpc_status_code_but_ok_has_an_error_type():
-    from otel_resilience._clients import _GRPC_CODES
+    from otel_resilience._classify._rpc import GRPC_CODES as _GRPC_CODES
 
     codes = {code.name for code in grpc.StatusCode} - {"OK"}
 

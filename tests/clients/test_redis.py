@@ -9,7 +9,7 @@ import redis.asyncio.retry
 from redis.backoff import NoBackoff
 
 from faultserver import LOCALHOST, RespFaultServer
-from otel_resilience._clients import CLIENT_CLASSIFIERS
+from otel_resilience._classify import CLIENT_CLASSIFIERS
 
 from ._cases import TIMEOUT_SEC, E, Fault, assert_classified, timeout_for
 

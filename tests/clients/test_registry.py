@@ -9,8 +9,7 @@ import httpx
 import pytest
 
 from otel_resilience import ExternalServiceError
-from otel_resilience._clients import CLIENT_CLASSIFIERS, classifier_for
-from otel_resilience._mapping import classify
+from otel_resilience._classify import CLIENT_CLASSIFIERS, classifier_for, classify
 
 E = ExternalServiceError
 LIBRARIES = ["httpx", "requests", "aiohttp", "grpc", "botocore", "openai", "google", "redis"]
@@ -19,7 +18,7 @@ LIBRARIES = ["httpx", "requests", "aiohttp", "grpc", "botocore", "openai", "goog
 def test_importing_and_classifying_imports_no_client_library():
     code = (
         "import sys, otel_resilience\n"
-        "from otel_resilience._mapping import classify\n"
+        "from otel_resilience._classify import classify\n"
         "classify(ConnectionResetError('reset by peer'))\n"
         "classify(ValueError('boom'))\n"
         f"loaded = [name for name in {LIBRARIES!r} if name in sys.modules]\n"

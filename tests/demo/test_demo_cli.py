@@ -12,8 +12,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from otel_resilience import get_circuit_breaker_manager
-from otel_resilience._health import HealthServer
+from otel_resilience import HealthServer, get_circuit_breaker_manager
 from otel_resilience.cli import _health_url_for, build_parser, main, run_demo
 
 from .conftest import free_port, free_port_pair
@@ -315,3 +314,32 @@ def test_verbose_shows_the_librarys_retry_log_on_stderr(capsys):
     assert main([*args, "--verbose", "--knob", "llm_rate_limit=1"]) == 0
     err = capsys.readouterr().err
     assert "WARNING otel_resilience: Retrying openai (chat.completions) attempt 2/3" in err
+
+
+@pytest.mark.parametrize(
+    ("report", "status"),
+    [
+        pytest.param({"status": "degraded", "breakers": []}, "degraded", id="the-server-says"),
+        pytest.param({"breakers": []}, "unknown", id="not-said"),
+    ],
+)
+def test_status_from_a_health_endpoint_is_the_status_it_reports(capsys, report, status):
+    with HealthServer("127.0.0.1", 0, report=lambda: report) as health:
+        code = main(["status", "--url", "http://127.0.0.1:1", "--health-url", health.url, "--json"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "source": "health",
+        "url": health.url,
+        "status": status,
+        "breakers": [],
+    }
+
+
+def test_status_from_metrics_is_degraded_when_a_breaker_is_not_closed(capsys, metrics_only_server):
+    port = metrics_only_server
+    unused = f"http://127.0.0.1:{free_port()}/health"
+    code = main(["status", "--url", f"http://127.0.0.1:{port}", "--health-url", unused])
+    assert code == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"DEGRADED: 1 breaker(s), from http://127.0.0.1:{port}/metrics"
+    assert out[-1] == "(from /metrics: failure counts and probe times need the health endpoint)"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -136,3 +138,61 @@ def test_states_are_read_back_from_a_prometheus_page():
 
 def test_a_page_without_breakers_has_none():
     assert breakers_from_prometheus("resilience_retries_total 1\n# EOF\n") == []
+
+
+@pytest.mark.parametrize(
+    ("states", "status"),
+    [
+        pytest.param([("scan", "closed"), ("upload", "closed")], "ok", id="all-closed"),
+        pytest.param([("scan", "closed"), ("upload", "half_open")], "degraded", id="one-probing"),
+        pytest.param([], "ok", id="no-breakers"),
+    ],
+)
+def test_the_report_of_another_process_is_read_from_its_metrics_page(states, status):
+    from otel_resilience import health_report_from_prometheus
+
+    before = time.time()
+    page = "\n".join(_line("gcs", endpoint, state, "1.0") for endpoint, state in states)
+    report = health_report_from_prometheus(page)
+    assert set(report) == set(health_report())
+    assert report["status"] == status
+    assert before <= report["time"] <= time.time()
+    assert [(b["endpoint"], b["state"], b["failure_count"]) for b in report["breakers"]] == [
+        (endpoint, state, None) for endpoint, state in sorted(states)
+    ]
+
+
+def test_closing_the_health_server_lets_a_request_in_progress_finish_and_joins_its_thread():
+    before = all_threads()
+    serving = threading.Event()
+
+    def slow_report():
+        serving.set()
+        time.sleep(0.3)
+        return {"status": "ok", "breakers": []}
+
+    answers = []
+    with HealthServer("127.0.0.1", 0, report=slow_report) as server:
+        client = threading.Thread(target=lambda: answers.append(_get(server.url)))
+        client.start()
+        assert serving.wait(5)
+    # close() returned: the connection's thread has ended, and the client got its answer
+    assert all_threads() - before - {client} == set()
+    client.join(5)
+    assert answers == [(200, {"status": "ok", "breakers": []})]
+
+
+def test_closing_the_health_server_drops_an_idle_connection_and_joins_its_thread():
+    import socket
+
+    before = all_threads()
+    server = HealthServer("127.0.0.1", 0, timeout=30).start()
+    with socket.create_connection(server.address, timeout=5) as idle:
+        time.sleep(0.1)  # accepted: a thread waits for its request
+        assert len(all_threads() - before) == 2  # the server's and the connection's
+        started = time.monotonic()
+        server.close()
+        took = time.monotonic() - started
+        assert all_threads() - before == set()
+        assert idle.recv(1) == b""  # the server closed it
+    assert took < 2.0

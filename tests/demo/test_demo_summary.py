@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from otel_resilience.demo._runner import RunResult
 from otel_resilience.demo._scenarios import get_scenario
 from otel_resilience.demo._stats import BreakerEvent, Row
@@ -120,3 +122,47 @@ def test_a_long_run_lists_the_latest_episodes_and_counts_the_rest():
     assert "  breaker clamav/scan opened 5 times; 2 earlier episode(s) not listed" in lines
     listed = [line for line in lines if line.startswith("  breaker clamav/scan opened at")]
     assert [line.split()[4] for line in listed] == ["135.00s", "195.00s", "255.00s"]
+
+
+def test_the_summary_of_a_busy_interrupted_run_reads_exactly_so():
+    """Every kind of line at once, pinned: a breaker that opened and never failed a call fast
+    (gcs/upload) gets no "failed fast" line; several Retry-After values are joined."""
+    events = [_ev(3.0, "closed", "open", 5, service="gcs", endpoint="upload")]
+    for n in range(5):
+        events += [
+            _ev(60.0 * n + 15, "closed", "open", 5),
+            _ev(60.0 * n + 20, "open", "half_open", 5),
+            _ev(60.0 * n + 20, "half_open", "open", 6),
+            _ev(60.0 * n + 36, "half_open", "closed"),
+        ]
+    result = _result(events, {("openai", "chat.completions"): [(1.0, 1.004), (2.0, 1.05)]})
+    rows = [*result.rows, Row("gcs", "upload", 10, 9, 1, 0, 0, None, {})]
+    result = dataclasses.replace(result, rows=rows, interrupted=True)
+    lines = summary_lines(result)
+    assert lines[0] == (
+        "Summary: scenario 'outage' interrupted after 6.0s (time scale 0.1):"
+        " 100 calls, 78 succeeded (78.0%)"
+    )
+    recovered = "1 probe(s) found it still failing; closed at {}s (recovered after 21.00s)"
+    assert lines[4:] == [
+        "  antivirus outage window: 1.5s to 3.3s of each period",
+        "  breaker clamav/scan opened 5 times; 2 earlier episode(s) not listed",
+        "  breaker gcs/upload opened at 3.00s after 5 failures; still not closed at the end",
+        "  breaker clamav/scan opened at 135.00s after 5 failures; " + recovered.format("156.00"),
+        "  breaker clamav/scan opened at 195.00s after 5 failures; " + recovered.format("216.00"),
+        "  breaker clamav/scan opened at 255.00s after 5 failures; " + recovered.format("276.00"),
+        "    15 calls to clamav/scan failed fast while it was open instead of waiting on a"
+        " failing service",
+        "  openai/chat.completions: 2 rate-limited attempts retried after the server's"
+        " Retry-After of 1/2s (waited 1.00s to 1.05s)",
+    ]
+    data = summary_data(result)
+    assert [b["endpoint"] for b in data["breakers"]] == ["upload"] + ["scan"] * 5
+    assert data["transitions"][0] == {
+        "at_sec": 3.0,
+        "service": "gcs",
+        "endpoint": "upload",
+        "old": "closed",
+        "new": "open",
+        "failure_count": 5,
+    }

@@ -34,10 +34,9 @@ from otel_resilience import (
     resilient_call_async,
 )
 from otel_resilience._breaker import ADMITTED, REJECTED, is_probe
-from otel_resilience._ratelimit import get_rate_limiter
 from otel_resilience._redis import BUSY, RedisStore, get_store
 from otel_resilience._redis_breaker import RedisCircuitBreaker, breaker_key
-from support import counter_points
+from support import counter_points, limiter_for
 
 pytestmark = pytest.mark.integration
 
@@ -229,7 +228,7 @@ async def test_no_free_async_connection_in_time_is_no_outage_for_breakers_and_li
         assert await store.run_async("return 1", (KEY,), ()) is BUSY
         assert await breaker.try_acquire_async() == ADMITTED
         await breaker.record_failure_async(ADMITTED)
-        limiter = get_rate_limiter("payments", config)
+        limiter = limiter_for("payments", config)
         assert limiter is not None
         assert await limiter.acquire_async(0)  # the local limit decides
         assert limiter.acquire(0) is True  # the sync pool is free: the shared limit
@@ -244,7 +243,7 @@ def test_no_free_connection_for_the_shared_limit_uses_the_local_one(
 ) -> None:
     url = redis_url + "?max_connections=1"
     config = _config(url, RATE_LIMIT="2/minute", REDIS_TIMEOUT_MS=TIMEOUT_MS)
-    limiter = get_rate_limiter("payments", config)
+    limiter = limiter_for("payments", config)
     assert limiter is not None
     store = get_store(url, TIMEOUT_MS)
     assert limiter.acquire(0)  # shared: 1 of 2

@@ -10,8 +10,9 @@ import redis
 
 import otel_resilience
 from otel_resilience import ReliabilityConfig, ThrottledError, resilient_call_async
-from otel_resilience._ratelimit import RedisRateLimiter, get_rate_limiter
+from otel_resilience._ratelimit import RedisRateLimiter
 from otel_resilience._redis import get_store
+from support import limiter_for
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +60,7 @@ def test_waiting_caller_gets_a_slot_freed_in_another_process(redis_url: str) -> 
 def test_redis_backend_builds_a_shared_limiter(redis_url: str) -> None:
     config = ReliabilityConfig(STATE_BACKEND="redis", REDIS_URL=redis_url, RATE_LIMIT="3/second")
 
-    limiter = get_rate_limiter("payments", config)
+    limiter = limiter_for("payments", config)
 
     assert isinstance(limiter, RedisRateLimiter)
     assert limiter.store is get_store(redis_url, config.REDIS_TIMEOUT_MS)

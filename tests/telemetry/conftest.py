@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.util._once import Once
 
 import otel_resilience
-from otel_resilience import ReliabilityConfig, TelemetryHandle, _call
+from otel_resilience import ReliabilityConfig, TelemetryHandle
 from support import FakeClock
 
 from .helpers import Otel
@@ -42,25 +42,25 @@ FakeTime = FakeClock
 
 
 @pytest.fixture
-def fast(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+def fast(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTime]:
     """Millisecond backoff slept on the fake clock (nothing really sleeps).
 
     The ``clamav`` service's breaker opens after 2 failures and probes after 10 s (fake) seconds;
-    the others' after 5 failures.
+    the others' after 5 failures. An isolated runtime on the fake clock, sharing the telemetry
+    of the one in use.
     """
-    otel_resilience.configure(
-        default=ReliabilityConfig(HTTP_BACKOFF_BASE_MS=1, HTTP_TIMEOUT_SEC=5),
-        services={
-            "clamav": ReliabilityConfig(
-                HTTP_BACKOFF_BASE_MS=1, HTTP_TIMEOUT_SEC=5, CB_FAIL_THRESHOLD=2, CB_RESET_SEC=10
-            )
-        },
-    )
     fake = FakeTime()
-    monkeypatch.setattr(otel_resilience.get_circuit_breaker_manager(), "_clock", fake)
-    monkeypatch.setattr(_call, "_sleep", fake.sleep)
-    monkeypatch.setattr(_call, "_async_sleep", fake.async_sleep)
-    return fake
+    shared = otel_resilience.default_runtime().telemetry
+    with otel_resilience.use_runtime(otel_resilience.Runtime(clock=fake, telemetry=shared)):
+        otel_resilience.configure(
+            default=ReliabilityConfig(HTTP_BACKOFF_BASE_MS=1, HTTP_TIMEOUT_SEC=5),
+            services={
+                "clamav": ReliabilityConfig(
+                    HTTP_BACKOFF_BASE_MS=1, HTTP_TIMEOUT_SEC=5, CB_FAIL_THRESHOLD=2, CB_RESET_SEC=10
+                )
+            },
+        )
+        yield fake
 
 
 @pytest.fixture

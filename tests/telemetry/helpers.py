@@ -1,7 +1,8 @@
-"""What the telemetry tests share: the contract of TELEMETRY.md typed out, and readers of the SDK.
+"""What the telemetry tests share: the contract's names, and readers of the SDK.
 
-The expected names below are copied from ``../shared/TELEMETRY.md`` by hand on purpose: the tests
-prove the contract, so they do not import the names they check from the code under test.
+The names come from ``otel_resilience.telemetry_contract``; ``test_contract.py`` checks that
+module against the contract documents (their markdown tables), so these tests check the
+instrumentation against the contract without typing its names out again.
 """
 
 from __future__ import annotations
@@ -22,104 +23,52 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-SCOPE = "otel_resilience"
+from otel_resilience import telemetry_contract as tc
 
-SERVICE = "resilience.service"
-ENDPOINT = "resilience.endpoint"
-ERROR_TYPE = "error.type"
-STATE = "resilience.circuit_breaker.state"
-ATTEMPT = "resilience.attempt"
-OVERRIDE = "resilience.circuit_breaker.override"
-ATTEMPTS = "resilience.attempts"
-RETRY_DELAY_S = "resilience.retry.delay_s"
+SCOPE = tc.SCOPE
 
-#: OTel name -> (instrument, unit, attribute keys allowed, Prometheus name); TELEMETRY.md "Metrics"
+SERVICE = tc.ATTRIBUTES.service.key
+ENDPOINT = tc.ATTRIBUTES.endpoint.key
+ERROR_TYPE = tc.ATTRIBUTES.error_type.key
+STATE = tc.ATTRIBUTES.breaker_state.key
+ATTEMPT = tc.ATTRIBUTES.attempt.key
+OVERRIDE = tc.ATTRIBUTES.breaker_override.key
+ATTEMPTS = tc.ATTRIBUTES.attempts.key
+RETRY_DELAY_S = tc.ATTRIBUTES.retry_delay_s.key
+
+#: the kind :func:`instrument_kind` reads from the SDK's data, per contract instrument
+KIND = {
+    tc.Instrument.HISTOGRAM: "histogram",
+    tc.Instrument.COUNTER: "counter",
+    tc.Instrument.UP_DOWN_COUNTER: "updowncounter",
+    tc.Instrument.OBSERVABLE_GAUGE: "gauge",
+}
+#: the metrics every kind of call (success, failure, retry, timeout, rejection) gives points
+CORE = (
+    "call_duration",
+    "attempt_duration",
+    "retries",
+    "retry_delay",
+    "retries_exhausted",
+    "timeouts",
+    "breaker_state",
+    "breaker_transitions",
+    "breaker_rejections",
+    "breaker_override",
+)
+#: OTel name -> (instrument, unit, attribute keys allowed, Prometheus name) of the core metrics
 METRICS: Mapping[str, tuple[str, str, frozenset[str], str]] = {
-    "resilience.call.duration": (
-        "histogram",
-        "s",
-        frozenset({SERVICE, ENDPOINT, ERROR_TYPE}),
-        "resilience_call_duration_seconds",
-    ),
-    "resilience.attempt.duration": (
-        "histogram",
-        "s",
-        frozenset({SERVICE, ENDPOINT, ERROR_TYPE}),
-        "resilience_attempt_duration_seconds",
-    ),
-    "resilience.retries": (
-        "counter",
-        "{retry}",
-        frozenset({SERVICE, ENDPOINT, ERROR_TYPE}),
-        "resilience_retries_total",
-    ),
-    "resilience.retry.delay": (
-        "histogram",
-        "s",
-        frozenset({SERVICE, ENDPOINT}),
-        "resilience_retry_delay_seconds",
-    ),
-    "resilience.retries.exhausted": (
-        "counter",
-        "{call}",
-        frozenset({SERVICE, ENDPOINT, ERROR_TYPE}),
-        "resilience_retries_exhausted_total",
-    ),
-    "resilience.timeouts": (
-        "counter",
-        "{timeout}",
-        frozenset({SERVICE, ENDPOINT}),
-        "resilience_timeouts_total",
-    ),
-    "resilience.circuit_breaker.state": (
-        "gauge",
-        "",
-        frozenset({SERVICE, ENDPOINT, STATE}),
-        "resilience_circuit_breaker_state",
-    ),
-    "resilience.circuit_breaker.transitions": (
-        "counter",
-        "{transition}",
-        frozenset({SERVICE, ENDPOINT, STATE}),
-        "resilience_circuit_breaker_transitions_total",
-    ),
-    "resilience.circuit_breaker.rejections": (
-        "counter",
-        "{call}",
-        frozenset({SERVICE, ENDPOINT}),
-        "resilience_circuit_breaker_rejections_total",
-    ),
-    # TELEMETRY.md, second round
-    "resilience.circuit_breaker.override": (
-        "gauge",
-        "",
-        frozenset({SERVICE, ENDPOINT, OVERRIDE}),
-        "resilience_circuit_breaker_override",
-    ),
+    m.name: (KIND[m.instrument], m.unit, frozenset(m.attributes), m.prometheus)
+    for m in (getattr(tc.METRICS, field) for field in CORE)
 }
 
 #: attributes that must be on every metric point of the core metrics
 REQUIRED = frozenset({SERVICE, ENDPOINT})
 
-#: every ``error.type`` value TELEMETRY.md allows
-ERROR_TYPES = frozenset(
-    {
-        "timeout",
-        "connection_error",
-        "rate_limit",
-        "authentication_error",
-        "permission_denied",
-        "not_found",
-        "bad_request",
-        "server_error",
-        "unknown_error",
-        "circuit_open",
-        "throttled",
-        "concurrency_limited",  # WIRE(load control)
-    }
-)
+#: every ``error.type`` value the contract allows
+ERROR_TYPES = frozenset(tc.ATTRIBUTES.error_type.values)
 
-DURATION_HISTOGRAMS = ("resilience.call.duration", "resilience.attempt.duration")
+DURATION_HISTOGRAMS = (tc.METRICS.call_duration.name, tc.METRICS.attempt_duration.name)
 
 
 @dataclass

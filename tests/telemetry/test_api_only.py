@@ -27,9 +27,19 @@ SCRIPT = textwrap.dedent(
     sys.meta_path.insert(0, NoSdk())
 
     import otel_resilience
-    from otel_resilience import _call
+    class NoSleep:
+        def monotonic(self):
+            import time
 
-    _call._sleep = lambda seconds: None
+            return time.monotonic()
+
+        def sleep(self, seconds):
+            pass
+
+        async def sleep_async(self, seconds):
+            pass
+
+    otel_resilience.use_runtime(otel_resilience.Runtime(clock=NoSleep())).__enter__()
     otel_resilience.configure(
         default=otel_resilience.ReliabilityConfig(HTTP_BACKOFF_BASE_MS=1, CB_FAIL_THRESHOLD=2)
     )

@@ -7,6 +7,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import otel_resilience
 from otel_resilience import get_circuit_breaker_manager, resilient_call
+from otel_resilience import telemetry_contract as tc
 from otel_resilience._telemetry import MAX_ENDPOINTS, SDK_CARDINALITY_LIMIT, get_telemetry
 
 GAUGE = "resilience.circuit_breaker.state"
@@ -26,7 +27,7 @@ def _gauge_points(reader: InMemoryMetricReader) -> dict[tuple[str, str], int]:
                             found[("overflow", "")] = int(point.value)
                             continue
                         key = (
-                            attrs["resilience.endpoint"],
+                            attrs[tc.ATTRIBUTES.endpoint.key],
                             attrs["resilience.circuit_breaker.state"],
                         )
                         found[key] = int(point.value)

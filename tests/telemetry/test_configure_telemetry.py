@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_resilience import TelemetryHandle, configure_telemetry, resilient_call
+from otel_resilience import telemetry_contract as tc
 
 from .collector import Received, closed_port, grpc_collector, http_collector
 
@@ -163,7 +164,7 @@ def test_otlp_exports_spans_and_metrics_to_the_collector_endpoint(
         assert {"openai chat.completions", "openai chat.completions attempt"} <= (
             received.span_names()
         )
-        assert {"resilience.call.duration", "resilience.attempt.duration"} <= (
+        assert {"resilience.call.duration", tc.METRICS.attempt_duration.name} <= (
             received.metric_names()
         )
         assert received.resource_attributes()["service.name"] == "checkout"

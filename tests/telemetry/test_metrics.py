@@ -16,6 +16,7 @@ from otel_resilience import (
     resilient_call,
     resilient_call_async,
 )
+from otel_resilience import telemetry_contract as tc
 from otel_resilience._telemetry import get_telemetry
 
 from .conftest import FakeTime
@@ -42,15 +43,15 @@ from .helpers import (
 
 pytestmark = pytest.mark.usefixtures("fast")
 
-CALL = "resilience.call.duration"
-ATTEMPT_DURATION = "resilience.attempt.duration"
-RETRIES = "resilience.retries"
-RETRY_DELAY = "resilience.retry.delay"
-EXHAUSTED = "resilience.retries.exhausted"
-TIMEOUTS = "resilience.timeouts"
+CALL = tc.METRICS.call_duration.name
+ATTEMPT_DURATION = tc.METRICS.attempt_duration.name
+RETRIES = tc.METRICS.retries.name
+RETRY_DELAY = tc.METRICS.retry_delay.name
+EXHAUSTED = tc.METRICS.retries_exhausted.name
+TIMEOUTS = tc.METRICS.timeouts.name
 GAUGE = "resilience.circuit_breaker.state"
-TRANSITIONS = "resilience.circuit_breaker.transitions"
-REJECTIONS = "resilience.circuit_breaker.rejections"
+TRANSITIONS = tc.METRICS.breaker_transitions.name
+REJECTIONS = tc.METRICS.breaker_rejections.name
 OVERRIDE_GAUGE = "resilience.circuit_breaker.override"
 
 
@@ -362,8 +363,8 @@ def test_fallback_counts_the_failure_it_served(otel: Otel) -> None:
     assert served == "cached answer"
     metrics = otel.metrics()
     denied = attrs("openai", "chat.completions", error_type="authentication_error")
-    assert recorded(metrics, "resilience.fallbacks") == {denied: 1}
-    assert metrics["resilience.fallbacks"].unit == "{call}"
+    assert recorded(metrics, tc.METRICS.fallbacks.name) == {denied: 1}
+    assert metrics[tc.METRICS.fallbacks.name].unit == "{call}"
 
 
 def test_instruments_are_created_once_not_per_call(otel: Otel, monkeypatch) -> None:

@@ -1,33 +1,44 @@
-"""``otel_resilience._names`` (what dashboards, alerts and the code import) matches TELEMETRY.md."""
+"""``otel_resilience._names``, the flat constants some modules use, says what the contract says."""
 
 from __future__ import annotations
 
 from otel_resilience import _names as n
-
-from .helpers import ATTEMPT, ENDPOINT, ERROR_TYPE, METRICS, SERVICE, STATE
-
-
-def test_every_contract_metric_has_its_otel_and_prometheus_constant() -> None:
-    pairs = {
-        getattr(n, name): getattr(n, f"PROM_{name}")
-        for name in dir(n)
-        if name.isupper() and hasattr(n, f"PROM_{name}") and not name.startswith("PROM_")
-    }
-
-    for otel_name, (_kind, _unit, _attrs, prometheus) in METRICS.items():
-        assert pairs.get(otel_name) == prometheus, otel_name
-    assert set(n.PROM_METRICS) >= {prometheus for *_, prometheus in METRICS.values()}
+from otel_resilience import telemetry_contract as tc
 
 
-def test_attribute_and_label_constants_are_the_contract_names() -> None:
-    assert (n.ATTR_SERVICE, n.ATTR_ENDPOINT, n.ATTR_ERROR_TYPE) == (SERVICE, ENDPOINT, ERROR_TYPE)
-    assert (n.ATTR_BREAKER_STATE, n.ATTR_ATTEMPT) == (STATE, ATTEMPT)
-    assert (n.PROM_SERVICE, n.PROM_ENDPOINT, n.PROM_ERROR_TYPE, n.PROM_BREAKER_STATE_LABEL) == (
+def _constants() -> dict[str, object]:
+    return {name: getattr(n, name) for name in dir(n) if name.isupper()}
+
+
+def test_every_constant_is_a_name_of_the_contract() -> None:
+    keys = {a.key for a in tc.ATTRIBUTES}
+    labels = {a.label for a in tc.ATTRIBUTES}
+    prometheus = {m.prometheus for m in tc.METRICS}
+    for name, value in _constants().items():
+        if name.startswith("ATTR_"):
+            assert value in keys, name
+        elif name.startswith("PROM_") and name.endswith(("_LABEL", "_SERVICE", "_ENDPOINT")):
+            assert value in labels, name
+        elif name.startswith("PROM_"):
+            assert value in prometheus, name
+
+
+def test_the_spelled_out_constants_are_the_contracts() -> None:
+    assert (
+        tc.ATTRIBUTES.service.key,
+        tc.ATTRIBUTES.endpoint.key,
+        tc.ATTRIBUTES.error_type.key,
+    ) == (n.ATTR_SERVICE, n.ATTR_ENDPOINT, n.ATTR_ERROR_TYPE)
+    assert (n.PROM_SERVICE, n.PROM_ENDPOINT, n.PROM_BREAKER_STATE_LABEL) == (
         "resilience_service",
         "resilience_endpoint",
-        "error_type",
         "resilience_circuit_breaker_state",
     )
-    assert n.SCOPE == "otel_resilience"
-    assert n.EVENT_RETRY == "retry"
-    assert n.OVERFLOW_ENDPOINT == "_other"
+    assert tc.METRICS.breaker_state.prometheus == n.PROM_BREAKER_STATE
+    assert (n.SCOPE, n.EVENT_RETRY, n.OVERFLOW_ENDPOINT, n.OVERRIDE_NONE) == (
+        "otel_resilience",
+        "retry",
+        "_other",
+        "none",
+    )
+    assert n.DURATION_BUCKETS_S is tc.DURATION_BUCKETS_S

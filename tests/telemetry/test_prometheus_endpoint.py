@@ -21,13 +21,14 @@ from otel_resilience import (
     configure_telemetry,
     resilient_call,
 )
+from otel_resilience import telemetry_contract as tc
 
 from .conftest import FakeTime
 from .helpers import METRICS, failing, http_error
 
 pytestmark = pytest.mark.usefixtures("fast")
 
-LABELS = {"resilience_service", "resilience_endpoint"}
+LABELS = {"resilience_service", tc.ATTRIBUTES.endpoint.label}
 
 
 def scrape(handle: TelemetryHandle) -> str:
@@ -82,7 +83,7 @@ def test_metrics_text_has_every_prometheus_name_of_the_contract(
         assert expected <= names, (otel_name, sorted(n for n in names if "resilience" in n))
     ours = [s for s in found if s.name.startswith("resilience_")]
     assert all(set(s.labels) >= LABELS for s in ours)
-    assert not [s for s in ours if "resilience_attempt" in s.labels]
+    assert not [s for s in ours if tc.ATTRIBUTES.attempt.label in s.labels]
     assert not [n for n in names if n.endswith("_ratio")]  # no unit "1" anywhere
 
 
@@ -98,20 +99,21 @@ def test_labels_are_the_attributes_with_underscores(
         assert len(matching) == 1, (name, labels, matching)
         return matching[0]
 
-    chat = {"resilience_service": "openai", "resilience_endpoint": "chat.completions"}
-    assert value("resilience_retries_total", **chat, error_type="rate_limit") == 1
-    assert value("resilience_retries_total", **chat, error_type="server_error") == 1
-    assert value("resilience_retries_exhausted_total", **chat, error_type="server_error") == 1
+    chat = {"resilience_service": "openai", tc.ATTRIBUTES.endpoint.label: "chat.completions"}
+    assert value(tc.METRICS.retries.prometheus, **chat, error_type="rate_limit") == 1
+    assert value(tc.METRICS.retries.prometheus, **chat, error_type="server_error") == 1
+    assert value(tc.METRICS.retries_exhausted.prometheus, **chat, error_type="server_error") == 1
     assert value("resilience_call_duration_seconds_count", **chat, error_type="server_error") == 1
     successes = [
         s
         for s in found
         if s.name == "resilience_call_duration_seconds_count"
-        and s.labels.get("resilience_endpoint") == "chat.completions"
-        and not s.labels.get("error_type")  # absent, or "" (Prometheus: the same thing)
+        and s.labels.get(tc.ATTRIBUTES.endpoint.label) == "chat.completions"
+        # absent, or "" (Prometheus: the same thing)
+        and not s.labels.get(tc.ATTRIBUTES.error_type.label)
     ]
     assert [s.value for s in successes] == [2]  # the plain and the retried success
-    scan = {"resilience_service": "clamav", "resilience_endpoint": "scan"}
+    scan = {"resilience_service": "clamav", tc.ATTRIBUTES.endpoint.label: "scan"}
     assert (
         value("resilience_circuit_breaker_state", **scan, resilience_circuit_breaker_state="open")
         == 1
@@ -122,15 +124,18 @@ def test_labels_are_the_attributes_with_underscores(
     )
     assert (
         value(
-            "resilience_circuit_breaker_transitions_total",
+            tc.METRICS.breaker_transitions.prometheus,
             **scan,
             resilience_circuit_breaker_state="open",
         )
         == 1
     )
-    assert value("resilience_circuit_breaker_rejections_total", **scan) == 1
+    assert value(tc.METRICS.breaker_rejections.prometheus, **scan) == 1
     assert (
-        value("resilience_timeouts_total", resilience_service="gcs", resilience_endpoint="upload")
+        value(
+            tc.METRICS.timeouts.prometheus,
+            **{"resilience_service": "gcs", "resilience_endpoint": "upload"},
+        )
         == 1
     )
     buckets = [
@@ -138,7 +143,7 @@ def test_labels_are_the_attributes_with_underscores(
         for s in found
         if s.name == "resilience_call_duration_seconds_bucket"
         and s.labels.items() >= chat.items()
-        and not s.labels.get("error_type")
+        and not s.labels.get(tc.ATTRIBUTES.error_type.label)
     ]
     assert min(buckets) == pytest.approx(0.005)  # second-scale boundaries reach Prometheus
     assert 60.0 in buckets
@@ -161,7 +166,7 @@ def test_a_real_prometheus_scrapes_the_contract_names(
     try:
         prom = Prom(prometheus.url)
         wait_until(
-            lambda: prom.query("resilience_circuit_breaker_rejections_total"),
+            lambda: prom.query(tc.METRICS.breaker_rejections.prometheus),
             30,
             what="the first scrape",
         )
@@ -175,7 +180,7 @@ def test_a_real_prometheus_scrapes_the_contract_names(
     for kind, _unit, _attrs, prometheus_name in METRICS.values():
         family = {f"{prometheus_name}_count"} if kind == "histogram" else {prometheus_name}
         assert family <= names, prometheus_name
-    assert {r["metric"]["error_type"]: float(r["value"][1]) for r in rate} == {
+    assert {r["metric"][tc.ATTRIBUTES.error_type.label]: float(r["value"][1]) for r in rate} == {
         "rate_limit": 1.0,
         "server_error": 1.0,
     }

@@ -15,6 +15,7 @@ from opentelemetry.sdk.metrics.export import MetricExportResult
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_resilience import TelemetryHandle, configure_telemetry, resilient_call
+from otel_resilience import telemetry_contract as tc
 
 from .collector import closed_port, http_collector
 
@@ -130,7 +131,7 @@ def test_a_working_collector_still_gets_the_last_export(setup: Any, monkeypatch)
         _traffic()
         took = _timed_shutdown(handle)
         assert "gcs upload" in received.span_names()
-        assert "resilience.call.duration" in received.metric_names()
+        assert tc.METRICS.call_duration.name in received.metric_names()
     assert took < 2.0
 
 

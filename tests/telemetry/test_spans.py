@@ -17,6 +17,7 @@ from otel_resilience import (
     resilient_call,
     resilient_call_async,
 )
+from otel_resilience import telemetry_contract as tc
 
 from .helpers import (
     ATTEMPT,
@@ -125,7 +126,7 @@ def test_exhausted_retries_mark_the_call_span_failed_with_the_last_error_type(ot
 
 
 @pytest.mark.parametrize(
-    ("status", "error_type"),
+    ("status", tc.ATTRIBUTES.error_type.label),
     [
         pytest.param(400, "bad_request", id="400-bad_request"),
         pytest.param(401, "authentication_error", id="401-authentication_error"),
@@ -153,7 +154,7 @@ def test_non_retryable_error_is_one_failed_attempt_and_no_retry_event(
 
 
 @pytest.mark.parametrize(
-    ("raised", "error_type"),
+    ("raised", tc.ATTRIBUTES.error_type.label),
     [
         pytest.param(TimeoutError("slow"), "timeout", id="timeout"),
         pytest.param(ConnectionRefusedError("down"), "connection_error", id="connection_error"),

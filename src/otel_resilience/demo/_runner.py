@@ -16,22 +16,21 @@ from dataclasses import dataclass, field, replace
 import httpx
 
 from .. import (
+    CircuitBreaker,
+    CircuitBreakerState,
     ExternalServiceError,
     ReliabilityConfig,
     ReliabilityError,
     configure,
     get_circuit_breaker_manager,
+    health_report,
+    parse_retry_after,
     remaining_time,
     resilient_call,
 )
-from .._breaker import CircuitBreaker, CircuitBreakerState
-from .._health import breaker_status
-from .._mapping import parse_retry_after
 from ._scenarios import NOMINAL_PERIOD_SEC, Knobs, Operation, Scenario, time_scale_for
 from ._servers import StandInServices
 from ._stats import BreakerEvent, CallOutcome, Row, Stats
-
-__all__ = ["DemoRunner", "RunOptions", "RunResult", "Snapshot"]
 
 Clock = Callable[[], float]
 
@@ -186,7 +185,7 @@ class DemoRunner:
         )
 
     def _with_breakers(self, rows: list[Row]) -> list[Row]:
-        status = {(b["service_name"], b["endpoint"]): b for b in breaker_status()}
+        status = {(b["service_name"], b["endpoint"]): b for b in health_report()["breakers"]}
         merged = []
         for row in rows:
             found = status.get((row.service, row.endpoint))
@@ -213,38 +212,54 @@ class DemoRunner:
         manager = get_circuit_breaker_manager()
         self._listening = True
         manager.add_listener(self._on_transition)
-        interrupted = False
         services = StandInServices(
             self.knobs, time_scale=self.scale, seed=self.options.seed, clock=self._clock
         )
         limits = httpx.Limits(
             max_connections=None, max_keepalive_connections=self.options.concurrency * 4
         )
-        workers: list[threading.Thread] = []
         try:
             with services, httpx.Client(limits=limits, timeout=10.0) as client:
                 self._services = services
                 # one time origin for the run, the outage window and the breaker timeline
                 self._started_at = services.started_at = self._clock()
-                for index in range(self.options.concurrency):
-                    worker = threading.Thread(
-                        target=self._work, args=(index, client, services.urls), name=f"demo-{index}"
-                    )
-                    worker.start()
-                    workers.append(worker)
-                try:
-                    self._wait(on_tick, tick_sec)
-                except KeyboardInterrupt:
-                    interrupted = True
-                finally:
-                    self._stop.set()
-                    for worker in workers:
-                        worker.join()
+                workers = self._start_workers(client, services.urls)
+                interrupted = self._drive(workers, on_tick, tick_sec)
                 elapsed = self.elapsed()
         finally:
             self._listening = False
             manager.remove_listener(self._on_transition)
             self._stop.set()
+        return self._result(elapsed, interrupted, services)
+
+    def _start_workers(self, client: httpx.Client, urls: dict[str, str]) -> list[threading.Thread]:
+        workers = []
+        for index in range(self.options.concurrency):
+            worker = threading.Thread(
+                target=self._work, args=(index, client, urls), name=f"demo-{index}"
+            )
+            worker.start()
+            workers.append(worker)
+        return workers
+
+    def _drive(
+        self,
+        workers: list[threading.Thread],
+        on_tick: Callable[[DemoRunner], None] | None,
+        tick_sec: float,
+    ) -> bool:
+        """Tick until the run is over, then join the workers; True when Ctrl-C ended it."""
+        try:
+            self._wait(on_tick, tick_sec)
+        except KeyboardInterrupt:
+            return True
+        finally:
+            self._stop.set()
+            for worker in workers:
+                worker.join()
+        return False
+
+    def _result(self, elapsed: float, interrupted: bool, services: StandInServices) -> RunResult:
         return RunResult(
             scenario=self.scenario,
             elapsed_sec=elapsed,
@@ -307,34 +322,10 @@ class DemoRunner:
         self, client: httpx.Client, urls: dict[str, str], op: Operation, rng: random.Random
     ) -> CallOutcome:
         timeout = op.timeout_sec * self.scale
-        seen = _Attempts()
         document = rng.randrange(1000)
         payload = rng.randbytes(rng.randrange(512, 8192))
-
-        def attempt() -> int:
-            now = self._clock()
-            if seen.retry_after is not None:  # the previous attempt was told when to come back
-                seen.waits.append((seen.retry_after, now - seen.answered_at))
-                seen.retry_after = None
-            seen.count += 1
-            number = seen.count
-            budget = remaining_time()
-            http_timeout = budget if budget is not None and budget > 0 else timeout
-            try:
-                response = _request(client, urls, op, document, payload, http_timeout)
-                response.raise_for_status()
-            except httpx.HTTPStatusError as exc:
-                left = remaining_time()
-                # an attempt the library already gave up on (timed out) cannot steer the retry
-                if exc.response.status_code == 429 and (left is None or left > 0):
-                    seen.retry_after = parse_retry_after(exc.response.headers.get("Retry-After"))
-                    seen.answered_at = self._clock()
-                raise
-            except httpx.TimeoutException:
-                seen.timed_out.add(number)
-                raise
-            return response.status_code
-
+        attempt = _Attempt(self._clock, client, urls, op, timeout, document, payload)
+        seen = attempt.seen
         started = self._clock()
         error_type: str | None = None
         attempts = 0
@@ -360,6 +351,51 @@ class DemoRunner:
             error_type=error_type,
             retry_after_waits=tuple(seen.waits),
         )
+
+
+class _Attempt:
+    """One attempt of a call (``resilient_call`` runs it once per attempt), noting in
+    :attr:`seen` what the attempts saw: timeouts, the server's ``Retry-After`` and the waits."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        client: httpx.Client,
+        urls: dict[str, str],
+        op: Operation,
+        timeout: float,
+        document: int,
+        payload: bytes,
+    ) -> None:
+        self.seen = _Attempts()
+        self._clock = clock
+        self._request = (client, urls, op, document, payload)
+        self._timeout = timeout
+
+    def __call__(self) -> int:
+        seen = self.seen
+        now = self._clock()
+        if seen.retry_after is not None:  # the previous attempt was told when to come back
+            seen.waits.append((seen.retry_after, now - seen.answered_at))
+            seen.retry_after = None
+        seen.count += 1
+        number = seen.count
+        budget = remaining_time()
+        http_timeout = budget if budget is not None and budget > 0 else self._timeout
+        try:
+            response = _request(*self._request, http_timeout)
+            response.raise_for_status()
+        except httpx.HTTPStatusError as exc:
+            left = remaining_time()
+            # an attempt the library already gave up on (timed out) cannot steer the retry
+            if exc.response.status_code == 429 and (left is None or left > 0):
+                seen.retry_after = parse_retry_after(exc.response.headers.get("Retry-After"))
+                seen.answered_at = self._clock()
+            raise
+        except httpx.TimeoutException:
+            seen.timed_out.add(number)
+            raise
+        return response.status_code
 
 
 def _request(

@@ -8,17 +8,10 @@ seconds, as HTTP requires, and never drops below one second.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Final
-
-__all__ = [
-    "NOMINAL_PERIOD_SEC",
-    "SCENARIOS",
-    "Knobs",
-    "Operation",
-    "Scenario",
-    "get_scenario",
-]
 
 #: the story of every scenario is told over this many seconds at time scale 1
 NOMINAL_PERIOD_SEC: Final = 60.0
@@ -116,38 +109,40 @@ class Scenario:
 
 _STEADY = Knobs()
 
-SCENARIOS: Final[dict[str, Scenario]] = {
-    "steady": Scenario(
-        "steady",
-        "a normal day: rare rate limits, resets and timeouts; breakers stay closed",
-        _STEADY,
-    ),
-    "outage": Scenario(
-        "outage",
-        "the antivirus goes down from 25% to 55% of the run: its breaker opens, "
-        "fails fast, probes, and closes again when it recovers",
-        replace(_STEADY, llm_rate_limit=0.08, av_outage=(0.25, 0.55)),
-    ),
-    "rate-limited": Scenario(
-        "rate-limited",
-        "the LLM answers 40% of requests with 429 and Retry-After; retries wait as told",
-        replace(_STEADY, llm_rate_limit=0.40, llm_retry_after_sec=1.0),
-    ),
-    "degraded": Scenario(
-        "degraded",
-        "everything is slow and flaky: 5xx from the LLM, storage resets and slow reads, "
-        "antivirus timeouts; retries absorb most of it, latency pays for it",
-        replace(
+SCENARIOS: Final[Mapping[str, Scenario]] = MappingProxyType(
+    {
+        "steady": Scenario(
+            "steady",
+            "a normal day: rare rate limits, resets and timeouts; breakers stay closed",
             _STEADY,
-            llm_latency_ms=(200.0, 1500.0),
-            llm_server_error=0.12,
-            llm_rate_limit=0.08,
-            storage_reset=0.15,
-            storage_slow_read=0.20,
-            av_timeout=0.25,
         ),
-    ),
-}
+        "outage": Scenario(
+            "outage",
+            "the antivirus goes down from 25% to 55% of the run: its breaker opens, "
+            "fails fast, probes, and closes again when it recovers",
+            replace(_STEADY, llm_rate_limit=0.08, av_outage=(0.25, 0.55)),
+        ),
+        "rate-limited": Scenario(
+            "rate-limited",
+            "the LLM answers 40% of requests with 429 and Retry-After; retries wait as told",
+            replace(_STEADY, llm_rate_limit=0.40, llm_retry_after_sec=1.0),
+        ),
+        "degraded": Scenario(
+            "degraded",
+            "everything is slow and flaky: 5xx from the LLM, storage resets and slow reads, "
+            "antivirus timeouts; retries absorb most of it, latency pays for it",
+            replace(
+                _STEADY,
+                llm_latency_ms=(200.0, 1500.0),
+                llm_server_error=0.12,
+                llm_rate_limit=0.08,
+                storage_reset=0.15,
+                storage_slow_read=0.20,
+                av_timeout=0.25,
+            ),
+        ),
+    }
+)
 
 
 def get_scenario(name: str) -> Scenario:

@@ -28,8 +28,6 @@ from typing import Any, ClassVar
 
 from ._scenarios import NOMINAL_PERIOD_SEC, Knobs
 
-__all__ = ["StandInServices"]
-
 Clock = Callable[[], float]
 
 

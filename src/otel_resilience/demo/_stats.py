@@ -13,8 +13,6 @@ from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["BreakerEvent", "CallOutcome", "EndpointStats", "Row", "Stats", "percentile"]
-
 #: calls the live p95 looks back over, per endpoint
 RECENT_WINDOW: int = 500
 #: samples kept for the whole-run p95 (reservoir sampling beyond this)

@@ -12,8 +12,6 @@ from typing import Any
 from ._runner import RunResult
 from ._stats import BreakerEvent, Row
 
-__all__ = ["Episode", "episodes", "format_ms", "summary_data", "summary_lines"]
-
 #: episodes listed per breaker in the summary (a run of hours has one per outage)
 MAX_EPISODES_SHOWN = 3
 
@@ -98,55 +96,58 @@ def _row_data(row: Row) -> dict[str, Any]:
 
 def summary_data(result: RunResult) -> dict[str, Any]:
     """Everything the summary says, as JSON-able data."""
-    calls = sum(r.calls for r in result.rows)
-    succeeded = sum(r.succeeded for r in result.rows)
-    retry_after = {}
-    for (service, endpoint), waits in result.retry_after_waits.items():
-        if waits:
-            told = sorted({w[0] for w in waits})
-            waited = [w[1] for w in waits]
-            retry_after[f"{service}/{endpoint}"] = {
-                "retries": len(waits),
-                "retry_after_sec": told,
-                "waited_min_sec": round(min(waited), 3),
-                "waited_max_sec": round(max(waited), 3),
-                "honoured": sum(1 for told_s, waited_s in waits if waited_s >= told_s * 0.95),
-            }
+    window = result.outage_window
     return {
         "scenario": result.scenario.name,
         "elapsed_sec": round(result.elapsed_sec, 3),
         "time_scale": result.time_scale,
         "interrupted": result.interrupted,
-        "calls": calls,
-        "succeeded": succeeded,
-        "outage_window_sec": [round(t, 3) for t in result.outage_window]
-        if result.outage_window
-        else None,
+        "calls": sum(r.calls for r in result.rows),
+        "succeeded": sum(r.succeeded for r in result.rows),
+        "outage_window_sec": [round(t, 3) for t in window] if window else None,
         "endpoints": [_row_data(r) for r in result.rows],
-        "breakers": [
-            {
-                "service": e.service,
-                "endpoint": e.endpoint,
-                "opened_at_sec": round(e.opened_at, 3),
-                "failures_at_open": e.failures_at_open,
-                "failed_probes": e.failed_probes,
-                "closed_at_sec": None if e.closed_at is None else round(e.closed_at, 3),
-            }
-            for e in episodes(result.events)
-        ],
-        "transitions": [
-            {
-                "at_sec": round(ev.at_sec, 3),
-                "service": ev.service,
-                "endpoint": ev.endpoint,
-                "old": ev.old,
-                "new": ev.new,
-                "failure_count": ev.failure_count,
-            }
-            for ev in result.events
-        ],
-        "retry_after": retry_after,
+        "breakers": [_episode_data(e) for e in episodes(result.events)],
+        "transitions": [_transition_data(ev) for ev in result.events],
+        "retry_after": _retry_after_data(result),
     }
+
+
+def _episode_data(e: Episode) -> dict[str, Any]:
+    return {
+        "service": e.service,
+        "endpoint": e.endpoint,
+        "opened_at_sec": round(e.opened_at, 3),
+        "failures_at_open": e.failures_at_open,
+        "failed_probes": e.failed_probes,
+        "closed_at_sec": None if e.closed_at is None else round(e.closed_at, 3),
+    }
+
+
+def _transition_data(ev: BreakerEvent) -> dict[str, Any]:
+    return {
+        "at_sec": round(ev.at_sec, 3),
+        "service": ev.service,
+        "endpoint": ev.endpoint,
+        "old": ev.old,
+        "new": ev.new,
+        "failure_count": ev.failure_count,
+    }
+
+
+def _retry_after_data(result: RunResult) -> dict[str, Any]:
+    """Per endpoint: the server's ``Retry-After`` values and how long the retries waited."""
+    found = {}
+    for (service, endpoint), waits in result.retry_after_waits.items():
+        if waits:
+            waited = [w[1] for w in waits]
+            found[f"{service}/{endpoint}"] = {
+                "retries": len(waits),
+                "retry_after_sec": sorted({w[0] for w in waits}),
+                "waited_min_sec": round(min(waited), 3),
+                "waited_max_sec": round(max(waited), 3),
+                "honoured": sum(1 for told_s, waited_s in waits if waited_s >= told_s * 0.95),
+            }
+    return found
 
 
 def endpoint_line(row: Row) -> str:
@@ -173,45 +174,66 @@ def summary_lines(result: RunResult) -> list[str]:
     if result.outage_window:
         start, end = result.outage_window
         lines.append(f"  antivirus outage window: {start:.1f}s to {end:.1f}s of each period")
+    lines.extend(_breaker_lines(result))
+    lines.extend(_retry_after_lines(data["retry_after"]))
+    return lines
+
+
+def _breaker_lines(result: RunResult) -> list[str]:
+    """The episodes of every breaker (the latest few of each), in order of opening."""
     found = episodes(result.events)
     if not found:
-        lines.append("  breakers: all stayed closed")
+        return ["  breakers: all stayed closed"]
     last_of = {(ep.service, ep.endpoint): ep for ep in found}
+    lines, shown = _latest_episodes(found)
+    for ep in sorted(shown, key=lambda e: e.opened_at):
+        lines.append(_episode_line(ep))
+        if last_of[(ep.service, ep.endpoint)] is ep:
+            lines.extend(_failed_fast_line(ep, result.rows))
+    return lines
+
+
+def _latest_episodes(found: list[Episode]) -> tuple[list[str], list[Episode]]:
+    """The last :data:`MAX_EPISODES_SHOWN` episodes of each breaker, and a line per breaker
+    that had more saying how many are not listed."""
     per_breaker: dict[tuple[str, str], list[Episode]] = {}
     for ep in found:
         per_breaker.setdefault((ep.service, ep.endpoint), []).append(ep)
-    shown = []
-    for key, eps in per_breaker.items():
+    lines, shown = [], []
+    for (service, endpoint), eps in per_breaker.items():
         if len(eps) > MAX_EPISODES_SHOWN:  # a long run: the count, then the latest few
             earlier = len(eps) - MAX_EPISODES_SHOWN
             lines.append(
-                f"  breaker {key[0]}/{key[1]} opened {len(eps)} times;"
+                f"  breaker {service}/{endpoint} opened {len(eps)} times;"
                 f" {earlier} earlier episode(s) not listed"
             )
         shown.extend(eps[-MAX_EPISODES_SHOWN:])
-    for ep in sorted(shown, key=lambda e: e.opened_at):
-        text = (
-            f"  breaker {ep.name} opened at {ep.opened_at:.2f}s"
-            f" after {ep.failures_at_open} failures"
-        )
-        if ep.failed_probes:
-            text += f"; {ep.failed_probes} probe(s) found it still failing"
-        if ep.closed_at is not None:
-            text += f"; closed at {ep.closed_at:.2f}s (recovered after {ep.open_for:.2f}s)"
-        else:
-            text += "; still not closed at the end"
-        lines.append(text)
-        if last_of[(ep.service, ep.endpoint)] is not ep:
-            continue
-        rejected = sum(
-            r.rejected for r in result.rows if (r.service, r.endpoint) == (ep.service, ep.endpoint)
-        )
-        if rejected:
-            lines.append(
-                f"    {rejected} calls to {ep.name} failed fast while it was open"
-                " instead of waiting on a failing service"
-            )
-    for name, info in data["retry_after"].items():
+    return lines, shown
+
+
+def _episode_line(ep: Episode) -> str:
+    text = f"  breaker {ep.name} opened at {ep.opened_at:.2f}s after {ep.failures_at_open} failures"
+    if ep.failed_probes:
+        text += f"; {ep.failed_probes} probe(s) found it still failing"
+    if ep.closed_at is None:
+        return text + "; still not closed at the end"
+    return text + f"; closed at {ep.closed_at:.2f}s (recovered after {ep.open_for:.2f}s)"
+
+
+def _failed_fast_line(ep: Episode, rows: list[Row]) -> list[str]:
+    key = (ep.service, ep.endpoint)
+    rejected = sum(r.rejected for r in rows if (r.service, r.endpoint) == key)
+    if not rejected:
+        return []
+    return [
+        f"    {rejected} calls to {ep.name} failed fast while it was open"
+        " instead of waiting on a failing service"
+    ]
+
+
+def _retry_after_lines(retry_after: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, info in retry_after.items():
         told = "/".join(f"{t:g}" for t in info["retry_after_sec"])
         lines.append(
             f"  {name}: {info['retries']} rate-limited attempts retried after the server's"

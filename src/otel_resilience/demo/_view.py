@@ -7,7 +7,9 @@ the result. Neither starts a thread of its own (the live view refreshes on :meth
 from __future__ import annotations
 
 import json
-from typing import IO, Any, Protocol
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import IO, Any, Final, Protocol
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -20,9 +22,9 @@ from ._runner import RunResult, Snapshot
 from ._stats import BreakerEvent, Row
 from ._summary import endpoint_line, format_ms, summary_data, summary_lines
 
-__all__ = ["LiveView", "PlainView", "View"]
-
-STATE_STYLES = {"closed": "bold green", "open": "bold red", "half_open": "bold yellow"}
+STATE_STYLES: Final[Mapping[str, str]] = MappingProxyType(
+    {"closed": "bold green", "open": "bold red", "half_open": "bold yellow"}
+)
 
 
 class View(Protocol):
@@ -145,6 +147,44 @@ def endpoint_table(
     return table
 
 
+def _progress(snapshot: Snapshot) -> Table:
+    """The progress bar, the counts, and the antivirus outage (now, or when it comes)."""
+    total = snapshot.duration_sec or None
+    bar = ProgressBar(
+        total=total,
+        completed=min(snapshot.elapsed_sec, total) if total else 0,
+        width=40,
+        pulse=total is None,
+    )
+    status = Text(f"  {_progress_line(snapshot)}")
+    if snapshot.outage_window is not None:
+        status.append(*_outage_text(snapshot, snapshot.outage_window))
+    progress = Table.grid()
+    progress.add_row(bar, status)
+    return progress
+
+
+def _outage_text(snapshot: Snapshot, window: tuple[float, float]) -> tuple[str, str]:
+    if snapshot.antivirus_down:
+        return ("   antivirus DOWN", "bold red")
+    start, end = window
+    repeats = not snapshot.duration_sec or snapshot.duration_sec > snapshot.period_sec
+    every = f" of every {snapshot.period_sec:g}s" if repeats else ""
+    return (f"   antivirus outage {start:.1f}-{end:.1f}s{every}", "dim")
+
+
+def _recent_events(recent: list[BreakerEvent]) -> list[Text]:
+    if not recent:
+        return []
+    lines = [Text("breaker events", style="bold")]
+    for ev in recent:
+        line = Text(f"  {ev.at_sec:6.1f}s  {ev.service}/{ev.endpoint}  {ev.old} -> ")
+        line.append(ev.new, style=STATE_STYLES.get(ev.new, ""))
+        line.append(f"  (failures={ev.failure_count})", style="dim")
+        lines.append(line)
+    return lines
+
+
 class LiveView:
     """A rich live view, redrawn on every tick: progress, the table, recent breaker events."""
 
@@ -168,34 +208,9 @@ class LiveView:
     def render(self, snapshot: Snapshot) -> RenderableType:
         parts: list[RenderableType] = [Text(line, style="bold") for line in self._header[:1]]
         parts.extend(Text(line, style="dim") for line in self._header[1:])
-        total = snapshot.duration_sec or None
-        bar = ProgressBar(
-            total=total,
-            completed=min(snapshot.elapsed_sec, total) if total else 0,
-            width=40,
-            pulse=total is None,
-        )
-        status = Text(f"  {_progress_line(snapshot)}")
-        if snapshot.outage_window is not None:
-            start, end = snapshot.outage_window
-            if snapshot.antivirus_down:
-                status.append("   antivirus DOWN", style="bold red")
-            else:
-                repeats = not snapshot.duration_sec or snapshot.duration_sec > snapshot.period_sec
-                every = f" of every {snapshot.period_sec:g}s" if repeats else ""
-                status.append(f"   antivirus outage {start:.1f}-{end:.1f}s{every}", style="dim")
-        progress = Table.grid()
-        progress.add_row(bar, status)
-        parts.append(progress)
+        parts.append(_progress(snapshot))
         parts.append(endpoint_table(snapshot.rows, width=self.console.width))
-        recent = snapshot.events[-6:]
-        if recent:
-            parts.append(Text("breaker events", style="bold"))
-            for ev in recent:
-                line = Text(f"  {ev.at_sec:6.1f}s  {ev.service}/{ev.endpoint}  {ev.old} -> ")
-                line.append(ev.new, style=STATE_STYLES.get(ev.new, ""))
-                line.append(f"  (failures={ev.failure_count})", style="dim")
-                parts.append(line)
+        parts.extend(_recent_events(snapshot.events[-6:]))
         parts.append(Text("breaker: state, and when open the time to the next probe", style="dim"))
         parts.extend(Text(line, style="dim") for line in self.footer)
         return Group(*parts)

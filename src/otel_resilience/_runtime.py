@@ -1,0 +1,429 @@
+"""The runtime: the one object that owns the library's state.
+
+A :class:`Runtime` holds the configuration, the circuit breakers, the retry budgets and rate
+limiters, the telemetry and the clock. Everything a call needs about its service is gathered
+once in a :class:`ServiceContext`, cached in one place (``Runtime._services``) and invalidated at
+one point (:meth:`Runtime._config_changed`): nothing registers itself at import time.
+
+The process has one default runtime; :func:`configure`, :func:`get_config`,
+:func:`get_circuit_breaker_manager` and :func:`reset` are thin wrappers over it. Tests (and the
+``otel_resilience.testing`` kit) install an isolated one with :func:`use_runtime`::
+
+    >>> from otel_resilience import Runtime, resilient_call, use_runtime
+    >>> with use_runtime(Runtime()) as runtime:
+    ...     resilient_call("inventory", "lookup", lambda: 42)
+    ...     runtime.get_config("inventory").HTTP_RETRIES
+    42
+    3
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, Final, Protocol
+
+from ._breaker import CircuitBreakerManager
+from ._budget import RetryBudget, budget_settings
+from ._config import ConfigRegistry, ReliabilityConfig
+from ._hedging import HedgePolicy, hedging_settings
+from ._load import Gate, LoadControl  # WIRE(load control)
+from ._ratelimit import RateLimiter, build_rate_limiter, rate_limiter_settings
+from ._telemetry import Telemetry
+from ._timeout import validate_timeout
+
+#: the most attempts one call may make (the bound of ``HTTP_RETRIES`` too)
+MAX_ATTEMPTS: Final = 100
+
+#: service contexts kept before idle ones (empty budget and limiter windows) are dropped; a
+#: dropped one is made afresh at its service's next call, so endless distinct service names
+#: cost bounded memory
+MAX_IDLE_SERVICES: Final = 1000
+
+
+class Clock(Protocol):
+    """What the library reads time from and sleeps with (backoff, rate-limit waits)."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+    async def sleep_async(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """Real time: ``time.monotonic``, ``time.sleep`` and ``asyncio.sleep``."""
+
+    __slots__ = ()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    async def sleep_async(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+
+def check_attempts(max_retries: object) -> int:
+    """Attempts in all from a ``max_retries`` argument (0 and 1 both mean one attempt)."""
+    if (
+        isinstance(max_retries, bool)
+        or not isinstance(max_retries, int)
+        or not 0 <= max_retries <= MAX_ATTEMPTS
+    ):
+        raise ValueError(
+            f"max_retries must be an integer from 0 to {MAX_ATTEMPTS} (attempts in all; 0 and 1"
+            f" mean a single attempt), got {max_retries!r}"
+        )
+    return max(1, max_retries)
+
+
+def check_deadline(deadline_sec: object) -> float:
+    import math
+
+    if (
+        isinstance(deadline_sec, bool)
+        or not isinstance(deadline_sec, int | float)
+        or not math.isfinite(deadline_sec)
+        or deadline_sec <= 0
+    ):
+        raise ValueError(f"deadline_sec must be a number of seconds > 0, got {deadline_sec!r}")
+    return float(deadline_sec)
+
+
+class CallSettings:
+    """The validated options of one call (a service's defaults are shared by its calls)."""
+
+    __slots__ = ("attempts", "config", "deadline", "mode", "timeout")
+
+    def __init__(
+        self,
+        config: ReliabilityConfig,
+        timeout_sec: float | None = None,
+        max_retries: int | None = None,
+        deadline_sec: float | None = None,
+    ) -> None:
+        self.config = config
+        self.timeout = (
+            config.HTTP_TIMEOUT_SEC
+            if timeout_sec is None
+            else validate_timeout("timeout_sec", timeout_sec)
+        )
+        self.attempts = config.max_attempts if max_retries is None else check_attempts(max_retries)
+        self.deadline = (
+            config.DEADLINE_SEC if deadline_sec is None else check_deadline(deadline_sec)
+        )
+        self.mode = config.TIMEOUT_MODE
+
+
+class ServiceContext:
+    """What every call of one service shares: its config, default settings, budget, limiter."""
+
+    __slots__ = (
+        "budget",
+        "config",
+        "defaults",
+        "gate",  # WIRE(load control)
+        "generation",
+        "hedging",
+        "limiter",
+        "name",
+        "runtime",
+    )
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        name: str,
+        config: ReliabilityConfig,
+        generation: int,
+        previous: ServiceContext | None,
+    ) -> None:
+        self.runtime = runtime
+        self.name = name
+        self.config = config
+        self.generation = generation
+        self.defaults = CallSettings(config)
+        self.budget = _carry_budget(config, previous, runtime.clock)
+        self.limiter = _carry_limiter(name, config, previous, runtime.clock)
+        self.hedging = _carry_hedging(config, previous, runtime.clock)
+        #: concurrency limit and adaptive rate (None: both off); unchanged parts keep their state
+        self.gate: Gate | None = runtime.load.gate(name, config)  # WIRE(load control)
+
+    def settings(
+        self, timeout_sec: float | None, max_retries: int | None, deadline_sec: float | None
+    ) -> CallSettings:
+        if timeout_sec is None and max_retries is None and deadline_sec is None:
+            return self.defaults
+        return CallSettings(self.config, timeout_sec, max_retries, deadline_sec)
+
+    def idle(self) -> bool:
+        return (
+            (self.budget is None or self.budget.idle())
+            and (self.limiter is None or self.limiter.idle())
+            and (self.hedging is None or self.hedging.idle())
+        )
+
+
+def _carry_budget(
+    config: ReliabilityConfig, previous: ServiceContext | None, clock: Clock
+) -> RetryBudget | None:
+    """The service's budget: the previous one when its settings did not change (keeps history)."""
+    settings = budget_settings(config)
+    if settings is None:
+        return None
+    old = previous.budget if previous is not None else None
+    if old is not None and budget_settings(previous.config) == settings:  # type: ignore[union-attr]
+        return old
+    return RetryBudget(*settings, clock=clock.monotonic)
+
+
+def _carry_limiter(
+    name: str, config: ReliabilityConfig, previous: ServiceContext | None, clock: Clock
+) -> RateLimiter | None:
+    settings = rate_limiter_settings(config)
+    if settings is None:
+        return None
+    old = previous.limiter if previous is not None else None
+    if old is not None and rate_limiter_settings(previous.config) == settings:  # type: ignore[union-attr]
+        return old
+    return build_rate_limiter(name, config, clock)
+
+
+def _carry_hedging(
+    config: ReliabilityConfig, previous: ServiceContext | None, clock: Clock
+) -> HedgePolicy | None:
+    settings = hedging_settings(config)
+    if settings is None:
+        return None
+    if (
+        previous is not None
+        and previous.hedging is not None
+        and hedging_settings(previous.config) == settings
+    ):
+        return previous.hedging
+    return HedgePolicy(config, clock.monotonic)
+
+
+class Runtime:
+    """The library's state: config, breakers, budgets, limiters, telemetry and clock.
+
+    Args:
+        clock: what backoff sleeps, rate-limit waits, breakers and budgets read time from
+            (default: real time).
+        environ: the environment the config is read from (default ``os.environ``).
+        telemetry: the instrumentation to use (default: a new one on the global providers);
+            pass another runtime's to share its providers and caches.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        environ: Mapping[str, str] | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.config = ConfigRegistry(environ, on_change=self._config_changed)
+        self.breakers = CircuitBreakerManager(clock=self.clock.monotonic)
+        # a shared telemetry counts this runtime's transitions; its gauges report this
+        # runtime's breakers only while use_runtime() has it installed
+        self.telemetry = telemetry if telemetry is not None else Telemetry()
+        self.telemetry.watch_breakers(self.breakers, report=telemetry is None)
+        self._lock = threading.Lock()
+        self._services: dict[str, ServiceContext] = {}
+        self._generation = 0
+        self._sweep_at = MAX_IDLE_SERVICES
+        self._hedge_pool: ThreadPoolExecutor | None = None
+        self.load = LoadControl(  # WIRE(load control): the gates of the services
+            clock=self.clock.monotonic, sleep=self.clock.sleep, sleep_async=self.clock.sleep_async
+        )
+        if telemetry is None:  # WIRE(load control): its gauges report this runtime's limits
+            self.telemetry.load_control = self.load
+
+    def hedge_pool(self) -> ThreadPoolExecutor:
+        """The worker threads that run the attempts of hedged sync calls (made at first use)."""
+        pool = self._hedge_pool
+        if pool is None:
+            with self._lock:
+                pool = self._hedge_pool
+                if pool is None:
+                    pool = self._hedge_pool = ThreadPoolExecutor(
+                        max_workers=64, thread_name_prefix="otel-resilience-hedge"
+                    )
+        return pool
+
+    def __repr__(self) -> str:
+        return f"<Runtime clock={self.clock!r} services={len(self._services)}>"
+
+    # --- the per-service context (the one cache) ------------------------------------------
+
+    def service(self, name: str) -> ServiceContext:
+        """The context of a service, made at first use and after each config change."""
+        found = self._services.get(name)
+        if found is not None and found.generation == self._generation:
+            return found
+        return self._make_service(name)
+
+    def _make_service(self, name: str) -> ServiceContext:
+        with self._lock:
+            generation = self._generation
+            found = self._services.get(name)
+            if found is not None and found.generation == generation:
+                return found
+            if found is None and len(self._services) >= self._sweep_at:
+                self._drop_idle()
+            context = ServiceContext(
+                self, name, self.config.resolve(name), generation, previous=found
+            )
+            self._services[name] = context
+            return context
+
+    def _drop_idle(self) -> None:
+        """Drop idle contexts (lock held); sweep again once the count has doubled (amortised)."""
+        services = self._services
+        for key in [key for key, ctx in services.items() if ctx.idle()]:
+            del services[key]
+        self._sweep_at = max(MAX_IDLE_SERVICES, 2 * len(services))
+
+    def _config_changed(self) -> None:
+        """The one invalidation point: contexts are remade (keeping unchanged budgets and
+        limiters) and breakers whose settings changed are dropped."""
+        with self._lock:
+            self._generation += 1
+        self.breakers.drop_changed()
+
+    # --- configuration -----------------------------------------------------------------------
+
+    def get_config(self, service_name: str | None = None) -> ReliabilityConfig:
+        """The config in force for ``service_name`` (the default config when None)."""
+        return self.config.get(service_name)
+
+    def configure(
+        self,
+        default: ReliabilityConfig | None = None,
+        *,
+        services: Mapping[str, ReliabilityConfig | Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Set the default config and/or per-service configs (see :func:`configure`)."""
+        self.config.configure(default, services=services)
+
+    def reset(self) -> None:
+        """Forget all state: config, breakers, budgets, limiters, telemetry providers."""
+        self.config.reset()
+        self.breakers.reset()
+        with self._lock:
+            self._services.clear()
+            self._generation += 1
+            self._sweep_at = MAX_IDLE_SERVICES
+        self.load.reset()  # WIRE(load control)
+        self.telemetry.reset()
+
+
+class _Default:
+    """Holds the default runtime (the one module-level object of the package's state)."""
+
+    __slots__ = ("runtime",)
+
+    def __init__(self) -> None:
+        self.runtime = Runtime()
+
+
+_default: Final = _Default()
+
+
+def default_runtime() -> Runtime:
+    """The runtime in use (the process's default, or the one :func:`use_runtime` installed)."""
+    return _default.runtime
+
+
+@contextmanager
+def use_runtime(runtime: Runtime) -> Iterator[Runtime]:
+    """Make ``runtime`` the one every call uses for the block, then restore the previous one.
+
+    For tests: an isolated runtime with its own config, breakers, clock and telemetry. The
+    swap is process-wide (not per thread or task): do not nest it across concurrent tests.
+    """
+    if not isinstance(runtime, Runtime):
+        raise TypeError(f"use_runtime needs a Runtime, got {type(runtime).__name__}")
+    previous = _default.runtime
+    _default.runtime = runtime
+    load_control = runtime.telemetry.load_control  # WIRE(load control)
+    runtime.telemetry.load_control = runtime.load  # WIRE(load control)
+    # a telemetry shared with another runtime reports this one's breakers meanwhile
+    reported = runtime.telemetry.report_breakers(runtime.breakers)
+    try:
+        yield runtime
+    finally:
+        _default.runtime = previous
+        runtime.telemetry.report_breakers(reported)
+        runtime.telemetry.load_control = load_control  # WIRE(load control)
+
+
+# --- the public wrappers over the runtime in use -------------------------------------------------
+
+
+def get_config(service_name: str | None = None) -> ReliabilityConfig:
+    """The config in force for ``service_name`` (the default config when None).
+
+    The environment is read once, at first use; :func:`configure` and :func:`reset` change it
+    at run time.
+    """
+    return _default.runtime.config.get(service_name)
+
+
+def configure(
+    default: ReliabilityConfig | None = None,
+    *,
+    services: Mapping[str, ReliabilityConfig | Mapping[str, Any]] | None = None,
+) -> None:
+    """Set the default config and/or per-service configs in code.
+
+    A service maps to a whole :class:`ReliabilityConfig` or to a mapping of fields that
+    override the default. The breakers of a service whose settings changed are made afresh
+    with the new ones at their next call; every other breaker, retry budget and rate limiter
+    keeps its state.
+
+    >>> from otel_resilience import ReliabilityConfig, configure, get_config
+    >>> configure(services={"clamav": {"CB_FAIL_THRESHOLD": 3}})
+    >>> get_config("clamav").CB_FAIL_THRESHOLD, get_config("gcs").CB_FAIL_THRESHOLD
+    (3, 5)
+    >>> configure(services={"openai": {"HTTP_RETRY": 5}})
+    Traceback (most recent call last):
+    ...
+    otel_resilience.ConfigError: unknown setting(s) HTTP_RETRY; accepted: ...
+    >>> from otel_resilience import reset
+    >>> reset()
+    """
+    _default.runtime.config.configure(default, services=services)
+
+
+def get_circuit_breaker_manager() -> CircuitBreakerManager:
+    """The circuit breakers of the runtime in use."""
+    return _default.runtime.breakers
+
+
+def reset() -> None:
+    """Restore every piece of state of the runtime in use: config, breakers, budgets, rate
+    limiters, telemetry providers; stop idle timeout worker threads and close Redis stores.
+
+    For tests and for applications that reconfigure at run time.
+    """
+    import sys
+
+    from ._timeout import shutdown_workers
+
+    _default.runtime.reset()
+    shutdown_workers(timeout=0)
+    redis_stores = sys.modules.get("otel_resilience._redis")  # only if Redis was ever used
+    if redis_stores is not None:
+        redis_stores.close_stores()
