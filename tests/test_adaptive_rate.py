@@ -425,3 +425,29 @@ def test_throttles_of_attempts_sent_before_the_last_cut_do_not_cut_again() -> No
     clock.advance(0.5)
     rate.on_attempt(_throttle(), latency=0.05)  # sent after the cut: the rate is too high
     assert rate.rate < first
+
+
+class _Hostile:
+    """A response whose attributes raise, and headers whose ``get`` misbehaves."""
+
+    @property
+    def headers(self) -> object:
+        raise RuntimeError("no headers for you")
+
+
+class _BadHeaders:
+    def get(self, name: str) -> str:
+        raise KeyError(name)
+
+
+def test_hostile_responses_and_headers_are_read_as_nothing() -> None:
+    assert parse_rate_headers(_BadHeaders()) == (None, None)
+    assert parse_rate_headers(object()) == (None, None)  # no get at all
+    clock = FakeClock(0.0)
+    rate = _rate(clock)
+    error = ReliabilityError(E.RATE_LIMIT, "s", "e")
+    cause = TooManyRequests({})
+    cause.response = _Hostile()  # type: ignore[attr-defined]
+    error.__cause__ = cause
+    rate.on_attempt(error)  # the hostile response is skipped, the exception's own headers read
+    assert rate.throttles == 1

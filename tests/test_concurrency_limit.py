@@ -962,3 +962,54 @@ def test_the_fast_pair_forgets_idle_endpoints_past_the_cap() -> None:
         limiter.leave(name)
     assert len(limiter.endpoints()) == _concurrency._ENDPOINTS_KEPT
     assert limiter.in_flight == 0
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param({"CONCURRENCY_LIMIT": 2}, id="fixed"),
+        pytest.param({"CONCURRENCY_LIMIT_MODE": "adaptive"}, id="adaptive"),
+        pytest.param({"CONCURRENCY_LIMIT": 2, "RATE_LIMIT_MODE": "adaptive"}, id="with-rate"),
+    ],
+)
+def test_an_attempt_the_breaker_refuses_gives_its_slot_back_and_is_no_sample(
+    settings: dict[str, Any],
+) -> None:
+    configure(services={"svc": {**settings, "CB_FAIL_THRESHOLD": 1}})
+    with pytest.raises(ReliabilityError):
+        resilient_call("svc", "op", lambda: (_ for _ in ()).throw(ServerError()), max_retries=1)
+    limiter = _limiter("svc")
+    noload = getattr(limiter.algorithm, "rtt_noload", None)
+    for _ in range(3):
+        with pytest.raises(otel_resilience.CircuitOpenError):
+            resilient_call("svc", "op", lambda: "x")
+
+    async def refused_async() -> None:
+        async def func() -> str:
+            return "x"
+
+        with pytest.raises(otel_resilience.CircuitOpenError):
+            await resilient_call_async("svc", "op", func)
+
+    asyncio.run(refused_async())
+    assert limiter.in_flight == 0
+    assert getattr(limiter.algorithm, "rtt_noload", None) == noload  # no latency sample
+
+
+def test_a_config_change_of_another_service_keeps_the_gate() -> None:
+    configure(services={"llm": {"CONCURRENCY_LIMIT": 2}})
+    resilient_call("llm", "chat", lambda: "ok")
+    before = _gate("llm")
+    configure(services={"other": {"HTTP_RETRIES": 1}})
+    assert _gate("llm") is before
+
+
+def test_the_same_config_object_finds_its_gate_at_once() -> None:
+    from otel_resilience._load import LoadControl
+
+    control = LoadControl()
+    config = ReliabilityConfig(CONCURRENCY_LIMIT=3)
+    first = control.gate("svc", config)
+    assert first is not None
+    assert control.gate("svc", config) is first
+    assert control.gate("svc", ReliabilityConfig()) is None  # off: no gate

@@ -165,6 +165,28 @@ def _dict_field(text: str, key: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _policy_quota(text: str, policy: bool) -> float | None:
+    """Calls per second of a policy (``100;w=60``, ``"default";q=100;w=60``, ``limit=...;w=``)."""
+    window = _POLICY_WINDOW.search(text)
+    quota = _dict_field(text, "q") or _dict_field(text, "limit")
+    if quota is None and policy:
+        first = _NUMBER.match(text.strip())
+        quota = first.group(0) if first else None
+    if window is None or quota is None or float(window.group(1)) <= 0:
+        return None
+    return float(quota) / float(window.group(1))
+
+
+def _exhausted_pause(remaining: str | None, reset: str | None, now: float) -> float | None:
+    """Seconds until the reset when nothing remains, else None."""
+    if remaining is None or reset is None or _NUMBER.fullmatch(remaining.strip()) is None:
+        return None
+    if float(remaining) != 0:
+        return None
+    seconds = _seconds(reset, now)
+    return min(seconds, MAX_PAUSE_SEC) if seconds is not None and seconds > 0 else None
+
+
 def parse_rate_headers(
     headers: object, now_wall: float | None = None
 ) -> tuple[float | None, float | None]:
@@ -181,20 +203,17 @@ def parse_rate_headers(
     if headers is None:
         return None, None
     now = time.time() if now_wall is None else now_wall
-    ceiling = None
     policy = _get(headers, "RateLimit-Policy")
     combined = _get(headers, "RateLimit")
-    for text in (policy, combined):
-        if text is None:
-            continue
-        window = _POLICY_WINDOW.search(text)
-        quota = _dict_field(text, "q") or _dict_field(text, "limit")
-        if quota is None and text is policy:
-            first = _NUMBER.match(text.strip())
-            quota = first.group(0) if first else None
-        if window is not None and quota is not None and float(window.group(1)) > 0:
-            ceiling = float(quota) / float(window.group(1))
-            break
+    ceiling = _policy_quota(policy, True) if policy is not None else None
+    if ceiling is None and combined is not None:
+        ceiling = _policy_quota(combined, False)
+    remaining, reset = _remaining_and_reset(headers, combined)
+    return ceiling, _exhausted_pause(remaining, reset, now)
+
+
+def _remaining_and_reset(headers: object, combined: str | None) -> tuple[str | None, str | None]:
+    """The remaining calls and the reset, from their own headers or the combined one."""
     remaining = _get(
         headers, "RateLimit-Remaining", "x-ratelimit-remaining-requests", "x-ratelimit-remaining"
     )
@@ -202,13 +221,7 @@ def parse_rate_headers(
     if combined is not None:
         remaining = remaining or _dict_field(combined, "remaining") or _dict_field(combined, "r")
         reset = reset or _dict_field(combined, "reset") or _dict_field(combined, "t")
-    pause = None
-    exhausted = remaining is not None and _NUMBER.fullmatch(remaining.strip()) is not None
-    if exhausted and reset is not None and float(remaining or 1) == 0:
-        seconds = _seconds(reset, now)
-        if seconds is not None and seconds > 0:
-            pause = min(seconds, MAX_PAUSE_SEC)
-    return ceiling, pause
+    return remaining, reset
 
 
 def _headers_of(error: ReliabilityError) -> object:
@@ -317,11 +330,7 @@ class AdaptiveRate:
         """
         now = self._clock()
         throttled = error is not None and error.error_type is ExternalServiceError.RATE_LIMIT
-        ceiling = pause = None
-        if error is not None:
-            ceiling, pause = parse_rate_headers(_headers_of(error), self._wall())
-            if throttled and error.retry_after is not None:
-                pause = max(pause or 0.0, min(error.retry_after, MAX_PAUSE_SEC))
+        ceiling, pause = self._pushback(error, throttled)
         with self._lock:
             self._clocker.record(now)
             measured = self._clocker.estimate(now)
@@ -329,24 +338,42 @@ class AdaptiveRate:
                 self._header_ceiling = ceiling
             if pause is not None:
                 self._paused_until = max(self._paused_until, now + pause)
-            if throttled and now - latency < self._last_cut:
-                self.throttles += 1
-                return
             if throttled:
                 self.throttles += 1
-                self._last_cut = now
-                used = measured if not self.enabled else min(measured, self.rate)
-                new = self._cubic.throttled(used, now)
-                if not self.enabled:
-                    self.enabled = True
-                    self._tokens = 0.0
-                    self._filled_at = now
+                if now - latency < self._last_cut:
+                    return
+                new = self._cut(measured, now)
             elif self.enabled:
                 new = self._cubic.success(now)
             else:
                 return
-            new = min(new, MAX_RATE_ADJUST_SCALE * measured)
-            for cap in (self.ceiling, self._header_ceiling):
-                if cap is not None:
-                    new = min(new, cap)
-            self.rate = max(new, MIN_RATE)
+            self.rate = self._capped(new, measured)
+
+    def _pushback(
+        self, error: ReliabilityError | None, throttled: bool
+    ) -> tuple[float | None, float | None]:
+        """(a policy's rate, seconds to pause) the failed attempt's answer asked for."""
+        if error is None:
+            return None, None
+        ceiling, pause = parse_rate_headers(_headers_of(error), self._wall())
+        if throttled and error.retry_after is not None:
+            pause = max(pause or 0.0, min(error.retry_after, MAX_PAUSE_SEC))
+        return ceiling, pause
+
+    def _cut(self, measured: float, now: float) -> float:
+        """A throttle: the CUBIC cut from the rate in use (lock held); turns the bucket on."""
+        self._last_cut = now
+        used = min(measured, self.rate) if self.enabled else measured
+        if not self.enabled:
+            self.enabled = True
+            self._tokens = 0.0
+            self._filled_at = now
+        return self._cubic.throttled(used, now)
+
+    def _capped(self, new: float, measured: float) -> float:
+        """``new`` within twice the measured rate, the ceilings and the floor."""
+        new = min(new, MAX_RATE_ADJUST_SCALE * measured)
+        for cap in (self.ceiling, self._header_ceiling):
+            if cap is not None:
+                new = min(new, cap)
+        return max(new, MIN_RATE)

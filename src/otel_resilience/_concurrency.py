@@ -169,21 +169,25 @@ class VegasLimit:
         if mean <= 0.0 or in_flight * 2 < estimate:  # not using the limit: no evidence to grow
             return self.limit
         queue = math.ceil(estimate * (1.0 - self.rtt_noload / mean))
-        log = max(1.0, math.log10(estimate))
-        if queue <= log:
-            new = estimate + 6 * log  # nothing queues: grow fast (Vegas' beta)
-        elif queue < 3 * log:
-            new = estimate + log
-        elif queue > 6 * log:
-            new = estimate - log
-        else:
-            return self.limit  # between alpha and beta: the sweet spot
-        return self._set(new)
+        new = _vegas_step(estimate, queue)
+        return self.limit if new is None else self._set(new)
 
     def _set(self, value: float) -> int:
         self._estimate = min(float(self.high), max(float(self.low), value))
         self.limit = int(self._estimate)
         return self.limit
+
+
+def _vegas_step(estimate: float, queue: int) -> float | None:
+    """Vegas' next limit for a queue estimate; None in the sweet spot (between alpha and beta)."""
+    log = max(1.0, math.log10(estimate))
+    if queue <= log:
+        return estimate + 6 * log  # nothing queues: grow fast (Vegas' beta)
+    if queue < 3 * log:
+        return estimate + log
+    if queue > 6 * log:
+        return estimate - log
+    return None
 
 
 class Slot:

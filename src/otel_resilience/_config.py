@@ -405,10 +405,14 @@ def _check_load_control(config: ReliabilityConfig) -> None:
             f" expected a starting limit from CONCURRENCY_LIMIT_MIN ({low}) to"
             f" CONCURRENCY_LIMIT_MAX ({high})"
         )
+    _check_waits(config, concurrency_on=start is not None or adaptive)
+
+
+def _check_waits(config: ReliabilityConfig, *, concurrency_on: bool) -> None:
+    """A max wait longer than the deadline is refused (when its feature is on)."""
     deadline = config.DEADLINE_SEC
     if deadline is None:
         return
-    concurrency_on = start is not None or adaptive
     rate_on = config.RATE_LIMIT is not None or config.RATE_LIMIT_MODE == "adaptive"
     for name, on in (
         ("CONCURRENCY_LIMIT_MAX_WAIT_SEC", concurrency_on),

@@ -414,23 +414,39 @@ class LoadControl:
             if found is not None and found[1] == settings:
                 gate = found[2]
             else:
-                # a part whose own settings did not change keeps its state (the learnt rate,
-                # the slots in flight)
-                before = found[1] if found is not None else (None, None)
-                limiter = rate = None
-                if limiter_settings is not None:
-                    if found is not None and before[0] == limiter_settings:
-                        limiter = found[2].limiter
-                    limiter = limiter or _build_limiter(service_name, limiter_settings)
-                if rate_settings is not None:
-                    if found is not None and before[1] == rate_settings:
-                        rate = found[2].rate
-                    rate = rate or self._build_rate(service_name, rate_settings)
                 if len(self._gates) >= MAX_IDLE_GATES:
                     self._drop_idle()
-                gate = Gate(service_name, limiter, rate, config)
+                gate = self._build(service_name, config, settings, found)
             self._gates[service_name] = (config, settings, gate)
             return gate
+
+    def _build(
+        self,
+        service_name: str,
+        config: ReliabilityConfig,
+        settings: tuple[Any, ...],
+        found: tuple[ReliabilityConfig, tuple[Any, ...], Gate] | None,
+    ) -> Gate:
+        """A new gate; a part whose own settings did not change keeps its state (the slots in
+        flight, the learnt rate)."""
+        before: tuple[Any, ...] = found[1] if found is not None else (None, None)
+        old = found[2] if found is not None else None
+        limiter_settings, rate_settings = settings[0], settings[1]
+        limiter = rate = None
+        if limiter_settings is not None:
+            limiter = old.limiter if old and before[0] == limiter_settings else None
+            limiter = limiter or _build_limiter(service_name, limiter_settings)
+        if rate_settings is not None:
+            rate = self._rate_for(service_name, rate_settings, old, before[1])
+        return Gate(service_name, limiter, rate, config)
+
+    def _rate_for(
+        self, service: str, settings: tuple[Any, ...], old: Gate | None, before: object
+    ) -> AdaptiveRate:
+        """The old gate's learnt rate when its settings did not change, else a new one."""
+        if old is not None and old.rate is not None and before == settings:
+            return old.rate
+        return self._build_rate(service, settings)
 
     def _build_rate(self, service: str, settings: tuple[Any, ...]) -> AdaptiveRate:
         ceiling = None
