@@ -32,8 +32,8 @@ import redis
 
 import otel_resilience
 from otel_resilience import ReliabilityConfig, get_circuit_breaker_manager, resilient_call
-from otel_resilience._breaker import CircuitBreaker
-from otel_resilience._redis_breaker import RedisCircuitBreaker
+from otel_resilience._breakers import CircuitBreaker
+from otel_resilience._breakers._redis import RedisCircuitBreaker
 
 REDIS_SERVER = "/usr/bin/redis-server"
 

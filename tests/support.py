@@ -72,3 +72,11 @@ def limiter_for(service: str, config: object) -> object:
     if config.RATE_LIMIT is None:
         return None
     return build_rate_limiter(service, config, default_runtime().clock)
+
+
+def classify(exc: BaseException, registry: object = None) -> object:
+    """Classify ``exc`` with ``registry`` (the runtime in use's classifiers when None)."""
+    import otel_resilience
+
+    chosen = registry if registry is not None else otel_resilience.default_runtime().classifiers
+    return chosen.classify(exc)  # type: ignore[attr-defined]

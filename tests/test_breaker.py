@@ -14,7 +14,7 @@ from otel_resilience import (
     CircuitBreakerState,
     ReliabilityConfig,
 )
-from otel_resilience._breaker import ADMITTED, PROBE, REJECTED, is_probe
+from otel_resilience._breakers import ADMITTED, REJECTED, probe_permit
 from support import FakeClock
 
 CLOSED, OPEN, HALF_OPEN = (
@@ -82,7 +82,7 @@ def test_half_open_after_reset_timeout_then_probe_success_closes() -> None:
     clock.advance(0.1)
     assert breaker.state is HALF_OPEN
     permit = breaker.try_acquire()
-    assert is_probe(permit)
+    assert permit.probe
     breaker.record_success(permit)
     assert breaker.state is CLOSED
 
@@ -104,7 +104,7 @@ def test_half_open_admits_only_the_configured_number_of_probes() -> None:
     fail(breaker)
     clock.advance(1)
     permits = [breaker.try_acquire() for _ in range(5)]
-    assert permits == [PROBE + 1, PROBE + 1, REJECTED, REJECTED, REJECTED]
+    assert permits == [probe_permit(1), probe_permit(1), REJECTED, REJECTED, REJECTED]
     breaker.record_success(permits[0])
     assert breaker.state is HALF_OPEN  # needs both probes to succeed
     breaker.record_success(permits[1])
@@ -119,7 +119,7 @@ def test_a_released_probe_frees_its_slot() -> None:
     permit = breaker.try_acquire()
     assert breaker.try_acquire() == REJECTED
     breaker.release(permit)  # e.g. the probe got a 404: the slot is free again
-    assert is_probe(breaker.try_acquire())
+    assert breaker.try_acquire().probe
 
 
 def test_a_late_probe_of_an_earlier_period_does_not_count() -> None:
@@ -133,7 +133,7 @@ def test_a_late_probe_of_an_earlier_period_does_not_count() -> None:
     current = breaker.try_acquire()
     breaker.record_success(late)  # answers now: must neither close nor free a slot
     assert breaker.state is HALF_OPEN
-    assert is_probe(breaker.try_acquire())  # the second slot of this period
+    assert breaker.try_acquire().probe  # the second slot of this period
     assert breaker.try_acquire() == REJECTED
     breaker.record_success(current)
     assert breaker.state is HALF_OPEN
@@ -335,7 +335,7 @@ class BreakerModel(RuleBasedStateMachine):
         if self.state == "closed":
             assert permit == ADMITTED
         elif self.state == "half_open" and self.probes_out < self.probes:
-            assert permit == PROBE + self.period
+            assert permit == probe_permit(self.period)
             self.probes_out += 1
         else:
             assert permit == REJECTED
@@ -351,8 +351,8 @@ class BreakerModel(RuleBasedStateMachine):
             self.breaker.record_success(permit)
         else:
             self.breaker.record_failure(permit)
-        if permit >= PROBE:
-            if self.state != "half_open" or permit != PROBE + self.period:
+        if permit.probe:
+            if self.state != "half_open" or permit != probe_permit(self.period):
                 return  # a probe of an earlier half-open period
             self.probes_out -= 1
             if not ok:
@@ -429,7 +429,7 @@ class WindowModel(RuleBasedStateMachine):
             self.breaker.record_success(permit, duration)
         slow = duration >= self.slow_sec
         if self.state == "half_open":
-            assert is_probe(permit)
+            assert permit.probe
             if failed or slow:
                 self.state, self.opened_at = "open", self.clock.now
             else:
@@ -477,3 +477,147 @@ def test_manager_listeners_can_be_removed_from_every_breaker() -> None:
     manager.get_breaker("c", "z").force_open()
     manager.remove_listener(listener)  # a second removal is harmless
     assert seen == ["x:open"]
+
+
+# --- the package's parts: Permit, the machine, injected clock and config, lazy registration ---
+
+
+def test_permit_is_a_frozen_value_with_one_rejected_instance() -> None:
+    import dataclasses
+
+    from otel_resilience._breakers import Permit
+
+    probe = probe_permit(3)
+    assert (probe.admitted, probe.probe, probe.period) == (True, True, 3)
+    assert probe == Permit(True, True, 3)
+    assert (REJECTED.admitted, ADMITTED.admitted, ADMITTED.probe) == (False, True, False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        probe.admitted = False  # type: ignore[misc]
+    assert not hasattr(probe, "__dict__")  # slots
+    breaker = CircuitBreaker("scan", failure_threshold=1, clock=FakeClock())
+    breaker.force_open()
+    assert breaker.try_acquire() is REJECTED
+
+
+def test_the_machine_takes_now_and_returns_its_transitions() -> None:
+    from otel_resilience._breakers._machine import Machine, Settings
+
+    machine = Machine(Settings(threshold=1, reset_sec=5, max_probes=1))
+    permit, events = machine.acquire(now=100.0)
+    assert (permit, events) == (ADMITTED, [])
+    assert machine.failure(permit, 0.0, now=100.0) == [(CLOSED, OPEN)]
+    assert machine.acquire(now=104.9) == (REJECTED, [])
+    assert machine.rejects_after(0.05, now=104.9)
+    assert not machine.rejects_after(0.1, now=104.9)
+    probe, events = machine.acquire(now=105.0)
+    assert (probe, events) == (probe_permit(1), [(OPEN, HALF_OPEN)])
+    assert machine.success(probe, 0.0, now=106.0) == [(HALF_OPEN, CLOSED)]
+    assert machine.idle()
+
+
+def test_memory_breakers_have_trivial_async_twins() -> None:
+    import asyncio
+
+    clock = FakeClock()
+    breaker = make(clock, CB_FAIL_THRESHOLD=1)
+    assert breaker.async_io is False
+
+    async def run() -> None:
+        permit = await breaker.try_acquire_async()
+        await breaker.record_failure_async(permit, 0.0)
+        assert breaker.state is OPEN
+        clock.advance(60)
+        probe = await breaker.try_acquire_async()
+        await breaker.release_async(probe)
+        assert breaker.state is HALF_OPEN
+        probe = await breaker.try_acquire_async()
+        await breaker.record_success_async(probe, 0.0)
+
+    asyncio.run(run())
+    assert breaker.state is CLOSED
+    assert breaker.sync() is CLOSED  # nothing to read from elsewhere
+    assert breaker.backend.try_acquire() is ADMITTED  # the backend alone: the same fast path
+
+
+def test_the_manager_gives_its_clock_and_config_source_to_its_breakers() -> None:
+    clock = FakeClock()
+    configs = {"clamav": ReliabilityConfig(CB_FAIL_THRESHOLD=1, CB_RESET_SEC=5)}
+    manager = CircuitBreakerManager(clock=clock, config_source=configs.__getitem__)
+    assert manager.clock is clock
+    breaker = manager.breaker_for("clamav", "scan")
+    fail(breaker)
+    assert breaker.state is OPEN
+    clock.advance(5)  # the manager's fake clock drives the reset timeout
+    assert breaker.state is HALF_OPEN
+    configs["clamav"] = ReliabilityConfig(CB_FAIL_THRESHOLD=3)
+    manager.drop_changed()  # the owner (the Runtime) calls it when the config changed
+    fresh = manager.breaker_for("clamav", "scan")
+    assert fresh is not breaker
+    assert fresh.failure_threshold == 3
+    del configs["clamav"]
+    manager.drop_changed()  # a config that no longer loads drops the breaker too
+    assert manager.breakers() == []
+
+
+def test_no_registration_at_import_and_the_runtime_drops_changed_breakers() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import otel_resilience\n"
+        "from otel_resilience import _config, get_circuit_breaker_manager, configure\n"
+        "assert not hasattr(_config, '_listeners')\n"  # nothing registers at import time
+        "m = get_circuit_breaker_manager()\n"
+        "b = m.get_breaker('gcs', 'upload')\n"
+        "other = m.get_breaker('gcs', 'download')\n"
+        "configure(services={'gcs': {'CB_FAIL_THRESHOLD': 2}})\n"
+        "assert m.get_breaker('gcs', 'upload') is not b\n"  # the runtime's one invalidation
+        "assert m.get_breaker('gcs', 'upload').failure_threshold == 2\n"
+        "configure(services={'s3': {'CB_FAIL_THRESHOLD': 2}})\n"
+        "assert m.get_breaker('gcs', 'download') is not other\n"  # made afresh with gcs's change
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_machine_on_its_own_manual_states_stale_permits_and_windows() -> None:
+    from otel_resilience._breakers._machine import Machine, Settings
+
+    machine = Machine(Settings(threshold=1, reset_sec=5))
+    assert not machine.rejects_after(100, now=0.0)  # closed
+    machine.disable()
+    assert machine.acquire(now=0.0) == (ADMITTED, [])
+    assert machine.success(ADMITTED, 0.0, now=0.0) == []
+    assert machine.failure(ADMITTED, 0.0, now=0.0) == []  # disabled: nothing recorded
+    assert machine.failure_count == 0
+    assert machine.reset() == []
+    assert machine.force_open(now=1.0) == [(CLOSED, OPEN)]
+    assert machine.force_open(now=2.0) == []  # already open: opened again, no transition
+    assert machine.opened_at == 2.0
+    assert machine.seconds_until_probe(now=100.0) is None  # forced open never probes
+    assert machine.reset() == [(OPEN, CLOSED)]
+    machine.release(probe_permit(0))  # a probe permit while closed: nothing to give back
+    assert machine.probes_in_flight == 0
+
+    window = Machine(Settings(mode="count", window_size=2, min_calls=2, failure_rate=1.0))
+    assert not window.window_outcome(True, False, now=0.0)  # one call: below min_calls
+    assert window.window_outcome(True, False, now=0.0)
+    window.open(0.0, [])
+    assert not window.window_outcome(True, False, now=0.0)  # open: the window waits
+    assert window.failure_count == 3
+
+
+def test_repr_names_the_backend_and_the_manager_iterates_and_evicts_idle_breakers() -> None:
+    breaker = CircuitBreaker("scan", service_name="clamav")
+    assert repr(breaker) == (
+        "CircuitBreaker(service_name='clamav', endpoint='scan', state=closed, failure_count=0)"
+    )
+    manager = CircuitBreakerManager()
+    manager.max_idle_breakers = 2
+    manager._sweep_at = 2
+    busy = manager.breaker_for("s", "busy")
+    fail(busy)
+    idle = manager.breaker_for("s", "idle")
+    assert list(manager) == [busy, idle]
+    manager.breaker_for("s", "third")  # the third sweeps: the idle one goes, the busy one stays
+    assert [b.endpoint for b in manager] == ["busy", "third"]

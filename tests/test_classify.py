@@ -24,9 +24,9 @@ from otel_resilience import (
     resilient_call,
     resilient_call_async,
 )
-from otel_resilience._classify import CLIENT_CLASSIFIERS, classify, default_classifiers
+from otel_resilience._classify import CLIENT_CLASSIFIERS
 from otel_resilience._errors import is_retryable
-from support import FakeClock
+from support import FakeClock, classify
 
 E = ExternalServiceError
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,11 +112,11 @@ def test_no_client_module_imports_another(module: str) -> None:
     assert not inside & CLIENT_MODULES, f"{module} imports {sorted(inside & CLIENT_MODULES)}"
 
 
-def test_the_package_holds_no_module_state_but_the_default_registry(
+def test_the_package_holds_no_module_state(
     structure: ModuleType,
 ) -> None:
     figures = structure.measure(PACKAGE)
-    assert figures.mutable_globals == ["otel_resilience._classify._registry._DEFAULT"]
+    assert figures.mutable_globals == []  # the registry lives on the Runtime
     assert figures.module_locks == []
 
 
@@ -154,7 +154,7 @@ def test_reset_forgets_registered_classifiers() -> None:
 
     otel_resilience.reset()
 
-    assert default_classifiers().registered == ()
+    assert otel_resilience.default_runtime().classifiers.registered == ()
     assert classify(QuotaError("x")) == Classification(E.UNKNOWN_ERROR)
 
 
@@ -165,7 +165,7 @@ def test_an_explicit_registry_is_used_instead_of_the_default() -> None:
     mapped = map_external_error("billing", "charge", QuotaError("x"), classifiers=registry)
     assert (mapped.error_type, mapped.retry_after) == (E.RATE_LIMIT, 5.0)
     assert map_external_error("billing", "charge", QuotaError("x")).error_type is E.UNKNOWN_ERROR
-    assert default_classifiers().registered == ()
+    assert otel_resilience.default_runtime().classifiers.registered == ()
 
 
 def test_the_default_registry_does_not_leak_into_another() -> None:
@@ -318,12 +318,7 @@ def test_an_error_built_by_hand_follows_the_default_setting() -> None:
 def test_a_config_that_cannot_be_read_maps_with_safe_defaults(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from otel_resilience._classify import _mapper
-
-    def broken(service_name: str) -> object:
-        raise RuntimeError("environment broken")
-
-    monkeypatch.setattr(_mapper, "get_config", broken)
+    monkeypatch.setenv("RELIABILITY_SVC_HTTP_RETRIES", "abc")  # the service's config cannot load
     mapped = map_external_error("svc", "op", RuntimeError("token=hunter2 odd"))
     assert mapped.retryable is True
     assert "hunter2" not in str(mapped)  # the default redaction still applies

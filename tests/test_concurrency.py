@@ -16,7 +16,7 @@ from otel_resilience import (
     get_circuit_breaker_manager,
     resilient_call,
 )
-from otel_resilience._breaker import REJECTED, is_probe
+from otel_resilience._breakers import REJECTED
 from support import FakeClock
 
 
@@ -93,7 +93,7 @@ def test_half_open_probe_limit_holds_under_contention(clock: FakeClock) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sum(is_probe(p) for p in permits) == 3
+    assert sum(p.probe for p in permits) == 3
     assert sum(p == REJECTED for p in permits) == 29
 
 

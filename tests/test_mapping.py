@@ -20,9 +20,9 @@ from otel_resilience import (
     map_external_error,
     register_classifier,
 )
-from otel_resilience._classify import classify, parse_retry_after, status_to_error_type
+from otel_resilience._classify import parse_retry_after, status_to_error_type
 from otel_resilience._errors import ERROR_CLASSES
-from support import FakeClock
+from support import FakeClock, classify
 
 E = ExternalServiceError
 

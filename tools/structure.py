@@ -209,6 +209,14 @@ def _frozen_classes(tree: ast.Module) -> dict[str, bool]:
             _call_name(b) in {"Enum", "IntEnum", "StrEnum", "NamedTuple", "Exception"}
             for b in node.bases
         )
+        for item in node.body:  # ``__slots__ = ()``: instances hold no state (a sentinel)
+            if (
+                isinstance(item, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "__slots__" for t in item.targets)
+                and isinstance(item.value, ast.Tuple)
+                and not item.value.elts
+            ):
+                frozen = True
         for deco in node.decorator_list:
             if isinstance(deco, ast.Call):
                 for kw in deco.keywords:

@@ -9,7 +9,7 @@ import inspect
 import logging
 import typing
 
-from ._breaker import (
+from ._breakers import (
     BreakerOverride,
     BreakerStatus,
     CircuitBreaker,
@@ -18,13 +18,7 @@ from ._breaker import (
 )
 from ._budget import RetryBudget
 from ._call import create_retry_decorator, resilient, resilient_call, resilient_call_async
-from ._classify import (
-    Classification,
-    Classifiers,
-    map_external_error,
-    parse_retry_after,
-    register_classifier,
-)
+from ._classify import Classification, Classifiers, parse_retry_after
 from ._config import ConfigError, ReliabilityConfig
 from ._errors import (
     CallTimeoutError,
@@ -42,11 +36,13 @@ from ._runtime import (
     default_runtime,
     get_circuit_breaker_manager,
     get_config,
+    map_external_error,
+    register_classifier,
     reset,
+    set_telemetry_providers,
     use_runtime,
 )
 from ._setup import TelemetryHandle, configure_telemetry
-from ._telemetry import set_telemetry_providers
 from ._timeout import (
     AttemptTimeout,
     deadline_scope,

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from types import CoroutineType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from ._breaker import REJECTED
+from ._breakers import Permit
 from ._engine import NO_FALLBACK, Call, Misuse
 from ._errors import ReliabilityError
 from ._hedging import HedgePolicy
@@ -188,10 +188,7 @@ def resilient_call(
             with deadline_scope(call.settings.deadline):
                 result = _drive(call, func)
     except ReliabilityError as error:
-        call.ended_failed(error)
-        if fallback is NO_FALLBACK:
-            raise
-        value = call.fallback_value(error, fallback)
+        value = call.served(error, fallback)
         if type(value) is CoroutineType:
             value.close()
             raise TypeError(
@@ -213,27 +210,28 @@ def _drive(call: Call, func: Callable[[], T]) -> T:
         raise call.throttled()
     call.admitted()
     sleep = call.context.runtime.clock.sleep
-    hedging = call.hedging
     while True:
         call.attempt += 1
-        if _deadline() is not None and _deadline_passed():
-            error: ReliabilityError = call.too_late()
-            delay = call.next_delay(error)
+        try:
+            result = _round(call, func)
+        except ReliabilityError as failure:
+            delay = call.next_delay(failure, failure.__cause__ or failure)
             if delay is None:
-                raise error
+                raise
         else:
-            try:
-                result = _attempt(call, func) if hedging is None else _hedged(call, func, hedging)
-            except ReliabilityError as failure:
-                delay = call.next_delay(failure, failure.__cause__ or failure)
-                if delay is None:
-                    raise
-            else:
-                if result is not _REFUSED:
-                    return cast(T, result)
+            if result is _REFUSED:
                 error = call.rejected()
                 raise error from error.__cause__
+            return cast(T, result)
         sleep(delay)
+
+
+def _round(call: Call, func: Callable[[], T]) -> T | _Refused:
+    """One attempt (or, hedged, one attempt and its hedges), unless the deadline has passed."""
+    if _deadline() is not None and _deadline_passed():
+        raise call.too_late()
+    hedging = call.hedging
+    return _attempt(call, func) if hedging is None else _hedged(call, func, hedging)
 
 
 def _attempt(call: Call, func: Callable[[], T], race: _Race | None = None) -> T | _Refused:
@@ -254,44 +252,73 @@ def _attempt_once(call: Call, func: Callable[[], T], race: _Race | None = None) 
     """
     breaker, settings = call.breaker, call.settings
     permit = breaker.try_acquire()
-    if permit == REJECTED:  # INTERIM until the Permit value object lands
+    if not permit.admitted:
         return _REFUSED
     call.start_attempt()
     try:
         result = run_with_timeout(func, settings.timeout, settings.mode)
         if type(result) is CoroutineType:
             raise _coroutine_misuse(result)
-    except Misuse as exc:
-        _abort(call, permit, exc)
-        raise TypeError(str(exc)) from None
-    except _Interrupted as exc:  # an enclosing deadline cut this attempt: not ours
-        _abort(call, permit, exc)
-        raise
     except Exception as exc:
-        if race is not None:
-            race.settle_failure(call)
-        error, duration, neutral = call.failed(exc)
-        try:
-            if neutral:
-                breaker.release(permit)
-            else:
-                breaker.record_failure(permit, duration)
-        finally:
-            call.finish_attempt_failed(error, exc, duration)
-        if error is exc:
-            raise
-        raise error from exc
+        raise _cut_short(call, permit, exc) or _failed(call, permit, exc, race)  # noqa: B904
     except BaseException as exc:  # KeyboardInterrupt, SystemExit: not the service's fault
         _abort(call, permit, exc)
         raise
-    if race is not None:
-        race.settle_success(call)
+    _won(call, race)
     duration = call.succeeded()
     try:
         breaker.record_success(permit, duration)
     finally:
         call.finish_attempt_ok(duration)
     return result
+
+
+def _failed(call: Call, permit: Permit, exc: Exception, race: _Race | None) -> BaseException:
+    """A failed attempt settled in the breaker (failure, or neutral: the permit given back)
+    and recorded; the ReliabilityError to raise, its ``__cause__`` the exception."""
+    error, duration, neutral = _classified(call, exc, race)
+    try:
+        if neutral:
+            call.breaker.release(permit)
+        else:
+            call.breaker.record_failure(permit, duration)
+    finally:
+        call.finish_attempt_failed(error, exc, duration)
+    return _caused(error, exc)
+
+
+def _classified(
+    call: Call, exc: Exception, race: _Race | None
+) -> tuple[ReliabilityError, float, bool]:
+    if race is not None:
+        race.settle_failure(call)
+    return call.failed(exc)
+
+
+def _caused(error: ReliabilityError, exc: Exception) -> BaseException:
+    if error is not exc:
+        error.__cause__ = exc  # as ``raise error from exc``
+    return error
+
+
+def _won(call: Call, race: _Race | None) -> None:
+    if race is not None:
+        race.settle_success(call)
+
+
+def _cut_short(call: Call, permit: Permit, exc: Exception) -> BaseException | None:
+    """An attempt cut short by the caller's side (a misuse, an enclosing deadline), not by the
+    service: the permit is given back, nothing is counted; the exception to raise instead."""
+    kind = type(exc)
+    if issubclass(kind, Misuse):
+        _abort(call, permit, exc)
+        misuse = TypeError(str(exc))
+        misuse.__cause__ = None  # as ``raise ... from None``
+        return misuse
+    if issubclass(kind, _Interrupted):  # an enclosing deadline cut this attempt: not ours
+        _abort(call, permit, exc)
+        return exc
+    return None
 
 
 # --- hedging --------------------------------------------------------------------------------------
@@ -341,40 +368,59 @@ def _hedged(call: Call, func: Callable[[], T], hedging: HedgePolicy) -> T | _Ref
     delay = hedging.delay(call.endpoint)
     if delay is None:  # not enough latencies seen yet: a plain attempt
         return _attempt(call, func)
-    race = _Race(threads=True)
-    outcomes = race.outcomes
-    assert outcomes is not None
-    pool = call.context.runtime.hedge_pool()
-    branches: list[Call] = []
+    round_ = _ThreadRound(call, func, hedging, delay)
+    return cast("T | _Refused", round_.run())
 
-    def launch(hedge: bool) -> None:
-        branch = call.branch(hedge)
-        branches.append(branch)
-        pool.submit(contextvars.copy_context().run, _run_branch, branch, func, race)
 
-    launch(False)
-    extras, in_flight, last = 0, 1, None
-    while in_flight:
-        wait = delay if extras < hedging.max_extra else None
-        try:
-            branch, returned, value = outcomes.get(timeout=wait)
-        except queue.Empty:
-            if hedging.allow_hedge():
-                call.observer.hedged()
-                launch(True)
-                in_flight += 1
-                extras += 1
-            else:
-                extras = hedging.max_extra  # the budget is spent: no more hedges this round
-            continue
-        in_flight -= 1
-        if returned and branch.won:
-            return cast(T, value)
-        if not returned:
-            last = value
-    if last is None:
-        return _REFUSED
-    raise last
+class _ThreadRound:
+    """The attempts of one hedged sync round, each on a worker thread."""
+
+    __slots__ = ("_call", "_func", "_hedging", "_race", "delay", "extras", "in_flight", "last")
+
+    def __init__(
+        self, call: Call, func: Callable[[], Any], hedging: HedgePolicy, delay: float
+    ) -> None:
+        self._call, self._func, self._hedging = call, func, hedging
+        self._race = _Race(threads=True)
+        self.delay = delay
+        self.extras = 0
+        self.in_flight = 0
+        self.last: BaseException | None = None
+
+    def _launch(self, hedge: bool) -> None:
+        branch = self._call.branch(hedge)
+        pool = self._call.context.runtime.hedge_pool()
+        pool.submit(contextvars.copy_context().run, _run_branch, branch, self._func, self._race)
+        self.in_flight += 1
+
+    def _hedge(self) -> None:
+        """The hedge delay passed with no answer: another attempt, if the budget allows."""
+        if self._hedging.allow_hedge():
+            self._call.observer.hedged()
+            self._launch(True)
+            self.extras += 1
+        else:
+            self.extras = self._hedging.max_extra  # the budget is spent: no more this round
+
+    def run(self) -> Any:
+        outcomes = self._race.outcomes
+        assert outcomes is not None
+        self._launch(False)
+        while self.in_flight:
+            wait = self.delay if self.extras < self._hedging.max_extra else None
+            try:
+                branch, returned, value = outcomes.get(timeout=wait)
+            except queue.Empty:
+                self._hedge()
+                continue
+            self.in_flight -= 1
+            if returned and branch.won:
+                return value
+            if not returned:
+                self.last = value
+        if self.last is None:
+            return _REFUSED
+        raise self.last
 
 
 def _run_branch(branch: Call, func: Callable[[], Any], race: _Race) -> None:
@@ -388,7 +434,7 @@ def _run_branch(branch: Call, func: Callable[[], Any], race: _Race) -> None:
         outcomes.put((branch, True, value))
 
 
-def _abort(call: Call, permit: Any, exc: BaseException) -> None:
+def _abort(call: Call, permit: Permit, exc: BaseException) -> None:
     """An attempt that ended without the service's answer: give the permit back, end its span.
 
     Sync in both drivers: a cancelled task must not await (the Redis backend's release is a
@@ -436,10 +482,7 @@ async def resilient_call_async(
             with deadline_scope(call.settings.deadline):
                 result = await _drive_async(call, func)
     except ReliabilityError as error:
-        call.ended_failed(error)
-        if fallback is NO_FALLBACK:
-            raise
-        value = call.fallback_value(error, fallback)
+        value = call.served(error, fallback)
         if inspect.isawaitable(value):
             value = await value
         return cast(T, value)
@@ -457,30 +500,29 @@ async def _drive_async(call: Call, func: Callable[[], Awaitable[T]]) -> T:
         raise call.throttled()
     call.admitted()
     sleep = call.context.runtime.clock.sleep_async
-    hedging = call.hedging
     while True:
         call.attempt += 1
-        if _deadline() is not None and _deadline_passed():
-            error: ReliabilityError = call.too_late()
-            delay = call.next_delay(error)
+        try:
+            result = await _round_async(call, func)
+        except ReliabilityError as failure:
+            delay = call.next_delay(failure, failure.__cause__ or failure)
             if delay is None:
-                raise error
+                raise
         else:
-            try:
-                if hedging is None:
-                    result = await _attempt_async(call, func)
-                else:
-                    result = await _hedged_async(call, func, hedging)
-            except ReliabilityError as failure:
-                delay = call.next_delay(failure, failure.__cause__ or failure)
-                if delay is None:
-                    raise
-            else:
-                if result is not _REFUSED:
-                    return cast(T, result)
+            if result is _REFUSED:
                 error = call.rejected()
                 raise error from error.__cause__
+            return cast(T, result)
         await sleep(delay)
+
+
+async def _round_async(call: Call, func: Callable[[], Awaitable[T]]) -> T | _Refused:
+    if _deadline() is not None and _deadline_passed():
+        raise call.too_late()
+    hedging = call.hedging
+    if hedging is None:
+        return await _attempt_async(call, func)
+    return await _hedged_async(call, func, hedging)
 
 
 async def _attempt_async(
@@ -503,39 +545,38 @@ async def _attempt_once_async(
     """The asyncio twin of :func:`_attempt_once` (breaker I/O awaited, the attempt cancellable)."""
     breaker, settings = call.breaker, call.settings
     permit = await breaker.try_acquire_async()
-    if permit == REJECTED:  # INTERIM until the Permit value object lands
+    if not permit.admitted:
         return _REFUSED
     call.start_attempt()
     try:
         result = await run_with_timeout_async(func, settings.timeout, settings.mode)
-    except Misuse as exc:
-        _abort(call, permit, exc)
-        raise TypeError(str(exc)) from None
     except Exception as exc:
-        if race is not None:
-            race.settle_failure(call)
-        error, duration, neutral = call.failed(exc)
-        try:
-            if neutral:
-                await breaker.release_async(permit)
-            else:
-                await breaker.record_failure_async(permit, duration)
-        finally:
-            call.finish_attempt_failed(error, exc, duration)
-        if error is exc:
-            raise
-        raise error from exc
+        raise _cut_short(call, permit, exc) or await _failed_async(call, permit, exc, race)  # noqa: B904
     except BaseException as exc:  # cancellation of the caller (or of a lost hedge)
         _abort(call, permit, exc)
         raise
-    if race is not None:
-        race.settle_success(call)
+    _won(call, race)
     duration = call.succeeded()
     try:
         await breaker.record_success_async(permit, duration)
     finally:
         call.finish_attempt_ok(duration)
     return result
+
+
+async def _failed_async(
+    call: Call, permit: Permit, exc: Exception, race: _Race | None
+) -> BaseException:
+    """:func:`_failed` with the breaker's I/O awaited."""
+    error, duration, neutral = _classified(call, exc, race)
+    try:
+        if neutral:
+            await call.breaker.release_async(permit)
+        else:
+            await call.breaker.record_failure_async(permit, duration)
+    finally:
+        call.finish_attempt_failed(error, exc, duration)
+    return _caused(error, exc)
 
 
 async def _hedged_async(

@@ -720,10 +720,3 @@ def _checked_services(
                 f" got {type(value).__name__}"
             )
     return checked
-
-
-def get_config(service_name: str | None = None) -> ReliabilityConfig:
-    """The config in force for ``service_name`` in the runtime in use (see ``_runtime``)."""
-    from ._runtime import default_runtime
-
-    return default_runtime().config.get(service_name)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from typing import Any, Final, cast
 
-from ._breaker import CircuitBreaker
+from ._breakers import CircuitBreaker
 from ._classify import map_external_error, redact_detail, well_formed
 from ._errors import (
     CLIENT_ERRORS,
@@ -247,7 +247,14 @@ class Call:
             )
         if issubclass(kind, ReliabilityError) and well_formed(exc):
             return self._nested(cast(ReliabilityError, exc))
-        return map_external_error(service, endpoint, exc, attempts=number)
+        return map_external_error(
+            service,
+            endpoint,
+            exc,
+            attempts=number,
+            classifiers=self.context.runtime.classifiers,
+            config=self.settings.config,
+        )
 
     def _nested(self, nested: ReliabilityError) -> ReliabilityError:
         """A nested resilient_call's error (or the function's own): keep its class."""
@@ -256,7 +263,7 @@ class Call:
             nested.attempts = number
             return nested
         cls = ERROR_CLASSES.get(nested.error_type, ReliabilityError)
-        detail = redact_detail(nested.message, service)
+        detail = redact_detail(nested.message, self.settings.config)
         return cls(
             nested.error_type,
             service,
@@ -326,6 +333,14 @@ class Call:
             elif plan.stop_reason == "budget":
                 observer.budget_rejected(error)
         observer.end_failed(error, error.attempts)
+
+    def served(self, error: ReliabilityError, fallback: Any) -> Any:
+        """The call failed for good: its telemetry, then the fallback's value (maybe an
+        awaitable, for the async driver to await), or ``error`` raised when there is none."""
+        self.ended_failed(error)
+        if fallback is NO_FALLBACK:
+            raise error
+        return self.fallback_value(error, fallback)
 
     def fallback_value(self, error: ReliabilityError, fallback: Any) -> Any:
         """What the fallback serves (maybe an awaitable, for the async driver to await)."""

@@ -32,7 +32,7 @@ HEALTH_PATH: Final = "/health"
 def breaker_status() -> list[dict[str, Any]]:
     """One dict per breaker (``service_name``, ``endpoint``, ``state``, ``failure_count``,
     ``seconds_until_probe``, ``override``), sorted by service and endpoint."""
-    from ._breaker import get_circuit_breaker_manager
+    from ._runtime import get_circuit_breaker_manager  # the drivers' layer: health is above it
 
     rows = []
     for status in get_circuit_breaker_manager().status():

@@ -33,11 +33,11 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Sequence
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Final
 
 from ._log import log_event
 from ._redact import redact_text, redact_url, url_secrets
-from ._telemetry import get_telemetry
 
 if TYPE_CHECKING:
     import redis
@@ -60,15 +60,17 @@ MAX_CONNECTIONS: Final = 100
 LOOP_MAX_CONNECTIONS: Final = 32
 
 
-class _Busy:
+class _Busy(Enum):
     """The reply of a command that found no free connection in time (not an outage)."""
+
+    BUSY = "BUSY"
 
     def __repr__(self) -> str:
         return "BUSY"
 
 
 #: what :meth:`RedisStore.run` returns when every pooled connection stayed in use too long
-BUSY: Final = _Busy()
+BUSY: Final = _Busy.BUSY
 
 _INSTALL_HINT: Final = (
     "the redis state backend and shared rate limits need the 'redis' and 'limits' packages:"
@@ -117,30 +119,24 @@ class RedisStore:
     own client (redis.asyncio connections belong to the loop that opened them).
     """
 
-    def __init__(self, url: str, timeout_ms: int, *, cooldown_sec: float = COOLDOWN_SEC) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout_ms: int,
+        *,
+        cooldown_sec: float = COOLDOWN_SEC,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
         redis_mod = import_redis()
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
         self.url = url
         self.safe_url = redact_url(url)
         self._secrets = url_secrets(url)
         self._redis = redis_mod
         self.timeout_sec = timeout_ms / 1000
         self.cooldown_sec = cooldown_sec
-        # A stale pooled connection (the server restarted) is retried once on a new one; a
-        # timeout is never retried, so one command costs at most about one REDIS_TIMEOUT_MS.
-        self._pool_kwargs: dict[str, Any] = {
-            "socket_timeout": self.timeout_sec,
-            "socket_connect_timeout": self.timeout_sec,
-            "health_check_interval": 0,
-            "max_connections": MAX_CONNECTIONS,
-        }
-        self._retry_errors = (redis_mod.exceptions.ConnectionError,)
-        retry = Retry(NoBackoff(), 1, supported_errors=self._retry_errors)
-        self.pool: redis.ConnectionPool = redis_mod.ConnectionPool.from_url(
-            url, retry=retry, **self._pool_kwargs
-        )
+        #: told the backend's name ("redis") at each failed command (telemetry counts them)
+        self.on_error = on_error
+        self.pool: redis.ConnectionPool = self._new_pool(redis_mod, url)
         # one slot per connection: a command waits for a slot, never for the pool (redis-py
         # 8 pools raise at once past max_connections, which is not the server failing)
         self._slots = threading.BoundedSemaphore(self.pool.max_connections)
@@ -162,6 +158,25 @@ class RedisStore:
         self.errors = 0
         #: commands that found no free connection within ``pool_wait_sec`` (not errors)
         self.busy = 0
+
+    def _new_pool(self, redis_mod: Any, url: str) -> redis.ConnectionPool:
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        # A stale pooled connection (the server restarted) is retried once on a new one; a
+        # timeout is never retried, so one command costs at most about one REDIS_TIMEOUT_MS.
+        self._pool_kwargs: dict[str, Any] = {
+            "socket_timeout": self.timeout_sec,
+            "socket_connect_timeout": self.timeout_sec,
+            "health_check_interval": 0,
+            "max_connections": MAX_CONNECTIONS,
+        }
+        self._retry_errors = (redis_mod.exceptions.ConnectionError,)
+        retry = Retry(NoBackoff(), 1, supported_errors=self._retry_errors)
+        pool: redis.ConnectionPool = redis_mod.ConnectionPool.from_url(
+            url, retry=retry, **self._pool_kwargs
+        )
+        return pool
 
     def __repr__(self) -> str:
         return f"RedisStore({self.safe_url!r}, in_outage={self._outage})"
@@ -210,7 +225,8 @@ class RedisStore:
             self._outage = True
             self._failed_at = time.monotonic()
             self._down_until = self._failed_at + self.cooldown_sec
-        get_telemetry().count_state_store_error("redis")
+        if self.on_error is not None:
+            self.on_error("redis")
         if first:
             log_event(
                 logger,
@@ -387,34 +403,68 @@ class RedisStore:
         self.pool.disconnect()
 
 
-_stores: dict[tuple[str, int], RedisStore] = {}
-_stores_lock = threading.Lock()
+class Stores:
+    """The process's stores, one per URL and timeout, created on first use and shared by
+    breakers and limiters (connection pools are a per-process resource, like the signal
+    machinery of timeouts). Failed commands are reported to ``on_error``: the runtime in use
+    sets it to its telemetry's counter."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stores: dict[tuple[str, int], RedisStore] = {}
+        self.on_error: Callable[[str], None] | None = None
+
+    def _report(self, backend: str) -> None:
+        hook = self.on_error
+        if hook is not None:
+            hook(backend)
+
+    def get(self, url: str, timeout_ms: int) -> RedisStore:
+        """The store for ``url`` and ``timeout_ms``."""
+        found = self._stores.get((url, timeout_ms))
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._stores.get((url, timeout_ms))
+            if found is None:
+                found = RedisStore(url, timeout_ms, on_error=self._report)
+                self._stores[(url, timeout_ms)] = found
+            return found
+
+    def all(self) -> list[RedisStore]:
+        """Every store created so far."""
+        return list(self._stores.values())
+
+    def close(self) -> None:
+        """Close and forget every store."""
+        with self._lock:
+            found = list(self._stores.values())
+            self._stores.clear()
+        for store in found:
+            store.close()
+
+
+_default_stores = Stores()
+
+
+def default_stores() -> Stores:
+    """The process's stores."""
+    return _default_stores
 
 
 def get_store(url: str, timeout_ms: int) -> RedisStore:
     """The process's store for ``url`` (created on first use; shared by breakers and limiters)."""
-    found = _stores.get((url, timeout_ms))
-    if found is not None:
-        return found
-    with _stores_lock:
-        found = _stores.get((url, timeout_ms))
-        if found is None:
-            found = _stores[(url, timeout_ms)] = RedisStore(url, timeout_ms)
-        return found
+    return _default_stores.get(url, timeout_ms)
 
 
 def stores() -> list[RedisStore]:
     """Every store created in this process."""
-    return list(_stores.values())
+    return _default_stores.all()
 
 
 def close_stores() -> None:
     """Close and forget every store (tests; applications shutting down)."""
-    with _stores_lock:
-        found = list(_stores.values())
-        _stores.clear()
-    for store in found:
-        store.close()
+    _default_stores.close()
 
 
 def _finish_guard(entry: _LoopClient) -> None:

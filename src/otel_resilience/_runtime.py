@@ -22,14 +22,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Final, Protocol
 
-from ._breaker import CircuitBreakerManager
+from ._breakers import CircuitBreakerManager
 from ._budget import RetryBudget, budget_settings
+from ._classify import Classifier, Classifiers
+from ._classify import map_external_error as _map_external_error
 from ._config import ConfigRegistry, ReliabilityConfig
+from ._errors import ReliabilityError
 from ._hedging import HedgePolicy, hedging_settings
 from ._load import Gate, LoadControl  # WIRE(load control)
 from ._ratelimit import RateLimiter, build_rate_limiter, rate_limiter_settings
@@ -234,21 +237,28 @@ class Runtime:
     ) -> None:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.config = ConfigRegistry(environ, on_change=self._config_changed)
-        self.breakers = CircuitBreakerManager(clock=self.clock.monotonic)
-        # a shared telemetry counts this runtime's transitions; its gauges report this
-        # runtime's breakers only while use_runtime() has it installed
-        self.telemetry = telemetry if telemetry is not None else Telemetry()
-        self.telemetry.watch_breakers(self.breakers, report=telemetry is None)
+        self.breakers = CircuitBreakerManager(
+            clock=self.clock.monotonic, config_source=self.config.get
+        )
+        #: the user classifiers (``register_classifier``) consulted before the built-in rules
+        self.classifiers = Classifiers()
+        # a shared telemetry counts this runtime's transitions; it reports this runtime's
+        # breakers and reads its settings only while use_runtime() has it installed
+        self.load = LoadControl(  # WIRE(load control): the gates of the services
+            clock=self.clock.monotonic, sleep=self.clock.sleep, sleep_async=self.clock.sleep_async
+        )
+        if telemetry is None:
+            telemetry = Telemetry(config_source=self.config.get)
+            telemetry.watch_breakers(self.breakers)
+            telemetry.load_control = self.load  # WIRE(load control): its gauges read our limits
+        else:
+            telemetry.watch_breakers(self.breakers, report=False)
+        self.telemetry = telemetry
         self._lock = threading.Lock()
         self._services: dict[str, ServiceContext] = {}
         self._generation = 0
         self._sweep_at = MAX_IDLE_SERVICES
         self._hedge_pool: ThreadPoolExecutor | None = None
-        self.load = LoadControl(  # WIRE(load control): the gates of the services
-            clock=self.clock.monotonic, sleep=self.clock.sleep, sleep_async=self.clock.sleep_async
-        )
-        if telemetry is None:  # WIRE(load control): its gauges report this runtime's limits
-            self.telemetry.load_control = self.load
 
     def hedge_pool(self) -> ThreadPoolExecutor:
         """The worker threads that run the attempts of hedged sync calls (made at first use)."""
@@ -318,8 +328,10 @@ class Runtime:
         self.config.configure(default, services=services)
 
     def reset(self) -> None:
-        """Forget all state: config, breakers, budgets, limiters, telemetry providers."""
+        """Forget all state: config, classifiers, breakers, budgets, limiters, telemetry
+        providers."""
         self.config.reset()
+        self.classifiers.clear()
         self.breakers.reset()
         with self._lock:
             self._services.clear()
@@ -336,9 +348,7 @@ class _Default:
 
     def __init__(self) -> None:
         self.runtime = Runtime()
-
-
-_default: Final = _Default()
+        _report_store_errors(self.runtime)
 
 
 def default_runtime() -> Runtime:
@@ -359,14 +369,28 @@ def use_runtime(runtime: Runtime) -> Iterator[Runtime]:
     _default.runtime = runtime
     load_control = runtime.telemetry.load_control  # WIRE(load control)
     runtime.telemetry.load_control = runtime.load  # WIRE(load control)
-    # a telemetry shared with another runtime reports this one's breakers meanwhile
-    reported = runtime.telemetry.report_breakers(runtime.breakers)
+    # a telemetry shared with another runtime reports this one's breakers and reads this one's
+    # settings meanwhile
+    bound = runtime.telemetry.bind(runtime.breakers, runtime.config.get)
+    _report_store_errors(runtime)
     try:
         yield runtime
     finally:
         _default.runtime = previous
-        runtime.telemetry.report_breakers(reported)
         runtime.telemetry.load_control = load_control  # WIRE(load control)
+        runtime.telemetry.bind(*bound)
+        _report_store_errors(previous)
+
+
+def _report_store_errors(runtime: Runtime) -> None:
+    """Failed Redis commands count on the telemetry of the runtime in use (the stores are the
+    process's: connection pools are not per runtime)."""
+    from ._redis import default_stores  # not at import: Redis is optional
+
+    default_stores().on_error = runtime.telemetry.count_state_store_error
+
+
+_default: Final = _Default()
 
 
 # --- the public wrappers over the runtime in use -------------------------------------------------
@@ -427,3 +451,75 @@ def reset() -> None:
     redis_stores = sys.modules.get("otel_resilience._redis")  # only if Redis was ever used
     if redis_stores is not None:
         redis_stores.close_stores()
+
+
+def register_classifier(classifier: Classifier) -> Callable[[], None]:
+    """Add a classifier consulted before the built-in rules; returns a function that removes it.
+
+    ``classifier(exc)`` returns a :class:`Classification` for the exceptions it knows and None
+    for the others. :func:`reset` forgets every registered classifier.
+
+    >>> from otel_resilience import (
+    ...     Classification, ExternalServiceError, map_external_error, register_classifier
+    ... )
+    >>> class QuotaExceeded(Exception): ...
+    >>> remove = register_classifier(
+    ...     lambda exc: Classification(ExternalServiceError.RATE_LIMIT, retry_after=2.0)
+    ...     if isinstance(exc, QuotaExceeded) else None
+    ... )
+    >>> error = map_external_error("billing", "charge", QuotaExceeded("over quota"))
+    >>> error.error_type.value, error.retry_after
+    ('rate_limit', 2.0)
+    >>> remove()
+    """
+    return _default.runtime.classifiers.register(classifier)
+
+
+def map_external_error(
+    service_name: str,
+    endpoint: str,
+    error: BaseException,
+    *,
+    attempts: int = 1,
+    classifiers: Classifiers | None = None,
+) -> ReliabilityError:
+    """Map an external service error to a standardized :class:`ReliabilityError`.
+
+    ``classifiers`` is a registry of your own classifiers to consult (by default the one
+    :func:`register_classifier` adds to). The returned error is not raised:
+    ``raise mapped from error`` keeps the original as ``__cause__``.
+
+    >>> from otel_resilience import ExternalServiceError, map_external_error
+    >>> err = map_external_error("gcs", "upload", ConnectionResetError("reset by peer"))
+    >>> err.error_type is ExternalServiceError.CONNECTION_ERROR
+    True
+    >>> map_external_error("openai", "chat", Exception("Request timed out")).error_type.value
+    'timeout'
+    """
+    runtime = _default.runtime
+    try:
+        config: ReliabilityConfig | None = runtime.config.get(service_name)
+    except Exception:  # a broken environment: the safe defaults (redaction included)
+        config = None
+    return _map_external_error(
+        service_name,
+        endpoint,
+        error,
+        attempts=attempts,
+        classifiers=runtime.classifiers if classifiers is None else classifiers,
+        config=config,
+    )
+
+
+def get_telemetry() -> Telemetry:
+    """The instrumentation of the runtime in use."""
+    return _default.runtime.telemetry
+
+
+def set_telemetry_providers(tracer_provider: Any = None, meter_provider: Any = None) -> None:
+    """Use these providers instead of the global ones (None: back to the global provider).
+
+    For tests (an ``InMemorySpanExporter`` and ``InMemoryMetricReader`` without touching the
+    globals) and for applications that keep several providers.
+    """
+    _default.runtime.telemetry.set_providers(tracer_provider, meter_provider)

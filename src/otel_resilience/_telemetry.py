@@ -33,13 +33,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from . import _names as n
 from . import telemetry_contract as contract
 from ._classify import safe_str
-from ._config import get_config
+from ._config import ReliabilityConfig
 from ._log import log_event
 from ._scrub import MESSAGE_LIMIT, STACKTRACE_LIMIT, redact
 from ._version import __version__ as _VERSION
 
 if TYPE_CHECKING:
-    from ._breaker import CircuitBreaker
+    from ._breakers import CircuitBreaker
     from ._errors import ReliabilityError
 
 
@@ -130,10 +130,14 @@ def _global_meter_provider() -> Any:
 # --- exceptions on spans, redacted ---------------------------------------------------------
 
 
-def _redact_patterns(service: object) -> tuple[str, ...]:
+def _redact_patterns(
+    config_source: Callable[[str], ReliabilityConfig] | None, service: object
+) -> tuple[str, ...]:
     """``REDACT_PATTERNS`` of the service (the defaults when its config cannot be read)."""
+    if config_source is None:
+        return ("default",)
     try:
-        return get_config(str(service)).REDACT_PATTERNS
+        return config_source(str(service)).REDACT_PATTERNS
     except Exception:  # a broken environment must not let a secret through
         return ("default",)
 
@@ -239,7 +243,10 @@ class Telemetry:
         meter_provider: Any = None,
         *,
         breakers: BreakerSource | None = None,
+        config_source: Callable[[str], ReliabilityConfig] | None = None,
     ) -> None:
+        #: a service's settings (its ``REDACT_PATTERNS``); the runtime gives its registry's
+        self.config_source = config_source
         self._lock = threading.Lock()
         self._tracer_provider: Any = tracer_provider  # None: the global one
         self._meter_provider: Any = meter_provider
@@ -265,10 +272,20 @@ class Telemetry:
         source.add_listener(self.on_transition)
         source.on_created(self.on_breaker_created)
 
-    def report_breakers(self, source: BreakerSource | None) -> BreakerSource | None:
-        """Make ``source`` the breakers the gauges report; returns the previous source."""
+    def patterns(self, service: object) -> tuple[str, ...]:
+        """The ``REDACT_PATTERNS`` of a service (the defaults when they cannot be read)."""
+        return _redact_patterns(self.config_source, service)
+
+    def bind(
+        self,
+        breakers: BreakerSource | None,
+        config_source: Callable[[str], ReliabilityConfig] | None,
+    ) -> tuple[BreakerSource | None, Callable[[str], ReliabilityConfig] | None]:
+        """Report ``breakers`` on the gauges and read services' settings from
+        ``config_source``; returns the previous pair (to bind back)."""
         with self._lock:
-            previous, self._breakers = self._breakers, source
+            previous = (self._breakers, self.config_source)
+            self._breakers, self.config_source = breakers, config_source
         return previous
 
     def _each_breaker(self) -> Iterable[CircuitBreaker]:
@@ -719,7 +736,7 @@ class _Call(CallObserver):
                 try:
                     if span.is_recording():
                         message = _record_exception(
-                            span, cause, _redact_patterns(error.service_name)
+                            span, cause, self._telemetry.patterns(error.service_name)
                         )
                         span.set_attribute(n.ATTR_ERROR_TYPE, error_type)
                         span.set_status(Status(StatusCode.ERROR, message or type(cause).__name__))
@@ -773,7 +790,7 @@ class _Call(CallObserver):
             self._telemetry.warn_once(key, f"{what} failed")
 
     def _patterns(self) -> tuple[str, ...]:
-        return _redact_patterns(self._pair.span_attrs.get(n.ATTR_SERVICE, ""))
+        return self._telemetry.patterns(self._pair.span_attrs.get(n.ATTR_SERVICE, ""))
 
     def retry(self, attempt: int, error: ReliabilityError, delay: float) -> None:
         error_type = error.error_type.value
@@ -888,7 +905,7 @@ class _Call(CallObserver):
                 if span.is_recording():
                     span.set_attribute(n.ATTR_ATTEMPTS, attempts)
                     span.set_attribute(n.ATTR_ERROR_TYPE, error_type)
-                    patterns = _redact_patterns(error.service_name)
+                    patterns = self._telemetry.patterns(error.service_name)
                     description = redact(error.message, patterns, MESSAGE_LIMIT)
                     span.set_status(Status(StatusCode.ERROR, description))
                 span.end()
@@ -903,19 +920,3 @@ class _Call(CallObserver):
         span = self._span
         if span is not None:
             self._end_cut_short(span, cause, "end_aborted", "ending an aborted call span")
-
-
-def get_telemetry() -> Telemetry:
-    """The instrumentation of the runtime in use."""
-    from ._runtime import default_runtime
-
-    return default_runtime().telemetry
-
-
-def set_telemetry_providers(tracer_provider: Any = None, meter_provider: Any = None) -> None:
-    """Use these providers instead of the global ones (None: back to the global provider).
-
-    For tests (an ``InMemorySpanExporter`` and ``InMemoryMetricReader`` without touching the
-    globals) and for applications that keep several providers.
-    """
-    get_telemetry().set_providers(tracer_provider, meter_provider)

@@ -8,7 +8,8 @@ import pytest
 
 from faultserver import FaultServer
 from otel_resilience import ExternalServiceError
-from otel_resilience._classify import CLIENT_CLASSIFIERS, Classification, classify
+from otel_resilience._classify import CLIENT_CLASSIFIERS, Classification
+from support import classify
 
 E = ExternalServiceError
 

@@ -6,7 +6,8 @@ import aiohttp
 import pytest
 
 from faultserver import FaultServer
-from otel_resilience._classify import Classification, classify
+from otel_resilience._classify import Classification
+from support import classify
 
 from ._cases import (
     HTTP_FAULTS,

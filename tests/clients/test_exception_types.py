@@ -174,7 +174,7 @@ def _rpc_error(code_name: str, metadata: object) -> BaseException:
 
 def test_a_malformed_grpc_status_details_blob_keeps_the_status_code() -> None:
     from otel_resilience import ExternalServiceError
-    from otel_resilience._classify import classify
+    from support import classify
 
     metadata = [("grpc-status-details-bin", b"\xff\xfe not a protobuf")]
     found = classify(_rpc_error("RESOURCE_EXHAUSTED", metadata))
@@ -186,7 +186,7 @@ def test_endless_grpc_trailing_metadata_is_read_bounded() -> None:
     import itertools
 
     from otel_resilience import ExternalServiceError
-    from otel_resilience._classify import classify
+    from support import classify
 
     endless = ((f"k{i}", "v") for i in itertools.count())
     found = classify(_rpc_error("UNAVAILABLE", endless))  # used to loop forever
@@ -194,7 +194,7 @@ def test_endless_grpc_trailing_metadata_is_read_bounded() -> None:
 
 
 def test_google_retry_errors_caused_by_each_other_are_a_timeout() -> None:
-    from otel_resilience._classify import classify
+    from support import classify
 
     first = gexc.RetryError("first", None)
     second = gexc.RetryError("second", first)
@@ -203,7 +203,7 @@ def test_google_retry_errors_caused_by_each_other_are_a_timeout() -> None:
 
 
 def test_nested_google_retry_errors_are_judged_by_the_innermost_cause() -> None:
-    from otel_resilience._classify import classify
+    from support import classify
 
     inner = gexc.RetryError("inner", gexc.TooManyRequests("slow down"))
     assert classify(gexc.RetryError("outer", inner)).error_type is ExternalServiceError.RATE_LIMIT

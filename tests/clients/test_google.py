@@ -100,7 +100,8 @@ def test_google_retry_error_is_classified_by_its_last_cause(fault_server: FaultS
 
 
 def test_a_retry_error_cause_goes_through_the_registry_of_the_call():
-    from otel_resilience._classify import Classification, Classifiers, classify
+    from otel_resilience._classify import Classification, Classifiers
+    from support import classify
 
     class QuotaError(Exception):  # the application's own error, retried by google's retry
         pass
@@ -118,7 +119,8 @@ def test_a_retry_error_cause_goes_through_the_registry_of_the_call():
 def test_a_retry_error_of_another_library_s_cause_is_classified_through_the_whole_chain():
     import httpx
 
-    from otel_resilience._classify import Classification, classify
+    from otel_resilience._classify import Classification
+    from support import classify
 
     error = gexc.RetryError("Timeout of 1.0s exceeded", cause=httpx.ReadTimeout("slow"))
 

@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from otel_resilience import ExternalServiceError
-from otel_resilience._classify import CLIENT_CLASSIFIERS, classifier_for, classify
+from otel_resilience._classify import CLIENT_CLASSIFIERS, classifier_for
+from support import classify
 
 E = ExternalServiceError
 LIBRARIES = ["httpx", "requests", "aiohttp", "grpc", "botocore", "openai", "google", "redis"]
@@ -18,9 +19,9 @@ LIBRARIES = ["httpx", "requests", "aiohttp", "grpc", "botocore", "openai", "goog
 def test_importing_and_classifying_imports_no_client_library():
     code = (
         "import sys, otel_resilience\n"
-        "from otel_resilience._classify import classify\n"
-        "classify(ConnectionResetError('reset by peer'))\n"
-        "classify(ValueError('boom'))\n"
+        "registry = otel_resilience.default_runtime().classifiers\n"
+        "registry.classify(ConnectionResetError('reset by peer'))\n"
+        "registry.classify(ValueError('boom'))\n"
         f"loaded = [name for name in {LIBRARIES!r} if name in sys.modules]\n"
         "assert not loaded, loaded\n"
     )

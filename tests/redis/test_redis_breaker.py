@@ -25,8 +25,8 @@ from otel_resilience import (
     resilient_call,
     resilient_call_async,
 )
-from otel_resilience._breaker import ADMITTED, REJECTED, CircuitBreaker, is_probe
-from otel_resilience._redis_breaker import RedisCircuitBreaker, breaker_key
+from otel_resilience._breakers import ADMITTED, REJECTED, CircuitBreaker
+from otel_resilience._breakers._redis import RedisBackend, RedisCircuitBreaker, breaker_key
 from support import FakeClock
 
 pytestmark = pytest.mark.integration
@@ -87,9 +87,9 @@ def test_healthy_call_costs_one_round_trip_and_writes_nothing(
 ) -> None:
     breaker = _Fleet(redis_url, 1)[0]
     trips: list[str] = []
-    real_run = breaker.store.run
+    real_run = breaker.backend.store.run
     monkeypatch.setattr(
-        breaker.store,
+        breaker.backend.store,
         "run",
         lambda source, keys, args: trips.append(source) or real_run(source, keys, args),
     )
@@ -98,13 +98,13 @@ def test_healthy_call_costs_one_round_trip_and_writes_nothing(
         breaker.record_success(permit, 0.01)
 
     assert len(trips) == 5  # the acquire only; a success with nothing to reset is free
-    assert rclient.exists(breaker.key) == 0  # a closed breaker without failures has no key
+    assert rclient.exists(breaker.backend.key) == 0  # a closed breaker without failures has no key
 
 
 def test_success_resets_the_shared_failure_count(redis_url: str, rclient: redis.Redis) -> None:
     fleet = _Fleet(redis_url, 2, CB_FAIL_THRESHOLD=3)
     _fail(fleet[0], 2)
-    assert rclient.hget(fleet[0].key, "f") == b"2"
+    assert rclient.hget(fleet[0].backend.key, "f") == b"2"
 
     permit = fleet[1].try_acquire()
     assert fleet[1].failure_count == 2  # mirrored from the acquire
@@ -113,7 +113,7 @@ def test_success_resets_the_shared_failure_count(redis_url: str, rclient: redis.
 
     assert fleet[0].try_acquire() == ADMITTED
     assert fleet[0].state is CLOSED
-    assert rclient.hget(fleet[0].key, "f") == b"2"
+    assert rclient.hget(fleet[0].backend.key, "f") == b"2"
 
 
 @pytest.mark.parametrize("max_probes", [1, 3], ids=["one-probe", "three-probes"])
@@ -126,7 +126,7 @@ def test_half_open_admits_max_probes_across_processes(redis_url: str, max_probes
 
     permits = [b.try_acquire() for b in fleet.breakers for _ in range(2)]
 
-    assert sum(map(is_probe, permits)) == max_probes
+    assert sum(p.probe for p in permits) == max_probes
     assert permits.count(REJECTED) == 8 - max_probes
     half_opened = [log for log in fleet.transitions if ("open", "half_open") in log]
     assert len(half_opened) == 1  # exactly one process won OPEN -> HALF_OPEN
@@ -137,16 +137,16 @@ def test_successful_probes_close_for_every_process(redis_url: str, rclient: redi
     _fail(fleet[0])
     time.sleep(0.12)
     first, second = fleet[0].try_acquire(), fleet[1].try_acquire()
-    assert is_probe(first)
-    assert is_probe(second)
+    assert first.probe
+    assert second.probe
 
     fleet[0].record_success(first)
     assert fleet[0].state is HALF_OPEN  # one success of the two needed
     fleet[1].record_success(second)
 
     # a closed record, not a deleted key: a missing key means Redis lost the state
-    assert rclient.hmget(fleet[0].key, "s", "f", "p", "k") == [b"0", b"0", b"0", b"0"]
-    assert 0 < rclient.pttl(fleet[0].key) <= 86_400_000
+    assert rclient.hmget(fleet[0].backend.key, "s", "f", "p", "k") == [b"0", b"0", b"0", b"0"]
+    assert 0 < rclient.pttl(fleet[0].backend.key) <= 86_400_000
     assert fleet.transitions[1][-1] == ("half_open", "closed")
     assert fleet[0].try_acquire() == ADMITTED
     assert fleet[0].state is CLOSED
@@ -157,7 +157,7 @@ def test_failed_probe_opens_again_for_everyone(redis_url: str) -> None:
     _fail(fleet[0])
     time.sleep(0.12)
     probe = fleet[1].try_acquire()
-    assert is_probe(probe)
+    assert probe.probe
 
     fleet[1].record_failure(probe)
 
@@ -178,19 +178,19 @@ def test_released_probe_lets_another_process_probe(redis_url: str) -> None:
 
     fleet[0].release(probe)  # e.g. a client error: neither success nor failure
 
-    assert is_probe(fleet[1].try_acquire())
+    assert fleet[1].try_acquire().probe
 
 
 def test_probe_of_a_dead_process_is_given_up_after_a_reset_period(redis_url: str) -> None:
     fleet = _Fleet(redis_url, 2, CB_FAIL_THRESHOLD=1, CB_RESET_SEC=0.1)
     _fail(fleet[0])
     time.sleep(0.12)
-    assert is_probe(fleet[0].try_acquire())  # ... and that process dies with its permit
+    assert fleet[0].try_acquire().probe  # ... and that process dies with its permit
     assert fleet[1].try_acquire() == REJECTED
 
     time.sleep(0.12)
 
-    assert is_probe(fleet[1].try_acquire())
+    assert fleet[1].try_acquire().probe
 
 
 @pytest.mark.parametrize(
@@ -209,9 +209,13 @@ def test_keys_are_namespaced_and_expire(
     )
     _fail(breaker)
 
-    assert breaker.key == "shop.prod:cb:pay%3Aments:v1%2Fcharge"
-    assert rclient.keys("*") == [breaker.key.encode()]
-    assert expected_ttl_sec * 1000 - 1000 < rclient.pttl(breaker.key) <= expected_ttl_sec * 1000
+    assert breaker.backend.key == "shop.prod:cb:pay%3Aments:v1%2Fcharge"
+    assert rclient.keys("*") == [breaker.backend.key.encode()]
+    assert (
+        expected_ttl_sec * 1000 - 1000
+        < rclient.pttl(breaker.backend.key)
+        <= expected_ttl_sec * 1000
+    )
 
 
 def test_expired_key_of_a_long_open_breaker_lets_one_probe_through(
@@ -224,14 +228,14 @@ def test_expired_key_of_a_long_open_breaker_lets_one_probe_through(
     )
     _fail(breaker)
     clock.advance(61)
-    rclient.delete(breaker.key)  # what the TTL does to an abandoned breaker
+    rclient.delete(breaker.backend.key)  # what the TTL does to an abandoned breaker
 
     probe = breaker.try_acquire()  # written back as open long ago: half-open at once
 
-    assert is_probe(probe)
+    assert probe.probe
     breaker.record_success(probe)
     assert breaker.state is CLOSED
-    assert rclient.hget(breaker.key, "s") == b"0"
+    assert rclient.hget(breaker.backend.key, "s") == b"0"
 
 
 def test_reset_clears_the_shared_state(redis_url: str, rclient: redis.Redis) -> None:
@@ -241,10 +245,10 @@ def test_reset_clears_the_shared_state(redis_url: str, rclient: redis.Redis) -> 
 
     fleet[0].reset()
 
-    assert rclient.hmget(fleet[0].key, "s", "f") == [b"0", b"0"]  # a closed record
+    assert rclient.hmget(fleet[0].backend.key, "s", "f") == [b"0", b"0"]  # a closed record
     assert fleet[1].try_acquire() == ADMITTED  # not mistaken for a lost key and written back
     assert fleet[1].state is CLOSED
-    assert rclient.hget(fleet[0].key, "s") == b"0"
+    assert rclient.hget(fleet[0].backend.key, "s") == b"0"
 
 
 def test_sync_reads_the_shared_state_without_taking_a_permit(redis_url: str) -> None:
@@ -273,7 +277,7 @@ def test_window_mode_rates_are_local_but_the_trip_is_shared(
             fleet[0].record_success(permit)
         else:
             fleet[0].record_failure(permit)
-    assert rclient.exists(fleet[0].key) == 0  # nothing shared before the trip
+    assert rclient.exists(fleet[0].backend.key) == 0  # nothing shared before the trip
 
     _fail(fleet[0])  # 2 failures in 4 calls: rate 0.5 trips
 
@@ -329,7 +333,7 @@ def test_redis_backend_from_the_environment_shares_breakers(
         resilient_call("payments", "charge", down)
 
     breaker = get_circuit_breaker_manager().get_breaker("payments", "charge")
-    assert isinstance(breaker, RedisCircuitBreaker)
+    assert isinstance(breaker.backend, RedisBackend)
     assert rclient.hget(breaker_key("otel_resilience", "payments", "charge"), "s") == b"1"
     assert caught.value.retry_after is not None
     assert 59 < caught.value.retry_after <= 60
@@ -348,7 +352,7 @@ async def test_async_twins_share_state_with_sync_processes(redis_url: str) -> No
     assert fleet[1].try_acquire() == REJECTED  # a sync process sees it
     await asyncio.sleep(0.12)
     probe = await fleet[0].try_acquire_async()
-    assert is_probe(probe)
+    assert probe.probe
     assert await fleet[1].try_acquire_async() == REJECTED
     await fleet[0].release_async(probe)
     probe = await fleet[1].try_acquire_async()
@@ -374,9 +378,9 @@ async def test_concurrent_async_acquires_respect_the_probe_limit(redis_url: str)
 
     permits = await asyncio.gather(*(b.try_acquire_async() for b in fleet.breakers * 5))
 
-    assert sum(map(is_probe, permits)) == 2
+    assert sum(p.probe for p in permits) == 2
     assert permits.count(REJECTED) == 18
-    assert fleet[0].store.errors == 0
+    assert fleet[0].backend.store.errors == 0
 
 
 @pytest.mark.usefixtures("async_clients")
@@ -426,12 +430,12 @@ def test_malformed_acquire_reply_falls_back_to_local_state(
     redis_url: str, monkeypatch: pytest.MonkeyPatch, reply: object
 ) -> None:
     breaker = _Fleet(redis_url, 1, CB_FAIL_THRESHOLD=1)[0]
-    monkeypatch.setattr(breaker.store, "run", lambda source, keys, args: reply)
+    monkeypatch.setattr(breaker.backend.store, "run", lambda source, keys, args: reply)
 
     assert breaker.try_acquire() == ADMITTED  # the local (closed) breaker decides
 
-    assert breaker.store.errors == (0 if reply is None else 1)
-    assert breaker._pending_sync
+    assert breaker.backend.store.errors == (0 if reply is None else 1)
+    assert breaker.backend.pending_sync
 
 
 def test_mirror_reads_half_open_once_the_reset_timeout_passed_locally(
@@ -448,7 +452,7 @@ def test_mirror_reads_half_open_once_the_reset_timeout_passed_locally(
     clock.advance(30)
 
     assert breaker.state is HALF_OPEN  # what the next acquire will find (no round trip yet)
-    assert rclient.hget(breaker.key, "s") == b"1"
+    assert rclient.hget(breaker.backend.key, "s") == b"1"
 
 
 def test_late_success_while_open_records_nothing(
@@ -459,7 +463,7 @@ def test_late_success_while_open_records_nothing(
     _fail(fleet[1])
     fleet[0].sync()  # ... and the breaker opened meanwhile
     trips: list[str] = []
-    monkeypatch.setattr(fleet[0].store, "run", lambda *args: trips.append("run"))
+    monkeypatch.setattr(fleet[0].backend.store, "run", lambda *args: trips.append("run"))
 
     fleet[0].record_success(permit)
 
@@ -477,11 +481,11 @@ def test_each_operation_falls_back_while_redis_is_down(
     assert breaker.state is OPEN
     time.sleep(0.06)
     first, second = breaker.try_acquire(), breaker.try_acquire()
-    assert is_probe(first)
-    assert is_probe(second)  # the local half-open logic
+    assert first.probe
+    assert second.probe  # the local half-open logic
     breaker.release(first)
     breaker.record_success(second)
-    assert is_probe(breaker.try_acquire())  # the released slot
+    assert breaker.try_acquire().probe  # the released slot
     breaker.reset()
 
     assert breaker.state is CLOSED
@@ -490,7 +494,7 @@ def test_each_operation_falls_back_while_redis_is_down(
         ("open", "half_open"),
         ("half_open", "closed"),
     ]
-    assert breaker._pending_sync
+    assert breaker.backend.pending_sync
 
 
 def test_window_trip_while_redis_is_down_opens_locally(
@@ -545,7 +549,7 @@ async def test_async_manual_states_need_no_round_trip(
         trips.append("run")
 
     for breaker in fleet.breakers:
-        monkeypatch.setattr(breaker.store, "run_async", run_async)
+        monkeypatch.setattr(breaker.backend.store, "run_async", run_async)
 
     assert await fleet[0].try_acquire_async() == REJECTED
     assert await fleet[1].try_acquire_async() == ADMITTED
@@ -553,3 +557,33 @@ async def test_async_manual_states_need_no_round_trip(
     await fleet[1].record_success_async(ADMITTED)
     assert fleet[0].sync() is OPEN
     assert trips == []
+
+
+def test_repr_of_a_redis_breaker_names_its_key(redis_url: str) -> None:
+    config = ReliabilityConfig(STATE_BACKEND="redis", REDIS_URL=redis_url)
+    breaker = RedisCircuitBreaker("charge", service_name="payments", config=config)
+    assert repr(breaker) == (
+        "CircuitBreaker(service_name='payments', endpoint='charge', state=closed,"
+        " failure_count=0, key='otel_resilience:cb:payments:charge')"
+    )
+    assert breaker.async_io is True
+
+
+async def test_releasing_a_non_probe_permit_asynchronously_costs_no_round_trip(
+    async_clients: str,
+) -> None:
+    config = ReliabilityConfig(STATE_BACKEND="redis", REDIS_URL=async_clients)
+    breaker = RedisCircuitBreaker("charge", service_name="payments", config=config)
+    permit = await breaker.try_acquire_async()
+    runs: list[object] = []
+    store = breaker.backend.store
+    real = store.run_async
+
+    async def counting(*args: object, **kwargs: object) -> object:
+        runs.append(args)
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    store.run_async = counting  # type: ignore[method-assign]
+    await breaker.release_async(permit)
+    assert runs == []
+    assert breaker.state is CircuitBreakerState.CLOSED

@@ -24,9 +24,9 @@ from otel_resilience import (
     get_circuit_breaker_manager,
     resilient_call,
 )
-from otel_resilience._breaker import ADMITTED, REJECTED
+from otel_resilience._breakers import ADMITTED, REJECTED
+from otel_resilience._breakers._redis import RedisCircuitBreaker
 from otel_resilience._redis import COOLDOWN_SEC, RedisStore, get_store
-from otel_resilience._redis_breaker import RedisCircuitBreaker
 from support import FakeClock, counter_points
 
 pytestmark = pytest.mark.integration
@@ -145,10 +145,10 @@ def test_breaker_opened_during_an_outage_is_pushed_to_redis_when_it_is_back(
     with pytest.raises(CircuitOpenError):
         resilient_call("payments", "charge", down)
 
-    assert rclient.hget(breaker.key, "s") == b"1"  # re-synced: every process sees OPEN now
+    assert rclient.hget(breaker.backend.key, "s") == b"1"  # re-synced: every process sees OPEN now
     other = RedisCircuitBreaker("charge", 2, 60, service_name="payments", config=breaker.config)
     assert other.try_acquire() == REJECTED
-    pttl = rclient.pttl(breaker.key)
+    pttl = rclient.pttl(breaker.backend.key)
     assert 0 < pttl <= 86_400_000
 
 
@@ -167,7 +167,7 @@ def test_failure_count_of_an_outage_is_merged_into_redis(
 
     assert breaker.try_acquire() == ADMITTED
 
-    assert rclient.hget(breaker.key, "f") == b"3"
+    assert rclient.hget(breaker.backend.key, "f") == b"3"
 
 
 def test_local_fallback_moves_open_to_half_open_on_the_local_clock(
@@ -214,3 +214,16 @@ def test_after_a_cool_down_one_caller_tries_redis_and_the_others_stay_local() ->
     assert [store.available(), store.available()] == [True, False]  # one trial per cool-down
     assert store.errors == 1
     assert store.in_outage
+
+
+def test_a_store_reports_each_failed_command_to_its_on_error_callback(
+    metric_reader: InMemoryMetricReader,
+) -> None:
+    reported: list[str] = []
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", 50, on_error=reported.append)
+    assert store.run("return 1", (), ()) is None  # nothing listens on that port
+    assert reported == ["redis"]
+    assert store.errors == 1
+    # the callback replaces the default one (which counts resilience.state_store.errors)
+    assert counter_points(metric_reader, "resilience.state_store.errors") == {}
+    store.close()

@@ -33,9 +33,9 @@ from otel_resilience import (
     resilient_call,
     resilient_call_async,
 )
-from otel_resilience._breaker import ADMITTED, REJECTED, is_probe
+from otel_resilience._breakers import ADMITTED, REJECTED, Permit, probe_permit
+from otel_resilience._breakers._redis import RedisCircuitBreaker, breaker_key
 from otel_resilience._redis import BUSY, RedisStore, get_store
-from otel_resilience._redis_breaker import RedisCircuitBreaker, breaker_key
 from support import counter_points, limiter_for
 
 pytestmark = pytest.mark.integration
@@ -196,7 +196,7 @@ def test_no_free_connection_in_time_decides_on_the_mirror_without_an_outage(
     breaker = _breaker(config)
     transitions: list[str] = []
     breaker.add_listener(lambda _b, _old, new: transitions.append(new.value))
-    store = breaker.store
+    store = breaker.backend.store
     with _every_connection_in_use(store):
         assert store.run("return 1", (KEY,), ()) is BUSY
         assert breaker.try_acquire() == ADMITTED  # the mirror is closed
@@ -208,12 +208,12 @@ def test_no_free_connection_in_time_decides_on_the_mirror_without_an_outage(
     with _every_connection_in_use(store):
         assert breaker.try_acquire() == REJECTED  # busy: the mirror (OPEN) decides
         breaker.record_success(ADMITTED)
-        breaker.release(2)
+        breaker.release(probe_permit(0))
         assert breaker.sync().value == "open"
 
     assert store.busy == 6
     assert transitions == []  # the other process made the only transition; none here
-    assert not breaker._pending_sync  # nothing to push: the shared state is still the truth
+    assert not breaker.backend.pending_sync  # nothing to push: the shared state is still the truth
     _no_outage(url, metric_reader, caplog)
 
 
@@ -223,7 +223,7 @@ async def test_no_free_async_connection_in_time_is_no_outage_for_breakers_and_li
     url = async_clients + "?max_connections=1"
     config = _config(url, RATE_LIMIT="1/minute", REDIS_TIMEOUT_MS=TIMEOUT_MS)
     breaker = _breaker(config)
-    store = breaker.store
+    store = breaker.backend.store
     async with _every_loop_connection_in_use(store):
         assert await store.run_async("return 1", (KEY,), ()) is BUSY
         assert await breaker.try_acquire_async() == ADMITTED
@@ -280,19 +280,19 @@ def _lose(loss: str, server: RedisServer, client: redis.Redis) -> None:
     assert client.exists(KEY) == 0
 
 
-def _second_process_permit(url: str) -> int:
+def _second_process_permit(url: str) -> Permit:
     code = (
         "from otel_resilience import ReliabilityConfig;"
-        "from otel_resilience._redis_breaker import RedisCircuitBreaker;"
+        "from otel_resilience._breakers._redis import RedisCircuitBreaker;"
         f"c = ReliabilityConfig(STATE_BACKEND='redis', REDIS_URL={url!r});"
         "b = RedisCircuitBreaker('charge', 2, 60, service_name='payments', config=c);"
-        "print(b.try_acquire(), b.store.errors)"
+        "print(int(b.try_acquire().admitted), b.backend.store.errors)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     permit, errors = done.stdout.split()
     assert errors == "0"
-    return int(permit)
+    return ADMITTED if int(permit) else REJECTED
 
 
 @pytest.mark.parametrize("loss", ["restart", "flushall", "delete", "eviction"])
@@ -383,10 +383,10 @@ def test_half_open_circuit_lost_by_redis_is_written_back_half_open(
     prober = _breaker(config)
     prober.record_failure(prober.try_acquire())
     time.sleep(0.25)
-    assert is_probe(prober.try_acquire())  # this process probes: its mirror is HALF_OPEN
+    assert prober.try_acquire().probe  # this process probes: its mirror is HALF_OPEN
     rclient.flushall()
 
-    assert is_probe(prober.try_acquire())  # a new half-open period with a probe of its own
+    assert prober.try_acquire().probe  # a new half-open period with a probe of its own
 
     assert rclient.hget(KEY, "s") == b"2"
     assert _breaker(config).try_acquire() == REJECTED  # the probe limit holds again
@@ -396,7 +396,7 @@ def test_half_open_circuit_lost_by_redis_is_written_back_half_open(
     "operation",
     [
         lambda b: b.record_failure(ADMITTED),  # a late failure of a call admitted before
-        lambda b: b.release(2),  # a permit given back
+        lambda b: b.release(probe_permit(0)),  # a permit given back
     ],
     ids=["failure", "release"],
 )
@@ -534,7 +534,7 @@ def test_busy_success_after_failures_and_busy_window_trip_record_nothing(
         _config(url, CB_MODE="count", CB_WINDOW_SIZE=2, CB_MIN_CALLS=2, CB_FAILURE_RATE_THRESHOLD=1)
     )
     window.record_failure(window.try_acquire())
-    store = breaker.store
+    store = breaker.backend.store
     with _every_connection_in_use(store):
         breaker.record_success(ADMITTED)  # would reset the shared failure count: busy
         window.record_failure(ADMITTED)  # the window trips: opening it for all is busy

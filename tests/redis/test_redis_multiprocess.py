@@ -15,7 +15,7 @@ from redis_support import RedisServer
 from redis_workers import ENDPOINT, SERVICE
 
 from otel_resilience import ReliabilityConfig
-from otel_resilience._redis_breaker import RedisCircuitBreaker
+from otel_resilience._breakers._redis import RedisCircuitBreaker
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +111,7 @@ def test_half_open_probe_limit_holds_across_processes(
     assert int(rclient.get("hits") or 0) == max_probes, summaries
     assert outcomes == {"failed": max_probes, "rejected": PROCESSES * THREADS - max_probes}
     assert _total(summaries, "logs")["HALF_OPEN"] == 1
-    assert rclient.hget(opener.key, "s") == b"1"
+    assert rclient.hget(opener.backend.key, "s") == b"1"
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"], ids=["threads", "asyncio-tasks"])

@@ -181,7 +181,7 @@ class RedisTorture(RuleBasedStateMachine):
         for breaker in breakers:
             breaker.sync()
             if not self.store.in_outage:  # (a restart may have failed the round trip)
-                assert self.admin.hget(breaker.key, "s") in (b"1", b"2")
+                assert self.admin.hget(breaker.backend.key, "s") in (b"1", b"2")
 
     @rule(endpoint=st.sampled_from(ENDPOINTS))
     def recover(self, endpoint: str) -> None:

@@ -8,7 +8,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 import otel_resilience
 from otel_resilience import get_circuit_breaker_manager, resilient_call
 from otel_resilience import telemetry_contract as tc
-from otel_resilience._telemetry import MAX_ENDPOINTS, SDK_CARDINALITY_LIMIT, get_telemetry
+from otel_resilience._runtime import get_telemetry
+from otel_resilience._telemetry import MAX_ENDPOINTS, SDK_CARDINALITY_LIMIT
 
 GAUGE = "resilience.circuit_breaker.state"
 

@@ -18,10 +18,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import otel_resilience
 from otel_resilience import ExternalServiceError, ReliabilityError
 from otel_resilience import _telemetry as telemetry_module
 from otel_resilience import telemetry_contract as tc
-from otel_resilience._breaker import CircuitBreakerManager, CircuitBreakerState
+from otel_resilience._breakers import CircuitBreakerManager, CircuitBreakerState
 
 from .helpers import instrument_kind, points
 
@@ -359,7 +360,7 @@ def test_a_standalone_telemetry_records_into_its_own_providers_only() -> None:
     override = points(metrics, tc.METRICS.breaker_override.name)
     key = frozenset({**pair, "resilience.circuit_breaker.override": "forced_open"}.items())
     assert override[key].value == 1
-    assert telemetry_module.get_telemetry() is not telemetry
+    assert otel_resilience.default_runtime().telemetry is not telemetry
 
 
 def test_a_telemetry_without_breakers_reports_no_breaker_series() -> None:

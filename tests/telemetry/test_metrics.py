@@ -17,7 +17,7 @@ from otel_resilience import (
     resilient_call_async,
 )
 from otel_resilience import telemetry_contract as tc
-from otel_resilience._telemetry import get_telemetry
+from otel_resilience._runtime import get_telemetry
 
 from .conftest import FakeTime
 from .helpers import (

@@ -139,12 +139,13 @@ def test_an_exception_whose_str_raises_is_recorded_and_its_span_ended(
 def test_the_telemetry_redaction_uses_the_service_config_when_telemetry_reads_it(
     otel: Otel, fast: FakeTime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from otel_resilience import _telemetry
+    import otel_resilience
 
     def broken(service: str) -> object:
         raise RuntimeError("config unreadable")
 
-    monkeypatch.setattr(_telemetry, "get_config", broken)
+    telemetry = otel_resilience.default_runtime().telemetry
+    monkeypatch.setattr(telemetry, "config_source", broken)
     with pytest.raises(ReliabilityError):
         resilient_call("gcs", "upload", lambda: _fail(f"token={SECRET}"), max_retries=1)
     assert SECRET not in _dump(otel)

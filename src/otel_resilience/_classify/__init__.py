@@ -25,5 +25,3 @@ from ._mapper import redact_detail as redact_detail
 from ._mapper import well_formed as well_formed
 from ._registry import Classifiers as Classifiers
 from ._registry import classify as classify
-from ._registry import default_classifiers as default_classifiers
-from ._registry import register_classifier as register_classifier

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 from typing import Final
 
-from .._config import ReliabilityConfig, get_config
+from .._config import ReliabilityConfig
 from .._errors import ERROR_CLASSES, ExternalServiceError, ReliabilityError, with_retry_policy
 from .._scrub import MESSAGE_LIMIT, redact
 from ._base import attr, clean_seconds, safe_str
-from ._registry import Classifiers, _is_ours, default_classifiers
+from ._registry import Classifiers, _is_ours
 
 #: what redacting falls back to when the service's config cannot be read
 _DEFAULT_PATTERNS = ("default",)
-
-
-def _config(service_name: str) -> ReliabilityConfig | None:
-    try:
-        return get_config(service_name)
-    except Exception:  # a broken environment: the safe defaults below
-        return None
 
 
 def _redact(text: str, config: ReliabilityConfig | None) -> str:
@@ -26,13 +19,13 @@ def _redact(text: str, config: ReliabilityConfig | None) -> str:
     return redact(text, patterns, MESSAGE_LIMIT)
 
 
-def redact_detail(text: str, service_name: str) -> str:
+def redact_detail(text: str, config: ReliabilityConfig | None) -> str:
     """``text`` with the service's ``REDACT_PATTERNS`` applied, cut to the message limit.
 
-    A config that cannot be read redacts with the default patterns: a broken environment must
-    not let a secret through.
+    No config (the service's could not be read) redacts with the default patterns: a broken
+    environment must not let a secret through.
     """
-    return _redact(text, _config(service_name))
+    return _redact(text, config)
 
 
 #: the fields of a ReliabilityError and their types
@@ -55,9 +48,7 @@ def well_formed(error: BaseException) -> bool:
     return typed and _usable_delay(attr(error, "retry_after"))
 
 
-def _registry(classifiers: Classifiers | None) -> Classifiers:
-    if classifiers is None:
-        return default_classifiers()
+def _registry(classifiers: Classifiers) -> Classifiers:
     if not isinstance(classifiers, Classifiers):
         raise TypeError(
             f"classifiers must be a Classifiers registry or None, got {type(classifiers).__name__}"
@@ -80,26 +71,17 @@ def map_external_error(
     error: BaseException,
     *,
     attempts: int = 1,
-    classifiers: Classifiers | None = None,
+    classifiers: Classifiers,
+    config: ReliabilityConfig | None,
 ) -> ReliabilityError:
-    """Map an external service error to a standardized :class:`ReliabilityError`.
-
-    ``classifiers`` is the registry of your own classifiers to consult (the one
-    :func:`register_classifier` adds to when None). The returned error is not raised:
-    ``raise mapped from error`` keeps the original as ``__cause__``.
-
-    >>> from otel_resilience import ExternalServiceError, map_external_error
-    >>> err = map_external_error("gcs", "upload", ConnectionResetError("reset by peer"))
-    >>> err.error_type is ExternalServiceError.CONNECTION_ERROR
-    True
-    >>> map_external_error("openai", "chat", Exception("Request timed out")).error_type.value
-    'timeout'
-    """
+    """Map an external service error to a standardized :class:`ReliabilityError`, with the
+    user classifiers of ``classifiers`` and the service's ``config`` (redaction patterns and
+    ``RETRY_UNKNOWN_ERRORS``; None: the defaults). The public wrapper is
+    ``otel_resilience.map_external_error``."""
     registry = _registry(classifiers)
     if _is_ours(error) and well_formed(error):
         return error  # type: ignore[return-value]
     found = registry.classify(error)
-    config = _config(service_name)
     cls = ERROR_CLASSES.get(found.error_type, ReliabilityError)
     message = f"{found.error_type.value} calling {service_name} ({endpoint}): "
     mapped = cls(

@@ -22,7 +22,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Final
 
 from .._errors import ExternalServiceError, ReliabilityError
 from ._base import Classification, Classifier, attr, checked
@@ -160,34 +159,6 @@ def _classify(exc: BaseException, registry: Classifiers) -> Classification:
     return _from_user(exc, registry.registered) or registry._from_library(exc) or built_in(exc)
 
 
-#: the registry of the process (``register_classifier``; ``otel_resilience.reset()`` clears it)
-_DEFAULT: Final = Classifiers()
-
-
-def default_classifiers() -> Classifiers:
-    """The registry :func:`register_classifier` adds to and calls use unless given another."""
-    return _DEFAULT
-
-
-def register_classifier(classifier: Classifier) -> Callable[[], None]:
-    """Add a classifier consulted before the built-in rules; returns a function that removes it.
-
-    >>> from otel_resilience import (
-    ...     Classification, ExternalServiceError, map_external_error, register_classifier
-    ... )
-    >>> class QuotaExceeded(Exception): ...
-    >>> remove = register_classifier(
-    ...     lambda exc: Classification(ExternalServiceError.RATE_LIMIT, retry_after=2.0)
-    ...     if isinstance(exc, QuotaExceeded) else None
-    ... )
-    >>> error = map_external_error("billing", "charge", QuotaExceeded("over quota"))
-    >>> error.error_type.value, error.retry_after
-    ('rate_limit', 2.0)
-    >>> remove()
-    """
-    return _DEFAULT.register(classifier)
-
-
-def classify(exc: BaseException, classifiers: Classifiers | None = None) -> Classification:
-    """Classify ``exc`` with ``classifiers`` (the default registry when None); never raises."""
-    return (_DEFAULT if classifiers is None else classifiers).classify(exc)
+def classify(exc: BaseException, classifiers: Classifiers) -> Classification:
+    """Classify ``exc`` with ``classifiers``; never raises."""
+    return classifiers.classify(exc)

@@ -1,4 +1,7 @@
-"""A circuit breaker whose state is shared by every process through Redis.
+"""The Redis backend: a breaker's state shared by every process through Redis.
+
+The Lua scripts below implement the same machine as :class:`~._machine.Machine` (the contract
+suite ``tests/breakers/test_contract.py`` runs the same scenarios against both).
 
 The shared state of one (service, endpoint) is a Redis hash at
 ``{REDIS_KEY_PREFIX}:cb:{service}:{endpoint}`` (both names percent-encoded) with the fields
@@ -6,7 +9,7 @@ The shared state of one (service, endpoint) is a Redis hash at
 server's clock), ``p`` (probes in flight), ``k`` (successful probes), ``ps`` (when the last
 probe was admitted) and ``h`` (when the current half-open period began: a probe's permit is
 ``PROBE + h``, so a probe that answers after its period ended counts for nothing, as in
-:class:`CircuitBreaker`). A breaker that never opened has no key while it has no failures; one
+:class:`~._machine.Machine`). A breaker that never opened has no key while it has no failures; one
 that opened keeps a closed record after closing (``o``, when it last opened, is never cleared).
 Every write sets a TTL (``REDIS_KEY_TTL_SEC``, at least twice ``CB_RESET_SEC``) so abandoned
 breakers disappear.
@@ -15,8 +18,8 @@ Lost state (a restart, FLUSHALL, eviction or DEL while the circuit is open): eve
 the local mirror along and, when the record is missing or never opened while the mirror says
 OPEN or HALF_OPEN, writes the mirror back before doing its work, in the same round trip.
 
-A pool with no free connection in time (:data:`._redis.BUSY`) is not an outage: the acquire
-decides on the mirror without changing it, and the outcome of that call is not recorded.
+A pool with no free connection in time (:data:`otel_resilience._redis.BUSY`) is not an outage:
+the acquire decides on the mirror without changing it, and the outcome of that call is not recorded.
 
 Each operation is one Lua script (EVALSHA), atomic on the server and timed by the server's
 ``TIME``, so process clocks do not matter and exactly one process wins each transition:
@@ -41,10 +44,10 @@ Manual states (``force_open``, ``disable``, ``metrics_only``) are per process; `
 closes the shared state (a closed record, so nobody takes it for lost state).
 
 When Redis fails (unreachable, slower than ``REDIS_TIMEOUT_MS``, restarted) the breaker carries
-on with the in-memory logic of :class:`CircuitBreaker` from its last mirrored state (see
-:mod:`._redis` for the cool-down, logging and counting). When Redis answers again, the next
-acquire merges the local state into the shared one (the more severe state wins: a local OPEN is
-written as OPEN; in CLOSED the larger failure count is kept).
+on with the in-memory logic of :class:`~._memory.MemoryBackend` from its last mirrored state (see
+:mod:`otel_resilience._redis` for the cool-down, logging and counting). When Redis answers
+again, the next acquire merges the local state into the shared one (the more severe state wins:
+a local OPEN is written as OPEN; in CLOSED the larger failure count is kept).
 
 asyncio: the ``*_async`` twins do the same on ``redis.asyncio``.
 """
@@ -55,32 +58,33 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 from urllib.parse import quote
 
-from ._breaker import (
+from .._config import ConfigError, ReliabilityConfig
+from .._log import log_event
+from .._redis import BUSY, RedisStore, get_store
+from ._breaker import CircuitBreaker
+from ._machine import (
     ADMITTED,
-    PROBE,
     REJECTED,
     BreakerOverride,
-    CircuitBreaker,
     CircuitBreakerState,
-    Clock,
-    _Events,
-    is_probe,
+    Events,
+    Machine,
+    Permit,
+    probe_permit,
 )
-from ._config import ConfigError, ReliabilityConfig
-from ._log import log_event
-from ._redis import BUSY, RedisStore, get_store
+from ._memory import Clock, Fire, MemoryBackend
 
 logger = logging.getLogger("otel_resilience")
 
-_CLOSED = CircuitBreakerState.CLOSED
-_OPEN = CircuitBreakerState.OPEN
-_HALF_OPEN = CircuitBreakerState.HALF_OPEN
+_CLOSED: Final = CircuitBreakerState.CLOSED
+_OPEN: Final = CircuitBreakerState.OPEN
+_HALF_OPEN: Final = CircuitBreakerState.HALF_OPEN
 _STATES: Final = (_CLOSED, _OPEN, _HALF_OPEN)
-_CODES: Final = {state: code for code, state in enumerate(_STATES)}
 _NO_THRESHOLD: Final = 2**31  # window modes: failures alone never open the shared breaker
+_PROBE: Final = 2  # a probe's permit code in the scripts is 2 + its half-open period
 
 # Common head of every script: the server's time in ms, the hash's fields, and the local mirror.
 # ARGV[1..5] of every script: reset_ms, ttl_ms, the mirror's state, failures and ms since it
@@ -233,104 +237,118 @@ def breaker_key(prefix: str, service_name: str, endpoint: str) -> str:
     return f"{prefix}:cb:{quote(service_name, safe='')}:{quote(endpoint, safe='')}"
 
 
+def _code(state: CircuitBreakerState) -> int:
+    return _STATES.index(state)
+
+
+def _permit_code(permit: Permit) -> int:
+    """A permit as the scripts take it: 0 rejected, 1 admitted, 2 + period for a probe."""
+    if permit.probe:
+        return _PROBE + permit.period
+    return int(permit.admitted)
+
+
+def _permit(code: int) -> Permit:
+    if code >= _PROBE:
+        return probe_permit(code - _PROBE)
+    return ADMITTED if code else REJECTED
+
+
 def _ints(reply: Any, size: int) -> list[int] | None:
     """A script's reply as ints, or None when it is not what the scripts return.
 
-    The replies are ``{[permit,] state, failures, wait_ms, old state, restored}``: states
-    are 0-2, restored 0 or 1, only a half-open breaker gives probe permits, nothing is
-    negative.
+    The replies are ``{[permit,] state, failures, wait_ms, old state, restored}``.
     """
-    if not isinstance(reply, list | tuple) or len(reply) != size:
+    values = _as_ints(reply, size)
+    if values is None or not _plausible(values):
         return None
-    try:
-        values = [int(x) for x in reply]
-    except (TypeError, ValueError):
-        return None
-    first = size - 5  # the acquire's reply starts with the permit
-    states = (values[first], values[first + 3])
-    if min(values) < 0 or max(states) > 2 or values[-1] > 1:
-        return None
-    if first and values[0] >= PROBE and values[1] != _CODES[_HALF_OPEN]:
-        return None  # only a half-open breaker admits probes
     return values
 
 
-class RedisCircuitBreaker(CircuitBreaker):
-    """A :class:`CircuitBreaker` whose state lives in Redis, shared by every process.
+def _as_ints(reply: Any, size: int) -> list[int] | None:
+    if not isinstance(reply, list | tuple) or len(reply) != size:
+        return None
+    try:
+        return [int(x) for x in reply]
+    except (TypeError, ValueError):
+        return None
 
-    Built by the breaker manager when ``STATE_BACKEND == "redis"``, with the same arguments as
-    :class:`CircuitBreaker`; ``config.REDIS_URL`` is required.
+
+def _plausible(values: list[int]) -> bool:
+    """States are 0-2, restored 0 or 1, only a half-open breaker gives probe permits, nothing
+    is negative."""
+    first = len(values) - 5  # the acquire's reply starts with the permit
+    if min(values) < 0 or max(values[first], values[first + 3]) > 2 or values[-1] > 1:
+        return False
+    return not (first and values[0] >= _PROBE and values[1] != _code(_HALF_OPEN))
+
+
+class RedisBackend:
+    """A breaker's state in Redis, shared by every process; the machine is the local mirror.
+
+    When Redis fails, the in-memory backend (over the same machine and lock) carries on.
     """
 
-    #: the asyncio call path may await the ``*_async`` twins of this breaker's round trips
-    async_io: ClassVar[bool] = True
+    #: the asyncio call path may await the ``*_async`` twins of this backend's round trips
+    async_io = True
 
     def __init__(
         self,
-        endpoint: str,
-        failure_threshold: int = 5,
-        reset_timeout_sec: float = 60,
+        machine: Machine,
+        clock: Clock,
+        fire: Fire,
         *,
-        service_name: str = "default",
-        config: ReliabilityConfig | None = None,
-        clock: Clock = time.monotonic,
+        service_name: str,
+        endpoint: str,
+        config: ReliabilityConfig,
     ) -> None:
-        super().__init__(
-            endpoint,
-            failure_threshold,
-            reset_timeout_sec,
-            service_name=service_name,
-            config=config,
-            clock=clock,
-        )
-        cfg = self.config
-        if cfg.REDIS_URL is None:
+        if config.REDIS_URL is None:
             raise ConfigError(
                 "RedisCircuitBreaker needs REDIS_URL (environment: RELIABILITY_REDIS_URL),"
                 " e.g. redis://127.0.0.1:6379/0"
             )
-        self.key = breaker_key(cfg.REDIS_KEY_PREFIX, service_name, endpoint)
-        self.store: RedisStore = get_store(cfg.REDIS_URL, cfg.REDIS_TIMEOUT_MS)
-        self._reset_ms = max(1, math.ceil(self.reset_timeout_sec * 1000))
-        self._ttl_ms = max(cfg.REDIS_KEY_TTL_SEC * 1000, 2 * self._reset_ms)
-        self._threshold = self.failure_threshold if self._window is None else _NO_THRESHOLD
+        self.machine = machine
+        self.clock = clock
+        self.fire = fire
+        self.local = MemoryBackend(machine, clock, fire)  # the fallback while Redis is down
+        self.lock = self.local.lock
+        self.service_name = service_name
+        self.endpoint = endpoint
+        self.key = breaker_key(config.REDIS_KEY_PREFIX, service_name, endpoint)
+        self.store: RedisStore = get_store(config.REDIS_URL, config.REDIS_TIMEOUT_MS)
+        settings = machine.settings
+        self.reset_ms = max(1, math.ceil(settings.reset_sec * 1000))
+        self.ttl_ms = max(config.REDIS_KEY_TTL_SEC * 1000, 2 * self.reset_ms)
+        self.threshold = settings.threshold if machine.window is None else _NO_THRESHOLD
         # The local state diverged from the shared one (Redis failed): merge at next acquire.
-        self._pending_sync = False
-        self._synced_epoch = self.store.epoch
+        self.pending_sync = False
+        self.synced_epoch = self.store.epoch
 
-    def __repr__(self) -> str:
-        return (
-            f"RedisCircuitBreaker(service_name={self.service_name!r}, endpoint={self.endpoint!r},"
-            f" state={self._state.value}, failure_count={self.failure_count}, key={self.key!r})"
-        )
+    def describe(self) -> str:
+        """Extra text for the breaker's repr."""
+        return f", key={self.key!r}"
 
-    # --- state --------------------------------------------------------------------------------
-
-    @property
     def state(self) -> CircuitBreakerState:
         """The state as of this process's last round trip (an OPEN one past its reset timeout
         reads HALF_OPEN; the shared transition happens at the next acquire)."""
         if self.store.in_outage:
-            return super().state  # local logic, local transitions
-        if (
-            self._state is _OPEN
-            and self._override is not BreakerOverride.FORCED_OPEN
-            and self._clock() - self._opened_at >= self.reset_timeout_sec
-        ):
+            return self.local.state()  # local logic, local transitions
+        machine = self.machine
+        if machine.state is _OPEN and machine.half_open_due(self.clock()):
             return _HALF_OPEN
-        return self._state
+        return machine.state
 
     # --- the call protocol --------------------------------------------------------------------
 
-    def try_acquire(self) -> int:
-        """One round trip: ``ADMITTED``, ``PROBE`` (counted across processes) or ``REJECTED``."""
+    def try_acquire(self) -> Permit:
+        """One round trip: admitted, a probe (counted across processes) or rejected."""
         early = self._early_permit()
         if early is not None:
             return early
         args = self._acquire_args()
         return self._after_acquire(self.store.run(ACQUIRE, (self.key,), args), args)
 
-    async def try_acquire_async(self) -> int:
+    async def try_acquire_async(self) -> Permit:
         """The asyncio twin of :meth:`try_acquire`."""
         early = self._early_permit()
         if early is not None:
@@ -338,63 +356,63 @@ class RedisCircuitBreaker(CircuitBreaker):
         args = self._acquire_args()
         return self._after_acquire(await self.store.run_async(ACQUIRE, (self.key,), args), args)
 
-    def record_success(self, permit: int = ADMITTED, duration: float = 0.0) -> None:
+    def record_success(self, permit: Permit, duration: float) -> None:
         """The admitted call succeeded; a round trip only if there is something to record."""
         args = self._success_args(permit, duration)
         if args is not None:
             self._after_success(self.store.run(SUCCESS, (self.key,), args), permit, duration)
 
-    async def record_success_async(self, permit: int = ADMITTED, duration: float = 0.0) -> None:
+    async def record_success_async(self, permit: Permit, duration: float) -> None:
         """The asyncio twin of :meth:`record_success`."""
         args = self._success_args(permit, duration)
         if args is not None:
             reply = await self.store.run_async(SUCCESS, (self.key,), args)
             self._after_success(reply, permit, duration)
 
-    def record_failure(self, permit: int = ADMITTED, duration: float = 0.0) -> None:
+    def record_failure(self, permit: Permit, duration: float) -> None:
         """The admitted call failed: one round trip (window modes: only when rates trip)."""
         args = self._failure_args(permit, duration)
         if args is not None:
             self._after_failure(self.store.run(FAILURE, (self.key,), args), permit, duration)
 
-    async def record_failure_async(self, permit: int = ADMITTED, duration: float = 0.0) -> None:
+    async def record_failure_async(self, permit: Permit, duration: float) -> None:
         """The asyncio twin of :meth:`record_failure`."""
         args = self._failure_args(permit, duration)
         if args is not None:
             reply = await self.store.run_async(FAILURE, (self.key,), args)
             self._after_failure(reply, permit, duration)
 
-    def release(self, permit: int) -> None:
+    def release(self, permit: Permit) -> None:
         """Give back a permit whose call neither failed nor succeeded."""
-        if is_probe(permit):
-            reply = self.store.run(RELEASE, (self.key,), (*self._local(), permit))
-            self._after_release(reply, permit)
+        if permit.probe:
+            args = (*self._local(), _permit_code(permit))
+            self._after_release(self.store.run(RELEASE, (self.key,), args), permit)
 
-    async def release_async(self, permit: int) -> None:
+    async def release_async(self, permit: Permit) -> None:
         """The asyncio twin of :meth:`release`."""
-        if is_probe(permit):
-            reply = await self.store.run_async(RELEASE, (self.key,), (*self._local(), permit))
-            self._after_release(reply, permit)
+        if permit.probe:
+            args = (*self._local(), _permit_code(permit))
+            self._after_release(await self.store.run_async(RELEASE, (self.key,), args), permit)
 
     def reset(self) -> None:
         """Back to CLOSED with no history, here and in Redis (for every process)."""
-        super().reset()
-        if self.store.run(RESET, (self.key,), (self._ttl_ms,)) in (None, BUSY):
-            self._pending_sync = True
+        self.local.reset()
+        if self.store.run(RESET, (self.key,), (self.ttl_ms,)) in (None, BUSY):
+            self.pending_sync = True
 
-    def sync(self) -> CircuitBreakerState:
-        """Read the shared state into the local mirror now (one round trip) and return it."""
-        if self._override is None or self._override is BreakerOverride.METRICS_ONLY:
+    def sync(self) -> None:
+        """Read the shared state into the local mirror now (one round trip)."""
+        override = self.machine.override
+        if override is None or override is BreakerOverride.METRICS_ONLY:
             args = self._acquire_args(admit=False)
             reply = self.store.run(ACQUIRE, (self.key,), args)
             if reply is not None and reply is not BUSY:
                 self._after_acquire(reply, args)
-        return self.state
 
     # --- before and after the round trips -----------------------------------------------------
 
-    def _early_permit(self) -> int | None:
-        override = self._override
+    def _early_permit(self) -> Permit | None:
+        override = self.machine.override
         if override is BreakerOverride.FORCED_OPEN:
             return REJECTED
         if override is BreakerOverride.DISABLED:
@@ -404,131 +422,119 @@ class RedisCircuitBreaker(CircuitBreaker):
     def _local(self) -> tuple[int, int, int, int, int]:
         """ARGV[1..5] of every script: reset_ms, ttl_ms and the local mirror (state, failures,
         ms since it opened), written back when Redis lost the key."""
-        state = self._state
-        if self._override is BreakerOverride.FORCED_OPEN:
+        machine = self.machine
+        state = machine.state
+        if machine.override is BreakerOverride.FORCED_OPEN:
             state = _CLOSED  # a manual state is this process's: never written for the others
         elapsed_ms = 0
         if state is _OPEN:
-            elapsed_ms = max(0, round((self._clock() - self._opened_at) * 1000))
-        return (self._reset_ms, self._ttl_ms, _CODES[state], self.failure_count, elapsed_ms)
+            elapsed_ms = max(0, round((self.clock() - machine.opened_at) * 1000))
+        return (self.reset_ms, self.ttl_ms, _code(state), machine.failure_count, elapsed_ms)
 
     def _acquire_args(self, admit: bool = True) -> tuple[int, ...]:
-        merge = self._pending_sync or self._synced_epoch != self.store.epoch
-        return (*self._local(), int(admit), int(merge), self.half_open_max_calls)
+        merge = self.pending_sync or self.synced_epoch != self.store.epoch
+        return (*self._local(), int(admit), int(merge), self.machine.settings.max_probes)
 
-    def _after_acquire(self, reply: Any, args: Sequence[int]) -> int:
+    def _after_acquire(self, reply: Any, args: Sequence[int]) -> Permit:
         if reply is BUSY:
             return self._busy_permit()
         values = _ints(reply, 6)
         if values is None:
             self._fallen_back(reply)
-            return super().try_acquire()
-        permit = values[0]
+            return self.local.try_acquire()
         if args[6]:  # merged: the shared state has our local one now
-            self._pending_sync = False
-            self._synced_epoch = self.store.epoch
+            self.pending_sync = False
+            self.synced_epoch = self.store.epoch
         self._mirror(*values[1:])
-        if permit == REJECTED and self._override is BreakerOverride.METRICS_ONLY:
+        permit = _permit(values[0])
+        if not permit.admitted and self.machine.override is BreakerOverride.METRICS_ONLY:
             return ADMITTED
         return permit
 
-    def _busy_permit(self) -> int:
+    def _busy_permit(self) -> Permit:
         """No free connection in time: decide on the mirror, change nothing (no transition, no
         probe: those are Redis's to hand out)."""
-        if self._state is _CLOSED or self._override is BreakerOverride.METRICS_ONLY:
+        machine = self.machine
+        if machine.state is _CLOSED or machine.override is BreakerOverride.METRICS_ONLY:
             return ADMITTED
         return REJECTED
 
-    def _success_args(self, permit: int, duration: float) -> tuple[int, ...] | None:
-        if self._override is BreakerOverride.DISABLED:
-            return None
-        if (
-            permit == ADMITTED
-            and self._state is _CLOSED
-            and self.failure_count == 0
-            and self._window is None
-        ):
-            return None  # the fast path of a healthy breaker: nothing to record
-        slow = self._slow_sec is not None and duration >= self._slow_sec
-        if permit == ADMITTED and self._window is not None:
-            self._window_outcome(failed=False, slow=slow)
-            return None
-        if permit == ADMITTED and self._state is not _CLOSED:
-            return None  # a late success while open: nothing changes
-        return (*self._local(), permit, self.half_open_max_calls, int(slow))
+    def _success_args(self, permit: Permit, duration: float) -> tuple[int, ...] | None:
+        machine = self.machine
+        if machine.override is BreakerOverride.DISABLED or machine.healthy(permit):
+            return None  # nothing to record (the fast path of a healthy breaker)
+        slow = machine.settings.is_slow(duration)
+        if not permit.probe:
+            if machine.window is not None:
+                self._window_outcome(failed=False, slow=slow)
+                return None
+            if machine.state is not _CLOSED:
+                return None  # a late success while open: nothing changes
+        return (*self._local(), _permit_code(permit), machine.settings.max_probes, int(slow))
 
-    def _after_success(self, reply: Any, permit: int, duration: float) -> None:
+    def _after_success(self, reply: Any, permit: Permit, duration: float) -> None:
         if reply is BUSY:
             return  # not recorded: the shared state stays as it is (see BUSY)
         values = _ints(reply, 5)
         if values is None:
             self._fallen_back(reply)
-            super().record_success(permit, duration)
+            self.local.record_success(permit, duration)
             return
         self._mirror(*values)
 
-    def _failure_args(self, permit: int, duration: float) -> tuple[int, ...] | None:
-        if self._override is BreakerOverride.DISABLED:
+    def _failure_args(self, permit: Permit, duration: float) -> tuple[int, ...] | None:
+        machine = self.machine
+        if machine.override is BreakerOverride.DISABLED:
             return None
-        if permit == ADMITTED and self._window is not None:
-            slow = self._slow_sec is not None and duration >= self._slow_sec
-            self._window_outcome(failed=True, slow=slow)
+        if not permit.probe and machine.window is not None:
+            self._window_outcome(failed=True, slow=machine.settings.is_slow(duration))
             return None
-        return (*self._local(), permit, self._threshold)
+        return (*self._local(), _permit_code(permit), self.threshold)
 
-    def _after_failure(self, reply: Any, permit: int, duration: float) -> None:
+    def _after_failure(self, reply: Any, permit: Permit, duration: float) -> None:
         if reply is BUSY:
             return
         values = _ints(reply, 5)
         if values is None:
             self._fallen_back(reply)
-            super().record_failure(permit, duration)
+            self.local.record_failure(permit, duration)
             return
-        self.last_failure_time = self._clock()
+        self.machine.last_failure_time = self.clock()
         self._mirror(*values)
 
-    def _after_release(self, reply: Any, permit: int) -> None:
+    def _after_release(self, reply: Any, permit: Permit) -> None:
         if reply is BUSY:
             return
         values = _ints(reply, 5)
         if values is None:
             self._fallen_back(reply)
-            super().release(permit)
+            self.local.release(permit)
             return
         self._mirror(*values)
 
     def _window_outcome(self, *, failed: bool, slow: bool) -> None:
         """Window modes: add the outcome to this process's window; open for all if it trips."""
-        window = self._window
-        assert window is not None
         with self.lock:
-            if failed:
-                self.failure_count += 1
-                self.last_failure_time = self._clock()
-            else:
-                self.failure_count = 0
-            if self._state is not _CLOSED:
-                return
-            window.add(failed, slow)
-            tripped = self._rates_exceeded()
-        if tripped:
-            # a failure with a threshold of 1 opens the shared breaker if it is still closed
-            reply = self.store.run(FAILURE, (self.key,), (*self._local(), ADMITTED, 1))
-            if reply is BUSY:
-                return  # the window still holds the rates: the next outcome trips again
-            values = _ints(reply, 5)
-            if values is None:
-                self._fallen_back(reply)
-                events: _Events = []
-                with self.lock:
-                    if self._state is _CLOSED:
-                        self._open(events)
-                self._fire(events)
-            else:
-                self._mirror(*values)
+            tripped = self.machine.window_outcome(failed, slow, self.clock())
+        if not tripped:
+            return
+        # a failure with a threshold of 1 opens the shared breaker if it is still closed
+        reply = self.store.run(FAILURE, (self.key,), (*self._local(), _permit_code(ADMITTED), 1))
+        if reply is BUSY:
+            return  # the window still holds the rates: the next outcome trips again
+        values = _ints(reply, 5)
+        if values is not None:
+            self._mirror(*values)
+            return
+        self._fallen_back(reply)
+        events: Events = []
+        with self.lock:
+            if self.machine.state is _CLOSED:
+                self.machine.open(self.clock(), events)
+        self.fire(events)
 
     def _fallen_back(self, reply: Any) -> None:
-        self._pending_sync = True
+        self.pending_sync = True
         if reply is not None:  # a reply that is not one of the scripts': treat as a failure
             self.store.mark_failed(ValueError(f"unexpected reply {reply!r} for {self.key}"))
 
@@ -536,6 +542,10 @@ class RedisCircuitBreaker(CircuitBreaker):
         self, state_code: int, failures: int, wait_ms: int, old_code: int, restored: int = 0
     ) -> None:
         """Copy the shared state into this process; fire the transition this process made."""
+        extra: dict[str, object] = {
+            "resilience_service": self.service_name,
+            "resilience_endpoint": self.endpoint,
+        }
         if restored:
             log_event(
                 logger,
@@ -544,27 +554,16 @@ class RedisCircuitBreaker(CircuitBreaker):
                 " flushed or evicted), wrote back %s from this process",
                 self.endpoint,
                 _STATES[old_code].name,
-                extra={
-                    "resilience_service": self.service_name,
-                    "resilience_endpoint": self.endpoint,
-                },
+                extra=extra,
             )
         new = _STATES[state_code]
-        changed_here = old_code != state_code
+        opened_at = None
+        if new is _OPEN:
+            opened_at = self.clock() - (self.reset_ms - wait_ms) / 1000
         with self.lock:
-            previous = self._state
-            self.failure_count = failures
-            if new is _OPEN:
-                self._opened_at = self._clock() - (self._reset_ms - wait_ms) / 1000
-            if new is not previous:
-                self._state = new
-                self._probes_in_flight = 0
-                self._probe_successes = 0
-                if new is _CLOSED and self._window is not None:
-                    self._window.clear()
-            self._update_rejecting()
-        if changed_here:
-            self._fire([(_STATES[old_code], new)])
+            previous = self.machine.adopt(new, failures, opened_at)
+        if old_code != state_code:
+            self.fire([(_STATES[old_code], new)])
         elif new is not previous:
             log_event(
                 logger,
@@ -572,8 +571,44 @@ class RedisCircuitBreaker(CircuitBreaker):
                 "Circuit breaker %s: now %s (transition made by another process)",
                 self.endpoint,
                 new.name,
-                extra={
-                    "resilience_service": self.service_name,
-                    "resilience_endpoint": self.endpoint,
-                },
+                extra=extra,
             )
+
+
+def redis_backend(
+    machine: Machine, clock: Clock, fire: Fire, *, breaker: CircuitBreaker
+) -> RedisBackend:
+    """The backend factory of a breaker whose state lives in Redis (``config.REDIS_URL``)."""
+    return RedisBackend(
+        machine,
+        clock,
+        fire,
+        service_name=breaker.service_name,
+        endpoint=breaker.endpoint,
+        config=breaker.config,
+    )
+
+
+def RedisCircuitBreaker(
+    endpoint: str,
+    failure_threshold: int = 5,
+    reset_timeout_sec: float = 60,
+    *,
+    service_name: str = "default",
+    config: ReliabilityConfig | None = None,
+    clock: Clock = time.monotonic,
+) -> CircuitBreaker:
+    """A :class:`CircuitBreaker` whose state lives in Redis, shared by every process.
+
+    Built by the breaker manager when ``STATE_BACKEND == "redis"``; ``config.REDIS_URL`` is
+    required.
+    """
+    return CircuitBreaker(
+        endpoint,
+        failure_threshold,
+        reset_timeout_sec,
+        service_name=service_name,
+        config=config,
+        clock=clock,
+        backend=redis_backend,
+    )
