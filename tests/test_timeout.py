@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import otel_resilience
 import otel_resilience._timeout as timeout_module
 from otel_resilience._timeout import (
     WORKER_NAME_PREFIX,
@@ -135,7 +136,7 @@ def _clean_state() -> Iterator[None]:
     _workers_before.update(worker_threads())
     handler = signal.getsignal(signal.SIGALRM) if hasattr(signal, "SIGALRM") else None
     yield
-    assert timeout_module._stack == [], "a main-thread deadline was left armed"
+    assert timeout_module._interrupter.stack == [], "a main-thread deadline was left armed"
     assert current_deadline() is None
     if hasattr(signal, "SIGALRM"):
         assert signal.getsignal(signal.SIGALRM) is handler, "SIGALRM handler not restored"
@@ -794,7 +795,7 @@ def test_sigalrm_handler_unknown_to_python_makes_the_main_thread_use_a_worker(
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
 def test_forked_child_starts_with_a_fresh_worker_pool_and_no_armed_deadlines() -> None:
     in_thread(lambda: run_with_timeout(lambda: None, 1.0))  # leaves an idle worker here
-    assert timeout_module._pool.idle == 1
+    assert timeout_module._interrupter.pool.idle == 1
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # 3.12: fork with threads
@@ -955,7 +956,7 @@ def test_abandoned_worker_returns_to_the_pool_when_its_function_ends() -> None:
             run_with_timeout(lambda: release.wait(5), 0.05)
         busy = len(worker_threads())
         release.set()
-        assert wait_for(lambda: timeout_module._pool.idle == 1, 1.0)
+        assert wait_for(lambda: timeout_module._interrupter.pool.idle == 1, 1.0)
         name = run_with_timeout(lambda: threading.current_thread().name, 1.0)
         return f"{busy} {len(worker_threads())} {name}"
 
@@ -1002,7 +1003,7 @@ def test_shutdown_workers_counts_a_worker_still_busy_and_it_exits_when_done() ->
     assert still_running >= 1  # (plus any worker other test modules left busy)
     assert len(busy) == 1
     assert wait_for(lambda: not busy[0].is_alive(), 1.0)  # exits instead of going idle
-    assert timeout_module._pool.idle == 0
+    assert timeout_module._interrupter.pool.idle == 0
 
 
 def test_idle_worker_exits_after_its_idle_time(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1011,7 +1012,7 @@ def test_idle_worker_exits_after_its_idle_time(monkeypatch: pytest.MonkeyPatch) 
     in_thread(lambda: run_with_timeout(lambda: None, 1.0))
 
     assert wait_for(lambda: worker_threads() == [], 1.0)
-    assert timeout_module._pool.idle == 0
+    assert timeout_module._interrupter.pool.idle == 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -1099,7 +1100,7 @@ def test_with_timeout_none_reads_the_configured_default_at_call_time() -> None:
     from otel_resilience import ReliabilityConfig, configure
     from otel_resilience import reset as reset_config
 
-    @with_timeout()
+    @otel_resilience.with_timeout()
     def slow() -> None:
         time.sleep(LONG)
 
@@ -1114,24 +1115,55 @@ def test_with_timeout_none_reads_the_configured_default_at_call_time() -> None:
     assert elapsed < LIMIT + SLACK
 
 
-def test_with_timeout_none_falls_back_to_30_seconds_without_a_config_module(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def missing(name: str) -> None:
-        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-    monkeypatch.setattr(timeout_module, "_config_module", None)
-    monkeypatch.setattr(timeout_module.importlib, "import_module", missing)
-
-    assert timeout_module._default_timeout() == 30.0
+def test_with_timeout_none_falls_back_to_30_seconds_without_a_default_source() -> None:
+    from otel_resilience import ReliabilityConfig, configure
+    from otel_resilience import reset as reset_config
 
     @with_timeout()
     def probe() -> float | None:
         return remaining_time()
 
-    left = probe()
+    configure(ReliabilityConfig(HTTP_TIMEOUT_SEC=LIMIT))  # the deadline module never reads it
+    try:
+        left = probe()
+    finally:
+        reset_config()
+
     assert left is not None
     assert 29.9 < left <= 30.0
+
+
+def test_with_timeout_none_asks_the_default_source_at_each_call() -> None:
+    defaults = [5.0, LIMIT]
+
+    @with_timeout(default_timeout=lambda: defaults.pop(0))
+    def slow() -> float | None:
+        left = remaining_time()
+        time.sleep(LONG)
+        return left
+
+    left = slow()
+    error, elapsed = timed(slow)
+
+    assert left is not None
+    assert 4.9 < left <= 5.0
+    assert isinstance(error, AttemptTimeout)
+    assert str(error) == f"Function slow timed out after {LIMIT} seconds"
+    assert elapsed < LIMIT + SLACK
+    assert defaults == []
+
+
+def test_with_timeout_given_seconds_never_asks_the_default_source() -> None:
+    def no_default() -> float:
+        raise AssertionError("the default was read although seconds were given")
+
+    @with_timeout(5, default_timeout=no_default)
+    def probe() -> float | None:
+        return remaining_time()
+
+    left = probe()
+    assert left is not None
+    assert 4.9 < left <= 5.0
 
 
 BAD_TIMEOUTS = [
@@ -1253,7 +1285,7 @@ def test_no_internal_exception_escapes_and_nothing_is_left_armed(
         call()
 
     assert timeout_module._leftovers() == []
-    assert timeout_module._stack == []
+    assert timeout_module._interrupter.stack == []
     assert signal.getsignal(signal.SIGALRM) is handler
     delay, interval = signal.getitimer(signal.ITIMER_REAL)
     assert interval == 0.0
@@ -1362,7 +1394,7 @@ def test_interruption_is_held_back_inside_a_registered_unsafe_function(
         time.sleep(LONG)
         return "never"
 
-    monkeypatch.setattr(timeout_module, "_unsafe_tree", {bookkeeping.__code__})
+    monkeypatch.setattr(timeout_module._interrupter.regions, "tree", {bookkeeping.__code__})
 
     error, elapsed = timed(lambda: run_with_timeout(client, LIMIT))
 
@@ -1379,19 +1411,31 @@ def test_func_that_is_a_c_function_is_still_interrupted() -> None:
 
 
 @needs_itimer
+def test_a_c_function_in_a_longer_inner_call_is_cut_by_the_outer_deadline() -> None:
+    def outer_body() -> None:
+        run_with_timeout(functools.partial(time.sleep, LONG), 10.0)
+
+    error, elapsed = timed(lambda: run_with_timeout(outer_body, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert error.timeout_sec == LIMIT
+    assert elapsed < LIMIT + SLACK  # it ran the whole sleep before (LONG)
+
+
+@needs_itimer
 def test_keyboard_interrupt_mid_cleanup_leaves_nothing_behind(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real_leave = timeout_module._leave
+    real_leave = timeout_module._Interrupter.leave
     calls: list[int] = []
 
-    def leave_cut_once(entry: Any) -> None:
+    def leave_cut_once(self: Any, entry: Any) -> None:
         calls.append(1)
         if len(calls) == 1:
             raise KeyboardInterrupt
-        real_leave(entry)
+        real_leave(self, entry)
 
-    monkeypatch.setattr(timeout_module, "_leave", leave_cut_once)
+    monkeypatch.setattr(timeout_module._Interrupter, "leave", leave_cut_once)
 
     with pytest.raises(KeyboardInterrupt):
         run_with_timeout(lambda: "done", LIMIT)
@@ -1438,6 +1482,26 @@ def test_cooperative_mode_turns_a_late_client_error_into_a_timeout_and_keeps_ear
     with pytest.raises(KeyError):
         run_with_timeout(functools.partial({}.__getitem__, "x"), LIMIT, "cooperative")
     assert run_with_timeout(lambda: "fast", LIMIT, "cooperative") == "fast"
+
+
+def test_cooperative_mode_lets_a_late_keyboard_interrupt_through_and_restores_the_deadline(
+    clock: FakeClock,
+) -> None:
+    def interrupted_late() -> None:
+        clock.advance(2 * LIMIT)  # the deadline passed while the function ran
+        raise KeyboardInterrupt
+
+    async def cancelled_late() -> None:
+        clock.advance(2 * LIMIT)
+        raise asyncio.CancelledError
+
+    with deadline_scope(10.0) as outer:
+        with pytest.raises(KeyboardInterrupt):
+            run_with_timeout(interrupted_late, LIMIT, "cooperative")
+        assert current_deadline() == outer
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(run_with_timeout_async(cancelled_late, LIMIT, "cooperative"))
+        assert current_deadline() == outer
 
 
 def test_unknown_mode_is_refused_naming_the_accepted_ones() -> None:
@@ -1557,18 +1621,20 @@ def test_other_programming_errors_from_a_worker_pass_unchanged() -> None:
 def test_leftovers_describes_a_stale_entry_our_handler_and_our_timer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    interrupter = timeout_module._interrupter
     assert timeout_module._leftovers() == []
-    saved = signal.signal(signal.SIGALRM, timeout_module._on_alarm)
-    monkeypatch.setattr(timeout_module, "_stack", [timeout_module._Entry(1.0, 1.0)])
+    saved = signal.signal(signal.SIGALRM, interrupter.handler)
+    stale = timeout_module._Call(1.0, 1.0, None, "f", None)
+    monkeypatch.setattr(interrupter, "stack", [stale])
     signal.setitimer(signal.ITIMER_REAL, 100.0, timeout_module._REDELIVER)
     try:
         found = timeout_module._leftovers()
-        monkeypatch.setattr(timeout_module._sig, "redelivering", True)
+        monkeypatch.setattr(interrupter, "redelivering", True)
         marked = timeout_module._leftovers()
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, saved)
-    monkeypatch.setattr(timeout_module, "_stack", [])
+    monkeypatch.setattr(interrupter, "stack", [])
 
     assert [text.split(" (")[0] for text in found] == [
         "deadline stack entry",
@@ -1589,29 +1655,40 @@ def test_unsafe_registry_skips_names_a_module_does_not_have(
 
     module = type(sys)("fake_client_module")
     module.outer = outer  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "fake_client_module", module)
-    monkeypatch.setattr(
-        timeout_module,
-        "_UNSAFE",
+    regions = timeout_module._Regions(
         {
             "fake_client_module": (
                 ("missing", "tree"),
                 ("outer.<locals>.absent", "tree"),
                 ("outer.<locals>.inner", "guard"),
                 ("outer", "safe"),
-            )
-        },
+            ),
+            "not_imported_module": (("*", "tree"),),
+        }
     )
-    for name in ("_unsafe_tree", "_unsafe_guard", "_safe"):
-        monkeypatch.setattr(timeout_module, name, set())
-    monkeypatch.setattr(timeout_module, "_unsafe_resolved", set())
+    regions.resolve()
+    assert regions.resolved == set()  # not imported yet: looked up again later
+    monkeypatch.setitem(sys.modules, "fake_client_module", module)
 
-    timeout_module._resolve_unsafe()
-    timeout_module._resolve_unsafe()  # already resolved: nothing changes
+    regions.resolve()
+    regions.resolve()  # already resolved: nothing changes
 
-    assert timeout_module._unsafe_tree == set()
-    assert [c.co_name for c in timeout_module._unsafe_guard] == ["inner"]
-    assert timeout_module._safe == {outer.__code__}
+    assert regions.resolved == {"fake_client_module"}
+    assert regions.tree == set()
+    assert regions.files == set()
+    assert [c.co_name for c in regions.guard] == ["inner"]
+    assert regions.safe == {outer.__code__}
+
+
+def test_unsafe_table_is_read_only_and_covers_the_vendored_httpx_copies() -> None:
+    table = timeout_module._UNSAFE
+
+    with pytest.raises(TypeError):
+        table["somewhere"] = ()  # type: ignore[index]
+    for name, names in table.items():
+        if name.startswith(("httpx.", "httpcore.")):
+            copy = name.replace("httpx.", "httpx2.", 1).replace("httpcore.", "httpcore2.", 1)
+            assert table[copy] == names
 
 
 @needs_itimer
@@ -1691,3 +1768,60 @@ def test_an_interruption_held_back_by_a_region_that_blocks_is_delivered_after_th
     elapsed = time.monotonic() - started
     assert elapsed < 1.5  # the hold cap (1 s) past a 0.02 s timeout, not the 5 s hook
     assert timeout_module._leftovers() == []
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 11: the decisions before a call are written once for sync and async (property test)
+
+
+def _sync_probe() -> float | None:
+    return remaining_time()
+
+
+async def _async_probe() -> float | None:
+    return remaining_time()
+
+
+_sync_probe.__name__ = _async_probe.__name__ = "probe"  # the error messages name it alike
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    timeout=st.one_of(st.none(), st.integers(1, 1000), st.floats(1.0, 1e6)),
+    outer=st.one_of(st.none(), st.floats(-5.0, 0.0), st.floats(1.0, 1e6)),
+    mode=st.sampled_from([*timeout_module.MODES, "kill"]),
+)
+@example(timeout=None, outer=None, mode="interrupt")  # no limit at all: called directly
+@example(timeout=5, outer=0.0, mode="thread")  # the enclosing deadline just passed
+@example(timeout=5, outer=-1.0, mode="cooperative")
+@example(timeout=30, outer=2.5, mode="interrupt")  # the enclosing one is tighter
+@example(timeout=None, outer=None, mode="kill")  # a bad mode is refused even without a limit
+def test_sync_and_async_take_the_same_decisions(
+    clock: FakeClock, timeout: float | None, outer: float | None, mode: str
+) -> None:
+    def outcome(run: Callable[[], Any]) -> tuple[str, object]:
+        try:
+            with deadline_scope(outer):
+                return "value", run()
+        except AttemptTimeout as exc:
+            return "timeout", (str(exc), exc.timeout_sec)
+        except ValueError as exc:
+            return "refused", str(exc)
+
+    sync = outcome(lambda: run_with_timeout(_sync_probe, timeout, mode))
+    in_async = outcome(lambda: asyncio.run(run_with_timeout_async(_async_probe, timeout, mode)))
+
+    assert sync == in_async
+    limits = [s for s in (timeout, outer) if s is not None]
+    if mode == "kill":
+        assert sync == ("refused", "mode must be one of interrupt, thread, cooperative, got 'kill'")
+    elif limits and min(limits) <= 0.0:
+        passed = "Function probe timed out: the deadline had already passed"
+        assert sync == ("timeout", (passed, 0.0))
+    else:  # the frozen clock: what is left is the tighter limit
+        assert sync[0] == "value"
+        assert sync[1] == (None if not limits else pytest.approx(min(limits), rel=1e-9))

@@ -43,14 +43,9 @@ from ._runtime import (
     use_runtime,
 )
 from ._setup import TelemetryHandle, configure_telemetry
-from ._timeout import (
-    AttemptTimeout,
-    deadline_scope,
-    remaining_time,
-    shutdown_workers,
-    with_timeout,
-)
+from ._timeout import AttemptTimeout, deadline_scope, remaining_time, shutdown_workers
 from ._version import __version__
+from ._with_timeout import with_timeout
 
 # A library never decides where logs go: without the application's logging setup, stay quiet.
 logging.getLogger("otel_resilience").addHandler(logging.NullHandler())

@@ -70,12 +70,13 @@ def _begin(
     service_name: object,
     endpoint: object,
     func: object,
-    timeout_sec: float | None,
-    max_retries: int | None,
-    deadline_sec: float | None,
+    options: tuple[float | None, int | None, float | None, str | None],
     idempotent: bool,
 ) -> Call:
-    """Check the arguments and gather what one call needs (both drivers)."""
+    """Check the arguments and gather what one call needs (both drivers).
+
+    ``options``: the per-call ``timeout_sec``, ``max_retries``, ``deadline_sec`` and
+    ``timeout_mode`` (None: the service's settings)."""
     service = service_name if type(service_name) is str else _name("service_name", service_name)
     where = endpoint if type(endpoint) is str else _name("endpoint", endpoint)
     if not service:
@@ -86,7 +87,7 @@ def _begin(
         raise TypeError(f"func must be callable, got {type(func).__name__}: {func!r}")
     runtime = _default.runtime
     context = runtime.service(service)
-    settings = context.settings(timeout_sec, max_retries, deadline_sec)
+    settings = context.settings(*options)
     breaker = runtime.breakers.breaker_for(service, where)
     if idempotent is not True and idempotent is not False:
         raise TypeError(f"idempotent must be True or False, got {idempotent!r}")
@@ -149,6 +150,7 @@ def resilient_call(
     deadline_sec: float | None = None,
     fallback: Any = NO_FALLBACK,
     idempotent: bool = True,
+    timeout_mode: str | None = None,
 ) -> T:
     """Call ``func()`` with retries, a circuit breaker, a timeout per attempt and telemetry.
 
@@ -167,6 +169,8 @@ def resilient_call(
             it is retried only when the failure proves the request was not processed
             (refused connection, DNS failure, 429/503 with ``Retry-After``), unless
             ``RETRY_NON_IDEMPOTENT`` is set (docs/retries.md).
+        timeout_mode: the ``TIMEOUT_MODE`` of this call (default: the service's); the
+            integrations pass ``"cooperative"``, as they set the client's own I/O timeout.
 
     Returns:
         What ``func()`` returned (or the fallback's value).
@@ -180,7 +184,13 @@ def resilient_call(
     >>> resilient_call("inventory", "lookup", lambda: 42)
     42
     """
-    call = _begin(service_name, endpoint, func, timeout_sec, max_retries, deadline_sec, idempotent)
+    call = _begin(
+        service_name,
+        endpoint,
+        func,
+        (timeout_sec, max_retries, deadline_sec, timeout_mode),
+        idempotent,
+    )
     try:
         if call.settings.deadline is None:
             result = _drive(call, func)
@@ -459,6 +469,7 @@ async def resilient_call_async(
     deadline_sec: float | None = None,
     fallback: Any = NO_FALLBACK,
     idempotent: bool = True,
+    timeout_mode: str | None = None,
 ) -> T:
     """The asyncio twin of :func:`resilient_call`: ``func`` returns an awaitable.
 
@@ -473,7 +484,13 @@ async def resilient_call_async(
     'ok'
     """
     _require_asyncio()
-    call = _begin(service_name, endpoint, func, timeout_sec, max_retries, deadline_sec, idempotent)
+    call = _begin(
+        service_name,
+        endpoint,
+        func,
+        (timeout_sec, max_retries, deadline_sec, timeout_mode),
+        idempotent,
+    )
     func = _awaitable_func(func)
     try:
         if call.settings.deadline is None:
@@ -740,7 +757,14 @@ def resilient(service_name: str, endpoint: str, **options: Any) -> _Decorator:
     """
     _check_name("service_name", service_name)
     _check_name("endpoint", endpoint)
-    accepted = ("timeout_sec", "max_retries", "deadline_sec", "fallback", "idempotent")
+    accepted = (
+        "timeout_sec",
+        "max_retries",
+        "deadline_sec",
+        "fallback",
+        "idempotent",
+        "timeout_mode",
+    )
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise TypeError(f"unknown option(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}")

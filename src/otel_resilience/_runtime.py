@@ -37,7 +37,7 @@ from ._hedging import HedgePolicy, hedging_settings
 from ._load import Gate, LoadControl  # WIRE(load control)
 from ._ratelimit import RateLimiter, build_rate_limiter, rate_limiter_settings
 from ._telemetry import Telemetry
-from ._timeout import validate_timeout
+from ._timeout import MODES, validate_timeout
 
 #: the most attempts one call may make (the bound of ``HTTP_RETRIES`` too)
 MAX_ATTEMPTS: Final = 100
@@ -90,6 +90,16 @@ def check_attempts(max_retries: object) -> int:
     return max(1, max_retries)
 
 
+def check_mode(timeout_mode: object) -> str:
+    """A per-call ``timeout_mode``: one of ``TIMEOUT_MODE``'s values."""
+    if timeout_mode not in MODES:
+        raise ValueError(
+            f"timeout_mode must be one of {', '.join(MODES)} (or None: the service's"
+            f" TIMEOUT_MODE), got {timeout_mode!r}"
+        )
+    return str(timeout_mode)
+
+
 def check_deadline(deadline_sec: object) -> float:
     import math
 
@@ -114,6 +124,7 @@ class CallSettings:
         timeout_sec: float | None = None,
         max_retries: int | None = None,
         deadline_sec: float | None = None,
+        timeout_mode: str | None = None,
     ) -> None:
         self.config = config
         self.timeout = (
@@ -125,7 +136,7 @@ class CallSettings:
         self.deadline = (
             config.DEADLINE_SEC if deadline_sec is None else check_deadline(deadline_sec)
         )
-        self.mode = config.TIMEOUT_MODE
+        self.mode = config.TIMEOUT_MODE if timeout_mode is None else check_mode(timeout_mode)
 
 
 class ServiceContext:
@@ -163,11 +174,15 @@ class ServiceContext:
         self.gate: Gate | None = runtime.load.gate(name, config)  # WIRE(load control)
 
     def settings(
-        self, timeout_sec: float | None, max_retries: int | None, deadline_sec: float | None
+        self,
+        timeout_sec: float | None,
+        max_retries: int | None,
+        deadline_sec: float | None,
+        timeout_mode: str | None = None,
     ) -> CallSettings:
-        if timeout_sec is None and max_retries is None and deadline_sec is None:
+        if timeout_sec is None and max_retries is None and deadline_sec is None is timeout_mode:
             return self.defaults
-        return CallSettings(self.config, timeout_sec, max_retries, deadline_sec)
+        return CallSettings(self.config, timeout_sec, max_retries, deadline_sec, timeout_mode)
 
     def idle(self) -> bool:
         return (

@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-import importlib
 import inspect
 import math
 import numbers
@@ -45,16 +44,16 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import Context, ContextVar, copy_context
-from types import FrameType
+from types import CodeType, FrameType, MappingProxyType
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
 T = TypeVar("T")
 P = ParamSpec("P")
 
-#: Used when ``with_timeout()`` gets no value and ``otel_resilience._config`` is not there.
+#: Used when ``with_timeout()`` gets neither a value nor a ``default_timeout``.
 DEFAULT_TIMEOUT_SEC: Final = 30.0
 #: An idle worker thread exits after this long without work.
 WORKER_IDLE_SEC: Final = 30.0
@@ -177,6 +176,101 @@ def _timeout_error(named: object, requested: float | None, limit: float) -> Atte
 
 
 # --------------------------------------------------------------------------------------------
+# One call under a deadline
+
+
+class _Call:
+    """One call under a deadline: its limits, the error it ends with, and in the main thread the
+    entry of its armed timer on the deadline stack (the token its frame recognises).
+
+    Written once for every mechanism: the sync and async drivers only differ in how they run
+    the function.
+    """
+
+    __slots__ = (
+        "app_timer",
+        "capped",
+        "deadline",
+        "fired",
+        "limit",
+        "named",
+        "outer",
+        "requested",
+        "restore_handler",
+        "state",
+    )
+
+    def __init__(
+        self,
+        deadline: float,
+        limit: float,
+        requested: float | None,
+        named: object,
+        outer: float | None,
+    ) -> None:
+        self.deadline = deadline
+        self.limit = limit  # the limit that applies: the timeout, or what the enclosing one left
+        self.requested = requested  # the timeout asked for (None: only an enclosing deadline)
+        self.named = named  # what the error message names
+        self.outer = outer  # the enclosing deadline, in force again when the call ends
+        # main thread only:
+        self.capped = False  # the timer is armed for less than the deadline
+        self.fired = False  # the deadline passed while its frame was running
+        self.state = 0  # 0 on the stack (active), 1 disarmed and popped, 2 fully left
+        self.app_timer: tuple[float, float, float] | None = None  # (delay, interval, saved at)
+        self.restore_handler: Any = None  # the application's handler to put back
+
+    def error(self) -> AttemptTimeout:
+        return _timeout_error(self.named, self.requested, self.limit)
+
+    # Cooperative mode: ``with call: func()`` sets the deadline for the function and turns a late
+    # end (a result, or an ``Exception`` after the deadline) into the timeout.
+
+    def __enter__(self) -> None:
+        _deadline_var.set(self.deadline)
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        _deadline_var.set(self.outer)
+        if _monotonic() < self.deadline:
+            return
+        if exc is None:
+            raise self.error()
+        if isinstance(exc, Exception):
+            raise self.error() from exc
+
+
+#: The ``TIMEOUT_MODE`` values (docs/timeouts.md).
+MODES: Final = ("interrupt", "thread", "cooperative")
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
+
+
+def _start(timeout_sec: float | None, named: object, mode: str) -> _Call | None:
+    """The decisions before a call, the same for sync and async: the mode is valid, the call's
+    deadline (None: neither a timeout nor an enclosing deadline, call the function directly);
+    raises the timeout when the deadline already passed (the function is never called)."""
+    if mode != "interrupt":
+        _check_mode(mode)
+    outer = _deadline_var.get()
+    if timeout_sec is None:
+        if outer is None:
+            return None
+        deadline, limit = outer, outer - _monotonic()
+    else:  # the tighter of the timeout and the enclosing deadline wins
+        now = _monotonic()
+        deadline, limit = now + timeout_sec, timeout_sec
+        if outer is not None and outer < deadline:
+            deadline, limit = outer, outer - now
+    if limit <= 0.0:
+        raise _timeout_error(named, timeout_sec, 0.0)
+    return _Call(deadline, limit, timeout_sec, named, outer)
+
+
+# --------------------------------------------------------------------------------------------
 # Main thread: SIGALRM + ITIMER_REAL
 
 _HAS_ITIMER: Final = hasattr(signal, "setitimer") and hasattr(signal, "SIGALRM")
@@ -192,7 +286,6 @@ _getsignal = _csignal.getsignal
 _setsignal = _csignal.signal
 _SIG_DFL: Final = int(signal.SIG_DFL)
 _get_ident = threading.get_ident
-_main_ident: int | None = threading.main_thread().ident
 
 #: Shortest timer we arm (setitimer(0) would disarm instead).
 _TINY: Final = 1e-6
@@ -223,45 +316,24 @@ class _Interrupted(TimeoutError):
     names the deadline; only the frame that armed it turns it into :class:`AttemptTimeout`.
     """
 
-    def __init__(self, entry: _Entry) -> None:
+    def __init__(self, entry: _Call) -> None:
         super().__init__("deadline passed (interrupted by otel_resilience)")
         self.entry = entry
 
 
-class _Entry:
-    """One armed main-thread deadline (the token its frame recognises)."""
-
-    __slots__ = ("app_timer", "capped", "deadline", "fired", "restore_handler", "state")
-
-    def __init__(self, deadline: float, left: float) -> None:
-        self.deadline = deadline
-        self.capped = left > _MAX_ARM  # the timer is armed for less than the deadline
-        self.fired = False  # the deadline passed while its frame was running
-        self.state = 0  # 0 on the stack (active), 1 disarmed and popped, 2 fully left
-        self.app_timer: tuple[float, float, float] | None = None  # (delay, interval, saved at)
-        self.restore_handler: Any = None  # the application's handler to put back
+_Table = Mapping[str, tuple[tuple[str, str], ...]]
 
 
-class _SignalState:
-    __slots__ = ("deferred_since", "displaced", "leaving", "redelivering", "swallow")
+def _with_vendored_copies(table: _Table) -> _Table:
+    """``table`` plus the copies of httpx and httpcore the OpenAI SDK ships (``httpx2``,
+    ``httpcore2``), read-only."""
+    copies = {
+        name.replace("httpx.", "httpx2.", 1).replace("httpcore.", "httpcore2.", 1): names
+        for name, names in table.items()
+        if name.startswith(("httpx.", "httpcore."))
+    }
+    return MappingProxyType({**table, **copies})
 
-    def __init__(self) -> None:
-        #: What SIGALRM did before our handler took over; used for signals that are not ours.
-        self.displaced: Any = _SIG_DFL
-        #: Our timer expired but its signal had not been handled when the frame left.
-        self.swallow = False
-        #: The timer repeats every ``_REDELIVER`` s: an armed deadline has passed.
-        self.redelivering = False
-        #: When the handler first held an interruption back for a cleanup in progress.
-        self.deferred_since: float | None = None
-        #: ``_leave`` is disarming: the handler must not arm anything (``_leave`` re-arms).
-        self.leaving = False
-
-
-#: Armed deadlines of the main thread, outermost first, strictly decreasing; the itimer is armed
-#: for the last one (or repeats for redelivery). Only the main thread touches it.
-_stack: list[_Entry] = []
-_sig = _SignalState()
 
 #: Where an interruption is safe in the clients we know, by module: (qualified name, scope).
 #:
@@ -275,158 +347,199 @@ _sig = _SignalState()
 #:
 #: Resolved when the handler first runs after the module was imported; code of modules not
 #: listed here can be interrupted anywhere (see docs/timeouts.md).
-_UNSAFE: Final[dict[str, tuple[tuple[str, str], ...]]] = {
-    # code the interpreter runs in the middle of anything (where an exception is "ignored")
-    "warnings": (("*", "tree"),),
-    "weakref": (("*", "tree"),),
-    "_weakrefset": (("*", "tree"),),  # WeakSet's removal callbacks
-    "contextlib": (
-        ("_GeneratorContextManagerBase.__init__", "tree"),
-        ("_GeneratorContextManager.__enter__", "guard"),
-        ("_GeneratorContextManager.__exit__", "guard"),
-    ),
-    # a socket created but not yet stored is lost if interrupted: connecting is bounded by
-    # the client's connect timeout instead
-    "socket": (("create_connection", "tree"),),
-    "urllib3.util.connection": (("create_connection", "tree"),),
-    # redis-py
-    "redis.client": (("Redis._execute_command", "guard"),),
-    "redis.retry": (("Retry.call_with_retry", "safe"),),
-    "redis.connection": (
-        ("ConnectionPool.get_connection", "guard"),
-        ("BlockingConnectionPool.get_connection", "guard"),
-        ("AbstractConnection.connect", "safe"),
-        # a socket created but not yet stored: connecting is bounded by socket_connect_timeout
-        ("Connection._connect", "tree"),
-        ("SSLConnection._connect", "tree"),
-        ("UnixDomainSocketConnection._connect", "tree"),
-        ("ConnectionPool.make_connection", "tree"),
-        ("ConnectionPool.release", "tree"),
-        ("BlockingConnectionPool.make_connection", "tree"),
-        ("BlockingConnectionPool.release", "tree"),
-        ("AbstractConnection.disconnect", "tree"),
-    ),
-    "redis.observability.recorder": (("*", "tree"),),
-    "redis.observability.attributes": (("*", "tree"),),
-    # requests and urllib3: a response holds its connection until its body was read
-    "requests.sessions": (("Session.send", "guard"),),
-    "requests.adapters": (("HTTPAdapter.send", "guard"),),
-    "requests.models": (
-        ("Response.content", "guard"),
-        ("Response.iter_content", "guard"),
-        ("Response.iter_content.<locals>.generate", "guard"),
-    ),
-    "requests.cookies": (("*", "tree"),),
-    "requests.hooks": (("*", "tree"),),
-    "urllib3._collections": (("*", "tree"),),
-    "urllib3.connection": (
-        ("HTTPConnection._new_conn", "tree"),
-        ("HTTPConnection.connect", "guard"),
-        ("HTTPSConnection.connect", "guard"),
-    ),
-    "urllib3.connectionpool": (
-        ("HTTPConnectionPool.urlopen", "guard"),
-        ("HTTPConnectionPool._make_request", "safe"),
-        ("HTTPConnectionPool._get_conn", "tree"),
-        ("HTTPConnectionPool._put_conn", "tree"),
-    ),
-    "urllib3.response": (
-        ("HTTPResponse.stream", "guard"),
-        ("HTTPResponse.read", "guard"),
-        ("HTTPResponse._raw_read", "guard"),
-        ("HTTPResponse._fp_read", "safe"),
-        ("HTTPResponse.release_conn", "tree"),
-        ("HTTPResponse.drain_conn", "tree"),
-        ("BaseHTTPResponse._init_decoder", "tree"),
-    ),
-    # httpx and httpcore (the OpenAI SDK): a request is queued in the pool and a connection
-    # marked active before the try blocks that undo it on errors
-    "httpx._client": (
-        ("Client.send", "guard"),
-        ("Client._send_handling_auth", "guard"),
-        ("Client._send_handling_redirects", "guard"),
-        ("Client._send_single_request", "guard"),
-        ("BoundSyncStream.__iter__", "guard"),
-    ),
-    "httpx._models": (
-        ("Response.read", "guard"),
-        ("Response.iter_bytes", "guard"),
-        ("Response.iter_raw", "guard"),
-        ("Response.close", "tree"),
-    ),
-    "httpx._transports.default": (
-        ("HTTPTransport.handle_request", "guard"),
-        ("ResponseStream.__iter__", "guard"),
-        ("ResponseStream.close", "tree"),
-    ),
-    "httpcore._sync.connection_pool": (
-        ("ConnectionPool.handle_request", "guard"),
-        ("PoolByteStream.__iter__", "guard"),
-        ("PoolByteStream.close", "tree"),
-        ("ConnectionPool._assign_requests_to_connections", "tree"),
-        ("ConnectionPool._close_connections", "tree"),
-    ),
-    "httpcore._sync.connection": (("HTTPConnection.handle_request", "guard"),),
-    "httpcore._sync.http11": (
-        ("HTTP11Connection.handle_request", "guard"),
-        ("HTTP11ConnectionByteStream.__iter__", "guard"),
-        ("HTTP11Connection._send_request_headers", "safe"),
-        ("HTTP11Connection._send_request_body", "safe"),
-        ("HTTP11Connection._receive_response_headers", "safe"),
-        ("HTTP11Connection._receive_response_body", "safe"),
-        ("HTTP11Connection._response_closed", "tree"),
-        ("HTTP11Connection.close", "tree"),
-        ("HTTP11ConnectionByteStream.close", "tree"),
-    ),
-    "httpcore._synchronization": (("*", "tree"),),
-    "httpcore._backends.sync": (("SyncBackend.connect_tcp", "tree"),),
-    "httpcore._trace": (("*", "tree"),),
-}
-# the OpenAI SDK ships its own copies of httpx and httpcore (``httpx2``, ``httpcore2``)
-_UNSAFE.update(
+_UNSAFE: Final = _with_vendored_copies(
     {
-        name.replace("httpx.", "httpx2.", 1).replace("httpcore.", "httpcore2.", 1): names
-        for name, names in list(_UNSAFE.items())
-        if name.startswith(("httpx.", "httpcore."))
+        # code the interpreter runs in the middle of anything (where an exception is "ignored")
+        "warnings": (("*", "tree"),),
+        "weakref": (("*", "tree"),),
+        "_weakrefset": (("*", "tree"),),  # WeakSet's removal callbacks
+        "contextlib": (
+            ("_GeneratorContextManagerBase.__init__", "tree"),
+            ("_GeneratorContextManager.__enter__", "guard"),
+            ("_GeneratorContextManager.__exit__", "guard"),
+        ),
+        # a socket created but not yet stored is lost if interrupted: connecting is bounded by
+        # the client's connect timeout instead
+        "socket": (("create_connection", "tree"),),
+        "urllib3.util.connection": (("create_connection", "tree"),),
+        # redis-py
+        "redis.client": (("Redis._execute_command", "guard"),),
+        "redis.retry": (("Retry.call_with_retry", "safe"),),
+        "redis.connection": (
+            ("ConnectionPool.get_connection", "guard"),
+            ("BlockingConnectionPool.get_connection", "guard"),
+            ("AbstractConnection.connect", "safe"),
+            # a socket created but not yet stored: connecting is bounded by socket_connect_timeout
+            ("Connection._connect", "tree"),
+            ("SSLConnection._connect", "tree"),
+            ("UnixDomainSocketConnection._connect", "tree"),
+            ("ConnectionPool.make_connection", "tree"),
+            ("ConnectionPool.release", "tree"),
+            ("BlockingConnectionPool.make_connection", "tree"),
+            ("BlockingConnectionPool.release", "tree"),
+            ("AbstractConnection.disconnect", "tree"),
+        ),
+        "redis.observability.recorder": (("*", "tree"),),
+        "redis.observability.attributes": (("*", "tree"),),
+        # requests and urllib3: a response holds its connection until its body was read
+        "requests.sessions": (("Session.send", "guard"),),
+        "requests.adapters": (("HTTPAdapter.send", "guard"),),
+        "requests.models": (
+            ("Response.content", "guard"),
+            ("Response.iter_content", "guard"),
+            ("Response.iter_content.<locals>.generate", "guard"),
+        ),
+        "requests.cookies": (("*", "tree"),),
+        "requests.hooks": (("*", "tree"),),
+        "urllib3._collections": (("*", "tree"),),
+        "urllib3.connection": (
+            ("HTTPConnection._new_conn", "tree"),
+            ("HTTPConnection.connect", "guard"),
+            ("HTTPSConnection.connect", "guard"),
+        ),
+        "urllib3.connectionpool": (
+            ("HTTPConnectionPool.urlopen", "guard"),
+            ("HTTPConnectionPool._make_request", "safe"),
+            ("HTTPConnectionPool._get_conn", "tree"),
+            ("HTTPConnectionPool._put_conn", "tree"),
+        ),
+        "urllib3.response": (
+            ("HTTPResponse.stream", "guard"),
+            ("HTTPResponse.read", "guard"),
+            ("HTTPResponse._raw_read", "guard"),
+            ("HTTPResponse._fp_read", "safe"),
+            ("HTTPResponse.release_conn", "tree"),
+            ("HTTPResponse.drain_conn", "tree"),
+            ("BaseHTTPResponse._init_decoder", "tree"),
+        ),
+        # httpx and httpcore (the OpenAI SDK): a request is queued in the pool and a connection
+        # marked active before the try blocks that undo it on errors
+        "httpx._client": (
+            ("Client.send", "guard"),
+            ("Client._send_handling_auth", "guard"),
+            ("Client._send_handling_redirects", "guard"),
+            ("Client._send_single_request", "guard"),
+            ("BoundSyncStream.__iter__", "guard"),
+        ),
+        "httpx._models": (
+            ("Response.read", "guard"),
+            ("Response.iter_bytes", "guard"),
+            ("Response.iter_raw", "guard"),
+            ("Response.close", "tree"),
+        ),
+        "httpx._transports.default": (
+            ("HTTPTransport.handle_request", "guard"),
+            ("ResponseStream.__iter__", "guard"),
+            ("ResponseStream.close", "tree"),
+        ),
+        "httpcore._sync.connection_pool": (
+            ("ConnectionPool.handle_request", "guard"),
+            ("PoolByteStream.__iter__", "guard"),
+            ("PoolByteStream.close", "tree"),
+            ("ConnectionPool._assign_requests_to_connections", "tree"),
+            ("ConnectionPool._close_connections", "tree"),
+        ),
+        "httpcore._sync.connection": (("HTTPConnection.handle_request", "guard"),),
+        "httpcore._sync.http11": (
+            ("HTTP11Connection.handle_request", "guard"),
+            ("HTTP11ConnectionByteStream.__iter__", "guard"),
+            ("HTTP11Connection._send_request_headers", "safe"),
+            ("HTTP11Connection._send_request_body", "safe"),
+            ("HTTP11Connection._receive_response_headers", "safe"),
+            ("HTTP11Connection._receive_response_body", "safe"),
+            ("HTTP11Connection._response_closed", "tree"),
+            ("HTTP11Connection.close", "tree"),
+            ("HTTP11ConnectionByteStream.close", "tree"),
+        ),
+        "httpcore._synchronization": (("*", "tree"),),
+        "httpcore._backends.sync": (("SyncBackend.connect_tcp", "tree"),),
+        "httpcore._trace": (("*", "tree"),),
     }
 )
-_unsafe_tree: set[Any] = set()
-_unsafe_guard: set[Any] = set()
-_safe: set[Any] = set()
-_unsafe_files: set[str] = set()
-_unsafe_resolved: set[str] = set()
 #: functions the interpreter calls where an exception cannot propagate ("Exception ignored")
 _NEVER_NAMES: Final = frozenset({"__del__", "unraisablehook", "unraisable_hook", "excepthook"})
 
 
-def _resolve_unsafe() -> None:
-    """Add the code objects of ``_UNSAFE`` entries whose module is imported by now."""
-    sets = {"tree": _unsafe_tree, "guard": _unsafe_guard, "safe": _safe}
-    for module_name, names in _UNSAFE.items():
-        if module_name in _unsafe_resolved:
-            continue
-        module = sys.modules.get(module_name)
-        if module is None:
-            continue
-        _unsafe_resolved.add(module_name)
-        for qualname, scope in names:
-            if qualname == "*":
-                _unsafe_files.add(getattr(module, "__file__", None) or module_name)
+def _code_of(module: object, qualname: str) -> CodeType | None:
+    """The code object ``qualname`` names in ``module`` (``A.f``, ``f.<locals>.g``, a property's
+    getter, a wrapped function's own code), None when the module has no such function."""
+    target: Any = module
+    outer, _, local = qualname.partition(".<locals>.")
+    for part in outer.split("."):
+        target = getattr(target, part, None)
+    if isinstance(target, property):
+        target = target.fget
+    if target is None:
+        return None
+    code = getattr(inspect.unwrap(target), "__code__", None)
+    if local:  # a nested function: its code is a constant of the outer one
+        consts = getattr(code, "co_consts", ())
+        code = next((c for c in consts if getattr(c, "co_name", None) == local), None)
+    return code
+
+
+class _Regions:
+    """The regions of a table like ``_UNSAFE`` as code objects, resolved as their modules get
+    imported, and the walk that tells whether interrupted code is inside one."""
+
+    __slots__ = ("files", "guard", "resolved", "safe", "table", "tree")
+
+    def __init__(self, table: _Table) -> None:
+        self.table = table
+        self.tree: set[Any] = set()
+        self.guard: set[Any] = set()
+        self.safe: set[Any] = set()
+        self.files: set[str] = set()  # modules listed with "*"
+        self.resolved: set[str] = set()  # modules looked up already
+
+    def resolve(self) -> None:
+        """Add the code objects of the entries whose module is imported by now."""
+        scopes = {"tree": self.tree, "guard": self.guard, "safe": self.safe}
+        for module_name, names in self.table.items():
+            if module_name in self.resolved:
                 continue
-            target: Any = module
-            outer, _, local = qualname.partition(".<locals>.")
-            for part in outer.split("."):
-                target = getattr(target, part, None)
-            if isinstance(target, property):
-                target = target.fget
-            if target is None:
+            module = sys.modules.get(module_name)
+            if module is None:
                 continue
-            code = getattr(inspect.unwrap(target), "__code__", None)
-            if local:  # a nested function: its code is a constant of the outer one
-                consts = getattr(code, "co_consts", ())
-                code = next((c for c in consts if getattr(c, "co_name", None) == local), None)
-            if code is not None:
-                sets[scope].add(code)
+            self.resolved.add(module_name)
+            for qualname, scope in names:
+                if qualname == "*":
+                    self.files.add(getattr(module, "__file__", None) or module_name)
+                    continue
+                code = _code_of(module, qualname)
+                if code is not None:
+                    scopes[scope].add(code)
+
+    def holds(self, frame: FrameType | None) -> bool:
+        """Whether ``frame``, or a caller of it up to the frame that armed the deadline, is in
+        a region never safe to cut (then a later tick tries again)."""
+        if len(self.resolved) < len(self.table):
+            self.resolve()
+        # the garbage collector's callbacks run in the middle of anything too
+        hooks = {getattr(inspect.unwrap(cb), "__code__", None) for cb in gc.callbacks}
+        in_safe = False
+        while frame is not None:
+            code = frame.f_code
+            if code is _ARMED_CODE or code is _UNDER_CODE:
+                break
+            if self._never_cut(code, hooks):
+                return True
+            if code in self.safe:
+                in_safe = True
+            elif not in_safe and code in self.guard:
+                return True
+            frame = frame.f_back
+        return False
+
+    def _never_cut(self, code: CodeType, hooks: set[Any]) -> bool:
+        # also: a finaliser or an unraisable-exception hook, mid-call; an import, half done
+        return (
+            code in self.tree
+            or code.co_filename in self.files
+            or code.co_name in _NEVER_NAMES
+            or code in hooks
+            or code.co_filename.startswith("<frozen importlib")
+        )
 
 
 def _handling_ours() -> bool:
@@ -442,205 +555,17 @@ def _handling_ours() -> bool:
     return False
 
 
-def _may_interrupt(frame: FrameType | None, now: float, overdue: float = 0.0) -> bool:
-    """Whether raising into ``frame`` now is safe; if not, a later tick tries again.
-
-    ``overdue``: seconds since the deadline passed; past ``_HOLD_MAX`` only the library's
-    own bookkeeping still holds the interruption back."""
-    if frame is None:  # pragma: no cover - CPython always passes the interrupted frame
-        return True
-    code = frame.f_code
+def _is_bookkeeping(code: CodeType) -> bool:
+    """Whether ``code`` is the library's own bookkeeping (deadlines, breakers, telemetry), never
+    cut: the arming frame checks ``fired`` itself. What the library calls (the function, Redis)
+    can be interrupted, and so can ``_call`` (running a C function) and the demo (an
+    application)."""
     if code is _CALL_CODE:
-        pass  # running the function (a C function, called from here)
-    elif code in _OWN_CODES or (
-        code.co_filename.startswith(_PACKAGE_DIR)
-        and not code.co_filename.startswith(_DEMO_DIR)  # the demo is an application
-    ):
-        # our own bookkeeping (deadlines, breakers, telemetry): the arming frame checks
-        # ``fired`` itself; what the library calls (the function, Redis) can be interrupted
         return False
-    if overdue >= _HOLD_MAX:
-        _sig.deferred_since = None
-        return True
-    if _handling_ours():
-        since = _sig.deferred_since
-        if since is None:
-            _sig.deferred_since = now
-            return False
-        if now - since < _GRACE:
-            return False
-    if len(_unsafe_resolved) < len(_UNSAFE):
-        _resolve_unsafe()
-    tree, guard, safe, files = _unsafe_tree, _unsafe_guard, _safe, _unsafe_files
-    # the garbage collector's callbacks run in the middle of anything too
-    hooks = {getattr(inspect.unwrap(cb), "__code__", None) for cb in gc.callbacks}
-    in_safe = False
-    while frame is not None:
-        code = frame.f_code
-        if code is _RUN_MAIN_CODE:
-            break
-        if (
-            code in tree
-            or code.co_filename in files
-            or code.co_name in _NEVER_NAMES
-            or code in hooks
-            or code.co_filename.startswith("<frozen importlib")  # an import, half done
-        ):
-            return False  # (also: a finaliser or an unraisable-exception hook, mid-call)
-        if code in safe:
-            in_safe = True
-        elif not in_safe and code in guard:
-            return False
-        frame = frame.f_back
-    _sig.deferred_since = None
-    return True
-
-
-def _on_alarm(signum: int, frame: FrameType | None) -> None:
-    """SIGALRM handler: raise the expired deadline into the main thread, when it is safe.
-
-    Our timer is armed for the innermost (tightest) entry, so "no timer pending" means it
-    fired: the kernel's real-time timer is trusted, the clock only decides whether an enclosing
-    deadline has passed too (then the outermost one is raised, so that every frame in between
-    lets it through). Once a deadline passed the timer repeats every ``_REDELIVER`` s until the
-    frame leaves, so an interruption held back (see :func:`_may_interrupt`), swallowed by the
-    function or lost (the handler did not run) is raised again.
-    """
-    stack = _stack
-    if _sig.leaving:
-        return  # a tick that raced with disarming: _leave re-arms for what is left
-    if not stack:
-        if _sig.swallow:
-            _sig.swallow = False
-            return
-        _forward(signum, frame)
-        return
-    if not _sig.redelivering and _getitimer(_ITIMER_REAL)[0] != 0.0:
-        _forward(signum, frame)  # not our timer: it is still running
-        return
-    _sig.swallow = False
-    now = _monotonic()
-    target = stack[-1]
-    for entry in stack:
-        if entry.deadline - now <= _SLACK:
-            target = entry
-            break
-    else:
-        if target.capped and not target.fired:  # the timer was shorter than the deadline
-            left = target.deadline - now
-            target.capped = left > _MAX_ARM
-            _setitimer(_ITIMER_REAL, min(left, _MAX_ARM))
-            return
-    if not target.fired:
-        target.fired = True
-        if not _sig.redelivering:
-            _sig.redelivering = True
-            _sig.deferred_since = None
-            _setitimer(_ITIMER_REAL, _REDELIVER, _REDELIVER)
-    if _may_interrupt(frame, now, now - target.deadline):
-        raise _Interrupted(target)
-
-
-def _forward(signum: int, frame: FrameType | None) -> None:
-    """A SIGALRM that is not ours: do what the displaced handler would have done."""
-    displaced = _sig.displaced
-    if callable(displaced):
-        displaced(signum, frame)
-    elif displaced == _SIG_DFL:
-        # The default action terminates the process: restore it and deliver the signal again.
-        _setsignal(_SIGALRM, _SIG_DFL)
-        signal.raise_signal(_SIGALRM)
-    # SIG_IGN: nothing to do.
-
-
-def _arm(stack: list[_Entry], now: float) -> None:
-    """Arm the timer for what is left on the stack (after an entry left it)."""
-    for entry in stack:
-        if entry.fired:  # an enclosing deadline passed: keep redelivering it
-            _sig.redelivering = True
-            _setitimer(_ITIMER_REAL, _REDELIVER, _REDELIVER)
-            return
-    _sig.redelivering = False
-    outer = stack[-1]
-    left = outer.deadline - now
-    outer.capped = left > _MAX_ARM
-    _setitimer(_ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM))
-
-
-def _leave(entry: _Entry) -> None:
-    """Disarm ``entry``, re-arm what was armed before it, put the application's handler and
-    timer back. Idempotent; safe to call again if a signal (SIGINT) interrupted it."""
-    stack = _stack
-    _sig.leaving = True
-    if entry.state == 0:
-        old = _setitimer(_ITIMER_REAL, 0.0)
-        if _sig.redelivering or old[0] == 0.0:
-            _sig.swallow = True  # a tick of ours may still be on its way
-        if stack and stack[-1] is entry:
-            stack.pop()
-        elif entry in stack:  # entries above it were left behind by an interrupted cleanup
-            del stack[stack.index(entry) :]
-        entry.state = 1
-    if entry.state == 1:
-        if stack:
-            _arm(stack, _monotonic())
-        else:
-            _sig.redelivering = False
-            _sig.deferred_since = None
-            app_timer = entry.app_timer
-            if app_timer is not None:
-                entry.app_timer = None
-                delay, interval, saved_at = app_timer
-                delay -= _monotonic() - saved_at
-                _setitimer(_ITIMER_REAL, delay if delay > _TINY else _TINY, interval)
-            handler = entry.restore_handler
-            if handler is not None:
-                entry.restore_handler = None
-                _setsignal(_SIGALRM, handler)
-        entry.state = 2
-    _sig.leaving = False
-
-
-def _enter(deadline: float) -> _Entry | None:
-    """Push and arm a deadline (the handler is ours already); ``None``: SIGALRM is not ours to
-    use (the caller runs the function on a worker instead)."""
-    stack = _stack
-    left = deadline - _monotonic()
-    entry = _Entry(deadline, left)
-    if stack:
-        stack.append(entry)
-        _setitimer(_ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM))
-        return entry
-    handler = _getsignal(_SIGALRM)
-    if handler is None:  # installed from C: we could not put it back
-        return None
-    if handler is _on_alarm:  # left behind by an interrupted cleanup
-        restore = _sig.displaced
-    else:
-        _sig.displaced = restore = handler
-        try:
-            _setsignal(_SIGALRM, _on_alarm)
-        except ValueError:  # e.g. not the main interpreter: signals are not ours to take
-            return None
-    _sig.swallow = False
-    _sig.redelivering = False
-    _sig.leaving = False
-    entry.restore_handler = restore
-    stack.append(entry)
-    app_delay, app_interval = _setitimer(
-        _ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM)
+    filename = code.co_filename
+    return code in _OWN_CODES or (
+        filename.startswith(_PACKAGE_DIR) and not filename.startswith(_DEMO_DIR)
     )
-    if app_delay:
-        if app_delay <= left:
-            # The application's own timer fires first: leave SIGALRM to it, use a thread.
-            entry.restore_handler = None
-            entry.state = 2
-            stack.pop()
-            _setitimer(_ITIMER_REAL, app_delay, app_interval)
-            _setsignal(_SIGALRM, restore)
-            return None
-        entry.app_timer = (app_delay, app_interval, _monotonic())
-    return entry
 
 
 def _call(func: Callable[[], T]) -> T:
@@ -649,103 +574,340 @@ def _call(func: Callable[[], T]) -> T:
     return func()
 
 
-def _run_main(
-    func: Callable[[], T],
-    deadline: float,
-    limit: float,
-    requested: float | None,
-    named: object,
-    outer: float | None,
-) -> T:
-    """``func()`` under a main-thread deadline.
+class _Interrupter:
+    """The process's ``SIGALRM`` machinery: the handler and its state, the stack of armed
+    main-thread deadlines, the unsafe regions of known clients, and the worker pool that runs
+    calls where a signal cannot interrupt them.
 
-    Everything from arming the timer to putting the application's timer back is inside the
-    ``try``: the handler never raises into this frame (nor into ``_enter``/``_leave``), it
-    only marks the entry ``fired``, which this frame checks; so no internal exception escapes
-    and the stack is left empty whatever happens.
+    Signal dispositions and interval timers belong to the process, so there is one instance,
+    ``_interrupter``; only the main thread touches its signal state and its stack.
     """
-    stack = _stack
-    if stack and deadline >= stack[-1].deadline:
-        # An enclosing call's timer fires first; its frame handles it.
-        top = stack[-1]
+
+    __slots__ = (
+        "deferred_since",
+        "displaced",
+        "handler",
+        "leaving",
+        "main_ident",
+        "pool",
+        "redelivering",
+        "regions",
+        "stack",
+        "swallow",
+    )
+
+    def __init__(self, table: _Table) -> None:
+        self.main_ident = threading.main_thread().ident
+        #: Armed deadlines of the main thread, outermost first, strictly decreasing; the itimer
+        #: is armed for the last one (or repeats for redelivery).
+        self.stack: list[_Call] = []
+        #: What SIGALRM did before our handler took over; used for signals that are not ours.
+        self.displaced: Any = _SIG_DFL
+        #: Our timer expired but its signal had not been handled when the frame left.
+        self.swallow = False
+        #: The timer repeats every ``_REDELIVER`` s: an armed deadline has passed.
+        self.redelivering = False
+        #: When the handler first held an interruption back for a cleanup in progress.
+        self.deferred_since: float | None = None
+        #: ``leave`` is disarming: the handler must not arm anything (``leave`` re-arms).
+        self.leaving = False
+        self.regions = _Regions(table)
+        self.pool = _Pool()
+        #: The handler we install, one bound method: recognised by identity.
+        self.handler: Callable[[int, FrameType | None], None] = self.on_alarm
+
+    def after_fork_in_child(self) -> None:
+        self.main_ident = threading.main_thread().ident
+        self.stack.clear()  # timers are not inherited by a child process
+        self.swallow = False
+        self.pool = _Pool()  # the workers (and maybe a held lock) stayed in the parent
+
+    # --- running a call ----------------------------------------------------------------------
+
+    def run_main(self, func: Callable[[], T], call: _Call) -> T:
+        """``func()`` under a main-thread deadline: :class:`AttemptTimeout` for ours, an
+        ``_Interrupted`` passed on for an enclosing one.
+
+        Everything from arming the timer to putting the application's timer back is inside the
+        ``try``: the handler never raises into this frame (nor into ``_enter``/``leave``), it
+        only marks the call ``fired``, which this frame checks; so no internal exception
+        escapes and the stack is left empty whatever happens.
+        """
+        stack = self.stack
+        if stack and call.deadline >= stack[-1].deadline:
+            # An enclosing call's timer fires first; its frame handles it.
+            return self._run_under(func, stack[-1], call.outer)
+        armed = False
+        try:
+            try:
+                armed = self._enter(call)
+                if not armed:  # SIGALRM is not ours to use: a worker runs the call
+                    return self.pool.run(func, call)
+                _deadline_var.set(call.deadline)
+                if not call.fired:  # else it passed before the function could start
+                    result = _call(func)
+            finally:
+                _deadline_var.set(call.outer)
+                if armed:
+                    try:
+                        self.leave(call)
+                    except BaseException:  # KeyboardInterrupt mid-cleanup: finish it, then raise
+                        self.leave(call)
+                        raise
+        except Exception as exc:
+            instead = self._failure(exc, call)
+            if instead is None:
+                raise
+            raise instead[0] from instead[1]
+        if call.fired:  # the function swallowed our interruption (or it came too late to raise)
+            raise call.error()
+        return result
+
+    def _run_under(self, func: Callable[[], T], top: _Call, outer: float | None) -> T:
+        """``func()`` inside an enclosing deadline that ends first: nothing is armed, the
+        enclosing one's interruption passes through (a client's error made of it becomes one
+        again)."""
         _deadline_var.set(top.deadline)
         try:
             if top.fired:
                 raise _Interrupted(top)
-            return func()
+            return _call(func)
         except Exception as exc:
             if top.fired and top.state == 0 and type(exc) is not _Interrupted:
                 raise _Interrupted(top) from exc  # the enclosing deadline cut this call
             raise
         finally:
             _deadline_var.set(outer)
-    entry: _Entry | None = None
-    try:
-        try:
-            entry = _enter(deadline)
-            if entry is None:
-                return _run_in_worker(func, deadline, limit, requested, named)
-            _deadline_var.set(deadline)
-            if not entry.fired:
-                result = _call(func)
-        finally:
-            _deadline_var.set(outer)
-            if entry is not None:
-                try:
-                    _leave(entry)
-                except BaseException:  # KeyboardInterrupt mid-cleanup: finish it, then raise
-                    _leave(entry)
-                    raise
-    except _Interrupted as exc:
-        if exc.entry is entry:  # raw (no cause), or what an inner call made of it (the cause)
-            raise _timeout_error(named, requested, limit) from exc.__cause__
-        raise
-    except Exception as exc:
-        enclosing = _fired_enclosing()
+
+    def _failure(
+        self, exc: Exception, call: _Call
+    ) -> tuple[BaseException, BaseException | None] | None:
+        """What an exception ending an armed call becomes: ``(error, cause)`` to raise
+        instead, or None to let it through unchanged."""
+        if isinstance(exc, _Interrupted):
+            if exc.entry is call:  # raw (no cause), or what an inner call made of it (the cause)
+                return call.error(), exc.__cause__
+            return None
+        enclosing = self._fired_enclosing()
         if enclosing is not None:
-            raise _Interrupted(enclosing) from exc  # an enclosing deadline cut this call
-        if entry is not None and entry.fired:  # a client turned our interruption into its own
-            raise _timeout_error(named, requested, limit) from exc
-        raise
-    if entry.fired:  # the function swallowed our interruption (or it came too late to raise)
-        raise _timeout_error(named, requested, limit)
-    return result
+            return _Interrupted(enclosing), exc  # an enclosing deadline cut this call
+        if call.fired:  # a client turned our interruption into its own
+            return call.error(), exc
+        return None
 
+    def _fired_enclosing(self) -> _Call | None:
+        """The outermost enclosing deadline that passed (its frame must hear of it), if any."""
+        for entry in self.stack:
+            if entry.fired:
+                return entry
+        return None
 
-def _fired_enclosing() -> _Entry | None:
-    """The outermost enclosing deadline that passed (its frame must hear of it), if any."""
-    for entry in _stack:
-        if entry.fired:
-            return entry
-    return None
+    # --- arming and disarming ----------------------------------------------------------------
 
+    def _enter(self, call: _Call) -> bool:
+        """Push and arm a deadline; False: SIGALRM is not ours to use (the caller runs the
+        function on a worker instead)."""
+        stack = self.stack
+        left = call.deadline - _monotonic()
+        call.capped = left > _MAX_ARM
+        if stack:  # the handler is ours already
+            stack.append(call)
+            _setitimer(_ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM))
+            return True
+        restore = _getsignal(_SIGALRM)
+        if restore is None:  # installed from C: we could not put it back
+            return False
+        if restore is self.handler:  # left behind by an interrupted cleanup
+            restore = self.displaced
+        else:
+            self.displaced = restore
+            try:
+                _setsignal(_SIGALRM, self.handler)
+            except ValueError:  # e.g. not the main interpreter: signals are not ours to take
+                return False
+        self.swallow = False
+        self.redelivering = False
+        self.leaving = False
+        call.restore_handler = restore
+        stack.append(call)
+        app_delay, app_interval = _setitimer(
+            _ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM)
+        )
+        if not app_delay:
+            return True
+        if app_delay > left:
+            call.app_timer = (app_delay, app_interval, _monotonic())
+            return True
+        # The application's own timer fires first: leave SIGALRM to it, use a thread.
+        call.restore_handler = None
+        call.state = 2
+        stack.pop()
+        _setitimer(_ITIMER_REAL, app_delay, app_interval)
+        _setsignal(_SIGALRM, restore)
+        return False
 
-_RUN_MAIN_CODE: Final = _run_main.__code__
-_CALL_CODE: Final = _call.__code__
-_PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_DEMO_DIR: Final = _PACKAGE_DIR + "demo" + os.sep
-_OWN_CODES: Final = frozenset(
-    f.__code__
-    for f in (_run_main, _enter, _leave, _arm, _Entry.__init__, _fired_enclosing, _may_interrupt)
-)
+    def leave(self, entry: _Call) -> None:
+        """Disarm ``entry``, re-arm what was armed before it, put the application's handler and
+        timer back. Idempotent; safe to call again if a signal (SIGINT) interrupted it."""
+        self.leaving = True
+        stack = self.stack
+        if entry.state == 0:
+            old = _setitimer(_ITIMER_REAL, 0.0)
+            if self.redelivering or old[0] == 0.0:
+                self.swallow = True  # a tick of ours may still be on its way
+            if stack and stack[-1] is entry:
+                stack.pop()
+            elif entry in stack:  # entries above it were left behind by an interrupted cleanup
+                del stack[stack.index(entry) :]
+            entry.state = 1
+        if entry.state == 1:
+            if stack:
+                self._arm(stack, _monotonic())
+            else:
+                self._give_back(entry)
+            entry.state = 2
+        self.leaving = False
 
+    def _give_back(self, entry: _Call) -> None:
+        """The outermost deadline left: the application's timer and handler again."""
+        self.redelivering = False
+        self.deferred_since = None
+        app_timer = entry.app_timer
+        if app_timer is not None:
+            entry.app_timer = None
+            delay, interval, saved_at = app_timer
+            delay -= _monotonic() - saved_at
+            _setitimer(_ITIMER_REAL, delay if delay > _TINY else _TINY, interval)
+        handler = entry.restore_handler
+        if handler is not None:
+            entry.restore_handler = None
+            _setsignal(_SIGALRM, handler)
 
-def _leftovers() -> list[str]:
-    """What a main-thread deadline left behind: stack entries, our handler, a timer of ours.
+    def _arm(self, stack: list[_Call], now: float) -> None:
+        """Arm the timer for what is left on the stack (after an entry left it)."""
+        for entry in stack:
+            if entry.fired:  # an enclosing deadline passed: keep redelivering it
+                self.redelivering = True
+                _setitimer(_ITIMER_REAL, _REDELIVER, _REDELIVER)
+                return
+        self.redelivering = False
+        outer = stack[-1]
+        left = outer.deadline - now
+        outer.capped = left > _MAX_ARM
+        _setitimer(_ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM))
 
-    Empty when clean (for tests and the torture suite; call it in the main thread, outside any
-    deadline).
-    """
-    found = [f"deadline stack entry (deadline={e.deadline}, state={e.state})" for e in _stack]
-    if _HAS_ITIMER:
-        if _getsignal(_SIGALRM) is _on_alarm:
-            found.append("our SIGALRM handler is still installed")
-        delay, interval = _getitimer(_ITIMER_REAL)
-        if _sig.redelivering:
-            found.append(f"redelivery timer still marked on (itimer {delay}, {interval})")
-        elif interval == _REDELIVER:
-            found.append(f"our redelivery timer is still armed ({delay}, {interval})")
-    return found
+    # --- the handler -------------------------------------------------------------------------
+
+    def on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        """SIGALRM handler: raise the expired deadline into the main thread, when it is safe.
+
+        Our timer is armed for the innermost (tightest) entry, so "no timer pending" means it
+        fired: the kernel's real-time timer is trusted, the clock only decides whether an
+        enclosing deadline has passed too (then the outermost one is raised, so that every
+        frame in between lets it through). Once a deadline passed the timer repeats every
+        ``_REDELIVER`` s until the frame leaves, so an interruption held back (see
+        :meth:`may_interrupt`), swallowed by the function or lost (the handler did not run) is
+        raised again.
+        """
+        stack = self.stack
+        if self.leaving:
+            return  # a tick that raced with disarming: leave() re-arms for what is left
+        if not stack:
+            if self.swallow:  # a late tick of a deadline that left
+                self.swallow = False
+                return
+            self.forward(signum, frame)
+            return
+        if not self.redelivering and _getitimer(_ITIMER_REAL)[0] != 0.0:
+            self.forward(signum, frame)  # not our timer: it is still running
+            return
+        self.swallow = False
+        now = _monotonic()
+        target = self._due(stack, now)
+        if target is None:
+            return
+        self._fire(target)
+        if self.may_interrupt(frame, now, now - target.deadline):
+            raise _Interrupted(target)
+
+    def _due(self, stack: list[_Call], now: float) -> _Call | None:
+        """The deadline to deliver: the outermost that passed, else the innermost (the timer was
+        armed for it); None when a capped timer ran out early and was re-armed instead."""
+        for entry in stack:
+            if entry.deadline - now <= _SLACK:
+                return entry
+        target = stack[-1]
+        if target.capped and not target.fired:  # the timer was shorter than the deadline
+            left = target.deadline - now
+            target.capped = left > _MAX_ARM
+            _setitimer(_ITIMER_REAL, min(left, _MAX_ARM))
+            return None
+        return target
+
+    def _fire(self, target: _Call) -> None:
+        """Mark ``target`` passed; start redelivering until its frame leaves."""
+        if target.fired:
+            return
+        target.fired = True
+        if not self.redelivering:
+            self.redelivering = True
+            self.deferred_since = None
+            _setitimer(_ITIMER_REAL, _REDELIVER, _REDELIVER)
+
+    def forward(self, signum: int, frame: FrameType | None) -> None:
+        """A SIGALRM that is not ours: do what the displaced handler would have done."""
+        displaced = self.displaced
+        if callable(displaced):
+            displaced(signum, frame)
+        elif displaced == _SIG_DFL:
+            # The default action terminates the process: restore it and deliver it again.
+            _setsignal(_SIGALRM, _SIG_DFL)
+            signal.raise_signal(_SIGALRM)
+        # SIG_IGN: nothing to do.
+
+    def may_interrupt(self, frame: FrameType | None, now: float, overdue: float = 0.0) -> bool:
+        """Whether raising into ``frame`` now is safe; if not, a later tick tries again.
+
+        ``overdue``: seconds since the deadline passed; past ``_HOLD_MAX`` only the library's
+        own bookkeeping still holds the interruption back."""
+        if frame is None:  # pragma: no cover - CPython always passes the interrupted frame
+            return True
+        if _is_bookkeeping(frame.f_code):
+            return False
+        if overdue >= _HOLD_MAX:
+            self.deferred_since = None
+            return True
+        if self._cleanup_in_grace(now) or self.regions.holds(frame):
+            return False
+        self.deferred_since = None
+        return True
+
+    def _cleanup_in_grace(self, now: float) -> bool:
+        """Whether the code is handling one of our interruptions and its cleanup is still in
+        the grace period (which starts at the first tick that finds it)."""
+        if not _handling_ours():
+            return False
+        since = self.deferred_since
+        if since is None:
+            self.deferred_since = now
+            return True
+        return now - since < _GRACE
+
+    def leftovers(self) -> list[str]:
+        """What a main-thread deadline left behind: stack entries, our handler, a timer of
+        ours. Empty when clean."""
+        found = [
+            f"deadline stack entry (deadline={e.deadline}, state={e.state})" for e in self.stack
+        ]
+        if _HAS_ITIMER:
+            if _getsignal(_SIGALRM) is self.handler:
+                found.append("our SIGALRM handler is still installed")
+            delay, interval = _getitimer(_ITIMER_REAL)
+            if self.redelivering:
+                found.append(f"redelivery timer still marked on (itimer {delay}, {interval})")
+            elif interval == _REDELIVER:
+                found.append(f"our redelivery timer is still armed ({delay}, {interval})")
+        return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -782,6 +944,18 @@ class _Job:
         self.lock = threading.Lock()
         self.lock.acquire()
 
+    def execute(self) -> None:
+        ctx, func = self.ctx, self.func
+        assert ctx is not None
+        assert func is not None
+        try:
+            self.result = ctx.run(func)
+        except BaseException as exc:  # handed to the caller, whatever it is
+            self.error = exc
+        self.func = self.ctx = None
+        self.done = True
+        self.lock.release()
+
 
 class _Pool:
     """Hand-rolled worker pool: cheaper than ``ThreadPoolExecutor`` (no futures, no locks per
@@ -797,100 +971,118 @@ class _Pool:
         self.spawned = 0
         self.workers: set[threading.Thread] = set()
 
+    def run(self, func: Callable[[], T], call: _Call) -> T:
+        """``func()`` on a worker, in a copy of the caller's context with the call's deadline;
+        the timeout on time, the worker abandoned if it is still running."""
+        token = _deadline_var.set(call.deadline)
+        ctx = copy_context()
+        _deadline_var.reset(token)
+        job = _Job(func, ctx)
+        self._submit(job)
+        lock = job.lock
+        # The deadline becomes a duration now; the wait runs on the real clock.
+        end = _real_monotonic() + (call.deadline - _monotonic())
+        while True:
+            left = end - _real_monotonic()
+            if left <= 0.0 or lock.acquire(True, min(left, threading.TIMEOUT_MAX)):
+                break
+        if not job.done:
+            raise call.error()
+        error = job.error
+        if error is not None:
+            job.error = None
+            try:
+                if type(error).__name__ == "ProgrammingError" and "same thread" in str(error):
+                    raise _ThreadBoundError(error) from error
+                raise error
+            finally:
+                del error
+        return cast(T, job.result)
 
-_pool = _Pool()
-
-
-def _submit(job: _Job) -> None:
-    pool = _pool
-    with pool.lock:
-        if pool.idle:
-            pool.idle -= 1
-            pool.jobs.put(job)
-            return
-        pool.spawned += 1
-        thread = threading.Thread(
-            target=_worker,
-            args=(pool, job, pool.generation),
-            name=f"{WORKER_NAME_PREFIX}-{pool.spawned}",
-            daemon=True,
-        )
-        pool.workers.add(thread)
-    try:
-        thread.start()
-    except BaseException:  # e.g. "can't start new thread": the caller must hear it, not wait
-        with pool.lock:
-            pool.workers.discard(thread)
-        raise
-
-
-def _execute(job: _Job) -> None:
-    ctx, func = job.ctx, job.func
-    assert ctx is not None
-    assert func is not None
-    try:
-        job.result = ctx.run(func)
-    except BaseException as exc:  # handed to the caller, whatever it is
-        job.error = exc
-    job.func = job.ctx = None
-    job.done = True
-    job.lock.release()
-
-
-def _worker(pool: _Pool, job: _Job | None, generation: int) -> None:
-    try:
-        while job is not None:
-            _execute(job)
-            job = None
-            with pool.lock:
-                if generation != pool.generation:
-                    return  # shut down while busy: don't go back to idle
-                pool.idle += 1
-            while True:
-                try:
-                    job = pool.jobs.get(timeout=WORKER_IDLE_SEC)
-                    break
-                except queue.Empty:
-                    with pool.lock:
-                        if pool.idle:  # no submitter is counting on a waiting worker
-                            pool.idle -= 1
-                            return
-    finally:
-        with pool.lock:
-            pool.workers.discard(threading.current_thread())
-
-
-def _run_in_worker(
-    func: Callable[[], T],
-    deadline: float,
-    limit: float,
-    requested: float | None,
-    named: object,
-) -> T:
-    token = _deadline_var.set(deadline)
-    ctx = copy_context()
-    _deadline_var.reset(token)
-    job = _Job(func, ctx)
-    _submit(job)
-    lock = job.lock
-    # The deadline becomes a duration now; the wait runs on the real clock.
-    end = _real_monotonic() + (deadline - _monotonic())
-    while True:
-        left = end - _real_monotonic()
-        if left <= 0.0 or lock.acquire(True, min(left, threading.TIMEOUT_MAX)):
-            break
-    if not job.done:
-        raise _timeout_error(named, requested, limit)
-    error = job.error
-    if error is not None:
-        job.error = None
+    def _submit(self, job: _Job) -> None:
+        with self.lock:
+            if self.idle:
+                self.idle -= 1
+                self.jobs.put(job)
+                return
+            self.spawned += 1
+            thread = threading.Thread(
+                target=self._work,
+                args=(job, self.generation),
+                name=f"{WORKER_NAME_PREFIX}-{self.spawned}",
+                daemon=True,
+            )
+            self.workers.add(thread)
         try:
-            if type(error).__name__ == "ProgrammingError" and "same thread" in str(error):
-                raise _ThreadBoundError(error) from error
-            raise error
+            thread.start()
+        except BaseException:  # e.g. "can't start new thread": the caller must hear it, not wait
+            with self.lock:
+                self.workers.discard(thread)
+            raise
+
+    def _work(self, job: _Job | None, generation: int) -> None:
+        try:
+            while job is not None:
+                job.execute()
+                job = None
+                with self.lock:
+                    if generation != self.generation:
+                        return  # shut down while busy: don't go back to idle
+                    self.idle += 1
+                job = self._next_job()
         finally:
-            del error
-    return cast(T, job.result)
+            with self.lock:
+                self.workers.discard(threading.current_thread())
+
+    def _next_job(self) -> _Job | None:
+        """The next job for an idle worker; None: stop (a sentinel, or idle for too long)."""
+        while True:
+            try:
+                return self.jobs.get(timeout=WORKER_IDLE_SEC)
+            except queue.Empty:
+                with self.lock:
+                    if self.idle:  # no submitter is counting on a waiting worker
+                        self.idle -= 1
+                        return None
+
+    def shutdown(self, timeout: float) -> int:
+        with self.lock:
+            self.generation += 1
+            for _ in range(self.idle):
+                self.jobs.put(None)
+            self.idle = 0
+            workers = list(self.workers)
+        end = _real_monotonic() + timeout
+        for thread in workers:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, end - _real_monotonic()))
+        return sum(thread.is_alive() for thread in workers)
+
+
+_interrupter: Final = _Interrupter(_UNSAFE)
+
+_CALL_CODE: Final = _call.__code__
+#: The frames that call the function: the walk over the interrupted frames stops there.
+_ARMED_CODE: Final = _Interrupter.run_main.__code__
+_UNDER_CODE: Final = _Interrupter._run_under.__code__
+_PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_DEMO_DIR: Final = _PACKAGE_DIR + "demo" + os.sep
+#: The deadline machinery's own code, never cut (also when its files moved since compiling).
+_OWN_CODES: Final = frozenset(
+    f.__code__
+    for cls in (_Interrupter, _Regions, _Call)
+    for f in vars(cls).values()
+    if inspect.isfunction(f)
+)
+
+
+def _leftovers() -> list[str]:
+    """What a main-thread deadline left behind: stack entries, our handler, a timer of ours.
+
+    Empty when clean (for tests and the torture suite; call it in the main thread, outside any
+    deadline).
+    """
+    return _interrupter.leftovers()
 
 
 def shutdown_workers(timeout: float = 1.0) -> int:
@@ -900,26 +1092,11 @@ def shutdown_workers(timeout: float = 1.0) -> int:
     Waits up to ``timeout`` seconds in all and returns how many workers are still running.
     Calls made afterwards start new workers.
     """
-    pool = _pool
-    with pool.lock:
-        pool.generation += 1
-        for _ in range(pool.idle):
-            pool.jobs.put(None)
-        pool.idle = 0
-        workers = list(pool.workers)
-    end = _real_monotonic() + timeout
-    for thread in workers:
-        if thread is not threading.current_thread():
-            thread.join(max(0.0, end - _real_monotonic()))
-    return sum(thread.is_alive() for thread in workers)
+    return _interrupter.pool.shutdown(timeout)
 
 
 def _after_fork_in_child() -> None:
-    global _main_ident, _pool
-    _main_ident = threading.main_thread().ident
-    _stack.clear()  # timers are not inherited by a child process
-    _sig.swallow = False
-    _pool = _Pool()  # the workers (and maybe a held lock) stayed in the parent
+    _interrupter.after_fork_in_child()
 
 
 if hasattr(os, "register_at_fork"):
@@ -927,72 +1104,53 @@ if hasattr(os, "register_at_fork"):
 
 
 # --------------------------------------------------------------------------------------------
-# Entry points
-
-
-def _limits(timeout_sec: float | None, outer: float | None) -> tuple[float, float] | None:
-    """(deadline, limit in seconds) of a call from its timeout and the enclosing deadline, the
-    tighter one winning; None when neither is set."""
-    if timeout_sec is None:
-        if outer is None:
-            return None
-        return outer, outer - _monotonic()
-    now = _monotonic()
-    deadline = now + timeout_sec
-    if outer is not None and outer < deadline:
-        return outer, outer - now
-    return deadline, timeout_sec
-
-
-#: The ``TIMEOUT_MODE`` values (docs/timeouts.md).
-MODES: Final = ("interrupt", "thread", "cooperative")
-
-
-def _check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    return mode
+# Entry points: the sync and async drivers differ only in how they run the function
 
 
 def _run_sync(
     func: Callable[[], T], timeout_sec: float | None, named: object, mode: str = "interrupt"
 ) -> T:
-    outer = _deadline_var.get()
-    limits = _limits(timeout_sec, outer)
-    if limits is None:
+    call = _start(timeout_sec, named, mode)
+    if call is None:
         return func()
-    deadline, limit = limits
-    if limit <= 0.0:
-        raise _timeout_error(named, timeout_sec, 0.0)
-    if mode == "interrupt":
-        if _HAS_ITIMER and _get_ident() == _main_ident:
-            return _run_main(func, deadline, limit, timeout_sec, named, outer)
-    elif mode == "cooperative":
-        return _run_cooperative(func, deadline, limit, timeout_sec, named, outer)
-    return _run_in_worker(func, deadline, limit, timeout_sec, named)
+    if mode == "cooperative":
+        with call:  # never preempted: a late end is the timeout
+            return func()
+    interrupter = _interrupter
+    if mode == "interrupt" and _HAS_ITIMER and _get_ident() == interrupter.main_ident:
+        return interrupter.run_main(func, call)
+    return interrupter.pool.run(func, call)
 
 
-def _run_cooperative(
-    func: Callable[[], T],
-    deadline: float,
-    limit: float,
-    requested: float | None,
+async def _run_async(
+    func: Callable[[], Awaitable[T]],
+    timeout_sec: float | None,
     named: object,
-    outer: float | None,
+    mode: str = "interrupt",
 ) -> T:
-    """``func()`` in this thread, never preempted: the attempt still ends as a timeout if it
-    returns (or fails) after its deadline."""
-    _deadline_var.set(deadline)
+    call = _start(timeout_sec, named, mode)
+    if call is None:
+        return await func()
+    if mode == "cooperative":
+        with call:  # never cancelled: a late result or error is the timeout
+            return await func()
+    return await _cancelled_at_deadline(func, call)
+
+
+async def _cancelled_at_deadline(func: Callable[[], Awaitable[T]], call: _Call) -> T:
+    token = _deadline_var.set(call.deadline)
+    scope = asyncio.timeout(call.deadline - _monotonic())
     try:
-        result = func()
-    except Exception as exc:
-        if _monotonic() >= deadline:
-            raise _timeout_error(named, requested, limit) from exc
+        async with scope:
+            result = await func()
+    except TimeoutError:
+        if scope.expired():
+            raise call.error() from None
         raise
     finally:
-        _deadline_var.set(outer)
-    if _monotonic() >= deadline:
-        raise _timeout_error(named, requested, limit)
+        _deadline_var.reset(token)
+    if scope.expired():  # func swallowed the cancellation and returned late
+        raise call.error()
     return result
 
 
@@ -1008,50 +1166,7 @@ def run_with_timeout(
     ``"thread"`` (a worker in every thread) or ``"cooperative"`` (no preemption: ``func``
     must honour :func:`remaining_time`; a late return is still a timeout).
     """
-    if mode != "interrupt":
-        _check_mode(mode)
     return _run_sync(func, timeout_sec, func, mode)
-
-
-async def _run_async(
-    func: Callable[[], Awaitable[T]],
-    timeout_sec: float | None,
-    named: object,
-    mode: str = "interrupt",
-) -> T:
-    outer = _deadline_var.get()
-    limits = _limits(timeout_sec, outer)
-    if limits is None:
-        return await func()
-    deadline, limit = limits
-    if limit <= 0.0:
-        raise _timeout_error(named, timeout_sec, 0.0)
-    token = _deadline_var.set(deadline)
-    if mode == "cooperative":  # no cancellation: a late result or error is a timeout
-        try:
-            result = await func()
-        except Exception as exc:
-            if _monotonic() >= deadline:
-                raise _timeout_error(named, timeout_sec, limit) from exc
-            raise
-        finally:
-            _deadline_var.reset(token)
-        if _monotonic() >= deadline:
-            raise _timeout_error(named, timeout_sec, limit)
-        return result
-    scope = asyncio.timeout(deadline - _monotonic())
-    try:
-        async with scope:
-            result = await func()
-    except TimeoutError:
-        if scope.expired():
-            raise _timeout_error(named, timeout_sec, limit) from None
-        raise
-    finally:
-        _deadline_var.reset(token)
-    if scope.expired():  # func swallowed the cancellation and returned late
-        raise _timeout_error(named, timeout_sec, limit)
-    return result
 
 
 async def run_with_timeout_async(
@@ -1064,40 +1179,28 @@ async def run_with_timeout_async(
     cancelled (a result or error after the deadline is a timeout); ``"thread"`` is the same as
     ``"interrupt"`` here (cancellation is safe in asyncio).
     """
-    if mode != "interrupt":
-        _check_mode(mode)
     return await _run_async(func, timeout_sec, func, mode)
 
 
 # --------------------------------------------------------------------------------------------
 # The seed's decorator
 
-_config_module: Any = None
+
+def _fallback_timeout() -> float:
+    return DEFAULT_TIMEOUT_SEC
 
 
-def _default_timeout() -> float:
-    """``HTTP_TIMEOUT_SEC`` of the library's config, read at call time (30 without a config)."""
-    global _config_module
-    module = _config_module
-    if module is None:
-        try:
-            module = importlib.import_module("otel_resilience._config")
-        except ModuleNotFoundError as exc:
-            if exc.name != "otel_resilience._config":
-                raise
-            return DEFAULT_TIMEOUT_SEC
-        _config_module = module
-    value = module.get_config().HTTP_TIMEOUT_SEC
-    return value if isinstance(value, int | float) else float(value)  # 30 stays "30 seconds"
-
-
-def with_timeout(timeout_sec: float | None = None) -> Callable[[Callable[P, T]], Callable[P, T]]:
+def with_timeout(
+    timeout_sec: float | None = None, *, default_timeout: Callable[[], float] | None = None
+) -> Callable[[Callable[P, T]], Callable[P, T]]:
     """Decorator: the call raises ``TimeoutError`` after ``timeout_sec`` seconds (the seed's API).
 
     The message is the seed's: ``"Function <name> timed out after <timeout_sec> seconds"`` (the
     error is an :class:`AttemptTimeout`, a ``TimeoutError``). Unlike the seed's ``SIGALRM``
     version it works in any thread, takes float seconds, and decorates ``async def`` functions
-    too (cancelled for real). ``None`` means the configured ``HTTP_TIMEOUT_SEC``.
+    too (cancelled for real). ``None`` means ``default_timeout()``, read at each call (30
+    seconds without one); ``otel_resilience.with_timeout`` passes the configured
+    ``HTTP_TIMEOUT_SEC``.
     """
     if callable(timeout_sec):
         raise TypeError(
@@ -1105,6 +1208,7 @@ def with_timeout(timeout_sec: float | None = None) -> Callable[[Callable[P, T]],
             f" @with_timeout(), not @with_timeout (got the function {timeout_sec!r})"
         )
     validate_timeout("timeout_sec", timeout_sec)
+    default = _fallback_timeout if default_timeout is None else default_timeout
 
     def decorator(func: Callable[P, T]) -> Callable[P, T]:
         if inspect.iscoroutinefunction(func):
@@ -1112,7 +1216,7 @@ def with_timeout(timeout_sec: float | None = None) -> Callable[[Callable[P, T]],
 
             @functools.wraps(func)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                limit = _default_timeout() if timeout_sec is None else timeout_sec
+                limit = default() if timeout_sec is None else timeout_sec
                 return await _run_async(
                     functools.partial(coro_func, *args, **kwargs), limit, coro_func
                 )
@@ -1121,7 +1225,7 @@ def with_timeout(timeout_sec: float | None = None) -> Callable[[Callable[P, T]],
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            limit = _default_timeout() if timeout_sec is None else timeout_sec
+            limit = default() if timeout_sec is None else timeout_sec
             return _run_sync(functools.partial(func, *args, **kwargs), limit, func)
 
         return wrapper

@@ -161,7 +161,7 @@ class CallMachine(RuleBasedStateMachine):
     @initialize(attempts=st.integers(min_value=1, max_value=3))
     def setup(self, attempts: int) -> None:
         otel_resilience.reset()
-        assert _timeout._stack == [], "an earlier test left a deadline armed"
+        assert _timeout._interrupter.stack == [], "an earlier test left a deadline armed"
         self.exporter = InMemorySpanExporter()
         self.tracking = _Tracking()
         self.tracer_provider = TracerProvider()
@@ -309,7 +309,7 @@ class CallMachine(RuleBasedStateMachine):
     @invariant()
     def no_timer_of_ours_is_left(self) -> None:
         assert _timeout._leftovers() == []
-        assert _timeout._stack == []
+        assert _timeout._interrupter.stack == []
         assert signal.getsignal(signal.SIGALRM) == self.handler
         delay, interval = signal.getitimer(signal.ITIMER_REAL)
         assert interval == 0.0

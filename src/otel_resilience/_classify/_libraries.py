@@ -19,6 +19,7 @@ openai             exception type, then ``status_code``; ``retry-after-ms`` / ``
 google             ``google.api_core`` errors by gRPC status, then HTTP ``code``;
                    ``RetryInfo`` details; ``google.auth`` errors by type
 redis              exception type (``redis.exceptions`` and ``redis.asyncio`` share them)
+clamd              exception type (a ``ConnectionError`` caused by a timeout is a timeout)
 =================  ===========================================================================
 
 See ``docs/classifiers.md`` for the full table.
@@ -33,6 +34,7 @@ from typing import Final
 from ._aiohttp import classify_aiohttp
 from ._base import Classifier
 from ._botocore import classify_botocore
+from ._clamd import classify_clamd
 from ._google import classify_google, retry_error_cause
 from ._grpc import classify_grpc
 from ._httpx import httpx_classifier
@@ -54,6 +56,7 @@ CLIENT_CLASSIFIERS: Final[Mapping[str, Classifier]] = MappingProxyType(
         "openai": classify_openai,
         "google": classify_google,
         "redis": classify_redis,
+        "clamd": classify_clamd,
     }
 )
 

@@ -2,16 +2,21 @@
 
 Each worker picks an operation by weight (an LLM completion, a storage upload or download, an
 antivirus scan), makes the HTTP request with httpx inside ``resilient_call`` and records what
-happened. A breaker listener writes the timeline of state changes for the summary.
+happened; the LLM completion goes through the real ``openai`` SDK and
+:mod:`otel_resilience.openai` instead (one retry layer, in the SDK's transport). A breaker
+listener writes the timeline of state changes for the summary.
 """
 
 from __future__ import annotations
 
+import importlib
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import httpx
 
@@ -24,6 +29,7 @@ from .. import (
     configure,
     get_circuit_breaker_manager,
     health_report,
+    map_external_error,
     parse_retry_after,
     remaining_time,
     resilient_call,
@@ -130,6 +136,12 @@ class DemoRunner:
         self._listening = False
         self._started_at = clock()
         self._services: StandInServices | None = None
+        #: what the attempts of the LLM call this worker thread is making saw
+        self._llm_calls = threading.local()
+        self._llms: dict[str, Any] = {}
+        if any(op.service == "openai" for op in self._operations):
+            # the SDK takes a while to import: now, not while the run (and its health) starts
+            importlib.import_module("openai")
 
     # -- configuration -----------------------------------------------------------------------
     def service_configs(self) -> dict[str, ReliabilityConfig]:
@@ -221,10 +233,14 @@ class DemoRunner:
         try:
             with services, httpx.Client(limits=limits, timeout=10.0) as client:
                 self._services = services
+                self._llms = self._llm_clients(services.urls["openai"])
                 # one time origin for the run, the outage window and the breaker timeline
                 self._started_at = services.started_at = self._clock()
                 workers = self._start_workers(client, services.urls)
-                interrupted = self._drive(workers, on_tick, tick_sec)
+                try:
+                    interrupted = self._drive(workers, on_tick, tick_sec)
+                finally:
+                    self._close_llm_clients()
                 elapsed = self.elapsed()
         finally:
             self._listening = False
@@ -318,11 +334,56 @@ class DemoRunner:
             self.stats.record(self._call(client, urls, operation, rng))
             self._stop.wait(think * rng.uniform(0.5, 1.5))
 
+    def _llm_clients(self, base_url: str) -> dict[str, Any]:
+        """An OpenAI SDK client per LLM operation: the SDK's retries off, this library's on."""
+        from ..openai import client as openai_client
+
+        return {
+            op.endpoint: openai_client(
+                api_key="demo-key",
+                base_url=f"{base_url}/v1",
+                attempts=op.max_retries,
+                timeout_sec=op.timeout_sec * self.scale,
+                transport=_ObservedTransport(self._llm_calls, self._clock),
+            )
+            for op in self._operations
+            if op.service == "openai"
+        }
+
+    def _close_llm_clients(self) -> None:
+        for llm in self._llms.values():
+            llm.close()
+
+    def _call_llm(self, op: Operation, document: int) -> CallOutcome:
+        import openai
+
+        seen = self._llm_calls.seen = _Attempts()
+        started = self._clock()
+        error_type: str | None = None
+        attempts = 0
+        try:
+            self._llms[op.endpoint].chat.completions.create(
+                model="stand-in",
+                messages=[{"role": "user", "content": f"Summarise document {document}"}],
+            )
+            attempts = seen.count
+        except openai.APIStatusError as exc:  # the server's last answer, after the retries
+            error_type = map_external_error("openai", op.endpoint, exc).error_type.value
+            attempts = seen.count
+        except ReliabilityError as exc:  # no answer: timeout, connection error, open breaker
+            error_type = exc.error_type.value
+            attempts = exc.attempts
+            if exc.error_type is ExternalServiceError.TIMEOUT:
+                seen.timed_out.add(max(1, exc.attempts))
+        return _outcome(op, self._clock() - started, seen, attempts, error_type)
+
     def _call(
         self, client: httpx.Client, urls: dict[str, str], op: Operation, rng: random.Random
     ) -> CallOutcome:
         timeout = op.timeout_sec * self.scale
         document = rng.randrange(1000)
+        if op.service == "openai":
+            return self._call_llm(op, document)
         payload = rng.randbytes(rng.randrange(512, 8192))
         attempt = _Attempt(self._clock, client, urls, op, timeout, document, payload)
         seen = attempt.seen
@@ -339,18 +400,65 @@ class DemoRunner:
             attempts = exc.attempts
             if exc.error_type is ExternalServiceError.TIMEOUT:
                 seen.timed_out.add(max(1, exc.attempts))
-        duration = self._clock() - started
-        # attempts timed out by the library itself (before httpx noticed) count once each
-        timeouts = len({n for n in seen.timed_out if n <= max(attempts, 1)})
-        return CallOutcome(
-            service=op.service,
-            endpoint=op.endpoint,
-            duration_sec=duration,
-            attempts=attempts,
-            timeouts=timeouts if attempts else 0,
-            error_type=error_type,
-            retry_after_waits=tuple(seen.waits),
+        return _outcome(op, self._clock() - started, seen, attempts, error_type)
+
+
+def _outcome(
+    op: Operation, duration: float, seen: _Attempts, attempts: int, error_type: str | None
+) -> CallOutcome:
+    # attempts timed out by the library itself (before httpx noticed) count once each
+    timeouts = len({n for n in seen.timed_out if n <= max(attempts, 1)})
+    return CallOutcome(
+        service=op.service,
+        endpoint=op.endpoint,
+        duration_sec=duration,
+        attempts=attempts,
+        timeouts=timeouts if attempts else 0,
+        error_type=error_type,
+        retry_after_waits=tuple(seen.waits),
+    )
+
+
+class _ObservedTransport:
+    """The inner transport of the demo's OpenAI clients: what each attempt saw, for the stats.
+
+    Runs in the worker thread making the call (the integration's timeouts are cooperative), so
+    the thread's current :class:`_Attempts` is the call's.
+    """
+
+    def __init__(self, calls: threading.local, clock: Clock) -> None:
+        import openai
+
+        # the HTTP library the SDK is built on (httpx2, or httpx for older SDKs)
+        base = next(
+            b for b in openai.DefaultHttpxClient.__mro__ if b.__module__.startswith("httpx")
         )
+        self._lib: Any = sys.modules[base.__module__.partition(".")[0]]
+        self._inner = self._lib.HTTPTransport()
+        self._calls = calls
+        self._clock = clock
+
+    def handle_request(self, request: Any) -> Any:
+        seen: _Attempts = self._calls.seen
+        now = self._clock()
+        if seen.retry_after is not None:  # the previous attempt was told when to come back
+            seen.waits.append((seen.retry_after, now - seen.answered_at))
+            seen.retry_after = None
+        seen.count += 1
+        try:
+            response = self._inner.handle_request(request)
+        except self._lib.TimeoutException:
+            seen.timed_out.add(seen.count)
+            raise
+        left = remaining_time()
+        # an attempt the library already gave up on (timed out) cannot steer the retry
+        if response.status_code == 429 and (left is None or left > 0):
+            seen.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            seen.answered_at = self._clock()
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 class _Attempt:
@@ -408,12 +516,6 @@ def _request(
 ) -> httpx.Response:
     """The HTTP request of one attempt of ``op``."""
     base = urls[op.service]
-    if op.service == "openai":
-        body = {
-            "model": "stand-in",
-            "messages": [{"role": "user", "content": f"Summarise document {document}"}],
-        }
-        return client.post(f"{base}/v1/chat/completions", json=body, timeout=timeout)
     if op.endpoint == "upload":
         return client.put(f"{base}/upload/doc-{document}", content=payload, timeout=timeout)
     if op.endpoint == "download":

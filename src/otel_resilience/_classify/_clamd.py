@@ -1,0 +1,48 @@
+"""The classifier of the ``clamd`` package's exceptions (ClamAV's daemon client), by type.
+
+``clamd.ConnectionError`` covers both a connection that could not be made and a read that failed;
+a read that timed out (``socket.timeout`` as its context) is a ``timeout``. The package is never
+imported here: the classes are read from ``sys.modules``, where the package is whenever one of its
+exceptions exists.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Final
+
+from .._errors import ExternalServiceError
+from ._base import Classification
+
+E = ExternalServiceError
+
+#: subclasses before their bases
+_CLASSES: Final = (
+    ("BufferTooLongError", E.BAD_REQUEST),  # the data exceeds the daemon's StreamMaxLength
+    ("ResponseError", E.SERVER_ERROR),  # an answer that is an error or not an answer at all
+    ("ConnectionError", E.CONNECTION_ERROR),
+    ("ClamdError", E.UNKNOWN_ERROR),
+)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 16:
+        if isinstance(current, TimeoutError):
+            return True
+        seen += 1
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def classify_clamd(exc: BaseException) -> Classification | None:
+    """The error type of a ``clamd`` exception; None for anything else."""
+    module = sys.modules.get("clamd")
+    for name, error_type in _CLASSES:
+        cls = getattr(module, name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            if error_type is E.CONNECTION_ERROR and _timed_out(exc):
+                return Classification(E.TIMEOUT)
+            return Classification(error_type)
+    return None

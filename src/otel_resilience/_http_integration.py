@@ -1,0 +1,347 @@
+"""The HTTP logic shared by the httpx, requests and OpenAI integrations, written once.
+
+Everything here is free of any client library: the integrations hand in a method, an authority,
+a path, headers and (for a failure) the status and body, and get back names, an attempt count,
+a per-attempt I/O timeout and a verdict on the response.
+
+One request through an integration::
+
+    resilient_call(service, endpoint, attempt, <attempts by idempotency>, cooperative timeout)
+    └── attempt n: I/O timeout = min(client's own, remaining_time()); resend count n-1
+        ├── 2xx/3xx response -> returned as is
+        └── 4xx/5xx response -> body buffered, ResponseFailure raised (retried if transient)
+
+After the last attempt the caller gets the **last response** whenever the server answered (the
+client's usual handling applies: ``raise_for_status()``, the OpenAI SDK's ``RateLimitError``);
+a :class:`ReliabilityError` only when there is no response to give (timeout, connection error,
+open breaker, the library's own rate limiter).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from opentelemetry import trace
+
+from ._classify import parse_retry_after, status_to_error_type
+from ._errors import ExternalServiceError, ReliabilityError
+
+E = ExternalServiceError
+
+#: the stable HTTP semantic-convention attribute attempt spans carry from the second attempt on
+ATTR_RESEND_COUNT: Final = "http.request.resend_count"
+#: the endpoint name of routes past the cardinality cap (the telemetry's own overflow name)
+OVERFLOW_ROUTE: Final = "_other"
+#: methods that can be sent twice with the effect of once (RFC 9110, 9.2.2)
+IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+#: the header that makes a POST or PATCH safe to send again
+IDEMPOTENCY_KEY: Final = "Idempotency-Key"
+#: distinct endpoint names one integration object makes before naming the rest ``_other``
+DEFAULT_MAX_ROUTES: Final = 64
+#: the largest error body read to classify a failure (the rest is still returned to the caller)
+MAX_ERROR_BODY: Final = 64 * 1024
+
+_UUID: Final = re.compile(r"^[0-9a-fA-F]{8}(-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12}$")
+_HEX: Final = re.compile(r"^[0-9a-fA-F]{16,}$")
+_DIGIT: Final = re.compile(r"\d")
+#: one term of an OpenAI-style duration: ``6m0s``, ``20ms``, ``1h2m3.5s``
+_DURATION_TERM: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+Naming = str | Callable[[Any], str] | None
+
+
+def is_id_like(segment: str) -> bool:
+    """Whether a path segment is an identifier rather than a route word.
+
+    Numbers, UUIDs, long hex strings, and segments of 8+ characters with a digit in them
+    (``file-abc123``, ``resp_67ccd2be``, ``2024-01-01``); short words with a digit (``v1``,
+    ``gpt-4o``) are kept: the cardinality cap bounds the rest.
+
+    >>> [is_id_like(s) for s in ("users", "42", "v1", "file-abc123")]
+    [False, True, False, True]
+    """
+    if len(segment) < 16 and segment.isalpha():  # the common case: a route word
+        return False
+    if segment.isdigit() or _UUID.match(segment) or _HEX.match(segment):
+        return True
+    return len(segment) >= 8 and _DIGIT.search(segment) is not None
+
+
+def route_of(method: str, path: str) -> str:
+    """``"GET /users/{id}"``: the method and the path with id-like segments collapsed.
+
+    >>> route_of("get", "/users/42/orders/9f1c2e3a-1b2c-4d5e-8f90-123456789abc")
+    'GET /users/{id}/orders/{id}'
+    """
+    segments = ["{id}" if is_id_like(s) else s for s in path.split("/") if s]
+    return f"{method.upper()} /{'/'.join(segments)}"
+
+
+def dotted_route(path: str, prefix: str = "") -> str:
+    """``"chat.completions"``: the path below ``prefix``, id-like segments dropped, dot-joined.
+
+    >>> dotted_route("/v1/chat/completions", "/v1")
+    'chat.completions'
+    >>> dotted_route("/v1/files/file-abc123/content", "/v1")
+    'files.content'
+    """
+    prefix = prefix.rstrip("/")
+    if prefix and (path == prefix or path.startswith(prefix + "/")):
+        path = path[len(prefix) :]
+    words = [s for s in path.split("/") if s and not is_id_like(s)]
+    return ".".join(words) or "root"
+
+
+def parse_duration(value: object) -> float | None:
+    """Seconds of an ``x-ratelimit-reset-*`` value: ``"1s"``, ``"6m0s"``, ``"20ms"`` or ``"1.5"``.
+
+    Total: None for anything else.
+
+    >>> [parse_duration(v) for v in ("6m0s", "20ms", "1.5", "soon")]
+    [360.0, 0.02, 1.5, None]
+    """
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pos, total = 0, 0.0
+        for match in _DURATION_TERM.finditer(text):
+            if match.start() != pos:
+                return None
+            number, unit = float(match.group(1)), match.group(2)
+            total += number * {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}[unit]
+            pos = match.end()
+        if pos == 0 or pos != len(text):
+            return None
+        seconds = total
+    return seconds if math.isfinite(seconds) and seconds >= 0.0 else None
+
+
+def _get(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    return value if isinstance(value, str) else None
+
+
+def retry_after_of(status: int, headers: Mapping[str, str]) -> float | None:
+    """The wait a failure response asks for, in seconds; None when it asks for none.
+
+    ``retry-after-ms``, then ``Retry-After`` (seconds or an HTTP-date), then, for a 429, the
+    ``x-ratelimit-reset-*`` of the exhausted limit (``x-ratelimit-remaining-* = 0``; the longer
+    one when both are; the shorter reset when the headers do not say which limit was hit).
+    """
+    millis = parse_retry_after(_get(headers, "retry-after-ms"))
+    if millis is not None:
+        return millis / 1000.0
+    seconds = parse_retry_after(_get(headers, "retry-after"))
+    if seconds is not None or status != 429:
+        return seconds
+    resets: list[float] = []
+    exhausted: list[float] = []
+    for limit in ("requests", "tokens"):
+        reset = parse_duration(_get(headers, f"x-ratelimit-reset-{limit}"))
+        if reset is None:
+            continue
+        resets.append(reset)
+        if (_get(headers, f"x-ratelimit-remaining-{limit}") or "").strip() == "0":
+            exhausted.append(reset)
+    if exhausted:
+        return max(exhausted)
+    return min(resets) if resets else None
+
+
+def is_insufficient_quota(body: bytes) -> bool:
+    """Whether a 429 body is OpenAI's ``insufficient_quota`` (billing, not a rate)."""
+    if b"insufficient_quota" not in body:
+        return False
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return False
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(error, dict):
+        return False
+    return "insufficient_quota" in (error.get("code"), error.get("type"))
+
+
+class ResponseFailure(ReliabilityError):
+    """An attempt's error response, raised so the call path retries and counts it.
+
+    Never reaches the caller: the integration catches it and returns :attr:`response`.
+    """
+
+    def __init__(
+        self,
+        error_type: ExternalServiceError,
+        service_name: str,
+        endpoint: str,
+        message: str,
+        *,
+        response: Any,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(error_type, service_name, endpoint, message, retry_after=retry_after)
+        self.response = response
+
+
+def _check_options(
+    service: object, endpoint: object, idempotent: object, max_routes: object
+) -> None:
+    """Refuse a bad option of :class:`HttpPolicy`, naming it and what is accepted."""
+    for name, value in (("service", service), ("endpoint", endpoint)):
+        if not (value is None or callable(value) or (isinstance(value, str) and value)):
+            raise TypeError(
+                f"{name} must be a non-empty string, a callable receiving the request, or"
+                f" None, got {value!r}"
+            )
+    if not (idempotent is None or isinstance(idempotent, bool) or callable(idempotent)):
+        raise TypeError(
+            "idempotent must be None (by method), True, False or a callable receiving the"
+            f" request, got {idempotent!r}"
+        )
+    if isinstance(max_routes, bool) or not isinstance(max_routes, int) or max_routes < 1:
+        raise ValueError(f"max_routes must be an integer >= 1, got {max_routes!r}")
+
+
+class HttpPolicy:
+    """Naming, attempts and the verdict on responses for one integration object.
+
+    Args:
+        service: the service name; default the URL's authority (``host[:port]``); or a callable
+            receiving the client's request.
+        endpoint: the endpoint name; default the route (``"GET /users/{id}"``); or a callable.
+        timeout_sec, max_retries, deadline_sec: as for :func:`resilient_call` (``max_retries``
+            applies to requests that may be repeated; the others get one attempt).
+        idempotent: None (decide by method: POST and PATCH only with an ``Idempotency-Key``
+            header), True or False for every request, or a callable receiving the request.
+        max_routes: distinct endpoint names made by default naming before ``_other``.
+        route: how a default endpoint name is made from (method, path).
+    """
+
+    __slots__ = (
+        "_idempotent",
+        "_lock",
+        "_max_routes",
+        "_route",
+        "_routes",
+        "deadline_sec",
+        "endpoint",
+        "max_retries",
+        "service",
+        "timeout_sec",
+    )
+
+    def __init__(
+        self,
+        service: Naming = None,
+        endpoint: Naming = None,
+        *,
+        timeout_sec: float | None = None,
+        max_retries: int | None = None,
+        deadline_sec: float | None = None,
+        idempotent: bool | Callable[[Any], bool] | None = None,
+        max_routes: int = DEFAULT_MAX_ROUTES,
+        route: Callable[[str, str], str] = route_of,
+    ) -> None:
+        _check_options(service, endpoint, idempotent, max_routes)
+        self.service = service
+        self.endpoint = endpoint
+        self.timeout_sec = timeout_sec
+        self.max_retries = max_retries
+        self.deadline_sec = deadline_sec
+        self._idempotent = idempotent
+        self._max_routes = max_routes
+        self._route = route
+        self._routes: set[str] = set()
+        self._lock = threading.Lock()
+
+    def service_for(self, request: Any, authority: str) -> str:
+        service = self.service
+        if service is None:
+            return authority
+        if isinstance(service, str):
+            return service
+        return service(request)
+
+    def endpoint_for(self, request: Any, method: str, path: str) -> str:
+        endpoint = self.endpoint
+        if isinstance(endpoint, str):
+            return endpoint
+        if endpoint is not None:
+            return endpoint(request)
+        return self._capped(self._route(method, path))
+
+    def _capped(self, name: str) -> str:
+        routes = self._routes
+        if name in routes:
+            return name
+        with self._lock:
+            if len(routes) < self._max_routes:
+                routes.add(name)
+                return name
+        return OVERFLOW_ROUTE
+
+    def attempts_for(self, request: Any, method: str, headers: Mapping[str, str]) -> int | None:
+        """``max_retries`` for a request that may be sent again, 1 for one that may not."""
+        idempotent = self._idempotent
+        if idempotent is None:
+            repeatable = method.upper() in IDEMPOTENT_METHODS or bool(headers.get(IDEMPOTENCY_KEY))
+        elif isinstance(idempotent, bool):
+            repeatable = idempotent
+        else:
+            repeatable = bool(idempotent(request))
+        return self.max_retries if repeatable else 1
+
+    def failure(
+        self,
+        service: str,
+        endpoint: str,
+        status: int,
+        reason: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        response: Any,
+    ) -> ResponseFailure:
+        """The failure an error response (status >= 400) stands for.
+
+        A 429 whose body says ``insufficient_quota`` is ``permission_denied``: the account is
+        not allowed more until someone acts (billing), so it is neither retried nor counted
+        against the breaker, and any wait the headers ask for is dropped.
+        """
+        error_type = status_to_error_type(status) or E.UNKNOWN_ERROR
+        retry_after = retry_after_of(status, headers)
+        detail = f"HTTP {status} {reason}".rstrip()
+        if status == 429 and is_insufficient_quota(body[:MAX_ERROR_BODY]):
+            error_type, retry_after = E.PERMISSION_DENIED, None
+            detail += " (insufficient_quota)"
+        return ResponseFailure(
+            error_type,
+            service,
+            endpoint,
+            f"{error_type.value} calling {service} ({endpoint}): {detail}",
+            response=response,
+            retry_after=retry_after,
+        )
+
+
+def io_timeout(own: float | None, left: float | None) -> float | None:
+    """The I/O timeout of one attempt: the client's own, never past the attempt's end."""
+    if left is None:
+        return own
+    if own is None or own > left:
+        return left
+    return own
+
+
+def mark_resend(number: int) -> None:
+    """Put ``http.request.resend_count`` on the attempt span (the current span) of a resend."""
+    if number > 1:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute(ATTR_RESEND_COUNT, number - 1)
