@@ -40,6 +40,7 @@ LAYERS = (
     (
         "_aiohttp",
         "_botocore",
+        "_clamd",
         "_google",
         "_grpc",
         "_httpx",

@@ -265,6 +265,9 @@ def _attempt_once(call: Call, func: Callable[[], T], race: _Race | None = None) 
     if not permit.admitted:
         return _REFUSED
     call.start_attempt()
+    injector = call.context.injector
+    if injector is not None:
+        func = injector.wrap(func, call)
     try:
         result = run_with_timeout(func, settings.timeout, settings.mode)
         if type(result) is CoroutineType:
@@ -565,6 +568,9 @@ async def _attempt_once_async(
     if not permit.admitted:
         return _REFUSED
     call.start_attempt()
+    injector = call.context.injector
+    if injector is not None:
+        func = injector.wrap_async(func, call)
     try:
         result = await run_with_timeout_async(func, settings.timeout, settings.mode)
     except Exception as exc:

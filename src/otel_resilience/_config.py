@@ -24,6 +24,7 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
+from ._errors import ExternalServiceError
 from ._rates import rate_problem
 from ._redact import redact_url
 from ._redis_url import ACCEPTED as _REDIS_URL_ACCEPTED
@@ -80,6 +81,10 @@ _DAY: Final = 86_400.0
 _BACKENDS: Final = ("memory", "redis")
 _MANUAL_STATES: Final = ("forced_open", "disabled", "metrics_only")
 _LOAD_MODES: Final = ("fixed", "adaptive")
+#: the error types an injected chaos fault may have (the library's own decisions excluded)
+_CHAOS_ERRORS: Final = tuple(
+    e.value for e in ExternalServiceError if e.value not in ("circuit_open", "throttled")
+)
 #: the rate notation of the ``limits`` library: "100/second", "10 per second", "5 per 2 minutes"
 _RATE_PATTERN: Final = r"\s*[0-9]+\s*(/|per)\s*([0-9]+\s*)?(second|minute|hour|day)s?\s*"
 
@@ -163,6 +168,13 @@ _SPECS: Final[Mapping[str, _Spec]] = MappingProxyType(
         "CONCURRENCY_LIMIT_MAX": _Spec(int, 1, 100_000),
         "CONCURRENCY_LIMIT_MAX_WAIT_SEC": _Spec(float, 0, 3_600),
         "RATE_LIMIT_MODE": _Spec(str, choices=_LOAD_MODES),
+        # chaos injection for staging (issue 16)
+        "CHAOS_ENABLED": _Spec(bool),
+        "CHAOS_FORCE": _Spec(bool),
+        "CHAOS_FAULT_RATE": _Spec(float, 0, 1),
+        "CHAOS_FAULT_ERROR": _Spec(str, choices=_CHAOS_ERRORS),
+        "CHAOS_LATENCY_SEC": _Spec(float, 0, _DAY),
+        "CHAOS_LATENCY_RATE": _Spec(float, 0, 1),
     }
 )
 
@@ -280,6 +292,20 @@ class ReliabilityConfig:
     #: ``fixed`` (``RATE_LIMIT`` only) or ``adaptive`` (a local rate learnt from the service's
     #: 429s, ``Retry-After`` and rate-limit headers, under ``RATE_LIMIT`` when that is set)
     RATE_LIMIT_MODE: Literal["fixed", "adaptive"] = "fixed"
+    # --- chaos injection for staging (issue 16, docs/chaos.md) ---
+    #: inject faults and latency into this service's attempts (off by default; refused when
+    #: ``OTEL_RESOURCE_ATTRIBUTES`` says ``deployment.environment=production`` unless forced)
+    CHAOS_ENABLED: bool = False
+    #: allow ``CHAOS_ENABLED`` in a ``deployment.environment=production`` process
+    CHAOS_FORCE: bool = False
+    #: share of attempts (0-1) that fail with ``CHAOS_FAULT_ERROR`` instead of being made
+    CHAOS_FAULT_RATE: float = 0.0
+    #: the error type an injected fault has (an ``ExternalServiceError`` value)
+    CHAOS_FAULT_ERROR: str = "connection_error"
+    #: seconds of latency added inside the attempt (so it counts against the attempt timeout)
+    CHAOS_LATENCY_SEC: float = 0.0
+    #: share of attempts (0-1) that get ``CHAOS_LATENCY_SEC`` of latency
+    CHAOS_LATENCY_RATE: float = 1.0
 
     def __post_init__(self) -> None:
         for name, spec in _SPECS.items():

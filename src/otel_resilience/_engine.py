@@ -336,15 +336,15 @@ class Call:
 
     def served(self, error: ReliabilityError, fallback: Any) -> Any:
         """The call failed for good: its telemetry, then the fallback's value (maybe an
-        awaitable, for the async driver to await), or ``error`` raised when there is none."""
-        self.ended_failed(error)
-        if fallback is NO_FALLBACK:
-            raise error
-        return self.fallback_value(error, fallback)
+        awaitable, for the async driver to await), or ``error`` raised when there is none.
 
-    def fallback_value(self, error: ReliabilityError, fallback: Any) -> Any:
-        """What the fallback serves (maybe an awaitable, for the async driver to await)."""
+        The fallback is recorded before the call span ends, so the span says it
+        (``resilience.fallback``)."""
+        if fallback is NO_FALLBACK:
+            self.ended_failed(error)
+            raise error
         self.observer.fallback(error)
+        self.ended_failed(error)
         return fallback(error) if callable(fallback) else fallback
 
     def ended_aborted(self, exc: BaseException) -> None:

@@ -25,7 +25,9 @@ window frees up, never longer than the time left) and otherwise fails at once wi
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Final, Protocol
 
 from ._config import ReliabilityConfig
@@ -122,29 +124,43 @@ class _Waiting:
 
 
 class LocalRateLimiter(_Waiting):
-    """A rate limit for this process alone (``limits`` moving window in memory)."""
+    """A rate limit for this process alone: a moving window of the hits' times, on the
+    runtime's clock (so a test's fake clock moves the window too)."""
 
     def __init__(self, service_name: str, rate: str, *, clock: Clock | None = None) -> None:
-        limits = _import_limits()
+        item = parse_rate(rate)  # the setting's one parser (``limits``')
         self._clock = clock or _RealClock()
         self.service_name = service_name
         self.rate = rate
-        self._item = parse_rate(rate)
-        self._limiter = limits.strategies.MovingWindowRateLimiter(limits.storage.MemoryStorage())
+        self._amount = int(item.amount)
+        self._window = float(item.get_expiry())
+        self._hits: deque[float] = deque()
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"LocalRateLimiter({self.service_name!r}, {self.rate!r})"
 
+    def _expire(self, now: float) -> deque[float]:
+        """The hits still in the window (lock held)."""
+        hits = self._hits
+        horizon = now - self._window
+        while hits and hits[0] <= horizon:
+            hits.popleft()
+        return hits
+
     def _try(self) -> tuple[bool, float]:
-        if self._limiter.hit(self._item, self.service_name):
-            return True, 0.0
-        stats = self._limiter.get_window_stats(self._item, self.service_name)
-        return False, max(0.0, float(stats.reset_time) - _wall())
+        now = self._clock.monotonic()
+        with self._lock:
+            hits = self._expire(now)
+            if len(hits) < self._amount:
+                hits.append(now)
+                return True, 0.0
+            return False, max(0.0, hits[0] + self._window - now)
 
     def idle(self) -> bool:
         """No slot taken in the window: a new limiter would behave the same (safe to drop)."""
-        stats = self._limiter.get_window_stats(self._item, self.service_name)
-        return int(stats.remaining) >= int(self._item.amount)
+        with self._lock:
+            return not self._expire(self._clock.monotonic())
 
 
 class RedisRateLimiter(_Waiting):

@@ -29,6 +29,7 @@ from typing import Any, Final, Protocol
 
 from ._breakers import CircuitBreakerManager
 from ._budget import RetryBudget, budget_settings
+from ._chaos import Faults, injector_for
 from ._classify import Classifier, Classifiers
 from ._classify import map_external_error as _map_external_error
 from ._config import ConfigRegistry, ReliabilityConfig
@@ -125,6 +126,7 @@ class CallSettings:
         max_retries: int | None = None,
         deadline_sec: float | None = None,
         timeout_mode: str | None = None,
+        cap: int | None = None,
     ) -> None:
         self.config = config
         self.timeout = (
@@ -133,6 +135,8 @@ class CallSettings:
             else validate_timeout("timeout_sec", timeout_sec)
         )
         self.attempts = config.max_attempts if max_retries is None else check_attempts(max_retries)
+        if cap is not None and self.attempts > cap:
+            self.attempts = cap
         self.deadline = (
             config.DEADLINE_SEC if deadline_sec is None else check_deadline(deadline_sec)
         )
@@ -149,6 +153,7 @@ class ServiceContext:
         "gate",  # WIRE(load control)
         "generation",
         "hedging",
+        "injector",
         "limiter",
         "name",
         "runtime",
@@ -166,12 +171,13 @@ class ServiceContext:
         self.name = name
         self.config = config
         self.generation = generation
-        self.defaults = CallSettings(config)
+        self.defaults = CallSettings(config, cap=runtime.max_attempts)
         self.budget = _carry_budget(config, previous, runtime.clock)
         self.limiter = _carry_limiter(name, config, previous, runtime.clock)
         self.hedging = _carry_hedging(config, previous, runtime.clock)
         #: concurrency limit and adaptive rate (None: both off); unchanged parts keep their state
         self.gate: Gate | None = runtime.load.gate(name, config)  # WIRE(load control)
+        self.injector = injector_for(name, config, runtime.faults, runtime.environ)
 
     def settings(
         self,
@@ -182,7 +188,8 @@ class ServiceContext:
     ) -> CallSettings:
         if timeout_sec is None and max_retries is None and deadline_sec is None is timeout_mode:
             return self.defaults
-        return CallSettings(self.config, timeout_sec, max_retries, deadline_sec, timeout_mode)
+        cap = self.runtime.max_attempts
+        return CallSettings(self.config, timeout_sec, max_retries, deadline_sec, timeout_mode, cap)
 
     def idle(self) -> bool:
         return (
@@ -251,6 +258,11 @@ class Runtime:
         telemetry: Telemetry | None = None,
     ) -> None:
         self.clock: Clock = clock if clock is not None else SystemClock()
+        #: test mode's cap on the attempts of every call (``otel_resilience.testing``)
+        self.max_attempts: int | None = None
+        #: the faults a test injects (``otel_resilience.testing``), read by the contexts
+        self.faults: Faults | None = None
+        self.environ = environ  # OTEL_RESOURCE_ATTRIBUTES's production check
         self.config = ConfigRegistry(environ, on_change=self._config_changed)
         self.breakers = CircuitBreakerManager(
             clock=self.clock.monotonic, config_source=self.config.get

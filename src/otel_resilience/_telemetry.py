@@ -217,6 +217,7 @@ class _Instruments:
     concurrency_rejections: Any  # WIRE(load control)
     concurrency_wait: Any  # WIRE(load control)
     state_store_errors: Any
+    chaos_injections: Any  # emitted by _chaos
 
     def __init__(self, meter: metrics.Meter, telemetry: Telemetry) -> None:
         callbacks: dict[str, _Callback] = {

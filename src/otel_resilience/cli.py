@@ -1,10 +1,12 @@
-"""The ``otel-resilience`` command: ``demo`` and ``status``.
+"""The ``otel-resilience`` command: ``demo``, ``status`` and ``drill``.
 
 ``otel-resilience demo`` runs a realistic workload against flaky stand-ins of an LLM, object
 storage and an antivirus, with a live terminal view, Prometheus metrics at 127.0.0.1:9464,
 breaker health as JSON at 127.0.0.1:9465/health, and OTLP export when
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
 ``otel-resilience status`` shows every breaker of a running process.
+``otel-resilience drill ALERT`` makes a shipped alert fire with injected faults and watches it
+reach Alertmanager (``--list`` shows the drills).
 
 Usage errors print one line and exit with status 2. The demo's own modules (rich, httpx) are
 imported only when the demo runs, so ``status`` works with the core package alone.
@@ -117,7 +119,82 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_demo_command(sub)
     _add_status_command(sub)
+    _add_drill_command(sub)
     return parser
+
+
+def _add_drill_command(sub: Subcommands) -> None:
+    drill = sub.add_parser(
+        "drill",
+        help="make a shipped alert fire with injected faults, and watch it reach Alertmanager",
+        description=(
+            "Run a short workload with chaos injected (CHAOS_* settings: refused where"
+            " OTEL_RESOURCE_ATTRIBUTES says deployment.environment=production unless"
+            " CHAOS_FORCE=true), export its metrics, and watch Prometheus and Alertmanager until"
+            " ALERT is firing and routed. See docs/chaos.md."
+        ),
+    )
+    drill.add_argument(
+        "alert", nargs="?", metavar="ALERT", help="the alert, e.g. ResilienceErrorBudgetBurn"
+    )
+    drill.add_argument("--list", action="store_true", help="list the drills and exit")
+    drill.add_argument("--prometheus", type=_url, default="http://127.0.0.1:9090", metavar="URL")
+    drill.add_argument(
+        "--alertmanager", type=_url, default=None, metavar="URL",
+        help="also check the alert was routed by this Alertmanager",
+    )  # fmt: skip
+    drill.add_argument(
+        "--export", choices=("prometheus", "otlp"), default="prometheus",
+        help="serve /metrics for Prometheus to scrape (default) or push OTLP"
+        " (OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )  # fmt: skip
+    drill.add_argument("--metrics-host", default=DEFAULT_METRICS_HOST, metavar="HOST")
+    drill.add_argument(
+        "--metrics-port", type=_int_range(1, 65535, "port"), default=DEFAULT_METRICS_PORT,
+        metavar="PORT",
+    )  # fmt: skip
+    drill.add_argument(
+        "--timeout", type=_duration, default=1200.0, metavar="SECONDS",
+        help="give up after this long (default 1200: the shipped for: durations are minutes)",
+    )  # fmt: skip
+
+
+def run_drill(args: argparse.Namespace, out: IO[str] | None = None) -> int:
+    """``otel-resilience drill``: list the drills, or run one."""
+    from . import configure_telemetry
+    from .drill import Watch, find_drill, list_drills
+    from .drill import run_drill as drive
+
+    out = sys.stdout if out is None else out
+    if args.list:
+        out.write("\n".join(list_drills()) + "\n")
+        return EXIT_OK
+    if args.alert is None:
+        raise UsageError("name the alert to drill (see --list)")
+    try:
+        drill = find_drill(args.alert)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+    if args.export == "prometheus":
+        handle = configure_telemetry(
+            traces_exporter="none", metrics_exporter="prometheus",
+            prometheus_host=args.metrics_host, prometheus_port=args.metrics_port,
+        )  # fmt: skip
+    else:
+        handle = configure_telemetry(
+            traces_exporter="none", metrics_exporter="otlp", metric_export_interval_sec=1.0
+        )
+    try:
+        watch = Watch(args.prometheus.rstrip("/"), _stripped(args.alertmanager), drill)
+        out.write(f"drilling {drill.alert}: {drill.what}\n")
+        out.flush()
+        return drive(drill, watch, args.timeout, out)
+    finally:
+        handle.shutdown()
+
+
+def _stripped(url: str | None) -> str | None:
+    return None if url is None else url.rstrip("/")
 
 
 def _add_demo_command(sub: Subcommands) -> None:
@@ -594,6 +671,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return run_demo(args)
+        if args.command == "drill":
+            return run_drill(args)
         return run_status(args)
     except UsageError as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)

@@ -9,8 +9,8 @@ name changes here and everywhere at once. Everything is immutable (frozen datacl
 'resilience_call_duration_seconds'
 >>> tc.ATTRIBUTES.service.label
 'resilience_service'
->>> [m.name for m in tc.METRICS if not m.emitted][:2]
-['resilience.chaos.injections']
+>>> [m.name for m in tc.METRICS if not m.emitted]
+[]
 
 Entries with ``emitted=False`` are part of the contract (dashboards already query them) but the
 library does not record them yet; they are kept here so that the feature that emits them only
@@ -241,8 +241,8 @@ ATTRIBUTES: Final = Attributes(
     chaos_kind=Attribute(
         "resilience.chaos.kind",
         "Kind of injected chaos (chaos counter, chaos event).",
-        values=("fault", "latency", "outcome"),
-        emitted=False,
+        values=("fault", "latency"),
+        reserved=("outcome",),
     ),
     attempt_kind=Attribute(
         "resilience.attempt.kind",
@@ -390,7 +390,7 @@ METRICS: Final = Metrics(
     chaos_injections=Metric(
         "resilience.chaos.injections", _I.COUNTER, "{injection}",
         "Chaos faults, latencies and outcomes injected.",
-        (*_PAIR, _A.chaos_kind.key), "resilience_chaos_injections_total", emitted=False,
+        (*_PAIR, _A.chaos_kind.key), "resilience_chaos_injections_total",
     ),
 )  # fmt: skip
 
@@ -430,7 +430,7 @@ SPANS: Final = Spans(
         (
             Event("exception", (), "The failure, message and stack trace redacted."),
             Event("cancelled", (), "A losing hedge, cancelled (not a failure)."),
-            Event("chaos", (_A.chaos_kind.key,), "An injected fault or latency.", emitted=False),
+            Event("chaos", (_A.chaos_kind.key,), "An injected fault or latency."),
         ),
         "One per attempt, child of the call span; a failed one has status ERROR.",
     ),

@@ -100,6 +100,7 @@ EXPECTED_LABELS = {
     METRICS.retry_budget_rejections.prometheus: {S, E, ET},
     METRICS.fallbacks.prometheus: {S, E, ET},
     METRICS.rate_limiter_rejections.prometheus: {S, E},
+    METRICS.hedges.prometheus: {S, E},  # started at 0 with each breaker, as rejections are
 }
 #: metrics the workload cannot produce, and why
 NOT_EXERCISED = {

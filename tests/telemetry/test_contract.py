@@ -227,13 +227,12 @@ def test_histograms_have_three_series_and_second_scale_buckets() -> None:
 
 def test_the_reserved_names_are_marked_not_emitted() -> None:
     reserved = {m.name for m in tc.METRICS if not m.emitted}
-    assert reserved == {"resilience.chaos.injections"}  # the concurrency limit records its own
+    assert reserved == set()  # the concurrency limit and chaos injection record theirs
     assert tc.METRICS.breaker_override.emitted
     assert tc.METRICS.hedges.emitted  # hedging records it
-    assert {a.key for a in tc.ATTRIBUTES if not a.emitted} == {
-        "resilience.chaos.kind",
-        "http.request.resend_count",
-    }
+    assert tc.METRICS.chaos_injections.emitted  # chaos injection records it
+    assert {a.key for a in tc.ATTRIBUTES if not a.emitted} == {"http.request.resend_count"}
+    assert tc.ATTRIBUTES.chaos_kind.reserved == ("outcome",)
     assert tc.ATTRIBUTES.error_type.reserved == ()  # concurrency_limited is recorded now
 
 

@@ -25,24 +25,35 @@ _CLASSES: Final = (
 )
 
 
-def _timed_out(exc: BaseException) -> bool:
-    seen = 0
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what caused it (16 links at most)."""
+    links: list[BaseException] = []
     current: BaseException | None = exc
-    while current is not None and seen < 16:
-        if isinstance(current, TimeoutError):
-            return True
-        seen += 1
+    while current is not None and len(links) < 16:
+        links.append(current)
         current = current.__cause__ or current.__context__
-    return False
+    return links
 
 
-def classify_clamd(exc: BaseException) -> Classification | None:
-    """The error type of a ``clamd`` exception; None for anything else."""
+def _timed_out(exc: BaseException) -> bool:
+    return any(isinstance(link, TimeoutError) for link in _chain(exc))
+
+
+def _error_type(exc: BaseException) -> ExternalServiceError | None:
+    """The type of the first ``clamd`` class (subclasses first) ``exc`` is an instance of."""
     module = sys.modules.get("clamd")
     for name, error_type in _CLASSES:
         cls = getattr(module, name, None)
         if isinstance(cls, type) and isinstance(exc, cls):
-            if error_type is E.CONNECTION_ERROR and _timed_out(exc):
-                return Classification(E.TIMEOUT)
-            return Classification(error_type)
+            return error_type
     return None
+
+
+def classify_clamd(exc: BaseException) -> Classification | None:
+    """The error type of a ``clamd`` exception; None for anything else."""
+    error_type = _error_type(exc)
+    if error_type is None:
+        return None
+    if error_type is E.CONNECTION_ERROR and _timed_out(exc):
+        return Classification(E.TIMEOUT)
+    return Classification(error_type)
