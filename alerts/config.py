@@ -165,6 +165,14 @@ BREAKER_OPENS_THRESHOLD: Final = 3
 BREAKER_OPENS_WINDOW: Final = "15m"
 BREAKER_OPENS_FOR: Final = "0m"
 
+# --- concurrency limit saturated (load control) -------------------------------------------------
+#: Share of a dependency's calls its own concurrency limit refused (``concurrency_limited``) over
+#: the window: the application asks for more than the limit lets through. The limit is per
+#: service, so the alert is per dependency (all its endpoints together).
+CONCURRENCY_REFUSED_RATIO_THRESHOLD: Final = 0.1
+CONCURRENCY_REFUSED_WINDOW: Final = "15m"
+CONCURRENCY_REFUSED_FOR: Final = "15m"
+
 # --- silence ----------------------------------------------------------------------------------
 #: A dependency whose breaker series were reported within this window but are absent now has
 #: stopped reporting (the alert then stays on for at most this long).

@@ -309,6 +309,18 @@ def _overflow() -> str:
     )
 
 
+def _saturated() -> str:
+    """Share of a dependency's calls refused by its own concurrency limit, with a traffic floor."""
+    window = c.CONCURRENCY_REFUSED_WINDOW
+    refused = f'{CALLS}{{{ET}="concurrency_limited"}}'
+    all_calls = f"sum by ({BY_DEPENDENCY}) (rate({CALLS}[{window}]))"
+    return (
+        f"(\n  sum by ({BY_DEPENDENCY}) (rate({refused}[{window}]))\n  /\n  {all_calls}\n)"
+        f" > {c.CONCURRENCY_REFUSED_RATIO_THRESHOLD:g}\n"
+        f"and on ({BY_DEPENDENCY})\n{all_calls} >= {c.MIN_CALLS_PER_SECOND:g}"
+    )
+
+
 #: the alerts of the collector and the scrape targets keep these labels
 TARGET = ("job", "instance")
 
@@ -500,6 +512,23 @@ ALERTS: tuple[Alert, ...] = (
         ),
         runbook="state-store-errors",
         keeps=CALLER,
+    ),
+    Alert(
+        name="ResilienceConcurrencyLimitSaturated",
+        expr=_saturated(),
+        for_=c.CONCURRENCY_REFUSED_FOR,
+        severity="warning",
+        summary=f"{_label(S)}{FOR_CALLER} refuses many calls by its own concurrency limit.",
+        description=(
+            f"{{{{ $value | humanizePercentage }}}} of the calls to {_label(S)}{FOR_CALLER} "
+            "were refused by its own concurrency limit (error_type concurrency_limited, threshold "
+            f"{_percent(c.CONCURRENCY_REFUSED_RATIO_THRESHOLD)}) over the last "
+            f"{c.CONCURRENCY_REFUSED_WINDOW}, for {c.CONCURRENCY_REFUSED_FOR}: the application "
+            "asks for more than the limit lets through (or the dependency got slower and holds "
+            "its slots longer)."
+        ),
+        runbook="concurrency-limit-saturated",
+        keeps=DEPENDENCY,
     ),
     Alert(
         name="ResilienceEndpointOverflow",

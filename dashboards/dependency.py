@@ -23,6 +23,7 @@ from ._common import (
     ST,
     STATE_MAPPINGS,
     WHO,
+    E,
     attempts_per_call,
     breaker_state,
     budget_left,
@@ -210,14 +211,16 @@ def build():
         timeseries(
             "Concurrency: in flight vs limit",
             "Calls in flight (the most within each step) against the concurrency limit, summed "
-            "over the processes. No data: no concurrency limit is configured.",
+            "over the processes. The limit is the service's, shared by its endpoints (each "
+            "reports it: counted once per process). No data: no concurrency limit is configured.",
             targets(
                 (
                     f"sum (max_over_time({q.PROM_CONCURRENCY_IN_FLIGHT}{sel()}[$__rate_interval]))",
                     "in flight",
                 ),
                 (
-                    f"sum (min_over_time({q.PROM_CONCURRENCY_LIMIT}{sel()}[$__rate_interval]))",
+                    f"sum (max without ({E}) (min_over_time({q.PROM_CONCURRENCY_LIMIT}{sel()}"
+                    "[$__rate_interval])))",
                     "limit",
                 ),
             ),

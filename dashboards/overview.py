@@ -272,7 +272,8 @@ def build():
         timeseries(
             "Concurrency: in flight vs limit",
             "Calls in flight (the most within each step) against the concurrency limit, summed "
-            "over the processes. No data: no concurrency limit is configured.",
+            "over the processes; the limit is the service's, shared by its endpoints. No data: "
+            "no concurrency limit is configured.",
             targets(
                 (
                     f"sum by ({BY}) (max_over_time({q.PROM_CONCURRENCY_IN_FLIGHT}{sel()}[{RATE}]))",

@@ -86,7 +86,8 @@ PROM_CHAOS_INJECTIONS = METRICS.chaos_injections.prometheus
 #: the chaos counter's label (the attribute ``resilience.chaos.kind``)
 PROM_CHAOS_KIND = ATTRIBUTES.chaos_kind.label
 #: the ``error.type`` of a call a concurrency limit refused (a new ``ExternalServiceError`` value)
-(CONCURRENCY_LIMITED,) = ATTRIBUTES.error_type.reserved
+CONCURRENCY_LIMITED = "concurrency_limited"
+assert CONCURRENCY_LIMITED in ATTRIBUTES.error_type.values  # WIRE(load control): recorded now
 
 #: every series name of the metrics above (histograms with their three suffixes)
 SECOND_ROUND_SERIES = frozenset(

@@ -461,7 +461,11 @@ def test_a_number_in_range_is_kept_in_code_and_from_the_environment(
 ) -> None:
     value = data.draw(_in_range(name))
     # settings cross-checked with another get a companion that agrees (tested on their own)
-    companions = {"DEADLINE_SEC": "HTTP_TIMEOUT_SEC", "HEDGE_DELAY_SEC": "HTTP_TIMEOUT_SEC"}
+    companions = {
+        "DEADLINE_SEC": "HTTP_TIMEOUT_SEC",
+        "HEDGE_DELAY_SEC": "HTTP_TIMEOUT_SEC",
+        "CONCURRENCY_LIMIT_MIN": "CONCURRENCY_LIMIT_MAX",
+    }
     others: dict[str, object] = {}
     if name in companions and value > 0:
         others[companions[name]] = value

@@ -23,6 +23,7 @@ from ._config import ConfigError, ReliabilityConfig
 from ._errors import (
     CallTimeoutError,
     CircuitOpenError,
+    ConcurrencyLimitedError,
     ExternalServiceError,
     ReliabilityError,
     ThrottledError,
@@ -60,6 +61,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted (tests/test_public_api.py)
     "CircuitOpenError",
     "Classification",
     "Classifiers",
+    "ConcurrencyLimitedError",
     "ConfigError",
     "ExternalServiceError",
     "HealthServer",

@@ -245,6 +245,16 @@ def _round(call: Call, func: Callable[[], T]) -> T | _Refused:
 
 
 def _attempt(call: Call, func: Callable[[], T], race: _Race | None = None) -> T | _Refused:
+    """One attempt through the service's load control (concurrency limit, adaptive rate)."""
+    gate = call.context.gate
+    if gate is None:
+        return _attempt_once(call, func, race)
+    args = (call.attempt, call.endpoint, call.observer, _REFUSED)
+    result: T | _Refused = gate.run(*args, _attempt_once, call, func, race)
+    return result
+
+
+def _attempt_once(call: Call, func: Callable[[], T], race: _Race | None = None) -> T | _Refused:
     """One attempt: a breaker permit, ``func()`` under the attempt timeout, the outcome settled.
 
     Returns the value (or ``_REFUSED`` when the breaker refused the permit); a failure is
@@ -538,7 +548,19 @@ async def _round_async(call: Call, func: Callable[[], Awaitable[T]]) -> T | _Ref
 async def _attempt_async(
     call: Call, func: Callable[[], Awaitable[T]], race: _Race | None = None
 ) -> T | _Refused:
-    """The asyncio twin of :func:`_attempt` (breaker I/O awaited, the attempt cancellable)."""
+    """The asyncio twin of :func:`_attempt`."""
+    gate = call.context.gate
+    if gate is None:
+        return await _attempt_once_async(call, func, race)
+    args = (call.attempt, call.endpoint, call.observer, _REFUSED)
+    result: T | _Refused = await gate.run_async(*args, _attempt_once_async, call, func, race)
+    return result
+
+
+async def _attempt_once_async(
+    call: Call, func: Callable[[], Awaitable[T]], race: _Race | None = None
+) -> T | _Refused:
+    """The asyncio twin of :func:`_attempt_once` (breaker I/O awaited, the attempt cancellable)."""
     breaker, settings = call.breaker, call.settings
     permit = await breaker.try_acquire_async()
     if not permit.admitted:

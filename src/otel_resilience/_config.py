@@ -92,6 +92,7 @@ def _fmt(value: float | None) -> str:
 _DAY: Final = 86_400.0
 _BACKENDS: Final = ("memory", "redis")
 _MANUAL_STATES: Final = ("forced_open", "disabled", "metrics_only")
+_LOAD_MODES: Final = ("fixed", "adaptive")
 #: the error types an injected chaos fault may have (the library's own decisions excluded)
 _CHAOS_ERRORS: Final = tuple(
     e.value for e in ExternalServiceError if e.value not in ("circuit_open", "throttled")
@@ -168,6 +169,13 @@ _SPECS: Final[Mapping[str, _Spec]] = MappingProxyType(
         "HEDGE_DELAY_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
         "HEDGE_DELAY_PERCENTILE": _Spec(float, 0, 99.9, low_open=True, optional=True),
         "HEDGE_BUDGET_RATIO": _Spec(float, 0, 1),
+        # load control (issue 13): concurrency limit and adaptive rate, docs/load-control.md
+        "CONCURRENCY_LIMIT": _Spec(int, 1, 100_000, optional=True),
+        "CONCURRENCY_LIMIT_MODE": _Spec(str, choices=_LOAD_MODES),
+        "CONCURRENCY_LIMIT_MIN": _Spec(int, 1, 100_000),
+        "CONCURRENCY_LIMIT_MAX": _Spec(int, 1, 100_000),
+        "CONCURRENCY_LIMIT_MAX_WAIT_SEC": _Spec(float, 0, 3_600),
+        "RATE_LIMIT_MODE": _Spec(str, choices=_LOAD_MODES),
         # chaos injection for staging (issue 16)
         "CHAOS_ENABLED": _Spec(bool),
         "CHAOS_FORCE": _Spec(bool),
@@ -275,6 +283,23 @@ class ReliabilityConfig:
     HEDGE_DELAY_PERCENTILE: float | None = None
     #: hedges at most this share of calls (10 s window), so hedging never doubles the load
     HEDGE_BUDGET_RATIO: float = 0.1
+    # --- load control (issue 13; docs/load-control.md) ----------------------------------------
+    #: calls in flight to the service at once (each attempt holds a slot); unset: no limit
+    #: (``fixed``), or the adaptive limit's starting point (default 20, within MIN..MAX)
+    CONCURRENCY_LIMIT: int | None = None
+    #: ``fixed`` (``CONCURRENCY_LIMIT`` as set) or ``adaptive`` (the limit follows the
+    #: service's latency and overload errors, between ``CONCURRENCY_LIMIT_MIN`` and ``_MAX``)
+    CONCURRENCY_LIMIT_MODE: Literal["fixed", "adaptive"] = "fixed"
+    #: lowest limit the adaptive mode may reach
+    CONCURRENCY_LIMIT_MIN: int = 1
+    #: highest limit the adaptive mode may reach
+    CONCURRENCY_LIMIT_MAX: int = 200
+    #: how long an attempt waits for a free slot before failing ``concurrency_limited`` (0: at
+    #: once); never longer than the call's deadline
+    CONCURRENCY_LIMIT_MAX_WAIT_SEC: float = 0.0
+    #: ``fixed`` (``RATE_LIMIT`` only) or ``adaptive`` (a local rate learnt from the service's
+    #: 429s, ``Retry-After`` and rate-limit headers, under ``RATE_LIMIT`` when that is set)
+    RATE_LIMIT_MODE: Literal["fixed", "adaptive"] = "fixed"
     # --- chaos injection for staging (issue 16, docs/chaos.md) ---
     #: inject faults and latency into this service's attempts (off by default; refused when
     #: ``OTEL_RESOURCE_ATTRIBUTES`` says ``deployment.environment=production`` unless forced)
@@ -406,6 +431,44 @@ def _window_holds_two_timeouts(config: ReliabilityConfig) -> None:
             " calls before they can end; use a window of at least"
             f" {math.ceil(2 * timeout)} s or a shorter HTTP_TIMEOUT_SEC"
         )
+    _check_load_control(config)
+
+
+def _check_load_control(config: ReliabilityConfig) -> None:
+    """The cross-checks of the load-control settings (issue 13)."""
+    low, high = config.CONCURRENCY_LIMIT_MIN, config.CONCURRENCY_LIMIT_MAX
+    if low > high:
+        raise ConfigError(
+            f"CONCURRENCY_LIMIT_MIN={low} is not accepted: expected at most"
+            f" CONCURRENCY_LIMIT_MAX ({high})"
+        )
+    start = config.CONCURRENCY_LIMIT
+    adaptive = config.CONCURRENCY_LIMIT_MODE == "adaptive"
+    if adaptive and start is not None and not low <= start <= high:
+        raise ConfigError(
+            f"CONCURRENCY_LIMIT={start} is not accepted with CONCURRENCY_LIMIT_MODE='adaptive':"
+            f" expected a starting limit from CONCURRENCY_LIMIT_MIN ({low}) to"
+            f" CONCURRENCY_LIMIT_MAX ({high})"
+        )
+    _check_waits(config, concurrency_on=start is not None or adaptive)
+
+
+def _check_waits(config: ReliabilityConfig, *, concurrency_on: bool) -> None:
+    """A max wait longer than the deadline is refused (when its feature is on)."""
+    deadline = config.DEADLINE_SEC
+    if deadline is None:
+        return
+    rate_on = config.RATE_LIMIT is not None or config.RATE_LIMIT_MODE == "adaptive"
+    for name, on in (
+        ("CONCURRENCY_LIMIT_MAX_WAIT_SEC", concurrency_on),
+        ("RATE_LIMIT_MAX_WAIT_SEC", rate_on),
+    ):
+        wait = getattr(config, name)
+        if on and wait > deadline:
+            raise ConfigError(
+                f"{name}={_fmt(wait)} is not accepted with DEADLINE_SEC={_fmt(deadline)}:"
+                " expected a wait no longer than the deadline (a call could never wait that long)"
+            )
 
 
 def _window_holds_min_calls(config: ReliabilityConfig) -> None:

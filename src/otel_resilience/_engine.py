@@ -43,7 +43,10 @@ _E_TIMEOUT: Final = ExternalServiceError.TIMEOUT
 
 #: failures that say nothing about the service's health: the permit is given back, nothing is
 #: recorded (the caller's own mistakes, and a nested call refused by the library's rate limiter)
-_NEUTRAL: Final = CLIENT_ERRORS | {ExternalServiceError.THROTTLED}
+_NEUTRAL: Final = CLIENT_ERRORS | {
+    ExternalServiceError.THROTTLED,
+    ExternalServiceError.CONCURRENCY_LIMITED,
+}
 
 
 class NoFallback:

@@ -6,6 +6,7 @@ Exception tree::
     └── ReliabilityError              an external call failed (``.error_type`` says how)
         ├── CircuitOpenError          rejected by an open circuit breaker, nothing was attempted
         ├── ThrottledError            refused by the library's own rate limiter
+        ├── ConcurrencyLimitedError   refused by the service's concurrency limit (bulkhead full)
         └── CallTimeoutError          an attempt ran out of time (also a builtin ``TimeoutError``)
 
 ``ReliabilityError.error_type`` is always set, so ``except ReliabilityError`` plus a look at
@@ -35,6 +36,7 @@ class ExternalServiceError(Enum):
     UNKNOWN_ERROR = "unknown_error"
     CIRCUIT_OPEN = "circuit_open"
     THROTTLED = "throttled"
+    CONCURRENCY_LIMITED = "concurrency_limited"
 
 
 #: Failures worth another attempt: the service may answer differently next time.
@@ -203,6 +205,33 @@ class ThrottledError(ReliabilityError):
         )
 
 
+class ConcurrencyLimitedError(ReliabilityError):
+    """The service's concurrency limit was full (and stayed full for the allowed wait).
+
+    Nothing was sent for the refused attempt; it is never retried and never counts against the
+    breaker.
+    """
+
+    def __init__(
+        self,
+        error_type: ExternalServiceError = ExternalServiceError.CONCURRENCY_LIMITED,
+        service_name: str = "",
+        endpoint: str = "",
+        message: str | None = None,
+        *,
+        attempts: int = 0,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            error_type,
+            service_name,
+            endpoint,
+            message or f"concurrency limit of {service_name} reached; call to {endpoint} refused",
+            attempts=attempts,
+            retry_after=retry_after,
+        )
+
+
 class CallTimeoutError(ReliabilityError, TimeoutError):
     """An attempt did not finish within its timeout (``except TimeoutError`` catches it too)."""
 
@@ -213,5 +242,6 @@ ERROR_CLASSES: Final[Mapping[ExternalServiceError, type[ReliabilityError]]] = Ma
         ExternalServiceError.TIMEOUT: CallTimeoutError,
         ExternalServiceError.CIRCUIT_OPEN: CircuitOpenError,
         ExternalServiceError.THROTTLED: ThrottledError,
+        ExternalServiceError.CONCURRENCY_LIMITED: ConcurrencyLimitedError,
     }
 )

@@ -35,6 +35,7 @@ from ._classify import map_external_error as _map_external_error
 from ._config import ConfigRegistry, ReliabilityConfig
 from ._errors import ReliabilityError
 from ._hedging import HedgePolicy, hedging_settings
+from ._load import Gate, LoadControl
 from ._ratelimit import RateLimiter, build_rate_limiter, rate_limiter_settings
 from ._telemetry import Telemetry
 from ._timeout import MODES, validate_timeout
@@ -149,6 +150,7 @@ class ServiceContext:
         "budget",
         "config",
         "defaults",
+        "gate",
         "generation",
         "hedging",
         "injector",
@@ -173,6 +175,8 @@ class ServiceContext:
         self.budget = _carry_budget(config, previous, runtime.clock)
         self.limiter = _carry_limiter(name, config, previous, runtime.clock)
         self.hedging = _carry_hedging(config, previous, runtime.clock)
+        #: concurrency limit and adaptive rate (None: both off); unchanged parts keep their state
+        self.gate: Gate | None = runtime.load.gate(name, config)
         self.injector = injector_for(name, config, runtime.faults, runtime.environ)
 
     def settings(
@@ -267,9 +271,13 @@ class Runtime:
         self.classifiers = Classifiers()
         # a shared telemetry counts this runtime's transitions; it reports this runtime's
         # breakers and reads its settings only while use_runtime() has it installed
+        self.load = LoadControl(  # the gates of the services
+            clock=self.clock.monotonic, sleep=self.clock.sleep, sleep_async=self.clock.sleep_async
+        )
         if telemetry is None:
             telemetry = Telemetry(config_source=self.config.get)
             telemetry.watch_breakers(self.breakers)
+            telemetry.load_control = self.load  # its gauges read our limits
         else:
             telemetry.watch_breakers(self.breakers, report=False)
         self.telemetry = telemetry
@@ -356,6 +364,7 @@ class Runtime:
             self._services.clear()
             self._generation += 1
             self._sweep_at = MAX_IDLE_SERVICES
+        self.load.reset()
         self.telemetry.reset()
 
 
@@ -385,6 +394,8 @@ def use_runtime(runtime: Runtime) -> Iterator[Runtime]:
         raise TypeError(f"use_runtime needs a Runtime, got {type(runtime).__name__}")
     previous = _default.runtime
     _default.runtime = runtime
+    load_control = runtime.telemetry.load_control
+    runtime.telemetry.load_control = runtime.load
     # a telemetry shared with another runtime reports this one's breakers and reads this one's
     # settings meanwhile
     bound = runtime.telemetry.bind(runtime.breakers, runtime.config.get)
@@ -393,6 +404,7 @@ def use_runtime(runtime: Runtime) -> Iterator[Runtime]:
         yield runtime
     finally:
         _default.runtime = previous
+        runtime.telemetry.load_control = load_control
         runtime.telemetry.bind(*bound)
         _report_store_errors(previous)
 

@@ -212,6 +212,10 @@ class _Instruments:
     fallbacks: Any
     rate_limiter_rejections: Any
     hedges: Any
+    concurrency_limit: Any
+    concurrency_in_flight: Any
+    concurrency_rejections: Any
+    concurrency_wait: Any
     state_store_errors: Any
     chaos_injections: Any  # emitted by _chaos
 
@@ -219,6 +223,7 @@ class _Instruments:
         callbacks: dict[str, _Callback] = {
             "breaker_state": telemetry._observe_breakers,
             "breaker_override": telemetry._observe_overrides,
+            "concurrency_limit": telemetry._observe_limits,
         }
         for field in self.__slots__:
             metric = getattr(contract.METRICS, field)
@@ -255,6 +260,7 @@ class Telemetry:
         self._max_endpoints = MAX_ENDPOINTS
         self._warned: set[str] = set()
         self._breakers: BreakerSource | None = None
+        self.load_control: Any = None  # has .limiters()
         if breakers is not None:
             self.watch_breakers(breakers)
 
@@ -452,6 +458,19 @@ class Telemetry:
             lambda b: b.state, _STATES, lambda pair, value: pair.state_attrs[value]
         )
 
+    def _observe_limits(self, options: CallbackOptions) -> list[Observation]:
+        """The limit of each service with a concurrency limiter, on each (service, endpoint) it
+        has seen (pairs past the endpoint cap merge into ``_other``)."""
+        found: dict[tuple[str, str], tuple[int, Attributes]] = {}
+        for limiter in self.load_control.limiters() if self.load_control is not None else ():
+            for endpoint, _in_flight in limiter.endpoints():
+                attrs = self.pair(limiter.service_name, endpoint).metric_attrs
+                key = (attrs[n.ATTR_SERVICE], attrs[n.ATTR_ENDPOINT])
+                seen = found.get(key)
+                point = limiter.limit
+                found[key] = (point if seen is None else max(seen[0], point), attrs)
+        return [Observation(point, attrs) for point, attrs in found.values()]
+
     def _observe_overrides(self, options: CallbackOptions) -> Iterable[Observation]:
         return self._one_hot(
             lambda b: b.override, _OVERRIDES, lambda pair, value: pair.override_attrs[value]
@@ -497,6 +516,7 @@ class _Pair:
         "attempt_name",
         "call_attrs",
         "call_name",
+        "load_zeroed",
         "metric_attrs",
         "open_call_attrs",
         "overflowed",
@@ -525,6 +545,7 @@ class _Pair:
             {o: {**self.metric_attrs, n.ATTR_BREAKER_OVERRIDE: o} for o in _OVERRIDES}
         )
         self._errors: dict[str, Attributes] = {}
+        self.load_zeroed: object = None  # the instruments it was zeroed on
 
     def call_attributes(self, state: object) -> Attributes:
         """The call span's attributes for a breaker state (a member, or its value)."""
@@ -586,6 +607,18 @@ class CallObserver:
         return None
 
     def throttled(self) -> None:
+        return None
+
+    def concurrency_seen(self) -> None:
+        return None
+
+    def concurrency_rejected(self) -> None:
+        return None
+
+    def concurrency_held(self, delta: int) -> None:  # +1 taken, -1 given
+        return None
+
+    def concurrency_waited(self, seconds: float) -> None:
         return None
 
     def exhausted(self, error: ReliabilityError) -> None:
@@ -795,6 +828,36 @@ class _Call(CallObserver):
             self._instruments.rate_limiter_rejections.add(1, self._pair.metric_attrs)
         except Exception:
             self._telemetry.warn_once("throttled", "recording a rate limiter rejection failed")
+
+    def concurrency_seen(self) -> None:  # start rejections at 0
+        instruments, pair = self._instruments, self._pair
+        if instruments is not None and pair.load_zeroed is not instruments:
+            pair.load_zeroed = instruments
+            try:
+                instruments.concurrency_rejections.add(0, pair.metric_attrs)
+            except Exception:
+                self._telemetry.warn_once("concurrency", "recording a concurrency limit failed")
+
+    def concurrency_rejected(self) -> None:
+        if self._instruments is not None:
+            try:
+                self._instruments.concurrency_rejections.add(1, self._pair.metric_attrs)
+            except Exception:
+                self._telemetry.warn_once("concurrency", "recording a concurrency limit failed")
+
+    def concurrency_held(self, delta: int) -> None:
+        if self._instruments is not None:
+            try:
+                self._instruments.concurrency_in_flight.add(delta, self._pair.metric_attrs)
+            except Exception:
+                self._telemetry.warn_once("concurrency", "recording a concurrency limit failed")
+
+    def concurrency_waited(self, seconds: float) -> None:
+        if self._instruments is not None:
+            try:
+                self._instruments.concurrency_wait.record(seconds, self._pair.metric_attrs)
+            except Exception:
+                self._telemetry.warn_once("concurrency", "recording a concurrency limit failed")
 
     def _count_error(self, name: str, error: ReliabilityError) -> None:
         if self._instruments is None:

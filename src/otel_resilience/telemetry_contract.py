@@ -9,8 +9,8 @@ name changes here and everywhere at once. Everything is immutable (frozen datacl
 'resilience_call_duration_seconds'
 >>> tc.ATTRIBUTES.service.label
 'resilience_service'
->>> [m.name for m in tc.METRICS if not m.emitted][:2]
-['resilience.concurrency_limit.limit', 'resilience.concurrency_limit.in_flight']
+>>> [m.name for m in tc.METRICS if not m.emitted]
+[]
 
 Entries with ``emitted=False`` are part of the contract (dashboards already query them) but the
 library does not record them yet; they are kept here so that the feature that emits them only
@@ -183,6 +183,7 @@ ERROR_TYPES: Final = (
     "unknown_error",
     "circuit_open",
     "throttled",
+    "concurrency_limited",
 )
 
 
@@ -215,7 +216,6 @@ ATTRIBUTES: Final = Attributes(
         "error.type",
         "The ExternalServiceError of a failure (absent on success).",
         values=ERROR_TYPES,
-        reserved=("concurrency_limited",),
     ),
     breaker_state=Attribute(
         "resilience.circuit_breaker.state",
@@ -365,22 +365,22 @@ METRICS: Final = Metrics(
     concurrency_limit=Metric(
         "resilience.concurrency_limit.limit", _I.OBSERVABLE_GAUGE, "{call}",
         "The concurrency limit in force (calls in flight allowed).",
-        _PAIR, "resilience_concurrency_limit_limit", emitted=False,
+        _PAIR, "resilience_concurrency_limit_limit",
     ),
     concurrency_in_flight=Metric(
         "resilience.concurrency_limit.in_flight", _I.UP_DOWN_COUNTER, "{call}",
         "Calls holding a concurrency-limit permit.",
-        _PAIR, "resilience_concurrency_limit_in_flight", emitted=False,
+        _PAIR, "resilience_concurrency_limit_in_flight",
     ),
     concurrency_rejections=Metric(
         "resilience.concurrency_limit.rejections", _I.COUNTER, "{call}",
         "Calls a concurrency limit refused.",
-        _PAIR, "resilience_concurrency_limit_rejections_total", emitted=False,
+        _PAIR, "resilience_concurrency_limit_rejections_total",
     ),
     concurrency_wait=Metric(
         "resilience.concurrency_limit.wait.duration", _I.HISTOGRAM, "s",
         "Time waited for a concurrency-limit permit.",
-        _PAIR, "resilience_concurrency_limit_wait_duration_seconds", buckets=_S, emitted=False,
+        _PAIR, "resilience_concurrency_limit_wait_duration_seconds", buckets=_S,
     ),
     hedges=Metric(
         "resilience.hedges", _I.COUNTER, "{attempt}",

@@ -110,6 +110,16 @@ NOT_EXERCISED = {
     METRICS.chaos_injections.prometheus: (
         "needs chaos injection (CHAOS_* or the testing kit's faults); the workload injects none"
     ),
+    # the workload configures no concurrency limit
+    **dict.fromkeys(
+        (
+            METRICS.concurrency_limit.prometheus,
+            METRICS.concurrency_in_flight.prometheus,
+            METRICS.concurrency_rejections.prometheus,
+            METRICS.concurrency_wait.prometheus,
+        ),
+        "needs a service with a concurrency limit; the workload configures none",
+    ),
 }
 #: needs the library's rate limiter; the workload drives embeddings/embed only when it exists
 NEEDS_RATE_LIMITER = {METRICS.rate_limiter_rejections.prometheus}
