@@ -155,6 +155,9 @@ _SPECS: Final[Mapping[str, _Spec]] = MappingProxyType(
         "HEDGE_DELAY_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
         "HEDGE_DELAY_PERCENTILE": _Spec(float, 0, 99.9, low_open=True, optional=True),
         "HEDGE_BUDGET_RATIO": _Spec(float, 0, 1),
+        # issue 14 item 3: growing break durations
+        "CB_RESET_MULTIPLIER": _Spec(float, 1, 100),
+        "CB_RESET_MAX_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
     }
 )
 
@@ -255,6 +258,13 @@ class ReliabilityConfig:
     HEDGE_DELAY_PERCENTILE: float | None = None
     #: hedges at most this share of calls (10 s window), so hedging never doubles the load
     HEDGE_BUDGET_RATIO: float = 0.1
+    # --- issue 14 item 3: growing break durations ---
+    #: each re-opening without a recovery (a failed half-open probe) multiplies the open time
+    #: by this, plus 0-10% jitter, up to ``CB_RESET_MAX_SEC``; a close resets it to
+    #: ``CB_RESET_SEC`` (1, the default: the seed's fixed ``CB_RESET_SEC``)
+    CB_RESET_MULTIPLIER: float = 1.0
+    #: the longest an open circuit waits once its open time grew (unset: one day)
+    CB_RESET_MAX_SEC: float | None = None
 
     def __post_init__(self) -> None:
         for name, spec in _SPECS.items():
@@ -360,6 +370,14 @@ def _cross_check(config: ReliabilityConfig) -> None:
             f" attempt timeouts (2 x HTTP_TIMEOUT_SEC={timeout:g}): the window would judge"
             " calls before they can end; use a window of at least"
             f" {math.ceil(2 * timeout)} s or a shorter HTTP_TIMEOUT_SEC"
+        )
+    # issue 14 item 3
+    reset_max = config.CB_RESET_MAX_SEC
+    if reset_max is not None and reset_max < config.CB_RESET_SEC:
+        raise ConfigError(
+            f"CB_RESET_MAX_SEC={reset_max:g} is shorter than CB_RESET_SEC="
+            f"{config.CB_RESET_SEC:g}: the cap of the growing open time must be at least the"
+            " first one; raise CB_RESET_MAX_SEC or lower CB_RESET_SEC"
         )
 
 
