@@ -371,7 +371,11 @@ def _cross_check(config: ReliabilityConfig) -> None:
             " calls before they can end; use a window of at least"
             f" {math.ceil(2 * timeout)} s or a shorter HTTP_TIMEOUT_SEC"
         )
-    # issue 14 item 3
+    _check_reset_cap(config)  # issue 14 item 3
+
+
+def _check_reset_cap(config: ReliabilityConfig) -> None:
+    """Issue 14 item 3: the cap of the growing open time is not below the first one."""
     reset_max = config.CB_RESET_MAX_SEC
     if reset_max is not None and reset_max < config.CB_RESET_SEC:
         raise ConfigError(
