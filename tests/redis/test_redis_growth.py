@@ -17,6 +17,7 @@ from redis_support import RedisServer
 from otel_resilience import CircuitBreakerState, ReliabilityConfig
 from otel_resilience._breakers import REJECTED, CircuitBreaker
 from otel_resilience._breakers._redis import RedisCircuitBreaker
+from otel_resilience._redis import COOLDOWN_SEC
 from support import FakeClock
 
 pytestmark = pytest.mark.integration
@@ -145,3 +146,57 @@ def test_a_record_without_growth_fields_opens_for_the_reset_time(
 
     assert breaker.machine.level == 0
     assert breaker.status().seconds_until_probe == pytest.approx(10, abs=0.1)
+
+
+def _outage(breaker: CircuitBreaker) -> None:
+    """Redis fails for this process (a cool-down of local logic); the record stays as it is."""
+    breaker.backend.store.mark_failed(ConnectionError("test outage"))  # type: ignore[attr-defined]
+
+
+def test_growth_made_while_redis_was_away_is_merged_back(
+    redis_url: str, rclient: redis.Redis
+) -> None:
+    clock = FakeClock()
+    breaker = _breaker(redis_url, clock, CB_RESET_SEC=10, CB_RESET_MULTIPLIER=3)
+    other = _breaker(redis_url, clock, CB_RESET_SEC=10, CB_RESET_MULTIPLIER=3)
+    breaker.record_failure(breaker.try_acquire())
+    clock.advance(10)
+    rclient.hincrby(breaker.backend.key, "o", -10_000)
+    _fail_probe(breaker)  # shared: level 1, 30 s
+    _outage(breaker)
+    clock.advance(30)
+    rclient.hincrby(breaker.backend.key, "o", -30_000)
+    _fail_probe(breaker)  # locally: level 2, 90 s; the record still says level 1
+    assert _record(rclient, breaker) == (1, 30_000)
+    time.sleep(COOLDOWN_SEC + 0.05)
+
+    assert breaker.try_acquire() is REJECTED  # merged: the higher level wins
+
+    assert _record(rclient, breaker) == (2, 90_000)
+    assert other.try_acquire() is REJECTED  # the shared 30 s are over, the grown 90 s are not
+    assert other.machine.level == 2
+    until = other.status().seconds_until_probe
+    assert until == pytest.approx(90, abs=0.5)
+
+
+def test_a_shared_open_of_a_higher_level_is_kept_on_merge(
+    redis_url: str, rclient: redis.Redis
+) -> None:
+    clock = FakeClock()
+    breaker = _breaker(redis_url, clock, CB_RESET_SEC=10, CB_RESET_MULTIPLIER=2)
+    other = _breaker(redis_url, clock, CB_RESET_SEC=10, CB_RESET_MULTIPLIER=2)
+    breaker.record_failure(breaker.try_acquire())  # shared and local: level 0
+    assert other.sync() is OPEN
+    for opened in (10, 20):  # then another process's probes fail twice
+        clock.advance(opened)
+        rclient.hincrby(other.backend.key, "o", -opened * 1000)
+        time.sleep(0.002)
+        _fail_probe(other)
+    assert _record(rclient, other) == (2, 40_000)
+    breaker.backend.pending_sync = True  # as an outage leaves it: push the local state next
+
+    assert breaker.try_acquire() is REJECTED  # its local OPEN of level 0 does not win
+
+    assert _record(rclient, breaker) == (2, 40_000)
+    assert breaker.machine.level == 2
+    assert not breaker.backend.pending_sync

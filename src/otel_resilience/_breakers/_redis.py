@@ -50,7 +50,8 @@ When Redis fails (unreachable, slower than ``REDIS_TIMEOUT_MS``, restarted) the 
 on with the in-memory logic of :class:`~._memory.MemoryBackend` from its last mirrored state (see
 :mod:`otel_resilience._redis` for the cool-down, logging and counting). When Redis answers
 again, the next acquire merges the local state into the shared one (the more severe state wins:
-a local OPEN is written as OPEN; in CLOSED the larger failure count is kept).
+a local OPEN is written as OPEN, over a shared OPEN too when its open time grew to a higher
+level; in CLOSED the larger failure count is kept).
 
 asyncio: the ``*_async`` twins do the same on ``redis.asyncio``.
 """
@@ -167,7 +168,9 @@ ACQUIRE: Final = (
 local max_probes = tonumber(ARGV[13])
 local dirty = false
 if ARGV[12] == '1' then
-    if ls == 1 and s ~= 1 then
+    -- the more severe wins: a local OPEN over a shared non-OPEN, or over a shared OPEN of a
+    -- lower level (this process's probes failed while Redis was away: its open time grew)
+    if ls == 1 and (s ~= 1 or tonumber(ARGV[8]) > n) then
         s = 1; o = now - tonumber(ARGV[5]); p = 0; k = 0; f = math.max(f, lf); dirty = true
         n = tonumber(ARGV[8]); d = tonumber(ARGV[9])
     elseif ls == 0 and s == 0 and lf > f then
