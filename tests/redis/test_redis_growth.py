@@ -7,6 +7,7 @@ from a process's mirror, and while Redis is down the mirror keeps growing on its
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -200,3 +201,21 @@ def test_a_shared_open_of_a_higher_level_is_kept_on_merge(
     assert _record(rclient, breaker) == (2, 40_000)
     assert breaker.machine.level == 2
     assert not breaker.backend.pending_sync
+
+
+@pytest.mark.usefixtures("async_clients")
+async def test_async_twins_grow_the_shared_open_time(redis_url: str, rclient: redis.Redis) -> None:
+    fields = {"CB_RESET_SEC": 0.1, "CB_RESET_MULTIPLIER": 2, "CB_SLOW_CALL_SEC": 1.0}
+    breaker, other = _breaker(redis_url, **fields), _breaker(redis_url, **fields)
+    await breaker.record_failure_async(await breaker.try_acquire_async())
+    await asyncio.sleep(0.12)
+    await breaker.record_failure_async(await breaker.try_acquire_async())  # the probe fails
+    assert _record(rclient, breaker) == (1, 200)
+    await asyncio.sleep(0.22)
+    probe = await other.try_acquire_async()
+    assert probe.probe
+    await other.record_success_async(probe, 2.0)  # a slow probe: no recovery either
+
+    assert _record(rclient, breaker) == (2, 400)
+    assert await breaker.try_acquire_async() is REJECTED
+    assert breaker.machine.level == 2
