@@ -621,3 +621,29 @@ def test_repr_names_the_backend_and_the_manager_iterates_and_evicts_idle_breaker
     assert list(manager) == [busy, idle]
     manager.breaker_for("s", "third")  # the third sweeps: the idle one goes, the busy one stays
     assert [b.endpoint for b in manager] == ["busy", "third"]
+
+
+def test_the_manager_builds_breakers_whose_open_time_grows_per_service() -> None:
+    clock = FakeClock()
+    configs = {
+        "clamav": ReliabilityConfig(
+            CB_FAIL_THRESHOLD=1, CB_RESET_SEC=5, CB_RESET_MULTIPLIER=3, CB_RESET_MAX_SEC=40
+        ),
+        "gcs": ReliabilityConfig(CB_FAIL_THRESHOLD=1, CB_RESET_SEC=5),
+    }
+    manager = CircuitBreakerManager(clock=clock, config_source=configs.__getitem__)
+    grows, fixed = manager.breaker_for("clamav", "scan"), manager.breaker_for("gcs", "upload")
+    for breaker in (grows, fixed):
+        breaker.machine.rand = lambda: 0.0
+        fail(breaker)
+    for breaker, expected in ((grows, (15, 40, 40)), (fixed, (5, 5, 5))):
+        for open_sec in expected:  # clamav: 5 x 3, then 45 capped at 40; gcs: the seed's 5 s
+            clock.advance(breaker.machine.open_sec)
+            assert breaker.state is HALF_OPEN
+            fail(breaker)
+            assert breaker.status().seconds_until_probe == open_sec
+    clock.advance(40)
+    succeed(grows)
+    assert grows.state is CLOSED
+    fail(grows)
+    assert grows.status().seconds_until_probe == 5

@@ -183,6 +183,9 @@ _SPECS: Final[Mapping[str, _Spec]] = MappingProxyType(
         "CHAOS_FAULT_ERROR": _Spec(str, choices=_CHAOS_ERRORS),
         "CHAOS_LATENCY_SEC": _Spec(float, 0, _DAY),
         "CHAOS_LATENCY_RATE": _Spec(float, 0, 1),
+        # issue 14 item 3: growing break durations
+        "CB_RESET_MULTIPLIER": _Spec(float, 1, 100),
+        "CB_RESET_MAX_SEC": _Spec(float, 0, _DAY, low_open=True, optional=True),
     }
 )
 
@@ -314,6 +317,13 @@ class ReliabilityConfig:
     CHAOS_LATENCY_SEC: float = 0.0
     #: share of attempts (0-1) that get ``CHAOS_LATENCY_SEC`` of latency
     CHAOS_LATENCY_RATE: float = 1.0
+    # --- issue 14 item 3: growing break durations ---
+    #: each re-opening without a recovery (a failed half-open probe) multiplies the open time
+    #: by this, plus 0-10% jitter, up to ``CB_RESET_MAX_SEC``; a close resets it to
+    #: ``CB_RESET_SEC`` (1, the default: the seed's fixed ``CB_RESET_SEC``)
+    CB_RESET_MULTIPLIER: float = 1.0
+    #: the longest an open circuit waits once its open time grew (unset: one day)
+    CB_RESET_MAX_SEC: float | None = None
 
     def __post_init__(self) -> None:
         for name, spec in _SPECS.items():
@@ -481,6 +491,17 @@ def _window_holds_min_calls(config: ReliabilityConfig) -> None:
 
 
 #: the checks of settings against each other, in the order their errors take precedence
+def _check_reset_cap(config: ReliabilityConfig) -> None:
+    """Issue 14 item 3: the cap of the growing open time is not below the first one."""
+    reset_max = config.CB_RESET_MAX_SEC
+    if reset_max is not None and reset_max < config.CB_RESET_SEC:
+        raise ConfigError(
+            f"CB_RESET_MAX_SEC={reset_max:g} is shorter than CB_RESET_SEC="
+            f"{config.CB_RESET_SEC:g}: the cap of the growing open time must be at least the"
+            " first one; raise CB_RESET_MAX_SEC or lower CB_RESET_SEC"
+        )
+
+
 _CROSS_CHECKS: Final[tuple[Callable[[ReliabilityConfig], None], ...]] = (
     _backend_has_url,
     _timeout_within_deadline,
@@ -488,6 +509,7 @@ _CROSS_CHECKS: Final[tuple[Callable[[ReliabilityConfig], None], ...]] = (
     _hedge_within_timeout,
     _window_holds_two_timeouts,
     _window_holds_min_calls,
+    _check_reset_cap,
 )
 
 

@@ -11,9 +11,11 @@ opened) back by the same amount: to the scripts the reset timeout has passed as 
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import pytest
 import redis
@@ -360,6 +362,113 @@ def test_listener_fires_once_per_transition_and_can_be_removed(make: Make) -> No
     assert h.transitions == [("closed", "open"), ("open", "half_open")]
 
 
+# --- growing break durations (CB_RESET_MULTIPLIER, CB_RESET_MAX_SEC) ------------------------------
+
+
+def _grower(make: Make, rand: float = 0.0, **cfg: object) -> Harness:
+    """An open breaker whose open time grows; its jitter source always answers ``rand``."""
+    h = make(CB_FAIL_THRESHOLD=1, **cfg)
+    h.breaker.machine.rand = lambda: rand
+    h.fail()
+    assert h.breaker.state is OPEN
+    return h
+
+
+def _reopen(h: Harness, after: float) -> None:
+    """Wait ``after`` seconds (the current open time), then fail the probe."""
+    h.advance(after - 1)
+    assert h.breaker.try_acquire() is REJECTED  # still open one second before
+    h.advance(1)
+    probe = h.breaker.try_acquire()
+    assert probe.probe
+    h.breaker.record_failure(probe)
+    assert h.breaker.state is OPEN
+
+
+def _open_for(h: Harness, seconds: float) -> None:
+    """The breaker has just opened for ``seconds`` (status, rejects_after and admission)."""
+    assert h.breaker.status().seconds_until_probe == pytest.approx(seconds, abs=0.05)
+    assert h.breaker.rejects_after(seconds - 0.1)
+    assert not h.breaker.rejects_after(seconds + 0.1)
+
+
+def test_open_time_doubles_at_each_failed_probe(make: Make) -> None:
+    h = _grower(make, CB_RESET_MULTIPLIER=2)
+    _open_for(h, RESET_SEC)  # the first opening waits CB_RESET_SEC
+    _reopen(h, RESET_SEC)
+    _open_for(h, 2 * RESET_SEC)
+    _reopen(h, 2 * RESET_SEC)
+    _open_for(h, 4 * RESET_SEC)
+    _reopen(h, 4 * RESET_SEC)
+    _open_for(h, 8 * RESET_SEC)
+    assert h.breaker.machine.level == 3
+    assert (
+        h.transitions
+        == [("closed", "open")]
+        + [
+            ("open", "half_open"),
+            ("half_open", "open"),
+        ]
+        * 3
+    )
+
+
+def test_grown_open_time_is_capped(make: Make) -> None:
+    h = _grower(make, 0.9, CB_RESET_MULTIPLIER=3, CB_RESET_MAX_SEC=25)
+    _reopen(h, RESET_SEC)
+    _open_for(h, 25)  # 30 s plus jitter, capped: no jitter at the cap
+    for _ in range(3):
+        _reopen(h, 25)
+        _open_for(h, 25)
+    assert h.breaker.machine.level == 1  # no level past the cap
+
+
+def test_a_slow_probe_grows_the_open_time_too(make: Make) -> None:
+    h = _grower(make, CB_RESET_MULTIPLIER=2, CB_SLOW_CALL_SEC=1.0)
+    h.advance(RESET_SEC)
+    h.breaker.record_success(h.breaker.try_acquire(), 5.0)
+    assert h.breaker.state is OPEN
+    _open_for(h, 2 * RESET_SEC)
+
+
+def test_a_close_resets_the_open_time(make: Make) -> None:
+    h = _grower(make, CB_RESET_MULTIPLIER=2)
+    _reopen(h, RESET_SEC)
+    _reopen(h, 2 * RESET_SEC)
+    h.advance(4 * RESET_SEC)
+    h.breaker.record_success(h.breaker.try_acquire())  # the probe recovers
+    assert h.breaker.state is CLOSED
+    h.fail()
+    _open_for(h, RESET_SEC)  # back to CB_RESET_SEC
+    _reopen(h, RESET_SEC)
+    _open_for(h, 2 * RESET_SEC)  # and it grows from there again
+    h.breaker.reset()  # a manual reset forgets the growth as well
+    h.fail()
+    _open_for(h, RESET_SEC)
+
+
+@pytest.mark.parametrize("rand", [0.0, 0.5, 0.999])
+def test_grown_open_time_has_up_to_ten_percent_jitter(make: Make, rand: float) -> None:
+    h = _grower(make, rand, CB_RESET_MULTIPLIER=2)
+    _open_for(h, RESET_SEC)  # no jitter on the first opening
+    nominal = RESET_SEC
+    for _ in range(3):
+        _reopen(h, h.breaker.machine.open_sec)
+        nominal *= 2
+        expected = math.floor(nominal * 1000 * (1 + 0.1 * rand)) / 1000
+        assert nominal <= expected < nominal * 1.1
+        _open_for(h, expected)
+        assert h.breaker.machine.open_sec == pytest.approx(expected, abs=0.001)
+
+
+def test_the_default_multiplier_keeps_the_fixed_reset_time(make: Make) -> None:
+    h = _grower(make, 0.999)
+    for _ in range(3):
+        _reopen(h, RESET_SEC)
+        _open_for(h, RESET_SEC)  # no growth, no jitter: the seed's fixed CB_RESET_SEC
+    assert h.breaker.machine.level == 0
+
+
 # --- both backends against a pure model ----------------------------------------------------------
 
 
@@ -370,11 +479,37 @@ class _ModelPermit:
     period: int
 
 
+#: (CB_RESET_MULTIPLIER, the jitter source's constant answer, CB_RESET_MAX_SEC): every grown
+#: open time is a whole number of seconds, as the fake clock's steps are
+GROWTH = st.sampled_from(
+    [
+        (1.0, 0.0, None),
+        (1.0, 0.5, 30.0),
+        (2.0, 0.0, None),
+        (2.0, 0.5, None),
+        (2.0, 0.0, 25.0),
+        (3.0, 0.0, 50.0),
+        (4.0, 0.5, 60.0),
+    ]
+)
+
+
 class Model:
     """The consecutive-mode breaker, written as plainly as possible."""
 
-    def __init__(self, threshold: int, probes: int) -> None:
+    def __init__(
+        self,
+        threshold: int,
+        probes: int,
+        growth: tuple[float, float, float | None] = (1.0, 0.0, None),
+    ) -> None:
         self.threshold, self.probes = threshold, probes
+        multiplier, rand, cap = growth
+        self.multiplier = Fraction(multiplier)
+        self.jitter = 1 + Fraction(rand) / 10  # up to +10% on a grown open time
+        self.cap = Fraction(86_400 if cap is None else cap)
+        self.level = 0  # re-openings since the last close
+        self.duration = Fraction(RESET_SEC)  # of the current opening
         self.state = "closed"
         self.failures = 0
         self.elapsed = 0.0  # since it opened
@@ -391,12 +526,19 @@ class Model:
 
     def _open(self) -> None:
         self.elapsed = 0.0
+        if self.state == "closed":
+            self.level, self.duration = 0, Fraction(RESET_SEC)
+        elif self.state == "half_open" and self.multiplier > 1:
+            if RESET_SEC * self.multiplier**self.level < self.cap:
+                self.level += 1
+            grown = RESET_SEC * self.multiplier**self.level * self.jitter
+            self.duration = min(self.cap, grown)
         if self.state != "open":
             self._go("open")
         self.out = self.ok = 0
 
     def observe(self) -> None:
-        if self.state == "open" and self.elapsed >= RESET_SEC:
+        if self.state == "open" and self.elapsed >= self.duration:
             self._go("half_open")
             self.period += 1
 
@@ -418,6 +560,7 @@ class Model:
             self.ok += 1
             if self.ok >= self.probes:
                 self.failures = 0
+                self.level, self.duration = 0, Fraction(RESET_SEC)
                 self._go("closed")
         elif not permit.probe and self.state == "closed":
             self.failures = 0
@@ -435,6 +578,7 @@ class Model:
 
     def reset(self) -> None:
         self.failures = 0
+        self.level, self.duration = 0, Fraction(RESET_SEC)
         if self.state != "closed":
             self._go("closed")
 
@@ -449,12 +593,20 @@ class Agreement(RuleBasedStateMachine):
         self.client = redis.Redis.from_url(self.url)
         self.permits: list[tuple[_ModelPermit, Permit, Permit]] = []
 
-    @initialize(threshold=st.integers(1, 3), probes=st.integers(1, 2))
-    def build(self, threshold: int, probes: int) -> None:
-        cfg = {"CB_FAIL_THRESHOLD": threshold, "CB_HALF_OPEN_MAX_CALLS": probes}
+    @initialize(threshold=st.integers(1, 3), probes=st.integers(1, 2), growth=GROWTH)
+    def build(self, threshold: int, probes: int, growth: tuple[float, float, float | None]) -> None:
+        multiplier, rand, cap = growth
+        cfg = {
+            "CB_FAIL_THRESHOLD": threshold,
+            "CB_HALF_OPEN_MAX_CALLS": probes,
+            "CB_RESET_MULTIPLIER": multiplier,
+            "CB_RESET_MAX_SEC": cap,
+        }
         self.memory = _harness("memory", None, None, **cfg)
         self.redis = _harness("redis", self.url, self.client, **cfg)
-        self.model = Model(threshold, probes)
+        for harness in (self.memory, self.redis):
+            harness.breaker.machine.rand = lambda: rand
+        self.model = Model(threshold, probes, growth)
 
     def teardown(self) -> None:
         self.client.close()
@@ -494,11 +646,25 @@ class Agreement(RuleBasedStateMachine):
             else:
                 breaker.release(permit)
 
-    @rule(seconds=st.sampled_from([4, 10, 11]))
+    @rule(seconds=st.sampled_from([4, 10, 11, 30]))
     def advance(self, seconds: int) -> None:
         self.model.elapsed += seconds
         self.memory.advance(seconds)
         self.redis.advance(seconds)
+
+    @rule()
+    def wait_out(self) -> None:
+        """Advance to the end of the current opening (so grown open times are reached)."""
+        left = math.ceil(self.model.duration - Fraction(self.model.elapsed))
+        if self.model.state == "open" and left > 0:
+            self.advance(left)
+
+    @rule()
+    def failed_probe(self) -> None:
+        """Wait out the opening and fail the probe: the open time grows (a shortcut to deep
+        levels, which single steps reach too rarely)."""
+        self.wait_out()
+        self.call("failure")
 
     @rule()
     def look(self) -> None:
@@ -506,6 +672,10 @@ class Agreement(RuleBasedStateMachine):
         for harness in (self.memory, self.redis):
             assert harness.breaker.state.value == self.model.state
             harness.breaker.sync()  # Redis: the shared transition the state read announced
+            if self.model.state == "open":  # the time left of the current (grown) opening
+                left = float(self.model.duration) - self.model.elapsed
+                until = harness.breaker.status().seconds_until_probe
+                assert until == pytest.approx(left, abs=1.0 if harness.client else 1e-6)
 
     @rule()
     def reset(self) -> None:
@@ -518,6 +688,7 @@ class Agreement(RuleBasedStateMachine):
         for harness in (self.memory, self.redis):
             assert harness.breaker.failure_count == self.model.failures
             assert harness.transitions == self.model.transitions
+            assert harness.breaker.machine.level == self.model.level
 
 
 def test_memory_and_redis_agree_with_the_model(redis_url: str) -> None:

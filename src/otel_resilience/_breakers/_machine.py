@@ -12,11 +12,22 @@ callers are rejected): ``max_probes`` successful probes close it, a failed one o
 What opens a circuit depends on ``mode``: ``consecutive`` (``threshold`` failures in a row),
 ``count`` (the failure or slow-call rate over the last ``window_size`` calls) or ``time`` (the
 same rates over the last ``window_size`` seconds).
+
+Growing break durations (``CB_RESET_MULTIPLIER`` > 1): the time a circuit stays OPEN is state
+(``open_sec``, at ``level``). Opening from CLOSED waits ``reset_sec``; each re-opening from
+HALF_OPEN (a failed or slow probe: no recovery) goes one level up and waits
+``reset_ms * multiplier ** level * (1 + JITTER * rand())`` ms, at most ``max_ms`` (the cap is
+a hard limit: a grown duration at the cap has no jitter); closing goes back to level 0. The
+jitter source ``rand`` is injectable; the Redis script computes the same formula from the
+shared level with the fraction the calling process drew.
 """
 
 from __future__ import annotations
 
+import math
+import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final
@@ -69,6 +80,10 @@ _CLOSED: Final = CircuitBreakerState.CLOSED
 _OPEN: Final = CircuitBreakerState.OPEN
 _HALF_OPEN: Final = CircuitBreakerState.HALF_OPEN
 _FORCED_OPEN: Final = BreakerOverride.FORCED_OPEN
+#: a grown open duration is up to this fraction longer (the seed's backoff jitter: +0-10%)
+JITTER: Final = 0.1
+#: the cap of a grown open duration when ``CB_RESET_MAX_SEC`` is unset (one day, in ms)
+DEFAULT_MAX_MS: Final = 86_400_000
 
 #: transitions made by one operation, in order
 Events = list[tuple[CircuitBreakerState, CircuitBreakerState]]
@@ -87,6 +102,8 @@ class Settings:
     failure_rate: float = 0.5
     slow_sec: float | None = None
     slow_rate: float = 1.0
+    multiplier: float = 1.0
+    max_sec: float | None = None
 
     @classmethod
     def from_config(cls, config: ReliabilityConfig) -> Settings:
@@ -101,7 +118,32 @@ class Settings:
             config.CB_FAILURE_RATE_THRESHOLD,
             config.CB_SLOW_CALL_SEC,
             config.CB_SLOW_CALL_RATE_THRESHOLD,
+            config.CB_RESET_MULTIPLIER,
+            config.CB_RESET_MAX_SEC,
         )
+
+    @property
+    def reset_ms(self) -> int:
+        """The first open duration in whole ms (what the Redis scripts count in)."""
+        return max(1, math.ceil(self.reset_sec * 1000))
+
+    @property
+    def max_ms(self) -> int:
+        """The cap of a grown open duration, ms (never below :attr:`reset_ms`)."""
+        cap = DEFAULT_MAX_MS if self.max_sec is None else round(self.max_sec * 1000)
+        return max(self.reset_ms, cap)
+
+    def grown(self, level: int, fraction: float) -> tuple[int, int]:
+        """One re-opening from ``level``: the new level and open duration in ms.
+
+        ``fraction`` is the jitter (0 to :data:`JITTER`). The level stops rising once the
+        duration before jitter reached the cap (so ``multiplier ** level`` stays finite). The
+        Redis scripts compute exactly this.
+        """
+        reset_ms, cap = self.reset_ms, self.max_ms
+        if reset_ms * self.multiplier**level < cap:
+            level += 1
+        return level, min(cap, math.floor(reset_ms * self.multiplier**level * (1 + fraction)))
 
     def is_slow(self, duration: float) -> bool:
         """Whether a call of ``duration`` seconds counts as slow."""
@@ -173,19 +215,25 @@ class Machine:
     __slots__ = (
         "failure_count",
         "last_failure_time",
+        "level",
+        "open_sec",
         "opened_at",
         "override",
         "period",
         "probe_successes",
         "probes_in_flight",
+        "rand",
         "rejecting",
         "settings",
         "state",
         "window",
     )
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, rand: Callable[[], float] = random.random) -> None:
         self.settings = settings
+        self.rand = rand  # the jitter source of grown open durations, [0, 1)
+        self.open_sec = settings.reset_sec  # how long the current (or next) opening lasts
+        self.level = 0  # re-openings without a recovery since the last close
         self.state = _CLOSED
         self.failure_count = 0
         self.last_failure_time = 0.0
@@ -208,14 +256,14 @@ class Machine:
         return (
             self.state is _OPEN
             and self.override is not _FORCED_OPEN
-            and now - self.opened_at >= self.settings.reset_sec
+            and now - self.opened_at >= self.open_sec
         )
 
     def seconds_until_probe(self, now: float) -> float | None:
         """Seconds until an OPEN circuit admits a probe (None unless OPEN, or forced open)."""
         if self.state is not _OPEN or self.override is _FORCED_OPEN:
             return None
-        return max(0.0, self.settings.reset_sec - (now - self.opened_at))
+        return max(0.0, self.open_sec - (now - self.opened_at))
 
     def rejects_after(self, seconds: float, now: float) -> bool:
         """Whether a call made ``seconds`` after ``now`` would be rejected, as things stand."""
@@ -224,7 +272,7 @@ class Machine:
         override = self.override
         if override is not None:  # forced open rejects; disabled or metrics-only never do
             return override is _FORCED_OPEN
-        return self.state is _OPEN and self.opened_at + self.settings.reset_sec > now + seconds
+        return self.state is _OPEN and self.opened_at + self.open_sec > now + seconds
 
     def idle(self) -> bool:
         """Nothing but successes recorded: a new machine would be the same."""
@@ -398,7 +446,13 @@ class Machine:
     # --- transitions --------------------------------------------------------------------------
 
     def open(self, now: float, events: Events) -> None:
-        """Open (again) at ``now``."""
+        """Open (again) at ``now``: for ``reset_sec`` from CLOSED, for longer from HALF_OPEN
+        when the open time grows (see the module docstring)."""
+        if self.state is _HALF_OPEN:
+            if self.settings.multiplier > 1:
+                self.regrow(self.jitter())
+        elif self.state is _CLOSED:
+            self.level_back()
         self.opened_at = now
         self.probes_in_flight = 0
         self.probe_successes = 0
@@ -406,8 +460,29 @@ class Machine:
             self._transition(_OPEN, events)
         self._update_rejecting()
 
+    def jitter(self) -> float:
+        """A jitter fraction for the next grown open duration (0 to :data:`JITTER`)."""
+        return JITTER * self.rand()
+
+    def regrow(self, fraction: float) -> None:
+        """One level up: the open time grows (``fraction``: the jitter)."""
+        self.level, open_ms = self.settings.grown(self.level, fraction)
+        self.open_sec = open_ms / 1000
+
+    def level_back(self) -> None:
+        """Back to the first open duration (``reset_sec``)."""
+        self.level = 0
+        self.open_sec = self.settings.reset_sec
+
+    def open_ms(self) -> int:
+        """The current open duration in whole ms (what the Redis record holds)."""
+        if self.level == 0:
+            return self.settings.reset_ms
+        return round(self.open_sec * 1000)
+
     def close(self, events: Events) -> None:
-        """Close, forgetting every failure."""
+        """Close, forgetting every failure (and every growth of the open time)."""
+        self.level_back()
         self.failure_count = 0
         self.probes_in_flight = 0
         self.probe_successes = 0
@@ -418,11 +493,23 @@ class Machine:
         self._update_rejecting()
 
     def adopt(
-        self, state: CircuitBreakerState, failures: int, opened_at: float | None
+        self,
+        state: CircuitBreakerState,
+        failures: int,
+        opened_at: float | None,
+        level: int = 0,
+        open_ms: int = 0,
     ) -> CircuitBreakerState:
-        """Take a state decided elsewhere (the shared one on Redis); returns the previous state."""
+        """Take a state decided elsewhere (the shared one on Redis); returns the previous state.
+
+        ``level`` and ``open_ms``: the shared growth of the open time (level 0: ``reset_sec``).
+        """
         previous = self.state
         self.failure_count = failures
+        if level > 0:
+            self.level, self.open_sec = level, open_ms / 1000
+        else:
+            self.level_back()
         if opened_at is not None:
             self.opened_at = opened_at
         if state is not previous:

@@ -7,12 +7,15 @@ The shared state of one (service, endpoint) is a Redis hash at
 ``{REDIS_KEY_PREFIX}:cb:{service}:{endpoint}`` (both names percent-encoded) with the fields
 ``s`` (0 closed, 1 open, 2 half-open), ``f`` (consecutive failures), ``o`` (opened at, ms of the
 server's clock), ``p`` (probes in flight), ``k`` (successful probes), ``ps`` (when the last
-probe was admitted) and ``h`` (when the current half-open period began: a probe's permit is
+probe was admitted), ``h`` (when the current half-open period began: a probe's permit is
 ``PROBE + h``, so a probe that answers after its period ended counts for nothing, as in
-:class:`~._machine.Machine`). A breaker that never opened has no key while it has no failures; one
-that opened keeps a closed record after closing (``o``, when it last opened, is never cleared).
-Every write sets a TTL (``REDIS_KEY_TTL_SEC``, at least twice ``CB_RESET_SEC``) so abandoned
-breakers disappear.
+:class:`~._machine.Machine`), ``d`` (how long the current opening lasts, ms) and ``n`` (its
+level: re-openings without a recovery since the last close; ``CB_RESET_MULTIPLIER``). The open
+time grows in the record, so every process waits the same grown time. A breaker that never
+opened has no key while it has no failures; one that opened keeps a closed record after closing
+(``o``, when it last opened, is never cleared).
+Every write sets a TTL (``REDIS_KEY_TTL_SEC``, at least twice ``CB_RESET_SEC``, or twice the
+cap of a growing open time) so abandoned breakers disappear.
 
 Lost state (a restart, FLUSHALL, eviction or DEL while the circuit is open): every script gets
 the local mirror along and, when the record is missing or never opened while the mirror says
@@ -47,7 +50,8 @@ When Redis fails (unreachable, slower than ``REDIS_TIMEOUT_MS``, restarted) the 
 on with the in-memory logic of :class:`~._memory.MemoryBackend` from its last mirrored state (see
 :mod:`otel_resilience._redis` for the cool-down, logging and counting). When Redis answers
 again, the next acquire merges the local state into the shared one (the more severe state wins:
-a local OPEN is written as OPEN; in CLOSED the larger failure count is kept).
+a local OPEN is written as OPEN, over a shared OPEN too when its open time grew to a higher
+level; in CLOSED the larger failure count is kept).
 
 asyncio: the ``*_async`` twins do the same on ``redis.asyncio``.
 """
@@ -55,9 +59,8 @@ asyncio: the ``*_async`` twins do the same on ``redis.asyncio``.
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -87,8 +90,10 @@ _NO_THRESHOLD: Final = 2**31  # window modes: failures alone never open the shar
 _PROBE: Final = 2  # a probe's permit code in the scripts is 2 + its half-open period
 
 # Common head of every script: the server's time in ms, the hash's fields, and the local mirror.
-# ARGV[1..5] of every script: reset_ms, ttl_ms, the mirror's state, failures and ms since it
-# opened. A record that never opened (``o`` 0, or no key at all) while the mirror says OPEN or
+# ARGV[1..10] of every script: reset_ms, ttl_ms, the mirror's state, failures and ms since it
+# opened; the growth of the open time (issue 14 item 3): multiplier, cap (ms), the mirror's
+# level and open duration (ms), and the jitter fraction this process drew for a re-opening.
+# A record that never opened (``o`` 0, or no key at all) while the mirror says OPEN or
 # HALF_OPEN means Redis lost the state (restart, FLUSHALL, eviction, a manual DEL; then maybe
 # a process with a closed mirror counted a failure into a new key): opening sets ``o`` and
 # nothing clears it (closing and reset() keep a closed record with its ``o``), so that happens
@@ -97,7 +102,7 @@ _HEAD: Final = """
 local key = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local v = redis.call('HMGET', key, 's', 'f', 'o', 'p', 'k', 'ps', 'h')
+local v = redis.call('HMGET', key, 's', 'f', 'o', 'p', 'k', 'ps', 'h', 'd', 'n')
 local s = tonumber(v[1]) or 0
 local f = tonumber(v[2]) or 0
 local o = tonumber(v[3]) or 0
@@ -106,6 +111,10 @@ local k = tonumber(v[5]) or 0
 local ps = tonumber(v[6]) or 0
 local h = tonumber(v[7]) or 0
 local reset_ms = tonumber(ARGV[1])
+local d = tonumber(v[8]) or reset_ms
+local n = tonumber(v[9]) or 0
+local mult = tonumber(ARGV[6])
+local max_ms = tonumber(ARGV[7])
 local ttl_ms = tonumber(ARGV[2])
 local ls = tonumber(ARGV[3])
 local lf = tonumber(ARGV[4])
@@ -118,49 +127,65 @@ local function save()
     if s == 0 and f == 0 and o == 0 then
         redis.call('DEL', key)  -- never opened: a healthy breaker has no key
     else
-        redis.call('HSET', key, 's', s, 'f', f, 'o', o, 'p', p, 'k', k, 'ps', ps, 'h', h)
+        redis.call('HSET', key, 's', s, 'f', f, 'o', o, 'p', p, 'k', k, 'ps', ps, 'h', h,
+            'd', d, 'n', n)
         redis.call('PEXPIRE', key, ttl_ms)
     end
 end
 local function wait()
-    if s == 1 then return math.max(0, reset_ms - (now - o)) end
+    if s == 1 then return math.max(0, d - (now - o)) end
     return 0
 end
+-- open at now: from closed for reset_ms; from half-open one level up (Machine.open)
+local function open()
+    if s == 2 then
+        if mult > 1 then
+            if reset_ms * mult ^ n < max_ms then n = n + 1 end
+            d = math.min(max_ms, math.floor(reset_ms * mult ^ n * (1 + tonumber(ARGV[10]))))
+        end
+    elseif s == 0 then
+        n = 0; d = reset_ms
+    end
+    s = 1; o = now; p = 0; k = 0
+end
 if o == 0 and ls ~= 0 then
-    f = math.max(f, lf); restored = 1
+    f = math.max(f, lf); restored = 1; n = tonumber(ARGV[8]); d = tonumber(ARGV[9])
     if ls == 1 then
         s = 1; o = now - tonumber(ARGV[5])
     else
-        s = 2; o = now - reset_ms; p = 0; k = 0; ps = now; h = now
+        s = 2; o = now - d; p = 0; k = 0; ps = now; h = now
     end
     save()
 end
 """
 
-#: ARGV[6..8]: admit (1: take a permit, 0: just look), merge (1: push the local state first),
+#: ARGV[11..13]: admit (1: take a permit, 0: just look), merge (1: push the local state first),
 #: max_probes. Returns {permit, state, failures, ms until the probe, state before this
-#: script's transition, restored}.
+#: script's transition, restored, open duration (ms), its level}.
 ACQUIRE: Final = (
     _HEAD
     + """
-local max_probes = tonumber(ARGV[8])
+local max_probes = tonumber(ARGV[13])
 local dirty = false
-if ARGV[7] == '1' then
-    if ls == 1 and s ~= 1 then
+if ARGV[12] == '1' then
+    -- the more severe wins: a local OPEN over a shared non-OPEN, or over a shared OPEN of a
+    -- lower level (this process's probes failed while Redis was away: its open time grew)
+    if ls == 1 and (s ~= 1 or tonumber(ARGV[8]) > n) then
         s = 1; o = now - tonumber(ARGV[5]); p = 0; k = 0; f = math.max(f, lf); dirty = true
+        n = tonumber(ARGV[8]); d = tonumber(ARGV[9])
     elseif ls == 0 and s == 0 and lf > f then
         f = lf; dirty = true
     end
 end
 local old = s
-if s == 1 and now - o >= reset_ms then
+if s == 1 and now - o >= d then
     s = 2; p = 0; k = 0; ps = now; h = now; dirty = true
 end
 if s == 2 and p >= max_probes and now - ps >= reset_ms then
     p = 0; dirty = true  -- the probes' processes died: give them up after a reset period
 end
 local permit = 0
-if ARGV[6] == '1' then
+if ARGV[11] == '1' then
     if s == 0 then
         permit = 1
     elseif s == 2 and p < max_probes then
@@ -168,65 +193,70 @@ if ARGV[6] == '1' then
     end
 end
 if dirty then save() end
-return {permit, s, f, wait(), old, restored}
+return {permit, s, f, wait(), old, restored, d, n}
 """
 )
 
-#: ARGV[6..7]: permit, threshold. Returns {state, failures, ms until probe, old, restored}.
+#: ARGV[11..12]: permit, threshold. Returns {state, failures, ms until probe, old, restored,
+#: open duration (ms), its level}.
 FAILURE: Final = (
     _HEAD
     + """
-local permit = tonumber(ARGV[6])
+local permit = tonumber(ARGV[11])
 local old = s
 f = f + 1
 if current_probe(permit) then
-    s = 1; o = now; p = 0; k = 0
-elseif permit < 2 and s == 0 and f >= tonumber(ARGV[7]) then
-    s = 1; o = now; p = 0; k = 0
+    open()
+elseif permit < 2 and s == 0 and f >= tonumber(ARGV[12]) then
+    open()
 end
 save()
-return {s, f, wait(), old, restored}
+return {s, f, wait(), old, restored, d, n}
 """
 )
 
-#: ARGV[6..8]: permit, max_probes, slow (0/1). Returns {state, failures, wait, old, restored}.
+#: ARGV[11..13]: permit, max_probes, slow (0/1). Returns {state, failures, wait, old, restored,
+#: open duration (ms), its level}.
 SUCCESS: Final = (
     _HEAD
     + """
-if redis.call('EXISTS', key) == 0 then return {0, 0, 0, 0, 0} end
-local permit = tonumber(ARGV[6])
+if redis.call('EXISTS', key) == 0 then return {0, 0, 0, 0, 0, reset_ms, 0} end
+local permit = tonumber(ARGV[11])
 local old = s
 if current_probe(permit) then
     if p > 0 then p = p - 1 end
-    if ARGV[8] == '1' then
-        s = 1; o = now; p = 0; k = 0
+    if ARGV[13] == '1' then
+        open()
     else
         k = k + 1
-        if k >= tonumber(ARGV[7]) then s = 0; f = 0; p = 0; k = 0 end
+        if k >= tonumber(ARGV[12]) then s = 0; f = 0; p = 0; k = 0; n = 0; d = reset_ms end
     end
 elseif permit < 2 and s == 0 then
     f = 0
 end
 save()
-return {s, f, wait(), old, restored}
+return {s, f, wait(), old, restored, d, n}
 """
 )
 
-#: ARGV[6]: permit. Gives back a probe permit. Returns {state, failures, wait, state, restored}.
+#: ARGV[11]: permit. Gives back a probe permit. Returns {state, failures, wait, state, restored,
+#: open duration (ms), its level}.
 RELEASE: Final = (
     _HEAD
     + """
-if current_probe(tonumber(ARGV[6])) and p > 0 then redis.call('HSET', key, 'p', p - 1) end
-return {s, f, wait(), s, restored}
+if current_probe(tonumber(ARGV[11])) and p > 0 then redis.call('HSET', key, 'p', p - 1) end
+return {s, f, wait(), s, restored, d, n}
 """
 )
 
 #: ARGV[1]: ttl_ms. Closed for every process; a closed record (not a deleted key), so a
-#: process whose mirror still says OPEN does not take the missing key for a lost one.
+#: process whose mirror still says OPEN does not take the missing key for a lost one. The
+#: open time is back to the first (no ``d``: reset_ms; level 0).
 RESET: Final = """
 local t = redis.call('TIME')
 redis.call('HSET', KEYS[1], 's', 0, 'f', 0, 'o', tonumber(t[1]) * 1000, 'p', 0, 'k', 0,
-    'ps', 0, 'h', 0)
+    'ps', 0, 'h', 0, 'n', 0)
+redis.call('HDEL', KEYS[1], 'd')
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
 return 1
 """
@@ -257,7 +287,8 @@ def _permit(code: int) -> Permit:
 def _ints(reply: Any, size: int) -> list[int] | None:
     """A script's reply as ints, or None when it is not what the scripts return.
 
-    The replies are ``{[permit,] state, failures, wait_ms, old state, restored}``.
+    The replies are ``{[permit,] state, failures, wait_ms, old state, restored, open_ms,
+    level}``.
     """
     values = _as_ints(reply, size)
     if values is None or not _plausible(values):
@@ -277,17 +308,10 @@ def _as_ints(reply: Any, size: int) -> list[int] | None:
 def _plausible(values: list[int]) -> bool:
     """States are 0-2, restored 0 or 1, only a half-open breaker gives probe permits, nothing
     is negative."""
-    first = len(values) - 5  # the acquire's reply starts with the permit
-    return _in_bounds(values, first) and not _stray_probe(values, first)
-
-
-def _in_bounds(values: list[int], first: int) -> bool:
-    return min(values) >= 0 and max(values[first], values[first + 3]) <= 2 and values[-1] <= 1
-
-
-def _stray_probe(values: list[int], first: int) -> bool:
-    """An acquire's probe permit from a breaker that is not half-open."""
-    return bool(first) and values[0] >= _PROBE and values[1] != _code(_HALF_OPEN)
+    first = len(values) - 7  # the acquire's reply starts with the permit
+    if min(values) < 0 or max(values[first], values[first + 3]) > 2 or values[first + 4] > 1:
+        return False
+    return not (first and values[0] >= _PROBE and values[1] != _code(_HALF_OPEN))
 
 
 class RedisBackend:
@@ -324,8 +348,9 @@ class RedisBackend:
         self.key = breaker_key(config.REDIS_KEY_PREFIX, service_name, endpoint)
         self.store: RedisStore = get_store(config.REDIS_URL, config.REDIS_TIMEOUT_MS)
         settings = machine.settings
-        self.reset_ms = max(1, math.ceil(settings.reset_sec * 1000))
-        self.ttl_ms = max(config.REDIS_KEY_TTL_SEC * 1000, 2 * self.reset_ms)
+        self.reset_ms = settings.reset_ms
+        longest = settings.max_ms if settings.multiplier > 1 else self.reset_ms
+        self.ttl_ms = max(config.REDIS_KEY_TTL_SEC * 1000, 2 * longest)
         self.threshold = settings.threshold if machine.window is None else _NO_THRESHOLD
         # The local state diverged from the shared one (Redis failed): merge at next acquire.
         self.pending_sync = False
@@ -409,10 +434,11 @@ class RedisBackend:
 
     def sync(self) -> None:
         """Read the shared state into the local mirror now (one round trip)."""
-        if self.machine.override in (None, BreakerOverride.METRICS_ONLY):
+        override = self.machine.override
+        if override is None or override is BreakerOverride.METRICS_ONLY:
             args = self._acquire_args(admit=False)
             reply = self.store.run(ACQUIRE, (self.key,), args)
-            if reply not in (None, BUSY):
+            if reply is not None and reply is not BUSY:
                 self._after_acquire(reply, args)
 
     # --- before and after the round trips -----------------------------------------------------
@@ -425,37 +451,49 @@ class RedisBackend:
             return ADMITTED
         return None
 
-    def _local(self) -> tuple[int, int, int, int, int]:
-        """ARGV[1..5] of every script: reset_ms, ttl_ms and the local mirror (state, failures,
-        ms since it opened), written back when Redis lost the key."""
+    def _local(self, probe: bool = False) -> tuple[int | float, ...]:
+        """ARGV[1..10] of every script: reset_ms, ttl_ms and the local mirror (state, failures,
+        ms since it opened), written back when Redis lost the key; the growth of the open time
+        (multiplier, cap ms, the mirror's level and open ms, and for the outcome of a probe,
+        which may re-open, the jitter fraction)."""
         machine = self.machine
+        settings = machine.settings
+        fraction = machine.jitter() if probe and settings.multiplier > 1 else 0.0
         state = machine.state
         if machine.override is BreakerOverride.FORCED_OPEN:
             state = _CLOSED  # a manual state is this process's: never written for the others
         elapsed_ms = 0
         if state is _OPEN:
             elapsed_ms = max(0, round((self.clock() - machine.opened_at) * 1000))
-        return (self.reset_ms, self.ttl_ms, _code(state), machine.failure_count, elapsed_ms)
+        return (
+            self.reset_ms,
+            self.ttl_ms,
+            _code(state),
+            machine.failure_count,
+            elapsed_ms,
+            settings.multiplier,
+            settings.max_ms,
+            machine.level,
+            machine.open_ms(),
+            fraction,
+        )
 
-    def _acquire_args(self, admit: bool = True) -> tuple[int, ...]:
+    def _acquire_args(self, admit: bool = True) -> tuple[int | float, ...]:
         merge = self.pending_sync or self.synced_epoch != self.store.epoch
         return (*self._local(), int(admit), int(merge), self.machine.settings.max_probes)
 
-    def _after_acquire(self, reply: Any, args: Sequence[int]) -> Permit:
+    def _after_acquire(self, reply: Any, args: Sequence[int | float]) -> Permit:
         if reply is BUSY:
             return self._busy_permit()
-        values = _ints(reply, 6)
+        values = _ints(reply, 8)
         if values is None:
             self._fallen_back(reply)
             return self.local.try_acquire()
-        if args[6]:  # merged: the shared state has our local one now
+        if args[11]:  # merged: the shared state has our local one now
             self.pending_sync = False
             self.synced_epoch = self.store.epoch
         self._mirror(*values[1:])
-        return self._metrics_only(_permit(values[0]))
-
-    def _metrics_only(self, permit: Permit) -> Permit:
-        """A breaker in ``metrics_only`` admits what the shared state rejects."""
+        permit = _permit(values[0])
         if not permit.admitted and self.machine.override is BreakerOverride.METRICS_ONLY:
             return ADMITTED
         return permit
@@ -468,7 +506,7 @@ class RedisBackend:
             return ADMITTED
         return REJECTED
 
-    def _success_args(self, permit: Permit, duration: float) -> tuple[int, ...] | None:
+    def _success_args(self, permit: Permit, duration: float) -> tuple[int | float, ...] | None:
         machine = self.machine
         if machine.override is BreakerOverride.DISABLED or machine.healthy(permit):
             return None  # nothing to record (the fast path of a healthy breaker)
@@ -479,44 +517,52 @@ class RedisBackend:
                 return None
             if machine.state is not _CLOSED:
                 return None  # a late success while open: nothing changes
-        return (*self._local(), _permit_code(permit), machine.settings.max_probes, int(slow))
+        return (
+            *self._local(permit.probe),
+            _permit_code(permit),
+            machine.settings.max_probes,
+            int(slow),
+        )
 
     def _after_success(self, reply: Any, permit: Permit, duration: float) -> None:
-        values = self._shared(reply, lambda: self.local.record_success(permit, duration))
-        if values is not None:
-            self._mirror(*values)
-
-    def _shared(self, reply: Any, fallback: Callable[[], object]) -> list[int] | None:
-        """A 5-value script reply as ints; None when there is none to mirror: BUSY (not
-        recorded, the shared state stays as it is, see BUSY) or no usable reply (``fallback``,
-        the in-memory backend's own step, has run)."""
         if reply is BUSY:
-            return None
-        values = _ints(reply, 5)
+            return  # not recorded: the shared state stays as it is (see BUSY)
+        values = _ints(reply, 7)
         if values is None:
             self._fallen_back(reply)
-            fallback()
-        return values
+            self.local.record_success(permit, duration)
+            return
+        self._mirror(*values)
 
-    def _failure_args(self, permit: Permit, duration: float) -> tuple[int, ...] | None:
+    def _failure_args(self, permit: Permit, duration: float) -> tuple[int | float, ...] | None:
         machine = self.machine
         if machine.override is BreakerOverride.DISABLED:
             return None
         if not permit.probe and machine.window is not None:
             self._window_outcome(failed=True, slow=machine.settings.is_slow(duration))
             return None
-        return (*self._local(), _permit_code(permit), self.threshold)
+        return (*self._local(permit.probe), _permit_code(permit), self.threshold)
 
     def _after_failure(self, reply: Any, permit: Permit, duration: float) -> None:
-        values = self._shared(reply, lambda: self.local.record_failure(permit, duration))
-        if values is not None:
-            self.machine.last_failure_time = self.clock()
-            self._mirror(*values)
+        if reply is BUSY:
+            return
+        values = _ints(reply, 7)
+        if values is None:
+            self._fallen_back(reply)
+            self.local.record_failure(permit, duration)
+            return
+        self.machine.last_failure_time = self.clock()
+        self._mirror(*values)
 
     def _after_release(self, reply: Any, permit: Permit) -> None:
-        values = self._shared(reply, lambda: self.local.release(permit))
-        if values is not None:
-            self._mirror(*values)
+        if reply is BUSY:
+            return
+        values = _ints(reply, 7)
+        if values is None:
+            self._fallen_back(reply)
+            self.local.release(permit)
+            return
+        self._mirror(*values)
 
     def _window_outcome(self, *, failed: bool, slow: bool) -> None:
         """Window modes: add the outcome to this process's window; open for all if it trips."""
@@ -526,12 +572,13 @@ class RedisBackend:
             return
         # a failure with a threshold of 1 opens the shared breaker if it is still closed
         reply = self.store.run(FAILURE, (self.key,), (*self._local(), _permit_code(ADMITTED), 1))
-        # BUSY: the window still holds the rates, the next outcome trips again
-        values = self._shared(reply, self._open_locally)
+        if reply is BUSY:
+            return  # the window still holds the rates: the next outcome trips again
+        values = _ints(reply, 7)
         if values is not None:
             self._mirror(*values)
-
-    def _open_locally(self) -> None:
+            return
+        self._fallen_back(reply)
         events: Events = []
         with self.lock:
             if self.machine.state is _CLOSED:
@@ -544,7 +591,14 @@ class RedisBackend:
             self.store.mark_failed(ValueError(f"unexpected reply {reply!r} for {self.key}"))
 
     def _mirror(
-        self, state_code: int, failures: int, wait_ms: int, old_code: int, restored: int = 0
+        self,
+        state_code: int,
+        failures: int,
+        wait_ms: int,
+        old_code: int,
+        restored: int,
+        open_ms: int,
+        level: int,
     ) -> None:
         """Copy the shared state into this process; fire the transition this process made."""
         extra: dict[str, object] = {
@@ -552,39 +606,21 @@ class RedisBackend:
             "resilience_endpoint": self.endpoint,
         }
         if restored:
-            self._log_restored(old_code, extra)
+            log_event(
+                logger,
+                logging.WARNING,
+                "Circuit breaker %s: its shared state was missing from Redis (restarted,"
+                " flushed or evicted), wrote back %s from this process",
+                self.endpoint,
+                _STATES[old_code].name,
+                extra=extra,
+            )
         new = _STATES[state_code]
-        opened_at = self._opened_at(new, wait_ms)
+        opened_at = None
+        if new is _OPEN:
+            opened_at = self.clock() - (open_ms - wait_ms) / 1000
         with self.lock:
-            previous = self.machine.adopt(new, failures, opened_at)
-        self._announce(old_code, state_code, previous, extra)
-
-    def _log_restored(self, old_code: int, extra: dict[str, object]) -> None:
-        log_event(
-            logger,
-            logging.WARNING,
-            "Circuit breaker %s: its shared state was missing from Redis (restarted,"
-            " flushed or evicted), wrote back %s from this process",
-            self.endpoint,
-            _STATES[old_code].name,
-            extra=extra,
-        )
-
-    def _opened_at(self, new: CircuitBreakerState, wait_ms: int) -> float | None:
-        """When an OPEN shared state opened, on this process's clock (None: not open)."""
-        if new is not _OPEN:
-            return None
-        return self.clock() - (self.reset_ms - wait_ms) / 1000
-
-    def _announce(
-        self,
-        old_code: int,
-        state_code: int,
-        previous: CircuitBreakerState,
-        extra: dict[str, object],
-    ) -> None:
-        """Fire the transition this process made; log one another process made."""
-        new = _STATES[state_code]
+            previous = self.machine.adopt(new, failures, opened_at, level, open_ms)
         if old_code != state_code:
             self.fire([(_STATES[old_code], new)])
         elif new is not previous:
