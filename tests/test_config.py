@@ -465,6 +465,7 @@ def test_a_number_in_range_is_kept_in_code_and_from_the_environment(
         "DEADLINE_SEC": "HTTP_TIMEOUT_SEC",
         "HEDGE_DELAY_SEC": "HTTP_TIMEOUT_SEC",
         "CONCURRENCY_LIMIT_MIN": "CONCURRENCY_LIMIT_MAX",
+        "CB_RESET_MAX_SEC": "CB_RESET_SEC",  # the cap is at least the first open time
     }
     others: dict[str, object] = {}
     if name in companions and value > 0:
