@@ -27,7 +27,7 @@ The pytest plugin (``otel_resilience.pytest_plugin``) gives the same as the ``re
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from types import TracebackType
@@ -156,8 +156,7 @@ class CapturedTelemetry:
             if _A.service.key not in attrs:
                 continue  # the application's own spans
             if _A.attempt.key in attrs:
-                parent = span.parent.span_id if span.parent is not None else 0
-                attempts.setdefault(parent, []).append(span)
+                attempts.setdefault(_parent_id(span), []).append(span)
             elif _matches(attrs, service, endpoint):
                 roots.append(span)
         roots.sort(key=_start)
@@ -166,18 +165,10 @@ class CapturedTelemetry:
     def points(self, name: str) -> list[tuple[dict[str, Any], float]]:
         """The data points of metric ``name`` (OTel name): (attributes, value); a histogram's
         value is its count."""
-        data = self.reader.get_metrics_data()
         found: list[tuple[dict[str, Any], float]] = []
-        for resource in data.resource_metrics if data else ():
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    if metric.name != name:
-                        continue
-                    for point in metric.data.data_points:
-                        value = getattr(point, "value", None)
-                        if value is None:
-                            value = point.count  # type: ignore[union-attr]
-                        found.append((dict(point.attributes or {}), float(value)))
+        for metric in _metrics(self.reader.get_metrics_data()):
+            if metric.name == name:
+                found.extend(_point(point) for point in metric.data.data_points)
         return found
 
     def counter(self, name: str, attributes: Mapping[str, Any] | None = None) -> float:
@@ -196,6 +187,23 @@ class CapturedTelemetry:
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
+
+
+def _metrics(data: Any) -> Iterator[Any]:
+    """Every metric of a reader's ``MetricsData`` (None: none)."""
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            yield from scope.metrics
+
+
+def _point(point: Any) -> tuple[dict[str, Any], float]:
+    """(attributes, value) of a data point; a histogram's value is its count."""
+    value = getattr(point, "value", None)
+    return dict(point.attributes or {}), float(point.count if value is None else value)
+
+
+def _parent_id(span: ReadableSpan) -> int:
+    return span.parent.span_id if span.parent is not None else 0
 
 
 def _matches(attrs: Mapping[str, Any], service: str | None, endpoint: str | None) -> bool:
@@ -245,6 +253,28 @@ def _error_type(span: ReadableSpan) -> str | None:
     return None if value is None else str(value)
 
 
+def _check_mode(attempts: object, sleep: object) -> None:
+    """Refuse a bad ``attempts`` or ``sleep`` of :class:`TestMode`, naming what is accepted."""
+    if not (attempts is None or _is_attempts(attempts)):
+        raise ValueError(
+            f"attempts must be an integer from 1 to {MAX_ATTEMPTS} (the cap on the attempts"
+            f" of every call) or None (no cap), got {attempts!r}"
+        )
+    if sleep is not True and sleep is not False:
+        raise TypeError(f"sleep must be True or False, got {sleep!r}")
+
+
+def _is_attempts(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ATTEMPTS
+
+
+def _captured_for(runtime: Runtime) -> CapturedTelemetry:
+    """In-memory providers, set as ``runtime``'s telemetry's."""
+    captured = CapturedTelemetry()
+    runtime.telemetry.set_providers(captured.tracer_provider, captured.meter_provider)
+    return captured
+
+
 class TestMode:
     """An installed test mode: the isolated runtime, its fake clock, telemetry and faults.
 
@@ -263,28 +293,13 @@ class TestMode:
         seed: int | None = 0,
         telemetry: bool = True,
     ) -> None:
-        if attempts is not None and (
-            isinstance(attempts, bool)
-            or not isinstance(attempts, int)
-            or not 1 <= attempts <= MAX_ATTEMPTS
-        ):
-            raise ValueError(
-                f"attempts must be an integer from 1 to {MAX_ATTEMPTS} (the cap on the attempts"
-                f" of every call) or None (no cap), got {attempts!r}"
-            )
-        if sleep is not True and sleep is not False:
-            raise TypeError(f"sleep must be True or False, got {sleep!r}")
+        _check_mode(attempts, sleep)
         self.clock = FakeClock(real_sleep=sleep)
         self.runtime = Runtime(clock=self.clock, environ=environ)
         self.runtime.max_attempts = attempts
         self.faults = Faults(seed, on_change=self.runtime._config_changed)
         self.runtime.faults = self.faults
-        self.telemetry: CapturedTelemetry | None = None
-        if telemetry:
-            self.telemetry = CapturedTelemetry()
-            self.runtime.telemetry.set_providers(
-                self.telemetry.tracer_provider, self.telemetry.meter_provider
-            )
+        self.telemetry = _captured_for(self.runtime) if telemetry else None
         self._stack = ExitStack()
         self._stack.enter_context(use_runtime(self.runtime))
 
