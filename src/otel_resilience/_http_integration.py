@@ -107,14 +107,20 @@ def dotted_route(path: str, prefix: str = "") -> str:
     >>> dotted_route("/v1/files/file-abc123/content", "/v1")
     'files.content'
     """
-    words = [s for s in _below(path, prefix.rstrip("/")).split("/") if _is_route_segment(s)]
-    return ".".join(words) or "root"
+    return ".".join(_route_words(_below(path, prefix.rstrip("/")))) or "root"
+
+
+def _route_words(path: str) -> list[str]:
+    return [s for s in path.split("/") if _is_route_segment(s)]
 
 
 def _below(path: str, prefix: str) -> str:
     """``path`` without a leading ``prefix`` (a whole-segment match only)."""
-    under = prefix and (path == prefix or path.startswith(prefix + "/"))
-    return path[len(prefix) :] if under else path
+    return path[len(prefix) :] if _is_under(path, prefix) else path
+
+
+def _is_under(path: str, prefix: str) -> bool:
+    return bool(prefix) and (path == prefix or path.startswith(prefix + "/"))
 
 
 def _is_route_segment(segment: str) -> bool:
@@ -143,7 +149,11 @@ def _seconds_of(text: str) -> float | None:
 
 
 def _is_wait(seconds: float | None) -> bool:
-    return seconds is not None and math.isfinite(seconds) and seconds >= 0.0
+    return seconds is not None and _is_finite_wait(seconds)
+
+
+def _is_finite_wait(seconds: float) -> bool:
+    return math.isfinite(seconds) and seconds >= 0.0
 
 
 def _sum_of_terms(text: str) -> float | None:
@@ -193,6 +203,11 @@ def _ratelimit_reset(headers: Mapping[str, str]) -> float | None:
             resets.append(reset)
             if _is_exhausted(headers, limit):
                 exhausted.append(reset)
+    return _pick_reset(exhausted, resets)
+
+
+def _pick_reset(exhausted: list[float], resets: list[float]) -> float | None:
+    """The longest reset of an exhausted limit, else the shortest reset; None when none."""
     return max(exhausted) if exhausted else min(resets, default=None)
 
 
@@ -214,6 +229,10 @@ def _error_object(body: bytes) -> dict[str, Any] | None:
         payload = json.loads(body)
     except ValueError:
         return None
+    return _error_of(payload)
+
+
+def _error_of(payload: object) -> dict[str, Any] | None:
     error = payload.get("error") if isinstance(payload, dict) else None
     return error if isinstance(error, dict) else None
 
@@ -261,7 +280,11 @@ def _check_options(
 
 
 def _is_naming(value: object) -> bool:
-    return value is None or callable(value) or (isinstance(value, str) and value != "")
+    return value is None or callable(value) or _is_text(value)
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and value != ""
 
 
 def _is_idempotency(value: object) -> bool:
@@ -341,9 +364,13 @@ class HttpPolicy:
         return self._capped(self._route(method, path))
 
     def _capped(self, name: str) -> str:
-        routes = self._routes
-        if name in routes:
+        if name in self._routes:
             return name
+        return self._admitted(name)
+
+    def _admitted(self, name: str) -> str:
+        """``name`` added to the routes while there is room, else :data:`OVERFLOW_ROUTE`."""
+        routes = self._routes
         with self._lock:
             if len(routes) < self._max_routes:
                 routes.add(name)
@@ -352,14 +379,15 @@ class HttpPolicy:
 
     def attempts_for(self, request: Any, method: str, headers: Mapping[str, str]) -> int | None:
         """``max_retries`` for a request that may be sent again, 1 for one that may not."""
+        return self.max_retries if self._repeatable(request, method, headers) else 1
+
+    def _repeatable(self, request: Any, method: str, headers: Mapping[str, str]) -> bool:
         idempotent = self._idempotent
         if idempotent is None:
-            repeatable = _repeatable_by_method(method, headers)
-        elif isinstance(idempotent, bool):
-            repeatable = idempotent
-        else:
-            repeatable = bool(idempotent(request))
-        return self.max_retries if repeatable else 1
+            return _repeatable_by_method(method, headers)
+        if isinstance(idempotent, bool):
+            return idempotent
+        return bool(idempotent(request))
 
     def failure(
         self,
@@ -380,7 +408,7 @@ class HttpPolicy:
         error_type = status_to_error_type(status) or E.UNKNOWN_ERROR
         retry_after = retry_after_of(status, headers)
         detail = f"HTTP {status} {reason}".rstrip()
-        if status == 429 and is_insufficient_quota(body[:MAX_ERROR_BODY]):
+        if _is_quota_refusal(status, body):
             error_type, retry_after = E.PERMISSION_DENIED, None
             detail += " (insufficient_quota)"
         return ResponseFailure(
@@ -398,13 +426,19 @@ def _repeatable_by_method(method: str, headers: Mapping[str, str]) -> bool:
     return method.upper() in IDEMPOTENT_METHODS or bool(headers.get(IDEMPOTENCY_KEY))
 
 
+def _is_quota_refusal(status: int, body: bytes) -> bool:
+    """A 429 whose (first :data:`MAX_ERROR_BODY` bytes of) body says ``insufficient_quota``."""
+    return status == 429 and is_insufficient_quota(body[:MAX_ERROR_BODY])
+
+
 def io_timeout(own: float | None, left: float | None) -> float | None:
     """The I/O timeout of one attempt: the client's own, never past the attempt's end."""
-    if left is None:
-        return own
-    if own is None or own > left:
-        return left
-    return own
+    return own if left is None else _within(own, left)
+
+
+def _within(own: float | None, left: float) -> float:
+    """``own`` cut to ``left`` (``left`` when there is no ``own``)."""
+    return left if own is None or own > left else own
 
 
 def mark_resend(number: int) -> None:
