@@ -117,19 +117,13 @@ class _Exchange:
         )
         if status < 400:
             return buffered
-        body = b""
-        if status == 429:
-            try:  # the body as the client would decode it (Content-Encoding)
-                body = lib.Response(status, headers=response.headers, content=raw).content
-            except Exception:
-                body = raw
         raise self._policy.failure(
             self._service,
             self._endpoint,
             status,
             response.reason_phrase,
             response.headers,
-            body,
+            _failure_body(lib, response, raw),
             buffered,
         )
 
@@ -137,6 +131,17 @@ class _Exchange:
         """The successful response that came too late, to be closed."""
         pending, self.pending = self.pending, None
         return pending
+
+
+def _failure_body(lib: Any, response: Any, raw: bytes) -> bytes:
+    """The body a failure is classified by: a 429's as the client would decode it
+    (Content-Encoding; the raw bytes when that fails), nothing for another status."""
+    if response.status_code != 429:
+        return b""
+    try:
+        return bytes(lib.Response(429, headers=response.headers, content=raw).content)
+    except Exception:
+        return raw
 
 
 def _replayable(request: Any) -> bool:
@@ -185,10 +190,12 @@ class _Base:
         attempts = policy.attempts_for(request, method, request.headers)
         if not _replayable(request):
             attempts = 1
-        buffer = self._buffer
-        if not isinstance(buffer, bool):
-            buffer = bool(buffer(request))
+        buffer = self._wants_buffer(request)
         return service, endpoint, attempts, _Exchange(request, policy, service, endpoint, buffer)
+
+    def _wants_buffer(self, request: Any) -> bool:
+        buffer = self._buffer
+        return buffer if isinstance(buffer, bool) else bool(buffer(request))
 
 
 class ResilientTransport(_Base):
