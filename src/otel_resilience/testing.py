@@ -174,11 +174,7 @@ class CapturedTelemetry:
     def counter(self, name: str, attributes: Mapping[str, Any] | None = None) -> float:
         """The sum of metric ``name``'s points whose attributes include ``attributes``."""
         wanted = dict(attributes or {})
-        return sum(
-            value
-            for attrs, value in self.points(name)
-            if all(attrs.get(key) == want for key, want in wanted.items())
-        )
+        return sum(value for attrs, value in self.points(name) if _includes(attrs, wanted))
 
     def clear(self) -> None:
         """Forget the spans captured so far (metrics are cumulative)."""
@@ -187,6 +183,11 @@ class CapturedTelemetry:
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
+
+
+def _includes(attrs: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether ``attrs`` has every key of ``wanted`` with its value."""
+    return all(attrs.get(key) == want for key, want in wanted.items())
 
 
 def _metrics(data: Any) -> Iterator[Any]:
@@ -241,7 +242,7 @@ def _record(root: ReadableSpan, attempts: list[ReadableSpan]) -> CallRecord:
         attempts=int(attrs.get(_A.attempts.key, len(attempts))),
         retries=len(waits),
         waits=tuple(float(wait) for wait in waits),
-        error_type=None if error_type is None else str(error_type),
+        error_type=_text_or_none(error_type),
         error_types=tuple(_error_type(s) for s in attempts),
         chaos=tuple(str(kind) for kind in _events(attempts, _CHAOS, _A.chaos_kind.key)),
         fallback=bool(attrs.get(_A.fallback.key, False)),
@@ -249,7 +250,10 @@ def _record(root: ReadableSpan, attempts: list[ReadableSpan]) -> CallRecord:
 
 
 def _error_type(span: ReadableSpan) -> str | None:
-    value = (span.attributes or {}).get(_A.error_type.key)
+    return _text_or_none((span.attributes or {}).get(_A.error_type.key))
+
+
+def _text_or_none(value: object) -> str | None:
     return None if value is None else str(value)
 
 
@@ -260,6 +264,10 @@ def _check_mode(attempts: object, sleep: object) -> None:
             f"attempts must be an integer from 1 to {MAX_ATTEMPTS} (the cap on the attempts"
             f" of every call) or None (no cap), got {attempts!r}"
         )
+    _check_sleep(sleep)
+
+
+def _check_sleep(sleep: object) -> None:
     if sleep is not True and sleep is not False:
         raise TypeError(f"sleep must be True or False, got {sleep!r}")
 
