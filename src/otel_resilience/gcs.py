@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 import requests
 from google.cloud import storage  # type: ignore[import-untyped]
@@ -59,7 +59,12 @@ _METHOD_ENDPOINTS: Final = MappingProxyType({"GET": "get", "HEAD": "get", "DELET
 def _object_path(path: str) -> tuple[str, list[str]]:
     """``("upload" | "download" | "", parts after /storage/v1/)`` of a GCS JSON API path."""
     kind, parts = _media_kind([p for p in path.split("/") if p])
-    return kind, parts[2:] if parts[:2] == ["storage", "v1"] else parts
+    return kind, _api_parts(parts)
+
+
+def _api_parts(parts: list[str]) -> list[str]:
+    """``parts`` after a leading ``storage/v1``."""
+    return parts[2:] if parts[:2] == ["storage", "v1"] else parts
 
 
 def _media_kind(parts: list[str]) -> tuple[str, list[str]]:
@@ -82,13 +87,21 @@ def endpoint_of(request: Any) -> str:
     >>> name("GET", "https://storage.googleapis.com/storage/v1/b/bkt/o/a.txt")
     'get'
     """
-    url = urlsplit(request.url or "")
+    url = _url(request)
     kind, parts = _object_path(url.path)
     if kind:
         return kind
     if "alt=media" in url.query.split("&"):
         return "download"
-    return _json_api_endpoint((request.method or "GET").upper(), parts)
+    return _json_api_endpoint(_method(request), parts)
+
+
+def _method(request: Any) -> str:
+    return (request.method or "GET").upper()
+
+
+def _url(request: Any) -> SplitResult:
+    return urlsplit(request.url or "")
 
 
 def _json_api_endpoint(method: str, parts: list[str]) -> str:
@@ -98,8 +111,13 @@ def _json_api_endpoint(method: str, parts: list[str]) -> str:
     if parts[2:3] != ["o"]:  # /b, /b/{bucket}, /b/{bucket}/iam, ...
         return "bucket"
     if len(parts) == 3:  # /b/{bucket}/o
-        return "list" if method == "GET" else "upload"
+        return _objects_endpoint(method)
     return _object_endpoint(method, "".join(parts[4:5]))
+
+
+def _objects_endpoint(method: str) -> str:
+    """The endpoint of ``/b/{bucket}/o``: listing the objects, or a (simple) upload."""
+    return "list" if method == "GET" else "upload"
 
 
 def _object_endpoint(method: str, verb: str) -> str:
@@ -113,10 +131,10 @@ def is_repeatable(request: Any) -> bool:
     Reads and deletes may be repeated; a chunk of a resumable upload session too (the session
     knows what it has); other writes only with a generation or metageneration precondition.
     """
-    method = (request.method or "GET").upper()
+    method = _method(request)
     if method in _REPEATABLE_METHODS:
         return True
-    return _is_repeatable_write(method, parse_qs(urlsplit(request.url or "").query))
+    return _is_repeatable_write(method, parse_qs(_url(request).query))
 
 
 def _is_repeatable_write(method: str, query: Mapping[str, object]) -> bool:
@@ -210,8 +228,7 @@ def _check_client_options(
     client_kwargs: Mapping[str, Any],
 ) -> None:
     """Refuse a bad option of :func:`storage_client`, naming it and what is accepted."""
-    if not isinstance(service_name, str) or not service_name:
-        raise TypeError(f"service_name must be a non-empty string, got {service_name!r}")
+    _check_service_name(service_name)
     validate_timeout("timeout_sec", timeout_sec)
     validate_timeout("deadline_sec", deadline_sec)
     if max_retries is not None:
@@ -221,6 +238,11 @@ def _check_client_options(
             "_http is not accepted: storage_client adapts the client's own authorized session;"
             " mount otel_resilience.requests.ResilientAdapter on your session yourself instead"
         )
+
+
+def _check_service_name(service_name: object) -> None:
+    if not isinstance(service_name, str) or not service_name:
+        raise TypeError(f"service_name must be a non-empty string, got {service_name!r}")
 
 
 def _options_dict(client_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
