@@ -283,11 +283,7 @@ class Injector:
 
     def decide(self, service: str, endpoint: str) -> tuple[float, BaseException | str | None]:
         """The latency to add and the error to raise (or None) for one attempt."""
-        with self._lock:
-            fired = _fired(self._rules, endpoint, self._random)
-        faults = self._faults
-        if faults is not None:
-            fired += faults.fire(service, endpoint)
+        fired = self._fired(service, endpoint)
         latency = 0.0
         error: BaseException | str | None = None
         for rule in fired:
@@ -295,6 +291,15 @@ class Injector:
             if error is None:
                 error = rule.error
         return latency, error
+
+    def _fired(self, service: str, endpoint: str) -> list[Rule]:
+        """The configured rules, then the test's, that fire on this attempt (counted)."""
+        with self._lock:
+            fired = _fired(self._rules, endpoint, self._random)
+        faults = self._faults
+        if faults is not None:
+            fired += faults.fire(service, endpoint)
+        return fired
 
     def wrap(self, func: Callable[[], T], call: Call) -> Callable[[], T]:
         """``func`` with this attempt's injections (sync driver)."""
@@ -342,9 +347,11 @@ def _capped(latency: float) -> tuple[float, bool]:
     the library's own frames are never interrupted (docs/timeouts.md), so the wrapper ends a
     latency that outlasts the attempt itself."""
     left = remaining_time()
-    if left is None or latency < left:
-        return latency, False
-    return left, True
+    return (latency, False) if left is None else _cut(latency, left)
+
+
+def _cut(latency: float, left: float) -> tuple[float, bool]:
+    return (latency, False) if latency < left else (left, True)
 
 
 def _timed_out(latency: float, call: Call) -> AttemptTimeout:

@@ -248,8 +248,7 @@ class Watch:
 
     def _no_rule(self) -> str | None:
         rules = self.get(f"{self.prometheus}/api/v1/rules?type=alert")["data"]["groups"]
-        names = {rule["name"] for group in rules for rule in group["rules"]}
-        if self.drill.alert in names:
+        if self.drill.alert in _alert_names(rules):
             return None
         return f"rule not loaded: Prometheus at {self.prometheus} has no alert {self.drill.alert}"
 
@@ -293,9 +292,19 @@ def _state_of(states: set[str]) -> str | None:
 
 def _where(found: list[Any]) -> str:
     """Where Alertmanager routed the drill's alerts ``found`` (held back when suppressed)."""
-    receivers = sorted({r["name"] for a in found for r in a.get("receivers", [])})
-    where = f"routed to {', '.join(receivers) or 'no receiver'}"
+    where = f"routed to {_receivers(found)}"
     return where + _held_back(found[0].get("status", {}))
+
+
+def _receivers(found: list[Any]) -> str:
+    """The receivers the alerts ``found`` went to, sorted and comma-joined."""
+    receivers = sorted({r["name"] for a in found for r in a.get("receivers", [])})
+    return ", ".join(receivers) or "no receiver"
+
+
+def _alert_names(groups: Any) -> set[str]:
+    """The names of the alert rules in Prometheus' rule ``groups``."""
+    return {rule["name"] for group in groups for rule in group["rules"]}
 
 
 def _held_back(status: Mapping[str, Any]) -> str:
