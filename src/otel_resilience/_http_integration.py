@@ -148,6 +148,11 @@ def _seconds_of(text: str) -> float | None:
         return _sum_of_terms(text)
 
 
+def _term_seconds(match: re.Match[str]) -> float:
+    """The seconds of one duration term (``"6m"``: 360.0)."""
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
 def _is_wait(seconds: float | None) -> bool:
     return seconds is not None and _is_finite_wait(seconds)
 
@@ -162,7 +167,7 @@ def _sum_of_terms(text: str) -> float | None:
     for match in _DURATION_TERM.finditer(text):
         if match.start() != pos:
             return None
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        total += _term_seconds(match)
         pos = match.end()
     return total if 0 < pos == len(text) else None
 

@@ -119,8 +119,12 @@ def _check_naming(service_name: object, names: object) -> None:
 
 
 def _check_service_name(service_name: object) -> None:
-    if service_name is not None and not (isinstance(service_name, str) and service_name):
+    if service_name is not None and not _is_text(service_name):
         raise TypeError(f"service_name must be a non-empty string or None, got {service_name!r}")
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and value != ""
 
 
 def _checked_attempts(max_retries: int | None) -> int | None:

@@ -127,6 +127,10 @@ class _Exchange:
             buffered,
         )
 
+    def unbuffered(self, response: Any) -> bool:
+        """Whether ``response`` is a success handed back as it streams (no buffering)."""
+        return response.status_code < 400 and not self.buffer
+
     def discard(self) -> Any:
         """The successful response that came too late, to be closed."""
         pending, self.pending = self.pending, None
@@ -266,7 +270,7 @@ class ResilientTransport(_Base):
             if late is not None:
                 late.close()
             response = inner.handle_request(request)
-            if response.status_code < 400 and not exchange.buffer:
+            if exchange.unbuffered(response):
                 return exchange.verdict(response, None)
             try:
                 raw = b"".join(response.stream)  # raw bytes, as sent (Content-Encoding kept)
@@ -355,7 +359,7 @@ class AsyncResilientTransport(_Base):
             if late is not None:
                 await late.aclose()
             response = await inner.handle_async_request(request)
-            if response.status_code < 400 and not exchange.buffer:
+            if exchange.unbuffered(response):
                 return exchange.verdict(response, None)
             try:
                 raw = b"".join([chunk async for chunk in response.stream])

@@ -75,7 +75,7 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         """Move the time on by ``seconds`` (>= 0): breaker reset windows, rate-limit windows
         and retry budgets see it."""
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        if not _is_seconds(seconds):
             raise ValueError(f"advance needs a number of seconds >= 0, got {seconds!r}")
         self.now += seconds
 
@@ -185,6 +185,15 @@ class CapturedTelemetry:
         self.meter_provider.shutdown()
 
 
+def _is_seconds(value: object) -> bool:
+    """A number not below 0 (bools refused; NaN passes the check, as it always has)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and not value < 0
+
+
+def _event_value(event: Any, key: str) -> Any:
+    return (event.attributes or {}).get(key)
+
+
 def _includes(attrs: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     """Whether ``attrs`` has every key of ``wanted`` with its value."""
     return all(attrs.get(key) == want for key, want in wanted.items())
@@ -227,7 +236,7 @@ def _outcome(root: ReadableSpan, error_type: object) -> str:
 
 def _events(spans: list[ReadableSpan], name: str, key: str) -> tuple[Any, ...]:
     """The values of attribute ``key`` of the events ``name`` of ``spans``."""
-    return tuple((e.attributes or {}).get(key) for s in spans for e in s.events if e.name == name)
+    return tuple(_event_value(e, key) for s in spans for e in s.events if e.name == name)
 
 
 def _record(root: ReadableSpan, attempts: list[ReadableSpan]) -> CallRecord:
