@@ -78,7 +78,12 @@ def _is_route_word(segment: str) -> bool:
 
 
 def _is_number_or_hex(segment: str) -> bool:
-    return segment.isdigit() or _UUID.match(segment) is not None or _HEX.match(segment) is not None
+    return segment.isdigit() or _matches_id_pattern(segment)
+
+
+def _matches_id_pattern(segment: str) -> bool:
+    """A UUID or a long hex string."""
+    return any(pattern.match(segment) for pattern in (_UUID, _HEX))
 
 
 def _is_long_with_digit(segment: str) -> bool:

@@ -111,7 +111,7 @@ class _Options:
 def _check_naming(service_name: object, names: object) -> None:
     """Refuse a bad ``service_name`` or ``names`` of the interceptors, naming what is accepted."""
     _check_service_name(service_name)
-    if names is not None and not callable(names):
+    if not _is_names(names):
         raise TypeError(
             "names must be a callable taking the full method name ('/pkg.Service/Method')"
             f" and returning (service, endpoint), or None; got {names!r}"
@@ -121,6 +121,10 @@ def _check_naming(service_name: object, names: object) -> None:
 def _check_service_name(service_name: object) -> None:
     if service_name is not None and not _is_text(service_name):
         raise TypeError(f"service_name must be a non-empty string or None, got {service_name!r}")
+
+
+def _is_names(names: object) -> bool:
+    return names is None or callable(names)
 
 
 def _is_text(value: object) -> bool:

@@ -152,7 +152,7 @@ class CapturedTelemetry:
         roots: list[ReadableSpan] = []
         attempts: dict[int, list[ReadableSpan]] = {}
         for span in self.spans():
-            attrs = span.attributes or {}
+            attrs = _attrs(span)
             if _A.service.key not in attrs:
                 continue  # the application's own spans
             if _A.attempt.key in attrs:
@@ -185,13 +185,19 @@ class CapturedTelemetry:
         self.meter_provider.shutdown()
 
 
+def _attrs(item: Any) -> Mapping[str, Any]:
+    """The attributes of a span, event or data point ({} when it has none)."""
+    attributes: Mapping[str, Any] = item.attributes or {}
+    return attributes
+
+
 def _is_seconds(value: object) -> bool:
     """A number not below 0 (bools refused; NaN passes the check, as it always has)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and not value < 0
 
 
 def _event_value(event: Any, key: str) -> Any:
-    return (event.attributes or {}).get(key)
+    return _attrs(event).get(key)
 
 
 def _includes(attrs: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
@@ -209,7 +215,7 @@ def _metrics(data: Any) -> Iterator[Any]:
 def _point(point: Any) -> tuple[dict[str, Any], float]:
     """(attributes, value) of a data point; a histogram's value is its count."""
     value = getattr(point, "value", None)
-    return dict(point.attributes or {}), float(point.count if value is None else value)
+    return dict(_attrs(point)), float(point.count if value is None else value)
 
 
 def _parent_id(span: ReadableSpan) -> int:
@@ -240,7 +246,7 @@ def _events(spans: list[ReadableSpan], name: str, key: str) -> tuple[Any, ...]:
 
 
 def _record(root: ReadableSpan, attempts: list[ReadableSpan]) -> CallRecord:
-    attrs: Mapping[str, Any] = root.attributes or {}
+    attrs = _attrs(root)
     attempts = sorted(attempts, key=_start)
     waits = _events([root], _RETRY, _A.retry_delay_s.key)
     error_type = attrs.get(_A.error_type.key)
@@ -259,7 +265,7 @@ def _record(root: ReadableSpan, attempts: list[ReadableSpan]) -> CallRecord:
 
 
 def _error_type(span: ReadableSpan) -> str | None:
-    return _text_or_none((span.attributes or {}).get(_A.error_type.key))
+    return _text_or_none(_attrs(span).get(_A.error_type.key))
 
 
 def _text_or_none(value: object) -> str | None:
