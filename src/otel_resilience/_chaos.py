@@ -18,7 +18,7 @@ import os
 import random
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeGuard, TypeVar
 
 from . import telemetry_contract as contract
 from ._config import _CHAOS_ERRORS, ConfigError, ReliabilityConfig
@@ -73,44 +73,48 @@ def check_error(error: object) -> str | BaseException | None:
     """An injected error: an error type name, an exception instance, or None (latency only)."""
     if error is None or isinstance(error, BaseException):
         return error
-    if isinstance(error, ExternalServiceError):
-        error = error.value
-    if isinstance(error, str) and error in _CHAOS_ERRORS:
-        return error
+    name = _error_name(error)
+    if isinstance(name, str) and name in _CHAOS_ERRORS:
+        return name
     raise ValueError(
         f"error must be an error type ({', '.join(_CHAOS_ERRORS)}), an exception instance or"
         f" None, got {error!r}"
     )
 
 
+def _is_finite(value: object) -> TypeGuard[float]:
+    """A finite int or float (bools refused)."""
+    return _is_number(value) and math.isfinite(value)
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _error_name(error: object) -> object:
+    return error.value if isinstance(error, ExternalServiceError) else error
+
+
 def check_rate(name: str, rate: object) -> float:
-    if (
-        isinstance(rate, bool)
-        or not isinstance(rate, int | float)
-        or not math.isfinite(rate)
-        or not 0 <= rate <= 1
-    ):
+    if not (_is_finite(rate) and 0 <= rate <= 1):
         raise ValueError(f"{name} must be a number from 0 to 1, got {rate!r}")
     return float(rate)
 
 
 def check_latency(latency: object) -> float:
-    if (
-        isinstance(latency, bool)
-        or not isinstance(latency, int | float)
-        or not math.isfinite(latency)
-        or latency < 0
-    ):
+    if not (_is_finite(latency) and latency >= 0):
         raise ValueError(f"latency must be a number of seconds >= 0, got {latency!r}")
     return float(latency)
 
 
 def check_times(times: object) -> int | None:
-    if times is None:
-        return None
-    if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-        raise ValueError(f"times must be an integer >= 1 or None (no limit), got {times!r}")
-    return times
+    if times is None or (_is_int(times) and times >= 1):
+        return times
+    raise ValueError(f"times must be an integer >= 1 or None (no limit), got {times!r}")
 
 
 class Faults:
@@ -149,19 +153,8 @@ class Faults:
 
         Returns the rule; its ``injected`` says how often it fired.
         """
-        if not isinstance(service, str) or not service:
-            raise TypeError(f"service must be a non-empty string, got {service!r}")
-        if endpoint is not None and (not isinstance(endpoint, str) or not endpoint):
-            raise TypeError(f"endpoint must be a non-empty string or None, got {endpoint!r}")
-        rule = Rule(
-            None if endpoint == "*" else endpoint,
-            check_error(error),
-            check_rate("rate", rate),
-            check_latency(latency),
-            check_times(times),
-        )
-        if rule.error is None and rule.latency == 0:
-            raise ValueError("inject needs an error or a latency > 0 (both are off)")
+        _check_target(service, endpoint)
+        rule = _new_rule(endpoint, error, rate, latency, times)
         with self._lock:
             self._rules.setdefault(service, []).append(rule)
         self._changed()
@@ -190,31 +183,73 @@ class Faults:
             self._on_change()
 
 
+def _is_name(value: object) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _check_target(service: object, endpoint: object) -> None:
+    """Refuse a bad ``service`` or ``endpoint`` of :meth:`Faults.inject`."""
+    if not _is_name(service):
+        raise TypeError(f"service must be a non-empty string, got {service!r}")
+    if endpoint is not None and not _is_name(endpoint):
+        raise TypeError(f"endpoint must be a non-empty string or None, got {endpoint!r}")
+
+
+def _new_rule(
+    endpoint: str | None, error: object, rate: object, latency: object, times: object
+) -> Rule:
+    """The checked rule of :meth:`Faults.inject` (``endpoint`` ``"*"``: all of them)."""
+    rule = Rule(
+        None if endpoint == "*" else endpoint,
+        check_error(error),
+        check_rate("rate", rate),
+        check_latency(latency),
+        check_times(times),
+    )
+    if rule.error is None and rule.latency == 0:
+        raise ValueError("inject needs an error or a latency > 0 (both are off)")
+    return rule
+
+
 def production(environ: Mapping[str, str]) -> bool:
     """Whether ``OTEL_RESOURCE_ATTRIBUTES`` says ``deployment.environment=production``."""
-    for item in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
-        key, _, value = item.partition("=")
-        if key.strip() in _ENVIRONMENT_KEYS and value.strip().lower() == "production":
-            return True
-    return False
+    items = environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(",")
+    return any(_is_production(item) for item in items)
+
+
+def _is_production(item: str) -> bool:
+    """Whether one ``key=value`` resource attribute is ``deployment.environment=production``."""
+    key, _, value = item.partition("=")
+    return key.strip() in _ENVIRONMENT_KEYS and value.strip().lower() == "production"
 
 
 def _config_rules(name: str, config: ReliabilityConfig, environ: Mapping[str, str]) -> list[Rule]:
     """The rules of the ``CHAOS_*`` settings (none when chaos is off for the service)."""
     if not config.CHAOS_ENABLED:
         return []
+    _refuse_production(name, config, environ)
+    return _latency_rules(config) + _fault_rules(config)
+
+
+def _refuse_production(name: str, config: ReliabilityConfig, environ: Mapping[str, str]) -> None:
     if not config.CHAOS_FORCE and production(environ):
         raise ConfigError(
             f"CHAOS_ENABLED=true for service {name!r} is refused: OTEL_RESOURCE_ATTRIBUTES says"
             " deployment.environment=production; set CHAOS_FORCE=true to inject chaos there"
             " anyway"
         )
-    rules = []
+
+
+def _latency_rules(config: ReliabilityConfig) -> list[Rule]:
     if config.CHAOS_LATENCY_SEC > 0 and config.CHAOS_LATENCY_RATE > 0:
-        rules.append(Rule(None, None, config.CHAOS_LATENCY_RATE, config.CHAOS_LATENCY_SEC, None))
+        return [Rule(None, None, config.CHAOS_LATENCY_RATE, config.CHAOS_LATENCY_SEC, None)]
+    return []
+
+
+def _fault_rules(config: ReliabilityConfig) -> list[Rule]:
     if config.CHAOS_FAULT_RATE > 0:
-        rules.append(Rule(None, config.CHAOS_FAULT_ERROR, config.CHAOS_FAULT_RATE, 0.0, None))
-    return rules
+        return [Rule(None, config.CHAOS_FAULT_ERROR, config.CHAOS_FAULT_RATE, 0.0, None)]
+    return []
 
 
 def injector_for(
@@ -225,10 +260,14 @@ def injector_for(
 ) -> Injector | None:
     """The injector of a service's context, or None when nothing is injected into it."""
     rules = _config_rules(name, config, os.environ if environ is None else environ)
-    tests = faults.rules(name) if faults is not None else ()
+    tests = _test_rules(faults, name)
     if not rules and not tests:
         return None
     return Injector(rules, faults if tests else None)
+
+
+def _test_rules(faults: Faults | None, name: str) -> tuple[Rule, ...]:
+    return faults.rules(name) if faults is not None else ()
 
 
 class Injector:
@@ -244,11 +283,7 @@ class Injector:
 
     def decide(self, service: str, endpoint: str) -> tuple[float, BaseException | str | None]:
         """The latency to add and the error to raise (or None) for one attempt."""
-        with self._lock:
-            fired = _fired(self._rules, endpoint, self._random)
-        faults = self._faults
-        if faults is not None:
-            fired += faults.fire(service, endpoint)
+        fired = self._fired(service, endpoint)
         latency = 0.0
         error: BaseException | str | None = None
         for rule in fired:
@@ -256,6 +291,15 @@ class Injector:
             if error is None:
                 error = rule.error
         return latency, error
+
+    def _fired(self, service: str, endpoint: str) -> list[Rule]:
+        """The configured rules, then the test's, that fire on this attempt (counted)."""
+        with self._lock:
+            fired = _fired(self._rules, endpoint, self._random)
+        faults = self._faults
+        if faults is not None:
+            fired += faults.fire(service, endpoint)
+        return fired
 
     def wrap(self, func: Callable[[], T], call: Call) -> Callable[[], T]:
         """``func`` with this attempt's injections (sync driver)."""
@@ -303,9 +347,11 @@ def _capped(latency: float) -> tuple[float, bool]:
     the library's own frames are never interrupted (docs/timeouts.md), so the wrapper ends a
     latency that outlasts the attempt itself."""
     left = remaining_time()
-    if left is None or latency < left:
-        return latency, False
-    return left, True
+    return (latency, False) if left is None else _cut(latency, left)
+
+
+def _cut(latency: float, left: float) -> tuple[float, bool]:
+    return (latency, False) if latency < left else (left, True)
 
 
 def _timed_out(latency: float, call: Call) -> AttemptTimeout:
@@ -326,15 +372,28 @@ def _fired(rules: Iterable[Rule], endpoint: str, rng: random.Random) -> list[Rul
     """The rules that fire on one attempt of ``endpoint`` (their count raised; lock held)."""
     fired = []
     for rule in rules:
-        if rule.endpoint is not None and rule.endpoint != endpoint:
-            continue
-        if rule.times is not None and rule.injected >= rule.times:
-            continue
-        if rule.rate < 1 and rng.random() >= rule.rate:
-            continue
-        rule.injected += 1
-        fired.append(rule)
+        if _applies(rule, endpoint) and _draws(rule, rng):
+            rule.injected += 1
+            fired.append(rule)
     return fired
+
+
+def _applies(rule: Rule, endpoint: str) -> bool:
+    """Whether ``rule`` is for ``endpoint`` and has fires left."""
+    return _for_endpoint(rule, endpoint) and not _used_up(rule)
+
+
+def _for_endpoint(rule: Rule, endpoint: str) -> bool:
+    return rule.endpoint is None or rule.endpoint == endpoint
+
+
+def _used_up(rule: Rule) -> bool:
+    return rule.times is not None and rule.injected >= rule.times
+
+
+def _draws(rule: Rule, rng: random.Random) -> bool:
+    """Whether the rule's rate lets it fire this time (one draw of ``rng`` unless 1)."""
+    return rule.rate >= 1 or rng.random() < rule.rate
 
 
 def _exception(error: BaseException | str, call: Call) -> BaseException:
@@ -355,14 +414,20 @@ def _record(call: Call, kind: str) -> None:
     """Count the injection and add the ``chaos`` event to the attempt span."""
     telemetry: Telemetry = call.context.runtime.telemetry
     try:
-        instruments = telemetry.instruments()
-        if instruments is not None:
-            pair = telemetry.pair(call.service, call.endpoint)
-            instruments.chaos_injections.add(1, {**pair.metric_attrs, _KIND: kind})
-        handle: Any = call.handle
-        if handle is not None:
-            span = handle[0]
-            if span.is_recording():
-                span.add_event(_EVENT, {_KIND: kind})
+        _count(telemetry, call, kind)
+        _add_event(call.handle, kind)
     except Exception:
         telemetry.warn_once("chaos", "recording a chaos injection failed")
+
+
+def _count(telemetry: Telemetry, call: Call, kind: str) -> None:
+    instruments = telemetry.instruments()
+    if instruments is not None:
+        pair = telemetry.pair(call.service, call.endpoint)
+        instruments.chaos_injections.add(1, {**pair.metric_attrs, _KIND: kind})
+
+
+def _add_event(handle: Any, kind: str) -> None:
+    """The ``chaos`` event on the attempt span (``handle[0]``) when it is recording."""
+    if handle is not None and handle[0].is_recording():
+        handle[0].add_event(_EVENT, {_KIND: kind})

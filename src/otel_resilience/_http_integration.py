@@ -24,6 +24,7 @@ import math
 import re
 import threading
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, Final
 
 from opentelemetry import trace
@@ -51,6 +52,8 @@ _HEX: Final = re.compile(r"^[0-9a-fA-F]{16,}$")
 _DIGIT: Final = re.compile(r"\d")
 #: one term of an OpenAI-style duration: ``6m0s``, ``20ms``, ``1h2m3.5s``
 _DURATION_TERM: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+#: the seconds in one of each unit of a duration term
+_UNIT_SECONDS: Final = MappingProxyType({"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001})
 
 Naming = str | Callable[[Any], str] | None
 
@@ -65,10 +68,25 @@ def is_id_like(segment: str) -> bool:
     >>> [is_id_like(s) for s in ("users", "42", "v1", "file-abc123")]
     [False, True, False, True]
     """
-    if len(segment) < 16 and segment.isalpha():  # the common case: a route word
+    if _is_route_word(segment):  # the common case
         return False
-    if segment.isdigit() or _UUID.match(segment) or _HEX.match(segment):
-        return True
+    return _is_number_or_hex(segment) or _is_long_with_digit(segment)
+
+
+def _is_route_word(segment: str) -> bool:
+    return len(segment) < 16 and segment.isalpha()
+
+
+def _is_number_or_hex(segment: str) -> bool:
+    return segment.isdigit() or _matches_id_pattern(segment)
+
+
+def _matches_id_pattern(segment: str) -> bool:
+    """A UUID or a long hex string."""
+    return any(pattern.match(segment) for pattern in (_UUID, _HEX))
+
+
+def _is_long_with_digit(segment: str) -> bool:
     return len(segment) >= 8 and _DIGIT.search(segment) is not None
 
 
@@ -78,8 +96,12 @@ def route_of(method: str, path: str) -> str:
     >>> route_of("get", "/users/42/orders/9f1c2e3a-1b2c-4d5e-8f90-123456789abc")
     'GET /users/{id}/orders/{id}'
     """
-    segments = ["{id}" if is_id_like(s) else s for s in path.split("/") if s]
+    segments = [_route_part(s) for s in path.split("/") if s]
     return f"{method.upper()} /{'/'.join(segments)}"
+
+
+def _route_part(segment: str) -> str:
+    return "{id}" if is_id_like(segment) else segment
 
 
 def dotted_route(path: str, prefix: str = "") -> str:
@@ -90,11 +112,24 @@ def dotted_route(path: str, prefix: str = "") -> str:
     >>> dotted_route("/v1/files/file-abc123/content", "/v1")
     'files.content'
     """
-    prefix = prefix.rstrip("/")
-    if prefix and (path == prefix or path.startswith(prefix + "/")):
-        path = path[len(prefix) :]
-    words = [s for s in path.split("/") if s and not is_id_like(s)]
-    return ".".join(words) or "root"
+    return ".".join(_route_words(_below(path, prefix.rstrip("/")))) or "root"
+
+
+def _route_words(path: str) -> list[str]:
+    return [s for s in path.split("/") if _is_route_segment(s)]
+
+
+def _below(path: str, prefix: str) -> str:
+    """``path`` without a leading ``prefix`` (a whole-segment match only)."""
+    return path[len(prefix) :] if _is_under(path, prefix) else path
+
+
+def _is_under(path: str, prefix: str) -> bool:
+    return bool(prefix) and (path == prefix or path.startswith(prefix + "/"))
+
+
+def _is_route_segment(segment: str) -> bool:
+    return bool(segment) and not is_id_like(segment)
 
 
 def parse_duration(value: object) -> float | None:
@@ -107,21 +142,39 @@ def parse_duration(value: object) -> float | None:
     """
     if not isinstance(value, str):
         return None
-    text = value.strip()
+    seconds = _seconds_of(value.strip())
+    return seconds if _is_wait(seconds) else None
+
+
+def _seconds_of(text: str) -> float | None:
     try:
-        seconds = float(text)
+        return float(text)
     except ValueError:
-        pos, total = 0, 0.0
-        for match in _DURATION_TERM.finditer(text):
-            if match.start() != pos:
-                return None
-            number, unit = float(match.group(1)), match.group(2)
-            total += number * {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}[unit]
-            pos = match.end()
-        if pos == 0 or pos != len(text):
+        return _sum_of_terms(text)
+
+
+def _term_seconds(match: re.Match[str]) -> float:
+    """The seconds of one duration term (``"6m"``: 360.0)."""
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _is_wait(seconds: float | None) -> bool:
+    return seconds is not None and _is_finite_wait(seconds)
+
+
+def _is_finite_wait(seconds: float) -> bool:
+    return math.isfinite(seconds) and seconds >= 0.0
+
+
+def _sum_of_terms(text: str) -> float | None:
+    """``"6m0s"`` as seconds; None unless ``text`` is wholly made of duration terms."""
+    pos, total = 0, 0.0
+    for match in _DURATION_TERM.finditer(text):
+        if match.start() != pos:
             return None
-        seconds = total
-    return seconds if math.isfinite(seconds) and seconds >= 0.0 else None
+        total += _term_seconds(match)
+        pos = match.end()
+    return total if 0 < pos == len(text) else None
 
 
 def _get(headers: Mapping[str, str], name: str) -> str | None:
@@ -136,38 +189,62 @@ def retry_after_of(status: int, headers: Mapping[str, str]) -> float | None:
     ``x-ratelimit-reset-*`` of the exhausted limit (``x-ratelimit-remaining-* = 0``; the longer
     one when both are; the shorter reset when the headers do not say which limit was hit).
     """
+    seconds = _asked_wait(headers)
+    if seconds is not None or status != 429:
+        return seconds
+    return _ratelimit_reset(headers)
+
+
+def _asked_wait(headers: Mapping[str, str]) -> float | None:
+    """``retry-after-ms`` (as seconds), else ``Retry-After``; None when neither is valid."""
     millis = parse_retry_after(_get(headers, "retry-after-ms"))
     if millis is not None:
         return millis / 1000.0
-    seconds = parse_retry_after(_get(headers, "retry-after"))
-    if seconds is not None or status != 429:
-        return seconds
+    return parse_retry_after(_get(headers, "retry-after"))
+
+
+def _ratelimit_reset(headers: Mapping[str, str]) -> float | None:
+    """The reset of the exhausted limit (the longer of both), else the shorter reset."""
     resets: list[float] = []
     exhausted: list[float] = []
     for limit in ("requests", "tokens"):
         reset = parse_duration(_get(headers, f"x-ratelimit-reset-{limit}"))
-        if reset is None:
-            continue
-        resets.append(reset)
-        if (_get(headers, f"x-ratelimit-remaining-{limit}") or "").strip() == "0":
-            exhausted.append(reset)
-    if exhausted:
-        return max(exhausted)
-    return min(resets) if resets else None
+        if reset is not None:
+            resets.append(reset)
+            if _is_exhausted(headers, limit):
+                exhausted.append(reset)
+    return _pick_reset(exhausted, resets)
+
+
+def _pick_reset(exhausted: list[float], resets: list[float]) -> float | None:
+    """The longest reset of an exhausted limit, else the shortest reset; None when none."""
+    return max(exhausted) if exhausted else min(resets, default=None)
+
+
+def _is_exhausted(headers: Mapping[str, str], limit: str) -> bool:
+    return (_get(headers, f"x-ratelimit-remaining-{limit}") or "").strip() == "0"
 
 
 def is_insufficient_quota(body: bytes) -> bool:
     """Whether a 429 body is OpenAI's ``insufficient_quota`` (billing, not a rate)."""
     if b"insufficient_quota" not in body:
         return False
+    error = _error_object(body)
+    return error is not None and "insufficient_quota" in (error.get("code"), error.get("type"))
+
+
+def _error_object(body: bytes) -> dict[str, Any] | None:
+    """The ``error`` object of a JSON error body; None when the body has none."""
     try:
         payload = json.loads(body)
     except ValueError:
-        return False
+        return None
+    return _error_of(payload)
+
+
+def _error_of(payload: object) -> dict[str, Any] | None:
     error = payload.get("error") if isinstance(payload, dict) else None
-    if not isinstance(error, dict):
-        return False
-    return "insufficient_quota" in (error.get("code"), error.get("type"))
+    return error if isinstance(error, dict) else None
 
 
 class ResponseFailure(ReliabilityError):
@@ -194,19 +271,38 @@ def _check_options(
     service: object, endpoint: object, idempotent: object, max_routes: object
 ) -> None:
     """Refuse a bad option of :class:`HttpPolicy`, naming it and what is accepted."""
-    for name, value in (("service", service), ("endpoint", endpoint)):
-        if not (value is None or callable(value) or (isinstance(value, str) and value)):
-            raise TypeError(
-                f"{name} must be a non-empty string, a callable receiving the request, or"
-                f" None, got {value!r}"
-            )
-    if not (idempotent is None or isinstance(idempotent, bool) or callable(idempotent)):
-        raise TypeError(
-            "idempotent must be None (by method), True, False or a callable receiving the"
-            f" request, got {idempotent!r}"
-        )
-    if isinstance(max_routes, bool) or not isinstance(max_routes, int) or max_routes < 1:
-        raise ValueError(f"max_routes must be an integer >= 1, got {max_routes!r}")
+    naming = "a non-empty string, a callable receiving the request, or None"
+    checks: tuple[tuple[str, object, Callable[[object], bool], type[Exception], str], ...] = (
+        ("service", service, _is_naming, TypeError, naming),
+        ("endpoint", endpoint, _is_naming, TypeError, naming),
+        (
+            "idempotent",
+            idempotent,
+            _is_idempotency,
+            TypeError,
+            "None (by method), True, False or a callable receiving the request",
+        ),
+        ("max_routes", max_routes, _is_count, ValueError, "an integer >= 1"),
+    )
+    for name, value, accepted, error, what in checks:
+        if not accepted(value):
+            raise error(f"{name} must be {what}, got {value!r}")
+
+
+def _is_naming(value: object) -> bool:
+    return value is None or callable(value) or _is_text(value)
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _is_idempotency(value: object) -> bool:
+    return value is None or isinstance(value, bool) or callable(value)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 class HttpPolicy:
@@ -278,9 +374,13 @@ class HttpPolicy:
         return self._capped(self._route(method, path))
 
     def _capped(self, name: str) -> str:
-        routes = self._routes
-        if name in routes:
+        if name in self._routes:
             return name
+        return self._admitted(name)
+
+    def _admitted(self, name: str) -> str:
+        """``name`` added to the routes while there is room, else :data:`OVERFLOW_ROUTE`."""
+        routes = self._routes
         with self._lock:
             if len(routes) < self._max_routes:
                 routes.add(name)
@@ -289,14 +389,15 @@ class HttpPolicy:
 
     def attempts_for(self, request: Any, method: str, headers: Mapping[str, str]) -> int | None:
         """``max_retries`` for a request that may be sent again, 1 for one that may not."""
+        return self.max_retries if self._repeatable(request, method, headers) else 1
+
+    def _repeatable(self, request: Any, method: str, headers: Mapping[str, str]) -> bool:
         idempotent = self._idempotent
         if idempotent is None:
-            repeatable = method.upper() in IDEMPOTENT_METHODS or bool(headers.get(IDEMPOTENCY_KEY))
-        elif isinstance(idempotent, bool):
-            repeatable = idempotent
-        else:
-            repeatable = bool(idempotent(request))
-        return self.max_retries if repeatable else 1
+            return _repeatable_by_method(method, headers)
+        if isinstance(idempotent, bool):
+            return idempotent
+        return bool(idempotent(request))
 
     def failure(
         self,
@@ -317,7 +418,7 @@ class HttpPolicy:
         error_type = status_to_error_type(status) or E.UNKNOWN_ERROR
         retry_after = retry_after_of(status, headers)
         detail = f"HTTP {status} {reason}".rstrip()
-        if status == 429 and is_insufficient_quota(body[:MAX_ERROR_BODY]):
+        if _is_quota_refusal(status, body):
             error_type, retry_after = E.PERMISSION_DENIED, None
             detail += " (insufficient_quota)"
         return ResponseFailure(
@@ -330,13 +431,24 @@ class HttpPolicy:
         )
 
 
+def _repeatable_by_method(method: str, headers: Mapping[str, str]) -> bool:
+    """Idempotent by RFC 9110, or a POST/PATCH carrying an ``Idempotency-Key``."""
+    return method.upper() in IDEMPOTENT_METHODS or bool(headers.get(IDEMPOTENCY_KEY))
+
+
+def _is_quota_refusal(status: int, body: bytes) -> bool:
+    """A 429 whose (first :data:`MAX_ERROR_BODY` bytes of) body says ``insufficient_quota``."""
+    return status == 429 and is_insufficient_quota(body[:MAX_ERROR_BODY])
+
+
 def io_timeout(own: float | None, left: float | None) -> float | None:
     """The I/O timeout of one attempt: the client's own, never past the attempt's end."""
-    if left is None:
-        return own
-    if own is None or own > left:
-        return left
-    return own
+    return own if left is None else _within(own, left)
+
+
+def _within(own: float | None, left: float) -> float:
+    """``own`` cut to ``left`` (``left`` when there is no ``own``)."""
+    return left if own is None or own > left else own
 
 
 def mark_resend(number: int) -> None:

@@ -134,7 +134,11 @@ def find_drill(alert: str) -> Drill:
     for drill in DRILLS:
         if drill.alert == alert:
             return drill
-    raise KeyError(f"no drill for alert {alert!r}; drills: {', '.join(d.alert for d in DRILLS)}")
+    raise KeyError(f"no drill for alert {alert!r}; drills: {_drill_names()}")
+
+
+def _drill_names() -> str:
+    return ", ".join(d.alert for d in DRILLS)
 
 
 def list_drills() -> list[str]:
@@ -219,8 +223,11 @@ class Watch:
     def prometheus_state(self) -> str | None:
         """``firing``, ``pending`` or None (inactive) in Prometheus."""
         data = self.get(f"{self.prometheus}/api/v1/alerts")["data"]["alerts"]
-        states = {a["state"] for a in data if self._matches(a.get("labels", {}))}
-        return "firing" if "firing" in states else ("pending" if states else None)
+        return _state_of({a["state"] for a in self._ours(data)})
+
+    def _ours(self, alerts: Any) -> list[Any]:
+        """The drill's alerts among ``alerts`` (Prometheus' or Alertmanager's)."""
+        return [a for a in alerts if self._matches(a.get("labels", {}))]
 
     def routed(self) -> str | None:
         """Where Alertmanager sent the alert (None: it has not got it)."""
@@ -232,50 +239,79 @@ class Watch:
                 ("filter", f'resilience_service="{DRILL_SERVICE}"'),
             ]
         )
-        found = [
-            a
-            for a in self.get(f"{self.alertmanager}/api/v2/alerts?{query}")
-            if self._matches(a.get("labels", {}))
-        ]
-        if not found:
-            return None
-        receivers = sorted({r["name"] for a in found for r in a.get("receivers", [])})
-        status = found[0].get("status", {})
-        where = f"routed to {', '.join(receivers) or 'no receiver'}"
-        if status.get("state") == "suppressed":
-            by = ", ".join(status.get("inhibitedBy", []) + status.get("silencedBy", []))
-            where += f" (held back: inhibited or silenced by {by})"
-        return where
+        found = self._ours(self.get(f"{self.alertmanager}/api/v2/alerts?{query}"))
+        return _where(found) if found else None
 
     def missing(self) -> str:
         """Why the alert is not firing and routed yet (for the timeout's message)."""
+        return self._no_rule() or self._no_series() or self._not_routed()
+
+    def _no_rule(self) -> str | None:
         rules = self.get(f"{self.prometheus}/api/v1/rules?type=alert")["data"]["groups"]
-        names = {rule["name"] for group in rules for rule in group["rules"]}
-        if self.drill.alert not in names:
-            return (
-                f"rule not loaded: Prometheus at {self.prometheus} has no alert {self.drill.alert}"
-            )
+        if self.drill.alert in _alert_names(rules):
+            return None
+        return f"rule not loaded: Prometheus at {self.prometheus} has no alert {self.drill.alert}"
+
+    def _no_series(self) -> str | None:
         selector = (
             f'{{resilience_service="{DRILL_SERVICE}",resilience_endpoint="{self.drill.endpoint}"}}'
         )
         query = urllib.parse.urlencode(
             {"query": f"resilience_attempt_duration_seconds_count{selector}"}
         )
-        series = self.get(f"{self.prometheus}/api/v1/query?{query}")["data"]["result"]
-        if not series:
-            return (
-                "series absent: Prometheus has no"
-                f" resilience_attempt_duration_seconds_count{selector} (is it scraping the"
-                " drill's metrics endpoint, or receiving its OTLP?)"
-            )
-        state = self.prometheus_state()
-        if state is None:
-            return "alert inactive: the series are there but the rule's expression is not true yet"
-        if state == "pending":
-            return "alert pending: the expression is true, its for: has not elapsed yet"
+        if self.get(f"{self.prometheus}/api/v1/query?{query}")["data"]["result"]:
+            return None
         return (
+            "series absent: Prometheus has no"
+            f" resilience_attempt_duration_seconds_count{selector} (is it scraping the"
+            " drill's metrics endpoint, or receiving its OTLP?)"
+        )
+
+    def _not_routed(self) -> str:
+        state = self.prometheus_state()
+        return _UNFIRED.get(state) or (
             f"not routed: firing in Prometheus but absent from Alertmanager at {self.alertmanager}"
         )
+
+
+#: why the alert is not firing yet, by its state in Prometheus (None: inactive)
+_UNFIRED: Final = MappingProxyType(
+    {
+        None: "alert inactive: the series are there but the rule's expression is not true yet",
+        "pending": "alert pending: the expression is true, its for: has not elapsed yet",
+    }
+)
+
+
+def _state_of(states: set[str]) -> str | None:
+    """``firing`` if any alert fires, else ``pending`` if any is, else None."""
+    if "firing" in states:
+        return "firing"
+    return "pending" if states else None
+
+
+def _where(found: list[Any]) -> str:
+    """Where Alertmanager routed the drill's alerts ``found`` (held back when suppressed)."""
+    where = f"routed to {_receivers(found)}"
+    return where + _held_back(found[0].get("status", {}))
+
+
+def _receivers(found: list[Any]) -> str:
+    """The receivers the alerts ``found`` went to, sorted and comma-joined."""
+    receivers = sorted({r["name"] for a in found for r in a.get("receivers", [])})
+    return ", ".join(receivers) or "no receiver"
+
+
+def _alert_names(groups: Any) -> set[str]:
+    """The names of the alert rules in Prometheus' rule ``groups``."""
+    return {rule["name"] for group in groups for rule in group["rules"]}
+
+
+def _held_back(status: Mapping[str, Any]) -> str:
+    if status.get("state") != "suppressed":
+        return ""
+    by = ", ".join(status.get("inhibitedBy", []) + status.get("silencedBy", []))
+    return f" (held back: inhibited or silenced by {by})"
 
 
 def run_drill(
@@ -292,12 +328,7 @@ def run_drill(
     workload.start()
     try:
         while True:
-            try:
-                state = watch.prometheus_state()
-                routed = watch.routed() if state == "firing" else None
-                unreachable = None
-            except (OSError, ValueError, KeyError) as exc:
-                routed, unreachable = None, exc
+            routed, unreachable = _poll(watch)
             if routed is not None:
                 seconds = clock() - started
                 out.write(
@@ -306,12 +337,26 @@ def run_drill(
                 )
                 return 0
             if clock() - started >= timeout:
-                why = _why(watch) if unreachable is None else f"unreachable: {unreachable}"
+                why = _unfired_why(watch, unreachable)
                 out.write(f"{drill.alert} did not fire within {timeout:g} s: {why}\n")
                 return 1
             time.sleep(poll_sec)
     finally:
         workload.close()
+
+
+def _poll(watch: Watch) -> tuple[str | None, Exception | None]:
+    """(where the alert was routed or None, the error when Prometheus/Alertmanager failed)."""
+    try:
+        routed = watch.routed() if watch.prometheus_state() == "firing" else None
+    except (OSError, ValueError, KeyError) as exc:
+        return None, exc
+    return routed, None
+
+
+def _unfired_why(watch: Watch, unreachable: Exception | None) -> str:
+    """Why the alert did not fire: the last poll's error, else what the watch says is missing."""
+    return _why(watch) if unreachable is None else f"unreachable: {unreachable}"
 
 
 def _why(watch: Watch) -> str:

@@ -25,8 +25,9 @@ retried. ``google.cloud.storage`` is imported by this module only (``otel-resili
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 import requests
 from google.cloud import storage  # type: ignore[import-untyped]
@@ -45,17 +46,32 @@ _SDK_RETRIES: Final = frozenset({408, 429, 500, 502, 503, 504})
 _PRECONDITIONS: Final = ("ifGenerationMatch", "ifMetagenerationMatch")
 #: the attempts of one request, counted on the request object (no state outside it)
 _ATTEMPTS: Final = "_otel_resilience_attempts"
+#: methods a request may always be sent again with
+_REPEATABLE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+#: the endpoint of an object request by the segment after the object's name
+_VERB_ENDPOINTS: Final = MappingProxyType(
+    {"rewriteTo": "copy", "copyTo": "copy", "compose": "compose"}
+)
+#: the endpoint of a plain object request by method (any other method: ``update``)
+_METHOD_ENDPOINTS: Final = MappingProxyType({"GET": "get", "HEAD": "get", "DELETE": "delete"})
 
 
 def _object_path(path: str) -> tuple[str, list[str]]:
     """``("upload" | "download" | "", parts after /storage/v1/)`` of a GCS JSON API path."""
-    parts = [p for p in path.split("/") if p]
-    kind = ""
-    if parts and parts[0] in ("upload", "download"):
-        kind, parts = parts[0], parts[1:]
-    if parts[:2] == ["storage", "v1"]:
-        parts = parts[2:]
-    return kind, parts
+    kind, parts = _media_kind([p for p in path.split("/") if p])
+    return kind, _api_parts(parts)
+
+
+def _api_parts(parts: list[str]) -> list[str]:
+    """``parts`` after a leading ``storage/v1``."""
+    return parts[2:] if parts[:2] == ["storage", "v1"] else parts
+
+
+def _media_kind(parts: list[str]) -> tuple[str, list[str]]:
+    """``("upload" | "download", the rest)`` of a media path, else ``("", parts)``."""
+    if parts[:1] in (["upload"], ["download"]):
+        return parts[0], parts[1:]
+    return "", parts
 
 
 def endpoint_of(request: Any) -> str:
@@ -71,35 +87,42 @@ def endpoint_of(request: Any) -> str:
     >>> name("GET", "https://storage.googleapis.com/storage/v1/b/bkt/o/a.txt")
     'get'
     """
-    url = urlsplit(request.url or "")
+    url = _url(request)
     kind, parts = _object_path(url.path)
     if kind:
         return kind
     if "alt=media" in url.query.split("&"):
         return "download"
-    return _json_api_endpoint((request.method or "GET").upper(), parts)
+    return _json_api_endpoint(_method(request), parts)
+
+
+def _method(request: Any) -> str:
+    return (request.method or "GET").upper()
+
+
+def _url(request: Any) -> SplitResult:
+    return urlsplit(request.url or "")
 
 
 def _json_api_endpoint(method: str, parts: list[str]) -> str:
     """The endpoint of ``/storage/v1/...`` split into ``parts`` (after ``storage/v1``)."""
     if parts[:1] != ["b"]:
         return "other"
-    if len(parts) <= 2 or parts[2] != "o":  # /b, /b/{bucket}, /b/{bucket}/iam, ...
+    if parts[2:3] != ["o"]:  # /b, /b/{bucket}, /b/{bucket}/iam, ...
         return "bucket"
     if len(parts) == 3:  # /b/{bucket}/o
-        return "list" if method == "GET" else "upload"
-    return _object_endpoint(method, parts[4] if len(parts) > 4 else None)
+        return _objects_endpoint(method)
+    return _object_endpoint(method, "".join(parts[4:5]))
 
 
-def _object_endpoint(method: str, verb: str | None) -> str:
-    """The endpoint of ``/b/{bucket}/o/{object}`` (``verb``: the segment after it, if any)."""
-    if verb in ("rewriteTo", "copyTo"):
-        return "copy"
-    if verb == "compose":
-        return "compose"
-    if method in ("GET", "HEAD"):
-        return "get"
-    return "delete" if method == "DELETE" else "update"
+def _objects_endpoint(method: str) -> str:
+    """The endpoint of ``/b/{bucket}/o``: listing the objects, or a (simple) upload."""
+    return "list" if method == "GET" else "upload"
+
+
+def _object_endpoint(method: str, verb: str) -> str:
+    """The endpoint of ``/b/{bucket}/o/{object}`` (``verb``: the segment after it, or "")."""
+    return _VERB_ENDPOINTS.get(verb) or _METHOD_ENDPOINTS.get(method, "update")
 
 
 def is_repeatable(request: Any) -> bool:
@@ -108,10 +131,14 @@ def is_repeatable(request: Any) -> bool:
     Reads and deletes may be repeated; a chunk of a resumable upload session too (the session
     knows what it has); other writes only with a generation or metageneration precondition.
     """
-    method = (request.method or "GET").upper()
-    if method in ("GET", "HEAD", "OPTIONS", "DELETE"):
+    method = _method(request)
+    if method in _REPEATABLE_METHODS:
         return True
-    query = parse_qs(urlsplit(request.url or "").query)
+    return _is_repeatable_write(method, parse_qs(_url(request).query))
+
+
+def _is_repeatable_write(method: str, query: Mapping[str, object]) -> bool:
+    """A resumable upload's chunk, or a write with a (meta)generation precondition."""
     if method == "PUT" and "upload_id" in query:
         return True
     return any(name in query for name in _PRECONDITIONS)
@@ -177,21 +204,11 @@ def storage_client(
             :func:`~otel_resilience.resilient_call` (defaults from the service's config).
             The SDK's ``timeout=`` argument still applies, cut to the attempt's time left.
     """
-    if not isinstance(service_name, str) or not service_name:
-        raise TypeError(f"service_name must be a non-empty string, got {service_name!r}")
-    validate_timeout("timeout_sec", timeout_sec)
-    validate_timeout("deadline_sec", deadline_sec)
-    if max_retries is not None:
-        _check_attempts(max_retries)  # raises naming max_retries and the accepted range
-    if "_http" in client_kwargs:
-        raise TypeError(
-            "_http is not accepted: storage_client adapts the client's own authorized session;"
-            " mount otel_resilience.requests.ResilientAdapter on your session yourself instead"
-        )
+    _check_client_options(service_name, timeout_sec, max_retries, deadline_sec, client_kwargs)
     client = storage.Client(
         project=project,
         credentials=credentials,
-        client_options=dict(client_options) if client_options is not None else None,
+        client_options=_options_dict(client_options),
         **client_kwargs,
     )
     adapter = _StorageAdapter(
@@ -201,3 +218,32 @@ def storage_client(
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return client
+
+
+def _check_client_options(
+    service_name: object,
+    timeout_sec: float | None,
+    max_retries: int | None,
+    deadline_sec: float | None,
+    client_kwargs: Mapping[str, Any],
+) -> None:
+    """Refuse a bad option of :func:`storage_client`, naming it and what is accepted."""
+    _check_service_name(service_name)
+    validate_timeout("timeout_sec", timeout_sec)
+    validate_timeout("deadline_sec", deadline_sec)
+    if max_retries is not None:
+        _check_attempts(max_retries)  # raises naming max_retries and the accepted range
+    if "_http" in client_kwargs:
+        raise TypeError(
+            "_http is not accepted: storage_client adapts the client's own authorized session;"
+            " mount otel_resilience.requests.ResilientAdapter on your session yourself instead"
+        )
+
+
+def _check_service_name(service_name: object) -> None:
+    if not isinstance(service_name, str) or not service_name:
+        raise TypeError(f"service_name must be a non-empty string, got {service_name!r}")
+
+
+def _options_dict(client_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return dict(client_options) if client_options is not None else None

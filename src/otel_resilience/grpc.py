@@ -59,9 +59,13 @@ def method_names(method: str | bytes) -> tuple[str, str]:
     >>> method_names("odd")
     ('grpc', 'odd')
     """
-    text = method.decode("utf-8", "replace") if isinstance(method, bytes) else str(method)
-    service, _, name = text.strip("/").rpartition("/")
+    service, _, name = str(_text(method)).strip("/").rpartition("/")
     return (service or "grpc", name or "unknown")
+
+
+def _text(method: str | bytes) -> str:
+    """A method name given as bytes decoded (invalid UTF-8 replaced); a str as is."""
+    return method.decode("utf-8", "replace") if isinstance(method, bytes) else method
 
 
 class _Options:
@@ -77,42 +81,60 @@ class _Options:
         max_retries: int | None,
         deadline_sec: float | None,
     ) -> None:
-        if service_name is not None and (not isinstance(service_name, str) or not service_name):
-            raise TypeError(
-                f"service_name must be a non-empty string or None, got {service_name!r}"
-            )
-        if names is not None and not callable(names):
-            raise TypeError(
-                "names must be a callable taking the full method name ('/pkg.Service/Method')"
-                f" and returning (service, endpoint), or None; got {names!r}"
-            )
+        _check_naming(service_name, names)
         self.service_name = service_name
         self.names = method_names if names is None else names
         self.timeout_sec = validate_timeout("timeout_sec", timeout_sec)
-        if max_retries is not None:
-            _check_attempts(max_retries)  # raises naming max_retries and the accepted range
-        self.max_retries = max_retries
+        self.max_retries = _checked_attempts(max_retries)
         self.deadline_sec = validate_timeout("deadline_sec", deadline_sec)
 
     def call_names(self, method: str | bytes) -> tuple[str, str]:
-        service, endpoint = self.names(
-            method.decode("utf-8", "replace") if isinstance(method, bytes) else method
-        )
+        service, endpoint = self.names(_text(method))
         return (self.service_name or service, endpoint)
 
     def call_options(self, caller_timeout: float | None) -> dict[str, Any]:
         """The options of one RPC's resilient call; its deadline is the caller's RPC timeout,
         else the configured one."""
-        if caller_timeout is None:
-            deadline = self.deadline_sec
-        else:  # an RPC already due times out at once
-            deadline = caller_timeout if caller_timeout > 0 else 1e-9
         return {
             "timeout_sec": self.timeout_sec,
             "max_retries": self.max_retries,
-            "deadline_sec": deadline,
+            "deadline_sec": self._deadline(caller_timeout),
             "timeout_mode": "cooperative",
         }
+
+    def _deadline(self, caller_timeout: float | None) -> float | None:
+        if caller_timeout is None:
+            return self.deadline_sec
+        return caller_timeout if caller_timeout > 0 else 1e-9  # an RPC already due: at once
+
+
+def _check_naming(service_name: object, names: object) -> None:
+    """Refuse a bad ``service_name`` or ``names`` of the interceptors, naming what is accepted."""
+    _check_service_name(service_name)
+    if not _is_names(names):
+        raise TypeError(
+            "names must be a callable taking the full method name ('/pkg.Service/Method')"
+            f" and returning (service, endpoint), or None; got {names!r}"
+        )
+
+
+def _check_service_name(service_name: object) -> None:
+    if service_name is not None and not _is_text(service_name):
+        raise TypeError(f"service_name must be a non-empty string or None, got {service_name!r}")
+
+
+def _is_names(names: object) -> bool:
+    return names is None or callable(names)
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _checked_attempts(max_retries: int | None) -> int | None:
+    if max_retries is not None:
+        _check_attempts(max_retries)  # raises naming max_retries and the accepted range
+    return max_retries
 
 
 #: failures in which no server answered: the caller gets the ReliabilityError
@@ -144,11 +166,13 @@ def _metadata(metadata: Any, number: int, aio: bool) -> Any:
     """The caller's metadata, plus ``grpc-previous-rpc-attempts`` on a retry."""
     if number == 1:
         return metadata
-    entry = (PREVIOUS_ATTEMPTS, str(number - 1))
-    kept = tuple((k, v) for k, v in (metadata or ()) if k != PREVIOUS_ATTEMPTS)
-    if aio:
-        return grpc.aio.Metadata(*kept, entry)
-    return (*kept, entry)
+    entries = (*_without_previous(metadata), (PREVIOUS_ATTEMPTS, str(number - 1)))
+    return grpc.aio.Metadata(*entries) if aio else entries
+
+
+def _without_previous(metadata: Any) -> tuple[tuple[str, Any], ...]:
+    """The caller's metadata entries, less any ``grpc-previous-rpc-attempts`` of theirs."""
+    return tuple((k, v) for k, v in (metadata or ()) if k != PREVIOUS_ATTEMPTS)
 
 
 class ResilienceInterceptor(grpc.UnaryUnaryClientInterceptor):
@@ -254,15 +278,24 @@ class AsyncResilienceInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
 def _channel_options(options: Sequence[tuple[str, Any]] | None) -> list[tuple[str, Any]]:
     found = list(options or ())
     for item in found:
-        if not isinstance(item, tuple) or len(item) != 2:
-            raise TypeError(f"options must be (name, value) pairs, got {item!r}")
-        name, value = item
-        if name == _NO_RETRIES[0] and value not in (0, False):
-            raise ValueError(
-                f"options set {name}={value!r}: gRPC's own retries would run under the"
-                " interceptor's (a second retry layer); leave it out or set it to 0"
-            )
+        _check_channel_option(item)
     return [*found, _NO_RETRIES]
+
+
+def _check_channel_option(item: object) -> None:
+    """Refuse an option that is not a (name, value) pair, or that turns gRPC's retries on."""
+    name, value = _pair(item)
+    if name == _NO_RETRIES[0] and value not in (0, False):
+        raise ValueError(
+            f"options set {name}={value!r}: gRPC's own retries would run under the"
+            " interceptor's (a second retry layer); leave it out or set it to 0"
+        )
+
+
+def _pair(item: object) -> tuple[Any, Any]:
+    if not isinstance(item, tuple) or len(item) != 2:
+        raise TypeError(f"options must be (name, value) pairs, got {item!r}")
+    return item[0], item[1]
 
 
 def resilient_channel(

@@ -117,26 +117,35 @@ class _Exchange:
         )
         if status < 400:
             return buffered
-        body = b""
-        if status == 429:
-            try:  # the body as the client would decode it (Content-Encoding)
-                body = lib.Response(status, headers=response.headers, content=raw).content
-            except Exception:
-                body = raw
         raise self._policy.failure(
             self._service,
             self._endpoint,
             status,
             response.reason_phrase,
             response.headers,
-            body,
+            _failure_body(lib, response, raw),
             buffered,
         )
+
+    def unbuffered(self, response: Any) -> bool:
+        """Whether ``response`` is a success handed back as it streams (no buffering)."""
+        return response.status_code < 400 and not self.buffer
 
     def discard(self) -> Any:
         """The successful response that came too late, to be closed."""
         pending, self.pending = self.pending, None
         return pending
+
+
+def _failure_body(lib: Any, response: Any, raw: bytes) -> bytes:
+    """The body a failure is classified by: a 429's as the client would decode it
+    (Content-Encoding; the raw bytes when that fails), nothing for another status."""
+    if response.status_code != 429:
+        return b""
+    try:
+        return bytes(lib.Response(429, headers=response.headers, content=raw).content)
+    except Exception:
+        return raw
 
 
 def _replayable(request: Any) -> bool:
@@ -185,10 +194,12 @@ class _Base:
         attempts = policy.attempts_for(request, method, request.headers)
         if not _replayable(request):
             attempts = 1
-        buffer = self._buffer
-        if not isinstance(buffer, bool):
-            buffer = bool(buffer(request))
+        buffer = self._wants_buffer(request)
         return service, endpoint, attempts, _Exchange(request, policy, service, endpoint, buffer)
+
+    def _wants_buffer(self, request: Any) -> bool:
+        buffer = self._buffer
+        return buffer if isinstance(buffer, bool) else bool(buffer(request))
 
 
 class ResilientTransport(_Base):
@@ -259,7 +270,7 @@ class ResilientTransport(_Base):
             if late is not None:
                 late.close()
             response = inner.handle_request(request)
-            if response.status_code < 400 and not exchange.buffer:
+            if exchange.unbuffered(response):
                 return exchange.verdict(response, None)
             try:
                 raw = b"".join(response.stream)  # raw bytes, as sent (Content-Encoding kept)
@@ -348,7 +359,7 @@ class AsyncResilientTransport(_Base):
             if late is not None:
                 await late.aclose()
             response = await inner.handle_async_request(request)
-            if response.status_code < 400 and not exchange.buffer:
+            if exchange.unbuffered(response):
                 return exchange.verdict(response, None)
             try:
                 raw = b"".join([chunk async for chunk in response.stream])

@@ -45,15 +45,32 @@ def _own_timeouts(timeout: Any) -> tuple[float | None, float | None]:
     if isinstance(timeout, tuple):
         connect, read = timeout
         return connect, read
-    if timeout is None or isinstance(timeout, int | float):
+    if _is_plain(timeout):
         return timeout, timeout
     # a urllib3 Timeout object
     return getattr(timeout, "connect_timeout", None), getattr(timeout, "read_timeout", None)
 
 
+def _is_plain(timeout: Any) -> bool:
+    """None or one number for both the connect and the read timeout."""
+    return timeout is None or isinstance(timeout, int | float)
+
+
+def _target(request: requests.PreparedRequest) -> tuple[str, str, str]:
+    """(authority ``host[:port]`` without credentials, method, path) of ``request``."""
+    url = urlsplit(request.url or "")
+    return url.netloc.rpartition("@")[2], request.method or "GET", url.path
+
+
 def _replayable(request: requests.PreparedRequest) -> bool:
     body = request.body
     return body is None or isinstance(body, bytes | str)
+
+
+def _attempts(policy: HttpPolicy, request: requests.PreparedRequest, method: str) -> int | None:
+    """The policy's attempts for ``request``; 1 when its body cannot be sent again."""
+    attempts = policy.attempts_for(request, method, request.headers)
+    return attempts if _replayable(request) else 1
 
 
 class ResilientAdapter(requests.adapters.HTTPAdapter):
@@ -108,13 +125,10 @@ class ResilientAdapter(requests.adapters.HTTPAdapter):
         proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
         policy = self._policy
-        url = urlsplit(request.url or "")
-        method = request.method or "GET"
-        service = policy.service_for(request, url.netloc.rpartition("@")[2])
-        endpoint = policy.endpoint_for(request, method, url.path)
-        attempts = policy.attempts_for(request, method, request.headers)
-        if not _replayable(request):
-            attempts = 1
+        authority, method, path = _target(request)
+        service = policy.service_for(request, authority)
+        endpoint = policy.endpoint_for(request, method, path)
+        attempts = _attempts(policy, request, method)
         options = {"stream": stream, "verify": verify, "cert": cert, "proxies": proxies}
         attempt = _Attempt(super().send, request, options, timeout, policy, service, endpoint)
         try:

@@ -27,7 +27,7 @@ The pytest plugin (``otel_resilience.pytest_plugin``) gives the same as the ``re
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from types import TracebackType
@@ -75,7 +75,7 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         """Move the time on by ``seconds`` (>= 0): breaker reset windows, rate-limit windows
         and retry budgets see it."""
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        if not _is_seconds(seconds):
             raise ValueError(f"advance needs a number of seconds >= 0, got {seconds!r}")
         self.now += seconds
 
@@ -152,12 +152,11 @@ class CapturedTelemetry:
         roots: list[ReadableSpan] = []
         attempts: dict[int, list[ReadableSpan]] = {}
         for span in self.spans():
-            attrs = span.attributes or {}
+            attrs = _attrs(span)
             if _A.service.key not in attrs:
                 continue  # the application's own spans
             if _A.attempt.key in attrs:
-                parent = span.parent.span_id if span.parent is not None else 0
-                attempts.setdefault(parent, []).append(span)
+                attempts.setdefault(_parent_id(span), []).append(span)
             elif _matches(attrs, service, endpoint):
                 roots.append(span)
         roots.sort(key=_start)
@@ -166,28 +165,16 @@ class CapturedTelemetry:
     def points(self, name: str) -> list[tuple[dict[str, Any], float]]:
         """The data points of metric ``name`` (OTel name): (attributes, value); a histogram's
         value is its count."""
-        data = self.reader.get_metrics_data()
         found: list[tuple[dict[str, Any], float]] = []
-        for resource in data.resource_metrics if data else ():
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    if metric.name != name:
-                        continue
-                    for point in metric.data.data_points:
-                        value = getattr(point, "value", None)
-                        if value is None:
-                            value = point.count  # type: ignore[union-attr]
-                        found.append((dict(point.attributes or {}), float(value)))
+        for metric in _metrics(self.reader.get_metrics_data()):
+            if metric.name == name:
+                found.extend(_point(point) for point in metric.data.data_points)
         return found
 
     def counter(self, name: str, attributes: Mapping[str, Any] | None = None) -> float:
         """The sum of metric ``name``'s points whose attributes include ``attributes``."""
         wanted = dict(attributes or {})
-        return sum(
-            value
-            for attrs, value in self.points(name)
-            if all(attrs.get(key) == want for key, want in wanted.items())
-        )
+        return sum(value for attrs, value in self.points(name) if _includes(attrs, wanted))
 
     def clear(self) -> None:
         """Forget the spans captured so far (metrics are cumulative)."""
@@ -196,6 +183,43 @@ class CapturedTelemetry:
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
+
+
+def _attrs(item: Any) -> Mapping[str, Any]:
+    """The attributes of a span, event or data point ({} when it has none)."""
+    attributes: Mapping[str, Any] = item.attributes or {}
+    return attributes
+
+
+def _is_seconds(value: object) -> bool:
+    """A number not below 0 (bools refused; NaN passes the check, as it always has)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and not value < 0
+
+
+def _event_value(event: Any, key: str) -> Any:
+    return _attrs(event).get(key)
+
+
+def _includes(attrs: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether ``attrs`` has every key of ``wanted`` with its value."""
+    return all(attrs.get(key) == want for key, want in wanted.items())
+
+
+def _metrics(data: Any) -> Iterator[Any]:
+    """Every metric of a reader's ``MetricsData`` (None: none)."""
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            yield from scope.metrics
+
+
+def _point(point: Any) -> tuple[dict[str, Any], float]:
+    """(attributes, value) of a data point; a histogram's value is its count."""
+    value = getattr(point, "value", None)
+    return dict(_attrs(point)), float(point.count if value is None else value)
+
+
+def _parent_id(span: ReadableSpan) -> int:
+    return span.parent.span_id if span.parent is not None else 0
 
 
 def _matches(attrs: Mapping[str, Any], service: str | None, endpoint: str | None) -> bool:
@@ -218,11 +242,11 @@ def _outcome(root: ReadableSpan, error_type: object) -> str:
 
 def _events(spans: list[ReadableSpan], name: str, key: str) -> tuple[Any, ...]:
     """The values of attribute ``key`` of the events ``name`` of ``spans``."""
-    return tuple((e.attributes or {}).get(key) for s in spans for e in s.events if e.name == name)
+    return tuple(_event_value(e, key) for s in spans for e in s.events if e.name == name)
 
 
 def _record(root: ReadableSpan, attempts: list[ReadableSpan]) -> CallRecord:
-    attrs: Mapping[str, Any] = root.attributes or {}
+    attrs = _attrs(root)
     attempts = sorted(attempts, key=_start)
     waits = _events([root], _RETRY, _A.retry_delay_s.key)
     error_type = attrs.get(_A.error_type.key)
@@ -233,7 +257,7 @@ def _record(root: ReadableSpan, attempts: list[ReadableSpan]) -> CallRecord:
         attempts=int(attrs.get(_A.attempts.key, len(attempts))),
         retries=len(waits),
         waits=tuple(float(wait) for wait in waits),
-        error_type=None if error_type is None else str(error_type),
+        error_type=_text_or_none(error_type),
         error_types=tuple(_error_type(s) for s in attempts),
         chaos=tuple(str(kind) for kind in _events(attempts, _CHAOS, _A.chaos_kind.key)),
         fallback=bool(attrs.get(_A.fallback.key, False)),
@@ -241,8 +265,37 @@ def _record(root: ReadableSpan, attempts: list[ReadableSpan]) -> CallRecord:
 
 
 def _error_type(span: ReadableSpan) -> str | None:
-    value = (span.attributes or {}).get(_A.error_type.key)
+    return _text_or_none(_attrs(span).get(_A.error_type.key))
+
+
+def _text_or_none(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def _check_mode(attempts: object, sleep: object) -> None:
+    """Refuse a bad ``attempts`` or ``sleep`` of :class:`TestMode`, naming what is accepted."""
+    if not (attempts is None or _is_attempts(attempts)):
+        raise ValueError(
+            f"attempts must be an integer from 1 to {MAX_ATTEMPTS} (the cap on the attempts"
+            f" of every call) or None (no cap), got {attempts!r}"
+        )
+    _check_sleep(sleep)
+
+
+def _check_sleep(sleep: object) -> None:
+    if sleep is not True and sleep is not False:
+        raise TypeError(f"sleep must be True or False, got {sleep!r}")
+
+
+def _is_attempts(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ATTEMPTS
+
+
+def _captured_for(runtime: Runtime) -> CapturedTelemetry:
+    """In-memory providers, set as ``runtime``'s telemetry's."""
+    captured = CapturedTelemetry()
+    runtime.telemetry.set_providers(captured.tracer_provider, captured.meter_provider)
+    return captured
 
 
 class TestMode:
@@ -263,28 +316,13 @@ class TestMode:
         seed: int | None = 0,
         telemetry: bool = True,
     ) -> None:
-        if attempts is not None and (
-            isinstance(attempts, bool)
-            or not isinstance(attempts, int)
-            or not 1 <= attempts <= MAX_ATTEMPTS
-        ):
-            raise ValueError(
-                f"attempts must be an integer from 1 to {MAX_ATTEMPTS} (the cap on the attempts"
-                f" of every call) or None (no cap), got {attempts!r}"
-            )
-        if sleep is not True and sleep is not False:
-            raise TypeError(f"sleep must be True or False, got {sleep!r}")
+        _check_mode(attempts, sleep)
         self.clock = FakeClock(real_sleep=sleep)
         self.runtime = Runtime(clock=self.clock, environ=environ)
         self.runtime.max_attempts = attempts
         self.faults = Faults(seed, on_change=self.runtime._config_changed)
         self.runtime.faults = self.faults
-        self.telemetry: CapturedTelemetry | None = None
-        if telemetry:
-            self.telemetry = CapturedTelemetry()
-            self.runtime.telemetry.set_providers(
-                self.telemetry.tracer_provider, self.telemetry.meter_provider
-            )
+        self.telemetry = _captured_for(self.runtime) if telemetry else None
         self._stack = ExitStack()
         self._stack.enter_context(use_runtime(self.runtime))
 

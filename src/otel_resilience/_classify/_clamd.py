@@ -31,8 +31,13 @@ def _chain(exc: BaseException) -> list[BaseException]:
     current: BaseException | None = exc
     while current is not None and len(links) < 16:
         links.append(current)
-        current = current.__cause__ or current.__context__
+        current = _cause(current)
     return links
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    """What ``exc`` was raised from, else what it was raised while handling."""
+    return exc.__cause__ or exc.__context__
 
 
 def _timed_out(exc: BaseException) -> bool:
@@ -43,10 +48,14 @@ def _error_type(exc: BaseException) -> ExternalServiceError | None:
     """The type of the first ``clamd`` class (subclasses first) ``exc`` is an instance of."""
     module = sys.modules.get("clamd")
     for name, error_type in _CLASSES:
-        cls = getattr(module, name, None)
-        if isinstance(cls, type) and isinstance(exc, cls):
+        if _is_instance(exc, getattr(module, name, None)):
             return error_type
     return None
+
+
+def _is_instance(exc: BaseException, cls: object) -> bool:
+    """Whether ``cls`` is a class (the module may lack it) and ``exc`` one of its instances."""
+    return isinstance(cls, type) and isinstance(exc, cls)
 
 
 def classify_clamd(exc: BaseException) -> Classification | None:
@@ -54,6 +63,9 @@ def classify_clamd(exc: BaseException) -> Classification | None:
     error_type = _error_type(exc)
     if error_type is None:
         return None
-    if error_type is E.CONNECTION_ERROR and _timed_out(exc):
-        return Classification(E.TIMEOUT)
-    return Classification(error_type)
+    return Classification(_refined(error_type, exc))
+
+
+def _refined(error_type: ExternalServiceError, exc: BaseException) -> ExternalServiceError:
+    """A ``connection_error`` caused by a timeout is a ``timeout``."""
+    return E.TIMEOUT if error_type is E.CONNECTION_ERROR and _timed_out(exc) else error_type
