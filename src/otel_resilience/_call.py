@@ -24,6 +24,7 @@ import functools
 import inspect
 import queue
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from types import CoroutineType
 from typing import Any, ParamSpec, TypeVar, cast, overload
@@ -209,21 +210,28 @@ def resilient_call(
     except BaseException as exc:  # interrupted (KeyboardInterrupt, SystemExit): not a failure
         call.ended_aborted(exc)
         raise
-    call.ended_ok()
+    call.observer.end_ok(call.attempt)  # Call.ended_ok, inline (hot path)
     return result
 
 
 def _drive(call: Call, func: Callable[[], T]) -> T:
     """The sync driver: the engine's decisions, with blocking I/O and sleeps."""
-    limiter = call.context.limiter
+    context = call.context
+    limiter = context.limiter
     if limiter is not None and not limiter.acquire(call.max_wait()):
         raise call.throttled()
-    call.admitted()
-    sleep = call.context.runtime.clock.sleep
+    budget = context.budget  # the call counts towards the retry budget (inline: hot path)
+    if budget is not None:
+        budget.record_call()
+    sleep = context.runtime.clock.sleep
+    plain = call.hedging is None and context.gate is None  # the usual case: one attempt
     while True:
         call.attempt += 1
         try:
-            result = _round(call, func)
+            if plain and _deadline() is None:
+                result = _attempt_once(call, func)
+            else:
+                result = _round(call, func)
         except ReliabilityError as failure:
             delay = call.next_delay(failure, failure.__cause__ or failure)
             if delay is None:
@@ -232,7 +240,7 @@ def _drive(call: Call, func: Callable[[], T]) -> T:
             if result is _REFUSED:
                 error = call.rejected()
                 raise error from error.__cause__
-            return cast(T, result)
+            return result  # type: ignore[return-value]
         sleep(delay)
 
 
@@ -277,8 +285,9 @@ def _attempt_once(call: Call, func: Callable[[], T], race: _Race | None = None) 
     except BaseException as exc:  # KeyboardInterrupt, SystemExit: not the service's fault
         _abort(call, permit, exc)
         raise
-    _won(call, race)
-    duration = call.succeeded()
+    if race is not None:
+        race.settle_success(call)
+    duration = time.perf_counter() - call.started
     try:
         breaker.record_success(permit, duration)
     finally:

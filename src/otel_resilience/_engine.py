@@ -71,7 +71,6 @@ class Call:
     __slots__ = (
         "attempt",
         "breaker",
-        "budget",
         "context",
         "endpoint",
         "error",
@@ -82,7 +81,6 @@ class Call:
         "lost",
         "observer",
         "plan",
-        "service",
         "settings",
         "started",
         "won",
@@ -97,30 +95,37 @@ class Call:
         observer: CallObserver,
         idempotent: bool = True,
     ) -> None:
+        # (the success path builds one per call: every store counts; ``handle`` and
+        # ``started`` are set by start_attempt, before anything reads them)
         self.context = context
         self.idempotent = idempotent
-        self.service = context.name
         self.endpoint = endpoint
         self.settings = settings
         self.breaker = breaker
-        self.budget = context.budget
         self.observer = observer
         self.attempt = 0  # the number of the attempt under way (or the last one)
         self.plan: RetryPlan | None = None
         self.error: ReliabilityError | None = None  # the last attempt's failure
-        self.handle: Any = None  # the attempt span
-        self.started = 0.0
         #: the service's hedging policy, for idempotent calls only
         self.hedging = context.hedging if idempotent else None
         self.hedge = False  # this attempt is a hedge (a branch of a hedged call)
         self.lost = False  # another attempt of the same round won: this one's result is dropped
         self.won = False
 
+    @property
+    def service(self) -> str:
+        return self.context.name
+
+    @property
+    def budget(self) -> Any:
+        return self.context.budget
+
     def branch(self, hedge: bool) -> Call:
         """A copy for one attempt of a hedged round: the same call, its own attempt state."""
         twin = Call.__new__(Call)
         for name in Call.__slots__:
-            setattr(twin, name, getattr(self, name))
+            if hasattr(self, name):
+                setattr(twin, name, getattr(self, name))
         twin.hedge = hedge
         twin.lost = twin.won = False
         twin.handle = None
@@ -148,8 +153,9 @@ class Call:
 
     def admitted(self) -> None:
         """The call passed its rate limit: it counts towards the retry budget."""
-        if self.budget is not None:
-            self.budget.record_call()
+        budget = self.context.budget
+        if budget is not None:
+            budget.record_call()
 
     # --- before each attempt --------------------------------------------------------------
 
