@@ -24,12 +24,12 @@ window frees up, never longer than the time left) and otherwise fails at once wi
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Final, Protocol
 
+from ._clock import Clock, SystemClock
 from ._config import ReliabilityConfig
 from ._rates import _import_limits, parse_rate
 
@@ -59,29 +59,6 @@ class RateLimiter(Protocol):
 
 def _wall() -> float:
     return time.time()
-
-
-class Clock(Protocol):
-    """The runtime's clock, as the limiters use it."""
-
-    def monotonic(self) -> float: ...
-
-    def sleep(self, seconds: float) -> None: ...
-
-    async def sleep_async(self, seconds: float) -> None: ...
-
-
-class _RealClock:
-    __slots__ = ()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-    async def sleep_async(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
 
 class _Waiting:
@@ -129,7 +106,7 @@ class LocalRateLimiter(_Waiting):
 
     def __init__(self, service_name: str, rate: str, *, clock: Clock | None = None) -> None:
         item = parse_rate(rate)  # the setting's one parser (``limits``')
-        self._clock = clock or _RealClock()
+        self._clock = clock or SystemClock()
         self.service_name = service_name
         self.rate = rate
         self._amount = int(item.amount)
@@ -176,7 +153,7 @@ class RedisRateLimiter(_Waiting):
         clock: Clock | None = None,
     ) -> None:
         limits = _import_limits()
-        self._clock = clock or _RealClock()
+        self._clock = clock or SystemClock()
         self.service_name = service_name
         self.rate = rate
         self.store = store

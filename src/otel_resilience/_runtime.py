@@ -19,19 +19,18 @@ The process has one default runtime; :func:`configure`, :func:`get_config`,
 
 from __future__ import annotations
 
-import asyncio
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from ._breakers import CircuitBreakerManager
 from ._budget import RetryBudget, budget_settings
 from ._chaos import Faults, injector_for
 from ._classify import Classifier, Classifiers
 from ._classify import map_external_error as _map_external_error
+from ._clock import Clock, SystemClock
 from ._config import ConfigRegistry, ReliabilityConfig
 from ._errors import ReliabilityError
 from ._hedging import HedgePolicy, hedging_settings
@@ -47,34 +46,6 @@ MAX_ATTEMPTS: Final = 100
 #: dropped one is made afresh at its service's next call, so endless distinct service names
 #: cost bounded memory
 MAX_IDLE_SERVICES: Final = 1000
-
-
-class Clock(Protocol):
-    """What the library reads time from and sleeps with (backoff, rate-limit waits)."""
-
-    def monotonic(self) -> float: ...
-
-    def sleep(self, seconds: float) -> None: ...
-
-    async def sleep_async(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    """Real time: ``time.monotonic``, ``time.sleep`` and ``asyncio.sleep``."""
-
-    __slots__ = ()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-    async def sleep_async(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-    def __repr__(self) -> str:
-        return "SystemClock()"
 
 
 def check_attempts(max_retries: object) -> int:
