@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from types import CoroutineType
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from typing import Any, Final, ParamSpec, TypeVar, cast, overload
 
 from ._breakers import Permit
 from ._engine import NO_FALLBACK, Call, Misuse
@@ -71,13 +71,13 @@ def _begin(
     service_name: object,
     endpoint: object,
     func: object,
-    options: tuple[float | None, int | None, float | None, str | None],
+    options: _Options | None,
     idempotent: bool,
 ) -> Call:
     """Check the arguments and gather what one call needs (both drivers).
 
     ``options``: the per-call ``timeout_sec``, ``max_retries``, ``deadline_sec`` and
-    ``timeout_mode`` (None: the service's settings)."""
+    ``timeout_mode``; None when the call passes none (the service's settings, shared)."""
     service = service_name if type(service_name) is str else _name("service_name", service_name)
     where = endpoint if type(endpoint) is str else _name("endpoint", endpoint)
     if not service:
@@ -88,12 +88,18 @@ def _begin(
         raise TypeError(f"func must be callable, got {type(func).__name__}: {func!r}")
     runtime = _default.runtime
     context = runtime.service(service)
-    settings = context.settings(*options)
+    settings = context.defaults if options is None else context.settings(*options)
     breaker = runtime.breakers.breaker_for(service, where)
     if idempotent is not True and idempotent is not False:
         raise TypeError(f"idempotent must be True or False, got {idempotent!r}")
     observer = runtime.telemetry.call(service, where, breaker)
     return Call(context, where, settings, breaker, observer, idempotent)
+
+
+#: a call's own timeout_sec, max_retries, deadline_sec and timeout_mode
+_Options = tuple[float | None, int | None, float | None, str | None]
+#: the per-call options of a call that passes none
+_NO_OPTIONS: Final = (None, None, None, None)
 
 
 def _coroutine_misuse(result: Any) -> Misuse:
@@ -185,13 +191,10 @@ def resilient_call(
     >>> resilient_call("inventory", "lookup", lambda: 42)
     42
     """
-    call = _begin(
-        service_name,
-        endpoint,
-        func,
-        (timeout_sec, max_retries, deadline_sec, timeout_mode),
-        idempotent,
-    )
+    options: _Options | None = (timeout_sec, max_retries, deadline_sec, timeout_mode)
+    if options == _NO_OPTIONS:  # the usual call: the service's shared settings
+        options = None
+    call = _begin(service_name, endpoint, func, options, idempotent)
     try:
         if call.settings.deadline is None:
             result = _drive(call, func)
@@ -496,13 +499,10 @@ async def resilient_call_async(
     'ok'
     """
     _require_asyncio()
-    call = _begin(
-        service_name,
-        endpoint,
-        func,
-        (timeout_sec, max_retries, deadline_sec, timeout_mode),
-        idempotent,
-    )
+    options: _Options | None = (timeout_sec, max_retries, deadline_sec, timeout_mode)
+    if options == _NO_OPTIONS:  # the usual call: the service's shared settings
+        options = None
+    call = _begin(service_name, endpoint, func, options, idempotent)
     func = _awaitable_func(func)
     try:
         if call.settings.deadline is None:
