@@ -326,11 +326,6 @@ def _caused(error: ReliabilityError, exc: Exception) -> BaseException:
     return error
 
 
-def _won(call: Call, race: _Race | None) -> None:
-    if race is not None:
-        race.settle_success(call)
-
-
 def _cut_short(call: Call, permit: Permit, exc: Exception) -> BaseException | None:
     """An attempt cut short by the caller's side (a misuse, an enclosing deadline), not by the
     service: the permit is given back, nothing is counted; the exception to raise instead."""
@@ -518,7 +513,7 @@ async def resilient_call_async(
     except BaseException as exc:  # cancelled (asyncio.CancelledError) or interrupted
         call.ended_aborted(exc)
         raise
-    call.ended_ok()
+    call.observer.end_ok(call.attempt)  # as the sync driver: inline (hot path)
     return result
 
 
@@ -527,7 +522,9 @@ async def _drive_async(call: Call, func: Callable[[], Awaitable[T]]) -> T:
     limiter = call.context.limiter
     if limiter is not None and not await limiter.acquire_async(call.max_wait()):
         raise call.throttled()
-    call.admitted()
+    budget = call.context.budget  # the call counts towards the retry budget
+    if budget is not None:
+        budget.record_call()
     sleep = call.context.runtime.clock.sleep_async
     while True:
         call.attempt += 1
@@ -585,8 +582,9 @@ async def _attempt_once_async(
     except BaseException as exc:  # cancellation of the caller (or of a lost hedge)
         _abort(call, permit, exc)
         raise
-    _won(call, race)
-    duration = call.succeeded()
+    if race is not None:
+        race.settle_success(call)
+    duration = time.perf_counter() - call.started
     try:
         await breaker.record_success_async(permit, duration)
     finally:

@@ -151,12 +151,6 @@ class Call:
             attempts=0,
         )
 
-    def admitted(self) -> None:
-        """The call passed its rate limit: it counts towards the retry budget."""
-        budget = self.context.budget
-        if budget is not None:
-            budget.record_call()
-
     # --- before each attempt --------------------------------------------------------------
 
     def too_late(self) -> CallTimeoutError:
@@ -194,10 +188,6 @@ class Call:
         self.started = time.perf_counter()
 
     # --- the attempt's outcome ------------------------------------------------------------
-
-    def succeeded(self) -> float:
-        """The attempt returned: its duration (the driver records it in the breaker)."""
-        return time.perf_counter() - self.started
 
     def finish_attempt_ok(self, duration: float) -> None:
         hedging = self.hedging
@@ -325,9 +315,6 @@ class Call:
         )
 
     # --- the end of the call --------------------------------------------------------------
-
-    def ended_ok(self) -> None:
-        self.observer.end_ok(self.attempt)
 
     def ended_failed(self, error: ReliabilityError) -> None:
         """The call failed for good (also a rejection or a refusal): telemetry of why."""
