@@ -47,46 +47,73 @@ class RetryBudget:
         self.window_sec = window_sec
         self._clock = clock
         self._lock = threading.Lock()
-        self._buckets: deque[list[float]] = deque()  # [second, calls, retries]
-        self.calls = 0
-        self.retries = 0
+        self._buckets: deque[list[int]] = deque()  # [second, calls, retries], oldest first
+        #: the newest bucket, counted into without the lock while its second lasts
+        self._current: list[int] = [-(2**63), 0, 0]
         self.rejected = 0
 
-    def _bucket(self) -> list[float]:
+    def _bucket(self) -> list[int]:
+        """The current second's bucket (made if needed), the seconds out of the window
+        dropped; under the lock."""
         now = self._clock()
-        second = float(int(now))
+        second = int(now)
         horizon = now - self.window_sec
         buckets = self._buckets
         while buckets and buckets[0][0] + 1 <= horizon:
-            _, calls, retries = buckets.popleft()
-            self.calls -= int(calls)
-            self.retries -= int(retries)
+            buckets.popleft()
         if not buckets or buckets[-1][0] != second:
             buckets.append([second, 0, 0])
+            self._current = buckets[-1]
         return buckets[-1]
 
     def record_call(self) -> None:
-        """Count one call (each call, not each attempt)."""
+        """Count one call (each call, not each attempt). On the success path: without the lock
+        while the second lasts (a count lost to a race between threads counts one call less,
+        the safe side of a budget)."""
+        current = self._current
+        if current[0] == int(self._clock()):
+            current[1] += 1
+            return
         with self._lock:
             self._bucket()[1] += 1
-            self.calls += 1
+
+    def _totals(self) -> tuple[int, int]:
+        calls = retries = 0
+        for _, bucket_calls, bucket_retries in self._buckets:
+            calls += bucket_calls
+            retries += bucket_retries
+        return calls, retries
+
+    @property
+    def calls(self) -> int:
+        """Calls counted in the window."""
+        with self._lock:
+            self._bucket()
+            return self._totals()[0]
+
+    @property
+    def retries(self) -> int:
+        """Retries spent in the window."""
+        with self._lock:
+            self._bucket()
+            return self._totals()[1]
 
     def idle(self) -> bool:
         """Nothing left in the window: a new budget would behave the same (safe to drop)."""
         with self._lock:
             self._bucket()
-            return self.calls == 0 and self.retries == 0
+            return self._totals() == (0, 0)
 
     def try_retry(self) -> bool:
         """Spend one retry if the budget allows it."""
         with self._lock:
             bucket = self._bucket()
-            allowed = self.ratio * self.calls + self.min_per_sec * self.window_sec
-            if self.retries + 1 > allowed:
+            calls, retries = self._totals()
+            allowed = self.ratio * calls + self.min_per_sec * self.window_sec
+            if retries + 1 > allowed:
                 self.rejected += 1
                 return False
             bucket[2] += 1
-            self.retries += 1
             return True
 
 

@@ -19,7 +19,6 @@ breaker check, a timeout and (with an SDK) the telemetry.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import inspect
 import queue
@@ -41,6 +40,7 @@ from ._timeout import (
     remaining_time,
     run_with_timeout,
     run_with_timeout_async,
+    spawn,
     validate_timeout,
 )
 
@@ -142,6 +142,12 @@ def _deadline_passed() -> bool:
     """Whether the deadline in force has passed (checked before taking a permit; the callers
     first test ``_deadline() is not None``, which is all a call without a deadline pays)."""
     return remaining_time() == 0.0
+
+
+def _too_late(call: Call) -> None:
+    """Raise the call's deadline error if the deadline in force has passed (before a round)."""
+    if _deadline() is not None and _deadline_passed():
+        raise call.too_late()
 
 
 # --- sync ---------------------------------------------------------------------------------------
@@ -249,8 +255,7 @@ def _drive(call: Call, func: Callable[[], T]) -> T:
 
 def _round(call: Call, func: Callable[[], T]) -> T | _Refused:
     """One attempt (or, hedged, one attempt and its hedges), unless the deadline has passed."""
-    if _deadline() is not None and _deadline_passed():
-        raise call.too_late()
+    _too_late(call)
     hedging = call.hedging
     return _attempt(call, func) if hedging is None else _hedged(call, func, hedging)
 
@@ -355,29 +360,46 @@ _REFUSED = _Refused()
 
 
 class _Race:
-    """The attempts of one hedged round: the first success wins, the others lose."""
+    """The attempts of one hedged round: the first success wins, the others lose.
 
-    __slots__ = ("_lock", "finished", "outcomes")
+    This base settles without a lock: the attempts of an asyncio round all run on its loop's
+    thread (:class:`_Hedges`). :class:`_ThreadRace` is the one for worker threads.
+    """
 
-    def __init__(self, threads: bool = False) -> None:
-        self._lock = threading.Lock()
+    __slots__ = ("finished",)
+
+    def __init__(self) -> None:
         self.finished = False
-        #: threads: (branch, returned, value or exception), in the order the attempts ended
-        self.outcomes: queue.SimpleQueue[tuple[Call, bool, Any]] | None = (
-            queue.SimpleQueue() if threads else None
-        )
+
+    def settle_success(self, branch: Call) -> None:
+        if self.finished:
+            branch.lost = True
+        else:
+            self.finished = branch.won = True
+
+    def settle_failure(self, branch: Call) -> None:
+        if self.finished:
+            branch.lost = True
+
+
+class _ThreadRace(_Race):
+    """A race whose attempts run on worker threads, each reporting how it ended."""
+
+    __slots__ = ("_lock", "outcomes")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        #: (branch, returned, value or exception), in the order the attempts ended
+        self.outcomes: queue.SimpleQueue[tuple[Call, bool, Any]] = queue.SimpleQueue()
 
     def settle_success(self, branch: Call) -> None:
         with self._lock:
-            if self.finished:
-                branch.lost = True
-            else:
-                self.finished = branch.won = True
+            super().settle_success(branch)
 
     def settle_failure(self, branch: Call) -> None:
         with self._lock:
-            if self.finished:
-                branch.lost = True
+            super().settle_failure(branch)
 
 
 def _hedged(call: Call, func: Callable[[], T], hedging: HedgePolicy) -> T | _Refused:
@@ -401,7 +423,7 @@ class _ThreadRound:
         self, call: Call, func: Callable[[], Any], hedging: HedgePolicy, delay: float
     ) -> None:
         self._call, self._func, self._hedging = call, func, hedging
-        self._race = _Race(threads=True)
+        self._race = _ThreadRace()
         self.delay = delay
         self.extras = 0
         self.in_flight = 0
@@ -409,8 +431,7 @@ class _ThreadRound:
 
     def _launch(self, hedge: bool) -> None:
         branch = self._call.branch(hedge)
-        pool = self._call.context.runtime.hedge_pool()
-        pool.submit(contextvars.copy_context().run, _run_branch, branch, self._func, self._race)
+        spawn(functools.partial(_run_branch, branch, self._func, self._race))
         self.in_flight += 1
 
     def _hedge(self) -> None:
@@ -424,7 +445,6 @@ class _ThreadRound:
 
     def run(self) -> Any:
         outcomes = self._race.outcomes
-        assert outcomes is not None
         self._launch(False)
         while self.in_flight:
             wait = self.delay if self.extras < self._hedging.max_extra else None
@@ -443,9 +463,8 @@ class _ThreadRound:
         raise self.last
 
 
-def _run_branch(branch: Call, func: Callable[[], Any], race: _Race) -> None:
+def _run_branch(branch: Call, func: Callable[[], Any], race: _ThreadRace) -> None:
     outcomes = race.outcomes
-    assert outcomes is not None
     try:
         value = _attempt(branch, func, race)
     except BaseException as exc:  # reported to the waiting caller, who raises it
@@ -526,10 +545,11 @@ async def _drive_async(call: Call, func: Callable[[], Awaitable[T]]) -> T:
     if budget is not None:
         budget.record_call()
     sleep = call.context.runtime.clock.sleep_async
+    round_ = _ASYNC_ROUNDS[call.hedging is None]
     while True:
         call.attempt += 1
         try:
-            result = await _round_async(call, func)
+            result = await round_(call, func)
         except ReliabilityError as failure:
             delay = call.next_delay(failure, failure.__cause__ or failure)
             if delay is None:
@@ -543,12 +563,9 @@ async def _drive_async(call: Call, func: Callable[[], Awaitable[T]]) -> T:
 
 
 async def _round_async(call: Call, func: Callable[[], Awaitable[T]]) -> T | _Refused:
-    if _deadline() is not None and _deadline_passed():
-        raise call.too_late()
-    hedging = call.hedging
-    if hedging is None:
-        return await _attempt_async(call, func)
-    return await _hedged_async(call, func, hedging)
+    """One attempt, unless the deadline has passed (a hedged round: :func:`_hedged_async`)."""
+    _too_late(call)
+    return await _attempt_async(call, func)
 
 
 async def _attempt_async(
@@ -607,51 +624,55 @@ async def _failed_async(
     return _caused(error, exc)
 
 
-async def _hedged_async(
-    call: Call, func: Callable[[], Awaitable[T]], hedging: HedgePolicy
-) -> T | _Refused:
+async def _hedged_async(call: Call, func: Callable[[], Awaitable[T]]) -> T | _Refused:
     """One round of a hedged asyncio call. The first attempt runs in the caller's task (no task
-    is made when no hedge is needed: a timer armed for the hedge delay is all it costs); each
-    hedge is a task. A winning hedge cancels the first attempt for real (the caller's task is
-    cancelled and un-cancelled, as ``asyncio.timeout`` does); losing hedges are cancelled."""
-    hedging.record_call()
-    delay = hedging.delay(call.endpoint)
+    is made when no hedge is needed: an entry in the service's hedge timer is all it costs);
+    each hedge is a task. A winning hedge cancels the first attempt for real (the caller's task
+    is cancelled and un-cancelled, as ``asyncio.timeout`` does); losing hedges are cancelled."""
+    _too_late(call)
+    hedging = cast(HedgePolicy, call.hedging)
+    hedging.budget.record_call()
+    delay = hedging.fixed_delay
     if delay is None:
-        return await _attempt_async(call, func)
-    race = _Race()
-    hedges = _Hedges(call, func, hedging, race, delay)
+        delay = hedging.delay(call.endpoint)
+        if delay is None:  # not enough latencies seen yet: a plain attempt
+            return await _attempt_async(call, func)
+    hedges = _Hedges(call, func, hedging, delay)
     try:
         try:
-            value = await _attempt_async(call, func, race)
+            value = await _attempt_async(call, func, hedges)
         except asyncio.CancelledError:
-            if hedges.winner is not None and hedges.uncancel() == 0:
-                return cast(T, hedges.winner)
-            raise
+            if not hedges.took_over():
+                raise
+            return cast(T, hedges.winner)
         except ReliabilityError:
             if not hedges.pending():
                 raise
             return cast(T, await hedges.wait())  # a hedge may still succeed
-        if call.won:
-            return value
-        if hedges.pending() or hedges.winner is not None:  # a hedge won first (or may)
-            return cast(T, await hedges.wait())
-        return value  # refused by the breaker, and no hedge in flight
+        if call.won or not hedges.undecided():
+            return value  # the first attempt won, or was refused with no hedge in flight
+        return cast(T, await hedges.wait())  # a hedge won first (or may)
     finally:
         hedges.stop()
 
 
-class _Hedges:
-    """The hedge tasks of one asyncio round, started by a timer after each hedge delay."""
+#: the asyncio round of a call, by whether it is hedged: ``_ASYNC_ROUNDS[hedging is None]``
+_ASYNC_ROUNDS: Final = (_hedged_async, _round_async)
+
+
+class _Hedges(_Race):
+    """One asyncio round and its race: the hedge tasks, started after each hedge delay by the
+    service's :class:`HedgeTimer` on this loop (no timer of its own: a round that needs no
+    hedge costs an entry in a heap)."""
 
     __slots__ = (
         "_call",
         "_func",
         "_hedging",
         "_last",
-        "_race",
+        "_loop",
         "_task",
         "_tasks",
-        "_timer",
         "delay",
         "extras",
         "winner",
@@ -662,36 +683,44 @@ class _Hedges:
         call: Call,
         func: Callable[[], Awaitable[Any]],
         hedging: HedgePolicy,
-        race: _Race,
         delay: float,
     ) -> None:
-        self._call, self._func, self._hedging, self._race = call, func, hedging, race
+        self.finished = False
+        self._call = call
+        self._func = func
+        self._hedging = hedging
         self.delay = delay
         self.extras = 0
         self.winner: Any = None
         self._last: BaseException | None = None
-        self._tasks: dict[asyncio.Future[Any], Call] = {}
-        self._task = asyncio.current_task()
-        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            delay, self._launch
-        )
+        self._tasks: dict[asyncio.Future[Any], Call] | None = None  # made by the first hedge
+        loop = asyncio.get_running_loop()
+        #: None once no more hedges may start (the first attempt ended, or the round)
+        self._loop: asyncio.AbstractEventLoop | None = loop
+        self._task: asyncio.Task[Any] | None = asyncio.current_task(loop)
+        hedging.after(loop, delay, self)
 
-    def _launch(self) -> None:
-        self._timer = None
-        if self._race.finished or not self._hedging.allow_hedge():
+    def launch(self) -> None:
+        """The hedge delay passed: another attempt, unless the round is decided or the budget
+        is spent."""
+        loop = self._loop
+        if loop is None or self.finished:
+            return
+        if not self._hedging.allow_hedge():
             return
         self._call.observer.hedged()
         branch = self._call.branch(True)
-        task = asyncio.ensure_future(_attempt_async(branch, self._func, self._race))
+        task = loop.create_task(_attempt_async(branch, self._func, self))
+        if self._tasks is None:
+            self._tasks = {}
         self._tasks[task] = branch
-        task.add_done_callback(self._done)
+        task.add_done_callback(functools.partial(self._done, branch))
         self.extras += 1
         if self.extras < self._hedging.max_extra:
-            self._timer = asyncio.get_running_loop().call_later(self.delay, self._launch)
+            self._hedging.after(loop, self.delay, self)
 
-    def _done(self, task: asyncio.Future[Any]) -> None:
-        branch = self._tasks.get(task)
-        if branch is None or task.cancelled():
+    def _done(self, branch: Call, task: asyncio.Future[Any]) -> None:
+        if task.cancelled():  # a loser, cancelled when the round ended
             return
         failure = task.exception()
         if failure is not None:
@@ -703,18 +732,24 @@ class _Hedges:
                 self._task.cancel()
 
     def pending(self) -> bool:
-        return any(not task.done() for task in self._tasks)
+        return self._tasks is not None and any(not task.done() for task in self._tasks)
 
-    def uncancel(self) -> int:
-        return self._task.uncancel() if self._task is not None else 0
+    def undecided(self) -> bool:
+        """After the first attempt ended without winning: a hedge won, or may still."""
+        return self.winner is not None or self.pending()
+
+    def took_over(self) -> bool:
+        """The first attempt was cancelled: by a winning hedge (the caller's task then
+        un-cancelled, as ``asyncio.timeout`` does), not by the caller's own cancellation."""
+        if self.winner is None or self._task is None:
+            return False
+        return self._task.uncancel() == 0
 
     async def wait(self) -> Any:
         """After the first attempt ended without winning: the hedges' winner, or their failure."""
-        if self._timer is not None:  # no more hedges once the first attempt has ended
-            self._timer.cancel()
-            self._timer = None
+        self._loop = None  # no more hedges once the first attempt has ended
         while self.winner is None:
-            pending = [task for task in self._tasks if not task.done()]
+            pending = [task for task in self._tasks or () if not task.done()]
             if not pending:
                 break
             await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -725,13 +760,17 @@ class _Hedges:
         return _REFUSED
 
     def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        for task, branch in self._tasks.items():
-            if not task.done():
-                branch.lost = True
-                task.cancel()
-                task.add_done_callback(_retrieve)
+        """The round is over: losers cancelled; the entry left in the timer's heap until it falls
+        due keeps no loop or task alive."""
+        self._loop = self._task = None
+        tasks = self._tasks
+        if tasks is not None:
+            for task, branch in tasks.items():
+                if not task.done():
+                    branch.lost = True
+                    task.cancel()
+                    task.add_done_callback(_retrieve)
+            self._tasks = None
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

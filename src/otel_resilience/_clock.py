@@ -22,11 +22,9 @@ class SystemClock:
 
     __slots__ = ()
 
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
+    # the C functions themselves: read on every call of the success path
+    monotonic = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
 
     async def sleep_async(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

@@ -194,7 +194,8 @@ class Call:
         if hedging is None:
             self.observer.attempt_ok(self.handle, duration)
             return
-        hedging.record_success(self.endpoint, duration)
+        if hedging.fixed_delay is None:
+            hedging.record_success(self.endpoint, duration)
         if self.lost:
             self.observer.attempt_cancelled(self.handle)
         else:

@@ -11,9 +11,14 @@ run the attempts; this module only decides.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
+import weakref
+from asyncio import AbstractEventLoop
+from collections import deque
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 from ._budget import RetryBudget
 from ._config import ReliabilityConfig
@@ -73,10 +78,93 @@ def hedging_settings(config: ReliabilityConfig) -> tuple[object, ...] | None:
     )
 
 
+class Hedgeable(Protocol):
+    """What a :class:`HedgeTimer` calls when a round's hedge delay has passed."""
+
+    def launch(self) -> None: ...
+
+
+class HedgeTimer:
+    """The hedge delays of one service's asyncio rounds on one event loop, woken by the loop's
+    own timers (a ``TimerHandle`` armed and cancelled per call would cost more than the rest of
+    hedging). With a fixed delay the rounds fall due in the order they started: a queue; with
+    the percentile's moving delay, a heap.
+
+    A round that ended is not removed: its entry is dropped when it falls due, as the event
+    loop drops its own cancelled timers. No reference to the loop is kept (the timer is the
+    value of a weak mapping keyed by the loop).
+    """
+
+    __slots__ = ("__weakref__", "_armed", "_heap", "_order", "_queue")
+
+    def __init__(self, fixed: bool) -> None:
+        self._queue: deque[tuple[float, Hedgeable]] | None = deque() if fixed else None
+        self._heap: list[tuple[float, int, Hedgeable]] = []
+        self._order = itertools.count()  # ties in due time keep the order of arrival
+        #: the earliest time a wake-up is armed for (None: none known to be pending)
+        self._armed: float | None = None
+
+    def after(self, loop: AbstractEventLoop, delay: float, round_: Hedgeable) -> None:
+        """Call ``round_.launch()`` on ``loop`` once ``delay`` seconds have passed."""
+        due = loop.time() + delay
+        queue = self._queue
+        if queue is not None:
+            queue.append((due, round_))
+        else:
+            heapq.heappush(self._heap, (due, next(self._order), round_))
+        armed = self._armed
+        if armed is None or due < armed:
+            self._armed = due
+            loop.call_at(due, self._fire, loop, due)
+
+    def _fire(self, loop: AbstractEventLoop, when: float) -> None:
+        # the loop runs a timer up to its clock's resolution early: ``when`` counts as reached
+        now = max(loop.time(), when)
+        armed = self._armed
+        if armed is not None and armed <= now:
+            self._armed = None  # this was the earliest wake-up (later ones may still come)
+        for round_ in self._take_due(now):
+            round_.launch()  # may add a further hedge of its round
+        due = self._next_due()
+        if due is not None:
+            armed = self._armed
+            if armed is None or due < armed:
+                self._armed = due
+                loop.call_at(due, self._fire, loop, due)
+
+    def _take_due(self, now: float) -> list[Hedgeable]:
+        queue, heap = self._queue, self._heap
+        due: list[Hedgeable] = []
+        if queue is not None:
+            while queue and queue[0][0] <= now:
+                due.append(queue.popleft()[1])
+        while heap and heap[0][0] <= now:
+            due.append(heapq.heappop(heap)[2])
+        return due
+
+    def _next_due(self) -> float | None:
+        queue = self._queue
+        if queue is not None:
+            return queue[0][0] if queue else None
+        return self._heap[0][0] if self._heap else None
+
+    def __len__(self) -> int:
+        return len(self._queue or ()) + len(self._heap)
+
+
 class HedgePolicy:
     """The hedging decisions of one service."""
 
-    __slots__ = ("_lock", "_trackers", "budget", "fixed_delay", "max_extra", "percentile")
+    __slots__ = (
+        "_lock",
+        "_recent",
+        "_timers",
+        "_trackers",
+        "budget",
+        "fixed_delay",
+        "max_extra",
+        "percentile",
+    )
 
     def __init__(self, config: ReliabilityConfig, clock: Callable[[], float]) -> None:
         self.max_extra = config.HEDGE_MAX_EXTRA
@@ -90,6 +178,25 @@ class HedgePolicy:
         )
         self._trackers: dict[str, LatencyTracker] = {}
         self._lock = threading.Lock()
+        self._timers: weakref.WeakKeyDictionary[AbstractEventLoop, HedgeTimer] = (
+            weakref.WeakKeyDictionary()
+        )
+        #: the loop last used and its timer (most services run on one loop)
+        self._recent: tuple[weakref.ref[AbstractEventLoop], HedgeTimer] | None = None
+
+    def after(self, loop: AbstractEventLoop, delay: float, round_: Hedgeable) -> None:
+        """Call ``round_.launch()`` on ``loop`` once ``delay`` seconds have passed, through this
+        service's hedge timer on that loop (one per loop, gone with the loop)."""
+        recent = self._recent
+        if recent is not None and recent[0]() is loop:
+            recent[1].after(loop, delay, round_)
+            return
+        with self._lock:
+            timer = self._timers.get(loop)
+            if timer is None:
+                timer = self._timers[loop] = HedgeTimer(self.fixed_delay is not None)
+            self._recent = (weakref.ref(loop), timer)
+        timer.after(loop, delay, round_)
 
     def delay(self, endpoint: str) -> float | None:
         """Seconds to wait before each hedge of a call to ``endpoint`` (None: do not hedge)."""
@@ -99,9 +206,8 @@ class HedgePolicy:
         return None if tracker is None else tracker.percentile()
 
     def record_success(self, endpoint: str, seconds: float) -> None:
-        """A successful attempt's latency (only the percentile mode keeps them)."""
-        if self.fixed_delay is not None:
-            return
+        """A successful attempt's latency (the percentile mode's; the engine does not call
+        this with a fixed delay)."""
         tracker = self._trackers.get(endpoint)
         if tracker is None:
             with self._lock:

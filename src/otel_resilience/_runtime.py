@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -256,19 +255,6 @@ class Runtime:
         self._services: dict[str, ServiceContext] = {}
         self._generation = 0
         self._sweep_at = MAX_IDLE_SERVICES
-        self._hedge_pool: ThreadPoolExecutor | None = None
-
-    def hedge_pool(self) -> ThreadPoolExecutor:
-        """The worker threads that run the attempts of hedged sync calls (made at first use)."""
-        pool = self._hedge_pool
-        if pool is None:
-            with self._lock:
-                pool = self._hedge_pool
-                if pool is None:
-                    pool = self._hedge_pool = ThreadPoolExecutor(
-                        max_workers=64, thread_name_prefix="otel-resilience-hedge"
-                    )
-        return pool
 
     def __repr__(self) -> str:
         return f"<Runtime clock={self.clock!r} services={len(self._services)}>"

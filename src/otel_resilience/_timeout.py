@@ -999,6 +999,10 @@ class _Pool:
                 del error
         return cast(T, job.result)
 
+    def submit(self, func: Callable[[], object]) -> None:
+        """``func()`` on a worker, nobody waiting for it."""
+        self._submit(_Job(func, copy_context()))
+
     def _submit(self, job: _Job) -> None:
         with self.lock:
             if self.idle:
@@ -1083,6 +1087,14 @@ def _leftovers() -> list[str]:
     deadline).
     """
     return _interrupter.leftovers()
+
+
+def spawn(func: Callable[[], object]) -> None:
+    """``func()`` on one of the workers, in a copy of the caller's context, returning at once
+    (the attempts of a hedged sync round: the caller waits for their outcomes itself). The pool
+    grows as needed, so work abandoned on a worker never delays the next; what ``func`` returns
+    or raises is dropped."""
+    _interrupter.pool.submit(func)
 
 
 def shutdown_workers(timeout: float = 1.0) -> int:
