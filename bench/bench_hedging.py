@@ -29,6 +29,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -247,10 +248,11 @@ def duplicates() -> bool:
 
 def success_cost() -> bool:
     print("\n== 3. success path with hedging configured, never triggered (no SDK)")
+    timeout = {"HTTP_TIMEOUT_SEC": 5}  # both services time their attempts the same way
     otel_resilience.configure(
         services={
-            "plain": {},
-            "hedged": {"HEDGE_MAX_EXTRA": 1, "HEDGE_DELAY_SEC": 1.0, "HTTP_TIMEOUT_SEC": 5},
+            "plain": timeout,
+            "hedged": {**timeout, "HEDGE_MAX_EXTRA": 1, "HEDGE_DELAY_SEC": 1.0},
         }
     )
 
@@ -260,33 +262,39 @@ def success_cost() -> bool:
     async def af() -> int:
         return 1
 
-    def per_call(fn: object, n: int) -> float:
-        samples = []
-        for _ in range(7):
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()  # type: ignore[operator]
-            samples.append((time.perf_counter() - start) / n * 1e6)
-        return statistics.median(samples)
+    def timed(run: Callable[[], None], n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            run()
+        return (time.perf_counter() - start) / n * 1e6
 
-    async def per_call_async(service: str, n: int = 5000) -> float:
-        samples = []
-        for _ in range(7):
-            start = time.perf_counter()
-            for _ in range(n):
-                await resilient_call_async(service, "op", af)
-            samples.append((time.perf_counter() - start) / n * 1e6)
-        return statistics.median(samples)
+    async def timed_async(service: str, n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            await resilient_call_async(service, "op", af)
+        return (time.perf_counter() - start) / n * 1e6
 
-    plain_a = asyncio.run(per_call_async("plain"))
-    hedged_a = asyncio.run(per_call_async("hedged"))
-    plain_s = per_call(lambda: resilient_call("plain", "op", f), 5000)
-    hedged_s = per_call(lambda: resilient_call("hedged", "op", f), 1000)
-    print(f"asyncio: {plain_a:7.2f} us plain, {hedged_a:7.2f} us hedged:"
-          f" +{hedged_a - plain_a:.2f} us  (target <= 2 us)")  # fmt: skip
-    print(f"threads: {plain_s:7.2f} us plain, {hedged_s:7.2f} us hedged:"
-          f" +{hedged_s - plain_s:.2f} us  (each attempt runs on a worker thread)")  # fmt: skip
-    return hedged_a - plain_a <= 2.0
+    async def asyncio_pairs() -> list[tuple[float, float]]:
+        return [
+            (await timed_async("plain", 2000), await timed_async("hedged", 2000)) for _ in range(25)
+        ]
+
+    def thread_pairs() -> list[tuple[float, float]]:
+        plain = lambda: resilient_call("plain", "op", f)  # noqa: E731
+        hedged = lambda: resilient_call("hedged", "op", f)  # noqa: E731
+        return [(timed(plain, 2000), timed(hedged, 500)) for _ in range(15)]
+
+    # plain and hedged runs interleaved, so that the machine's load falls on both alike
+    added = {}
+    for mode, pairs in (("asyncio", asyncio.run(asyncio_pairs())), ("threads", thread_pairs())):
+        plain = statistics.median(p for p, _ in pairs)
+        hedged = statistics.median(h for _, h in pairs)
+        fastest = min(h for _, h in pairs) - min(p for p, _ in pairs)
+        added[mode] = hedged - plain
+        print(f"{mode}: {plain:7.2f} us plain, {hedged:7.2f} us hedged (medians):"
+              f" +{hedged - plain:.2f} us; fastest runs: +{fastest:.2f} us")  # fmt: skip
+    print("        target <= 2 us; threads: each attempt of a hedged sync call runs on a worker")
+    return added["asyncio"] <= 2.0
 
 
 def main() -> int:

@@ -55,8 +55,11 @@ class Round:
         self.loop, self.timer, self.delay, self.extra = loop, timer, delay, extra
         self.due = [loop.now + delay]
         self.launched: list[float] = []
+        self.ended = False
 
     def launch(self) -> None:
+        if self.ended:  # as _Hedges: a round that ended starts no hedge
+            return
         self.launched.append(self.loop.now)
         if len(self.launched) <= self.extra:  # a further hedge of this round
             self.due.append(self.loop.now + self.delay)
@@ -71,30 +74,41 @@ class Round:
             st.floats(0, 0.2),  # time since the previous round started
             st.floats(0.0001, 0.5),  # its delay (ignored in fixed mode)
             st.integers(0, 3),  # further hedges it asks for
+            st.booleans(),  # it ends (answered) before the next round starts
         ),
         min_size=1,
         max_size=40,
     ),
     early=st.floats(0, RESOLUTION),
 )
-@example(fixed=False, starts=[(0.0, 0.5, 0), (0.0, 0.1, 0)], early=0.0)  # a later, earlier due
-@example(fixed=True, starts=[(0.0, 0.1, 0), (0.0, 0.1, 0)], early=RESOLUTION)  # fired early
+@example(fixed=False, starts=[(0.0, 0.5, 0, False), (0.0, 0.1, 0, False)], early=0.0)
+@example(fixed=True, starts=[(0.0, 0.1, 0, False), (0.0, 0.1, 0, False)], early=RESOLUTION)
+@example(fixed=True, starts=[(0.0, 0.1, 0, False), (0.0, 0.1, 0, True)], early=0.0)
 def test_every_hedge_is_launched_once_and_on_time(
-    fixed: bool, starts: list[tuple[float, float, int]], early: float
+    fixed: bool, starts: list[tuple[float, float, int, bool]], early: float
 ) -> None:
+    """Every round that did not end is launched once per hedge it asks for, never before its
+    due time less the loop's resolution and never after it; a round that ended is forgotten
+    without dropping another's entry."""
     loop, timer = FakeLoop(), HedgeTimer(fixed)
     rounds: list[Round] = []
-    for gap, delay, extra in starts:
+    for gap, delay, extra, ends in starts:
         # rounds start between the loop's timers, as calls do
         while loop._handles and loop._handles[0][0] - early <= loop.now + gap:
             loop.run_next(early)
         loop.now += gap
         round_ = Round(loop, timer, 0.1 if fixed else delay, extra)
         timer.after(loop, round_.delay, round_)  # type: ignore[arg-type]
+        if ends:
+            round_.ended = True
+            timer.forget(round_)  # type: ignore[arg-type]
         rounds.append(round_)
     while loop.run_next(early):
         pass
     for round_ in rounds:
+        if round_.ended:
+            assert round_.launched == []
+            continue
         assert len(round_.launched) == len(round_.due) == round_.extra + 1
         for due, launched in zip(round_.due, round_.launched, strict=True):
             assert due - early - 1e-9 <= launched <= due + 1e-9

@@ -673,6 +673,7 @@ class _Hedges(_Race):
         "_loop",
         "_task",
         "_tasks",
+        "_timer",
         "delay",
         "extras",
         "winner",
@@ -698,7 +699,8 @@ class _Hedges(_Race):
         #: None once no more hedges may start (the first attempt ended, or the round)
         self._loop: asyncio.AbstractEventLoop | None = loop
         self._task: asyncio.Task[Any] | None = asyncio.current_task(loop)
-        hedging.after(loop, delay, self)
+        self._timer = hedging.timer(loop)
+        self._timer.after(loop, delay, self)
 
     def launch(self) -> None:
         """The hedge delay passed: another attempt, unless the round is decided or the budget
@@ -717,7 +719,7 @@ class _Hedges(_Race):
         task.add_done_callback(functools.partial(self._done, branch))
         self.extras += 1
         if self.extras < self._hedging.max_extra:
-            self._hedging.after(loop, self.delay, self)
+            self._timer.after(loop, self.delay, self)
 
     def _done(self, branch: Call, task: asyncio.Future[Any]) -> None:
         if task.cancelled():  # a loser, cancelled when the round ended
@@ -763,6 +765,7 @@ class _Hedges(_Race):
         """The round is over: losers cancelled; the entry left in the timer's heap until it falls
         due keeps no loop or task alive."""
         self._loop = self._task = None
+        self._timer.forget(self)
         tasks = self._tasks
         if tasks is not None:
             for task, branch in tasks.items():

@@ -117,6 +117,13 @@ class HedgeTimer:
             self._armed = due
             loop.call_at(due, self._fire, loop, due)
 
+    def forget(self, round_: Hedgeable) -> None:
+        """A round that ended: its entry dropped now if it is the newest (a call that ended
+        before the next one started), so that sequential calls leave nothing behind."""
+        queue = self._queue
+        if queue and queue[-1][1] is round_:
+            queue.pop()
+
     def _fire(self, loop: AbstractEventLoop, when: float) -> None:
         # the loop runs a timer up to its clock's resolution early: ``when`` counts as reached
         now = max(loop.time(), when)
@@ -184,19 +191,17 @@ class HedgePolicy:
         #: the loop last used and its timer (most services run on one loop)
         self._recent: tuple[weakref.ref[AbstractEventLoop], HedgeTimer] | None = None
 
-    def after(self, loop: AbstractEventLoop, delay: float, round_: Hedgeable) -> None:
-        """Call ``round_.launch()`` on ``loop`` once ``delay`` seconds have passed, through this
-        service's hedge timer on that loop (one per loop, gone with the loop)."""
+    def timer(self, loop: AbstractEventLoop) -> HedgeTimer:
+        """This service's hedge timer on ``loop`` (one per loop, gone with the loop)."""
         recent = self._recent
         if recent is not None and recent[0]() is loop:
-            recent[1].after(loop, delay, round_)
-            return
+            return recent[1]
         with self._lock:
             timer = self._timers.get(loop)
             if timer is None:
                 timer = self._timers[loop] = HedgeTimer(self.fixed_delay is not None)
             self._recent = (weakref.ref(loop), timer)
-        timer.after(loop, delay, round_)
+        return timer
 
     def delay(self, endpoint: str) -> float | None:
         """Seconds to wait before each hedge of a call to ``endpoint`` (None: do not hedge)."""
