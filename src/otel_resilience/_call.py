@@ -71,13 +71,13 @@ def _begin(
     service_name: object,
     endpoint: object,
     func: object,
-    options: _Options | None,
+    options: _Options,
     idempotent: bool,
 ) -> Call:
     """Check the arguments and gather what one call needs (both drivers).
 
     ``options``: the per-call ``timeout_sec``, ``max_retries``, ``deadline_sec`` and
-    ``timeout_mode``; None when the call passes none (the service's settings, shared)."""
+    ``timeout_mode``; a call that passes none uses its service's settings, shared."""
     service = service_name if type(service_name) is str else _name("service_name", service_name)
     where = endpoint if type(endpoint) is str else _name("endpoint", endpoint)
     if not service:
@@ -88,7 +88,7 @@ def _begin(
         raise TypeError(f"func must be callable, got {type(func).__name__}: {func!r}")
     runtime = _default.runtime
     context = runtime.service(service)
-    settings = context.defaults if options is None else context.settings(*options)
+    settings = context.defaults if options == _NO_OPTIONS else context.settings(*options)
     breaker = runtime.breakers.breaker_for(service, where)
     if idempotent is not True and idempotent is not False:
         raise TypeError(f"idempotent must be True or False, got {idempotent!r}")
@@ -197,9 +197,7 @@ def resilient_call(
     >>> resilient_call("inventory", "lookup", lambda: 42)
     42
     """
-    options: _Options | None = (timeout_sec, max_retries, deadline_sec, timeout_mode)
-    if options == _NO_OPTIONS:  # the usual call: the service's shared settings
-        options = None
+    options = (timeout_sec, max_retries, deadline_sec, timeout_mode)
     call = _begin(service_name, endpoint, func, options, idempotent)
     try:
         if call.settings.deadline is None:
@@ -242,7 +240,7 @@ def _drive(call: Call, func: Callable[[], T]) -> T:
             else:
                 result = _round(call, func)
         except ReliabilityError as failure:
-            delay = call.next_delay(failure, failure.__cause__ or failure)
+            delay = call.next_delay(failure)
             if delay is None:
                 raise
         else:
@@ -513,9 +511,7 @@ async def resilient_call_async(
     'ok'
     """
     _require_asyncio()
-    options: _Options | None = (timeout_sec, max_retries, deadline_sec, timeout_mode)
-    if options == _NO_OPTIONS:  # the usual call: the service's shared settings
-        options = None
+    options = (timeout_sec, max_retries, deadline_sec, timeout_mode)
     call = _begin(service_name, endpoint, func, options, idempotent)
     func = _awaitable_func(func)
     try:
@@ -551,7 +547,7 @@ async def _drive_async(call: Call, func: Callable[[], Awaitable[T]]) -> T:
         try:
             result = await round_(call, func)
         except ReliabilityError as failure:
-            delay = call.next_delay(failure, failure.__cause__ or failure)
+            delay = call.next_delay(failure)
             if delay is None:
                 raise
         else:

@@ -272,12 +272,13 @@ class Call:
 
     # --- the retry decision ---------------------------------------------------------------
 
-    def next_delay(self, error: ReliabilityError, exc: BaseException | None = None) -> float | None:
+    def next_delay(self, error: ReliabilityError) -> float | None:
         """Seconds to back off before the next attempt, or None: the call ends with ``error``.
 
         The plan (tenacity's decision machine) is built at the first retryable failure only:
         a call that succeeds, or fails for good at once, never builds it. A call made with
-        ``idempotent=False`` goes on only when ``exc`` proves the request was not processed.
+        ``idempotent=False`` goes on only when the failure (the exception that caused
+        ``error``, or ``error`` itself) proves the request was not processed.
         """
         self.error = error
         plan = self.plan
@@ -288,7 +289,7 @@ class Call:
             ):
                 return None
             plan = self.plan = self._new_plan()
-        if not self.idempotent and not self._may_resend(error, exc):
+        if not self.idempotent and not self._may_resend(error, error.__cause__ or error):
             plan.stop("not_idempotent")
             plan.log_stopped()
             return None
