@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import Enum
 from types import MappingProxyType
-from typing import Final
+from typing import ClassVar, Final
 
 
 class ExternalServiceError(Enum):
@@ -159,77 +159,57 @@ def _rebuild(
     return with_retry_policy(error, retry_unknown)
 
 
-class CircuitOpenError(ReliabilityError):
+class _Refusal(ReliabilityError):
+    """An error raised without an attempt (or for a refused one): its error type and message
+    have per-class defaults, so the library and users build it from service and endpoint."""
+
+    #: the error type when none is given, and the message's template
+    _TYPE: ClassVar[ExternalServiceError]
+    _MESSAGE: ClassVar[str]
+
+    def __init__(
+        self,
+        error_type: ExternalServiceError | None = None,
+        service_name: str = "",
+        endpoint: str = "",
+        message: str | None = None,
+        *,
+        attempts: int = 0,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            self._TYPE if error_type is None else error_type,
+            service_name,
+            endpoint,
+            message or self._MESSAGE.format(service=service_name, endpoint=endpoint),
+            attempts=attempts,
+            retry_after=retry_after,
+        )
+
+
+class CircuitOpenError(_Refusal):
     """The breaker of (service, endpoint) is open: the call was rejected without an attempt."""
 
-    def __init__(
-        self,
-        error_type: ExternalServiceError = ExternalServiceError.CIRCUIT_OPEN,
-        service_name: str = "",
-        endpoint: str = "",
-        message: str | None = None,
-        *,
-        attempts: int = 0,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(
-            error_type,
-            service_name,
-            endpoint,
-            message or f"circuit breaker for {service_name} ({endpoint}) is open",
-            attempts=attempts,
-            retry_after=retry_after,
-        )
+    _TYPE = ExternalServiceError.CIRCUIT_OPEN
+    _MESSAGE = "circuit breaker for {service} ({endpoint}) is open"
 
 
-class ThrottledError(ReliabilityError):
+class ThrottledError(_Refusal):
     """The library's own rate limiter refused the call: nothing was attempted."""
 
-    def __init__(
-        self,
-        error_type: ExternalServiceError = ExternalServiceError.THROTTLED,
-        service_name: str = "",
-        endpoint: str = "",
-        message: str | None = None,
-        *,
-        attempts: int = 0,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(
-            error_type,
-            service_name,
-            endpoint,
-            message or f"rate limit for {service_name} ({endpoint}) reached",
-            attempts=attempts,
-            retry_after=retry_after,
-        )
+    _TYPE = ExternalServiceError.THROTTLED
+    _MESSAGE = "rate limit for {service} ({endpoint}) reached"
 
 
-class ConcurrencyLimitedError(ReliabilityError):
+class ConcurrencyLimitedError(_Refusal):
     """The service's concurrency limit was full (and stayed full for the allowed wait).
 
     Nothing was sent for the refused attempt; it is never retried and never counts against the
     breaker.
     """
 
-    def __init__(
-        self,
-        error_type: ExternalServiceError = ExternalServiceError.CONCURRENCY_LIMITED,
-        service_name: str = "",
-        endpoint: str = "",
-        message: str | None = None,
-        *,
-        attempts: int = 0,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(
-            error_type,
-            service_name,
-            endpoint,
-            message or f"concurrency limit of {service_name} reached; call to {endpoint} refused",
-            attempts=attempts,
-            retry_after=retry_after,
-        )
+    _TYPE = ExternalServiceError.CONCURRENCY_LIMITED
+    _MESSAGE = "concurrency limit of {service} reached; call to {endpoint} refused"
 
 
 class CallTimeoutError(ReliabilityError, TimeoutError):

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from ._call import resilient_call, resilient_call_async
 from ._errors import ReliabilityError
@@ -153,26 +153,42 @@ def _replayable(request: Any) -> bool:
 
 
 class _Base:
+    #: the httpx transport made when none is given, the method an inner transport must have,
+    #: and what it is called in the error
+    _DEFAULT: ClassVar[str]
+    _HANDLE: ClassVar[str]
+    _KIND: ClassVar[str]
+
     __slots__ = ("_buffer", "_inner", "_policy")
 
     def __init__(
         self,
-        inner: Any,
-        service: Naming,
-        endpoint: Naming,
-        timeout_sec: float | None,
-        max_retries: int | None,
-        deadline_sec: float | None,
-        idempotent: bool | Callable[[Any], bool] | None,
-        max_routes: int,
-        buffer: bool | Callable[[Any], bool],
-        route: Callable[[str, str], str],
+        transport: Any = None,
+        *,
+        service: Naming = None,
+        endpoint: Naming = None,
+        timeout_sec: float | None = None,
+        max_retries: int | None = None,
+        deadline_sec: float | None = None,
+        idempotent: bool | Callable[[Any], bool] | None = None,
+        max_routes: int = DEFAULT_MAX_ROUTES,
+        buffer: bool | Callable[[Any], bool] = False,
+        route: Callable[[str, str], str] = route_of,
     ) -> None:
+        if transport is None:
+            import httpx
+
+            transport = getattr(httpx, self._DEFAULT)()
+        elif not callable(getattr(transport, self._HANDLE, None)):
+            raise TypeError(
+                f"transport must be {self._KIND} (with {self._HANDLE}), got"
+                f" {type(transport).__name__}"
+            )
         if not (isinstance(buffer, bool) or callable(buffer)):
             raise TypeError(
                 f"buffer must be True, False or a callable receiving the request, got {buffer!r}"
             )
-        self._inner = inner
+        self._inner = transport
         self._buffer = buffer
         self._policy = HttpPolicy(
             service,
@@ -223,43 +239,11 @@ class ResilientTransport(_Base):
             default False: the body streams to the caller after the attempt ended.
     """
 
+    _DEFAULT = "HTTPTransport"
+    _HANDLE = "handle_request"
+    _KIND = "a sync httpx transport"
+
     __slots__ = ()
-
-    def __init__(
-        self,
-        transport: Any = None,
-        *,
-        service: Naming = None,
-        endpoint: Naming = None,
-        timeout_sec: float | None = None,
-        max_retries: int | None = None,
-        deadline_sec: float | None = None,
-        idempotent: bool | Callable[[Any], bool] | None = None,
-        max_routes: int = DEFAULT_MAX_ROUTES,
-        buffer: bool | Callable[[Any], bool] = False,
-        route: Callable[[str, str], str] = route_of,
-    ) -> None:
-        if transport is None:
-            import httpx
-
-            transport = httpx.HTTPTransport()
-        elif not callable(getattr(transport, "handle_request", None)):
-            raise TypeError(
-                f"transport must be a sync httpx transport (with handle_request), got"
-                f" {type(transport).__name__}"
-            )
-        super().__init__(
-            transport,
-            service,
-            endpoint,
-            timeout_sec,
-            max_retries,
-            deadline_sec,
-            idempotent,
-            max_routes,
-            buffer,
-            route,
-        )
 
     def handle_request(self, request: Any) -> Any:
         service, endpoint, attempts, exchange = self._plan(request)
@@ -312,43 +296,11 @@ class AsyncResilientTransport(_Base):
     """The asyncio twin of :class:`ResilientTransport` (default inner transport
     ``httpx.AsyncHTTPTransport()``); same arguments."""
 
+    _DEFAULT = "AsyncHTTPTransport"
+    _HANDLE = "handle_async_request"
+    _KIND = "an async httpx transport"
+
     __slots__ = ()
-
-    def __init__(
-        self,
-        transport: Any = None,
-        *,
-        service: Naming = None,
-        endpoint: Naming = None,
-        timeout_sec: float | None = None,
-        max_retries: int | None = None,
-        deadline_sec: float | None = None,
-        idempotent: bool | Callable[[Any], bool] | None = None,
-        max_routes: int = DEFAULT_MAX_ROUTES,
-        buffer: bool | Callable[[Any], bool] = False,
-        route: Callable[[str, str], str] = route_of,
-    ) -> None:
-        if transport is None:
-            import httpx
-
-            transport = httpx.AsyncHTTPTransport()
-        elif not callable(getattr(transport, "handle_async_request", None)):
-            raise TypeError(
-                f"transport must be an async httpx transport (with handle_async_request), got"
-                f" {type(transport).__name__}"
-            )
-        super().__init__(
-            transport,
-            service,
-            endpoint,
-            timeout_sec,
-            max_retries,
-            deadline_sec,
-            idempotent,
-            max_routes,
-            buffer,
-            route,
-        )
 
     async def handle_async_request(self, request: Any) -> Any:
         service, endpoint, attempts, exchange = self._plan(request)

@@ -115,27 +115,16 @@ def client(
     """
     import openai
 
-    _check(options)
-    lib = _library(openai.DefaultHttpxClient)
-    names = _Names()
-    resilient = ResilientTransport(
-        transport if transport is not None else lib.HTTPTransport(),
-        service=service,
-        timeout_sec=timeout_sec,
-        max_retries=attempts,
-        deadline_sec=deadline_sec,
-        idempotent=idempotent,
-        max_routes=max_routes,
-        buffer=lambda request: not _wants_stream(request),
-        route=names,
+    made = _make(
+        openai.OpenAI,
+        openai.DefaultHttpxClient,
+        ResilientTransport,
+        "HTTPTransport",
+        transport,
+        (service, attempts, timeout_sec, deadline_sec, idempotent, max_routes),
+        options,
     )
-    sdk = openai.OpenAI(
-        max_retries=0,
-        http_client=openai.DefaultHttpxClient(transport=cast(Any, resilient)),
-        **options,
-    )
-    names.prefix = sdk.base_url.path
-    return sdk
+    return cast("openai.OpenAI", made)
 
 
 def async_client(
@@ -152,11 +141,36 @@ def async_client(
     """The asyncio twin of :func:`client`: an ``openai.AsyncOpenAI``; same arguments."""
     import openai
 
+    made = _make(
+        openai.AsyncOpenAI,
+        openai.DefaultAsyncHttpxClient,
+        AsyncResilientTransport,
+        "AsyncHTTPTransport",
+        transport,
+        (service, attempts, timeout_sec, deadline_sec, idempotent, max_routes),
+        options,
+    )
+    return cast("openai.AsyncOpenAI", made)
+
+
+def _make(
+    sdk_class: Any,
+    http_client: Any,
+    resilient_class: Any,
+    default_transport: str,
+    transport: Any,
+    policy: tuple[str, int | None, float | None, float | None, Any, int],
+    options: dict[str, Any],
+) -> Any:
+    """An SDK client (sync or async) on the resilient transport (sync or async), SDK retries
+    off: both clients' one body. ``policy``: service, attempts, timeout_sec, deadline_sec,
+    idempotent and max_routes, as given to :func:`client`."""
     _check(options)
-    lib = _library(openai.DefaultAsyncHttpxClient)
+    service, attempts, timeout_sec, deadline_sec, idempotent, max_routes = policy
+    lib = _library(http_client)
     names = _Names()
-    resilient = AsyncResilientTransport(
-        transport if transport is not None else lib.AsyncHTTPTransport(),
+    resilient = resilient_class(
+        transport if transport is not None else getattr(lib, default_transport)(),
         service=service,
         timeout_sec=timeout_sec,
         max_retries=attempts,
@@ -166,10 +180,6 @@ def async_client(
         buffer=lambda request: not _wants_stream(request),
         route=names,
     )
-    sdk = openai.AsyncOpenAI(
-        max_retries=0,
-        http_client=openai.DefaultAsyncHttpxClient(transport=cast(Any, resilient)),
-        **options,
-    )
+    sdk = sdk_class(max_retries=0, http_client=http_client(transport=resilient), **options)
     names.prefix = sdk.base_url.path
     return sdk
