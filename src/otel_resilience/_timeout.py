@@ -353,6 +353,15 @@ _UNSAFE: Final = _with_vendored_copies(
         "warnings": (("*", "tree"),),
         "weakref": (("*", "tree"),),
         "_weakrefset": (("*", "tree"),),  # WeakSet's removal callbacks
+        # logging's locks are taken before the ``try`` whose ``finally`` gives them back, by
+        # functions that check for signals on entry: cut in one, a lock stays held and every
+        # other thread that logs (or calls getLogger) waits for it forever
+        "logging": (
+            ("_acquireLock", "tree"),
+            ("_releaseLock", "tree"),
+            ("Handler.acquire", "tree"),
+            ("Handler.release", "tree"),
+        ),
         "contextlib": (
             ("_GeneratorContextManagerBase.__init__", "tree"),
             ("_GeneratorContextManager.__enter__", "guard"),
