@@ -414,7 +414,7 @@ class ConcurrencyLimiter:
                 counts[endpoint] = left
             else:
                 del counts[endpoint]
-            if outcome is not _NEUTRAL:
+            if outcome is not _NEUTRAL and self.adaptive:
                 self.algorithm.update(latency, in_flight, outcome)
         finally:
             lock.release()

@@ -226,7 +226,7 @@ class Gate:
         if _too_late(error, number):
             self.give_back(taken, endpoint, observer)
         else:
-            self._learn(taken, endpoint, observer, error, latency)
+            self._learn(taken, endpoint, observer, error, latency, outcome_of(error))
 
     def _learn(
         self,
@@ -235,10 +235,11 @@ class Gate:
         observer: CallObserver,
         error: ReliabilityError | None,
         latency: float,
+        outcome: Outcome,
     ) -> None:
         if self.rate is not None:
             self.rate.on_attempt(error, latency)
-        self.give_back(taken, endpoint, observer, outcome_of(error), latency)
+        self.give_back(taken, endpoint, observer, outcome, latency)
 
     def give_back(
         self,
@@ -275,7 +276,7 @@ class Gate:
         if refused:
             self.give_back(taken, endpoint, observer)
         else:
-            self._learn(taken, endpoint, observer, None, _perf() - start)
+            self._learn(taken, endpoint, observer, None, _perf() - start, _OK)
 
     # --- around an attempt ---------------------------------------------------------------------
 
