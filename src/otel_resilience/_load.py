@@ -237,6 +237,7 @@ class Gate:
         latency: float,
         outcome: Outcome,
     ) -> None:
+        """An answer that is a sample: the rate learns from it, the limit from its outcome."""
         if self.rate is not None:
             self.rate.on_attempt(error, latency)
         self.give_back(taken, endpoint, observer, outcome, latency)
