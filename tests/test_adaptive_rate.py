@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -96,6 +96,11 @@ def test_rate_clocker_measures_the_sending_rate_in_half_second_buckets() -> None
         ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "99999999"}, (None, 3600.0)),
         ({"RateLimit-Policy": "garbage"}, (None, None)),
         ({}, (None, None)),
+        # numbers with two dots are no numbers (they used to raise ValueError)
+        ({"RateLimit-Policy": "100;w=1.2.3"}, (None, None)),
+        ({"RateLimit": "limit=1..0, remaining=0, reset=2;w=1"}, (None, 2.0)),
+        ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1.2.3s"}, (None, None)),
+        ({"RateLimit-Policy": "q=.5;w=5."}, (0.1, None)),  # what float() reads still counts
     ],
 )
 def test_rate_limit_headers(headers: dict[str, str], expected: tuple[Any, Any]) -> None:
@@ -127,6 +132,32 @@ def test_no_headers_object_says_nothing() -> None:
     )
 )
 def test_any_header_text_gives_a_finite_ceiling_and_pause_or_none(headers: dict[str, str]) -> None:
+    ceiling, pause = parse_rate_headers(headers, now_wall=1_800_000_000.0)
+    assert ceiling is None or ceiling >= 0
+    assert pause is None or 0 < pause <= 3600
+
+
+_HEADER_NAMES = st.sampled_from(
+    ["RateLimit", "RateLimit-Policy", "RateLimit-Reset", "RateLimit-Remaining", "x-ratelimit-reset"]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(
+        _HEADER_NAMES,
+        st.lists(
+            st.sampled_from(["0", "1", "60", ".", "..", "w=", "q=", "limit=", "r=", "t=", ";", ","])
+            | st.sampled_from(["remaining=", "reset=", "h", "m", "s", "ms", " "]),
+            max_size=8,
+        ).map("".join),
+    )
+)
+@example({"RateLimit-Policy": "1;w=1.2"})
+@example({"RateLimit-Policy": "1;w=1..2"})
+@example({"RateLimit": "limit=1..0;w=1"})
+@example({"RateLimit-Remaining": "0", "RateLimit-Reset": "1..s"})
+def test_header_shaped_text_never_raises(headers: dict[str, str]) -> None:
     ceiling, pause = parse_rate_headers(headers, now_wall=1_800_000_000.0)
     assert ceiling is None or ceiling >= 0
     assert pause is None or 0 < pause <= 3600
@@ -438,6 +469,28 @@ class _Hostile:
 class _BadHeaders:
     def get(self, name: str) -> str:
         raise KeyError(name)
+
+
+def test_a_429_with_a_malformed_policy_header_fails_as_the_429_and_holds_nothing() -> None:
+    configure(
+        services={"llm": {"RATE_LIMIT_MODE": "adaptive", "CONCURRENCY_LIMIT": 2}},
+    )
+    attempts = []
+
+    def func() -> str:
+        attempts.append(1)
+        raise TooManyRequests({"RateLimit-Policy": "100;w=1.2.3"})
+
+    with pytest.raises(ReliabilityError) as caught:
+        resilient_call("llm", "chat", func, max_retries=0)
+    assert caught.value.error_type is E.RATE_LIMIT  # not a ValueError from the header parser
+    assert attempts == [1]
+    gate = otel_resilience.default_runtime().load.gate("llm", otel_resilience.get_config("llm"))
+    assert gate is not None
+    assert gate.limiter is not None
+    assert gate.rate is not None
+    assert gate.limiter.in_flight == 0  # the attempt's place went back
+    assert gate.rate.throttles == 1
 
 
 def test_hostile_responses_and_headers_are_read_as_nothing() -> None:

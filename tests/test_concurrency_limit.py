@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -182,6 +183,34 @@ def test_an_asyncio_wait_times_out_and_a_cancelled_waiter_leaves_no_slot_behind(
     asyncio.run(main())
     assert limiter.in_flight == 0
     assert limiter.waiting == 0
+
+
+def test_a_thread_interrupted_while_queued_gives_a_slot_granted_meanwhile_back() -> None:
+    limiter = ConcurrencyLimiter("s", FixedLimit(1))
+    held = limiter.try_acquire("a")
+    assert held is not None
+
+    def grant_then_interrupt(signum: int, frame: object) -> None:
+        limiter.release(held, Outcome.OK, 0.01)  # the queued caller (this thread) gets it...
+        raise KeyboardInterrupt  # ...and is interrupted before it returns
+
+    def interrupt_the_waiter() -> None:
+        while limiter.waiting < 1:
+            time.sleep(0.001)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, grant_then_interrupt)
+    sender = threading.Thread(target=interrupt_the_waiter)
+    sender.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            limiter.acquire(5.0, "a")
+    finally:
+        sender.join(5)
+        signal.signal(signal.SIGUSR1, previous)
+    assert limiter.waiting == 0
+    assert limiter.in_flight == 0  # the late grant went back: no slot lost for good
+    assert limiter.try_acquire("a") is not None
 
 
 def test_outcomes_of_errors() -> None:
@@ -815,17 +844,19 @@ def test_endpoint_entries_past_the_cap_are_forgotten_once_idle() -> None:
 
 def test_an_attempt_whose_deadline_passed_before_it_started_is_no_overload_sample() -> None:
     configure(services={"llm": {"CONCURRENCY_LIMIT_MODE": "adaptive"}})
+    from otel_resilience._telemetry import NOOP_CALL
+
     gate = _gate("llm")
     limiter = _limiter("llm")
-    slot = limiter.try_acquire("chat")
+    taken = limiter.enter("chat")
     late = otel_resilience.CallTimeoutError(E.TIMEOUT, "llm", "chat", attempts=1)
-    gate.settle(slot, late, 0.0, number=2)  # attempt 2 never started: not a sample
+    gate.settle(taken, "chat", NOOP_CALL, late, 0.0, number=2)  # attempt 2 never started
     assert limiter.in_flight == 0
 
     def timeout() -> None:
-        slot = limiter.try_acquire("chat")
+        taken = limiter.enter("chat")
         error = otel_resilience.CallTimeoutError(E.TIMEOUT, "llm", "chat", attempts=2)
-        gate.settle(slot, error, 1.0, 2)
+        gate.settle(taken, "chat", NOOP_CALL, error, 1.0, 2)
 
     for _ in range(19):
         timeout()

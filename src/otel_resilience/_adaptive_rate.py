@@ -34,7 +34,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Final
 
 from ._errors import ExternalServiceError, ReliabilityError
@@ -90,6 +90,8 @@ class RateClocker:
         self._last_bucket = float(math.floor(now))
 
     def record(self, now: float) -> float:
+        """Count one send at ``now``: the measured rate (before the first full bucket, the rate
+        counted so far)."""
         bucket = math.floor(now / self.BUCKET_SEC) * self.BUCKET_SEC
         self._count += 1
         if bucket > self._last_bucket:
@@ -97,10 +99,6 @@ class RateClocker:
             self.rate = current * self.SMOOTHING + self.rate * (1 - self.SMOOTHING)
             self._count = 0
             self._last_bucket = bucket
-        return self.rate
-
-    def estimate(self, now: float) -> float:
-        """The measured rate, or before the first full bucket the rate counted so far."""
         if self.rate > 0.0:
             return self.rate
         return self._count / max(now - self._last_bucket, self.BUCKET_SEC)
@@ -117,11 +115,8 @@ def _attr(obj: object, name: str) -> object:
         return None
 
 
-def _header(headers: object, name: str) -> object:
-    """A header's value from any headers object with ``get`` (case-insensitive or not)."""
-    get = _attr(headers, "get")
-    if not callable(get):
-        return None
+def _header(get: Callable[[str], object], name: str) -> object:
+    """A header's value through a headers object's ``get`` (case-insensitive or not)."""
     try:
         value = get(name)
         return get(name.lower()) if value is None else value
@@ -129,62 +124,97 @@ def _header(headers: object, name: str) -> object:
         return None
 
 
-_DURATION: Final = re.compile(r"(?:([0-9.]+)h)?(?:([0-9.]+)m(?!s))?(?:([0-9.]+)s)?(?:([0-9.]+)ms)?")
-_POLICY_WINDOW: Final = re.compile(r"w=([0-9.]+)")
+def _get(get: Callable[[str], object], *names: str) -> str:
+    """The first of the headers ``names`` that has a value ("" when none has)."""
+    for name in names:
+        value = _header(get, name)
+        if isinstance(value, bytes):
+            value = value.decode("latin-1", "replace")
+        if isinstance(value, str) and value.strip():
+            return value
+    return ""
+
+
+#: a number as ``float`` reads it (one dot at most): ``1.2.3`` is no number, not a crash
+_FLOAT: Final = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)"
+_DURATION: Final = re.compile(
+    rf"(?=.)(?:({_FLOAT})h)?(?:({_FLOAT})m(?!s))?(?:({_FLOAT})s)?(?:({_FLOAT})ms)?"
+)
+_POLICY_WINDOW: Final = re.compile(rf"w=({_FLOAT})(?![0-9.])")
 _NUMBER: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_ZERO: Final = re.compile(r"0+(?:\.0+)?")
 #: a reset larger than this is an epoch time, not a delay (GitHub's ``x-ratelimit-reset``)
 _EPOCH_FROM: Final = 1e9
+#: the headers that say how many calls remain and when the window resets (the first one found)
+_REMAINING: Final = (
+    "RateLimit-Remaining",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-remaining",
+)
+_RESET: Final = ("RateLimit-Reset", "x-ratelimit-reset-requests", "x-ratelimit-reset")
 
 
-def _seconds(text: str, now_wall: float) -> float | None:
-    """A reset value: delta seconds, an epoch time or a Go-style duration (``1m30s``, ``20ms``)."""
+def _seconds(text: str, now_wall: float) -> float:
+    """A reset value: delta seconds, an epoch time or a Go-style duration (``1m30s``, ``20ms``);
+    0.0 when it is none of them."""
     text = text.strip()
     if _NUMBER.fullmatch(text):
         value = float(text)
         return value - now_wall if value >= _EPOCH_FROM else value
     match = _DURATION.fullmatch(text)
-    if match is None or not any(match.groups()):
-        return None
-    hours, minutes, seconds, millis = (float(g) if g else 0.0 for g in match.groups())
+    if match is None:
+        return 0.0
+    hours, minutes, seconds, millis = map(float, match.groups("0"))
     return hours * 3600 + minutes * 60 + seconds + millis / 1000
 
 
-def _get(headers: object, *names: str) -> str | None:
-    for name in names:
-        value = _header(headers, name)
-        if isinstance(value, bytes):
-            value = value.decode("latin-1", "replace")
-        if isinstance(value, str) and value.strip():
-            return value
-    return None
+def _key(name: str) -> re.Pattern[str]:
+    """The value of ``name=value`` in a structured header (``limit=100, remaining=0, reset=5``)."""
+    return re.compile(rf"(?:^|[\s,;]){name}=({_FLOAT})(?![0-9.])")
 
 
-def _dict_field(text: str, key: str) -> str | None:
-    """``key=value`` of a structured header (``limit=100, remaining=0, reset=5``)."""
-    match = re.search(rf"(?:^|[\s,;]){key}=([0-9.]+)", text)
-    return match.group(1) if match else None
+#: a policy's quota: ``q=``, else ``limit=``, else (``RateLimit-Policy`` only) a leading number
+_QUOTA: Final = (_key("q"), _key("limit"))
+_LEADING: Final = re.compile(r"\A\s*([0-9]+(?:\.[0-9]+)?)")
+#: the calls remaining and the reset in the combined ``RateLimit`` header
+_REMAINING_FIELDS: Final = (_key("remaining"), _key("r"))
+_RESET_FIELDS: Final = (_key("reset"), _key("t"))
 
 
-def _policy_quota(text: str, policy: bool) -> float | None:
-    """Calls per second of a policy (``100;w=60``, ``"default";q=100;w=60``, ``limit=...;w=``)."""
-    window = _POLICY_WINDOW.search(text)
-    quota = _dict_field(text, "q") or _dict_field(text, "limit")
-    if quota is None and policy:
-        first = _NUMBER.match(text.strip())
-        quota = first.group(0) if first else None
-    if window is None or quota is None or float(window.group(1)) <= 0:
+def _first(text: str, *patterns: re.Pattern[str]) -> str:
+    """The value the first matching pattern finds in ``text`` ("" when none matches)."""
+    for pattern in patterns:
+        match = pattern.search(text)
+        if match:
+            return match.group(1)
+    return ""
+
+
+def _per_second(text: str, *quota: re.Pattern[str]) -> float | None:
+    """Calls per second of a policy (``100;w=60``, ``"default";q=100;w=60``, ``limit=...;w=``):
+    its quota (the first of ``quota`` found) over its window."""
+    amount, window = _first(text, *quota), _first(text, _POLICY_WINDOW)
+    if not amount or not window or float(window) <= 0:
         return None
-    return float(quota) / float(window.group(1))
+    return float(amount) / float(window)
 
 
-def _exhausted_pause(remaining: str | None, reset: str | None, now: float) -> float | None:
-    """Seconds until the reset when nothing remains, else None."""
-    if remaining is None or reset is None or _NUMBER.fullmatch(remaining.strip()) is None:
+def _said(
+    get: Callable[[str], object],
+    names: tuple[str, ...],
+    combined: str,
+    fields: tuple[re.Pattern[str], ...],
+) -> str:
+    """A value from its own headers (the first one set), else from the combined one's fields."""
+    return _get(get, *names) or _first(combined, *fields)
+
+
+def _pause(get: Callable[[str], object], combined: str, now: float) -> float | None:
+    """Seconds until the reset when no call remains, else None."""
+    if not _ZERO.fullmatch(_said(get, _REMAINING, combined, _REMAINING_FIELDS).strip()):
         return None
-    if float(remaining) != 0:
-        return None
-    seconds = _seconds(reset, now)
-    return min(seconds, MAX_PAUSE_SEC) if seconds is not None and seconds > 0 else None
+    seconds = _seconds(_said(get, _RESET, combined, _RESET_FIELDS), now)
+    return min(seconds, MAX_PAUSE_SEC) if seconds > 0 else None
 
 
 def parse_rate_headers(
@@ -200,37 +230,22 @@ def parse_rate_headers(
     >>> parse_rate_headers({"RateLimit": "limit=10, remaining=0, reset=2"})
     (None, 2.0)
     """
-    if headers is None:
+    get = _attr(headers, "get")
+    if not callable(get):
         return None, None
-    now = time.time() if now_wall is None else now_wall
-    policy = _get(headers, "RateLimit-Policy")
-    combined = _get(headers, "RateLimit")
-    ceiling = _policy_quota(policy, True) if policy is not None else None
-    if ceiling is None and combined is not None:
-        ceiling = _policy_quota(combined, False)
-    remaining, reset = _remaining_and_reset(headers, combined)
-    return ceiling, _exhausted_pause(remaining, reset, now)
-
-
-def _remaining_and_reset(headers: object, combined: str | None) -> tuple[str | None, str | None]:
-    """The remaining calls and the reset, from their own headers or the combined one."""
-    remaining = _get(
-        headers, "RateLimit-Remaining", "x-ratelimit-remaining-requests", "x-ratelimit-remaining"
-    )
-    reset = _get(headers, "RateLimit-Reset", "x-ratelimit-reset-requests", "x-ratelimit-reset")
-    if combined is not None:
-        remaining = remaining or _dict_field(combined, "remaining") or _dict_field(combined, "r")
-        reset = reset or _dict_field(combined, "reset") or _dict_field(combined, "t")
-    return remaining, reset
+    combined = _get(get, "RateLimit")
+    ceiling = _per_second(_get(get, "RateLimit-Policy"), *_QUOTA, _LEADING)
+    if ceiling is None:
+        ceiling = _per_second(combined, *_QUOTA)
+    return ceiling, _pause(get, combined, time.time() if now_wall is None else now_wall)
 
 
 def _headers_of(error: ReliabilityError) -> object:
+    """The headers of the failed attempt's answer: ``exc.response.headers`` or ``exc.headers``."""
     cause = error.__cause__
-    if cause is None:
-        return None
     for holder in (_attr(cause, "response"), cause):
-        headers = _attr(holder, "headers") if holder is not None else None
-        if isinstance(headers, Mapping) or hasattr(headers, "get"):
+        headers = _attr(holder, "headers")
+        if callable(_attr(headers, "get")):
             return headers
     return None
 
@@ -270,7 +285,8 @@ class AdaptiveRate:
         self._tokens = 0.0
         self._filled_at = now
         self._paused_until = 0.0
-        self._header_ceiling: float | None = None
+        self._ceiling = math.inf if ceiling is None else ceiling
+        self._header_ceiling = math.inf  # a RateLimit-Policy's rate, once one was seen
         self.throttles = 0
         self._last_cut = -math.inf
 
@@ -280,100 +296,101 @@ class AdaptiveRate:
 
     # --- admission -----------------------------------------------------------------------------
 
-    def _try(self) -> float:
-        """Take a token: 0.0 when taken, else the seconds until one will be there."""
+    def _try(self, deadline: float) -> float:
+        """Take a token: 0.0 when taken, -1.0 when none comes before ``deadline``, else the
+        seconds to sleep before trying again."""
         now = self._clock()
         with self._lock:
             if now < self._paused_until:
-                return self._paused_until - now
-            if not self.enabled:
+                wait = self._paused_until - now
+            elif not self.enabled:
                 return 0.0
-            rate = max(self.rate, MIN_RATE)
-            capacity = max(rate, 1.0)
-            self._tokens = min(capacity, self._tokens + (now - self._filled_at) * rate)
-            self._filled_at = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                return 0.0
-            return (1.0 - self._tokens) / rate
+            else:
+                rate = max(self.rate, MIN_RATE)
+                capacity = max(rate, 1.0)
+                self._tokens = min(capacity, self._tokens + (now - self._filled_at) * rate)
+                self._filled_at = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return 0.0
+                wait = (1.0 - self._tokens) / rate
+        return max(wait, MIN_SLEEP_SEC) if now + wait <= deadline else -1.0
 
     def acquire(self, max_wait: float) -> bool:
         """Take a token, waiting up to ``max_wait`` seconds; False when none comes in time."""
         deadline = self._clock() + max_wait
-        while True:
-            wait = self._try()
-            if wait == 0.0:
-                return True
-            if self._clock() + wait > deadline:
-                return False
-            self._sleep(max(wait, MIN_SLEEP_SEC))
+        while (pause := self._try(deadline)) > 0.0:
+            self._sleep(pause)
+        return pause == 0.0
 
     async def acquire_async(self, max_wait: float) -> bool:
         """The asyncio twin of :meth:`acquire`."""
         deadline = self._clock() + max_wait
-        while True:
-            wait = self._try()
-            if wait == 0.0:
-                return True
-            if self._clock() + wait > deadline:
-                return False
-            await self._sleep_async(max(wait, MIN_SLEEP_SEC))  # type: ignore[misc]
+        while (pause := self._try(deadline)) > 0.0:
+            await self._sleep_async(pause)  # type: ignore[misc]
+        return pause == 0.0
 
     # --- learning ------------------------------------------------------------------------------
 
     def on_attempt(self, error: ReliabilityError | None, latency: float = 0.0) -> None:
-        """Learn from one attempt's outcome (None: it succeeded) that took ``latency`` s.
-
-        A throttle of an attempt sent before the last cut says nothing new (it went out at the
-        old rate): it is counted and its pause kept, but the rate is not cut again, as TCP cuts
-        its window once per round trip however many losses it sees.
-        """
+        """Learn from one attempt's outcome (None: it succeeded) that took ``latency`` s."""
         now = self._clock()
-        throttled = error is not None and error.error_type is ExternalServiceError.RATE_LIMIT
+        if error is None:
+            with self._lock:
+                self._climb(now)
+        else:
+            self._failed(error, latency, now)
+
+    def _failed(self, error: ReliabilityError, latency: float, now: float) -> None:
+        """A failed attempt: its answer's headers and ``Retry-After`` are heeded, a throttle
+        cuts the rate; any other failure moves it along the curve as a success does."""
+        throttled = error.error_type is ExternalServiceError.RATE_LIMIT
         ceiling, pause = self._pushback(error, throttled)
         with self._lock:
-            self._clocker.record(now)
-            measured = self._clocker.estimate(now)
             if ceiling is not None:
                 self._header_ceiling = ceiling
             if pause is not None:
                 self._paused_until = max(self._paused_until, now + pause)
             if throttled:
-                self.throttles += 1
-                if now - latency < self._last_cut:
-                    return
-                new = self._cut(measured, now)
-            elif self.enabled:
-                new = self._cubic.success(now)
+                self._throttled(latency, now)
             else:
-                return
-            self.rate = self._capped(new, measured)
+                self._climb(now)
 
     def _pushback(
-        self, error: ReliabilityError | None, throttled: bool
+        self, error: ReliabilityError, throttled: bool
     ) -> tuple[float | None, float | None]:
         """(a policy's rate, seconds to pause) the failed attempt's answer asked for."""
-        if error is None:
-            return None, None
         ceiling, pause = parse_rate_headers(_headers_of(error), self._wall())
         if throttled and error.retry_after is not None:
             pause = max(pause or 0.0, min(error.retry_after, MAX_PAUSE_SEC))
         return ceiling, pause
 
+    def _climb(self, now: float) -> None:
+        """An attempt that was not throttled: the rate moves along the curve (lock held)."""
+        measured = self._clocker.record(now)
+        if self.enabled:
+            self.rate = self._capped(self._cubic.success(now), measured)
+
+    def _throttled(self, latency: float, now: float) -> None:
+        """A throttle (lock held): counted, and the rate cut, unless the attempt was sent before
+        the last cut: it went out at the old rate and says nothing new, as TCP cuts its window
+        once per round trip however many losses it sees."""
+        self.throttles += 1
+        measured = self._clocker.record(now)
+        if now - latency >= self._last_cut:
+            self.rate = self._capped(self._cut(measured, now), measured)
+
     def _cut(self, measured: float, now: float) -> float:
-        """A throttle: the CUBIC cut from the rate in use (lock held); turns the bucket on."""
+        """The CUBIC cut from the rate in use (lock held); the first one turns the bucket on."""
         self._last_cut = now
-        used = min(measured, self.rate) if self.enabled else measured
-        if not self.enabled:
-            self.enabled = True
-            self._tokens = 0.0
-            self._filled_at = now
-        return self._cubic.throttled(used, now)
+        if self.enabled:
+            return self._cubic.throttled(min(measured, self.rate), now)
+        self.enabled = True
+        self._tokens = 0.0
+        self._filled_at = now
+        return self._cubic.throttled(measured, now)
 
     def _capped(self, new: float, measured: float) -> float:
         """``new`` within twice the measured rate, the ceilings and the floor."""
-        new = min(new, MAX_RATE_ADJUST_SCALE * measured)
-        for cap in (self.ceiling, self._header_ceiling):
-            if cap is not None:
-                new = min(new, cap)
+        new = min(new, MAX_RATE_ADJUST_SCALE * measured, self._ceiling, self._header_ceiling)
         return max(new, MIN_RATE)

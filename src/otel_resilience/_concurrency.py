@@ -32,6 +32,9 @@ from typing import Final
 
 from ._errors import ExternalServiceError, ReliabilityError
 
+#: the adaptive limit's starting point when ``CONCURRENCY_LIMIT`` is unset (Netflix's default)
+DEFAULT_INITIAL_LIMIT: Final = 20
+
 
 class Outcome(Enum):
     """How an attempt that held a slot ended, as the adaptive limit reads it."""
@@ -77,7 +80,7 @@ class VegasLimit:
     A window holds ``window`` samples (default: as many as the limit, one round of the limit);
     its mean latency gives the queue estimate, an overload outcome in it the 0.9 cut (once per
     window, so a burst of timeouts is one cut, not one per timeout). Not thread-safe on its own:
-    the limiter calls it under its lock.
+    the limiter calls it under its lock. ``initial`` None starts at ``DEFAULT_INITIAL_LIMIT``.
     """
 
     __slots__ = (
@@ -104,7 +107,7 @@ class VegasLimit:
 
     def __init__(
         self,
-        initial: int,
+        initial: int | None,
         low: int,
         high: int,
         *,
@@ -113,9 +116,10 @@ class VegasLimit:
     ) -> None:
         self.low = low
         self.high = high
-        self._estimate = float(min(high, max(low, initial)))
+        start = DEFAULT_INITIAL_LIMIT if initial is None else initial
+        self._estimate = float(min(high, max(low, start)))
         self.limit = int(self._estimate)
-        self.rtt_noload = 0.0
+        self.rtt_noload = 0.0  # 0.0: no sample yet
         self._window = window
         self._probe_count = 0
         self._random = random.Random(seed)
@@ -143,7 +147,7 @@ class VegasLimit:
         else:
             self._sum += latency
             self._window_min = min(self._window_min, latency)
-            if self.rtt_noload <= 0.0 or latency < self.rtt_noload:
+            if not 0.0 < self.rtt_noload <= latency:  # none yet, or a lower one
                 self.rtt_noload = latency
         window = self._window if self._window is not None else max(1, self.limit)
         if self._count < window:
@@ -151,26 +155,27 @@ class VegasLimit:
         return self._end_window()
 
     def _end_window(self) -> int:
-        ok = self._count - (1 if self._overload else 0)
-        mean = self._sum / ok if ok > 0 and self._sum > 0 else 0.0
         overload, in_flight, lowest = self._overload, self._in_flight, self._window_min
+        mean = self._sum / self._count  # of the OK samples: used only in a window without overload
         self._probe_count += self._count
         self._reset_window()
         if overload:
             return self._set(self._estimate * self.BACKOFF)
         if self._probe_count >= self._probe_at:
-            # now and then the no-load latency is measured afresh: a service that became
-            # slower for good must not read as congested for ever
-            self._probe_count = 0
-            self._probe_at = self._next_probe()
-            self.rtt_noload = lowest
-            return self.limit
+            return self._probe(lowest)
         estimate = self._estimate
         if mean <= 0.0 or in_flight * 2 < estimate:  # not using the limit: no evidence to grow
             return self.limit
         queue = math.ceil(estimate * (1.0 - self.rtt_noload / mean))
-        new = _vegas_step(estimate, queue)
-        return self.limit if new is None else self._set(new)
+        return self._set(_vegas_step(estimate, queue))
+
+    def _probe(self, lowest: float) -> int:
+        """Now and then the no-load latency is measured afresh (the window's lowest latency):
+        a service that became slower for good must not read as congested for ever."""
+        self._probe_count = 0
+        self._probe_at = self._next_probe()
+        self.rtt_noload = lowest
+        return self.limit
 
     def _set(self, value: float) -> int:
         self._estimate = min(float(self.high), max(float(self.low), value))
@@ -178,8 +183,8 @@ class VegasLimit:
         return self.limit
 
 
-def _vegas_step(estimate: float, queue: int) -> float | None:
-    """Vegas' next limit for a queue estimate; None in the sweet spot (between alpha and beta)."""
+def _vegas_step(estimate: float, queue: int) -> float:
+    """Vegas' next limit for a queue estimate (the same between alpha and beta)."""
     log = max(1.0, math.log10(estimate))
     if queue <= log:
         return estimate + 6 * log  # nothing queues: grow fast (Vegas' beta)
@@ -187,7 +192,7 @@ def _vegas_step(estimate: float, queue: int) -> float | None:
         return estimate + log
     if queue > 6 * log:
         return estimate - log
-    return None
+    return estimate
 
 
 class Slot:
@@ -202,39 +207,53 @@ class Slot:
 
 
 class _Waiter:
-    """A caller queued for a slot: a thread (``event``) or a task (``loop``, ``future``)."""
+    """A caller queued for a slot (``slot`` is set under the limiter's lock when granted)."""
 
-    __slots__ = ("endpoint", "event", "future", "loop", "slot")
+    __slots__ = ("endpoint", "slot")
 
-    def __init__(
-        self,
-        endpoint: str,
-        event: threading.Event | None = None,
-        loop: asyncio.AbstractEventLoop | None = None,
-        future: asyncio.Future[None] | None = None,
-    ) -> None:
+    def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
-        self.event = event
-        self.loop = loop
-        self.future = future
-        self.slot: Slot | None = None  # set under the limiter's lock when granted
+        self.slot: Slot | None = None
+
+    def wake(self) -> None: ...
+
+
+class _ThreadWaiter(_Waiter):
+    """A thread queued for a slot: it waits on an event."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(endpoint)
+        self.event = threading.Event()
 
     def wake(self) -> None:
-        if self.event is not None:
-            self.event.set()
-            return
-        assert self.loop is not None
+        self.event.set()
+
+
+class _TaskWaiter(_Waiter):
+    """An asyncio task queued for a slot: it waits on a future of its own event loop."""
+
+    __slots__ = ("future", "loop")
+
+    def __init__(self, endpoint: str, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(endpoint)
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+
+    def wake(self) -> None:
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
             self.loop.call_soon_threadsafe(_resolve, self.future)
 
 
-def _resolve(future: asyncio.Future[None] | None) -> None:
-    if future is not None and not future.done():
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
         future.set_result(None)
 
 
 #: an endpoint entry whose count drops to 0 is forgotten past this many endpoints
 _ENDPOINTS_KEPT: Final = 256
+_NEUTRAL: Final = Outcome.NEUTRAL
 
 
 class ConcurrencyLimiter:
@@ -297,55 +316,56 @@ class ConcurrencyLimiter:
 
     def try_acquire(self, endpoint: str = "") -> Slot | None:
         """A slot if one is free now (and nobody queues for one), else None."""
-        with self._lock:
-            if self._in_flight < self.algorithm.limit and not self._waiters:
-                return self._take(endpoint)
-            return None
+        taken = self.enter(endpoint)
+        return Slot(endpoint, taken) if taken else None
 
     def acquire(self, timeout: float, endpoint: str = "") -> Slot | None:
         """A slot, waiting up to ``timeout`` seconds in the queue; None when none came."""
-        with self._lock:
-            if self._in_flight < self.algorithm.limit and not self._waiters:
-                return self._take(endpoint)
-            if timeout <= 0:
-                return None
-            waiter = _Waiter(endpoint, event=threading.Event())
-            self._waiters.append(waiter)
-        assert waiter.event is not None
-        try:
-            waiter.event.wait(timeout)
-        finally:  # a KeyboardInterrupt while waiting: leave the queue, give back a late grant
-            slot = self._withdraw(waiter)
-        return slot
+        waiter = _ThreadWaiter(endpoint)
+        if self._join(waiter, timeout):
+            try:
+                waiter.event.wait(timeout)
+            except BaseException:  # a KeyboardInterrupt while queued
+                self._cancel(waiter)
+                raise
+            self._withdraw(waiter)
+        return waiter.slot
 
     async def acquire_async(self, timeout: float, endpoint: str = "") -> Slot | None:
         """The asyncio twin of :meth:`acquire` (the event loop runs while it waits)."""
+        waiter = _TaskWaiter(endpoint, asyncio.get_running_loop())
+        if self._join(waiter, timeout):
+            try:
+                await asyncio.wait_for(waiter.future, timeout)
+            except TimeoutError:
+                pass
+            except BaseException:  # cancelled while queued
+                self._cancel(waiter)
+                raise
+            self._withdraw(waiter)
+        return waiter.slot
+
+    def _join(self, waiter: _Waiter, timeout: float) -> bool:
+        """Grant ``waiter`` a free slot at once, else queue it if it may wait (True: queued)."""
         with self._lock:
             if self._in_flight < self.algorithm.limit and not self._waiters:
-                return self._take(endpoint)
-            if timeout <= 0:
-                return None
-            loop = asyncio.get_running_loop()
-            waiter = _Waiter(endpoint, loop=loop, future=loop.create_future())
-            self._waiters.append(waiter)
-        assert waiter.future is not None
-        try:
-            await asyncio.wait_for(waiter.future, timeout)
-        except TimeoutError:
-            pass
-        except BaseException:  # cancelled while queued: a slot granted meanwhile goes back
-            slot = self._withdraw(waiter)
-            if slot is not None:
-                self.release(slot, Outcome.NEUTRAL, 0.0)
-            raise
-        return self._withdraw(waiter)
+                waiter.slot = self._take(waiter.endpoint)
+                return False
+            if timeout > 0:
+                self._waiters.append(waiter)
+            return timeout > 0
 
-    def _withdraw(self, waiter: _Waiter) -> Slot | None:
-        """The waiter's granted slot, or None after taking it out of the queue."""
+    def _withdraw(self, waiter: _Waiter) -> None:
+        """Take a waiter that was not granted a slot out of the queue."""
         with self._lock:
             if waiter.slot is None:  # still queued: only granted waiters leave the queue
                 self._waiters.remove(waiter)
-            return waiter.slot
+
+    def _cancel(self, waiter: _Waiter) -> None:
+        """A waiter interrupted: out of the queue, and a slot granted meanwhile goes back."""
+        self._withdraw(waiter)
+        if waiter.slot is not None:
+            self.release(waiter.slot, Outcome.NEUTRAL, 0.0)
 
     # --- giving back --------------------------------------------------------------------------
 
@@ -355,27 +375,14 @@ class ConcurrencyLimiter:
             if slot.released:
                 return
             slot.released = True
-            self._in_flight -= 1
-            counts = self._endpoints
-            left = counts[slot.endpoint] - 1
-            if left or len(counts) <= _ENDPOINTS_KEPT:
-                counts[slot.endpoint] = left
-            else:
-                del counts[slot.endpoint]
-            if self.adaptive:
-                self.algorithm.update(latency, slot.in_flight, outcome)
-            if not self._waiters:
-                return
-            granted = self._grant()
-        for waiter in granted:
-            waiter.wake()
+        self.leave(slot.endpoint, slot.in_flight, outcome, latency)
 
-    # --- the fast pair of a fixed limit (no slot object, no sample) --------------------------
+    # --- the fast pair (no slot object) -----------------------------------------------------
 
     def enter(self, endpoint: str) -> int:
-        """:meth:`try_acquire` without a :class:`Slot` (the wrappers' fast path): the number in
-        flight with this one when a place was taken, else 0. Give it back with :meth:`leave`,
-        exactly once (the caller's ``try/finally`` guarantees it)."""
+        """:meth:`try_acquire` without a :class:`Slot` (the gates' path): the number in flight
+        with this one when a place was taken, else 0. Give it back with :meth:`leave`, exactly
+        once (the caller's ``try/finally`` guarantees it)."""
         lock = self._lock
         lock.acquire()
         try:
@@ -395,7 +402,8 @@ class ConcurrencyLimiter:
         outcome: Outcome = Outcome.NEUTRAL,
         latency: float = 0.0,
     ) -> None:
-        """Give back a place taken by :meth:`enter` (``in_flight``: what it returned)."""
+        """Give back a place taken by :meth:`enter` (``in_flight``: what it returned); a neutral
+        outcome is no sample."""
         lock = self._lock
         lock.acquire()
         try:
@@ -406,22 +414,21 @@ class ConcurrencyLimiter:
                 counts[endpoint] = left
             else:
                 del counts[endpoint]
-            if self.adaptive and outcome is not Outcome.NEUTRAL:
+            if outcome is not _NEUTRAL and self.adaptive:
                 self.algorithm.update(latency, in_flight, outcome)
         finally:
             lock.release()
         if self._waiters:  # callers queue: hand them the place (the grant checks again)
-            with lock:
-                granted = self._grant()
-            for waiter in granted:
-                waiter.wake()
+            self._hand_over()
 
-    def _grant(self) -> list[_Waiter]:
-        """Hand free slots to the first waiters (lock held); they are woken outside the lock."""
+    def _hand_over(self) -> None:
+        """Grant free slots to the first waiters; they are woken outside the lock."""
         granted = []
-        waiters = self._waiters
-        while waiters and self._in_flight < self.algorithm.limit:
-            waiter = waiters.popleft()
-            waiter.slot = self._take(waiter.endpoint)
-            granted.append(waiter)
-        return granted
+        with self._lock:
+            waiters = self._waiters
+            while waiters and self._in_flight < self.algorithm.limit:
+                waiter = waiters.popleft()
+                waiter.slot = self._take(waiter.endpoint)
+                granted.append(waiter)
+        for waiter in granted:
+            waiter.wake()
