@@ -278,7 +278,9 @@ def _attempt_once(call: Call, func: Callable[[], T], race: _Race | None = None) 
     permit = breaker.try_acquire()
     if not permit.admitted:
         return _REFUSED
-    call.start_attempt()
+    observer = call.observer  # Call.start_attempt, inline (hot path)
+    call.handle = observer.attempt_start(call.attempt, call.hedge)
+    call.started = started = time.perf_counter()
     injector = call.context.injector
     if injector is not None:
         func = injector.wrap(func, call)
@@ -293,11 +295,14 @@ def _attempt_once(call: Call, func: Callable[[], T], race: _Race | None = None) 
         raise
     if race is not None:
         race.settle_success(call)
-    duration = time.perf_counter() - call.started
+    duration = time.perf_counter() - started
     try:
         breaker.record_success(permit, duration)
     finally:
-        call.finish_attempt_ok(duration)
+        if call.hedging is None:  # Call.finish_attempt_ok, inline (hot path)
+            observer.attempt_ok(call.handle, duration)
+        else:
+            call.finish_attempt_ok(duration)
     return result
 
 
@@ -541,11 +546,11 @@ async def _drive_async(call: Call, func: Callable[[], Awaitable[T]]) -> T:
     if budget is not None:
         budget.record_call()
     sleep = call.context.runtime.clock.sleep_async
-    round_ = _ASYNC_ROUNDS[call.hedging is None]
+    round_ = _async_round(call)
     while True:
         call.attempt += 1
         try:
-            result = await round_(call, func)
+            result: T | _Refused = await round_(call, func)
         except ReliabilityError as failure:
             delay = call.next_delay(failure)
             if delay is None:
@@ -554,8 +559,19 @@ async def _drive_async(call: Call, func: Callable[[], Awaitable[T]]) -> T:
             if result is _REFUSED:
                 error = call.rejected()
                 raise error from error.__cause__
-            return cast(T, result)
+            return result  # type: ignore[return-value]
         await sleep(delay)
+
+
+def _async_round(call: Call) -> Callable[..., Awaitable[Any]]:
+    """What runs each attempt of an asyncio call: a hedged round, a round through the load
+    gate or under a deadline, or (the usual case) the attempt itself, as the sync driver's
+    fast path."""
+    if call.hedging is not None:
+        return _hedged_async
+    if call.context.gate is None and _deadline() is None:
+        return _attempt_once_async
+    return _round_async
 
 
 async def _round_async(call: Call, func: Callable[[], Awaitable[T]]) -> T | _Refused:
@@ -579,12 +595,18 @@ async def _attempt_async(
 async def _attempt_once_async(
     call: Call, func: Callable[[], Awaitable[T]], race: _Race | None = None
 ) -> T | _Refused:
-    """The asyncio twin of :func:`_attempt_once` (breaker I/O awaited, the attempt cancellable)."""
+    """The asyncio twin of :func:`_attempt_once` (breaker I/O awaited, the attempt cancellable).
+
+    A breaker whose backend does no I/O (in memory) is asked directly: no coroutine per permit.
+    """
     breaker, settings = call.breaker, call.settings
-    permit = await breaker.try_acquire_async()
+    io = breaker.async_io
+    permit = await breaker.try_acquire_async() if io else breaker.try_acquire()
     if not permit.admitted:
         return _REFUSED
-    call.start_attempt()
+    observer = call.observer  # Call.start_attempt, inline (hot path)
+    call.handle = observer.attempt_start(call.attempt, call.hedge)
+    call.started = started = time.perf_counter()
     injector = call.context.injector
     if injector is not None:
         func = injector.wrap_async(func, call)
@@ -597,11 +619,17 @@ async def _attempt_once_async(
         raise
     if race is not None:
         race.settle_success(call)
-    duration = time.perf_counter() - call.started
+    duration = time.perf_counter() - started
     try:
-        await breaker.record_success_async(permit, duration)
+        if io:
+            await breaker.record_success_async(permit, duration)
+        else:
+            breaker.record_success(permit, duration)
     finally:
-        call.finish_attempt_ok(duration)
+        if call.hedging is None:  # Call.finish_attempt_ok, inline (hot path)
+            observer.attempt_ok(call.handle, duration)
+        else:
+            call.finish_attempt_ok(duration)
     return result
 
 
@@ -650,10 +678,6 @@ async def _hedged_async(call: Call, func: Callable[[], Awaitable[T]]) -> T | _Re
         return cast(T, await hedges.wait())  # a hedge won first (or may)
     finally:
         hedges.stop()
-
-
-#: the asyncio round of a call, by whether it is hedged: ``_ASYNC_ROUNDS[hedging is None]``
-_ASYNC_ROUNDS: Final = (_hedged_async, _round_async)
 
 
 class _Hedges(_Race):
