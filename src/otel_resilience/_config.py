@@ -767,10 +767,11 @@ class ConfigRegistry:
 
     def get(self, service_name: str | None = None) -> ReliabilityConfig:
         """The config in force for ``service_name`` (the default config when None)."""
-        found = self._cache.get(service_name or "")
+        service = service_name or ""
+        found = self._cache.get(service)
         if found is not None:
             return found
-        return self.resolve(service_name or "")
+        return self.resolve(service)
 
     def resolve(self, service: str) -> ReliabilityConfig:
         with self._lock:
@@ -787,14 +788,8 @@ class ConfigRegistry:
         if isinstance(in_code, ReliabilityConfig):
             return in_code
         cfg = self._default
-        prefix = service_env_prefix(service)
-        if any(key.startswith(prefix) for key in env):
-            overrides = ReliabilityConfig.from_env(env, service=service)
-            env_fields = {
-                f.name: getattr(overrides, f.name)
-                for f in fields(ReliabilityConfig)
-                if prefix + f.name in env
-            }
+        env_fields = _service_env_fields(env, service)
+        if env_fields is not None:
             cfg = cfg.with_overrides(env_fields)
         if in_code is not None:
             cfg = cfg.with_overrides(in_code)
@@ -826,6 +821,17 @@ class ConfigRegistry:
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change()
+
+
+def _service_env_fields(env: Mapping[str, str], service: str) -> dict[str, Any] | None:
+    """The fields the service's ``RELIABILITY_<SERVICE>_<FIELD>`` variables set, checked with
+    the rest of the environment as :meth:`ReliabilityConfig.from_env` checks them; None when no
+    variable has the service's prefix."""
+    prefix = service_env_prefix(service)
+    if not any(key.startswith(prefix) for key in env):
+        return None
+    overrides = ReliabilityConfig.from_env(env, service=service)
+    return {name: getattr(overrides, name) for name in _SPECS if prefix + name in env}
 
 
 def _checked_services(

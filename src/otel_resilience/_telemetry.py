@@ -381,29 +381,34 @@ class Telemetry:
         with self._lock:
             found = self._pairs.get((service, endpoint))
             if found is None:
-                metric_endpoint = endpoint
-                if self._metric_pairs >= self._max_endpoints:
-                    metric_endpoint = n.OVERFLOW_ENDPOINT
-                    if "overflow" not in self._warned:
-                        self._warned.add("overflow")
-                        logger.warning(
-                            "telemetry: more than %d distinct (service, endpoint) pairs; metrics"
-                            " of new ones use %s=%r (spans keep the real name)",
-                            self._max_endpoints,
-                            n.ATTR_ENDPOINT,
-                            n.OVERFLOW_ENDPOINT,
-                        )
-                else:
-                    self._metric_pairs += 1
-                found = _Pair(service, endpoint, metric_endpoint)
-                pairs = self._pairs
-                if len(pairs) >= 2 * self._max_endpoints + _OVERFLOW_PAIRS_KEPT:
-                    # overflowed pairs are plain caches (their metrics are all "_other"): drop
-                    # them, so endless distinct names cost bounded memory
-                    for key in [k for k, p in pairs.items() if p.overflowed]:
-                        del pairs[key]
-                pairs[(service, endpoint)] = found
+                found = _Pair(service, endpoint, self._metric_endpoint(endpoint))
+                self._drop_overflowed_pairs()
+                self._pairs[(service, endpoint)] = found
             return found
+
+    def _metric_endpoint(self, endpoint: str) -> str:
+        """The endpoint the metrics of a new pair name: its own, or ``_other`` past the cap."""
+        if self._metric_pairs < self._max_endpoints:
+            self._metric_pairs += 1
+            return endpoint
+        if "overflow" not in self._warned:
+            self._warned.add("overflow")
+            logger.warning(
+                "telemetry: more than %d distinct (service, endpoint) pairs; metrics"
+                " of new ones use %s=%r (spans keep the real name)",
+                self._max_endpoints,
+                n.ATTR_ENDPOINT,
+                n.OVERFLOW_ENDPOINT,
+            )
+        return n.OVERFLOW_ENDPOINT
+
+    def _drop_overflowed_pairs(self) -> None:
+        """Overflowed pairs are plain caches (their metrics are all "_other"): past a bound,
+        drop them, so endless distinct names cost bounded memory."""
+        pairs = self._pairs
+        if len(pairs) >= 2 * self._max_endpoints + _OVERFLOW_PAIRS_KEPT:
+            for key in [k for k, p in pairs.items() if p.overflowed]:
+                del pairs[key]
 
     # --- observers ----------------------------------------------------------------------------
 
@@ -466,9 +471,9 @@ class Telemetry:
             for endpoint, _in_flight in limiter.endpoints():
                 attrs = self.pair(limiter.service_name, endpoint).metric_attrs
                 key = (attrs[n.ATTR_SERVICE], attrs[n.ATTR_ENDPOINT])
-                seen = found.get(key)
                 point = limiter.limit
-                found[key] = (point if seen is None else max(seen[0], point), attrs)
+                seen, _ = found.get(key, (point, attrs))
+                found[key] = (max(seen, point), attrs)
         return [Observation(point, attrs) for point, attrs in found.values()]
 
     def _observe_overrides(self, options: CallbackOptions) -> Iterable[Observation]:
@@ -487,24 +492,21 @@ class Telemetry:
         The breakers beyond the endpoint cap share the "_other" series, which reads 1 for a
         value when any of them has it (an open or forced-open breaker must show).
         """
-        series: dict[tuple[str, str, str], tuple[int, Attributes]] = {}
+        # the current values of the breakers of each metric series' (service, endpoint)
+        series: dict[tuple[str, str], tuple[_Pair, set[str]]] = {}
         for breaker in self._each_breaker():
             try:
                 current = _value(read(breaker))
             except Exception:  # pragma: no cover - a custom breaker that cannot say it
                 continue
             pair = self.pair(breaker.service_name, breaker.endpoint)
-            service, endpoint = (
-                pair.metric_attrs[n.ATTR_SERVICE],
-                pair.metric_attrs[n.ATTR_ENDPOINT],
-            )
-            for value in values:
-                hot = int(value == current)
-                key = (service, endpoint, value)
-                seen = series.get(key)
-                if seen is None or hot > seen[0]:
-                    series[key] = (hot, attrs(pair, value))
-        return [Observation(hot, attributes) for hot, attributes in series.values()]
+            key = (pair.metric_attrs[n.ATTR_SERVICE], pair.metric_attrs[n.ATTR_ENDPOINT])
+            series.setdefault(key, (pair, set()))[1].add(current)
+        return [
+            Observation(int(value in currents), attrs(pair, value))
+            for pair, currents in series.values()
+            for value in values
+        ]
 
 
 class _Pair:
