@@ -369,15 +369,17 @@ class Machine:
             if self.current_probe(permit):
                 self._probe_back()
                 self.open(now, events)
-        elif self.state is _CLOSED:
-            if self.window is None:
-                if self.failure_count >= self.settings.threshold:
-                    self.open(now, events)
-            else:
-                self.window.add(True, self.settings.is_slow(duration), now)
-                if self.rates_exceeded(now):
-                    self.open(now, events)
+        elif self.state is _CLOSED and self._failure_trips(duration, now):
+            self.open(now, events)
         return events
+
+    def _failure_trips(self, duration: float, now: float) -> bool:
+        """A CLOSED breaker's failure opens it: at the threshold of consecutive failures, or
+        (window modes) when it makes a rate reach its threshold."""
+        if self.window is None:
+            return self.failure_count >= self.settings.threshold
+        self.window.add(True, self.settings.is_slow(duration), now)
+        return self.rates_exceeded(now)
 
     def release(self, permit: Permit) -> None:
         """Give back a permit whose call neither failed nor succeeded."""
