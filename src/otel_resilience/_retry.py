@@ -27,8 +27,9 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from ._errors import ReliabilityError, is_retryable
@@ -50,15 +51,17 @@ StopReason = Literal["exhausted", "deadline", "budget", "rejected", "not_idempot
 
 _EXHAUSTED: Final = (logging.ERROR, "All retries exhausted for %s (%s)")
 #: the log line of each stop reason that has one (level, message of service and endpoint)
-_STOP_LOGS: Final[dict[StopReason | None, tuple[int, str]]] = {
-    "budget": (logging.DEBUG, "Retry budget of %s refused a retry of %s"),
-    "not_idempotent": (
-        logging.INFO,
-        "Not retrying %s (%s): not idempotent, and the request may have been processed",
-    ),
-    "exhausted": _EXHAUSTED,
-    "deadline": _EXHAUSTED,
-}
+_STOP_LOGS: Final[Mapping[StopReason | None, tuple[int, str]]] = MappingProxyType(
+    {
+        "budget": (logging.DEBUG, "Retry budget of %s refused a retry of %s"),
+        "not_idempotent": (
+            logging.INFO,
+            "Not retrying %s (%s): not idempotent, and the request may have been processed",
+        ),
+        "exhausted": _EXHAUSTED,
+        "deadline": _EXHAUSTED,
+    }
+)
 
 
 def backoff_delay(
