@@ -318,10 +318,13 @@ class Machine:
         if override is BreakerOverride.DISABLED:
             return ADMITTED, []
         events = self.tick(now)
-        permit = self._admit()
-        if not permit.admitted and override is BreakerOverride.METRICS_ONLY:
-            permit = ADMITTED
-        return permit, events
+        return self.overruled(self._admit()), events
+
+    def overruled(self, permit: Permit) -> Permit:
+        """``permit``, but ADMITTED for a rejection under ``metrics_only`` (it never rejects)."""
+        if permit.admitted or self.override is not BreakerOverride.METRICS_ONLY:
+            return permit
+        return ADMITTED
 
     def _admit(self) -> Permit:
         if self.state is _CLOSED:

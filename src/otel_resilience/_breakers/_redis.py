@@ -494,18 +494,13 @@ class RedisBackend:
             self.pending_sync = False
             self.synced_epoch = self.store.epoch
         self._mirror(*values[1:])
-        permit = _permit(values[0])
-        if not permit.admitted and self.machine.override is BreakerOverride.METRICS_ONLY:
-            return ADMITTED
-        return permit
+        return self.machine.overruled(_permit(values[0]))
 
     def _busy_permit(self) -> Permit:
         """No free connection in time: decide on the mirror, change nothing (no transition, no
         probe: those are Redis's to hand out)."""
         machine = self.machine
-        if machine.state is _CLOSED or machine.override is BreakerOverride.METRICS_ONLY:
-            return ADMITTED
-        return REJECTED
+        return machine.overruled(ADMITTED if machine.state is _CLOSED else REJECTED)
 
     def _success_args(self, permit: Permit, duration: float) -> tuple[int | float, ...] | None:
         machine = self.machine
