@@ -561,10 +561,15 @@ class _Pair:
         key = -attempt if hedge else attempt
         found = self._attempts.get(key)
         if found is None:
-            kind = "hedge" if hedge else "primary" if attempt == 1 else "retry"
-            found = {**self.span_attrs, n.ATTR_ATTEMPT: attempt, n.ATTR_ATTEMPT_KIND: kind}
-            if attempt <= 16:  # the usual attempt numbers; beyond, build (rare, and unbounded)
-                self._attempts[key] = found
+            found = self._new_attempt_attrs(key, attempt, hedge)
+        return found
+
+    def _new_attempt_attrs(self, key: int, attempt: int, hedge: bool) -> Attributes:
+        """The attributes of an attempt span not cached yet (kept for the usual numbers)."""
+        kind = "hedge" if hedge else "primary" if attempt == 1 else "retry"
+        found = {**self.span_attrs, n.ATTR_ATTEMPT: attempt, n.ATTR_ATTEMPT_KIND: kind}
+        if attempt <= 16:  # the usual attempt numbers; beyond, build (rare, and unbounded)
+            self._attempts[key] = found
         return found
 
     def error_attrs(self, error_type: str) -> Attributes:
@@ -736,15 +741,7 @@ class _Call(CallObserver):
         error_type = error.error_type.value
         try:
             if span is not None:
-                try:
-                    if span.is_recording():
-                        message = _record_exception(
-                            span, cause, self._telemetry.patterns(error.service_name)
-                        )
-                        span.set_attribute(n.ATTR_ERROR_TYPE, error_type)
-                        span.set_status(Status(StatusCode.ERROR, message or type(cause).__name__))
-                finally:
-                    span.end()
+                self._end_failed(span, error, cause)
             instruments = self._instruments
             if instruments is not None:
                 attrs = self._pair.error_attrs(error_type)
@@ -753,6 +750,18 @@ class _Call(CallObserver):
                     instruments.timeouts.add(1, self._pair.metric_attrs)
         except Exception:
             self._telemetry.warn_once("attempt_failed", "recording a failed attempt failed")
+
+    def _end_failed(self, span: trace.Span, error: ReliabilityError, cause: BaseException) -> None:
+        """End a failed attempt's span: its exception, ``error.type`` and an ERROR status."""
+        try:
+            if span.is_recording():
+                message = _record_exception(
+                    span, cause, self._telemetry.patterns(error.service_name)
+                )
+                span.set_attribute(n.ATTR_ERROR_TYPE, error.error_type.value)
+                span.set_status(Status(StatusCode.ERROR, message or type(cause).__name__))
+        finally:
+            span.end()
 
     def attempt_cancelled(self, handle: Any) -> None:
         span = self._end_attempt(handle)
