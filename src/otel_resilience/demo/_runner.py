@@ -164,10 +164,11 @@ class DemoRunner:
     def service_configs(self) -> dict[str, ReliabilityConfig]:
         """Per-service settings, scaled so breakers open and recover within the run."""
         s = self.scenario
-        configs: dict[str, ReliabilityConfig] = {}
-        for service in dict.fromkeys(op.service for op in self._operations):
-            timeout = max(op.timeout_sec for op in self._operations if op.service == service)
-            configs[service] = ReliabilityConfig(
+        longest: dict[str, float] = {}  # the longest timeout of each service's operations
+        for op in self._operations:
+            longest[op.service] = max(op.timeout_sec, longest.get(op.service, op.timeout_sec))
+        return {
+            service: ReliabilityConfig(
                 HTTP_TIMEOUT_SEC=timeout * self.scale,
                 HTTP_RETRIES=3,
                 HTTP_BACKOFF_BASE_MS=max(1, round(s.backoff_base_ms * self.scale)),
@@ -176,7 +177,8 @@ class DemoRunner:
                 CB_RESET_SEC=s.breaker_reset_sec * self.scale,
                 RETRY_AFTER_MAX_SEC=10.0,
             )
-        return configs
+            for service, timeout in longest.items()
+        }
 
     # -- control -----------------------------------------------------------------------------
     def stop(self) -> None:
