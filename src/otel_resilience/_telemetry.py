@@ -171,25 +171,17 @@ _Callback = Callable[[CallbackOptions], Iterable[Observation]]
 
 
 def _create(meter: metrics.Meter, metric: contract.Metric, callback: _Callback | None) -> Any:
-    """The instrument of one contract metric."""
-    kind, unit = metric.instrument, metric.unit
+    """The instrument of one contract metric, made by ``meter.create_<its kind>``."""
+    kind = metric.instrument
+    extra: dict[str, Any] = {}
     if kind is contract.Instrument.OBSERVABLE_GAUGE:
         if callback is None:
             raise ValueError(f"{metric.name}: an observable gauge needs a callback")
-        return meter.create_observable_gauge(
-            metric.name, callbacks=[callback], unit=unit, description=metric.description
-        )
-    if kind is contract.Instrument.HISTOGRAM:
-        return meter.create_histogram(
-            metric.name,
-            unit=unit,
-            description=metric.description,
-            explicit_bucket_boundaries_advisory=list(metric.buckets or ()),
-        )
-    create: Callable[..., Any] = meter.create_counter
-    if kind is contract.Instrument.UP_DOWN_COUNTER:
-        create = meter.create_up_down_counter
-    return create(metric.name, unit=unit, description=metric.description)
+        extra["callbacks"] = [callback]
+    elif kind is contract.Instrument.HISTOGRAM:
+        extra["explicit_bucket_boundaries_advisory"] = list(metric.buckets or ())
+    create: Callable[..., Any] = getattr(meter, f"create_{kind.value}")
+    return create(metric.name, unit=metric.unit, description=metric.description, **extra)
 
 
 class _Instruments:
