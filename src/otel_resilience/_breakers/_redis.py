@@ -397,29 +397,27 @@ class RedisBackend:
         """The admitted call succeeded; a round trip only if there is something to record."""
         args = self._success_args(permit, duration)
         if args is not None:
-            reply = self.store.run(SUCCESS, (self.key,), args)
-            self._settle(reply, lambda: self.local.record_success(permit, duration))
+            self._after_success(self.store.run(SUCCESS, (self.key,), args), permit, duration)
 
     async def record_success_async(self, permit: Permit, duration: float) -> None:
         """The asyncio twin of :meth:`record_success`."""
         args = self._success_args(permit, duration)
         if args is not None:
             reply = await self.store.run_async(SUCCESS, (self.key,), args)
-            self._settle(reply, lambda: self.local.record_success(permit, duration))
+            self._after_success(reply, permit, duration)
 
     def record_failure(self, permit: Permit, duration: float) -> None:
         """The admitted call failed: one round trip (window modes: only when rates trip)."""
         args = self._failure_args(permit, duration)
         if args is not None:
-            reply = self.store.run(FAILURE, (self.key,), args)
-            self._settle(reply, lambda: self.local.record_failure(permit, duration), failed=True)
+            self._after_failure(self.store.run(FAILURE, (self.key,), args), permit, duration)
 
     async def record_failure_async(self, permit: Permit, duration: float) -> None:
         """The asyncio twin of :meth:`record_failure`."""
         args = self._failure_args(permit, duration)
         if args is not None:
             reply = await self.store.run_async(FAILURE, (self.key,), args)
-            self._settle(reply, lambda: self.local.record_failure(permit, duration), failed=True)
+            self._after_failure(reply, permit, duration)
 
     def release(self, permit: Permit) -> None:
         """Give back a permit whose call neither failed nor succeeded."""
@@ -528,6 +526,12 @@ class RedisBackend:
             self._window_outcome(failed=True, slow=machine.settings.is_slow(duration))
             return None
         return (*self._local(permit.probe), _permit_code(permit), self.threshold)
+
+    def _after_success(self, reply: Any, permit: Permit, duration: float) -> None:
+        self._settle(reply, lambda: self.local.record_success(permit, duration))
+
+    def _after_failure(self, reply: Any, permit: Permit, duration: float) -> None:
+        self._settle(reply, lambda: self.local.record_failure(permit, duration), failed=True)
 
     def _settle(self, reply: Any, local: Callable[[], None], *, failed: bool = False) -> None:
         """Mirror the reply of an outcome's script (FAILURE, SUCCESS, RELEASE); with no reply,
