@@ -441,11 +441,10 @@ def _window_holds_two_timeouts(config: ReliabilityConfig) -> None:
             " calls before they can end; use a window of at least"
             f" {math.ceil(2 * timeout)} s or a shorter HTTP_TIMEOUT_SEC"
         )
-    _check_load_control(config)
 
 
 def _check_load_control(config: ReliabilityConfig) -> None:
-    """The cross-checks of the load-control settings (issue 13)."""
+    """The concurrency limit's bounds: MIN at most MAX, an adaptive start between them."""
     low, high = config.CONCURRENCY_LIMIT_MIN, config.CONCURRENCY_LIMIT_MAX
     if low > high:
         raise ConfigError(
@@ -460,25 +459,28 @@ def _check_load_control(config: ReliabilityConfig) -> None:
             f" expected a starting limit from CONCURRENCY_LIMIT_MIN ({low}) to"
             f" CONCURRENCY_LIMIT_MAX ({high})"
         )
-    _check_waits(config, concurrency_on=start is not None or adaptive)
 
 
-def _check_waits(config: ReliabilityConfig, *, concurrency_on: bool) -> None:
+def _check_waits(config: ReliabilityConfig) -> None:
     """A max wait longer than the deadline is refused (when its feature is on)."""
     deadline = config.DEADLINE_SEC
     if deadline is None:
         return
-    rate_on = config.RATE_LIMIT is not None or config.RATE_LIMIT_MODE == "adaptive"
-    for name, on in (
-        ("CONCURRENCY_LIMIT_MAX_WAIT_SEC", concurrency_on),
-        ("RATE_LIMIT_MAX_WAIT_SEC", rate_on),
+    for name, limit, mode in (
+        ("CONCURRENCY_LIMIT_MAX_WAIT_SEC", config.CONCURRENCY_LIMIT, config.CONCURRENCY_LIMIT_MODE),
+        ("RATE_LIMIT_MAX_WAIT_SEC", config.RATE_LIMIT, config.RATE_LIMIT_MODE),
     ):
         wait = getattr(config, name)
-        if on and wait > deadline:
+        if _limit_on(limit, mode) and wait > deadline:
             raise ConfigError(
                 f"{name}={_fmt(wait)} is not accepted with DEADLINE_SEC={_fmt(deadline)}:"
                 " expected a wait no longer than the deadline (a call could never wait that long)"
             )
+
+
+def _limit_on(limit: object, mode: str) -> bool:
+    """A load-control feature is on: its limit is set, or its adaptive mode learns one."""
+    return limit is not None or mode == "adaptive"
 
 
 def _window_holds_min_calls(config: ReliabilityConfig) -> None:
@@ -490,7 +492,6 @@ def _window_holds_min_calls(config: ReliabilityConfig) -> None:
         )
 
 
-#: the checks of settings against each other, in the order their errors take precedence
 def _check_reset_cap(config: ReliabilityConfig) -> None:
     """Issue 14 item 3: the cap of the growing open time is not below the first one."""
     reset_max = config.CB_RESET_MAX_SEC
@@ -502,12 +503,15 @@ def _check_reset_cap(config: ReliabilityConfig) -> None:
         )
 
 
+#: the checks of settings against each other, in the order their errors take precedence
 _CROSS_CHECKS: Final[tuple[Callable[[ReliabilityConfig], None], ...]] = (
     _backend_has_url,
     _timeout_within_deadline,
     _one_hedge_delay,
     _hedge_within_timeout,
     _window_holds_two_timeouts,
+    _check_load_control,
+    _check_waits,
     _window_holds_min_calls,
     _check_reset_cap,
 )
@@ -767,10 +771,11 @@ class ConfigRegistry:
 
     def get(self, service_name: str | None = None) -> ReliabilityConfig:
         """The config in force for ``service_name`` (the default config when None)."""
-        found = self._cache.get(service_name or "")
+        service = service_name or ""
+        found = self._cache.get(service)
         if found is not None:
             return found
-        return self.resolve(service_name or "")
+        return self.resolve(service)
 
     def resolve(self, service: str) -> ReliabilityConfig:
         with self._lock:
@@ -787,14 +792,8 @@ class ConfigRegistry:
         if isinstance(in_code, ReliabilityConfig):
             return in_code
         cfg = self._default
-        prefix = service_env_prefix(service)
-        if any(key.startswith(prefix) for key in env):
-            overrides = ReliabilityConfig.from_env(env, service=service)
-            env_fields = {
-                f.name: getattr(overrides, f.name)
-                for f in fields(ReliabilityConfig)
-                if prefix + f.name in env
-            }
+        env_fields = _service_env_fields(env, service)
+        if env_fields is not None:
             cfg = cfg.with_overrides(env_fields)
         if in_code is not None:
             cfg = cfg.with_overrides(in_code)
@@ -826,6 +825,17 @@ class ConfigRegistry:
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change()
+
+
+def _service_env_fields(env: Mapping[str, str], service: str) -> dict[str, Any] | None:
+    """The fields the service's ``RELIABILITY_<SERVICE>_<FIELD>`` variables set, checked with
+    the rest of the environment as :meth:`ReliabilityConfig.from_env` checks them; None when no
+    variable has the service's prefix."""
+    prefix = service_env_prefix(service)
+    if not any(key.startswith(prefix) for key in env):
+        return None
+    overrides = ReliabilityConfig.from_env(env, service=service)
+    return {name: getattr(overrides, name) for name in _SPECS if prefix + name in env}
 
 
 def _checked_services(

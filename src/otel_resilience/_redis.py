@@ -99,6 +99,13 @@ class _LoopClient:
         self.dropped = False
         self.guard: AsyncGenerator[None, None] | None = None
 
+    def script(self, source: str) -> Any:
+        """The registered (EVALSHA) asyncio script of ``source``."""
+        found = self.scripts.get(source)
+        if found is None:
+            found = self.scripts[source] = self.client.register_script(source)
+        return found
+
 
 async def _close_at_loop_shutdown(
     store: RedisStore, entry: _LoopClient
@@ -335,6 +342,15 @@ class RedisStore:
                 del self._async_clients[loop]
                 _finish_guard(entry)
 
+    async def _guarded_loop_client(self) -> _LoopClient:
+        """This event loop's client, with the guard that closes it at the loop's shutdown."""
+        entry = self._loop_client()
+        if entry.guard is None:
+            # started in this loop: its shutdown_asyncgens() closes the client
+            entry.guard = _close_at_loop_shutdown(self, entry)
+            await entry.guard.asend(None)
+        return entry
+
     async def run_async(
         self, source: str, keys: Sequence[str], args: Sequence[Any], failed: Any = None
     ) -> Any:
@@ -342,11 +358,7 @@ class RedisStore:
         if not self.available():
             return failed
         try:
-            entry = self._loop_client()
-            if entry.guard is None:
-                # started in this loop: its shutdown_asyncgens() closes the client
-                entry.guard = _close_at_loop_shutdown(self, entry)
-                await entry.guard.asend(None)
+            entry = await self._guarded_loop_client()
         except Exception as exc:  # pragma: no cover - building a client does no I/O
             return self._failed(exc, failed)
         slots = entry.slots
@@ -363,9 +375,7 @@ class RedisStore:
         else:
             await slots.acquire()  # free: returns at once
         try:
-            script = entry.scripts.get(source)
-            if script is None:
-                script = entry.scripts[source] = entry.client.register_script(source)
+            script = entry.script(source)
             # the socket timeouts bound the connect and each read (no wait_for: cancelling
             # redis-py mid-reply could leave a connection out of step with its replies)
             reply = await script(keys=list(keys), args=list(args))

@@ -27,8 +27,9 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from ._errors import ReliabilityError, is_retryable
@@ -47,6 +48,20 @@ logger = logging.getLogger("otel_resilience")
 JITTER_FRACTION: Final = 0.1
 
 StopReason = Literal["exhausted", "deadline", "budget", "rejected", "not_idempotent"]
+
+_EXHAUSTED: Final = (logging.ERROR, "All retries exhausted for %s (%s)")
+#: the log line of each stop reason that has one (level, message of service and endpoint)
+_STOP_LOGS: Final[Mapping[StopReason | None, tuple[int, str]]] = MappingProxyType(
+    {
+        "budget": (logging.DEBUG, "Retry budget of %s refused a retry of %s"),
+        "not_idempotent": (
+            logging.INFO,
+            "Not retrying %s (%s): not idempotent, and the request may have been processed",
+        ),
+        "exhausted": _EXHAUSTED,
+        "deadline": _EXHAUSTED,
+    }
+)
 
 
 def backoff_delay(
@@ -189,11 +204,9 @@ class RetryPlan:
         if attempt >= self.max_attempts:
             self.stop_reason = "exhausted"
             return True
-        if self.remaining is not None:
-            left = self.remaining()
-            if left is not None and upcoming_sleep >= left:
-                self.stop_reason = "deadline"
-                return True
+        if self._past_deadline(upcoming_sleep):
+            self.stop_reason = "deadline"
+            return True
         if self.blocked is not None and self.blocked(upcoming_sleep):
             self.stop_reason = "rejected"
             return True
@@ -201,6 +214,11 @@ class RetryPlan:
             self.stop_reason = "budget"
             return True
         return False
+
+    def _past_deadline(self, upcoming_sleep: float) -> bool:
+        """The call's deadline would pass before the sleep ends."""
+        left = self.remaining() if self.remaining is not None else None
+        return left is not None and upcoming_sleep >= left
 
     def announce(self, attempt: int, error: ReliabilityError, delay: float) -> None:
         """The seed's retry log line, and the telemetry's retry event."""
@@ -224,17 +242,10 @@ class RetryPlan:
     def log_stopped(self) -> None:
         """Log why retrying ended (the seed's message when the attempts ran out)."""
         reason = self.stop_reason
-        if reason == "budget":
-            level, message = logging.DEBUG, "Retry budget of %s refused a retry of %s"
-        elif reason == "not_idempotent":
-            level = logging.INFO
-            message = (
-                "Not retrying %s (%s): not idempotent, and the request may have been processed"
-            )
-        elif reason in ("exhausted", "deadline"):
-            level, message = logging.ERROR, "All retries exhausted for %s (%s)"
-        else:
+        found = _STOP_LOGS.get(reason)
+        if found is None:  # no reason yet, or "rejected" (the breaker opened: not logged here)
             return
+        level, message = found
         extra = {**self._where(), "resilience_stop_reason": reason}
         log_event(logger, level, message, self.service_name, self.endpoint, extra=extra)
 

@@ -171,25 +171,17 @@ _Callback = Callable[[CallbackOptions], Iterable[Observation]]
 
 
 def _create(meter: metrics.Meter, metric: contract.Metric, callback: _Callback | None) -> Any:
-    """The instrument of one contract metric."""
-    kind, unit = metric.instrument, metric.unit
+    """The instrument of one contract metric, made by ``meter.create_<its kind>``."""
+    kind = metric.instrument
+    extra: dict[str, Any] = {}
     if kind is contract.Instrument.OBSERVABLE_GAUGE:
         if callback is None:
             raise ValueError(f"{metric.name}: an observable gauge needs a callback")
-        return meter.create_observable_gauge(
-            metric.name, callbacks=[callback], unit=unit, description=metric.description
-        )
-    if kind is contract.Instrument.HISTOGRAM:
-        return meter.create_histogram(
-            metric.name,
-            unit=unit,
-            description=metric.description,
-            explicit_bucket_boundaries_advisory=list(metric.buckets or ()),
-        )
-    create: Callable[..., Any] = meter.create_counter
-    if kind is contract.Instrument.UP_DOWN_COUNTER:
-        create = meter.create_up_down_counter
-    return create(metric.name, unit=unit, description=metric.description)
+        extra["callbacks"] = [callback]
+    elif kind is contract.Instrument.HISTOGRAM:
+        extra["explicit_bucket_boundaries_advisory"] = list(metric.buckets or ())
+    create: Callable[..., Any] = getattr(meter, f"create_{kind.value}")
+    return create(metric.name, unit=metric.unit, description=metric.description, **extra)
 
 
 class _Instruments:
@@ -381,29 +373,34 @@ class Telemetry:
         with self._lock:
             found = self._pairs.get((service, endpoint))
             if found is None:
-                metric_endpoint = endpoint
-                if self._metric_pairs >= self._max_endpoints:
-                    metric_endpoint = n.OVERFLOW_ENDPOINT
-                    if "overflow" not in self._warned:
-                        self._warned.add("overflow")
-                        logger.warning(
-                            "telemetry: more than %d distinct (service, endpoint) pairs; metrics"
-                            " of new ones use %s=%r (spans keep the real name)",
-                            self._max_endpoints,
-                            n.ATTR_ENDPOINT,
-                            n.OVERFLOW_ENDPOINT,
-                        )
-                else:
-                    self._metric_pairs += 1
-                found = _Pair(service, endpoint, metric_endpoint)
-                pairs = self._pairs
-                if len(pairs) >= 2 * self._max_endpoints + _OVERFLOW_PAIRS_KEPT:
-                    # overflowed pairs are plain caches (their metrics are all "_other"): drop
-                    # them, so endless distinct names cost bounded memory
-                    for key in [k for k, p in pairs.items() if p.overflowed]:
-                        del pairs[key]
-                pairs[(service, endpoint)] = found
+                found = _Pair(service, endpoint, self._metric_endpoint(endpoint))
+                self._drop_overflowed_pairs()
+                self._pairs[(service, endpoint)] = found
             return found
+
+    def _metric_endpoint(self, endpoint: str) -> str:
+        """The endpoint the metrics of a new pair name: its own, or ``_other`` past the cap."""
+        if self._metric_pairs < self._max_endpoints:
+            self._metric_pairs += 1
+            return endpoint
+        if "overflow" not in self._warned:
+            self._warned.add("overflow")
+            logger.warning(
+                "telemetry: more than %d distinct (service, endpoint) pairs; metrics"
+                " of new ones use %s=%r (spans keep the real name)",
+                self._max_endpoints,
+                n.ATTR_ENDPOINT,
+                n.OVERFLOW_ENDPOINT,
+            )
+        return n.OVERFLOW_ENDPOINT
+
+    def _drop_overflowed_pairs(self) -> None:
+        """Overflowed pairs are plain caches (their metrics are all "_other"): past a bound,
+        drop them, so endless distinct names cost bounded memory."""
+        pairs = self._pairs
+        if len(pairs) >= 2 * self._max_endpoints + _OVERFLOW_PAIRS_KEPT:
+            for key in [k for k, p in pairs.items() if p.overflowed]:
+                del pairs[key]
 
     # --- observers ----------------------------------------------------------------------------
 
@@ -466,9 +463,9 @@ class Telemetry:
             for endpoint, _in_flight in limiter.endpoints():
                 attrs = self.pair(limiter.service_name, endpoint).metric_attrs
                 key = (attrs[n.ATTR_SERVICE], attrs[n.ATTR_ENDPOINT])
-                seen = found.get(key)
                 point = limiter.limit
-                found[key] = (point if seen is None else max(seen[0], point), attrs)
+                seen, _ = found.get(key, (point, attrs))
+                found[key] = (max(seen, point), attrs)
         return [Observation(point, attrs) for point, attrs in found.values()]
 
     def _observe_overrides(self, options: CallbackOptions) -> Iterable[Observation]:
@@ -487,24 +484,21 @@ class Telemetry:
         The breakers beyond the endpoint cap share the "_other" series, which reads 1 for a
         value when any of them has it (an open or forced-open breaker must show).
         """
-        series: dict[tuple[str, str, str], tuple[int, Attributes]] = {}
+        # the current values of the breakers of each metric series' (service, endpoint)
+        series: dict[tuple[str, str], tuple[_Pair, set[str]]] = {}
         for breaker in self._each_breaker():
             try:
                 current = _value(read(breaker))
             except Exception:  # pragma: no cover - a custom breaker that cannot say it
                 continue
             pair = self.pair(breaker.service_name, breaker.endpoint)
-            service, endpoint = (
-                pair.metric_attrs[n.ATTR_SERVICE],
-                pair.metric_attrs[n.ATTR_ENDPOINT],
-            )
-            for value in values:
-                hot = int(value == current)
-                key = (service, endpoint, value)
-                seen = series.get(key)
-                if seen is None or hot > seen[0]:
-                    series[key] = (hot, attrs(pair, value))
-        return [Observation(hot, attributes) for hot, attributes in series.values()]
+            key = (pair.metric_attrs[n.ATTR_SERVICE], pair.metric_attrs[n.ATTR_ENDPOINT])
+            series.setdefault(key, (pair, set()))[1].add(current)
+        return [
+            Observation(int(value in currents), attrs(pair, value))
+            for pair, currents in series.values()
+            for value in values
+        ]
 
 
 class _Pair:
@@ -559,10 +553,15 @@ class _Pair:
         key = -attempt if hedge else attempt
         found = self._attempts.get(key)
         if found is None:
-            kind = "hedge" if hedge else "primary" if attempt == 1 else "retry"
-            found = {**self.span_attrs, n.ATTR_ATTEMPT: attempt, n.ATTR_ATTEMPT_KIND: kind}
-            if attempt <= 16:  # the usual attempt numbers; beyond, build (rare, and unbounded)
-                self._attempts[key] = found
+            found = self._new_attempt_attrs(key, attempt, hedge)
+        return found
+
+    def _new_attempt_attrs(self, key: int, attempt: int, hedge: bool) -> Attributes:
+        """The attributes of an attempt span not cached yet (kept for the usual numbers)."""
+        kind = "hedge" if hedge else "primary" if attempt == 1 else "retry"
+        found = {**self.span_attrs, n.ATTR_ATTEMPT: attempt, n.ATTR_ATTEMPT_KIND: kind}
+        if attempt <= 16:  # the usual attempt numbers; beyond, build (rare, and unbounded)
+            self._attempts[key] = found
         return found
 
     def error_attrs(self, error_type: str) -> Attributes:
@@ -734,15 +733,7 @@ class _Call(CallObserver):
         error_type = error.error_type.value
         try:
             if span is not None:
-                try:
-                    if span.is_recording():
-                        message = _record_exception(
-                            span, cause, self._telemetry.patterns(error.service_name)
-                        )
-                        span.set_attribute(n.ATTR_ERROR_TYPE, error_type)
-                        span.set_status(Status(StatusCode.ERROR, message or type(cause).__name__))
-                finally:
-                    span.end()
+                self._end_failed(span, error, cause)
             instruments = self._instruments
             if instruments is not None:
                 attrs = self._pair.error_attrs(error_type)
@@ -751,6 +742,18 @@ class _Call(CallObserver):
                     instruments.timeouts.add(1, self._pair.metric_attrs)
         except Exception:
             self._telemetry.warn_once("attempt_failed", "recording a failed attempt failed")
+
+    def _end_failed(self, span: trace.Span, error: ReliabilityError, cause: BaseException) -> None:
+        """End a failed attempt's span: its exception, ``error.type`` and an ERROR status."""
+        try:
+            if span.is_recording():
+                message = _record_exception(
+                    span, cause, self._telemetry.patterns(error.service_name)
+                )
+                span.set_attribute(n.ATTR_ERROR_TYPE, error.error_type.value)
+                span.set_status(Status(StatusCode.ERROR, message or type(cause).__name__))
+        finally:
+            span.end()
 
     def attempt_cancelled(self, handle: Any) -> None:
         span = self._end_attempt(handle)

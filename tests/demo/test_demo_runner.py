@@ -101,3 +101,18 @@ def test_service_configs_scale_breaker_reset_and_backoff_with_the_run():
     assert clamav.CB_FAIL_THRESHOLD == 5
     knobs = replace(get_scenario("outage").knobs, av_timeout=0.5)
     assert DemoRunner(RunOptions(get_scenario("outage"), knobs=knobs)).knobs.av_timeout == 0.5
+
+
+def test_a_service_s_attempt_timeout_is_the_longest_of_its_operations():
+    from otel_resilience.demo._scenarios import Operation
+
+    operations = (
+        Operation("gcs", "upload", weight=0.5, timeout_sec=3.0),
+        Operation("clamav", "scan", weight=0.25, timeout_sec=1.0),
+        Operation("gcs", "download", weight=0.25, timeout_sec=0.5),
+    )
+    scenario = replace(get_scenario("steady"), operations=operations)
+    configs = DemoRunner(RunOptions(scenario, duration_sec=60.0, time_scale=0.5)).service_configs()
+    assert list(configs) == ["gcs", "clamav"]  # in the order the operations name them
+    timeouts = (configs["gcs"].HTTP_TIMEOUT_SEC, configs["clamav"].HTTP_TIMEOUT_SEC)
+    assert timeouts == pytest.approx((1.5, 0.5))

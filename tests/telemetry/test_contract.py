@@ -310,6 +310,13 @@ def test_the_instruments_created_are_the_emitted_metrics_of_the_contract() -> No
     assert provider.meter.created == expected
 
 
+@pytest.mark.parametrize("kind", list(tc.Instrument), ids=lambda k: k.value)
+def test_each_instrument_kind_names_the_meter_method_that_creates_it(kind: tc.Instrument) -> None:
+    from opentelemetry import metrics
+
+    assert callable(getattr(metrics.Meter, f"create_{kind.value}"))
+
+
 def test_a_gauge_without_a_callback_is_refused_naming_the_metric() -> None:
     with pytest.raises(ValueError, match=r"resilience\.circuit_breaker\.state: .*callback"):
         telemetry_module._create(RecordingMeter(), tc.METRICS.breaker_state, None)  # type: ignore[arg-type]

@@ -318,10 +318,13 @@ class Machine:
         if override is BreakerOverride.DISABLED:
             return ADMITTED, []
         events = self.tick(now)
-        permit = self._admit()
-        if not permit.admitted and override is BreakerOverride.METRICS_ONLY:
-            permit = ADMITTED
-        return permit, events
+        return self.overruled(self._admit()), events
+
+    def overruled(self, permit: Permit) -> Permit:
+        """``permit``, but ADMITTED for a rejection under ``metrics_only`` (it never rejects)."""
+        if permit.admitted or self.override is not BreakerOverride.METRICS_ONLY:
+            return permit
+        return ADMITTED
 
     def _admit(self) -> Permit:
         if self.state is _CLOSED:
@@ -369,15 +372,17 @@ class Machine:
             if self.current_probe(permit):
                 self._probe_back()
                 self.open(now, events)
-        elif self.state is _CLOSED:
-            if self.window is None:
-                if self.failure_count >= self.settings.threshold:
-                    self.open(now, events)
-            else:
-                self.window.add(True, self.settings.is_slow(duration), now)
-                if self.rates_exceeded(now):
-                    self.open(now, events)
+        elif self.state is _CLOSED and self._failure_trips(duration, now):
+            self.open(now, events)
         return events
+
+    def _failure_trips(self, duration: float, now: float) -> bool:
+        """A CLOSED breaker's failure opens it: at the threshold of consecutive failures, or
+        (window modes) when it makes a rate reach its threshold."""
+        if self.window is None:
+            return self.failure_count >= self.settings.threshold
+        self.window.add(True, self.settings.is_slow(duration), now)
+        return self.rates_exceeded(now)
 
     def release(self, permit: Permit) -> None:
         """Give back a permit whose call neither failed nor succeeded."""

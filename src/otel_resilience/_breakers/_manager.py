@@ -7,7 +7,13 @@ import time
 from collections.abc import Callable, Iterator
 
 from .._config import ReliabilityConfig
-from ._breaker import BreakerStatus, CircuitBreaker, TransitionListener
+from ._breaker import (
+    BackendFactory,
+    BreakerStatus,
+    CircuitBreaker,
+    TransitionListener,
+    memory_backend,
+)
 from ._memory import Clock
 
 BreakerFactory = Callable[[str, str, ReliabilityConfig, Clock], CircuitBreaker]
@@ -18,18 +24,11 @@ def default_factory(
     service_name: str, endpoint: str, config: ReliabilityConfig, clock: Clock
 ) -> CircuitBreaker:
     """A breaker with the backend that ``config.STATE_BACKEND`` names."""
+    backend: BackendFactory = memory_backend
     if config.STATE_BACKEND == "redis":
         from ._redis import redis_backend
 
-        return CircuitBreaker(
-            endpoint,
-            config.CB_FAIL_THRESHOLD,
-            config.CB_RESET_SEC,
-            service_name=service_name,
-            config=config,
-            clock=clock,
-            backend=redis_backend,
-        )
+        backend = redis_backend
     return CircuitBreaker(
         endpoint,
         config.CB_FAIL_THRESHOLD,
@@ -37,6 +36,7 @@ def default_factory(
         service_name=service_name,
         config=config,
         clock=clock,
+        backend=backend,
     )
 
 
@@ -124,18 +124,22 @@ class CircuitBreakerManager:
         if endpoint is not None:
             return self.breaker_for(service_or_endpoint, endpoint)
         matches = [b for (_, ep), b in list(self._breakers.items()) if ep == service_or_endpoint]
-        if len(matches) == 1:
-            return matches[0]
+        if len(matches) != 1:
+            raise KeyError(self._not_one(service_or_endpoint, matches))
+        return matches[0]
+
+    def _not_one(self, endpoint: str, matches: list[CircuitBreaker]) -> str:
+        """Why ``get_breaker(endpoint)`` found no breaker, or several."""
         if not matches:
             known = sorted({f"{s}/{e}" for s, e in self._breakers}) or ["none yet"]
-            raise KeyError(
-                f"no circuit breaker for endpoint {service_or_endpoint!r};"
+            return (
+                f"no circuit breaker for endpoint {endpoint!r};"
                 f" known (service/endpoint): {', '.join(known)}"
             )
         services = sorted(b.service_name for b in matches)
-        raise KeyError(
-            f"endpoint {service_or_endpoint!r} is used by several services ({', '.join(services)});"
-            f" use get_breaker(service_name, {service_or_endpoint!r})"
+        return (
+            f"endpoint {endpoint!r} is used by several services ({', '.join(services)});"
+            f" use get_breaker(service_name, {endpoint!r})"
         )
 
     def breakers(self) -> list[CircuitBreaker]:

@@ -60,7 +60,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -88,6 +89,10 @@ _HALF_OPEN: Final = CircuitBreakerState.HALF_OPEN
 _STATES: Final = (_CLOSED, _OPEN, _HALF_OPEN)
 _NO_THRESHOLD: Final = 2**31  # window modes: failures alone never open the shared breaker
 _PROBE: Final = 2  # a probe's permit code in the scripts is 2 + its half-open period
+#: the permit of a manual state that decides without Redis
+_OVERRIDDEN: Final[Mapping[BreakerOverride | None, Permit]] = MappingProxyType(
+    {BreakerOverride.FORCED_OPEN: REJECTED, BreakerOverride.DISABLED: ADMITTED}
+)
 
 # Common head of every script: the server's time in ms, the hash's fields, and the local mirror.
 # ARGV[1..10] of every script: reset_ms, ttl_ms, the mirror's state, failures and ms since it
@@ -374,7 +379,7 @@ class RedisBackend:
 
     def try_acquire(self) -> Permit:
         """One round trip: admitted, a probe (counted across processes) or rejected."""
-        early = self._early_permit()
+        early = _OVERRIDDEN.get(self.machine.override)
         if early is not None:
             return early
         args = self._acquire_args()
@@ -382,7 +387,7 @@ class RedisBackend:
 
     async def try_acquire_async(self) -> Permit:
         """The asyncio twin of :meth:`try_acquire`."""
-        early = self._early_permit()
+        early = _OVERRIDDEN.get(self.machine.override)
         if early is not None:
             return early
         args = self._acquire_args()
@@ -418,13 +423,16 @@ class RedisBackend:
         """Give back a permit whose call neither failed nor succeeded."""
         if permit.probe:
             args = (*self._local(), _permit_code(permit))
-            self._after_release(self.store.run(RELEASE, (self.key,), args), permit)
+            self._settle(
+                self.store.run(RELEASE, (self.key,), args), lambda: self.local.release(permit)
+            )
 
     async def release_async(self, permit: Permit) -> None:
         """The asyncio twin of :meth:`release`."""
         if permit.probe:
             args = (*self._local(), _permit_code(permit))
-            self._after_release(await self.store.run_async(RELEASE, (self.key,), args), permit)
+            reply = await self.store.run_async(RELEASE, (self.key,), args)
+            self._settle(reply, lambda: self.local.release(permit))
 
     def reset(self) -> None:
         """Back to CLOSED with no history, here and in Redis (for every process)."""
@@ -434,22 +442,13 @@ class RedisBackend:
 
     def sync(self) -> None:
         """Read the shared state into the local mirror now (one round trip)."""
-        override = self.machine.override
-        if override is None or override is BreakerOverride.METRICS_ONLY:
+        if self.machine.override in (None, BreakerOverride.METRICS_ONLY):
             args = self._acquire_args(admit=False)
             reply = self.store.run(ACQUIRE, (self.key,), args)
-            if reply is not None and reply is not BUSY:
+            if reply not in (None, BUSY):
                 self._after_acquire(reply, args)
 
     # --- before and after the round trips -----------------------------------------------------
-
-    def _early_permit(self) -> Permit | None:
-        override = self.machine.override
-        if override is BreakerOverride.FORCED_OPEN:
-            return REJECTED
-        if override is BreakerOverride.DISABLED:
-            return ADMITTED
-        return None
 
     def _local(self, probe: bool = False) -> tuple[int | float, ...]:
         """ARGV[1..10] of every script: reset_ms, ttl_ms and the local mirror (state, failures,
@@ -493,18 +492,13 @@ class RedisBackend:
             self.pending_sync = False
             self.synced_epoch = self.store.epoch
         self._mirror(*values[1:])
-        permit = _permit(values[0])
-        if not permit.admitted and self.machine.override is BreakerOverride.METRICS_ONLY:
-            return ADMITTED
-        return permit
+        return self.machine.overruled(_permit(values[0]))
 
     def _busy_permit(self) -> Permit:
         """No free connection in time: decide on the mirror, change nothing (no transition, no
         probe: those are Redis's to hand out)."""
         machine = self.machine
-        if machine.state is _CLOSED or machine.override is BreakerOverride.METRICS_ONLY:
-            return ADMITTED
-        return REJECTED
+        return machine.overruled(ADMITTED if machine.state is _CLOSED else REJECTED)
 
     def _success_args(self, permit: Permit, duration: float) -> tuple[int | float, ...] | None:
         machine = self.machine
@@ -524,16 +518,6 @@ class RedisBackend:
             int(slow),
         )
 
-    def _after_success(self, reply: Any, permit: Permit, duration: float) -> None:
-        if reply is BUSY:
-            return  # not recorded: the shared state stays as it is (see BUSY)
-        values = _ints(reply, 7)
-        if values is None:
-            self._fallen_back(reply)
-            self.local.record_success(permit, duration)
-            return
-        self._mirror(*values)
-
     def _failure_args(self, permit: Permit, duration: float) -> tuple[int | float, ...] | None:
         machine = self.machine
         if machine.override is BreakerOverride.DISABLED:
@@ -543,42 +527,39 @@ class RedisBackend:
             return None
         return (*self._local(permit.probe), _permit_code(permit), self.threshold)
 
-    def _after_failure(self, reply: Any, permit: Permit, duration: float) -> None:
-        if reply is BUSY:
-            return
-        values = _ints(reply, 7)
-        if values is None:
-            self._fallen_back(reply)
-            self.local.record_failure(permit, duration)
-            return
-        self.machine.last_failure_time = self.clock()
-        self._mirror(*values)
+    def _after_success(self, reply: Any, permit: Permit, duration: float) -> None:
+        self._settle(reply, lambda: self.local.record_success(permit, duration))
 
-    def _after_release(self, reply: Any, permit: Permit) -> None:
+    def _after_failure(self, reply: Any, permit: Permit, duration: float) -> None:
+        self._settle(reply, lambda: self.local.record_failure(permit, duration), failed=True)
+
+    def _settle(self, reply: Any, local: Callable[[], None], *, failed: bool = False) -> None:
+        """Mirror the reply of an outcome's script (FAILURE, SUCCESS, RELEASE); with no reply,
+        ``local()`` records the outcome in memory. BUSY: not recorded, the shared state stays
+        as it is (see BUSY)."""
         if reply is BUSY:
             return
         values = _ints(reply, 7)
         if values is None:
             self._fallen_back(reply)
-            self.local.release(permit)
+            local()
             return
+        if failed:
+            self.machine.last_failure_time = self.clock()
         self._mirror(*values)
 
     def _window_outcome(self, *, failed: bool, slow: bool) -> None:
         """Window modes: add the outcome to this process's window; open for all if it trips."""
         with self.lock:
             tripped = self.machine.window_outcome(failed, slow, self.clock())
-        if not tripped:
-            return
-        # a failure with a threshold of 1 opens the shared breaker if it is still closed
-        reply = self.store.run(FAILURE, (self.key,), (*self._local(), _permit_code(ADMITTED), 1))
-        if reply is BUSY:
-            return  # the window still holds the rates: the next outcome trips again
-        values = _ints(reply, 7)
-        if values is not None:
-            self._mirror(*values)
-            return
-        self._fallen_back(reply)
+        if tripped:
+            # a failure with a threshold of 1 opens the shared breaker if it is still closed;
+            # BUSY: the window still holds the rates, the next outcome trips again
+            args = (*self._local(), _permit_code(ADMITTED), 1)
+            self._settle(self.store.run(FAILURE, (self.key,), args), self._open_locally)
+
+    def _open_locally(self) -> None:
+        """A tripped window with Redis away: open this process's breaker if it is closed."""
         events: Events = []
         with self.lock:
             if self.machine.state is _CLOSED:

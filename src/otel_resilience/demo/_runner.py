@@ -10,6 +10,7 @@ listener writes the timeline of state changes for the summary.
 from __future__ import annotations
 
 import importlib
+import math
 import random
 import sys
 import threading
@@ -116,6 +117,22 @@ class _Attempts:
     answered_at: float = 0.0
     waits: list[tuple[float, float]] = field(default_factory=list)
 
+    def begin(self, now: float) -> int:
+        """Count an attempt starting at ``now``; the number of this attempt."""
+        if self.retry_after is not None:  # the previous attempt was told when to come back
+            self.waits.append((self.retry_after, now - self.answered_at))
+            self.retry_after = None
+        self.count += 1
+        return self.count
+
+    def answered(self, response: Any, clock: Clock) -> None:
+        """Note the ``Retry-After`` of a 429 answer, for the wait of the next attempt."""
+        left = remaining_time()
+        # an attempt the library already gave up on (timed out) cannot steer the retry
+        if response.status_code == 429 and (left is None or left > 0):
+            self.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            self.answered_at = clock()
+
 
 class DemoRunner:
     """Run a scenario: stand-in services, worker threads, a breaker timeline."""
@@ -147,10 +164,11 @@ class DemoRunner:
     def service_configs(self) -> dict[str, ReliabilityConfig]:
         """Per-service settings, scaled so breakers open and recover within the run."""
         s = self.scenario
-        configs: dict[str, ReliabilityConfig] = {}
-        for service in dict.fromkeys(op.service for op in self._operations):
-            timeout = max(op.timeout_sec for op in self._operations if op.service == service)
-            configs[service] = ReliabilityConfig(
+        longest: dict[str, float] = {}  # the longest timeout of each service's operations
+        for op in self._operations:
+            longest[op.service] = max(op.timeout_sec, longest.get(op.service, op.timeout_sec))
+        return {
+            service: ReliabilityConfig(
                 HTTP_TIMEOUT_SEC=timeout * self.scale,
                 HTTP_RETRIES=3,
                 HTTP_BACKOFF_BASE_MS=max(1, round(s.backoff_base_ms * self.scale)),
@@ -159,7 +177,8 @@ class DemoRunner:
                 CB_RESET_SEC=s.breaker_reset_sec * self.scale,
                 RETRY_AFTER_MAX_SEC=10.0,
             )
-        return configs
+            for service, timeout in longest.items()
+        }
 
     # -- control -----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -292,17 +311,13 @@ class DemoRunner:
         )
 
     def _wait(self, on_tick: Callable[[DemoRunner], None] | None, tick_sec: float) -> None:
-        duration = self.options.duration_sec
+        end = self.options.duration_sec or math.inf  # 0 runs until stopped
         next_tick = tick_sec
         while not self._stop.is_set():
             elapsed = self.elapsed()
-            if duration and elapsed >= duration:
+            if elapsed >= end:
                 return
-            until = next_tick - elapsed
-            if duration:
-                until = min(until, duration - elapsed)
-            if until > 0:
-                self._stop.wait(until)
+            self._stop.wait(max(0.0, min(next_tick, end) - elapsed))
             if self.elapsed() >= next_tick:
                 next_tick += tick_sec
                 if on_tick is not None:
@@ -358,24 +373,12 @@ class DemoRunner:
         import openai
 
         seen = self._llm_calls.seen = _Attempts()
-        started = self._clock()
-        error_type: str | None = None
-        attempts = 0
-        try:
-            self._llms[op.endpoint].chat.completions.create(
-                model="stand-in",
-                messages=[{"role": "user", "content": f"Summarise document {document}"}],
-            )
-            attempts = seen.count
-        except openai.APIStatusError as exc:  # the server's last answer, after the retries
-            error_type = map_external_error("openai", op.endpoint, exc).error_type.value
-            attempts = seen.count
-        except ReliabilityError as exc:  # no answer: timeout, connection error, open breaker
-            error_type = exc.error_type.value
-            attempts = exc.attempts
-            if exc.error_type is ExternalServiceError.TIMEOUT:
-                seen.timed_out.add(max(1, exc.attempts))
-        return _outcome(op, self._clock() - started, seen, attempts, error_type)
+        create = self._llms[op.endpoint].chat.completions.create
+        message = {"role": "user", "content": f"Summarise document {document}"}
+        # an APIStatusError is the server's last answer, after the retries
+        return self._measure(
+            op, seen, lambda: create(model="stand-in", messages=[message]), openai.APIStatusError
+        )
 
     def _call(
         self, client: httpx.Client, urls: dict[str, str], op: Operation, rng: random.Random
@@ -386,21 +389,34 @@ class DemoRunner:
             return self._call_llm(op, document)
         payload = rng.randbytes(rng.randrange(512, 8192))
         attempt = _Attempt(self._clock, client, urls, op, timeout, document, payload)
-        seen = attempt.seen
+        return self._measure(
+            op,
+            attempt.seen,
+            lambda: resilient_call(
+                op.service, op.endpoint, attempt, timeout_sec=timeout, max_retries=op.max_retries
+            ),
+        )
+
+    def _measure(
+        self,
+        op: Operation,
+        seen: _Attempts,
+        call: Callable[[], object],
+        answered: tuple[type[Exception], ...] | type[Exception] = (),
+    ) -> CallOutcome:
+        """Make ``call`` and record its outcome; ``answered`` errors carry the server's answer."""
         started = self._clock()
         error_type: str | None = None
-        attempts = 0
         try:
-            resilient_call(
-                op.service, op.endpoint, attempt, timeout_sec=timeout, max_retries=op.max_retries
-            )
-            attempts = seen.count
-        except ReliabilityError as exc:
-            error_type = exc.error_type.value
-            attempts = exc.attempts
+            call()
+        except answered as exc:
+            error_type = map_external_error(op.service, op.endpoint, exc).error_type.value
+        except ReliabilityError as exc:  # no answer: timeout, connection error, open breaker
             if exc.error_type is ExternalServiceError.TIMEOUT:
                 seen.timed_out.add(max(1, exc.attempts))
-        return _outcome(op, self._clock() - started, seen, attempts, error_type)
+            duration = self._clock() - started
+            return _outcome(op, duration, seen, exc.attempts, exc.error_type.value)
+        return _outcome(op, self._clock() - started, seen, seen.count, error_type)
 
 
 def _outcome(
@@ -440,21 +456,13 @@ class _ObservedTransport:
 
     def handle_request(self, request: Any) -> Any:
         seen: _Attempts = self._calls.seen
-        now = self._clock()
-        if seen.retry_after is not None:  # the previous attempt was told when to come back
-            seen.waits.append((seen.retry_after, now - seen.answered_at))
-            seen.retry_after = None
-        seen.count += 1
+        number = seen.begin(self._clock())
         try:
             response = self._inner.handle_request(request)
         except self._lib.TimeoutException:
-            seen.timed_out.add(seen.count)
+            seen.timed_out.add(number)
             raise
-        left = remaining_time()
-        # an attempt the library already gave up on (timed out) cannot steer the retry
-        if response.status_code == 429 and (left is None or left > 0):
-            seen.retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            seen.answered_at = self._clock()
+        seen.answered(response, self._clock)
         return response
 
     def close(self) -> None:
@@ -482,23 +490,14 @@ class _Attempt:
 
     def __call__(self) -> int:
         seen = self.seen
-        now = self._clock()
-        if seen.retry_after is not None:  # the previous attempt was told when to come back
-            seen.waits.append((seen.retry_after, now - seen.answered_at))
-            seen.retry_after = None
-        seen.count += 1
-        number = seen.count
+        number = seen.begin(self._clock())
         budget = remaining_time()
         http_timeout = budget if budget is not None and budget > 0 else self._timeout
         try:
             response = _request(*self._request, http_timeout)
             response.raise_for_status()
         except httpx.HTTPStatusError as exc:
-            left = remaining_time()
-            # an attempt the library already gave up on (timed out) cannot steer the retry
-            if exc.response.status_code == 429 and (left is None or left > 0):
-                seen.retry_after = parse_retry_after(exc.response.headers.get("Retry-After"))
-                seen.answered_at = self._clock()
+            seen.answered(exc.response, self._clock)
             raise
         except httpx.TimeoutException:
             seen.timed_out.add(number)
