@@ -282,6 +282,27 @@ def test_a_probe_of_an_earlier_period_counts_for_nothing(make: Make) -> None:
     assert h.breaker.state is HALF_OPEN  # nor a stale failure
 
 
+def test_a_stale_probe_failing_after_the_close_is_not_a_failure_of_the_closed_breaker(
+    make: Make,
+) -> None:
+    """Found by the breaker's state machine test: a probe of an earlier half-open period that
+    failed after the breaker closed counted towards the next opening."""
+    h = make(CB_FAIL_THRESHOLD=3, CB_HALF_OPEN_MAX_CALLS=2)
+    h.fail(3)
+    h.advance(RESET_SEC)
+    stale = h.breaker.try_acquire()
+    h.breaker.record_failure(h.breaker.try_acquire())  # reopens
+    h.advance(RESET_SEC)
+    h.succeed(2)  # the two probes of the new period close it
+    assert h.breaker.state is CLOSED
+    h.breaker.record_failure(stale)
+    assert h.breaker.failure_count == 0
+    h.fail(2)
+    assert h.breaker.state is CLOSED  # two failures of three: still closed
+    h.fail()
+    assert h.breaker.state is OPEN
+
+
 # --- manual states and reset --------------------------------------------------------------------
 
 
@@ -566,10 +587,10 @@ class Model:
             self.failures = 0
 
     def failure(self, permit: _ModelPermit) -> None:
+        if permit.probe and not self._current(permit):
+            return  # a probe of a half-open period that ended counts for nothing
         self.failures += 1
-        if self._current(permit) or (
-            not permit.probe and self.state == "closed" and self.failures >= self.threshold
-        ):
+        if permit.probe or (self.state == "closed" and self.failures >= self.threshold):
             self._open()
 
     def release(self, permit: _ModelPermit) -> None:

@@ -366,12 +366,13 @@ class Machine:
         events: Events = []
         if self.override is BreakerOverride.DISABLED:
             return events
+        if permit.probe and not self.current_probe(permit):
+            return events  # a probe of a half-open period that ended: it counts for nothing
         self.failure_count += 1
         self.last_failure_time = now
         if permit.probe:
-            if self.current_probe(permit):
-                self._probe_back()
-                self.open(now, events)
+            self._probe_back()
+            self.open(now, events)
         elif self.state is _CLOSED and self._failure_trips(duration, now):
             self.open(now, events)
         return events

@@ -209,11 +209,12 @@ FAILURE: Final = (
     + """
 local permit = tonumber(ARGV[11])
 local old = s
-f = f + 1
 if current_probe(permit) then
+    f = f + 1
     open()
-elseif permit < 2 and s == 0 and f >= tonumber(ARGV[12]) then
-    open()
+elseif permit < 2 then  -- a probe of a half-open period that ended counts for nothing
+    f = f + 1
+    if s == 0 and f >= tonumber(ARGV[12]) then open() end
 end
 save()
 return {s, f, wait(), old, restored, d, n}
