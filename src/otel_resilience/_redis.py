@@ -246,15 +246,18 @@ class RedisStore:
                 self.cooldown_sec,
             )
 
-    def mark_ok(self) -> None:
-        """Record a command that worked (after an outage: log it and start a re-sync epoch)."""
+    def mark_ok(self, sent: float) -> None:
+        """Record a command sent at ``sent`` that worked: after an outage, when it was sent
+        after the failure that began it, log it and start a re-sync epoch (the late reply of a
+        command sent before is no sign that Redis is back)."""
         if self._outage:
-            self._end_outage()
+            self._end_outage(sent)
 
-    def _end_outage(self) -> None:
+    def _end_outage(self, sent: float) -> None:
         with self._lock:
-            back, self._outage = self._outage, False
+            back = self._outage and sent >= self._failed_at
             if back:
+                self._outage = False
                 self.epoch += 1
         if back:
             log_event(
@@ -294,13 +297,14 @@ class RedisStore:
                     return self._busy()
                 if self.failed_since(started):  # an outage began while we waited: go local
                     return failed
+            sent = time.monotonic()
             reply = command()
         except Exception as exc:  # any failure of the store falls back; a call never fails
             return self._failed(exc, failed)
         finally:
             if taken:
                 slots.release()
-        self.mark_ok()
+        self.mark_ok(sent)
         return reply
 
     def _busy(self) -> Any:
@@ -374,6 +378,7 @@ class RedisStore:
                 return failed
         else:
             await slots.acquire()  # free: returns at once
+        sent = time.monotonic()
         try:
             script = entry.script(source)
             # the socket timeouts bound the connect and each read (no wait_for: cancelling
@@ -383,7 +388,7 @@ class RedisStore:
             return self._failed(exc, failed)
         finally:
             slots.release()
-        self.mark_ok()
+        self.mark_ok(sent)
         return reply
 
     @property

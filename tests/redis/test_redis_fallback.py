@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -226,4 +227,38 @@ def test_a_store_reports_each_failed_command_to_its_on_error_callback(
     assert store.errors == 1
     # the callback replaces the default one (which counts resilience.state_store.errors)
     assert counter_points(metric_reader, "resilience.state_store.errors") == {}
+    store.close()
+
+
+#: keeps Redis busy for 30 ms (within the store's 50 ms timeout)
+BUSY_SCRIPT = """
+local start = redis.call('TIME')
+local t0 = start[1] * 1000000 + start[2]
+while true do
+    local now = redis.call('TIME')
+    if now[1] * 1000000 + now[2] - t0 > 30000 then return 1 end
+end
+"""
+
+
+async def test_a_late_reply_of_a_command_sent_before_the_outage_does_not_end_it(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by the multi-process outage test (asyncio tasks): a command in flight when
+    another one failed ended the outage when its reply came, so the next failure logged a
+    second "state store unreachable" for one outage (and a second "back")."""
+    store = RedisStore(redis_url, 50, cooldown_sec=30)
+    assert await store.run_async(ANY_SCRIPT, ("k",), ()) == 1  # the loop's client is warm
+    with caplog.at_level(logging.WARNING, logger="otel_resilience"):
+        slow = asyncio.ensure_future(store.run_async(BUSY_SCRIPT, ("k",), (), failed="failed"))
+        await asyncio.sleep(0.01)  # the busy script is running in Redis
+        store.mark_failed(redis.ConnectionError("another command failed"))  # the outage
+        assert await slow == 1  # the reply of the command sent before the failure
+        assert store.in_outage  # ... is no sign that Redis is back
+        assert store.epoch == 0
+        await asyncio.sleep(0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("unreachable" in m for m in messages) == 1
+    assert not any("state store back" in m for m in messages)
+    await store.aclose_loop_client()
     store.close()
