@@ -162,7 +162,7 @@ def _func_name(named: object) -> str:
 
 def _timeout_error(named: object, requested: float | None, limit: float) -> AttemptTimeout:
     """The error for a deadline that passed; the seed's message when the requested limit applied."""
-    if requested is not None and limit == requested:
+    if limit == requested:  # (never when requested is None)
         shown: object = requested
     elif limit <= 0.0:
         return AttemptTimeout(
@@ -523,25 +523,32 @@ class _Regions:
         a region never safe to cut (then a later tick tries again)."""
         self.resolve()
         hooks = _gc_callback_codes()
-        in_safe = False
-        for code in _codes_below_armed(frame):
-            if self._never_cut(code, hooks):
-                return True
+        codes = list(_codes_below_armed(frame))
+        return any(self._never_cut(code, hooks) for code in codes) or self._guarded(codes)
+
+    def _guarded(self, codes: list[CodeType]) -> bool:
+        """Whether ``codes`` (innermost first) run inside a ``"guard"`` call, and not inside a
+        ``"safe"`` call below it."""
+        for code in codes:
             if code in self.safe:
-                in_safe = True
-            elif not in_safe and code in self.guard:
+                return False
+            if code in self.guard:
                 return True
         return False
 
     def _never_cut(self, code: CodeType, hooks: set[Any]) -> bool:
-        # also: a finaliser or an unraisable-exception hook, mid-call; an import, half done
-        return (
-            code in self.tree
-            or code.co_filename in self.files
-            or code.co_name in _NEVER_NAMES
-            or code in hooks
-            or code.co_filename.startswith("<frozen importlib")
-        )
+        return code in self.tree or code.co_filename in self.files or _run_anywhere(code, hooks)
+
+
+def _run_anywhere(code: CodeType, hooks: set[Any]) -> bool:
+    """Whether the interpreter runs ``code`` in the middle of anything: a finaliser or an
+    unraisable-exception hook (mid-call), a garbage collector callback (``hooks``), an import
+    (half done)."""
+    return (
+        code.co_name in _NEVER_NAMES
+        or code in hooks
+        or code.co_filename.startswith("<frozen importlib")
+    )
 
 
 def _gc_callback_codes() -> set[Any]:
@@ -705,7 +712,8 @@ class _Interrupter:
                 raise _Interrupted(top)
             return _call(func)
         except Exception as exc:
-            if top.fired and top.state == 0 and type(exc) is not _Interrupted:
+            # (``top`` is active: its frame is waiting for this one)
+            if top.fired and type(exc) is not _Interrupted:
                 raise _Interrupted(top) from exc  # the enclosing deadline cut this call
             raise
         finally:
@@ -900,10 +908,7 @@ class _Interrupter:
             return True
         if _is_bookkeeping(frame.f_code):
             return False
-        if overdue >= _HOLD_MAX:
-            self.deferred_since = None
-            return True
-        if self._cleanup_in_grace(now) or self.regions.holds(frame):
+        if overdue < _HOLD_MAX and (self._cleanup_in_grace(now) or self.regions.holds(frame)):
             return False
         self.deferred_since = None
         return True
