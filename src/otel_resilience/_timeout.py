@@ -48,7 +48,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import Context, ContextVar, copy_context
 from types import CodeType, FrameType, MappingProxyType
-from typing import Any, Final, ParamSpec, TypeVar, cast
+from typing import Any, Final, NoReturn, ParamSpec, TypeVar, cast
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -752,7 +752,7 @@ class _Interrupter:
         installed = _getsignal(_SIGALRM)
         if installed is None:  # installed from C: we could not put it back
             return False
-        if installed is not self.handler:  # ours: left behind by an interrupted cleanup
+        if installed is not self.handler:  # (ours is a leftover of an interrupted cleanup)
             self.displaced = installed
         try:
             _setsignal(_SIGALRM, self.handler)
@@ -762,8 +762,12 @@ class _Interrupter:
         self.redelivering = False
         self.leaving = False
         call.restore_handler = self.displaced
+        # _arm_for(call, left), written out on the path every call takes
+        call.capped = left > _MAX_ARM
         self.stack.append(call)
-        app_delay, app_interval = _arm_for(call, left)
+        app_delay, app_interval = _setitimer(
+            _ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM)
+        )
         if app_delay:  # the application's own timer was running
             return self._keep_app_timer(call, left, app_delay, app_interval)
         return True
@@ -792,7 +796,9 @@ class _Interrupter:
             old = _setitimer(_ITIMER_REAL, 0.0)
             if self.redelivering or old[0] == 0.0:
                 self.swallow = True  # a tick of ours may still be on its way
-            if entry in stack:  # with entries above it, left behind by an interrupted cleanup
+            if stack and stack[-1] is entry:
+                stack.pop()
+            elif entry in stack:  # entries above it were left behind by an interrupted cleanup
                 del stack[stack.index(entry) :]
             entry.state = 1
         if entry.state == 1:
@@ -995,11 +1001,9 @@ class _Job:
         self.done = True
         self.lock.release()
 
-    def outcome(self) -> Any:
-        """The function's result, or its exception raised in the caller's thread."""
-        error = self.error
-        if error is None:
-            return self.result
+    def raise_error(self) -> NoReturn:
+        """Raise the function's exception in the caller's thread."""
+        error = cast(BaseException, self.error)
         self.error = None
         try:
             if _thread_bound(error):
@@ -1042,7 +1046,9 @@ class _Pool:
         _acquire_until(job.lock, _real_monotonic() + (call.deadline - _monotonic()))
         if not job.done:
             raise call.error()
-        return cast(T, job.outcome())
+        if job.error is not None:
+            job.raise_error()
+        return cast(T, job.result)
 
     def _submit(self, job: _Job) -> None:
         with self.lock:
