@@ -1444,6 +1444,34 @@ def test_keyboard_interrupt_mid_cleanup_leaves_nothing_behind(
     assert timeout_module._leftovers() == []
 
 
+@needs_itimer
+def test_an_entry_left_by_a_call_cut_while_arming_goes_when_the_enclosing_one_leaves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_setitimer = timeout_module._setitimer
+    cut: list[object] = []
+
+    def setitimer_cut_once(*args: Any) -> Any:
+        if not cut:  # the inner call's entry is pushed, its timer not armed yet
+            cut.append(args)
+            raise KeyboardInterrupt
+        return real_setitimer(*args)
+
+    def outer() -> int:
+        monkeypatch.setattr(timeout_module, "_setitimer", setitimer_cut_once)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run_with_timeout(lambda: "inner", LIMIT / 2)
+        finally:
+            monkeypatch.undo()
+        return len(timeout_module._interrupter.stack)
+
+    assert run_with_timeout(outer, LIMIT) == 2  # the inner entry stayed above the outer one
+    assert cut
+    assert timeout_module._interrupter.stack == []
+    assert timeout_module._leftovers() == []
+
+
 # --------------------------------------------------------------------------------------------
 # TIMEOUT_MODE
 

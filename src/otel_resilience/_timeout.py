@@ -798,8 +798,8 @@ class _Interrupter:
                 self.swallow = True  # a tick of ours may still be on its way
             if stack and stack[-1] is entry:
                 stack.pop()
-            elif entry in stack:  # entries above it were left behind by an interrupted cleanup
-                del stack[stack.index(entry) :]
+            else:
+                self._drop(entry)
             entry.state = 1
         if entry.state == 1:
             if stack:
@@ -808,6 +808,12 @@ class _Interrupter:
                 self._give_back(entry)
             entry.state = 2
         self.leaving = False
+
+    def _drop(self, entry: _Call) -> None:
+        """Take ``entry`` off the stack with the entries above it, left behind by an interrupted
+        cleanup; nothing if a ``leave`` cut short took it off already."""
+        if entry in self.stack:
+            del self.stack[self.stack.index(entry) :]
 
     def _give_back(self, entry: _Call) -> None:
         """The outermost deadline left: the application's timer and handler again."""
