@@ -523,16 +523,13 @@ class _Regions:
         a region never safe to cut (then a later tick tries again)."""
         self.resolve()
         hooks = _gc_callback_codes()
-        codes = list(_codes_below_armed(frame))
-        return any(self._never_cut(code, hooks) for code in codes) or self._guarded(codes)
-
-    def _guarded(self, codes: list[CodeType]) -> bool:
-        """Whether ``codes`` (innermost first) run inside a ``"guard"`` call, and not inside a
-        ``"safe"`` call below it."""
-        for code in codes:
+        in_safe = False  # inside a "safe" call: the "guard" calls around it may be cut
+        for code in _codes_below_armed(frame):  # innermost first
+            if self._never_cut(code, hooks):
+                return True
             if code in self.safe:
-                return False
-            if code in self.guard:
+                in_safe = True
+            elif not in_safe and code in self.guard:
                 return True
         return False
 
