@@ -524,44 +524,34 @@ class _Regions:
         self.resolve()
         hooks = _gc_callback_codes()
         in_safe = False  # inside a "safe" call: the "guard" calls around it may be cut
-        for code in _codes_below_armed(frame):  # innermost first
+        # (a plain loop, not a generator: a held interruption walks these frames every tick)
+        while frame is not None:  # innermost first, up to the frame that runs the function
+            code = frame.f_code
+            if code is _ARMED_CODE or code is _UNDER_CODE:
+                break
             if self._never_cut(code, hooks):
                 return True
             if code in self.safe:
                 in_safe = True
             elif not in_safe and code in self.guard:
                 return True
+            frame = frame.f_back
         return False
 
     def _never_cut(self, code: CodeType, hooks: set[Any]) -> bool:
-        return code in self.tree or code.co_filename in self.files or _run_anywhere(code, hooks)
-
-
-def _run_anywhere(code: CodeType, hooks: set[Any]) -> bool:
-    """Whether the interpreter runs ``code`` in the middle of anything: a finaliser or an
-    unraisable-exception hook (mid-call), a garbage collector callback (``hooks``), an import
-    (half done)."""
-    return (
-        code.co_name in _NEVER_NAMES
-        or code in hooks
-        or code.co_filename.startswith("<frozen importlib")
-    )
+        # also: a finaliser or an unraisable-exception hook, mid-call; an import, half done
+        return (
+            code in self.tree
+            or code.co_filename in self.files
+            or code.co_name in _NEVER_NAMES
+            or code in hooks
+            or code.co_filename.startswith("<frozen importlib")
+        )
 
 
 def _gc_callback_codes() -> set[Any]:
     """The code of the garbage collector's callbacks: they run in the middle of anything."""
     return {getattr(inspect.unwrap(cb), "__code__", None) for cb in gc.callbacks}
-
-
-def _codes_below_armed(frame: FrameType | None) -> Iterator[CodeType]:
-    """The code of ``frame`` and of its callers, up to the frame that armed the deadline (or
-    that runs the function under an enclosing one)."""
-    while frame is not None:
-        code = frame.f_code
-        if code is _ARMED_CODE or code is _UNDER_CODE:
-            return
-        yield code
-        frame = frame.f_back
 
 
 def _handling_ours() -> bool:
