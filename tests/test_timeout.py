@@ -23,6 +23,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -1443,6 +1444,34 @@ def test_keyboard_interrupt_mid_cleanup_leaves_nothing_behind(
     assert timeout_module._leftovers() == []
 
 
+@needs_itimer
+def test_an_entry_left_by_a_call_cut_while_arming_goes_when_the_enclosing_one_leaves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_setitimer = timeout_module._setitimer
+    cut: list[object] = []
+
+    def setitimer_cut_once(*args: Any) -> Any:
+        if not cut:  # the inner call's entry is pushed, its timer not armed yet
+            cut.append(args)
+            raise KeyboardInterrupt
+        return real_setitimer(*args)
+
+    def outer() -> int:
+        monkeypatch.setattr(timeout_module, "_setitimer", setitimer_cut_once)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run_with_timeout(lambda: "inner", LIMIT / 2)
+        finally:
+            monkeypatch.undo()
+        return len(timeout_module._interrupter.stack)
+
+    assert run_with_timeout(outer, LIMIT) == 2  # the inner entry stayed above the outer one
+    assert cut
+    assert timeout_module._interrupter.stack == []
+    assert timeout_module._leftovers() == []
+
+
 # --------------------------------------------------------------------------------------------
 # TIMEOUT_MODE
 
@@ -1825,3 +1854,71 @@ def test_sync_and_async_take_the_same_decisions(
     else:  # the frozen clock: what is left is the tighter limit
         assert sync[0] == "value"
         assert sync[1] == (None if not limits else pytest.approx(min(limits), rel=1e-9))
+
+
+# --------------------------------------------------------------------------------------------
+# The unsafe-region walk against its rule (property test)
+
+_LABELS = ("plain", "tree", "guard", "safe", "star")
+
+
+def _region_rule(labels: list[str]) -> bool:
+    """The rule of ``_UNSAFE``, frames innermost first: held anywhere below a ``"tree"`` call or
+    in a module listed with ``"*"``; held inside a ``"guard"`` call unless a ``"safe"`` call is
+    nearer the interrupted frame (a call listed as both is safe)."""
+    if any(label in ("tree", "star") for label in labels):
+        return True
+    for label in labels:
+        if label in ("safe", "guard"):
+            return label == "guard"
+    return False
+
+
+def _regions_chain(labels: list[str]) -> tuple[Any, list[Callable[..., Any]], dict[str, Any]]:
+    """Functions ``f0``..``fn`` that call each other in that order, ``fi`` listed in a fake
+    client module as ``labels[i]`` (``"star"``: a function of a module listed with ``"*"``), and
+    the ``_Regions`` of that table."""
+    functions = []
+    for index, label in enumerate(labels):
+        filename = "/fake/star_client.py" if label == "star" else "/fake/client.py"
+        source = (
+            f"def f{index}(rest, probe):\n"
+            "    if rest:\n"
+            "        return rest[0](rest[1:], probe)\n"
+            "    return probe()\n"
+        )
+        namespace: dict[str, Any] = {}
+        exec(compile(source, filename, "exec"), namespace)
+        functions.append(namespace[f"f{index}"])
+    client = type(sys)("fake_walk_client")
+    star = type(sys)("fake_walk_star")
+    star.__file__ = "/fake/star_client.py"
+    entries = []
+    for index, (label, function) in enumerate(zip(labels, functions, strict=True)):
+        setattr(client, f"f{index}", function)
+        if label in ("tree", "guard", "safe"):
+            entries.append((f"f{index}", label))
+    table = {"fake_walk_client": tuple(entries), "fake_walk_star": (("*", "tree"),)}
+    modules = {"fake_walk_client": client, "fake_walk_star": star}
+    return timeout_module._Regions(table), functions, modules
+
+
+@settings(max_examples=200, deadline=None)
+@given(labels=st.lists(st.sampled_from(_LABELS), max_size=8))
+@example(labels=[])
+@example(labels=["guard"])
+@example(labels=["guard", "safe"])  # (outermost first) a safe call inside a guarded one: cut
+@example(labels=["safe", "guard"])  # a guarded call inside a safe one: held
+@example(labels=["tree", "guard", "safe"])  # below a tree call, even a safe island is held
+@example(labels=["plain", "star", "safe"])
+def test_the_region_walk_holds_exactly_where_the_table_says(labels: list[str]) -> None:
+    regions, functions, modules = _regions_chain(labels)
+    innermost_first = labels[::-1]  # f0 is the outermost caller
+
+    def probe() -> bool:
+        return bool(regions.holds(sys._getframe(1)))
+
+    with mock.patch.dict(sys.modules, modules):
+        held = functions[0](functions[1:], probe) if functions else regions.holds(None)
+
+    assert held == _region_rule(innermost_first)

@@ -48,7 +48,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import Context, ContextVar, copy_context
 from types import CodeType, FrameType, MappingProxyType
-from typing import Any, Final, ParamSpec, TypeVar, cast
+from typing import Any, Final, NoReturn, ParamSpec, TypeVar, cast
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -162,7 +162,7 @@ def _func_name(named: object) -> str:
 
 def _timeout_error(named: object, requested: float | None, limit: float) -> AttemptTimeout:
     """The error for a deadline that passed; the seed's message when the requested limit applied."""
-    if requested is not None and limit == requested:
+    if limit == requested:  # (never when requested is None)
         shown: object = requested
     elif limit <= 0.0:
         return AttemptTimeout(
@@ -286,6 +286,12 @@ _getsignal = _csignal.getsignal
 _setsignal = _csignal.signal
 _SIG_DFL: Final = int(signal.SIG_DFL)
 _get_ident = threading.get_ident
+
+
+def _signal_thread() -> int | None:
+    """The thread a deadline interrupts with SIGALRM: the main one, None without ``setitimer``."""
+    return threading.main_thread().ident if _HAS_ITIMER else None
+
 
 #: Shortest timer we arm (setitimer(0) would disarm instead).
 _TINY: Final = 1e-6
@@ -478,13 +484,14 @@ def _code_of(module: object, qualname: str) -> CodeType | None:
         target = getattr(target, part, None)
     if isinstance(target, property):
         target = target.fget
-    if target is None:
-        return None
-    code = getattr(inspect.unwrap(target), "__code__", None)
-    if local:  # a nested function: its code is a constant of the outer one
-        consts = getattr(code, "co_consts", ())
-        code = next((c for c in consts if getattr(c, "co_name", None) == local), None)
-    return code
+    code = getattr(inspect.unwrap(target), "__code__", None)  # None: no such function
+    return _nested_code(code, local) if local else code
+
+
+def _nested_code(outer: CodeType | None, name: str) -> CodeType | None:
+    """The code of the function ``name`` defined in ``outer`` (a constant of its code)."""
+    consts = getattr(outer, "co_consts", ())
+    return next((c for c in consts if getattr(c, "co_name", None) == name), None)
 
 
 class _Regions:
@@ -503,31 +510,31 @@ class _Regions:
 
     def resolve(self) -> None:
         """Add the code objects of the entries whose module is imported by now."""
-        scopes = {"tree": self.tree, "guard": self.guard, "safe": self.safe}
-        for module_name, names in self.table.items():
-            if module_name in self.resolved:
-                continue
+        for module_name in self.table.keys() - self.resolved:
             module = sys.modules.get(module_name)
-            if module is None:
+            if module is not None:
+                self.resolved.add(module_name)
+                self._add(module_name, module)
+
+    def _add(self, module_name: str, module: object) -> None:
+        """Add the code objects of the entries of an imported module."""
+        scopes = {"tree": self.tree, "guard": self.guard, "safe": self.safe}
+        for qualname, scope in self.table[module_name]:
+            if qualname == "*":
+                self.files.add(getattr(module, "__file__", None) or module_name)
                 continue
-            self.resolved.add(module_name)
-            for qualname, scope in names:
-                if qualname == "*":
-                    self.files.add(getattr(module, "__file__", None) or module_name)
-                    continue
-                code = _code_of(module, qualname)
-                if code is not None:
-                    scopes[scope].add(code)
+            code = _code_of(module, qualname)
+            if code is not None:
+                scopes[scope].add(code)
 
     def holds(self, frame: FrameType | None) -> bool:
         """Whether ``frame``, or a caller of it up to the frame that armed the deadline, is in
         a region never safe to cut (then a later tick tries again)."""
-        if len(self.resolved) < len(self.table):
-            self.resolve()
-        # the garbage collector's callbacks run in the middle of anything too
-        hooks = {getattr(inspect.unwrap(cb), "__code__", None) for cb in gc.callbacks}
-        in_safe = False
-        while frame is not None:
+        self.resolve()
+        hooks = _gc_callback_codes()
+        in_safe = False  # inside a "safe" call: the "guard" calls around it may be cut
+        # (a plain loop, not a generator: a held interruption walks these frames every tick)
+        while frame is not None:  # innermost first, up to the frame that runs the function
             code = frame.f_code
             if code is _ARMED_CODE or code is _UNDER_CODE:
                 break
@@ -549,6 +556,11 @@ class _Regions:
             or code in hooks
             or code.co_filename.startswith("<frozen importlib")
         )
+
+
+def _gc_callback_codes() -> set[Any]:
+    """The code of the garbage collector's callbacks: they run in the middle of anything."""
+    return {getattr(inspect.unwrap(cb), "__code__", None) for cb in gc.callbacks}
 
 
 def _handling_ours() -> bool:
@@ -575,6 +587,24 @@ def _is_bookkeeping(code: CodeType) -> bool:
     return code in _OWN_CODES or (
         filename.startswith(_PACKAGE_DIR) and not filename.startswith(_DEMO_DIR)
     )
+
+
+def _arm_for(entry: _Call, left: float) -> tuple[float, float]:
+    """Arm the timer for ``entry``, ``left`` seconds before its deadline (at most ``_MAX_ARM``:
+    the handler re-arms a capped timer); the timer armed before, ``(delay, interval)``."""
+    entry.capped = left > _MAX_ARM
+    before: tuple[float, float] = _setitimer(
+        _ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM)
+    )
+    return before
+
+
+def _rearm_app_timer(app_timer: tuple[float, float, float]) -> None:
+    """Arm the application's timer again (``(delay, interval, saved at)``), less the time
+    since it was saved."""
+    delay, interval, saved_at = app_timer
+    delay -= _monotonic() - saved_at
+    _setitimer(_ITIMER_REAL, delay if delay > _TINY else _TINY, interval)
 
 
 def _call(func: Callable[[], T]) -> T:
@@ -606,7 +636,8 @@ class _Interrupter:
     )
 
     def __init__(self, table: _Table) -> None:
-        self.main_ident = threading.main_thread().ident
+        #: The thread whose calls SIGALRM interrupts (None: no interval timer here).
+        self.main_ident = _signal_thread()
         #: Armed deadlines of the main thread, outermost first, strictly decreasing; the itimer
         #: is armed for the last one (or repeats for redelivery).
         self.stack: list[_Call] = []
@@ -626,7 +657,7 @@ class _Interrupter:
         self.handler: Callable[[int, FrameType | None], None] = self.on_alarm
 
     def after_fork_in_child(self) -> None:
-        self.main_ident = threading.main_thread().ident
+        self.main_ident = _signal_thread()
         self.stack.clear()  # timers are not inherited by a child process
         self.swallow = False
         self.pool = _Pool()  # the workers (and maybe a held lock) stayed in the parent
@@ -646,28 +677,23 @@ class _Interrupter:
         if stack and call.deadline >= stack[-1].deadline:
             # An enclosing call's timer fires first; its frame handles it.
             return self._run_under(func, stack[-1], call.outer)
-        armed = False
         try:
+            if not self._enter(call):  # SIGALRM is not ours to use: a worker runs the call
+                return self.pool.run(func, call)
             try:
-                armed = self._enter(call)
-                if not armed:  # SIGALRM is not ours to use: a worker runs the call
-                    return self.pool.run(func, call)
                 _deadline_var.set(call.deadline)
                 if not call.fired:  # else it passed before the function could start
                     result = _call(func)
             finally:
                 _deadline_var.set(call.outer)
-                if armed:
-                    try:
-                        self.leave(call)
-                    except BaseException:  # KeyboardInterrupt mid-cleanup: finish it, then raise
-                        self.leave(call)
-                        raise
+                try:
+                    self.leave(call)
+                except BaseException:  # KeyboardInterrupt mid-cleanup: finish it, then raise
+                    self.leave(call)
+                    raise
         except Exception as exc:
-            instead = self._failure(exc, call)
-            if instead is None:
-                raise
-            raise instead[0] from instead[1]
+            self._raise_instead(exc, call)
+            raise
         if call.fired:  # the function swallowed our interruption (or it came too late to raise)
             raise call.error()
         return result
@@ -682,27 +708,25 @@ class _Interrupter:
                 raise _Interrupted(top)
             return _call(func)
         except Exception as exc:
-            if top.fired and top.state == 0 and type(exc) is not _Interrupted:
+            # (``top`` is active: its frame is waiting for this one)
+            if top.fired and type(exc) is not _Interrupted:
                 raise _Interrupted(top) from exc  # the enclosing deadline cut this call
             raise
         finally:
             _deadline_var.set(outer)
 
-    def _failure(
-        self, exc: Exception, call: _Call
-    ) -> tuple[BaseException, BaseException | None] | None:
-        """What an exception ending an armed call becomes: ``(error, cause)`` to raise
-        instead, or None to let it through unchanged."""
+    def _raise_instead(self, exc: Exception, call: _Call) -> None:
+        """Raise what an exception ending an armed call becomes instead; return to let it
+        through unchanged."""
         if isinstance(exc, _Interrupted):
             if exc.entry is call:  # raw (no cause), or what an inner call made of it (the cause)
-                return call.error(), exc.__cause__
-            return None
+                raise call.error() from exc.__cause__
+            return
         enclosing = self._fired_enclosing()
         if enclosing is not None:
-            return _Interrupted(enclosing), exc  # an enclosing deadline cut this call
+            raise _Interrupted(enclosing) from exc  # an enclosing deadline cut this call
         if call.fired:  # a client turned our interruption into its own
-            return call.error(), exc
-        return None
+            raise call.error() from exc
 
     def _fired_enclosing(self) -> _Call | None:
         """The outermost enclosing deadline that passed (its frame must hear of it), if any."""
@@ -716,42 +740,46 @@ class _Interrupter:
     def _enter(self, call: _Call) -> bool:
         """Push and arm a deadline; False: SIGALRM is not ours to use (the caller runs the
         function on a worker instead)."""
-        stack = self.stack
         left = call.deadline - _monotonic()
-        call.capped = left > _MAX_ARM
-        if stack:  # the handler is ours already
-            stack.append(call)
-            _setitimer(_ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM))
+        if self.stack:  # the handler is ours already
+            self.stack.append(call)
+            _arm_for(call, left)
             return True
-        restore = _getsignal(_SIGALRM)
-        if restore is None:  # installed from C: we could not put it back
+        installed = _getsignal(_SIGALRM)
+        if installed is None:  # installed from C: we could not put it back
             return False
-        if restore is self.handler:  # left behind by an interrupted cleanup
-            restore = self.displaced
-        else:
-            self.displaced = restore
-            try:
-                _setsignal(_SIGALRM, self.handler)
-            except ValueError:  # e.g. not the main interpreter: signals are not ours to take
-                return False
+        if installed is not self.handler:  # (ours is a leftover of an interrupted cleanup)
+            self.displaced = installed
+        try:
+            _setsignal(_SIGALRM, self.handler)
+        except ValueError:  # e.g. not the main interpreter: signals are not ours to take
+            return False
         self.swallow = False
         self.redelivering = False
         self.leaving = False
-        call.restore_handler = restore
-        stack.append(call)
+        call.restore_handler = self.displaced
+        # _arm_for(call, left), written out on the path every call takes
+        call.capped = left > _MAX_ARM
+        self.stack.append(call)
         app_delay, app_interval = _setitimer(
             _ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM)
         )
-        if not app_delay:
+        if app_delay:  # the application's own timer was running
+            return self._keep_app_timer(call, left, app_delay, app_interval)
+        return True
+
+    def _keep_app_timer(self, call: _Call, left: float, delay: float, interval: float) -> bool:
+        """The application's timer was armed when ``call`` took SIGALRM over: it is put back
+        when the call ends; False when it fires first (SIGALRM is left to it, and the call to
+        a worker)."""
+        if delay > left:
+            call.app_timer = (delay, interval, _monotonic())
             return True
-        if app_delay > left:
-            call.app_timer = (app_delay, app_interval, _monotonic())
-            return True
-        # The application's own timer fires first: leave SIGALRM to it, use a thread.
+        restore = call.restore_handler
         call.restore_handler = None
         call.state = 2
-        stack.pop()
-        _setitimer(_ITIMER_REAL, app_delay, app_interval)
+        self.stack.pop()
+        _setitimer(_ITIMER_REAL, delay, interval)
         _setsignal(_SIGALRM, restore)
         return False
 
@@ -766,16 +794,22 @@ class _Interrupter:
                 self.swallow = True  # a tick of ours may still be on its way
             if stack and stack[-1] is entry:
                 stack.pop()
-            elif entry in stack:  # entries above it were left behind by an interrupted cleanup
-                del stack[stack.index(entry) :]
+            else:
+                self._drop(entry)
             entry.state = 1
         if entry.state == 1:
             if stack:
-                self._arm(stack, _monotonic())
+                self._arm(_monotonic())
             else:
                 self._give_back(entry)
             entry.state = 2
         self.leaving = False
+
+    def _drop(self, entry: _Call) -> None:
+        """Take ``entry`` off the stack with the entries above it, left behind by an interrupted
+        cleanup; nothing if a ``leave`` cut short took it off already."""
+        if entry in self.stack:
+            del self.stack[self.stack.index(entry) :]
 
     def _give_back(self, entry: _Call) -> None:
         """The outermost deadline left: the application's timer and handler again."""
@@ -784,26 +818,20 @@ class _Interrupter:
         app_timer = entry.app_timer
         if app_timer is not None:
             entry.app_timer = None
-            delay, interval, saved_at = app_timer
-            delay -= _monotonic() - saved_at
-            _setitimer(_ITIMER_REAL, delay if delay > _TINY else _TINY, interval)
+            _rearm_app_timer(app_timer)
         handler = entry.restore_handler
         if handler is not None:
             entry.restore_handler = None
             _setsignal(_SIGALRM, handler)
 
-    def _arm(self, stack: list[_Call], now: float) -> None:
+    def _arm(self, now: float) -> None:
         """Arm the timer for what is left on the stack (after an entry left it)."""
-        for entry in stack:
-            if entry.fired:  # an enclosing deadline passed: keep redelivering it
-                self.redelivering = True
-                _setitimer(_ITIMER_REAL, _REDELIVER, _REDELIVER)
-                return
-        self.redelivering = False
-        outer = stack[-1]
-        left = outer.deadline - now
-        outer.capped = left > _MAX_ARM
-        _setitimer(_ITIMER_REAL, _TINY if left < _TINY else min(left, _MAX_ARM))
+        self.redelivering = self._fired_enclosing() is not None
+        if self.redelivering:  # an enclosing deadline passed: keep redelivering it
+            _setitimer(_ITIMER_REAL, _REDELIVER, _REDELIVER)
+        else:
+            innermost = self.stack[-1]
+            _arm_for(innermost, innermost.deadline - now)
 
     # --- the handler -------------------------------------------------------------------------
 
@@ -818,38 +846,43 @@ class _Interrupter:
         :meth:`may_interrupt`), swallowed by the function or lost (the handler did not run) is
         raised again.
         """
-        stack = self.stack
         if self.leaving:
             return  # a tick that raced with disarming: leave() re-arms for what is left
-        if not stack:
-            if self.swallow:  # a late tick of a deadline that left
-                self.swallow = False
-                return
-            self.forward(signum, frame)
-            return
-        if not self.redelivering and _getitimer(_ITIMER_REAL)[0] != 0.0:
+        if not self.stack:
+            self._unarmed_tick(signum, frame)
+        elif self.redelivering or _getitimer(_ITIMER_REAL)[0] == 0.0:
+            self._deliver(frame)
+        else:
             self.forward(signum, frame)  # not our timer: it is still running
-            return
+
+    def _unarmed_tick(self, signum: int, frame: FrameType | None) -> None:
+        """A SIGALRM while no deadline is armed: ignored if it is a late tick of a deadline
+        that left, else not ours."""
+        if self.swallow:
+            self.swallow = False
+        else:
+            self.forward(signum, frame)
+
+    def _deliver(self, frame: FrameType | None) -> None:
+        """Our timer fired: raise the deadline due into ``frame`` if that is safe now."""
         self.swallow = False
         now = _monotonic()
-        target = self._due(stack, now)
+        target = self._due(now)
         if target is None:
             return
         self._fire(target)
         if self.may_interrupt(frame, now, now - target.deadline):
             raise _Interrupted(target)
 
-    def _due(self, stack: list[_Call], now: float) -> _Call | None:
+    def _due(self, now: float) -> _Call | None:
         """The deadline to deliver: the outermost that passed, else the innermost (the timer was
         armed for it); None when a capped timer ran out early and was re-armed instead."""
-        for entry in stack:
+        for entry in self.stack:
             if entry.deadline - now <= _SLACK:
                 return entry
-        target = stack[-1]
+        target = self.stack[-1]
         if target.capped and not target.fired:  # the timer was shorter than the deadline
-            left = target.deadline - now
-            target.capped = left > _MAX_ARM
-            _setitimer(_ITIMER_REAL, min(left, _MAX_ARM))
+            _arm_for(target, target.deadline - now)
             return None
         return target
 
@@ -883,10 +916,7 @@ class _Interrupter:
             return True
         if _is_bookkeeping(frame.f_code):
             return False
-        if overdue >= _HOLD_MAX:
-            self.deferred_since = None
-            return True
-        if self._cleanup_in_grace(now) or self.regions.holds(frame):
+        if overdue < _HOLD_MAX and (self._cleanup_in_grace(now) or self.regions.holds(frame)):
             return False
         self.deferred_since = None
         return True
@@ -909,13 +939,19 @@ class _Interrupter:
             f"deadline stack entry (deadline={e.deadline}, state={e.state})" for e in self.stack
         ]
         if _HAS_ITIMER:
-            if _getsignal(_SIGALRM) is self.handler:
-                found.append("our SIGALRM handler is still installed")
-            delay, interval = _getitimer(_ITIMER_REAL)
-            if self.redelivering:
-                found.append(f"redelivery timer still marked on (itimer {delay}, {interval})")
-            elif interval == _REDELIVER:
-                found.append(f"our redelivery timer is still armed ({delay}, {interval})")
+            found += self._signal_leftovers()
+        return found
+
+    def _signal_leftovers(self) -> list[str]:
+        """The part of :meth:`leftovers` in the signal state: our handler, a timer of ours."""
+        found = []
+        if _getsignal(_SIGALRM) is self.handler:
+            found.append("our SIGALRM handler is still installed")
+        delay, interval = _getitimer(_ITIMER_REAL)
+        if self.redelivering:
+            found.append(f"redelivery timer still marked on (itimer {delay}, {interval})")
+        elif interval == _REDELIVER:
+            found.append(f"our redelivery timer is still armed ({delay}, {interval})")
         return found
 
 
@@ -941,12 +977,17 @@ class _ThreadBoundError(ValueError):
         )
 
 
+def _thread_bound(error: BaseException) -> bool:
+    """Whether ``error`` is sqlite3's refusal of an object created in another thread."""
+    return type(error).__name__ == "ProgrammingError" and "same thread" in str(error)
+
+
 class _Job:
     __slots__ = ("ctx", "done", "error", "func", "lock", "result")
 
     def __init__(self, func: Callable[[], Any], ctx: Context) -> None:
-        self.func: Callable[[], Any] | None = func
-        self.ctx: Context | None = ctx
+        self.func = func
+        self.ctx = ctx
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
@@ -954,16 +995,31 @@ class _Job:
         self.lock.acquire()
 
     def execute(self) -> None:
-        ctx, func = self.ctx, self.func
-        assert ctx is not None
-        assert func is not None
         try:
-            self.result = ctx.run(func)
+            self.result = self.ctx.run(self.func)
         except BaseException as exc:  # handed to the caller, whatever it is
             self.error = exc
-        self.func = self.ctx = None
+        del self.func, self.ctx  # an abandoned job must not keep them alive
         self.done = True
         self.lock.release()
+
+    def raise_error(self) -> NoReturn:
+        """Raise the function's exception in the caller's thread."""
+        error = cast(BaseException, self.error)
+        self.error = None
+        try:
+            if _thread_bound(error):
+                raise _ThreadBoundError(error) from error
+            raise error
+        finally:
+            del error
+
+
+def _acquire_until(lock: threading.Lock, end: float) -> None:
+    """Wait for ``lock`` until the ``_real_monotonic()`` instant ``end`` at most."""
+    left = end - _real_monotonic()
+    while left > 0.0 and not lock.acquire(True, min(left, threading.TIMEOUT_MAX)):
+        left = end - _real_monotonic()
 
 
 class _Pool:
@@ -988,24 +1044,12 @@ class _Pool:
         _deadline_var.reset(token)
         job = _Job(func, ctx)
         self._submit(job)
-        lock = job.lock
         # The deadline becomes a duration now; the wait runs on the real clock.
-        end = _real_monotonic() + (call.deadline - _monotonic())
-        while True:
-            left = end - _real_monotonic()
-            if left <= 0.0 or lock.acquire(True, min(left, threading.TIMEOUT_MAX)):
-                break
+        _acquire_until(job.lock, _real_monotonic() + (call.deadline - _monotonic()))
         if not job.done:
             raise call.error()
-        error = job.error
-        if error is not None:
-            job.error = None
-            try:
-                if type(error).__name__ == "ProgrammingError" and "same thread" in str(error):
-                    raise _ThreadBoundError(error) from error
-                raise error
-            finally:
-                del error
+        if job.error is not None:
+            job.raise_error()
         return cast(T, job.result)
 
     def submit(self, func: Callable[[], object]) -> None:
@@ -1047,6 +1091,16 @@ class _Pool:
             with self.lock:
                 self.workers.discard(threading.current_thread())
 
+    def _retire(self) -> list[threading.Thread]:
+        """Start a new generation: the idle workers stop now, the busy ones when their job
+        returns. The workers of the old generation."""
+        with self.lock:
+            self.generation += 1
+            for _ in range(self.idle):
+                self.jobs.put(None)
+            self.idle = 0
+            return list(self.workers)
+
     def _next_job(self) -> _Job | None:
         """The next job for an idle worker; None: stop (a sentinel, or idle for too long)."""
         while True:
@@ -1059,12 +1113,7 @@ class _Pool:
                         return None
 
     def shutdown(self, timeout: float) -> int:
-        with self.lock:
-            self.generation += 1
-            for _ in range(self.idle):
-                self.jobs.put(None)
-            self.idle = 0
-            workers = list(self.workers)
+        workers = self._retire()
         end = _real_monotonic() + timeout
         for thread in workers:
             if thread is not threading.current_thread():
@@ -1138,7 +1187,7 @@ def _run_sync(
         with call:  # never preempted: a late end is the timeout
             return func()
     interrupter = _interrupter
-    if mode == "interrupt" and _HAS_ITIMER and _get_ident() == interrupter.main_ident:
+    if mode == "interrupt" and _get_ident() == interrupter.main_ident:
         return interrupter.run_main(func, call)
     return interrupter.pool.run(func, call)
 
