@@ -1786,7 +1786,6 @@ def test_the_first_tick_after_a_pause_past_the_hold_cap_still_spares_a_region(
         order.append("region ran to its end")
 
     def client() -> str:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
         while signal.SIGALRM not in signal.sigpending():  # the timer ran out, not handled yet
             pass
         offset[0] = timeout_module._HOLD_MAX + 0.5  # ... and the process was away this long
@@ -1799,9 +1798,11 @@ def test_the_first_tick_after_a_pause_past_the_hold_cap_still_spares_a_region(
 
     tree = timeout_module._interrupter.regions.tree
     tree.add(region.__code__)  # added, not replaced: entries resolved meanwhile stay
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})  # before the timer is armed
     try:
         error, elapsed = timed(lambda: run_with_timeout(client, LIMIT))
     finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
         tree.discard(region.__code__)
 
     assert isinstance(error, AttemptTimeout)

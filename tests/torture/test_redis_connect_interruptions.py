@@ -177,7 +177,10 @@ def _sweep(server: RedisServer, pause: float, monkeypatch: pytest.MonkeyPatch) -
 def test_no_tick_anywhere_in_redis_connect_loses_a_socket(
     redis_server: RedisServer, pause: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    leaks = _sweep(redis_server, pause, monkeypatch)
+    try:
+        leaks = _sweep(redis_server, pause, monkeypatch)
+    finally:  # whatever happened, SIGALRM is not left blocked for the tests after this one
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
 
     assert leaks == [], f"sockets left open by a tick at: {leaks}"
     assert _timeout._leftovers() == []
