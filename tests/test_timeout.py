@@ -1799,6 +1799,46 @@ def test_an_interruption_held_back_by_a_region_that_blocks_is_delivered_after_th
     assert timeout_module._leftovers() == []
 
 
+@needs_itimer
+def test_the_first_tick_after_a_pause_past_the_hold_cap_still_spares_a_region(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The process did not run for longer than the hold cap (a loaded machine, a long garbage
+    # collection) and resumes in a region that does not block (redis-py between creating a
+    # socket and storing it, which lost the socket): held like any tick, delivered right after.
+    offset = [0.0]
+    monkeypatch.setattr(timeout_module, "_monotonic", lambda: time.monotonic() + offset[0])
+    order: list[str] = []
+
+    def region() -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})  # the tick lands here
+        order.append("region ran to its end")
+
+    def client() -> str:
+        while signal.SIGALRM not in signal.sigpending():  # the timer ran out, not handled yet
+            pass
+        offset[0] = timeout_module._HOLD_MAX + 0.5  # ... and the process was away this long
+        try:
+            region()
+            time.sleep(LONG)
+        finally:
+            offset[0] = 0.0
+        return "never"
+
+    tree = timeout_module._interrupter.regions.tree
+    tree.add(region.__code__)  # added, not replaced: entries resolved meanwhile stay
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})  # before the timer is armed
+    try:
+        error, elapsed = timed(lambda: run_with_timeout(client, LIMIT))
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
+        tree.discard(region.__code__)
+
+    assert isinstance(error, AttemptTimeout)
+    assert order == ["region ran to its end"]
+    assert elapsed < LIMIT + SLACK
+
+
 # --------------------------------------------------------------------------------------------
 # Issue 11: the decisions before a call are written once for sync and async (property test)
 

@@ -312,6 +312,11 @@ _GRACE: Final = 1e-2
 #: anyway once the deadline is this far past: a region that blocks (a pool waiting for a free
 #: connection, a connect to a frozen server) must not make the attempt unbounded.
 _HOLD_MAX: Final = 1.0
+#: ... and once it was held back by this many ticks in a row: a region that blocks. A process
+#: that did not run for a while (a loaded machine, a long garbage collection) finds the deadline
+#: past the cap at its first tick, wherever it stopped (in ``socket.socket.__init__``, after
+#: the descriptor exists): one tick after a pause is not a region that blocks.
+_HOLD_TICKS: Final = 50
 
 
 class _Interrupted(TimeoutError):
@@ -384,6 +389,10 @@ _UNSAFE: Final = _with_vendored_copies(
             ("ConnectionPool.get_connection", "guard"),
             ("BlockingConnectionPool.get_connection", "guard"),
             ("AbstractConnection.connect", "safe"),
+            # between ``sock = self._connect()`` and ``self._sock = sock`` a connected socket
+            # is nobody's; the handshake after it is an island (connect's retry disconnects)
+            ("AbstractConnection.connect_check_health", "guard"),
+            ("AbstractConnection.on_connect_check_health", "safe"),
             # a socket created but not yet stored: connecting is bounded by socket_connect_timeout
             ("Connection._connect", "tree"),
             ("SSLConnection._connect", "tree"),
@@ -626,6 +635,7 @@ class _Interrupter:
         "deferred_since",
         "displaced",
         "handler",
+        "held",
         "leaving",
         "main_ident",
         "pool",
@@ -649,6 +659,8 @@ class _Interrupter:
         self.redelivering = False
         #: When the handler first held an interruption back for a cleanup in progress.
         self.deferred_since: float | None = None
+        #: Ticks in a row that a region held the interruption back by (see ``_HOLD_TICKS``).
+        self.held = 0
         #: ``leave`` is disarming: the handler must not arm anything (``leave`` re-arms).
         self.leaving = False
         self.regions = _Regions(table)
@@ -815,6 +827,7 @@ class _Interrupter:
         """The outermost deadline left: the application's timer and handler again."""
         self.redelivering = False
         self.deferred_since = None
+        self.held = 0
         app_timer = entry.app_timer
         if app_timer is not None:
             entry.app_timer = None
@@ -891,6 +904,7 @@ class _Interrupter:
         if target.fired:
             return
         target.fired = True
+        self.held = 0
         if not self.redelivering:
             self.redelivering = True
             self.deferred_since = None
@@ -910,15 +924,21 @@ class _Interrupter:
     def may_interrupt(self, frame: FrameType | None, now: float, overdue: float = 0.0) -> bool:
         """Whether raising into ``frame`` now is safe; if not, a later tick tries again.
 
-        ``overdue``: seconds since the deadline passed; past ``_HOLD_MAX`` only the library's
-        own bookkeeping still holds the interruption back."""
+        ``overdue``: seconds since the deadline passed; past ``_HOLD_MAX``, once ``_HOLD_TICKS``
+        ticks in a row held it back, only the library's own bookkeeping still holds it back."""
         if frame is None:  # pragma: no cover - CPython always passes the interrupted frame
             return True
         if _is_bookkeeping(frame.f_code):
             return False
-        if overdue < _HOLD_MAX and (self._cleanup_in_grace(now) or self.regions.holds(frame)):
-            return False
+        if overdue < _HOLD_MAX or self.held < _HOLD_TICKS:
+            if self._cleanup_in_grace(now):
+                self.held = 0  # bounded by _GRACE: a region after it is held anew
+                return False
+            if self.regions.holds(frame):
+                self.held += 1
+                return False
         self.deferred_since = None
+        self.held = 0
         return True
 
     def _cleanup_in_grace(self, now: float) -> bool:
