@@ -1380,9 +1380,7 @@ def test_a_swallowed_interruption_in_a_loop_is_redelivered_until_the_function_gi
 
 
 @needs_itimer
-def test_interruption_is_held_back_inside_a_registered_unsafe_function(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_interruption_is_held_back_inside_a_registered_unsafe_function() -> None:
     held = LIMIT + timeout_module._HOLD_MAX / 2  # past the deadline, inside the hold cap
 
     def bookkeeping() -> None:
@@ -1395,9 +1393,12 @@ def test_interruption_is_held_back_inside_a_registered_unsafe_function(
         time.sleep(LONG)
         return "never"
 
-    monkeypatch.setattr(timeout_module._interrupter.regions, "tree", {bookkeeping.__code__})
-
-    error, elapsed = timed(lambda: run_with_timeout(client, LIMIT))
+    tree = timeout_module._interrupter.regions.tree
+    tree.add(bookkeeping.__code__)  # added, not replaced: entries resolved meanwhile stay
+    try:
+        error, elapsed = timed(lambda: run_with_timeout(client, LIMIT))
+    finally:
+        tree.discard(bookkeeping.__code__)
 
     assert isinstance(error, AttemptTimeout)
     assert held <= elapsed < held + SLACK
