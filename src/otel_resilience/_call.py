@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from types import CoroutineType
+from types import CoroutineType, FunctionType
 from typing import Any, Final, ParamSpec, TypeVar, cast, overload
 
 from ._breakers import Permit
@@ -110,8 +110,13 @@ def _coroutine_misuse(result: Any) -> Misuse:
     )
 
 
+_CO_COROUTINE: Final = inspect.CO_COROUTINE
+
+
 def _awaitable_func(func: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
     """``func``, checked to return an awaitable (a sync function given to the async call)."""
+    if type(func) is FunctionType and func.__code__.co_flags & _CO_COROUTINE:
+        return func  # an ``async def`` function: what inspect would answer, five calls sooner
     if inspect.iscoroutinefunction(func):
         return func
 

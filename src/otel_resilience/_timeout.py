@@ -1224,10 +1224,7 @@ async def _run_async(
     if mode == "cooperative":
         with call:  # never cancelled: a late result or error is the timeout
             return await func()
-    return await _cancelled_at_deadline(func, call)
-
-
-async def _cancelled_at_deadline(func: Callable[[], Awaitable[T]], call: _Call) -> T:
+    # cancelled at the deadline (inline, not a coroutine of its own: this runs every attempt)
     token = _deadline_var.set(call.deadline)
     scope = asyncio.timeout(call.deadline - _monotonic())
     try:
