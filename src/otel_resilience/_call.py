@@ -659,7 +659,7 @@ async def _hedged_async(call: Call, func: Callable[[], Awaitable[T]]) -> T | _Re
     each hedge is a task. A winning hedge cancels the first attempt for real (the caller's task
     is cancelled and un-cancelled, as ``asyncio.timeout`` does); losing hedges are cancelled."""
     _too_late(call)
-    hedging = cast(HedgePolicy, call.hedging)
+    hedging: HedgePolicy = call.hedging  # type: ignore[assignment]  # set: a hedged call
     hedging.budget.record_call()
     delay = hedging.fixed_delay
     if delay is None:
@@ -667,9 +667,10 @@ async def _hedged_async(call: Call, func: Callable[[], Awaitable[T]]) -> T | _Re
         if delay is None:  # not enough latencies seen yet: a plain attempt
             return await _attempt_async(call, func)
     hedges = _Hedges(call, func, hedging, delay)
+    attempt = _attempt_once_async if call.context.gate is None else _attempt_async
     try:
         try:
-            value = await _attempt_async(call, func, hedges)
+            value = await attempt(call, func, hedges)
         except asyncio.CancelledError:
             if not hedges.took_over():
                 raise
