@@ -85,7 +85,15 @@ def outage_run(tmp_path_factory):
                     break
             except OSError:
                 time.sleep(0.1)
-        seen.status_health = json.loads(_status("--url", metrics_url, "--json"))
+        # the endpoint answers before the workers' first calls made their breakers: read the
+        # status once the demo is running calls (the test then asserts what it reports)
+        while True:
+            seen.status_health = json.loads(_status("--url", metrics_url, "--json"))
+            breakers = seen.status_health.get("breakers") or []
+            named = {(b["service_name"], b["endpoint"]) for b in breakers}
+            if ("clamav", "scan") in named or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         seen.status_table = _status("--url", metrics_url)
         nowhere = f"http://127.0.0.1:{free_port()}/health"
         seen.status_metrics = json.loads(
