@@ -70,6 +70,8 @@ class _OneTick:
         self.seen = 0
         self.delivered_in: str | None = None
         self.offset = 0.0
+        #: the trace function in force before (coverage's, under ``--cov``): put back after
+        self.previous = sys.gettrace()
 
     def clock(self) -> float:
         return time.monotonic() + self.offset
@@ -94,7 +96,7 @@ class _OneTick:
             self.seen += 1
             if self.seen == self.at:
                 self.delivered_in = f"{frame.f_code.co_qualname}:{frame.f_lineno}"
-                sys.settrace(None)
+                sys.settrace(self.previous)
                 self.tick()
         return self
 
@@ -139,7 +141,7 @@ def _sweep(server: RedisServer, pause: float, monkeypatch: pytest.MonkeyPatch) -
                 try:
                     return client.get("k")
                 finally:
-                    sys.settrace(None)
+                    sys.settrace(tracer.previous)
                     tracer.offset = 0.0  # the clock is right again before the call ends
 
             try:
