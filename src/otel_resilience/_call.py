@@ -283,7 +283,7 @@ def _attempt_once(call: Call, func: Callable[[], T], race: _Race | None = None) 
     permit = breaker.try_acquire()
     if not permit.admitted:
         return _REFUSED
-    observer = call.observer  # Call.start_attempt, inline (hot path)
+    observer = call.observer  # the attempt starts: its span, its clock (hot path)
     call.handle = observer.attempt_start(call.attempt, call.hedge)
     call.started = started = time.perf_counter()
     injector = call.context.injector
@@ -414,7 +414,7 @@ def _hedged(call: Call, func: Callable[[], T], hedging: HedgePolicy) -> T | _Ref
     """One round of a hedged sync call: the attempt on a worker thread, and after each hedge
     delay another (within ``HEDGE_MAX_EXTRA`` and the budget) until one succeeds. Losers are
     abandoned: they run to their end on their worker and their results are dropped."""
-    hedging.record_call()
+    hedging.budget.record_call()
     delay = hedging.delay(call.endpoint)
     if delay is None:  # not enough latencies seen yet: a plain attempt
         return _attempt(call, func)
@@ -609,7 +609,7 @@ async def _attempt_once_async(
     permit = await breaker.try_acquire_async() if io else breaker.try_acquire()
     if not permit.admitted:
         return _REFUSED
-    observer = call.observer  # Call.start_attempt, inline (hot path)
+    observer = call.observer  # the attempt starts: its span, its clock (hot path)
     call.handle = observer.attempt_start(call.attempt, call.hedge)
     call.started = started = time.perf_counter()
     injector = call.context.injector

@@ -86,6 +86,10 @@ class Call:
         "won",
     )
 
+    #: the attempt under way: its telemetry handle and ``time.perf_counter()`` at its start
+    handle: Any
+    started: float
+
     def __init__(
         self,
         context: ServiceContext,
@@ -96,7 +100,7 @@ class Call:
         idempotent: bool = True,
     ) -> None:
         # (the success path builds one per call: every store counts; ``handle`` and
-        # ``started`` are set by start_attempt, before anything reads them)
+        # ``started`` are set by the drivers when an attempt starts, before anything reads them)
         self.context = context
         self.idempotent = idempotent
         self.endpoint = endpoint
@@ -182,10 +186,6 @@ class Call:
         if self.plan is not None:
             self.plan.stop("rejected")
         return self.error  # the previous attempt's failure stands
-
-    def start_attempt(self) -> None:
-        self.handle = self.observer.attempt_start(self.attempt, self.hedge)
-        self.started = time.perf_counter()
 
     # --- the attempt's outcome ------------------------------------------------------------
 

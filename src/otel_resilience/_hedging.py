@@ -223,9 +223,6 @@ class HedgePolicy:
                     tracker = self._trackers[endpoint] = LatencyTracker(self.percentile)
         tracker.record(seconds)
 
-    def record_call(self) -> None:
-        self.budget.record_call()
-
     def allow_hedge(self) -> bool:
         """Spend one hedge from the budget, if it allows one."""
         return self.budget.try_retry()
