@@ -1710,6 +1710,103 @@ def test_unsafe_registry_skips_names_a_module_does_not_have(
     assert regions.safe == {outer.__code__}
 
 
+def _lazy_client_module(name: str, lookup: Callable[[], None]) -> tuple[Any, Callable[[], None]]:
+    """A client module whose first table entry is looked up through its ``__getattr__``
+    (``lookup`` runs there, inside the handler) and whose second entry is a real function."""
+
+    def real() -> None:
+        pass
+
+    module = type(sys)(name)
+
+    def lazy_getattr(attr: str) -> Any:
+        lookup()
+        raise AttributeError(attr)
+
+    module.__getattr__ = lazy_getattr  # type: ignore[attr-defined]
+    module.real = real  # type: ignore[attr-defined]
+    return module, real
+
+
+def _spin() -> str:
+    while True:  # a cuttable busy loop: the deadline is delivered here
+        pass
+
+
+@needs_itimer
+def test_a_tick_during_the_handler_does_not_run_inside_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The handler took longer than the redelivery interval (a loaded machine, coverage's
+    # tracer): the next tick arrived while it was resolving a client's regions. Run inside
+    # the handler, that tick raised into the lookup, and the module stayed resolved with its
+    # later entries missing: redis-py's connect and logging's locks could then be cut (an
+    # unconnected socket lost, a lock held forever), at random, in whole-suite runs.
+    module, real = _lazy_client_module(
+        "fake_lazy_client", lambda: signal.raise_signal(signal.SIGALRM)
+    )
+    monkeypatch.setitem(sys.modules, "fake_lazy_client", module)
+    table = {"fake_lazy_client": (("lazy", "tree"), ("real", "tree"))}
+    monkeypatch.setattr(timeout_module._interrupter, "regions", timeout_module._Regions(table))
+
+    error, elapsed = timed(lambda: run_with_timeout(_spin, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)
+    assert elapsed < LIMIT + SLACK
+    regions = timeout_module._interrupter.regions
+    assert regions.resolved == {"fake_lazy_client"}
+    assert regions.tree == {real.__code__}  # every entry, though the lookup was ticked
+    assert timeout_module._interrupter.active is False
+    assert timeout_module._leftovers() == []
+
+
+@needs_itimer
+def test_our_timer_running_out_during_an_applications_handler_is_not_lost() -> None:
+    # The handler forwards a signal that is not ours to the application's handler, which runs
+    # past our deadline: our timer's one expiry arrives inside it. Nothing repeats that one
+    # (redelivery starts when it is handled), so it is raised again once the handler is done.
+    ran: list[float] = []
+
+    def app_handler(signum: int, frame: Any) -> None:
+        end = time.monotonic() + LIMIT
+        while time.monotonic() < end:  # our deadline passes in here
+            pass
+        ran.append(time.monotonic())
+
+    def client() -> str:
+        os.kill(os.getpid(), signal.SIGALRM)  # the application's own signal, not our timer
+        time.sleep(LONG)
+        return "never"
+
+    previous = signal.signal(signal.SIGALRM, app_handler)
+    try:
+        error, elapsed = timed(lambda: run_with_timeout(client, LIMIT / 2))
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+    assert isinstance(error, AttemptTimeout)
+    assert len(ran) == 1
+    assert elapsed < LIMIT + SLACK  # at the end of the application's handler, not after LONG
+    assert timeout_module._interrupter.missed is False
+    assert timeout_module._leftovers() == []
+
+
+@needs_itimer
+def test_a_lookup_that_raises_in_the_handler_does_not_escape_into_the_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("a lazy module's import failed")
+
+    module, real = _lazy_client_module("fake_broken_client", broken)
+    monkeypatch.setitem(sys.modules, "fake_broken_client", module)
+    table = {"fake_broken_client": (("lazy", "tree"), ("real", "tree"))}
+    monkeypatch.setattr(timeout_module._interrupter, "regions", timeout_module._Regions(table))
+
+    error, _ = timed(lambda: run_with_timeout(_spin, LIMIT))
+
+    assert isinstance(error, AttemptTimeout)  # not the RuntimeError, raised into ``_spin``
+    assert timeout_module._interrupter.regions.tree == {real.__code__}
+
+
 def test_unsafe_table_is_read_only_and_covers_the_vendored_httpx_copies() -> None:
     table = timeout_module._UNSAFE
 

@@ -518,12 +518,16 @@ class _Regions:
         self.resolved: set[str] = set()  # modules looked up already
 
     def resolve(self) -> None:
-        """Add the code objects of the entries whose module is imported by now."""
+        """Add the code objects of the entries whose module is imported by now.
+
+        A module counts as resolved once all its entries were looked up, not before: an
+        exception in the middle (the handler cut by a signal of its own) leaves it to look up
+        again, never half done."""
         for module_name in self.table.keys() - self.resolved:
             module = sys.modules.get(module_name)
             if module is not None:
-                self.resolved.add(module_name)
                 self._add(module_name, module)
+                self.resolved.add(module_name)
 
     def _add(self, module_name: str, module: object) -> None:
         """Add the code objects of the entries of an imported module."""
@@ -532,7 +536,10 @@ class _Regions:
             if qualname == "*":
                 self.files.add(getattr(module, "__file__", None) or module_name)
                 continue
-            code = _code_of(module, qualname)
+            try:
+                code = _code_of(module, qualname)
+            except Exception:  # a lookup that raises (a lazy module's ``__getattr__``) must
+                code = None  # not escape the signal handler into the client's code
             if code is not None:
                 scopes[scope].add(code)
 
@@ -632,12 +639,14 @@ class _Interrupter:
     """
 
     __slots__ = (
+        "active",
         "deferred_since",
         "displaced",
         "handler",
         "held",
         "leaving",
         "main_ident",
+        "missed",
         "pool",
         "redelivering",
         "regions",
@@ -663,6 +672,11 @@ class _Interrupter:
         self.held = 0
         #: ``leave`` is disarming: the handler must not arm anything (``leave`` re-arms).
         self.leaving = False
+        #: The handler is running: a tick that arrives meanwhile does not run it again inside
+        #: itself (see :meth:`on_alarm`).
+        self.active = False
+        #: A tick arrived while the handler ran and nothing repeats it: raised again after.
+        self.missed = False
         self.regions = _Regions(table)
         self.pool = _Pool()
         #: The handler we install, one bound method: recognised by identity.
@@ -672,6 +686,7 @@ class _Interrupter:
         self.main_ident = _signal_thread()
         self.stack.clear()  # timers are not inherited by a child process
         self.swallow = False
+        self.active = self.missed = False  # forked from inside the handler
         self.pool = _Pool()  # the workers (and maybe a held lock) stayed in the parent
 
     # --- running a call ----------------------------------------------------------------------
@@ -859,6 +874,23 @@ class _Interrupter:
         :meth:`may_interrupt`), swallowed by the function or lost (the handler did not run) is
         raised again.
         """
+        if self.active:
+            # A tick while the handler runs (it took longer than ``_REDELIVER``: a loaded
+            # machine, a tracer, a garbage collection). Run inside itself, it would raise into
+            # the handler's own work (resolving a client's regions half-way, so they stay half
+            # resolved) and recurse without bound. A repeating timer ticks again anyway.
+            self.missed = self.missed or not self.redelivering
+            return
+        self.active = True
+        try:
+            self._on_alarm(signum, frame)
+        finally:
+            self.active = False
+            if self.missed:  # a one-off signal (a timer's expiry, an application's own)
+                self.missed = False
+                signal.raise_signal(_SIGALRM)
+
+    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
         if self.leaving:
             return  # a tick that raced with disarming: leave() re-arms for what is left
         if not self.stack:
