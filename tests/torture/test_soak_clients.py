@@ -249,16 +249,18 @@ def test_requests_never_returns_another_paths_answer(http_server: FaultServer) -
     def expected(key: int) -> str:
         return f"/ok/k{key}"
 
-    tally = soak("http", get, expected)
+    try:
+        tally = soak("http", get, expected)
 
-    assert_clean(tally)
-    assert _urllib3_in_use(session) == 0, "a connection never went back to urllib3's pool"
-    assert healthy_burst(get, expected) == []
-    assert _urllib3_in_use(session) == 0
-    session.close()
-    # the known gap's sockets are garbage by now: collected here, under this test's filter,
-    # not later in whichever test runs next (where any unclosed socket fails)
-    gc.collect()
+        assert_clean(tally)
+        assert _urllib3_in_use(session) == 0, "a connection never went back to urllib3's pool"
+        assert healthy_burst(get, expected) == []
+        assert _urllib3_in_use(session) == 0
+    finally:
+        session.close()
+        # the known gap's sockets are garbage by now, pass or fail: collected here, under this
+        # test's filter, not later in whichever test runs next (where any unclosed socket fails)
+        gc.collect()
 
 
 def _httpcore_busy(client: Any) -> tuple[int, int]:
