@@ -1710,6 +1710,63 @@ def test_unsafe_registry_skips_names_a_module_does_not_have(
     assert regions.safe == {outer.__code__}
 
 
+def test_a_client_module_still_being_imported_is_resolved_once_its_import_is_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A client imported lazily inside the call: a held tick while its import runs finds the
+    # module in sys.modules before its classes exist. Resolved then, its regions would be
+    # missing for good (and its code cut anywhere).
+    import importlib.machinery
+
+    module = type(sys)("fake_importing_client")
+    module.__spec__ = importlib.machinery.ModuleSpec("fake_importing_client", None)
+    module.__spec__._initializing = True  # type: ignore[attr-defined]
+    regions = timeout_module._Regions({"fake_importing_client": (("Client.send", "tree"),)})
+    monkeypatch.setitem(sys.modules, "fake_importing_client", module)
+
+    regions.resolve()
+    assert regions.resolved == set()
+    assert regions.looked_at == -1  # looked at again on the next tick, though nothing new
+    regions.resolve()
+    assert regions.resolved == set()
+
+    class Client:  # the import reaches the class, then ends
+        def send(self) -> None:
+            pass
+
+    module.Client = Client  # type: ignore[attr-defined]
+    module.__spec__._initializing = False  # type: ignore[attr-defined]
+    regions.resolve()
+
+    assert regions.resolved == {"fake_importing_client"}
+    assert regions.tree == {Client.send.__code__}
+    assert regions.looked_at == len(sys.modules)
+
+
+def test_resolving_again_without_a_new_import_looks_at_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # resolve() runs on every held tick (every 0.2 ms): without a new import it returns at once
+    def f() -> None:
+        pass
+
+    module = type(sys)("fake_resolved_client")
+    module.f = f  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_resolved_client", module)
+    regions = timeout_module._Regions({"fake_resolved_client": (("f", "tree"),)})
+    regions.resolve()
+    assert regions.tree == {f.__code__}
+
+    regions.tree.clear()
+    regions.resolved.clear()  # forgotten, but nothing was imported since: not looked up
+    regions.resolve()
+    assert regions.tree == set()
+
+    monkeypatch.setitem(sys.modules, "fake_unrelated_module", type(sys)("fake_unrelated_module"))
+    regions.resolve()  # an import happened: the table is looked at again
+    assert regions.tree == {f.__code__}
+
+
 def _lazy_client_module(name: str, lookup: Callable[[], None]) -> tuple[Any, Callable[[], None]]:
     """A client module whose first table entry is looked up through its ``__getattr__``
     (``lookup`` runs there, inside the handler) and whose second entry is a real function."""

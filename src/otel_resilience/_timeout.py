@@ -507,7 +507,7 @@ class _Regions:
     """The regions of a table like ``_UNSAFE`` as code objects, resolved as their modules get
     imported, and the walk that tells whether interrupted code is inside one."""
 
-    __slots__ = ("files", "guard", "resolved", "safe", "table", "tree")
+    __slots__ = ("files", "guard", "looked_at", "resolved", "safe", "table", "tree")
 
     def __init__(self, table: _Table) -> None:
         self.table = table
@@ -516,18 +516,32 @@ class _Regions:
         self.safe: set[Any] = set()
         self.files: set[str] = set()  # modules listed with "*"
         self.resolved: set[str] = set()  # modules looked up already
+        #: ``len(sys.modules)`` when every imported module of the table was resolved; -1 while
+        #: one is still being imported (looked at again on every tick until it is done)
+        self.looked_at = -1
 
     def resolve(self) -> None:
         """Add the code objects of the entries whose module is imported by now.
 
-        A module counts as resolved once all its entries were looked up, not before: an
-        exception in the middle (the handler cut by a signal of its own) leaves it to look up
-        again, never half done."""
+        Runs on every held tick, so it returns at once unless a module was imported since.
+        A module still executing its import (a client imported lazily inside the call) is left
+        for later: its classes may not exist yet, and skipping them would be for good. A module
+        counts as resolved once all its entries were looked up, not before: an exception in the
+        middle leaves it to look up again, never half done."""
+        count = len(sys.modules)
+        if count == self.looked_at:
+            return
+        complete = True
         for module_name in self.table.keys() - self.resolved:
             module = sys.modules.get(module_name)
-            if module is not None:
-                self._add(module_name, module)
-                self.resolved.add(module_name)
+            if module is None:
+                continue
+            if getattr(getattr(module, "__spec__", None), "_initializing", False):
+                complete = False  # half imported: next tick
+                continue
+            self._add(module_name, module)
+            self.resolved.add(module_name)
+        self.looked_at = count if complete else -1
 
     def _add(self, module_name: str, module: object) -> None:
         """Add the code objects of the entries of an imported module."""
