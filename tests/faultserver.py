@@ -55,6 +55,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from support import without_sigalrm
+
 LOCALHOST = "127.0.0.1"
 
 
@@ -240,7 +242,9 @@ class FaultServer:
         self._httpd.counts = _Counts()
         self._httpd.faults = threading.Event()  # set on stop: wakes every slow response
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            target=without_sigalrm(self._httpd.serve_forever),
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
         )
         self.port = int(self._httpd.server_address[1])
         self.url = f"http://{LOCALHOST}:{self.port}"
@@ -455,7 +459,9 @@ class RespFaultServer:
         self._server.counts = _Counts()
         self._server.stopping = threading.Event()
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            target=without_sigalrm(self._server.serve_forever),
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
         )
         self.port = int(self._server.server_address[1])
         self.refused_port = free_port()

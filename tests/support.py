@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -80,3 +83,17 @@ def classify(exc: BaseException, registry: object = None) -> object:
 
     chosen = registry if registry is not None else otel_resilience.default_runtime().classifiers
     return chosen.classify(exc)  # type: ignore[attr-defined]
+
+
+def without_sigalrm(target: Callable[..., Any]) -> Callable[..., Any]:
+    """``target`` with ``SIGALRM`` blocked in the thread that runs it (and so in the threads it
+    starts): an in-process stand-in server's threads must not take the main thread's
+    interval-timer ticks (a tick's C handler could then run after the call gave the
+    application, here pytest-timeout, its handler back)."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if hasattr(signal, "pthread_sigmask") and hasattr(signal, "SIGALRM"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        return target(*args, **kwargs)
+
+    return run

@@ -1767,6 +1767,25 @@ def test_resolving_again_without_a_new_import_looks_at_nothing(
     assert regions.tree == {f.__code__}
 
 
+@needs_itimer
+def test_worker_threads_never_take_the_timers_signal() -> None:
+    # SIGALRM from the interval timer goes to any thread that does not block it. A worker that
+    # took one ran its C handler late, after the main thread's call had left and put the
+    # application's handler back: pytest-timeout's handler then fired minutes early in the
+    # HTTP soaks ("Timeout (>300.0s)" after 36 s).
+    masks: list[set[signal.Signals]] = []
+
+    def blocked_here() -> set[signal.Signals]:
+        return signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+    thread = threading.Thread(target=lambda: masks.append(run_with_timeout(blocked_here, 5.0)))
+    thread.start()
+    thread.join()
+
+    assert signal.SIGALRM in masks[0]  # ran on a worker of the pool
+    assert signal.SIGALRM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # main: not
+
+
 def _lazy_client_module(name: str, lookup: Callable[[], None]) -> tuple[Any, Callable[[], None]]:
     """A client module whose first table entry is looked up through its ``__getattr__``
     (``lookup`` runs there, inside the handler) and whose second entry is a real function."""

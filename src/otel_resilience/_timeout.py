@@ -1144,6 +1144,11 @@ class _Pool:
             raise
 
     def _work(self, job: _Job | None, generation: int) -> None:
+        if _HAS_ITIMER:
+            # The interval timer's SIGALRM goes to any thread that does not block it. Taken by a
+            # worker, its C handler can run after the main thread's call left and gave the
+            # application its handler back, which then gets a tick that was never its own.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {_SIGALRM})
         try:
             while job is not None:
                 job.execute()

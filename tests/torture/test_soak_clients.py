@@ -32,7 +32,7 @@ import otel_resilience
 from faultserver import FaultServer
 from otel_resilience import ReliabilityError, _timeout, resilient_call
 from otel_resilience import _redis as redis_module
-from support import require_binary
+from support import require_binary, without_sigalrm
 
 CALLS = int(os.environ.get("SOAK_CALLS") or (2500 if os.environ.get("CI") == "true" else 1500))
 KEYS = 64
@@ -201,7 +201,9 @@ class _QuietServer(ThreadingHTTPServer):
 @pytest.fixture(scope="module")
 def chat_url() -> Iterator[str]:
     server = _QuietServer(("127.0.0.1", 0), _ChatHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread = threading.Thread(
+        target=without_sigalrm(server.serve_forever), kwargs={"poll_interval": 0.05}
+    )
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/v1"
     server.shutdown()
